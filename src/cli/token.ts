@@ -1,0 +1,44 @@
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { resolveTokenKey } from '../auth/keys.ts';
+import { roles, signToken, type Role } from '../auth/tokens.ts';
+import { ConfigError, loadConfig } from '../config.ts';
+
+const segment = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+function identifier(value: string): string {
+  if (!segment.test(value)) throw new InvalidArgumentError('letters, digits, _ and -, at most 64');
+  return value;
+}
+
+const program = new Command('token')
+  .description('Print a token signed with the configured HS256 secret (AUTH_JWT_SECRET or the development secret in DATA_DIR)')
+  .requiredOption('--tenant <tenant>', 'tenant id', identifier)
+  .requiredOption('--user <id>', 'user id (sub)')
+  .addOption(new Option('--role <role>', 'role').choices(roles).default('viewer'))
+  .option('--name <name>', 'display name')
+  .option('--ttl <span>', 'lifetime, such as 15m, 1h, 7d', '1h')
+  .option('--docs <list>', 'comma-separated <kind>/<id> the token is limited to', (value: string) => value.split(',').filter(Boolean))
+  .action(async (options: { tenant: string; user: string; role: Role; name?: string; ttl: string; docs?: string[] }) => {
+    const config = loadConfig();
+    const key = resolveTokenKey(config);
+    if (key.kind !== 'secret') {
+      throw new ConfigError('tokens for AUTH_PUBLIC_KEY or AUTH_JWKS_URL come from your identity provider; npm run token signs only with AUTH_JWT_SECRET or the development secret');
+    }
+    const token = await signToken(key.secret, {
+      tenant: options.tenant,
+      userId: options.user,
+      role: options.role,
+      name: options.name,
+      docs: options.docs,
+      ttl: options.ttl,
+      issuer: config.AUTH_ISSUER,
+      audience: config.AUTH_AUDIENCE,
+    });
+    console.log(token);
+  });
+
+try {
+  await program.parseAsync();
+} catch (error) {
+  console.error(`token: ${(error as Error).message}`);
+  process.exit(1);
+}

@@ -1,0 +1,56 @@
+import { z } from 'zod';
+
+const optionalText = z
+  .string()
+  .optional()
+  .transform((value) => (value === '' ? undefined : value));
+const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
+
+const environment = z.object({
+  NODE_ENV: z.string().default('development'),
+  PORT: z.coerce.number().int().min(0).max(65535).default(8787),
+  HOST: z.string().default('127.0.0.1'),
+  DATABASE_URL: optionalText,
+  DATA_DIR: z.string().default('./data'),
+  REDIS_URL: optionalText,
+  AUTH_JWT_SECRET: optionalText,
+  AUTH_PUBLIC_KEY: optionalText,
+  AUTH_JWKS_URL: optionalText.pipe(z.url().optional()),
+  AUTH_ISSUER: optionalText,
+  AUTH_AUDIENCE: optionalText,
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Largest WebSocket message accepted; larger ones close the socket (1009). */
+  MAX_MESSAGE_BYTES: positiveInt(4 * 1024 * 1024),
+  /** A checkpoint is written once a document has this many updates after its last one. */
+  CHECKPOINT_EVERY: positiveInt(500),
+  /** Most updates written in one group commit. */
+  COMMIT_BATCH_MAX: positiveInt(2000),
+});
+
+export type Config = z.infer<typeof environment>;
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = environment.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
+    throw new ConfigError(`invalid settings: ${problems.join('; ')}`);
+  }
+  const config = parsed.data;
+  const keys = [config.AUTH_JWT_SECRET, config.AUTH_PUBLIC_KEY, config.AUTH_JWKS_URL].filter(Boolean);
+  if (keys.length > 1) {
+    throw new ConfigError('set only one of AUTH_JWT_SECRET, AUTH_PUBLIC_KEY, AUTH_JWKS_URL');
+  }
+  if (keys.length === 0 && config.NODE_ENV === 'production') {
+    throw new ConfigError(
+      'no token key configured: in production set AUTH_JWT_SECRET, AUTH_PUBLIC_KEY or AUTH_JWKS_URL (the generated development secret is refused when NODE_ENV=production)',
+    );
+  }
+  if (config.AUTH_JWT_SECRET && config.AUTH_JWT_SECRET.length < 32) {
+    throw new ConfigError('AUTH_JWT_SECRET must be at least 32 characters');
+  }
+  return config;
+}

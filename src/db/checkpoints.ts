@@ -1,0 +1,26 @@
+import type { Sql } from './database.ts';
+
+export interface Checkpoint {
+  seq: number;
+  state: Uint8Array;
+}
+
+/** The newest checkpoint at or before `atOrBeforeSeq`. */
+export async function latestCheckpoint(sql: Sql, name: string, atOrBeforeSeq = Number.MAX_SAFE_INTEGER): Promise<Checkpoint | null> {
+  const { rows } = await sql.query<Checkpoint>(
+    `SELECT seq, state FROM document_checkpoints
+     WHERE tenant_id = current_tenant() AND name = $1 AND seq <= $2
+     ORDER BY seq DESC LIMIT 1`,
+    [name, atOrBeforeSeq],
+  );
+  return rows[0] ?? null;
+}
+
+export async function insertCheckpoint(sql: Sql, name: string, checkpoint: Checkpoint): Promise<void> {
+  await sql.query(
+    `INSERT INTO document_checkpoints (tenant_id, name, seq, state)
+     VALUES (current_tenant(), $1, $2, decode($3, 'hex'))
+     ON CONFLICT DO NOTHING`,
+    [name, checkpoint.seq, Buffer.from(checkpoint.state).toString('hex')],
+  );
+}

@@ -1,0 +1,38 @@
+/**
+ * The one small interface every backend implements. Application code only ever
+ * runs inside `transaction(tenant, ...)`: as the runtime role, with the tenant
+ * set for that transaction, so row-level security walls tenants apart.
+ */
+export interface Sql {
+  query<Row = Record<string, unknown>>(text: string, params?: unknown[]): Promise<{ rows: Row[] }>;
+  /** Runs a script of several statements without parameters (migrations). */
+  exec(script: string): Promise<unknown>;
+}
+
+export interface Database {
+  /** Runs `work` in one transaction as `concord_app` with `app.tenant_id` = tenant. */
+  transaction<T>(tenant: string, work: (sql: Sql) => Promise<T>): Promise<T>;
+  /** Runs `work` in one transaction as the connecting (owner) role: migrations only. */
+  ownerTransaction<T>(work: (sql: Sql) => Promise<T>): Promise<T>;
+  /** Resolves when the database answers a trivial query. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * Thrown when the connection failed while COMMIT was in flight: the
+ * transaction may or may not have landed, and the caller must find out.
+ */
+export class AmbiguousCommitError extends Error {
+  constructor(cause: unknown) {
+    super('the connection failed during COMMIT; the outcome is unknown', { cause });
+    this.name = 'AmbiguousCommitError';
+  }
+}
+
+export const RUNTIME_ROLE = 'concord_app';
+
+export async function enterTenant(sql: Sql, tenant: string): Promise<void> {
+  await sql.query(`SET LOCAL ROLE ${RUNTIME_ROLE}`);
+  await sql.query(`SELECT set_config('app.tenant_id', $1, true)`, [tenant]);
+}

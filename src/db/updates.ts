@@ -1,0 +1,86 @@
+import type { Sql } from './database.ts';
+import type { DocumentName } from '../documents/name.ts';
+
+export type UpdateOrigin = 'client' | 'api' | 'restore';
+
+export interface NewUpdate {
+  document: DocumentName;
+  update: Uint8Array;
+  userId: string;
+  origin: UpdateOrigin;
+}
+
+export interface LoggedUpdate {
+  seq: number;
+  update: Uint8Array;
+}
+
+/**
+ * Appends updates of one tenant in one statement and returns their seqs, in
+ * input order. The seqs come from bumping `documents.version`, which locks the
+ * document row until commit: a second writer of the same document (another
+ * instance) waits, then continues after our last seq, so seqs never collide
+ * and never leave a gap. Rows are locked in name order to avoid deadlocks.
+ */
+export async function appendUpdates(sql: Sql, updates: NewUpdate[]): Promise<number[]> {
+  const { rows } = await sql.query<{ name: string; seq: number }>(
+    `WITH batch AS (
+       SELECT t.*, row_number() OVER (PARTITION BY t.name ORDER BY t.ord) AS rn,
+              count(*) OVER (PARTITION BY t.name) AS n
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+            WITH ORDINALITY AS t(name, kind, doc_id, update_hex, user_id, origin, ord)
+     ),
+     bumped AS (
+       INSERT INTO documents AS d (tenant_id, name, kind, doc_id, version)
+       SELECT DISTINCT ON (name) current_tenant(), name, kind, doc_id, n FROM batch ORDER BY name
+       ON CONFLICT (tenant_id, name)
+         DO UPDATE SET version = d.version + EXCLUDED.version, updated_at = now()
+       RETURNING d.name, d.version
+     )
+     INSERT INTO document_updates (tenant_id, name, seq, update, user_id, origin)
+     SELECT current_tenant(), b.name, bumped.version - b.n + b.rn, decode(b.update_hex, 'hex'), b.user_id, b.origin
+     FROM batch b JOIN bumped ON bumped.name = b.name
+     RETURNING name, seq`,
+    [
+      updates.map((u) => u.document.name),
+      updates.map((u) => u.document.kind),
+      updates.map((u) => u.document.id),
+      updates.map((u) => Buffer.from(u.update).toString('hex')),
+      updates.map((u) => u.userId),
+      updates.map((u) => u.origin),
+    ],
+  );
+  const seqsByName = new Map<string, number[]>();
+  for (const row of rows) {
+    const seqs = seqsByName.get(row.name) ?? [];
+    seqs.push(row.seq);
+    seqsByName.set(row.name, seqs);
+  }
+  for (const seqs of seqsByName.values()) seqs.sort((a, b) => a - b);
+  return updates.map((u) => seqsByName.get(u.document.name)!.shift()!);
+}
+
+/** Updates of a document with seq in (afterSeq, uptoSeq], in order. */
+export async function readUpdates(sql: Sql, name: string, afterSeq: number, uptoSeq = Number.MAX_SAFE_INTEGER): Promise<LoggedUpdate[]> {
+  const { rows } = await sql.query<LoggedUpdate>(
+    `SELECT seq, update FROM document_updates
+     WHERE tenant_id = current_tenant() AND name = $1 AND seq > $2 AND seq <= $3
+     ORDER BY seq`,
+    [name, afterSeq, uptoSeq],
+  );
+  return rows;
+}
+
+/**
+ * The seq under which this exact update was logged after `afterSeq`, if it was.
+ * Settles a commit whose outcome was lost with the connection.
+ */
+export async function findLoggedUpdate(sql: Sql, name: string, afterSeq: number, update: Uint8Array): Promise<number | null> {
+  const { rows } = await sql.query<{ seq: number }>(
+    `SELECT seq FROM document_updates
+     WHERE tenant_id = current_tenant() AND name = $1 AND seq > $2 AND update = decode($3, 'hex')
+     ORDER BY seq LIMIT 1`,
+    [name, afterSeq, Buffer.from(update).toString('hex')],
+  );
+  return rows[0]?.seq ?? null;
+}

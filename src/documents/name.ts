@@ -1,0 +1,30 @@
+import { ConcordError } from '../errors.ts';
+
+export const documentKinds = ['quote', 'report'] as const;
+export type DocumentKind = (typeof documentKinds)[number];
+
+export interface DocumentName {
+  tenant: string;
+  kind: DocumentKind;
+  id: string;
+  /** `<tenant>/<kind>/<id>` */
+  name: string;
+}
+
+const segment = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+
+function isKind(kind: string): kind is DocumentKind {
+  return (documentKinds as readonly string[]).includes(kind);
+}
+
+export function parseDocumentName(name: string): DocumentName {
+  const parts = name.split('/');
+  const [tenant, kind, id] = parts;
+  if (parts.length !== 3 || !segment.test(tenant!) || !segment.test(id!)) {
+    throw new ConcordError('bad-document-name', `"${name.slice(0, 200)}" is not <tenant>/<kind>/<id> (tenant and id: letters, digits, _ and -, at most 64)`);
+  }
+  if (!isKind(kind!)) {
+    throw new ConcordError('unknown-kind', `"${kind!.slice(0, 64)}" is not a document kind (${documentKinds.join(', ')})`);
+  }
+  return { tenant: tenant!, kind, id: id!, name };
+}

@@ -1,0 +1,68 @@
+import { Hono } from 'hono';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import { ConcordError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import type { Metrics } from '../metrics.ts';
+
+export interface HttpDependencies {
+  log: Logger;
+  metrics: Metrics;
+  /** Named checks behind /readyz; each resolves when its service answers. */
+  readiness: Record<string, () => Promise<void>>;
+  /** Brings gauges up to date just before a scrape. */
+  refreshGauges(): void;
+}
+
+const READINESS_TIMEOUT_MS = 2_000;
+
+function errorBody(code: string, message: string) {
+  return { error: { code, message } };
+}
+
+export function createHttpApp({ log, metrics, readiness, refreshGauges }: HttpDependencies): Hono {
+  const app = new Hono();
+
+  app.get('/healthz', (c) => c.json({ status: 'ok' }));
+
+  app.get('/readyz', async (c) => {
+    const results = await Promise.all(
+      Object.entries(readiness).map(async ([name, check]) => [name, await answers(check)] as const),
+    );
+    const down = results.filter(([, up]) => !up).map(([name]) => name);
+    const checks = Object.fromEntries(results.map(([name, up]) => [name, up ? 'up' : 'down']));
+    if (down.length === 0) return c.json({ status: 'ready', checks });
+    return c.json({ ...errorBody('not-ready', `${down.join(' and ')} ${down.length > 1 ? 'are' : 'is'} down`), checks }, 503);
+  });
+
+  app.get('/metrics', async (c) => {
+    refreshGauges();
+    return c.body(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType });
+  });
+
+  app.notFound((c) => c.json(errorBody('not-found', `no route for ${c.req.method} ${c.req.path}`), 404));
+
+  app.onError((error, c) => {
+    if (error instanceof ConcordError) {
+      return c.json({ error: error.toJSON() }, error.status as ContentfulStatusCode);
+    }
+    log.error({ err: error, code: 'internal', path: c.req.path }, 'request failed');
+    return c.json(errorBody('internal', 'the server failed to handle this request'), 500);
+  });
+
+  return app;
+}
+
+async function answers(check: () => Promise<void>): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error('timed out')), READINESS_TIMEOUT_MS);
+  });
+  try {
+    await Promise.race([check(), timeout]);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    clearTimeout(timer);
+  }
+}

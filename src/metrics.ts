@@ -1,0 +1,36 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Everything Concord measures, on one registry served at GET /metrics. */
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'concord_' });
+  const registers = [registry];
+  return {
+    registry,
+    openConnections: new Gauge({ name: 'concord_open_connections', help: 'Open WebSocket connections', registers }),
+    loadedDocuments: new Gauge({ name: 'concord_loaded_documents', help: 'Documents loaded in memory', registers }),
+    updatesReceived: new Counter({ name: 'concord_updates_received_total', help: 'Document updates received from clients and applied', registers }),
+    updatesPersisted: new Counter({ name: 'concord_updates_persisted_total', help: 'Document updates committed to document_updates', registers }),
+    ackLatency: new Histogram({
+      name: 'concord_ack_latency_seconds',
+      help: 'From an update message arriving to its acknowledgement being sent (after commit)',
+      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+      registers,
+    }),
+    commitBatchSize: new Histogram({
+      name: 'concord_commit_batch_updates',
+      help: 'Updates written per group commit',
+      buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000],
+      registers,
+    }),
+    persistenceErrors: new Counter({
+      name: 'concord_persistence_errors_total',
+      help: 'Failed writes to Postgres (retried), by operation',
+      labelNames: ['operation'] as const,
+      registers,
+    }),
+    refusals: new Counter({ name: 'concord_refusals_total', help: 'Refused connections, messages and requests, by code', labelNames: ['code'] as const, registers }),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

@@ -1,0 +1,79 @@
+import {
+  isTransactionOrigin,
+  type afterLoadDocumentPayload,
+  type afterUnloadDocumentPayload,
+  type beforeHandleMessagePayload,
+  type beforeUnloadDocumentPayload,
+  type Extension,
+} from '@hocuspocus/server';
+import type { ConnectionContext } from '../context.ts';
+import { parseDocumentName, type DocumentName } from '../documents/name.ts';
+import type { Logger } from '../log.ts';
+import type { Metrics } from '../metrics.ts';
+import { assertValidUpdate, readFrame } from '../protocol.ts';
+import { AckGatedSocket } from './acknowledgements.ts';
+import type { DocumentStore } from './document-store.ts';
+import type { UpdateLog } from './update-log.ts';
+
+/**
+ * Puts every client update into the durable log and holds its
+ * acknowledgement until it is committed. Broadcasting to other clients and
+ * handling the sender's next messages never wait for Postgres.
+ */
+export class Persistence implements Extension {
+  extensionName = 'concord-persistence';
+
+  private readonly updateLog: UpdateLog;
+  private readonly store: DocumentStore;
+  private readonly log: Logger;
+  private readonly metrics: Metrics;
+
+  constructor(updateLog: UpdateLog, store: DocumentStore, log: Logger, metrics: Metrics) {
+    this.updateLog = updateLog;
+    this.store = store;
+    this.log = log;
+    this.metrics = metrics;
+  }
+
+  /** Refuses malformed frames and updates before they are applied; marks writes for the ack gate. */
+  async beforeHandleMessage({ connection, update }: beforeHandleMessagePayload): Promise<void> {
+    const frame = readFrame(update);
+    if (!frame.update) return;
+    assertValidUpdate(frame.update);
+    if (!connection.readOnly && connection.webSocket instanceof AckGatedSocket) {
+      connection.webSocket.expectWrite(connection.messageAddress);
+    }
+  }
+
+  async afterLoadDocument({ document }: afterLoadDocumentPayload): Promise<void> {
+    const name = parseDocumentName(document.name);
+    document.on('update', (update: Uint8Array, origin: unknown) => this.logUpdate(name, update, origin));
+  }
+
+  /** Belt and braces to the store hook: a document with uncommitted updates stays loaded. */
+  async beforeUnloadDocument({ documentName }: beforeUnloadDocumentPayload): Promise<void> {
+    if (this.updateLog.hasPending(documentName)) {
+      throw new Error(`${documentName} still has updates that are not committed`);
+    }
+  }
+
+  async afterUnloadDocument({ documentName }: afterUnloadDocumentPayload): Promise<void> {
+    this.store.unloaded(parseDocumentName(documentName));
+  }
+
+  // Runs inside Y.applyUpdate, where y-protocols swallows exceptions: it must not throw.
+  private logUpdate(document: DocumentName, update: Uint8Array, origin: unknown): void {
+    if (!isTransactionOrigin(origin) || origin.source !== 'connection') return;
+    try {
+      const { principal } = origin.connection.context as ConnectionContext;
+      this.metrics.updatesReceived.inc();
+      const committed = this.updateLog.append({ document, update, userId: principal.userId, origin: 'client' });
+      const socket = origin.connection.webSocket;
+      if (socket instanceof AckGatedSocket) socket.holdUntil(origin.connection.messageAddress, committed);
+      committed.catch(() => {}); // the ack gate reacts to a failure; nothing else awaits this
+    } catch (error) {
+      this.log.error({ err: error, code: 'update-not-logged', document: document.name }, 'an update could not be queued for the log');
+      origin.connection.close({ code: 4500, reason: 'storage-unavailable' });
+    }
+  }
+}

@@ -1,0 +1,47 @@
+import { MessageType } from '@hocuspocus/server';
+import * as decoding from 'lib0/decoding';
+import { messageYjsSyncStep2, messageYjsUpdate } from 'y-protocols/sync';
+import * as Y from 'yjs';
+import { ConcordError } from './errors.ts';
+
+/** The parts of a Hocuspocus frame Concord looks at: `<address><type>[<sync step><update>]`. */
+export interface Frame {
+  address: string;
+  type: number;
+  /** A Yjs update carried by a sync step 2 or update message: the client writes. */
+  update?: Uint8Array;
+}
+
+export function readFrame(bytes: Uint8Array): Frame {
+  try {
+    const decoder = decoding.createDecoder(bytes);
+    const address = decoding.readVarString(decoder);
+    const type = decoding.readVarUint(decoder);
+    if (type !== MessageType.Sync && type !== MessageType.SyncReply) return { address, type };
+    const step = decoding.readVarUint(decoder);
+    const carriesUpdate = step === messageYjsSyncStep2 || step === messageYjsUpdate;
+    return carriesUpdate ? { address, type, update: decoding.readVarUint8Array(decoder) } : { address, type };
+  } catch (error) {
+    throw new ConcordError('bad-frame', 'the message is not a well-formed Hocuspocus frame', { cause: error });
+  }
+}
+
+/** Fully decodes a Yjs update so that garbage is refused before it reaches the document. */
+export function assertValidUpdate(update: Uint8Array): void {
+  try {
+    Y.decodeUpdate(update);
+  } catch (error) {
+    throw new ConcordError('bad-update', 'the update is not a valid Yjs update; it was not applied', { cause: error });
+  }
+}
+
+/** The message type of an outgoing frame, or undefined if it cannot be read. */
+export function outgoingType(bytes: Uint8Array): { address: string; type: number } | undefined {
+  try {
+    const decoder = decoding.createDecoder(bytes);
+    const address = decoding.readVarString(decoder);
+    return { address, type: decoding.readVarUint(decoder) };
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,126 @@
+import { createServer, type IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { Database as DatabaseExtension } from '@hocuspocus/extension-database';
+import { Hocuspocus } from '@hocuspocus/server';
+import { getRequestListener } from '@hono/node-server';
+import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import { Authorization } from './auth/extension.ts';
+import { resolveTokenKey } from './auth/keys.ts';
+import { createTokenVerifier } from './auth/tokens.ts';
+import type { Config } from './config.ts';
+import type { Database } from './db/database.ts';
+import { migrate } from './db/migrate.ts';
+import { createPgliteDatabase } from './db/pglite.ts';
+import { createPostgresDatabase } from './db/postgres.ts';
+import { parseDocumentName } from './documents/name.ts';
+import { createHttpApp } from './http/app.ts';
+import type { Logger } from './log.ts';
+import { createMetrics } from './metrics.ts';
+import { AckGatedSocket } from './persistence/acknowledgements.ts';
+import { Checkpointer } from './persistence/checkpoints.ts';
+import { DocumentStore } from './persistence/document-store.ts';
+import { Persistence } from './persistence/extension.ts';
+import { UpdateLog } from './persistence/update-log.ts';
+
+const SHUTDOWN_DRAIN_MS = 10_000;
+
+export async function openDatabase(config: Config, log: Logger): Promise<Database> {
+  if (config.DATABASE_URL) return createPostgresDatabase(config.DATABASE_URL, log);
+  return createPgliteDatabase(join(config.DATA_DIR, 'pgdata'));
+}
+
+/** The composition root: every concern is built and registered here, once. */
+export async function createConcord(config: Config, log: Logger) {
+  const metrics = createMetrics();
+  const db = await openDatabase(config, log);
+  await migrate(db);
+
+  const checkpointer = new Checkpointer(db, config.CHECKPOINT_EVERY, log, metrics);
+  const updateLog = new UpdateLog({
+    db,
+    log,
+    metrics,
+    batchMax: config.COMMIT_BATCH_MAX,
+    onCommitted: (committed) => committed.forEach(({ document, seq }) => checkpointer.advance(document, seq)),
+  });
+  const store = new DocumentStore(db, updateLog, checkpointer);
+  const verify = createTokenVerifier(resolveTokenKey(config), { issuer: config.AUTH_ISSUER, audience: config.AUTH_AUDIENCE });
+
+  const hocuspocus = new Hocuspocus({
+    quiet: true,
+    extensions: [
+      new Authorization(verify, log, metrics),
+      new Persistence(updateLog, store, log, metrics),
+      new DatabaseExtension({
+        fetch: ({ documentName }) => store.load(parseDocumentName(documentName)),
+        store: ({ documentName }) => store.store(parseDocumentName(documentName)),
+      }),
+    ],
+  });
+
+  const app = createHttpApp({
+    log,
+    metrics,
+    readiness: {
+      postgres: async () => {
+        await db.ping();
+        if (!updateLog.healthy) throw new Error('update log writes are failing');
+      },
+    },
+    refreshGauges() {
+      metrics.openConnections.set(hocuspocus.getConnectionsCount());
+      metrics.loadedDocuments.set(hocuspocus.getDocumentsCount());
+    },
+  });
+  const httpServer = createServer(getRequestListener(app.fetch));
+  const sockets = new WebSocketServer({ noServer: true, maxPayload: config.MAX_MESSAGE_BYTES });
+
+  function accept(ws: WebSocket, request: IncomingMessage): void {
+    const client = hocuspocus.handleConnection(new AckGatedSocket(ws, metrics), toFetchRequest(request));
+    ws.on('message', (data: RawData, isBinary: boolean) => {
+      if (!isBinary) return ws.close(1003, 'bad-frame');
+      client.handleMessage(new Uint8Array(data as Buffer));
+    });
+    ws.on('close', (code, reason) => client.handleClose({ code, reason: reason.toString() }));
+    ws.on('error', (error) => log.info({ err: error, code: 'socket-error' }, 'WebSocket error'));
+  }
+
+  httpServer.on('upgrade', (request, socket, head) => {
+    socket.on('error', () => socket.destroy());
+    sockets.handleUpgrade(request, socket, head, (ws) => accept(ws, request));
+  });
+
+  return {
+    db,
+    hocuspocus,
+
+    listen(): Promise<AddressInfo> {
+      return new Promise((resolve, reject) => {
+        httpServer.once('error', reject);
+        httpServer.listen(config.PORT, config.HOST, () => resolve(httpServer.address() as AddressInfo));
+      });
+    },
+
+    /** Stops taking work, gives queued updates a bounded time to commit, then closes. */
+    async close(): Promise<void> {
+      httpServer.close();
+      for (const ws of sockets.clients) ws.close(1012, 'server restarting');
+      hocuspocus.closeConnections();
+      await Promise.race([updateLog.whenDrained(), new Promise((resolve) => setTimeout(resolve, SHUTDOWN_DRAIN_MS).unref())]);
+      updateLog.close();
+      checkpointer.close();
+      await db.close();
+    },
+  };
+}
+
+export type Concord = Awaited<ReturnType<typeof createConcord>>;
+
+function toFetchRequest(request: IncomingMessage): Request {
+  const headers = new Headers();
+  for (const [key, value] of Object.entries(request.headers)) {
+    if (value !== undefined) headers.set(key, Array.isArray(value) ? value.join(', ') : value);
+  }
+  return new Request(new URL(request.url ?? '/', `http://${request.headers.host ?? 'localhost'}`), { headers });
+}
