@@ -1,0 +1,132 @@
+import { HocuspocusProvider, HocuspocusProviderWebsocket } from '@hocuspocus/provider';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as Y from 'yjs';
+import { acknowledged, connect, refusal, synced, waitFor } from './support/clients.ts';
+import { createStorage, type TestStorage } from './support/database.ts';
+import { startServer, type ServerProcess } from './support/server.ts';
+import { token } from './support/tokens.ts';
+
+let storage: TestStorage;
+let server: ServerProcess;
+
+beforeAll(async () => {
+  storage = await createStorage();
+  server = await startServer(storage.env);
+});
+afterAll(async () => {
+  await server?.stop();
+  await storage?.drop();
+});
+
+describe('refusals reach a real provider with their own reason', () => {
+  it('bad-token: a token that is not a JWT, or signed with another key', async () => {
+    expect(await refusal(server.wsUrl, 'acme/quote/q1', 'not-a-token')).toBe('bad-token');
+    expect(await refusal(server.wsUrl, 'acme/quote/q1', await token({ secret: 'another-secret-another-secret-0000' }))).toBe('bad-token');
+  });
+
+  it('bad-token: a token without the tenant claim', async () => {
+    expect(await refusal(server.wsUrl, 'acme/quote/q1', await token({ tenant: '' }))).toBe('bad-token');
+  });
+
+  it('token-expired: a token past its exp', async () => {
+    expect(await refusal(server.wsUrl, 'acme/quote/q1', await token({ expiresIn: -60 }))).toBe('token-expired');
+  });
+
+  it('wrong-tenant: a document of another tenant', async () => {
+    expect(await refusal(server.wsUrl, 'globex/quote/q1', await token({ tenant: 'acme' }))).toBe('wrong-tenant');
+  });
+
+  it('not-allowed: a document outside the token\'s docs list', async () => {
+    const limited = await token({ docs: ['quote/q1'] });
+    expect(await refusal(server.wsUrl, 'acme/quote/q2', limited)).toBe('not-allowed');
+    const allowed = connect(server.wsUrl, 'acme/quote/q1', limited);
+    await synced(allowed);
+    allowed.provider.destroy();
+  });
+
+  it('bad-document-name and unknown-kind', async () => {
+    const valid = await token();
+    expect(await refusal(server.wsUrl, 'acme/quote', valid)).toBe('bad-document-name');
+    expect(await refusal(server.wsUrl, 'acme/quote/has space', valid)).toBe('bad-document-name');
+    expect(await refusal(server.wsUrl, `acme/quote/${'x'.repeat(65)}`, valid)).toBe('bad-document-name');
+    expect(await refusal(server.wsUrl, 'acme/invoice/i1', valid)).toBe('unknown-kind');
+  });
+
+  it.each(['viewer', 'commenter'])('read-only: a %s cannot change a document and is told why', async (role) => {
+    const name = `acme/quote/read-only-${role}`;
+    const editor = connect(server.wsUrl, name, await token({ sub: 'erin', role: 'editor' }));
+    const reader = connect(server.wsUrl, name, await token({ sub: 'vic', role }));
+    await Promise.all([synced(editor), synced(reader)]);
+
+    reader.doc.getMap('quote').set('title', 'changed by a reader');
+    const refused = await waitFor('refusal', () => reader.stateless.find((message) => message.type === 'concord:refused'));
+    expect(refused).toMatchObject({ code: 'read-only' });
+    // Never acknowledged: the provider keeps the change as unsynced.
+    expect(reader.provider.unsyncedChanges).toBeGreaterThan(0);
+
+    editor.doc.getMap('quote').set('status', 'draft');
+    await acknowledged(editor);
+    await waitFor('editor change at reader', () => reader.doc.getMap('quote').get('status') === 'draft');
+    expect(editor.doc.getMap('quote').get('title')).toBeUndefined();
+    editor.provider.destroy();
+    reader.provider.destroy();
+
+    const fresh = connect(server.wsUrl, name, await token({ sub: 'fay' }));
+    await synced(fresh);
+    expect(fresh.doc.getMap('quote').toJSON()).toEqual({ status: 'draft' });
+    fresh.provider.destroy();
+  });
+});
+
+describe('a connection does not outlive its token', () => {
+  it('closes the document with token-expired at exp', async () => {
+    const client = connect(server.wsUrl, 'acme/quote/expiring', await token({ expiresIn: 2 }));
+    await synced(client);
+    await waitFor('close at expiry', () => client.closeReasons.includes('token-expired'), 8_000);
+    client.provider.destroy();
+  });
+});
+
+describe('every document on a multiplexed socket is authorized on its own', () => {
+  it('refuses the foreign document and keeps serving the allowed one', async () => {
+    const socket = new HocuspocusProviderWebsocket({ url: server.wsUrl });
+    const acmeToken = await token({ tenant: 'acme' });
+    const mine = new HocuspocusProvider({ websocketProvider: socket, name: 'acme/quote/shared-socket', token: acmeToken, document: new Y.Doc() });
+    let foreignReason = '';
+    const foreign = new HocuspocusProvider({
+      websocketProvider: socket,
+      name: 'globex/quote/shared-socket',
+      token: acmeToken,
+      document: new Y.Doc(),
+      onAuthenticationFailed: ({ reason }) => (foreignReason = reason),
+    });
+    mine.attach();
+    foreign.attach();
+    await waitFor('foreign refusal', () => foreignReason);
+    expect(foreignReason).toBe('wrong-tenant');
+    await waitFor('own document synced', () => mine.isSynced);
+    mine.document.getMap('quote').set('title', 'still served');
+    await waitFor('ack on the shared socket', () => mine.unsyncedChanges === 0);
+    expect(foreign.isSynced).toBe(false);
+    mine.destroy();
+    foreign.destroy();
+    socket.destroy();
+  });
+});
+
+describe('HTTP', () => {
+  it('answers /healthz, /readyz and /metrics, and a JSON 404', async () => {
+    expect((await server.get('/healthz')).status).toBe(200);
+    const ready = await server.get('/readyz');
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toMatchObject({ checks: { postgres: 'up' } });
+    const metrics = await (await server.get('/metrics')).text();
+    for (const name of ['concord_open_connections', 'concord_loaded_documents', 'concord_updates_received_total', 'concord_updates_persisted_total', 'concord_ack_latency_seconds_bucket', 'concord_persistence_errors_total']) {
+      expect(metrics).toContain(name);
+    }
+    expect(metrics).toMatch(/concord_refusals_total\{code="wrong-tenant"\} [1-9]/);
+    const missing = await server.get('/nope');
+    expect(missing.status).toBe(404);
+    expect(await missing.json()).toEqual({ error: { code: 'not-found', message: expect.any(String) } });
+  });
+});

@@ -1,0 +1,54 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+
+/**
+ * Where a test's server keeps its data: a fresh PostgreSQL database when
+ * TEST_DATABASE_URL is set (created here, dropped by `drop`), else a fresh
+ * DATA_DIR for the embedded PGlite.
+ */
+export interface TestStorage {
+  kind: 'postgres' | 'pglite';
+  dataDir: string;
+  databaseUrl?: string;
+  /** The env a server started on this storage needs. */
+  env: Record<string, string>;
+  drop(): Promise<void>;
+}
+
+export const postgresUrl = process.env.TEST_DATABASE_URL || undefined;
+
+export async function createStorage(kind: 'postgres' | 'pglite' = postgresUrl ? 'postgres' : 'pglite'): Promise<TestStorage> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'concord-test-'));
+  if (kind === 'pglite') {
+    return { kind, dataDir, env: { DATA_DIR: dataDir }, drop: async () => rmSync(dataDir, { recursive: true, force: true }) };
+  }
+  if (!postgresUrl) throw new Error('TEST_DATABASE_URL is not set');
+  const database = `concord_test_${randomBytes(6).toString('hex')}`;
+  await adminQuery(`CREATE DATABASE ${database}`);
+  const url = new URL(postgresUrl);
+  url.pathname = `/${database}`;
+  const databaseUrl = url.toString();
+  return {
+    kind,
+    dataDir,
+    databaseUrl,
+    env: { DATA_DIR: dataDir, DATABASE_URL: databaseUrl },
+    async drop() {
+      await adminQuery(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function adminQuery(text: string): Promise<void> {
+  const client = new pg.Client({ connectionString: postgresUrl });
+  await client.connect();
+  try {
+    await client.query(text);
+  } finally {
+    await client.end();
+  }
+}

@@ -1,0 +1,81 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import { TEST_SECRET } from './tokens.ts';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const START_TIMEOUT_MS = 30_000;
+
+/** A Concord server in its own process, started exactly as `npm start` starts it. */
+export class ServerProcess {
+  readonly env: Record<string, string>;
+  private child: ChildProcess | undefined;
+  private output = '';
+  port = 0;
+
+  constructor(env: Record<string, string>) {
+    this.env = env;
+  }
+
+  get wsUrl(): string {
+    return `ws://127.0.0.1:${this.port}`;
+  }
+
+  get httpUrl(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** Everything the process printed so far. */
+  get logs(): string {
+    return this.output;
+  }
+
+  async start(): Promise<this> {
+    const child = spawn(process.execPath, ['src/main.ts'], {
+      cwd: root,
+      // Keep the port across restarts so reconnecting providers find the server again.
+      env: { ...process.env, AUTH_JWT_SECRET: TEST_SECRET, LOG_LEVEL: 'info', PORT: String(this.port), HOST: '127.0.0.1', ...this.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.child = child;
+    const listening = new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`server did not start:\n${this.output}`)), START_TIMEOUT_MS);
+      child.stdout!.on('data', (chunk: Buffer) => {
+        this.output += chunk.toString();
+        const match = /"port":(\d+).*Concord listening/.exec(this.output);
+        if (match) {
+          clearTimeout(timer);
+          resolve(Number(match[1]));
+        }
+      });
+      child.stderr!.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`server exited with ${code} before listening:\n${this.output}`));
+      });
+    });
+    this.port = await listening;
+    return this;
+  }
+
+  /** Ends the process with `signal` (SIGKILL: no chance to flush anything). */
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = once(child, 'exit');
+    child.kill(signal);
+    await exited;
+  }
+
+  get running(): boolean {
+    return !!this.child && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  async get(path: string, token?: string): Promise<Response> {
+    return fetch(this.httpUrl + path, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+  }
+}
+
+export async function startServer(env: Record<string, string>): Promise<ServerProcess> {
+  return new ServerProcess(env).start();
+}
