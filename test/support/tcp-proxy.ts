@@ -1,0 +1,55 @@
+import { createConnection, createServer, type Socket } from 'node:net';
+
+/**
+ * A loopback TCP proxy in front of PostgreSQL, so a test can take the database
+ * away from one server process (every connection cut, new ones refused) and
+ * give it back, without stopping the PostgreSQL other tests use.
+ */
+export class TcpProxy {
+  private readonly sockets = new Set<Socket>();
+  private readonly server = createServer((client) => this.accept(client));
+  private up = true;
+  port = 0;
+
+  private readonly target: { host: string; port: number };
+
+  constructor(target: { host: string; port: number }) {
+    this.target = target;
+  }
+
+  async listen(): Promise<this> {
+    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
+    this.port = (this.server.address() as { port: number }).port;
+    return this;
+  }
+
+  cut(): void {
+    this.up = false;
+    for (const socket of this.sockets) socket.destroy();
+  }
+
+  restore(): void {
+    this.up = true;
+  }
+
+  async close(): Promise<void> {
+    this.cut();
+    await new Promise((resolve) => this.server.close(resolve));
+  }
+
+  private accept(client: Socket): void {
+    if (!this.up) return void client.destroy();
+    const upstream = createConnection(this.target);
+    for (const socket of [client, upstream]) {
+      this.sockets.add(socket);
+      socket.on('error', () => {});
+      socket.on('close', () => {
+        this.sockets.delete(socket);
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+  }
+}
