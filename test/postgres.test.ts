@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
-import { acknowledged, connect, synced, waitFor, type Client } from './support/clients.ts';
+import { acknowledged, connect, refusal, synced, waitFor, type Client } from './support/clients.ts';
 import { createStorage, postgresUrl } from './support/database.ts';
 import { loggedUpdates, openTestDatabase } from './support/inspect.ts';
 import { ServerProcess } from './support/server.ts';
@@ -66,6 +66,38 @@ describe('with a real PostgreSQL', () => {
     expect(rows.map((row) => row.seq)).toEqual(Array.from({ length: rows.length }, (_, i) => i + 1));
     expect(appendedValues(rows.map((row) => row.update))).toEqual(Array.from({ length: 31 }, (_, i) => i));
     alice.provider.destroy();
+    bob.provider.destroy();
+  });
+
+  it('a document holding uncommitted updates stays loaded until they are committed; loading meanwhile is refused clearly', async ({ skip }) => {
+    skip(!!skipReason, skipReason);
+    const storage = await createStorage('postgres');
+    cleanups.push(() => storage.drop());
+    const target = new URL(storage.databaseUrl!);
+    const proxy = await new TcpProxy({ host: target.hostname, port: Number(target.port || 5432) }).listen();
+    cleanups.push(() => proxy.close());
+    target.hostname = '127.0.0.1';
+    target.port = String(proxy.port);
+    const server = await new ServerProcess({ ...storage.env, DATABASE_URL: target.toString() }).start();
+    cleanups.push(() => server.stop('SIGKILL'));
+    const loadedDocuments = async () => Number(/^concord_loaded_documents (\d+)/m.exec(await server.get('/metrics').then((r) => r.text()))![1]);
+
+    const name = 'acme/quote/unload';
+    const alice = connect(server.wsUrl, name, await token({ sub: 'alice' }));
+    await synced(alice);
+    proxy.cut();
+    alice.doc.getMap('quote').set('title', 'written while Postgres was away');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    alice.provider.destroy();
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    expect(await loadedDocuments()).toBe(1);
+    expect(await refusal(server.wsUrl, 'acme/quote/another', await token())).toBe('storage-unavailable');
+
+    proxy.restore();
+    await waitFor('unload after commit', async () => (await loadedDocuments()) === 0, 20_000);
+    const bob = connect(server.wsUrl, name, await token({ sub: 'bob' }));
+    await synced(bob);
+    expect(bob.doc.getMap('quote').get('title')).toBe('written while Postgres was away');
     bob.provider.destroy();
   });
 

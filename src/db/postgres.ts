@@ -17,39 +17,51 @@ export function createPostgresDatabase(url: string, log: Logger): Database {
   // the pool's 'error' event would end the process.
   pool.on('error', (error) => log.warn({ err: error, code: 'postgres-idle-error' }, 'idle Postgres connection failed'));
 
-  async function run<T>(enter: (sql: Sql) => Promise<void>, work: (sql: Sql) => Promise<T>): Promise<T> {
+  /**
+   * Checks a client out with an 'error' listener of its own (a checked-out
+   * client whose connection dies between queries emits 'error', which unheard
+   * would end the process). After any failure the connection is discarded,
+   * which also rolls back whatever transaction it had open.
+   */
+  async function withClient<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     const client = await pool.connect();
-    const sql: Sql = { query: (text, params) => client.query(text, params) as never, exec: (script) => client.query(script) };
     let broken = false;
+    const markBroken = () => {
+      broken = true;
+    };
+    client.on('error', markBroken);
     try {
+      return await work(client);
+    } catch (error) {
+      broken = true;
+      throw error;
+    } finally {
+      client.off('error', markBroken);
+      client.release(broken);
+    }
+  }
+
+  function run<T>(enter: (sql: Sql) => Promise<void>, work: (sql: Sql) => Promise<T>): Promise<T> {
+    return withClient(async (client) => {
+      const sql: Sql = { query: (text, params) => client.query(text, params) as never, exec: (script) => client.query(script) };
       await client.query('BEGIN');
       await enter(sql);
       const result = await work(sql);
       try {
         await client.query('COMMIT');
       } catch (error) {
-        broken = true;
-        throw new AmbiguousCommitError(error);
+        // Postgres answered with an error: the transaction surely rolled back.
+        // Anything else (the connection failed) leaves the outcome unknown.
+        throw error instanceof pg.DatabaseError ? error : new AmbiguousCommitError(error);
       }
       return result;
-    } catch (error) {
-      if (!broken) {
-        await client.query('ROLLBACK').catch(() => {
-          broken = true;
-        });
-      }
-      throw error;
-    } finally {
-      client.release(broken);
-    }
+    });
   }
 
   return {
     transaction: (tenant, work) => run((sql) => enterTenant(sql, tenant), work),
     ownerTransaction: (work) => run(async () => {}, work),
-    async ping() {
-      await pool.query('SELECT 1');
-    },
+    ping: () => withClient(async (client) => void (await client.query('SELECT 1'))),
     close: () => pool.end(),
   };
 }

@@ -11,6 +11,7 @@ export class ServerProcess {
   readonly env: Record<string, string>;
   private child: ChildProcess | undefined;
   private output = '';
+  private stopping = false;
   port = 0;
 
   constructor(env: Record<string, string>) {
@@ -49,9 +50,11 @@ export class ServerProcess {
         }
       });
       child.stderr!.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
-      child.once('exit', (code) => {
+      child.once('exit', (code, signal) => {
         clearTimeout(timer);
         reject(new Error(`server exited with ${code} before listening:\n${this.output}`));
+        // A server that dies on its own is a bug worth seeing in the test output.
+        if (this.port && signal === null && !this.stopping) console.error(`server on port ${this.port} exited with ${code}:\n${this.output}`);
       });
     });
     this.port = await listening;
@@ -63,8 +66,10 @@ export class ServerProcess {
     const child = this.child;
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
     const exited = once(child, 'exit');
+    this.stopping = true;
     child.kill(signal);
     await exited;
+    this.stopping = false;
   }
 
   get running(): boolean {
