@@ -24,18 +24,24 @@ function appendedValues(updates: Uint8Array[]): number[] {
   return values;
 }
 
+/** A server on a fresh database that it reaches only through a proxy the test can cut. */
+async function serverBehindProxy() {
+  const storage = await createStorage('postgres');
+  cleanups.push(() => storage.drop());
+  const target = new URL(storage.databaseUrl!);
+  const proxy = await new TcpProxy({ host: target.hostname, port: Number(target.port || 5432) }).listen();
+  cleanups.push(() => proxy.close());
+  target.hostname = '127.0.0.1';
+  target.port = String(proxy.port);
+  const server = await new ServerProcess({ ...storage.env, DATABASE_URL: target.toString() }).start();
+  cleanups.push(() => server.stop('SIGKILL'));
+  return { storage, proxy, server };
+}
+
 describe('with a real PostgreSQL', () => {
   it('Postgres going away: no acknowledgement, /readyz 503, server up; back: every edit logged once, in order', async ({ skip }) => {
     skip(!!skipReason, skipReason);
-    const storage = await createStorage('postgres');
-    cleanups.push(() => storage.drop());
-    const target = new URL(storage.databaseUrl!);
-    const proxy = await new TcpProxy({ host: target.hostname, port: Number(target.port || 5432) }).listen();
-    cleanups.push(() => proxy.close());
-    target.hostname = '127.0.0.1';
-    target.port = String(proxy.port);
-    const server = await new ServerProcess({ ...storage.env, DATABASE_URL: target.toString() }).start();
-    cleanups.push(() => server.stop('SIGKILL'));
+    const { storage, proxy, server } = await serverBehindProxy();
 
     const name = 'acme/quote/outage';
     const alice = connect(server.wsUrl, name, await token({ sub: 'alice' }));
@@ -71,15 +77,7 @@ describe('with a real PostgreSQL', () => {
 
   it('a document holding uncommitted updates stays loaded until they are committed; loading meanwhile is refused clearly', async ({ skip }) => {
     skip(!!skipReason, skipReason);
-    const storage = await createStorage('postgres');
-    cleanups.push(() => storage.drop());
-    const target = new URL(storage.databaseUrl!);
-    const proxy = await new TcpProxy({ host: target.hostname, port: Number(target.port || 5432) }).listen();
-    cleanups.push(() => proxy.close());
-    target.hostname = '127.0.0.1';
-    target.port = String(proxy.port);
-    const server = await new ServerProcess({ ...storage.env, DATABASE_URL: target.toString() }).start();
-    cleanups.push(() => server.stop('SIGKILL'));
+    const { proxy, server } = await serverBehindProxy();
     const loadedDocuments = async () => Number(/^concord_loaded_documents (\d+)/m.exec(await server.get('/metrics').then((r) => r.text()))![1]);
 
     const name = 'acme/quote/unload';
