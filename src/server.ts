@@ -109,7 +109,7 @@ export async function createConcord(config: Config, log: Logger) {
       hocuspocus.closeConnections();
       await Promise.race([updateLog.whenDrained(), new Promise((resolve) => setTimeout(resolve, SHUTDOWN_DRAIN_MS).unref())]);
       updateLog.close();
-      checkpointer.close();
+      await checkpointer.close();
       await db.close();
     },
   };

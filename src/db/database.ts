@@ -32,7 +32,7 @@ export class AmbiguousCommitError extends Error {
 
 export const RUNTIME_ROLE = 'concord_app';
 
+/** Switches the current transaction to the runtime role and the tenant, in one round trip. */
 export async function enterTenant(sql: Sql, tenant: string): Promise<void> {
-  await sql.query(`SET LOCAL ROLE ${RUNTIME_ROLE}`);
-  await sql.query(`SELECT set_config('app.tenant_id', $1, true)`, [tenant]);
+  await sql.query(`SELECT set_config('role', '${RUNTIME_ROLE}', true), set_config('app.tenant_id', $1, true)`, [tenant]);
 }

@@ -1,18 +1,19 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import * as Y from 'yjs';
-import { insertCheckpoint, latestCheckpoint } from '../db/checkpoints.ts';
+import { Worker } from 'node:worker_threads';
+import { insertCheckpoint, latestCheckpoint, type Checkpoint } from '../db/checkpoints.ts';
 import type { Database } from '../db/database.ts';
-import { readUpdates } from '../db/updates.ts';
+import { readUpdates, type LoggedUpdate } from '../db/updates.ts';
 import type { DocumentName } from '../documents/name.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
-import { replay } from './replay.ts';
+import type { BuildResponse } from './checkpoint-worker.ts';
 
 interface Progress {
   document: DocumentName;
   checkpointSeq: number;
   latestSeq: number;
-  writing: boolean;
+  /** The write under way, if any. */
+  writing: Promise<void> | null;
 }
 
 const RETRY_FIRST_MS = 500;
@@ -26,6 +27,7 @@ const RETRY_MAX_MS = 30_000;
  */
 export class Checkpointer {
   private readonly progress = new Map<string, Progress>();
+  private readonly builder = new CheckpointBuilder();
   private closed = false;
 
   private readonly db: Database;
@@ -43,13 +45,12 @@ export class Checkpointer {
   /** Records where a document stands; writes a checkpoint if its tail is long. */
   advance(document: DocumentName, latestSeq: number, checkpointSeq?: number): void {
     const current = this.progress.get(document.name);
-    const progress = current ?? { document, checkpointSeq: checkpointSeq ?? 0, latestSeq, writing: false };
+    const progress = current ?? { document, checkpointSeq: checkpointSeq ?? 0, latestSeq, writing: null };
     progress.latestSeq = Math.max(progress.latestSeq, latestSeq);
     if (checkpointSeq !== undefined) progress.checkpointSeq = Math.max(progress.checkpointSeq, checkpointSeq);
     this.progress.set(document.name, progress);
-    if (!progress.writing && progress.latestSeq - progress.checkpointSeq >= this.every) {
-      progress.writing = true;
-      void this.writeUntilDone(progress);
+    if (!progress.writing && !this.closed && progress.latestSeq - progress.checkpointSeq >= this.every) {
+      progress.writing = this.writeUntilDone(progress);
     }
   }
 
@@ -58,8 +59,11 @@ export class Checkpointer {
     if (progress && !progress.writing) this.progress.delete(name);
   }
 
-  close(): void {
+  /** Stops scheduling, lets the writes under way finish (or fail) and stops the builder. */
+  async close(): Promise<void> {
     this.closed = true;
+    await Promise.all([...this.progress.values()].map((progress) => progress.writing));
+    await this.builder.close();
   }
 
   private async writeUntilDone(progress: Progress): Promise<void> {
@@ -68,14 +72,15 @@ export class Checkpointer {
         progress.checkpointSeq = await this.write(progress.document, progress.latestSeq);
         break;
       } catch (error) {
+        if (this.closed) break;
         this.metrics.persistenceErrors.inc({ operation: 'write-checkpoint' });
         this.log.warn({ err: error, code: 'checkpoint-failed', document: progress.document.name, retryInMs: delay }, 'writing a checkpoint failed; retrying');
         await sleep(delay);
       }
     }
-    progress.writing = false;
+    progress.writing = null;
     // Updates may have arrived while writing: see whether the tail is long again.
-    if (!this.closed) this.advance(progress.document, progress.latestSeq);
+    this.advance(progress.document, progress.latestSeq);
   }
 
   private async write(document: DocumentName, seq: number): Promise<number> {
@@ -84,11 +89,48 @@ export class Checkpointer {
       return { base, tail: await readUpdates(sql, document.name, base?.seq ?? 0, seq) };
     });
     if (tail.length === 0) return base?.seq ?? 0;
-    const doc = replay(base, tail);
-    const state = Y.encodeStateAsUpdate(doc);
-    doc.destroy();
+    const state = await this.builder.build(base, tail);
     const checkpointSeq = tail.at(-1)!.seq;
     await this.db.transaction(document.tenant, (sql) => insertCheckpoint(sql, document.name, { seq: checkpointSeq, state }));
     return checkpointSeq;
+  }
+}
+
+/** Replays checkpoints on a worker thread; one worker, started on first use. */
+class CheckpointBuilder {
+  private worker: Worker | null = null;
+  private readonly pending = new Map<number, { resolve(state: Uint8Array): void; reject(error: Error): void }>();
+  private nextId = 0;
+
+  build(base: Checkpoint | null, tail: LoggedUpdate[]): Promise<Uint8Array> {
+    const id = this.nextId++;
+    const result = new Promise<Uint8Array>((resolve, reject) => this.pending.set(id, { resolve, reject }));
+    this.started().postMessage({ id, base, tail });
+    return result;
+  }
+
+  async close(): Promise<void> {
+    await this.worker?.terminate();
+  }
+
+  private started(): Worker {
+    if (this.worker) return this.worker;
+    const worker = new Worker(new URL('./checkpoint-worker.ts', import.meta.url));
+    worker.on('message', (response: BuildResponse) => {
+      const waiter = this.pending.get(response.id);
+      this.pending.delete(response.id);
+      if ('error' in response) waiter?.reject(new Error(response.error));
+      else waiter?.resolve(response.state);
+    });
+    const failAll = (error: Error) => {
+      this.worker = null;
+      for (const waiter of this.pending.values()) waiter.reject(error);
+      this.pending.clear();
+    };
+    worker.on('error', failAll);
+    worker.on('exit', (code) => failAll(new Error(`the checkpoint worker exited (${code})`)));
+    worker.unref();
+    this.worker = worker;
+    return worker;
   }
 }

@@ -93,7 +93,9 @@ export class UpdateLog {
       this.options.metrics.commitBatchSize.observe(batch.length);
       for (const group of groupByTenant(batch)) await this.commitUntilDone(group);
     }
-    for (const entry of this.queue.splice(0)) entry.reject(new Error('the update log closed before this update was committed'));
+    const abandoned = this.queue.splice(0);
+    for (const entry of abandoned) entry.reject(new Error('the update log closed before this update was committed'));
+    this.release(abandoned);
     this.writing = false;
   }
 

@@ -5,9 +5,9 @@ import { join } from 'node:path';
 import pg from 'pg';
 
 /**
- * Where a test's server keeps its data: a fresh PostgreSQL database when
- * TEST_DATABASE_URL is set (created here, dropped by `drop`), else a fresh
- * DATA_DIR for the embedded PGlite.
+ * Where a test's (or benchmark's) server keeps its data: a fresh PostgreSQL
+ * database on the server `adminUrl` points at (TEST_DATABASE_URL by default),
+ * created here and dropped by `drop`, or a fresh DATA_DIR for the embedded PGlite.
  */
 export interface TestStorage {
   kind: 'postgres' | 'pglite';
@@ -20,15 +20,15 @@ export interface TestStorage {
 
 export const postgresUrl = process.env.TEST_DATABASE_URL || undefined;
 
-export async function createStorage(kind: 'postgres' | 'pglite' = postgresUrl ? 'postgres' : 'pglite'): Promise<TestStorage> {
+export async function createStorage(kind: 'postgres' | 'pglite' = postgresUrl ? 'postgres' : 'pglite', adminUrl = postgresUrl): Promise<TestStorage> {
   const dataDir = mkdtempSync(join(tmpdir(), 'concord-test-'));
   if (kind === 'pglite') {
     return { kind, dataDir, env: { DATA_DIR: dataDir }, drop: async () => rmSync(dataDir, { recursive: true, force: true }) };
   }
-  if (!postgresUrl) throw new Error('TEST_DATABASE_URL is not set');
+  if (!adminUrl) throw new Error('TEST_DATABASE_URL is not set');
   const database = `concord_test_${randomBytes(6).toString('hex')}`;
-  await adminQuery(`CREATE DATABASE ${database}`);
-  const url = new URL(postgresUrl);
+  await adminQuery(adminUrl, `CREATE DATABASE ${database}`);
+  const url = new URL(adminUrl);
   url.pathname = `/${database}`;
   const databaseUrl = url.toString();
   return {
@@ -37,14 +37,14 @@ export async function createStorage(kind: 'postgres' | 'pglite' = postgresUrl ? 
     databaseUrl,
     env: { DATA_DIR: dataDir, DATABASE_URL: databaseUrl },
     async drop() {
-      await adminQuery(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+      await adminQuery(adminUrl, `DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }
 
-async function adminQuery(text: string): Promise<void> {
-  const client = new pg.Client({ connectionString: postgresUrl });
+async function adminQuery(adminUrl: string, text: string): Promise<void> {
+  const client = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 3_000 });
   await client.connect();
   try {
     await client.query(text);

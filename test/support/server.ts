@@ -5,6 +5,8 @@ import { TEST_SECRET } from './tokens.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const START_TIMEOUT_MS = 30_000;
+// The server gives queued commits up to 10 s on SIGTERM.
+const STOP_TIMEOUT_MS = 15_000;
 
 /** A Concord server in its own process, started exactly as `npm start` starts it. */
 export class ServerProcess {
@@ -68,7 +70,9 @@ export class ServerProcess {
     const exited = once(child, 'exit');
     this.stopping = true;
     child.kill(signal);
+    const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
     await exited;
+    clearTimeout(timer);
     this.stopping = false;
   }
 
