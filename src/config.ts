@@ -25,6 +25,8 @@ const environment = z.object({
   CHECKPOINT_EVERY: positiveInt(500),
   /** Most updates written in one group commit. */
   COMMIT_BATCH_MAX: positiveInt(2000),
+  /** Most update bytes written in one group commit. */
+  COMMIT_BATCH_MAX_BYTES: positiveInt(8 * 1024 * 1024),
 });
 
 export type Config = z.infer<typeof environment>;

@@ -16,8 +16,16 @@ const log = createLogger(config.LOG_LEVEL);
 // never throw, and this keeps a stray rejection from ending every session.
 process.on('unhandledRejection', (reason) => log.error({ err: reason, code: 'unhandled-rejection' }, 'unhandled promise rejection'));
 
-const concord = await createConcord(config, log);
-const address = await concord.listen();
+let concord;
+let address;
+try {
+  concord = await createConcord(config, log);
+  address = await concord.listen();
+} catch (error) {
+  log.fatal({ err: error, code: 'startup-failed' }, 'Concord could not start');
+  console.error(`concord: could not start: ${(error as Error).message}`);
+  process.exit(1);
+}
 const where = `${address.address.includes(':') ? `[${address.address}]` : address.address}:${address.port}`;
 log.info(
   { port: address.port, host: address.address, database: config.DATABASE_URL ? 'postgres' : 'embedded' },
@@ -32,7 +40,7 @@ async function stop(signal: string) {
   if (stopping) return;
   stopping = true;
   log.info({ signal }, 'shutting down');
-  await concord.close();
+  await concord!.close();
   process.exit(0);
 }
 process.on('SIGINT', () => void stop('SIGINT'));

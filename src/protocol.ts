@@ -1,5 +1,6 @@
 import { MessageType } from '@hocuspocus/server';
 import * as decoding from 'lib0/decoding';
+import * as encoding from 'lib0/encoding';
 import { messageYjsSyncStep2, messageYjsUpdate } from 'y-protocols/sync';
 import * as Y from 'yjs';
 import { ConcordError } from './errors.ts';
@@ -44,4 +45,13 @@ export function outgoingType(bytes: Uint8Array): { address: string; type: number
   } catch {
     return undefined;
   }
+}
+
+/** A SyncStatus frame: the answer to one write, applied or not. */
+export function syncStatusFrame(address: string, applied: boolean): Uint8Array {
+  const encoder = encoding.createEncoder();
+  encoding.writeVarString(encoder, address);
+  encoding.writeVarUint(encoder, MessageType.SyncStatus);
+  encoding.writeVarUint(encoder, applied ? 1 : 0);
+  return encoding.toUint8Array(encoder);
 }

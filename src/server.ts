@@ -42,6 +42,7 @@ export async function createConcord(config: Config, log: Logger) {
     log,
     metrics,
     batchMax: config.COMMIT_BATCH_MAX,
+    batchMaxBytes: config.COMMIT_BATCH_MAX_BYTES,
     onCommitted: (committed) => committed.forEach(({ document, seq }) => checkpointer.advance(document, seq)),
   });
   const store = new DocumentStore(db, updateLog, checkpointer);

@@ -69,7 +69,8 @@ describe('with a real PostgreSQL', () => {
     const db = await openTestDatabase(storage);
     cleanups.push(() => db.close());
     const rows = await loggedUpdates(db, 'acme', name);
-    expect(rows.map((row) => row.seq)).toEqual(Array.from({ length: rows.length }, (_, i) => i + 1));
+    // One row per edit (each edit is one update): a batch written twice would show here.
+    expect(rows.map((row) => row.seq)).toEqual(Array.from({ length: 31 }, (_, i) => i + 1));
     expect(appendedValues(rows.map((row) => row.update))).toEqual(Array.from({ length: 31 }, (_, i) => i));
     alice.provider.destroy();
     bob.provider.destroy();
@@ -99,6 +100,34 @@ describe('with a real PostgreSQL', () => {
     bob.provider.destroy();
   });
 
+  it('a client that reconnects while Postgres is away gets no acknowledgement until its edits are committed', async ({ skip }) => {
+    skip(!!skipReason, skipReason);
+    const { proxy, server } = await serverBehindProxy();
+    const name = 'acme/quote/reconnect-in-outage';
+    const alice = connect(server.wsUrl, name, await token({ sub: 'alice' }));
+    await synced(alice);
+    proxy.cut();
+    alice.doc.getMap('quote').set('title', 'edited offline from Postgres');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    // The resent state changes nothing in memory; it must still wait for the commit.
+    alice.provider.disconnect();
+    await waitFor('disconnected', () => alice.provider.configuration.websocketProvider.status === 'disconnected');
+    await alice.provider.connect();
+    await synced(alice);
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    expect(alice.provider.unsyncedChanges).toBeGreaterThan(0);
+
+    proxy.restore();
+    await acknowledged(alice, 20_000);
+    await server.stop('SIGKILL');
+    await server.start();
+    const bob = connect(server.wsUrl, name, await token({ sub: 'bob' }));
+    await synced(bob);
+    expect(bob.doc.getMap('quote').get('title')).toBe('edited offline from Postgres');
+    alice.provider.destroy();
+    bob.provider.destroy();
+  });
+
   it('two instances writing one document at once: seq gap-free, nothing doubled', async ({ skip }) => {
     skip(!!skipReason, skipReason);
     const storage = await createStorage('postgres');
@@ -121,7 +150,7 @@ describe('with a real PostgreSQL', () => {
     const db = await openTestDatabase(storage);
     cleanups.push(() => db.close());
     const rows = await loggedUpdates(db, 'acme', name);
-    expect(rows.map((row) => row.seq)).toEqual(Array.from({ length: rows.length }, (_, i) => i + 1));
+    expect(rows.map((row) => row.seq)).toEqual(Array.from({ length: writers.length * perWriter }, (_, i) => i + 1));
     const logged = appendedValues(rows.map((row) => row.update)).sort((a, b) => a - b);
     const expected = writers.flatMap((_, w) => Array.from({ length: perWriter }, (_, i) => w * 1000 + i)).sort((a, b) => a - b);
     expect(logged).toEqual(expected);

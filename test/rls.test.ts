@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
 import type { Database } from '../src/db/database.ts';
 import { migrate } from '../src/db/migrate.ts';
+import { insertCheckpoint } from '../src/db/checkpoints.ts';
 import { appendUpdates } from '../src/db/updates.ts';
 import { parseDocumentName } from '../src/documents/name.ts';
 import { createStorage, postgresUrl, type TestStorage } from './support/database.ts';
@@ -29,7 +30,10 @@ describe.each(backends)('row-level security on $kind', ({ kind, reason }) => {
     await migrate(db);
     for (const tenant of ['tenant-a', 'tenant-b']) {
       const document = parseDocumentName(`${tenant}/quote/q1`);
-      await db.transaction(tenant, (sql) => appendUpdates(sql, [{ document, update: someUpdate(tenant), userId: 'u1', origin: 'client' }]));
+      await db.transaction(tenant, async (sql) => {
+        await appendUpdates(sql, [{ document, update: someUpdate(tenant), userId: 'u1', origin: 'client', receivedAt: new Date() }]);
+        await insertCheckpoint(sql, document.name, { seq: 1, state: someUpdate(tenant) });
+      });
     }
   });
   afterAll(async () => {
@@ -39,7 +43,7 @@ describe.each(backends)('row-level security on $kind', ({ kind, reason }) => {
 
   it('a query as the runtime role with tenant A set sees no row of tenant B', async ({ skip }) => {
     skip(!!reason, reason);
-    for (const table of ['documents', 'document_updates']) {
+    for (const table of ['documents', 'document_updates', 'document_checkpoints']) {
       const tenants = await db.transaction('tenant-a', async (sql) => (await sql.query<{ tenant_id: string }>(`SELECT tenant_id FROM ${table}`)).rows);
       expect(tenants.map((row) => row.tenant_id)).toEqual(['tenant-a']);
     }

@@ -14,8 +14,8 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function storage() {
-  const created = await createStorage();
+async function storage(kind?: 'pglite') {
+  const created = await createStorage(kind);
   cleanups.push(() => created.drop());
   return created;
 }
@@ -51,6 +51,16 @@ describe('starting up', () => {
     const { stdout } = await node('src/cli/token.ts', env, ['--tenant', 'acme', '--user', 'alice', '--role', 'editor', '--ttl', '10m']);
     await connects(server, stdout.trim());
     expect(await refusal(server.wsUrl, 'acme/quote/keys', await token())).toBe('bad-token');
+  });
+
+  it('refuses a second process on the same embedded database, and says which process holds it', async () => {
+    const { env } = await storage('pglite');
+    const first = await serve(env);
+    const failure = await node('src/main.ts', { ...env, AUTH_JWT_SECRET: 'x'.repeat(32), PORT: '0' }).catch((error) => error);
+    expect(failure.code).toBe(1);
+    expect(failure.stderr).toMatch(/in use by process \d+/);
+    expect((await node('src/cli/migrate.ts', env).catch((error) => error)).stderr).toMatch(/in use by process/);
+    expect((await first.get('/readyz')).status).toBe(200);
   });
 
   it('npm run migrate applies the schema once', async () => {

@@ -7,11 +7,14 @@ import type { TokenKey } from './keys.ts';
 export const roles = ['viewer', 'commenter', 'editor', 'admin'] as const;
 export type Role = (typeof roles)[number];
 
+// Postgres text cannot hold NUL: such a claim would fail every write it reaches.
+const text = z.string().min(1).max(256).regex(/^[^\u0000]*$/, 'must not contain NUL');
+
 const claims = z.object({
-  sub: z.string().min(1),
-  tenant: z.string().min(1),
+  sub: text,
+  tenant: text,
   exp: z.number(),
-  name: z.string().optional(),
+  name: text.optional(),
   role: z.enum(roles).default('viewer'),
   docs: z.array(z.string()).optional(),
 });

@@ -1,4 +1,5 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import type { Transaction } from '@electric-sql/pglite';
 import { enterTenant, type Database, type Sql } from './database.ts';
@@ -18,6 +19,7 @@ function wrap(tx: Transaction): Sql {
  */
 export async function createPgliteDatabase(directory: string): Promise<Database> {
   mkdirSync(directory, { recursive: true });
+  const unlock = lockDirectory(directory);
   const db = await PGlite.create(directory);
   let closed = false;
 
@@ -36,6 +38,43 @@ export async function createPgliteDatabase(directory: string): Promise<Database>
     async close() {
       closed = true;
       await db.close();
+      unlock();
     },
   };
+}
+
+export class DirectoryLockedError extends Error {
+  override name = 'DirectoryLockedError';
+}
+
+/**
+ * PGlite is a whole Postgres in this process: two processes on one folder
+ * would both write its files. A pid file keeps the folder to one process; a
+ * file left by a process that no longer runs (killed, say) is taken over.
+ */
+function lockDirectory(directory: string): () => void {
+  const file = join(directory, 'concord.pid');
+  for (;;) {
+    try {
+      writeFileSync(file, String(process.pid), { flag: 'wx' });
+      return () => rmSync(file, { force: true });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    const holder = Number(readFileSync(file, 'utf8'));
+    if (isRunning(holder) && holder !== process.pid) {
+      throw new DirectoryLockedError(`the embedded database in ${directory} is in use by process ${holder}; stop it first, or give this process its own DATA_DIR`);
+    }
+    rmSync(file, { force: true });
+  }
+}
+
+function isRunning(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }

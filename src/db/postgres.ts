@@ -50,9 +50,7 @@ export function createPostgresDatabase(url: string, log: Logger): Database {
       try {
         await client.query('COMMIT');
       } catch (error) {
-        // Postgres answered with an error: the transaction surely rolled back.
-        // Anything else (the connection failed) leaves the outcome unknown.
-        throw error instanceof pg.DatabaseError ? error : new AmbiguousCommitError(error);
+        throw rolledBackForSure(error) ? error : new AmbiguousCommitError(error);
       }
       return result;
     });
@@ -64,4 +62,13 @@ export function createPostgresDatabase(url: string, log: Logger): Database {
     ping: () => withClient(async (client) => void (await client.query('SELECT 1'))),
     close: () => pool.end(),
   };
+}
+
+/**
+ * An ERROR answer to COMMIT means it rolled back. A lost connection, a FATAL
+ * (an administrator's shutdown, say: SQLSTATE class 57) or a connection
+ * exception (class 08) may arrive after the commit was already durable.
+ */
+function rolledBackForSure(error: unknown): boolean {
+  return error instanceof pg.DatabaseError && error.severity !== 'FATAL' && !/^(08|57)/.test(error.code ?? '');
 }

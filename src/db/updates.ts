@@ -8,6 +8,8 @@ export interface NewUpdate {
   update: Uint8Array;
   userId: string;
   origin: UpdateOrigin;
+  /** When the server received it; a backlog written after an outage keeps its real times. */
+  receivedAt: Date;
 }
 
 export interface LoggedUpdate {
@@ -27,8 +29,8 @@ export async function appendUpdates(sql: Sql, updates: NewUpdate[]): Promise<num
     `WITH batch AS (
        SELECT t.*, row_number() OVER (PARTITION BY t.name ORDER BY t.ord) AS rn,
               count(*) OVER (PARTITION BY t.name) AS n
-       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
-            WITH ORDINALITY AS t(name, kind, doc_id, update_hex, user_id, origin, ord)
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[])
+            WITH ORDINALITY AS t(name, kind, doc_id, update_hex, user_id, origin, received_at, ord)
      ),
      bumped AS (
        INSERT INTO documents AS d (tenant_id, name, kind, doc_id, version)
@@ -37,8 +39,8 @@ export async function appendUpdates(sql: Sql, updates: NewUpdate[]): Promise<num
          DO UPDATE SET version = d.version + EXCLUDED.version, updated_at = now()
        RETURNING d.name, d.version
      )
-     INSERT INTO document_updates (tenant_id, name, seq, update, user_id, origin)
-     SELECT current_tenant(), b.name, bumped.version - b.n + b.rn, decode(b.update_hex, 'hex'), b.user_id, b.origin
+     INSERT INTO document_updates (tenant_id, name, seq, update, user_id, origin, received_at)
+     SELECT current_tenant(), b.name, bumped.version - b.n + b.rn, decode(b.update_hex, 'hex'), b.user_id, b.origin, b.received_at
      FROM batch b JOIN bumped ON bumped.name = b.name
      RETURNING name, seq`,
     [
@@ -48,6 +50,7 @@ export async function appendUpdates(sql: Sql, updates: NewUpdate[]): Promise<num
       updates.map((u) => Buffer.from(u.update).toString('hex')),
       updates.map((u) => u.userId),
       updates.map((u) => u.origin),
+      updates.map((u) => u.receivedAt.toISOString()),
     ],
   );
   const seqsByName = new Map<string, number[]>();

@@ -1,27 +1,33 @@
 import { MessageType, type WebSocketLike } from '@hocuspocus/server';
 import type { WebSocket } from 'ws';
 import type { Metrics } from '../metrics.ts';
-import { outgoingType } from '../protocol.ts';
+import { outgoingType, syncStatusFrame } from '../protocol.ts';
+
+/** A client write being handled: what its acknowledgement must wait for. */
+export interface PendingWrite {
+  /** Settles when everything of the document queued before this write is committed. */
+  earlier: Promise<unknown>;
+  /** True if the write's content was parked by Yjs (missing dependencies) rather than applied. */
+  parked(): boolean;
+}
 
 interface Gate {
-  /** Commits the current write must wait for; null when no write is being handled. */
-  current: Array<Promise<unknown>> | null;
-  startedAt: number;
+  /** The write being handled now, with the commits it produced. */
+  current: { commits: Array<Promise<unknown>>; parked(): boolean; startedAt: number } | null;
   /** Acknowledgements not yet sent; later ones queue behind earlier ones. */
-  queued: number;
   tail: Promise<void>;
 }
 
 /**
  * The WebSocket handed to Hocuspocus. Hocuspocus sends a write's
  * acknowledgement (SyncStatus) the moment the update is applied in memory;
- * this socket holds each acknowledgement back until the updates that write
- * produced are committed to Postgres, in order, per document. Every other
+ * this socket holds each acknowledgement of a write back until everything of
+ * that document queued so far, including what the write produced, is
+ * committed to Postgres, and sends them in order, per document. Every other
  * message (broadcasts to this client, sync replies, awareness) goes out at once.
  */
 export class AckGatedSocket implements WebSocketLike {
   private readonly gates = new Map<string, Gate>();
-
   private readonly socket: WebSocket;
   private readonly metrics: Metrics;
 
@@ -38,16 +44,19 @@ export class AckGatedSocket implements WebSocketLike {
     this.socket.close(code, reason);
   }
 
-  /** A write for `address` is about to be applied; its acknowledgement waits for `holdUntil`. */
-  expectWrite(address: string): void {
-    const gate = this.gate(address);
-    gate.current = [];
-    gate.startedAt = performance.now();
+  /** A write for `address` is about to be applied. */
+  expectWrite(address: string, write: PendingWrite): void {
+    this.gate(address).current = { commits: [write.earlier], parked: write.parked, startedAt: performance.now() };
   }
 
   /** The write being applied produced an update that is committed when `committed` settles. */
   holdUntil(address: string, committed: Promise<unknown>): void {
-    this.gates.get(address)?.current?.push(committed);
+    this.gates.get(address)?.current?.commits.push(committed);
+  }
+
+  /** The document connection closed: acknowledgements still queued for it are dropped. */
+  forget(address: string): void {
+    this.gates.delete(address);
   }
 
   send(data: Parameters<WebSocketLike['send']>[0]): void {
@@ -58,36 +67,36 @@ export class AckGatedSocket implements WebSocketLike {
       return;
     }
     const gate = this.gate(header.address);
-    const waits = gate.current ?? [];
-    const startedAt = gate.startedAt;
+    const write = gate.current;
     gate.current = null;
-    if (waits.length === 0 && gate.queued === 0) {
-      this.acknowledge(frame, startedAt);
+    if (!write) {
+      // Not the answer to a write we hold (a read-only refusal): keep it in order.
+      gate.tail = gate.tail.then(() => this.deliver(header.address, gate, frame));
       return;
     }
-    gate.queued += 1;
+    // Decided now, right after the apply: a parked write is not in the document yet.
+    const answer = write.parked() ? syncStatusFrame(header.address, false) : frame;
     gate.tail = gate.tail
-      .then(() => Promise.all(waits))
+      .then(() => Promise.all(write.commits))
       .then(
-        () => this.acknowledge(frame, startedAt),
+        () => {
+          this.metrics.ackLatency.observe((performance.now() - write.startedAt) / 1000);
+          this.deliver(header.address, gate, answer);
+        },
         // A write that could not be committed is never acknowledged; the
         // client keeps it as unsynced and sends it again when it reconnects.
         () => {},
-      )
-      .finally(() => {
-        gate.queued -= 1;
-      });
+      );
   }
 
-  private acknowledge(frame: Uint8Array, startedAt: number): void {
-    this.metrics.ackLatency.observe((performance.now() - startedAt) / 1000);
-    if (this.socket.readyState === this.socket.OPEN) this.socket.send(frame);
+  private deliver(address: string, gate: Gate, frame: Uint8Array): void {
+    if (this.gates.get(address) === gate && this.socket.readyState === this.socket.OPEN) this.socket.send(frame);
   }
 
   private gate(address: string): Gate {
     let gate = this.gates.get(address);
     if (!gate) {
-      gate = { current: null, startedAt: 0, queued: 0, tail: Promise.resolve() };
+      gate = { current: null, tail: Promise.resolve() };
       this.gates.set(address, gate);
     }
     return gate;

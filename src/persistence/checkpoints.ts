@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import { insertCheckpoint, latestCheckpoint, type Checkpoint } from '../db/checkpoints.ts';
 import type { Database } from '../db/database.ts';
@@ -7,6 +6,7 @@ import type { DocumentName } from '../documents/name.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { BuildResponse } from './checkpoint-worker.ts';
+import { retryUntilDone } from './retry.ts';
 
 interface Progress {
   document: DocumentName;
@@ -15,9 +15,6 @@ interface Progress {
   /** The write under way, if any. */
   writing: Promise<void> | null;
 }
-
-const RETRY_FIRST_MS = 500;
-const RETRY_MAX_MS = 30_000;
 
 /**
  * Writes checkpoints in the background so that loading a document never
@@ -28,7 +25,7 @@ const RETRY_MAX_MS = 30_000;
 export class Checkpointer {
   private readonly progress = new Map<string, Progress>();
   private readonly builder = new CheckpointBuilder();
-  private closed = false;
+  private readonly closing = new AbortController();
 
   private readonly db: Database;
   private readonly every: number;
@@ -49,7 +46,7 @@ export class Checkpointer {
     progress.latestSeq = Math.max(progress.latestSeq, latestSeq);
     if (checkpointSeq !== undefined) progress.checkpointSeq = Math.max(progress.checkpointSeq, checkpointSeq);
     this.progress.set(document.name, progress);
-    if (!progress.writing && !this.closed && progress.latestSeq - progress.checkpointSeq >= this.every) {
+    if (!progress.writing && !this.closing.signal.aborted && progress.latestSeq - progress.checkpointSeq >= this.every) {
       progress.writing = this.writeUntilDone(progress);
     }
   }
@@ -61,22 +58,24 @@ export class Checkpointer {
 
   /** Stops scheduling, lets the writes under way finish (or fail) and stops the builder. */
   async close(): Promise<void> {
-    this.closed = true;
+    this.closing.abort(new Error('closing'));
     await Promise.all([...this.progress.values()].map((progress) => progress.writing));
     await this.builder.close();
   }
 
   private async writeUntilDone(progress: Progress): Promise<void> {
-    for (let delay = RETRY_FIRST_MS; !this.closed; delay = Math.min(delay * 2, RETRY_MAX_MS)) {
-      try {
-        progress.checkpointSeq = await this.write(progress.document, progress.latestSeq);
-        break;
-      } catch (error) {
-        if (this.closed) break;
-        this.metrics.persistenceErrors.inc({ operation: 'write-checkpoint' });
-        this.log.warn({ err: error, code: 'checkpoint-failed', document: progress.document.name, retryInMs: delay }, 'writing a checkpoint failed; retrying');
-        await sleep(delay);
-      }
+    try {
+      progress.checkpointSeq = await retryUntilDone(() => this.write(progress.document, progress.latestSeq), {
+        firstDelayMs: 500,
+        maxDelayMs: 30_000,
+        signal: this.closing.signal,
+        onFailure: (error, retryInMs) => {
+          this.metrics.persistenceErrors.inc({ operation: 'write-checkpoint' });
+          this.log.warn({ err: error, code: 'checkpoint-failed', document: progress.document.name, retryInMs }, 'writing a checkpoint failed; retrying');
+        },
+      });
+    } catch {
+      // Closing: the log holds everything; the next start writes the checkpoint.
     }
     progress.writing = null;
     // Updates may have arrived while writing: see whether the tail is long again.

@@ -4,6 +4,7 @@ import {
   type afterUnloadDocumentPayload,
   type beforeHandleMessagePayload,
   type beforeUnloadDocumentPayload,
+  type connectedPayload,
   type Extension,
 } from '@hocuspocus/server';
 import type { ConnectionContext } from '../context.ts';
@@ -36,13 +37,26 @@ export class Persistence implements Extension {
   }
 
   /** Refuses malformed frames and updates before they are applied; marks writes for the ack gate. */
-  async beforeHandleMessage({ connection, update }: beforeHandleMessagePayload): Promise<void> {
+  async beforeHandleMessage({ connection, document, update }: beforeHandleMessagePayload): Promise<void> {
     const frame = readFrame(update);
     if (!frame.update) return;
     assertValidUpdate(frame.update);
-    if (!connection.readOnly && connection.webSocket instanceof AckGatedSocket) {
-      connection.webSocket.expectWrite(connection.messageAddress);
-    }
+    if (connection.readOnly || !(connection.webSocket instanceof AckGatedSocket)) return;
+    const { store } = document;
+    const pendingBefore = { structs: store.pendingStructs, deletes: store.pendingDs };
+    connection.webSocket.expectWrite(connection.messageAddress, {
+      // A write that adds nothing new (a resend after a reconnect, say) is still
+      // acknowledged only once what the document holds is committed.
+      earlier: this.updateLog.committedSoFar(document.name),
+      parked: () =>
+        (store.pendingStructs !== null && store.pendingStructs !== pendingBefore.structs) ||
+        (store.pendingDs !== null && store.pendingDs !== pendingBefore.deletes),
+    });
+  }
+
+  async connected({ connection }: connectedPayload): Promise<void> {
+    const socket = connection.webSocket;
+    if (socket instanceof AckGatedSocket) connection.onClose(() => socket.forget(connection.messageAddress));
   }
 
   async afterLoadDocument({ document }: afterLoadDocumentPayload): Promise<void> {
@@ -50,11 +64,15 @@ export class Persistence implements Extension {
     document.on('update', (update: Uint8Array, origin: unknown) => this.logUpdate(name, update, origin));
   }
 
-  /** Belt and braces to the store hook: a document with uncommitted updates stays loaded. */
-  async beforeUnloadDocument({ documentName }: beforeUnloadDocumentPayload): Promise<void> {
-    if (this.updateLog.hasPending(documentName)) {
-      throw new Error(`${documentName} still has updates that are not committed`);
-    }
+  /**
+   * Belt and braces to the store hook: a document with uncommitted updates
+   * stays loaded, and is unloaded once they are committed (Hocuspocus itself
+   * would not try again).
+   */
+  async beforeUnloadDocument({ instance, document, documentName }: beforeUnloadDocumentPayload): Promise<void> {
+    if (!this.updateLog.hasPending(documentName)) return;
+    void this.updateLog.whenDrained(documentName).then(() => instance.unloadDocument(document));
+    throw new Error(`${documentName} still has updates that are not committed`);
   }
 
   async afterUnloadDocument({ documentName }: afterUnloadDocumentPayload): Promise<void> {
@@ -67,7 +85,7 @@ export class Persistence implements Extension {
     try {
       const { principal } = origin.connection.context as ConnectionContext;
       this.metrics.updatesReceived.inc();
-      const committed = this.updateLog.append({ document, update, userId: principal.userId, origin: 'client' });
+      const committed = this.updateLog.append({ document, update, userId: principal.userId, origin: 'client', receivedAt: new Date() });
       const socket = origin.connection.webSocket;
       if (socket instanceof AckGatedSocket) socket.holdUntil(origin.connection.messageAddress, committed);
       committed.catch(() => {}); // the ack gate reacts to a failure; nothing else awaits this

@@ -1,9 +1,9 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { AmbiguousCommitError, type Database } from '../db/database.ts';
 import { appendUpdates, findLoggedUpdate, type NewUpdate } from '../db/updates.ts';
 import type { DocumentName } from '../documents/name.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
+import { retryUntilDone } from './retry.ts';
 
 interface Queued extends NewUpdate {
   resolve(seq: number): void;
@@ -19,13 +19,13 @@ export interface UpdateLogOptions {
   db: Database;
   log: Logger;
   metrics: Metrics;
+  /** Most updates in one group commit. */
   batchMax: number;
+  /** Most update bytes in one group commit (a larger single update goes alone). */
+  batchMaxBytes: number;
   /** Called after each commit with the last seq of every document in it. */
   onCommitted(committed: Committed[]): void;
 }
-
-const RETRY_FIRST_MS = 100;
-const RETRY_MAX_MS = 2_000;
 
 /**
  * The durable update log with group commit. `append` queues an update and
@@ -35,25 +35,30 @@ const RETRY_MAX_MS = 2_000;
  * order, nothing is dropped, and nothing is acknowledged meanwhile.
  */
 export class UpdateLog {
+  private readonly options: UpdateLogOptions;
   private readonly queue: Queued[] = [];
-  private readonly pendingByDocument = new Map<string, number>();
+  /** Per document: how many updates wait, and the commit of the newest. */
+  private readonly pending = new Map<string, { count: number; newest: Promise<unknown> }>();
   private readonly lastKnownSeq = new Map<string, number>();
   private drainWaiters: Array<{ name?: string; resolve(): void }> = [];
+  private readonly closing = new AbortController();
   private writing = false;
-  private closed = false;
-  healthy = true;
-
-  private readonly options: UpdateLogOptions;
+  private failing = false;
 
   constructor(options: UpdateLogOptions) {
     this.options = options;
   }
 
+  /** False while writes to Postgres are failing. */
+  get healthy(): boolean {
+    return !this.failing;
+  }
+
   append(update: NewUpdate): Promise<number> {
-    if (this.closed) return Promise.reject(new Error('the update log is closed'));
-    const name = update.document.name;
-    this.pendingByDocument.set(name, (this.pendingByDocument.get(name) ?? 0) + 1);
+    if (this.closing.signal.aborted) return Promise.reject(new Error('the update log is closed'));
     const committed = new Promise<number>((resolve, reject) => this.queue.push({ ...update, resolve, reject }));
+    const name = update.document.name;
+    this.pending.set(name, { count: (this.pending.get(name)?.count ?? 0) + 1, newest: committed });
     if (!this.writing) {
       this.writing = true;
       // setImmediate lets every message already read from the sockets join this batch.
@@ -63,13 +68,17 @@ export class UpdateLog {
   }
 
   hasPending(name: string): boolean {
-    return this.pendingByDocument.has(name);
+    return this.pending.has(name);
+  }
+
+  /** Settles once every update of `name` queued so far is committed. */
+  committedSoFar(name: string): Promise<unknown> {
+    return this.pending.get(name)?.newest ?? Promise.resolve();
   }
 
   /** Resolves once nothing of `name` (or of any document) waits to be committed. */
   whenDrained(name?: string): Promise<void> {
-    const idle = name ? !this.hasPending(name) : this.pendingByDocument.size === 0;
-    if (idle) return Promise.resolve();
+    if (this.isDrained(name)) return Promise.resolve();
     return new Promise((resolve) => this.drainWaiters.push({ name, resolve }));
   }
 
@@ -82,55 +91,74 @@ export class UpdateLog {
     if (!this.hasPending(name)) this.lastKnownSeq.delete(name);
   }
 
-  /** Stops retrying; whatever is still queued is rejected (and so never acknowledged). */
+  /** Stops retrying; whatever is not committed yet is rejected (and so never acknowledged). */
   close(): void {
-    this.closed = true;
+    this.closing.abort(new Error('the update log closed before this update was committed'));
+  }
+
+  private isDrained(name?: string): boolean {
+    return name ? !this.hasPending(name) : this.pending.size === 0;
   }
 
   private async drain(): Promise<void> {
-    while (this.queue.length > 0 && !this.closed) {
-      const batch = this.queue.splice(0, this.options.batchMax);
+    while (this.queue.length > 0 && !this.closing.signal.aborted) {
+      const batch = this.nextBatch();
       this.options.metrics.commitBatchSize.observe(batch.length);
-      for (const group of groupByTenant(batch)) await this.commitUntilDone(group);
+      for (const group of groupByTenant(batch)) await this.commitGroup(group);
     }
-    const abandoned = this.queue.splice(0);
-    for (const entry of abandoned) entry.reject(new Error('the update log closed before this update was committed'));
-    this.release(abandoned);
+    this.abandon(this.queue.splice(0));
     this.writing = false;
   }
 
-  private async commitUntilDone(group: Queued[]): Promise<void> {
-    const tenant = group[0]!.document.tenant;
-    for (let delay = RETRY_FIRST_MS; ; delay = Math.min(delay * 2, RETRY_MAX_MS)) {
-      try {
-        const seqs = await this.commit(tenant, group);
-        if (!this.healthy) this.options.log.info({ code: 'update-log-recovered' }, 'update log writes succeed again');
-        this.healthy = true;
-        this.settle(group, seqs);
-        return;
-      } catch (error) {
-        this.healthy = false;
-        this.options.metrics.persistenceErrors.inc({ operation: 'append-updates' });
-        this.options.log.error({ err: error, code: 'update-log-write-failed', updates: group.length, retryInMs: delay }, 'writing updates failed; retrying');
-        if (this.closed) {
-          for (const entry of group) entry.reject(error as Error);
-          this.release(group);
-          return;
-        }
-        await sleep(delay);
-      }
+  private nextBatch(): Queued[] {
+    let bytes = 0;
+    let size = 0;
+    while (size < this.queue.length && size < this.options.batchMax) {
+      bytes += this.queue[size]!.update.byteLength;
+      if (size > 0 && bytes > this.options.batchMaxBytes) break;
+      size += 1;
     }
+    return this.queue.splice(0, size);
   }
 
-  private async commit(tenant: string, group: Queued[]): Promise<number[]> {
+  private async commitGroup(group: Queued[]): Promise<void> {
+    const tenant = group[0]!.document.tenant;
+    // Once a COMMIT's outcome is lost, every retry must first find out whether
+    // it landed: appending again could log the same updates twice.
+    let uncertain = false;
+    let seqs: number[];
     try {
-      return await this.options.db.transaction(tenant, (sql) => appendUpdates(sql, group));
-    } catch (error) {
-      if (!(error instanceof AmbiguousCommitError)) throw error;
-      const seqs = await this.findCommitted(tenant, group);
-      if (seqs) return seqs;
-      throw error;
+      seqs = await retryUntilDone(
+        async () => {
+          const landed = uncertain ? await this.findCommitted(tenant, group) : null;
+          uncertain = false;
+          if (landed) return landed;
+          try {
+            return await this.options.db.transaction(tenant, (sql) => appendUpdates(sql, group));
+          } catch (error) {
+            uncertain = error instanceof AmbiguousCommitError;
+            throw error;
+          }
+        },
+        {
+          firstDelayMs: 100,
+          maxDelayMs: 2_000,
+          signal: this.closing.signal,
+          onFailure: (error, retryInMs) => {
+            this.failing = true;
+            this.options.metrics.persistenceErrors.inc({ operation: 'append-updates' });
+            this.options.log.error({ err: error, code: 'update-log-write-failed', updates: group.length, retryInMs }, 'writing updates failed; retrying');
+          },
+        },
+      );
+    } catch {
+      // Only closing ends the retries.
+      this.abandon(group);
+      return;
     }
+    if (this.failing) this.options.log.info({ code: 'update-log-recovered' }, 'update log writes succeed again');
+    this.failing = false;
+    this.settle(group, seqs);
   }
 
   /**
@@ -171,18 +199,22 @@ export class UpdateLog {
     this.options.onCommitted([...last.values()]);
   }
 
-  private release(group: Queued[]): void {
-    for (const entry of group) {
+  private abandon(entries: Queued[]): void {
+    for (const entry of entries) entry.reject(this.closing.signal.reason as Error);
+    this.release(entries);
+  }
+
+  private release(entries: Queued[]): void {
+    for (const entry of entries) {
       const name = entry.document.name;
-      const left = (this.pendingByDocument.get(name) ?? 1) - 1;
-      if (left > 0) this.pendingByDocument.set(name, left);
-      else this.pendingByDocument.delete(name);
+      const pending = this.pending.get(name);
+      if (pending && pending.count > 1) pending.count -= 1;
+      else this.pending.delete(name);
     }
     const waiting = this.drainWaiters;
     this.drainWaiters = [];
     for (const waiter of waiting) {
-      const idle = waiter.name ? !this.hasPending(waiter.name) : this.pendingByDocument.size === 0;
-      if (idle) waiter.resolve();
+      if (this.isDrained(waiter.name)) waiter.resolve();
       else this.drainWaiters.push(waiter);
     }
   }
