@@ -1,9 +1,10 @@
 /**
- * Every refusal has a stable machine-readable code (what a client switches on)
- * and a human message (what a person or the log reads). Hocuspocus sends an
- * error's `reason` to the provider, so the code travels as `reason` too.
+ * Every error a client can see has a stable machine-readable code (what a
+ * client switches on) and a human message (what a person or the log reads),
+ * with the HTTP status it maps to. Hocuspocus sends an error's `reason` to the
+ * provider, so the code travels as `reason` too.
  */
-export const refusalCodes = {
+export const errorCodes = {
   'bad-token': 401,
   'token-expired': 401,
   'wrong-tenant': 403,
@@ -15,16 +16,18 @@ export const refusalCodes = {
   'bad-update': 400,
   'not-found': 404,
   'storage-unavailable': 503,
+  'not-ready': 503,
+  internal: 500,
 } as const;
 
-export type RefusalCode = keyof typeof refusalCodes;
+export type ErrorCode = keyof typeof errorCodes;
 
 export class ConcordError extends Error {
-  readonly code: RefusalCode;
+  readonly code: ErrorCode;
   /** Read by Hocuspocus: the text the provider receives. */
   readonly reason: string;
 
-  constructor(code: RefusalCode, message: string, options?: { cause?: unknown }) {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'ConcordError';
     this.code = code;
@@ -32,7 +35,12 @@ export class ConcordError extends Error {
   }
 
   get status(): number {
-    return refusalCodes[this.code];
+    return errorCodes[this.code];
+  }
+
+  /** For closing one document's connection: 4000 + the HTTP status (4401, 4503, ...). */
+  get closeEvent(): { code: number; reason: string } {
+    return { code: 4000 + this.status, reason: this.code };
   }
 
   toJSON() {

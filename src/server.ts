@@ -55,7 +55,7 @@ export async function createConcord(config: Config, log: Logger) {
       new Persistence(updateLog, store, log, metrics),
       new DatabaseExtension({
         fetch: ({ documentName }) => store.load(parseDocumentName(documentName)),
-        store: ({ documentName }) => store.store(parseDocumentName(documentName)),
+        store: ({ documentName }) => store.allCommitted(parseDocumentName(documentName)),
       }),
     ],
   });

@@ -79,7 +79,7 @@ export class Authorization implements Extension {
     const timer = setTimeout(() => {
       if (Date.now() < expiresAt) return this.closeAtExpiry(connection, expiresAt);
       this.metrics.refusals.inc({ code: 'token-expired' });
-      connection.close({ code: 4401, reason: 'token-expired' });
+      connection.close(new ConcordError('token-expired', 'the token has expired; fetch a new one').closeEvent);
     }, Math.min(Math.max(expiresAt - Date.now(), 0), MAX_TIMER_MS));
     timer.unref();
     connection.onClose(() => clearTimeout(timer));

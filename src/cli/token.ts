@@ -2,10 +2,10 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { resolveTokenKey } from '../auth/keys.ts';
 import { roles, signToken, type Role } from '../auth/tokens.ts';
 import { ConfigError, loadConfig } from '../config.ts';
+import { idPattern } from '../documents/name.ts';
 
-const segment = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 function identifier(value: string): string {
-  if (!segment.test(value)) throw new InvalidArgumentError('letters, digits, _ and -, at most 64');
+  if (!idPattern.test(value)) throw new InvalidArgumentError('letters, digits, _ and -, at most 64');
   return value;
 }
 

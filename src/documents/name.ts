@@ -11,7 +11,8 @@ export interface DocumentName {
   name: string;
 }
 
-const segment = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+/** A tenant or document id: letters, digits, `_` and `-`, at most 64, not starting with `_` or `-`. */
+export const idPattern = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 
 function isKind(kind: string): kind is DocumentKind {
   return (documentKinds as readonly string[]).includes(kind);
@@ -20,7 +21,7 @@ function isKind(kind: string): kind is DocumentKind {
 export function parseDocumentName(name: string): DocumentName {
   const parts = name.split('/');
   const [tenant, kind, id] = parts;
-  if (parts.length !== 3 || !segment.test(tenant!) || !segment.test(id!)) {
+  if (parts.length !== 3 || !idPattern.test(tenant!) || !idPattern.test(id!)) {
     throw new ConcordError('bad-document-name', `"${name.slice(0, 200)}" is not <tenant>/<kind>/<id> (tenant and id: letters, digits, _ and -, at most 64)`);
   }
   if (!isKind(kind!)) {

@@ -15,8 +15,8 @@ export interface HttpDependencies {
 
 const READINESS_TIMEOUT_MS = 2_000;
 
-function errorBody(code: string, message: string) {
-  return { error: { code, message } };
+function errorBody(error: ConcordError) {
+  return { error: error.toJSON() };
 }
 
 export function createHttpApp({ log, metrics, readiness, refreshGauges }: HttpDependencies): Hono {
@@ -31,7 +31,8 @@ export function createHttpApp({ log, metrics, readiness, refreshGauges }: HttpDe
     const down = results.filter(([, up]) => !up).map(([name]) => name);
     const checks = Object.fromEntries(results.map(([name, up]) => [name, up ? 'up' : 'down']));
     if (down.length === 0) return c.json({ status: 'ready', checks });
-    return c.json({ ...errorBody('not-ready', `${down.join(' and ')} ${down.length > 1 ? 'are' : 'is'} down`), checks }, 503);
+    const notReady = new ConcordError('not-ready', `${down.join(' and ')} ${down.length > 1 ? 'are' : 'is'} down`);
+    return c.json({ ...errorBody(notReady), checks }, 503);
   });
 
   app.get('/metrics', async (c) => {
@@ -39,14 +40,12 @@ export function createHttpApp({ log, metrics, readiness, refreshGauges }: HttpDe
     return c.body(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType });
   });
 
-  app.notFound((c) => c.json(errorBody('not-found', `no route for ${c.req.method} ${c.req.path}`), 404));
+  app.notFound((c) => c.json(errorBody(new ConcordError('not-found', `no route for ${c.req.method} ${c.req.path}`)), 404));
 
   app.onError((error, c) => {
-    if (error instanceof ConcordError) {
-      return c.json({ error: error.toJSON() }, error.status as ContentfulStatusCode);
-    }
+    if (error instanceof ConcordError) return c.json(errorBody(error), error.status as ContentfulStatusCode);
     log.error({ err: error, code: 'internal', path: c.req.path }, 'request failed');
-    return c.json(errorBody('internal', 'the server failed to handle this request'), 500);
+    return c.json(errorBody(new ConcordError('internal', 'the server failed to handle this request')), 500);
   });
 
   return app;

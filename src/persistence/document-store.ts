@@ -48,7 +48,7 @@ export class DocumentStore {
     return state;
   }
 
-  async store(document: DocumentName): Promise<void> {
+  async allCommitted(document: DocumentName): Promise<void> {
     await this.updateLog.whenDrained(document.name);
   }
 

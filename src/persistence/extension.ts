@@ -9,6 +9,7 @@ import {
 } from '@hocuspocus/server';
 import type { ConnectionContext } from '../context.ts';
 import { parseDocumentName, type DocumentName } from '../documents/name.ts';
+import { ConcordError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import { assertValidUpdate, readFrame } from '../protocol.ts';
@@ -91,7 +92,7 @@ export class Persistence implements Extension {
       committed.catch(() => {}); // the ack gate reacts to a failure; nothing else awaits this
     } catch (error) {
       this.log.error({ err: error, code: 'update-not-logged', document: document.name }, 'an update could not be queued for the log');
-      origin.connection.close({ code: 4500, reason: 'storage-unavailable' });
+      origin.connection.close(new ConcordError('storage-unavailable', 'the update could not be queued for Postgres').closeEvent);
     }
   }
 }
