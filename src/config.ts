@@ -11,6 +11,8 @@ const environment = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(8787),
   HOST: z.string().default('127.0.0.1'),
   DATABASE_URL: optionalText,
+  /** The owner role that applies migrations; DATABASE_URL's role then only needs membership in concord_app. */
+  MIGRATION_DATABASE_URL: optionalText,
   DATA_DIR: z.string().default('./data'),
   REDIS_URL: optionalText,
   AUTH_JWT_SECRET: optionalText,
@@ -50,6 +52,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(
       'no token key configured: in production set AUTH_JWT_SECRET, AUTH_PUBLIC_KEY or AUTH_JWKS_URL (the generated development secret is refused when NODE_ENV=production)',
     );
+  }
+  if (config.MIGRATION_DATABASE_URL && !config.DATABASE_URL) {
+    throw new ConfigError('MIGRATION_DATABASE_URL needs DATABASE_URL (the embedded database has no roles to separate)');
   }
   if (config.AUTH_JWT_SECRET && config.AUTH_JWT_SECRET.length < 32) {
     throw new ConfigError('AUTH_JWT_SECRET must be at least 32 characters');

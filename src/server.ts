@@ -30,11 +30,22 @@ export async function openDatabase(config: Config, log: Logger): Promise<Databas
   return createPgliteDatabase(join(config.DATA_DIR, 'pgdata'));
 }
 
+/** Applies pending migrations, as the migration role when one is configured. */
+export async function migrateSchema(config: Config, db: Database, log: Logger): Promise<string[]> {
+  if (!config.MIGRATION_DATABASE_URL) return migrate(db);
+  const owner = createPostgresDatabase(config.MIGRATION_DATABASE_URL, log);
+  try {
+    return await migrate(owner);
+  } finally {
+    await owner.close();
+  }
+}
+
 /** The composition root: every concern is built and registered here, once. */
 export async function createConcord(config: Config, log: Logger) {
   const metrics = createMetrics();
   const db = await openDatabase(config, log);
-  await migrate(db);
+  await migrateSchema(config, db, log);
 
   const checkpointer = new Checkpointer(db, config.CHECKPOINT_EVERY, log, metrics);
   const updateLog = new UpdateLog({

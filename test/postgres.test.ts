@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
 import { acknowledged, connect, refusal, synced, waitFor, type Client } from './support/clients.ts';
@@ -155,5 +157,51 @@ describe('with a real PostgreSQL', () => {
     const expected = writers.flatMap((_, w) => Array.from({ length: perWriter }, (_, i) => w * 1000 + i)).sort((a, b) => a - b);
     expect(logged).toEqual(expected);
     writers.forEach((writer) => writer.provider.destroy());
+  });
+
+  it('runs as a login role that owns nothing, with the migrations applied by another', async ({ skip }) => {
+    skip(!!skipReason, skipReason);
+    const storage = await createStorage('postgres');
+    cleanups.push(() => storage.drop());
+    const ownerUrl = storage.databaseUrl!;
+    const role = `concord_server_${randomBytes(4).toString('hex')}`;
+    const owner = new pg.Client({ connectionString: ownerUrl });
+    await owner.connect();
+    cleanups.push(async () => {
+      await owner.query(`DROP ROLE IF EXISTS ${role}`).catch(() => {});
+      await owner.end();
+    });
+    await owner.query(`CREATE ROLE ${role} LOGIN PASSWORD 'server-secret'`);
+    const runtimeUrl = new URL(ownerUrl);
+    runtimeUrl.username = role;
+    runtimeUrl.password = 'server-secret';
+
+    // Refused: the role may not create tables, so it cannot migrate for itself.
+    const { env } = storage;
+    const refused = await new ServerProcess({ ...env, DATABASE_URL: runtimeUrl.toString() }).start().catch((error) => error);
+    expect(String(refused)).toMatch(/could not start/);
+
+    const server = new ServerProcess({ ...env, DATABASE_URL: runtimeUrl.toString(), MIGRATION_DATABASE_URL: ownerUrl });
+    // Membership in the runtime role comes from the administrator, once the migrations created it.
+    await new ServerProcess({ ...env }).start().then((migrated) => migrated.stop());
+    await owner.query(`GRANT concord_app TO ${role}`);
+    await server.start();
+    cleanups.push(() => server.stop('SIGKILL'));
+
+    const alice = connect(server.wsUrl, 'acme/quote/least-privilege', await token());
+    await synced(alice);
+    alice.doc.getMap('quote').set('title', 'written by a role that owns nothing');
+    await acknowledged(alice);
+    alice.provider.destroy();
+    const { rows } = await owner.query(
+      `SELECT count(*)::int AS owned FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE n.nspname = 'public' AND pg_get_userbyid(c.relowner) = $1`,
+      [role],
+    );
+    expect(rows[0].owned).toBe(0);
+    // RLS is forced on the owner too: it sees the rows only with the tenant set.
+    await owner.query(`SELECT set_config('app.tenant_id', 'acme', false)`);
+    const logged = await owner.query(`SELECT user_id FROM document_updates WHERE name = 'acme/quote/least-privilege'`);
+    expect(logged.rows).toEqual([{ user_id: 'alice' }]);
   });
 });

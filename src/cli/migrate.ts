@@ -1,12 +1,12 @@
 import { ConfigError, loadConfig } from '../config.ts';
-import { migrate } from '../db/migrate.ts';
 import { createLogger } from '../log.ts';
-import { openDatabase } from '../server.ts';
+import { migrateSchema, openDatabase } from '../server.ts';
 
 try {
   const config = loadConfig();
-  const db = await openDatabase(config, createLogger(config.LOG_LEVEL));
-  const applied = await migrate(db);
+  const log = createLogger(config.LOG_LEVEL);
+  const db = await openDatabase(config, log);
+  const applied = await migrateSchema(config, db, log);
   console.log(applied.length ? `applied: ${applied.join(', ')}` : 'the schema is up to date');
   await db.close();
 } catch (error) {
