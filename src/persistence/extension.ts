@@ -43,15 +43,15 @@ export class Persistence implements Extension {
     if (!frame.update) return;
     assertValidUpdate(frame.update);
     if (connection.readOnly || !(connection.webSocket instanceof AckGatedSocket)) return;
-    const { store } = document;
-    const pendingBefore = { structs: store.pendingStructs, deletes: store.pendingDs };
+    const structs = document.store;
+    const pendingBefore = { structs: structs.pendingStructs, deletes: structs.pendingDs };
     connection.webSocket.expectWrite(connection.messageAddress, {
       // A write that adds nothing new (a resend after a reconnect, say) is still
       // acknowledged only once what the document holds is committed.
       earlier: this.updateLog.committedSoFar(document.name),
       parked: () =>
-        (store.pendingStructs !== null && store.pendingStructs !== pendingBefore.structs) ||
-        (store.pendingDs !== null && store.pendingDs !== pendingBefore.deletes),
+        (structs.pendingStructs !== null && structs.pendingStructs !== pendingBefore.structs) ||
+        (structs.pendingDs !== null && structs.pendingDs !== pendingBefore.deletes),
     });
   }
 
