@@ -25,21 +25,26 @@ interface RawClient {
   ws: WebSocket;
   /** Close reasons Hocuspocus sent per document (message type 7). */
   closeReasons: string[];
+  /** Answers to writes (message type 8): true for applied. */
+  syncStatuses: boolean[];
   closed: Promise<{ code: number }>;
 }
 
 async function rawClient(document: string): Promise<RawClient> {
   const ws = new WebSocket(server.wsUrl);
   const closeReasons: string[] = [];
+  const syncStatuses: boolean[] = [];
   const closed = new Promise<{ code: number }>((resolve) => ws.on('close', (code) => resolve({ code })));
   ws.on('message', (data: Buffer) => {
     const decoder = decoding.createDecoder(new Uint8Array(data));
     decoding.readVarString(decoder);
-    if (decoding.readVarUint(decoder) === 7) closeReasons.push(decoding.readVarString(decoder));
+    const type = decoding.readVarUint(decoder);
+    if (type === 7) closeReasons.push(decoding.readVarString(decoder));
+    if (type === 8) syncStatuses.push(decoding.readVarUint(decoder) === 1);
   });
   await new Promise((resolve) => ws.once('open', resolve));
   ws.send(authFrame(document, await token()));
-  return { ws, closeReasons, closed };
+  return { ws, closeReasons, syncStatuses, closed };
 }
 
 /** An editor on `name` whose session must come through every misbehaviour of others intact. */
@@ -65,6 +70,28 @@ describe('bad input never stops the server or harms another connection', () => {
     await waitFor('bad-update', () => raw.closeReasons.includes('bad-update'));
     await stillServes(other, 'after garbage');
     expect(other.doc.getMap('quote').toJSON()).toEqual({ title: 'after garbage' });
+    raw.ws.close();
+    other.provider.destroy();
+  });
+
+  it('a write Yjs has to park (its dependencies are missing) is answered "not applied" until they arrive', async () => {
+    const name = 'acme/quote/parked';
+    const other = await bystander(name);
+    const raw = await rawClient(name);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const author = new Y.Doc();
+    const updates: Uint8Array[] = [];
+    author.on('update', (update: Uint8Array) => updates.push(update));
+    author.getText('notes').insert(0, 'first ');
+    author.getText('notes').insert(6, 'second');
+
+    raw.ws.send(updateFrame(name, updates[1]!));
+    await waitFor('answer to the parked write', () => raw.syncStatuses.length === 1);
+    expect(raw.syncStatuses).toEqual([false]);
+    raw.ws.send(updateFrame(name, updates[0]!));
+    await waitFor('answer to the missing write', () => raw.syncStatuses.length === 2);
+    expect(raw.syncStatuses).toEqual([false, true]);
+    await waitFor('both at the bystander', () => other.doc.getText('notes').toString() === 'first second');
     raw.ws.close();
     other.provider.destroy();
   });
