@@ -79,6 +79,37 @@ describe('refusals reach a real provider with their own reason', () => {
 });
 
 describe('a connection does not outlive its token', () => {
+  function refreshingClient(name: string, tokens: Array<() => Promise<string>>) {
+    const closeReasons: string[] = [];
+    let calls = 0;
+    const provider = new HocuspocusProvider({
+      url: server.wsUrl,
+      name,
+      document: new Y.Doc(),
+      token: () => tokens[Math.min(calls++, tokens.length - 1)]!(),
+      onClose: ({ event }) => closeReasons.push(event.reason),
+    });
+    return { provider, closeReasons, calls: () => calls };
+  }
+
+  it('asks the provider for a fresh token before exp and keeps the connection open with it', async () => {
+    const client = refreshingClient('acme/quote/refreshed', [() => token({ expiresIn: 3 }), () => token({ expiresIn: 3600 })]);
+    await waitFor('sync', () => client.provider.isSynced);
+    await new Promise((resolve) => setTimeout(resolve, 4_500));
+    expect(client.calls()).toBeGreaterThanOrEqual(2);
+    expect(client.closeReasons).toEqual([]);
+    client.provider.document.getMap('quote').set('title', 'after the first token expired');
+    await waitFor('ack', () => client.provider.unsyncedChanges === 0);
+    client.provider.destroy();
+  });
+
+  it('closes the document when the fresh token is for another user', async () => {
+    const client = refreshingClient('acme/quote/refreshed-other', [() => token({ sub: 'alice', expiresIn: 3 }), () => token({ sub: 'mallory', expiresIn: 3600 })]);
+    await waitFor('sync', () => client.provider.isSynced);
+    await waitFor('close', () => client.closeReasons.includes('not-allowed'), 8_000);
+    client.provider.destroy();
+  });
+
   it('closes the document with token-expired at exp', async () => {
     const client = connect(server.wsUrl, 'acme/quote/expiring', await token({ expiresIn: 2 }));
     await synced(client);
