@@ -27,6 +27,8 @@ const environment = z.object({
   CHECKPOINT_EVERY: positiveInt(500),
   /** Most updates written in one group commit. */
   COMMIT_BATCH_MAX: positiveInt(2000),
+  /** Past this many bytes of uncommitted updates (Postgres away), new writes are refused. */
+  MAX_BACKLOG_BYTES: positiveInt(256 * 1024 * 1024),
   /** Most update bytes written in one group commit. */
   COMMIT_BATCH_MAX_BYTES: positiveInt(8 * 1024 * 1024),
 });

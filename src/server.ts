@@ -63,7 +63,7 @@ export async function createConcord(config: Config, log: Logger) {
     quiet: true,
     extensions: [
       new Authorization(verify, log, metrics),
-      new Persistence(updateLog, store, log, metrics),
+      new Persistence(updateLog, store, log, metrics, config.MAX_BACKLOG_BYTES),
       new DatabaseExtension({
         fetch: ({ documentName }) => store.load(parseDocumentName(documentName)),
         store: ({ documentName }) => store.allCommitted(parseDocumentName(documentName)),

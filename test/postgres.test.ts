@@ -27,7 +27,7 @@ function appendedValues(updates: Uint8Array[]): number[] {
 }
 
 /** A server on a fresh database that it reaches only through a proxy the test can cut. */
-async function serverBehindProxy() {
+async function serverBehindProxy(env: Record<string, string> = {}) {
   const storage = await createStorage('postgres');
   cleanups.push(() => storage.drop());
   const target = new URL(storage.databaseUrl!);
@@ -35,7 +35,7 @@ async function serverBehindProxy() {
   cleanups.push(() => proxy.close());
   target.hostname = '127.0.0.1';
   target.port = String(proxy.port);
-  const server = await new ServerProcess({ ...storage.env, DATABASE_URL: target.toString() }).start();
+  const server = await new ServerProcess({ ...storage.env, ...env, DATABASE_URL: target.toString() }).start();
   cleanups.push(() => server.stop('SIGKILL'));
   return { storage, proxy, server };
 }
@@ -126,6 +126,34 @@ describe('with a real PostgreSQL', () => {
     const bob = connect(server.wsUrl, name, await token({ sub: 'bob' }));
     await synced(bob);
     expect(bob.doc.getMap('quote').get('title')).toBe('edited offline from Postgres');
+    alice.provider.destroy();
+    bob.provider.destroy();
+  });
+
+  it('past MAX_BACKLOG_BYTES of uncommitted updates, new writes are refused, not queued; the accepted ones land', async ({ skip }) => {
+    skip(!!skipReason, skipReason);
+    const { proxy, server } = await serverBehindProxy({ MAX_BACKLOG_BYTES: '4096' });
+    const name = 'acme/quote/backlog';
+    const alice = connect(server.wsUrl, name, await token({ sub: 'alice' }));
+    await synced(alice);
+    proxy.cut();
+    const notes = alice.doc.getText('notes');
+    for (let i = 0; i < 10 && !alice.closeReasons.length; i++) {
+      notes.insert(notes.length, String(i).repeat(1_000));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(alice.closeReasons).toContain('storage-unavailable');
+    expect((await server.get('/healthz')).status).toBe(200);
+
+    proxy.restore();
+    const bob = connect(server.wsUrl, name, await token({ sub: 'bob' }));
+    await synced(bob, 20_000);
+    expect(bob.closeReasons).toEqual([]);
+    // What was accepted before the limit is durable; the rest stayed with alice.
+    const accepted = bob.doc.getText('notes').toString();
+    expect(accepted.length).toBeGreaterThanOrEqual(4_000);
+    expect(accepted.length).toBeLessThan(notes.length);
+    expect(notes.toString().startsWith(accepted)).toBe(true);
     alice.provider.destroy();
     bob.provider.destroy();
   });

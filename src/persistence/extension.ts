@@ -7,6 +7,7 @@ import {
   type connectedPayload,
   type Extension,
 } from '@hocuspocus/server';
+import * as Y from 'yjs';
 import type { ConnectionContext } from '../context.ts';
 import { parseDocumentName, type DocumentName } from '../documents/name.ts';
 import { ConcordError } from '../errors.ts';
@@ -29,12 +30,14 @@ export class Persistence implements Extension {
   private readonly store: DocumentStore;
   private readonly log: Logger;
   private readonly metrics: Metrics;
+  private readonly maxBacklogBytes: number;
 
-  constructor(updateLog: UpdateLog, store: DocumentStore, log: Logger, metrics: Metrics) {
+  constructor(updateLog: UpdateLog, store: DocumentStore, log: Logger, metrics: Metrics, maxBacklogBytes: number) {
     this.updateLog = updateLog;
     this.store = store;
     this.log = log;
     this.metrics = metrics;
+    this.maxBacklogBytes = maxBacklogBytes;
   }
 
   /** Refuses malformed frames and updates before they are applied; marks writes for the ack gate. */
@@ -43,6 +46,13 @@ export class Persistence implements Extension {
     if (!frame.update) return;
     assertValidUpdate(frame.update);
     if (connection.readOnly || !(connection.webSocket instanceof AckGatedSocket)) return;
+    // While Postgres is away the backlog lives in memory: past the limit, writes
+    // that bring anything new are refused (the client keeps them as unsynced)
+    // instead of growing it. Checked only then: a snapshot costs a walk of the document.
+    if (this.updateLog.backlogBytes > this.maxBacklogBytes && !Y.snapshotContainsUpdate(Y.snapshot(document), frame.update)) {
+      this.metrics.refusals.inc({ code: 'storage-unavailable' });
+      throw new ConcordError('storage-unavailable', 'Postgres is not keeping up; the change was not applied, retry shortly');
+    }
     const structs = document.store;
     const pendingBefore = { structs: structs.pendingStructs, deletes: structs.pendingDs };
     connection.webSocket.expectWrite(connection.messageAddress, {

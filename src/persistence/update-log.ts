@@ -44,6 +44,7 @@ export class UpdateLog {
   private readonly closing = new AbortController();
   private writing = false;
   private failing = false;
+  private queuedBytes = 0;
 
   constructor(options: UpdateLogOptions) {
     this.options = options;
@@ -54,10 +55,16 @@ export class UpdateLog {
     return !this.failing;
   }
 
+  /** Bytes of updates waiting to be committed. */
+  get backlogBytes(): number {
+    return this.queuedBytes;
+  }
+
   append(update: NewUpdate): Promise<number> {
     if (this.closing.signal.aborted) return Promise.reject(new Error('the update log is closed'));
     const committed = new Promise<number>((resolve, reject) => this.queue.push({ ...update, resolve, reject }));
     const name = update.document.name;
+    this.queuedBytes += update.update.byteLength;
     this.pending.set(name, { count: (this.pending.get(name)?.count ?? 0) + 1, newest: committed });
     if (!this.writing) {
       this.writing = true;
@@ -206,6 +213,7 @@ export class UpdateLog {
 
   private release(entries: Queued[]): void {
     for (const entry of entries) {
+      this.queuedBytes -= entry.update.byteLength;
       const name = entry.document.name;
       const pending = this.pending.get(name);
       if (pending && pending.count > 1) pending.count -= 1;
