@@ -27,13 +27,35 @@ export function readFrame(bytes: Uint8Array): Frame {
   }
 }
 
-/** Fully decodes a Yjs update so that garbage is refused before it reaches the document. */
-export function assertValidUpdate(update: Uint8Array): void {
+/**
+ * Fully decodes a Yjs update, so that garbage is refused before it reaches the
+ * document, and returns how far it reaches per client (the end clock of its
+ * inserts and deletes): a document whose state vector is short of that after
+ * the apply has parked part of the update for missing dependencies.
+ */
+export function readUpdateReach(update: Uint8Array): Map<number, number> {
+  let decoded;
   try {
-    Y.decodeUpdate(update);
+    decoded = Y.decodeUpdate(update);
   } catch (error) {
     throw new ConcordError('bad-update', 'the update is not a valid Yjs update; it was not applied', { cause: error });
   }
+  const reach = new Map<number, number>();
+  const extend = (client: number, end: number) => reach.set(client, Math.max(reach.get(client) ?? 0, end));
+  for (const struct of decoded.structs) {
+    if (!(struct instanceof Y.Skip)) extend(struct.id.client, struct.id.clock + struct.length);
+  }
+  for (const [client, deletes] of decoded.ds.clients) {
+    for (const deleted of deletes) extend(client, deleted.clock + deleted.len);
+  }
+  return reach;
+}
+
+/** True if `doc` holds everything `reach` (from readUpdateReach) refers to. */
+export function holdsAll(doc: Y.Doc, reach: Map<number, number>): boolean {
+  const state = Y.decodeStateVector(Y.encodeStateVector(doc));
+  for (const [client, end] of reach) if ((state.get(client) ?? 0) < end) return false;
+  return true;
 }
 
 /** The message type of an outgoing frame, or undefined if it cannot be read. */

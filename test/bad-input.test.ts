@@ -74,7 +74,7 @@ describe('bad input never stops the server or harms another connection', () => {
     other.provider.destroy();
   });
 
-  it('a write Yjs has to park (its dependencies are missing) is answered "not applied" until they arrive', async () => {
+  it('writes Yjs has to park (missing dependencies) are answered "not applied"; a parked delete does not hold back later writes', async () => {
     const name = 'acme/quote/parked';
     const other = await bystander(name);
     const raw = await rawClient(name);
@@ -82,16 +82,25 @@ describe('bad input never stops the server or harms another connection', () => {
     const author = new Y.Doc();
     const updates: Uint8Array[] = [];
     author.on('update', (update: Uint8Array) => updates.push(update));
-    author.getText('notes').insert(0, 'first ');
-    author.getText('notes').insert(6, 'second');
+    const notes = author.getText('notes');
+    notes.insert(0, 'first ');
+    notes.insert(6, 'second');
+    notes.insert(12, ' third');
+    notes.delete(0, 6);
 
+    const answers = (count: number) => waitFor(`${count} answers`, () => raw.syncStatuses.length === count && raw.syncStatuses);
+    // Two writes parked one after the other, and a delete of content the server has not seen.
     raw.ws.send(updateFrame(name, updates[1]!));
-    await waitFor('answer to the parked write', () => raw.syncStatuses.length === 1);
-    expect(raw.syncStatuses).toEqual([false]);
+    raw.ws.send(updateFrame(name, updates[2]!));
+    raw.ws.send(updateFrame(name, updates[3]!));
+    expect(await answers(3)).toEqual([false, false, false]);
+    // An ordinary write from someone else is acknowledged while the delete is still parked.
+    other.doc.getMap('quote').set('title', 'unaffected');
+    await acknowledged(other);
+    // The missing write arrives: it and everything parked behind it apply.
     raw.ws.send(updateFrame(name, updates[0]!));
-    await waitFor('answer to the missing write', () => raw.syncStatuses.length === 2);
-    expect(raw.syncStatuses).toEqual([false, true]);
-    await waitFor('both at the bystander', () => other.doc.getText('notes').toString() === 'first second');
+    expect(await answers(4)).toEqual([false, false, false, true]);
+    await waitFor('all at the bystander', () => other.doc.getText('notes').toString() === 'second third');
     raw.ws.close();
     other.provider.destroy();
   });

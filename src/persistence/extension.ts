@@ -7,13 +7,12 @@ import {
   type connectedPayload,
   type Extension,
 } from '@hocuspocus/server';
-import * as Y from 'yjs';
 import type { ConnectionContext } from '../context.ts';
 import { parseDocumentName, type DocumentName } from '../documents/name.ts';
 import { ConcordError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
-import { assertValidUpdate, readFrame } from '../protocol.ts';
+import { holdsAll, readFrame, readUpdateReach } from '../protocol.ts';
 import { AckGatedSocket } from './acknowledgements.ts';
 import type { DocumentStore } from './document-store.ts';
 import type { UpdateLog } from './update-log.ts';
@@ -40,28 +39,24 @@ export class Persistence implements Extension {
     this.maxBacklogBytes = maxBacklogBytes;
   }
 
-  /** Refuses malformed frames and updates before they are applied; marks writes for the ack gate. */
+  /** Refuses malformed frames and updates before they are applied; puts writes through the ack gate. */
   async beforeHandleMessage({ connection, document, update }: beforeHandleMessagePayload): Promise<void> {
     const frame = readFrame(update);
     if (!frame.update) return;
-    assertValidUpdate(frame.update);
-    if (connection.readOnly || !(connection.webSocket instanceof AckGatedSocket)) return;
+    const reach = readUpdateReach(frame.update);
+    if (!(connection.webSocket instanceof AckGatedSocket)) return;
     // While Postgres is away the backlog lives in memory: past the limit, writes
     // that bring anything new are refused (the client keeps them as unsynced)
-    // instead of growing it. Checked only then: a snapshot costs a walk of the document.
-    if (this.updateLog.backlogBytes > this.maxBacklogBytes && !Y.snapshotContainsUpdate(Y.snapshot(document), frame.update)) {
+    // instead of growing it.
+    if (!connection.readOnly && this.updateLog.backlogBytes > this.maxBacklogBytes && !holdsAll(document, reach)) {
       this.metrics.refusals.inc({ code: 'storage-unavailable' });
       throw new ConcordError('storage-unavailable', 'Postgres is not keeping up; the change was not applied, retry shortly');
     }
-    const structs = document.store;
-    const pendingBefore = { structs: structs.pendingStructs, deletes: structs.pendingDs };
     connection.webSocket.expectWrite(connection.messageAddress, {
-      // A write that adds nothing new (a resend after a reconnect, say) is still
+      // Even a write that adds nothing new (a resend after a reconnect, say) is
       // acknowledged only once what the document holds is committed.
       earlier: this.updateLog.committedSoFar(document.name),
-      parked: () =>
-        (structs.pendingStructs !== null && structs.pendingStructs !== pendingBefore.structs) ||
-        (structs.pendingDs !== null && structs.pendingDs !== pendingBefore.deletes),
+      parked: () => !holdsAll(document, reach),
     });
   }
 
