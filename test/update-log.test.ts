@@ -1,12 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
-import { AmbiguousCommitError, type Database } from '../src/db/database.ts';
+import pg from 'pg';
+import { AmbiguousCommitError, enterTenant, type Database } from '../src/db/database.ts';
 import { migrate } from '../src/db/migrate.ts';
 import { parseDocumentName } from '../src/documents/name.ts';
 import { createLogger } from '../src/log.ts';
 import { createMetrics } from '../src/metrics.ts';
 import { UpdateLog } from '../src/persistence/update-log.ts';
-import { createStorage, type TestStorage } from './support/database.ts';
+import { createStorage, postgresUrl, type TestStorage } from './support/database.ts';
 import { loggedUpdates, openTestDatabase } from './support/inspect.ts';
 
 /**
@@ -83,5 +84,48 @@ describe('update log', () => {
     const stored = await db.transaction('acme', async (sql) => (await sql.query<{ received_at: Date }>('SELECT received_at FROM document_updates WHERE name = $1', [document.name])).rows);
     expect(new Date(stored[0]!.received_at).getTime()).toBe(receivedAt.getTime());
     log.close();
+  });
+
+  it('a lost COMMIT that is still in flight is waited for, not raced, on PostgreSQL', async ({ skip }) => {
+    skip(!postgresUrl, 'needs a real PostgreSQL: set TEST_DATABASE_URL');
+    const pgStorage = await createStorage('postgres');
+    const pgDb = await openTestDatabase(pgStorage);
+    try {
+      await migrate(pgDb);
+      const document = parseDocumentName('acme/quote/in-flight');
+      const doc = new Y.Doc();
+      const log = new UpdateLog({ db: pgDb, log: createLogger('silent'), metrics: createMetrics(), batchMax: 100, batchMaxBytes: 1 << 20, onCommitted: () => {} });
+      await log.append({ document, update: edit(doc, 1), userId: 'alice', origin: 'client', receivedAt: new Date() });
+
+      // The next write is really made on its own connection, whose COMMIT lands
+      // only 600 ms after the log was told the outcome is unknown.
+      let slowCommit: Promise<unknown> | undefined;
+      const racing: Database = {
+        ...pgDb,
+        async transaction(tenant, work) {
+          if (slowCommit) return pgDb.transaction(tenant, work);
+          const client = new pg.Client({ connectionString: pgStorage.databaseUrl });
+          await client.connect();
+          await client.query('BEGIN');
+          const sql = { query: (text: string, params?: unknown[]) => client.query(text, params) as never, exec: (script: string) => client.query(script) };
+          await enterTenant(sql, tenant);
+          await work(sql);
+          slowCommit = new Promise((resolve) => setTimeout(resolve, 600)).then(() => client.query('COMMIT')).finally(() => client.end());
+          throw new AmbiguousCommitError(new Error('connection lost during COMMIT'));
+        },
+      };
+      const racingLog = new UpdateLog({ db: racing, log: createLogger('silent'), metrics: createMetrics(), batchMax: 100, batchMaxBytes: 1 << 20, onCommitted: () => {} });
+      racingLog.noteVersion(document.name, 1);
+      const seq = await racingLog.append({ document, update: edit(doc, 2), userId: 'alice', origin: 'client', receivedAt: new Date() });
+      await slowCommit;
+      expect(seq).toBe(2);
+      const rows = await loggedUpdates(pgDb, 'acme', document.name);
+      expect(rows.map((row) => row.seq)).toEqual([1, 2]);
+      log.close();
+      racingLog.close();
+    } finally {
+      await pgDb.close();
+      await pgStorage.drop();
+    }
   });
 });

@@ -12,3 +12,12 @@ export async function ensureDocument(sql: Sql, doc: DocumentName): Promise<numbe
   );
   return rows[0]!.version;
 }
+
+/**
+ * Locks the documents' rows until the end of the transaction. A transaction
+ * still committing updates to them (one whose outcome this process lost) holds
+ * these locks, so this waits until it has landed or rolled back.
+ */
+export async function lockDocuments(sql: Sql, names: string[]): Promise<void> {
+  await sql.query('SELECT 1 FROM documents WHERE tenant_id = current_tenant() AND name = ANY($1::text[]) ORDER BY name FOR UPDATE', [names]);
+}

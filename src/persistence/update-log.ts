@@ -1,4 +1,5 @@
-import { AmbiguousCommitError, type Database } from '../db/database.ts';
+import { AmbiguousCommitError, type Database, type Sql } from '../db/database.ts';
+import { lockDocuments } from '../db/documents.ts';
 import { appendUpdates, findLoggedUpdate, type NewUpdate } from '../db/updates.ts';
 import type { DocumentName } from '../documents/name.ts';
 import type { Logger } from '../log.ts';
@@ -137,13 +138,16 @@ export class UpdateLog {
     try {
       seqs = await retryUntilDone(
         async () => {
-          const landed = uncertain ? await this.findCommitted(tenant, group) : null;
-          uncertain = false;
-          if (landed) return landed;
           try {
-            return await this.options.db.transaction(tenant, (sql) => appendUpdates(sql, group));
+            return await this.options.db.transaction(tenant, async (sql) => {
+              if (uncertain) {
+                const landed = await this.findCommitted(sql, group);
+                if (landed) return landed;
+              }
+              return appendUpdates(sql, group);
+            });
           } catch (error) {
-            uncertain = error instanceof AmbiguousCommitError;
+            uncertain ||= error instanceof AmbiguousCommitError;
             throw error;
           }
         },
@@ -170,26 +174,27 @@ export class UpdateLog {
 
   /**
    * After a commit whose outcome was lost: the seqs the group got if it did
-   * land (all of it did, or none), else null. A batch's updates of one document
-   * got consecutive seqs, so finding each document's first update is enough.
+   * land (all of it did, or none), else null. The documents' rows are locked
+   * first, so a commit still in flight is waited for, never raced. A batch's
+   * updates of one document got consecutive seqs, so finding each document's
+   * first update is enough.
    */
-  private async findCommitted(tenant: string, group: Queued[]): Promise<number[] | null> {
-    return this.options.db.transaction(tenant, async (sql) => {
-      const firstSeq = new Map<string, number>();
-      for (const entry of group) {
-        const name = entry.document.name;
-        if (firstSeq.has(name)) continue;
-        const seq = await findLoggedUpdate(sql, name, this.lastKnownSeq.get(name) ?? 0, entry.update);
-        if (seq === null) return null;
-        firstSeq.set(name, seq);
-      }
-      const offset = new Map<string, number>();
-      return group.map((entry) => {
-        const name = entry.document.name;
-        const index = offset.get(name) ?? 0;
-        offset.set(name, index + 1);
-        return firstSeq.get(name)! + index;
-      });
+  private async findCommitted(sql: Sql, group: Queued[]): Promise<number[] | null> {
+    const names = [...new Set(group.map((entry) => entry.document.name))];
+    await lockDocuments(sql, names);
+    const firstSeq = new Map<string, number>();
+    for (const name of names) {
+      const first = group.find((entry) => entry.document.name === name)!;
+      const seq = await findLoggedUpdate(sql, name, this.lastKnownSeq.get(name) ?? 0, first.update);
+      if (seq === null) return null;
+      firstSeq.set(name, seq);
+    }
+    const offset = new Map<string, number>();
+    return group.map((entry) => {
+      const name = entry.document.name;
+      const index = offset.get(name) ?? 0;
+      offset.set(name, index + 1);
+      return firstSeq.get(name)! + index;
     });
   }
 
