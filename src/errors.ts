@@ -38,7 +38,10 @@ export class ConcordError extends Error {
     return errorCodes[this.code];
   }
 
-  /** For closing one document's connection: 4000 + the HTTP status (4401, 4503, ...). */
+  /**
+   * For closing one document's connection. The provider receives only the
+   * reason; the code (4000 + the HTTP status) is for the server's own hooks.
+   */
   get closeEvent(): { code: number; reason: string } {
     return { code: 4000 + this.status, reason: this.code };
   }

@@ -74,11 +74,11 @@ export class Authorization implements Extension {
       if (principal.userId !== context.principal.userId) {
         throw new ConcordError('not-allowed', 'a refreshed token must be for the same user');
       }
-      // A token that lives no longer changes nothing (and asking again would loop).
-      if (principal.expiresAt <= context.principal.expiresAt) return;
-      context.principal = principal;
+      const expiresLater = principal.expiresAt > context.principal.expiresAt;
+      context.principal = { ...principal, expiresAt: Math.max(principal.expiresAt, context.principal.expiresAt) };
       connection.readOnly = !contentWriters.has(principal.role);
-      this.watchExpiry(connection, principal.expiresAt);
+      // Only a later expiry moves the timers (asking again for the same one would loop).
+      if (expiresLater) this.watchExpiry(connection, principal.expiresAt);
     } catch (error) {
       this.refused(error, documentName);
       throw error;

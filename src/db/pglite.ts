@@ -1,4 +1,5 @@
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import type { Transaction } from '@electric-sql/pglite';
@@ -43,30 +44,37 @@ export async function createPgliteDatabase(directory: string): Promise<Database>
   };
 }
 
-export class DirectoryLockedError extends Error {
-  override name = 'DirectoryLockedError';
-}
-
 /**
  * PGlite is a whole Postgres in this process: two processes on one folder
- * would both write its files. A pid file keeps the folder to one process; a
- * file left by a process that no longer runs (killed, say) is taken over.
+ * would both write its files. A lock file naming host and pid keeps the folder
+ * to one process. A file left by a process that no longer runs on this host
+ * (killed, say) is taken over; one from another host (two containers sharing a
+ * volume) cannot be checked, so it is refused.
  */
 function lockDirectory(directory: string): () => void {
-  const file = join(directory, 'concord.pid');
+  const file = join(directory, 'concord.lock');
+  const me = `${hostname()} ${process.pid}`;
   for (;;) {
     try {
-      writeFileSync(file, String(process.pid), { flag: 'wx' });
+      writeFileSync(file, me, { flag: 'wx' });
       return () => rmSync(file, { force: true });
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
     }
-    const holder = Number(readFileSync(file, 'utf8'));
-    if (isRunning(holder) && holder !== process.pid) {
-      throw new DirectoryLockedError(`the embedded database in ${directory} is in use by process ${holder}; stop it first, or give this process its own DATA_DIR`);
+    const holder = readFileSync(file, 'utf8');
+    const [host, pid] = holder.split(' ');
+    const stale = host === hostname() && (Number(pid) === process.pid || !isRunning(Number(pid)));
+    if (!stale) {
+      throw new DirectoryLockedError(
+        `the embedded database in ${directory} is in use by process ${pid} on ${host}; stop it first, or give this process its own DATA_DIR (delete ${file} if that process is gone)`,
+      );
     }
     rmSync(file, { force: true });
   }
+}
+
+export class DirectoryLockedError extends Error {
+  override name = 'DirectoryLockedError';
 }
 
 function isRunning(pid: number): boolean {

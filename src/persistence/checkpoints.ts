@@ -14,6 +14,8 @@ interface Progress {
   latestSeq: number;
   /** The write under way, if any. */
   writing: Promise<void> | null;
+  /** The document was unloaded while a write was under way. */
+  forgotten: boolean;
 }
 
 /**
@@ -42,7 +44,8 @@ export class Checkpointer {
   /** Records where a document stands; writes a checkpoint if its tail is long. */
   advance(document: DocumentName, latestSeq: number, checkpointSeq?: number): void {
     const current = this.progress.get(document.name);
-    const progress = current ?? { document, checkpointSeq: checkpointSeq ?? 0, latestSeq, writing: null };
+    const progress = current ?? { document, checkpointSeq: checkpointSeq ?? 0, latestSeq, writing: null, forgotten: false };
+    progress.forgotten = false;
     progress.latestSeq = Math.max(progress.latestSeq, latestSeq);
     if (checkpointSeq !== undefined) progress.checkpointSeq = Math.max(progress.checkpointSeq, checkpointSeq);
     this.progress.set(document.name, progress);
@@ -53,7 +56,8 @@ export class Checkpointer {
 
   forget(name: string): void {
     const progress = this.progress.get(name);
-    if (progress && !progress.writing) this.progress.delete(name);
+    if (progress?.writing) progress.forgotten = true;
+    else this.progress.delete(name);
   }
 
   /** Stops scheduling, lets the writes under way finish (or fail) and stops the builder. */
@@ -78,8 +82,9 @@ export class Checkpointer {
       // Closing: the log holds everything; the next start writes the checkpoint.
     }
     progress.writing = null;
+    if (progress.forgotten) this.progress.delete(progress.document.name);
     // Updates may have arrived while writing: see whether the tail is long again.
-    this.advance(progress.document, progress.latestSeq);
+    else this.advance(progress.document, progress.latestSeq);
   }
 
   private async write(document: DocumentName, seq: number): Promise<number> {
@@ -116,12 +121,15 @@ class CheckpointBuilder {
     if (this.worker) return this.worker;
     const worker = new Worker(new URL('./checkpoint-worker.ts', import.meta.url));
     worker.on('message', (response: BuildResponse) => {
+      if (this.worker !== worker) return;
       const waiter = this.pending.get(response.id);
       this.pending.delete(response.id);
       if ('error' in response) waiter?.reject(new Error(response.error));
       else waiter?.resolve(response.state);
     });
     const failAll = (error: Error) => {
+      // A replaced worker's late events concern nobody.
+      if (this.worker !== worker) return;
       this.worker = null;
       for (const waiter of this.pending.values()) waiter.reject(error);
       this.pending.clear();

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { TEST_SECRET } from './tokens.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
-const START_TIMEOUT_MS = 30_000;
+const START_TIMEOUT_MS = 60_000;
 // The server gives queued commits up to 10 s on SIGTERM.
 const STOP_TIMEOUT_MS = 15_000;
 
