@@ -9,6 +9,8 @@ export function createMetrics() {
     registry,
     openConnections: new Gauge({ name: 'concord_open_connections', help: 'Open WebSocket connections', registers }),
     loadedDocuments: new Gauge({ name: 'concord_loaded_documents', help: 'Documents loaded in memory', registers }),
+    checkpointsUnderWay: new Gauge({ name: 'concord_checkpoints_under_way', help: 'Documents whose checkpoint is being written (or retried)', registers }),
+    checkpointsWritten: new Counter({ name: 'concord_checkpoints_written_total', help: 'Checkpoints written to document_checkpoints', registers }),
     updatesReceived: new Counter({ name: 'concord_updates_received_total', help: 'Document updates received from clients and applied', registers }),
     updatesPersisted: new Counter({ name: 'concord_updates_persisted_total', help: 'Document updates committed to document_updates', registers }),
     ackLatency: new Histogram({

@@ -83,6 +83,7 @@ export async function createConcord(config: Config, log: Logger) {
     refreshGauges() {
       metrics.openConnections.set(hocuspocus.getConnectionsCount());
       metrics.loadedDocuments.set(hocuspocus.getDocumentsCount());
+      metrics.checkpointsUnderWay.set(checkpointer.writesUnderWay);
     },
   });
   const httpServer = createServer(getRequestListener(app.fetch));

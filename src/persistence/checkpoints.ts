@@ -45,13 +45,23 @@ export class Checkpointer {
   advance(document: DocumentName, latestSeq: number, checkpointSeq?: number): void {
     const current = this.progress.get(document.name);
     const progress = current ?? { document, checkpointSeq: checkpointSeq ?? 0, latestSeq, writing: null, forgotten: false };
-    progress.forgotten = false;
     progress.latestSeq = Math.max(progress.latestSeq, latestSeq);
-    if (checkpointSeq !== undefined) progress.checkpointSeq = Math.max(progress.checkpointSeq, checkpointSeq);
+    if (checkpointSeq !== undefined) {
+      // Loaded (again).
+      progress.checkpointSeq = Math.max(progress.checkpointSeq, checkpointSeq);
+      progress.forgotten = false;
+    }
     this.progress.set(document.name, progress);
     if (!progress.writing && !this.closing.signal.aborted && progress.latestSeq - progress.checkpointSeq >= this.every) {
       progress.writing = this.writeUntilDone(progress);
     }
+  }
+
+  /** How many documents have a checkpoint write under way. */
+  get writesUnderWay(): number {
+    let count = 0;
+    for (const progress of this.progress.values()) if (progress.writing) count += 1;
+    return count;
   }
 
   forget(name: string): void {
@@ -82,9 +92,10 @@ export class Checkpointer {
       // Closing: the log holds everything; the next start writes the checkpoint.
     }
     progress.writing = null;
-    if (progress.forgotten) this.progress.delete(progress.document.name);
-    // Updates may have arrived while writing: see whether the tail is long again.
-    else this.advance(progress.document, progress.latestSeq);
+    // Updates may have arrived while writing: see whether the tail is long
+    // again. An unloaded document is still caught up, then forgotten.
+    this.advance(progress.document, progress.latestSeq);
+    if (progress.forgotten && !progress.writing) this.progress.delete(progress.document.name);
   }
 
   private async write(document: DocumentName, seq: number): Promise<number> {
@@ -96,6 +107,7 @@ export class Checkpointer {
     const state = await this.builder.build(base, tail);
     const checkpointSeq = tail.at(-1)!.seq;
     await this.db.transaction(document.tenant, (sql) => insertCheckpoint(sql, document.name, { seq: checkpointSeq, state }));
+    this.metrics.checkpointsWritten.inc();
     return checkpointSeq;
   }
 }
