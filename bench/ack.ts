@@ -63,8 +63,6 @@ for (const line of [...skipped, ...results.flatMap((r) => r.notes.map((note) => 
 async function runOn(backend: string, storage: TestStorage): Promise<Result> {
   const result: Result = { backend, latenciesMs: [], pacedRate: NaN, fullSpeedRate: NaN, meanBatch: NaN, notes: [] };
   const server = new ServerProcess(storage.env);
-  // Also when the bench gives up with process.exit: never leave a server behind.
-  process.once('exit', () => void server.stop('SIGKILL'));
   let provider: HocuspocusProvider | undefined;
   const cpuBefore = cpuTimes();
   try {
