@@ -16,7 +16,7 @@ const log = createLogger(config.LOG_LEVEL);
 // never throw, and this keeps a stray rejection from ending every session.
 process.on('unhandledRejection', (reason) => log.error({ err: reason, code: 'unhandled-rejection' }, 'unhandled promise rejection'));
 
-let concord;
+let concord: Awaited<ReturnType<typeof createConcord>>;
 let address;
 try {
   concord = await createConcord(config, log);
@@ -40,7 +40,7 @@ async function stop(signal: string) {
   if (stopping) return;
   stopping = true;
   log.info({ signal }, 'shutting down');
-  await concord!.close();
+  await concord.close();
   process.exit(0);
 }
 process.on('SIGINT', () => void stop('SIGINT'));

@@ -128,7 +128,6 @@ export async function createConcord(config: Config, log: Logger) {
   };
 }
 
-export type Concord = Awaited<ReturnType<typeof createConcord>>;
 
 function toFetchRequest(request: IncomingMessage): Request {
   const headers = new Headers();

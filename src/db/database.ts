@@ -30,7 +30,8 @@ export class AmbiguousCommitError extends Error {
   }
 }
 
-export const RUNTIME_ROLE = 'concord_app';
+/** Owns nothing, so row-level security always applies to it (created by schema/001). */
+const RUNTIME_ROLE = 'concord_app';
 
 /** Switches the current transaction to the runtime role and the tenant, in one round trip. */
 export async function enterTenant(sql: Sql, tenant: string): Promise<void> {

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { AmbiguousCommitError, enterTenant, type Database, type Sql } from './database.ts';
-import type { Logger } from 'pino';
+import type { Logger } from '../log.ts';
 
 // int8 (bigint) columns hold seq and version: well within 2^53, read them as numbers.
 pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value));
