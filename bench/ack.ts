@@ -79,13 +79,13 @@ async function runOn(backend: string, storage: TestStorage): Promise<Result> {
     result.pacedRate = paced.rate;
 
     const text = document.getText('notes');
-    const before = await scrapeMetrics(server.port);
+    const before = await server.metrics();
     const startedAt = performance.now();
     for (let i = 0; i < FULL_SPEED_EDITS; i++) document.transact(() => text.insert(text.length, 'x'));
     await acknowledged(provider);
     result.fullSpeedRate = FULL_SPEED_EDITS / ((performance.now() - startedAt) / 1000);
 
-    const after = await scrapeMetrics(server.port);
+    const after = await server.metrics();
     const delta = (name: string) => (after.get(name) ?? 0) - (before.get(name) ?? 0);
     result.meanBatch = delta('concord_commit_batch_updates_sum') / delta('concord_commit_batch_updates_count');
     result.notes.push(
@@ -228,16 +228,4 @@ function serverProblems(logs: string): string[] {
         return [line];
       }
     });
-}
-
-/** GET /metrics, as series name (labels dropped) to the sum of its values. */
-async function scrapeMetrics(port: number): Promise<Map<string, number>> {
-  const response = await fetch(`http://127.0.0.1:${port}/metrics`);
-  if (!response.ok) throw new Error(`/metrics answered ${response.status}`);
-  const series = new Map<string, number>();
-  for (const line of (await response.text()).split('\n')) {
-    const match = /^([a-zA-Z_:][\w:]*)(?:\{[^}]*\})?\s+(\S+)$/.exec(line);
-    if (match) series.set(match[1]!, (series.get(match[1]!) ?? 0) + Number(match[2]));
-  }
-  return series;
 }

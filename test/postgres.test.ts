@@ -82,7 +82,7 @@ describe('with a real PostgreSQL', () => {
   it('a document holding uncommitted updates stays loaded until they are committed; loading meanwhile is refused clearly', async ({ skip }) => {
     skip(!!skipReason, skipReason);
     const { proxy, server } = await serverBehindProxy();
-    const loadedDocuments = async () => Number(/^concord_loaded_documents (\d+)/m.exec(await server.get('/metrics').then((r) => r.text()))![1]);
+    const loadedDocuments = async () => (await server.metrics()).get('concord_loaded_documents');
 
     const name = 'acme/quote/unload';
     const alice = connect(server.wsUrl, name, await token({ sub: 'alice' }));

@@ -12,9 +12,8 @@ import type { UpdateLog } from './update-log.ts';
 /**
  * Loading and storing for @hocuspocus/extension-database. The log is the
  * source of truth: a load is the latest checkpoint plus the updates after it,
- * and a "store" only waits until every update of the document is committed
- * (so Hocuspocus unloads a document only once nothing of it is at risk) and
- * lets the checkpointer catch up.
+ * and a "store" only waits until every update of the document is committed,
+ * so Hocuspocus unloads a document only once nothing of it is at risk.
  */
 export class DocumentStore {
   private readonly db: Database;
