@@ -25,6 +25,8 @@ const environment = z.object({
   MAX_MESSAGE_BYTES: positiveInt(4 * 1024 * 1024),
   /** A checkpoint is written once a document has this many updates after its last one. */
   CHECKPOINT_EVERY: positiveInt(500),
+  /** A pause longer than this ends a burst of typing: the next text edit starts a new audit row. */
+  AUDIT_TEXT_BURST_MS: positiveInt(5000),
   /** Most updates written in one group commit. */
   COMMIT_BATCH_MAX: positiveInt(2000),
   /** Past this many bytes of uncommitted updates (Postgres away), new writes are refused. */

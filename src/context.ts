@@ -6,3 +6,19 @@ export interface ConnectionContext {
   principal: Principal;
   document: DocumentName;
 }
+
+/**
+ * The context of a server-side edit (an API PATCH or a restore), made through
+ * a Hocuspocus direct connection: the caller is the author, and the edit's
+ * commit is handed back so the caller can answer with the new version.
+ */
+export interface ServerEditContext {
+  principal: Principal;
+  origin: 'api' | 'restore';
+  committed?: Promise<number>;
+}
+
+export function isServerEdit(context: unknown): context is ServerEditContext {
+  const origin = (context as Partial<ServerEditContext> | undefined)?.origin;
+  return origin === 'api' || origin === 'restore';
+}

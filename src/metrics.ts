@@ -31,6 +31,12 @@ export function createMetrics() {
       labelNames: ['operation'] as const,
       registers,
     }),
+    layoutViolations: new Counter({
+      name: 'concord_layout_violations_total',
+      help: 'Stored values that break their kind\'s layout (read as null), by kind and field',
+      labelNames: ['kind', 'field'] as const,
+      registers,
+    }),
     refusals: new Counter({ name: 'concord_refusals_total', help: 'Refused connections, messages and requests, by code', labelNames: ['code'] as const, registers }),
   };
 }

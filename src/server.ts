@@ -15,6 +15,8 @@ import { createPgliteDatabase } from './db/pglite.ts';
 import { createPostgresDatabase } from './db/postgres.ts';
 import { parseDocumentName } from './documents/name.ts';
 import { createHttpApp } from './http/app.ts';
+import { documentRoutes } from './http/documents.ts';
+import { DocumentService } from './documents/service.ts';
 import type { Logger } from './log.ts';
 import { createMetrics } from './metrics.ts';
 import { AckGatedSocket } from './persistence/acknowledgements.ts';
@@ -22,6 +24,8 @@ import { Checkpointer } from './persistence/checkpoints.ts';
 import { DocumentStore } from './persistence/document-store.ts';
 import { Persistence } from './persistence/extension.ts';
 import { UpdateLog } from './persistence/update-log.ts';
+import { AuditTrail } from './audit/trail.ts';
+import { Recorder } from './projection/recorder.ts';
 
 const SHUTDOWN_DRAIN_MS = 10_000;
 
@@ -48,12 +52,15 @@ export async function createConcord(config: Config, log: Logger) {
   await migrateSchema(config, db, log);
 
   const checkpointer = new Checkpointer(db, config.CHECKPOINT_EVERY, log, metrics);
+  const recorder = new Recorder(new AuditTrail(config.AUDIT_TEXT_BURST_MS), log, metrics);
   const updateLog = new UpdateLog({
     db,
     log,
     metrics,
     batchMax: config.COMMIT_BATCH_MAX,
     batchMaxBytes: config.COMMIT_BATCH_MAX_BYTES,
+    record: (sql, updates) => recorder.record(sql, updates),
+    landedUnseen: (names) => recorder.lost(names),
     onCommitted: (committed) => committed.forEach(({ document, seq }) => checkpointer.advance(document, seq)),
   });
   const store = new DocumentStore(db, updateLog, checkpointer);
@@ -63,7 +70,7 @@ export async function createConcord(config: Config, log: Logger) {
     quiet: true,
     extensions: [
       new Authorization(verify, log, metrics),
-      new Persistence(updateLog, store, log, metrics, config.MAX_BACKLOG_BYTES),
+      new Persistence(updateLog, store, recorder, log, metrics, config.MAX_BACKLOG_BYTES),
       new DatabaseExtension({
         fetch: ({ documentName }) => store.load(parseDocumentName(documentName)),
         store: ({ documentName }) => store.allCommitted(parseDocumentName(documentName)),
@@ -80,6 +87,7 @@ export async function createConcord(config: Config, log: Logger) {
         if (!updateLog.healthy) throw new Error('update log writes are failing');
       },
     },
+    documents: documentRoutes(verify, new DocumentService(hocuspocus, store), config.MAX_MESSAGE_BYTES),
     refreshGauges() {
       metrics.openConnections.set(hocuspocus.getConnectionsCount());
       metrics.loadedDocuments.set(hocuspocus.getDocumentsCount());

@@ -52,7 +52,10 @@ describe('refusals reach a real provider with their own reason', () => {
     expect(await refusal(server.wsUrl, 'acme/invoice/i1', valid)).toBe('unknown-kind');
   });
 
-  it.each(['viewer', 'commenter'])('read-only: a %s cannot change a document and is told why', async (role) => {
+  it.each([
+    ['viewer', 'read-only'],
+    ['commenter', 'comments-only'],
+  ])('a %s cannot change the content of a document and is told why (%s)', async (role, code) => {
     const name = `acme/quote/read-only-${role}`;
     const editor = connect(server.wsUrl, name, await token({ sub: 'erin', role: 'editor' }));
     const reader = connect(server.wsUrl, name, await token({ sub: 'vic', role }));
@@ -60,7 +63,7 @@ describe('refusals reach a real provider with their own reason', () => {
 
     reader.doc.getMap('quote').set('title', 'changed by a reader');
     const refused = await waitFor('refusal', () => reader.stateless.find((message) => message.type === 'concord:refused'));
-    expect(refused).toMatchObject({ code: 'read-only' });
+    expect(refused).toMatchObject({ code });
     // Never acknowledged: the provider keeps the change as unsynced.
     expect(reader.provider.unsyncedChanges).toBeGreaterThan(0);
 

@@ -52,7 +52,7 @@ describe('update log', () => {
 
   it('a commit whose outcome was lost is looked up, even when the lookup fails first, and never logged twice', async () => {
     const { db: flakyDb, script } = flaky(db);
-    const log = new UpdateLog({ db: flakyDb, log: createLogger('silent'), metrics: createMetrics(), batchMax: 100, batchMaxBytes: 1 << 20, onCommitted: () => {} });
+    const log = new UpdateLog({ db: flakyDb, log: createLogger('silent'), metrics: createMetrics(), batchMax: 100, batchMaxBytes: 1 << 20, record: async () => () => {}, landedUnseen: () => {}, onCommitted: () => {} });
     const document = parseDocumentName('acme/quote/lost-outcome');
     const doc = new Y.Doc();
     const first = await log.append({ document, update: edit(doc, 1), userId: 'alice', origin: 'client', receivedAt: new Date() });
@@ -77,7 +77,7 @@ describe('update log', () => {
   });
 
   it('keeps the receive time of each update, not the time of the commit', async () => {
-    const log = new UpdateLog({ db, log: createLogger('silent'), metrics: createMetrics(), batchMax: 100, batchMaxBytes: 1 << 20, onCommitted: () => {} });
+    const log = new UpdateLog({ db, log: createLogger('silent'), metrics: createMetrics(), batchMax: 100, batchMaxBytes: 1 << 20, record: async () => () => {}, landedUnseen: () => {}, onCommitted: () => {} });
     const document = parseDocumentName('acme/quote/received-at');
     const receivedAt = new Date(Date.now() - 60_000);
     await log.append({ document, update: edit(new Y.Doc(), 1), userId: 'alice', origin: 'client', receivedAt });
@@ -94,7 +94,7 @@ describe('update log', () => {
       await migrate(pgDb);
       const document = parseDocumentName('acme/quote/in-flight');
       const doc = new Y.Doc();
-      const log = new UpdateLog({ db: pgDb, log: createLogger('silent'), metrics: createMetrics(), batchMax: 100, batchMaxBytes: 1 << 20, onCommitted: () => {} });
+      const log = new UpdateLog({ db: pgDb, log: createLogger('silent'), metrics: createMetrics(), batchMax: 100, batchMaxBytes: 1 << 20, record: async () => () => {}, landedUnseen: () => {}, onCommitted: () => {} });
       await log.append({ document, update: edit(doc, 1), userId: 'alice', origin: 'client', receivedAt: new Date() });
 
       // The next write is really made on its own connection, whose COMMIT lands
@@ -114,7 +114,7 @@ describe('update log', () => {
           throw new AmbiguousCommitError(new Error('connection lost during COMMIT'));
         },
       };
-      const racingLog = new UpdateLog({ db: racing, log: createLogger('silent'), metrics: createMetrics(), batchMax: 100, batchMaxBytes: 1 << 20, onCommitted: () => {} });
+      const racingLog = new UpdateLog({ db: racing, log: createLogger('silent'), metrics: createMetrics(), batchMax: 100, batchMaxBytes: 1 << 20, record: async () => () => {}, landedUnseen: () => {}, onCommitted: () => {} });
       racingLog.noteVersion(document.name, 1);
       const seq = await racingLog.append({ document, update: edit(doc, 2), userId: 'alice', origin: 'client', receivedAt: new Date() });
       await slowCommit;

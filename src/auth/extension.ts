@@ -1,4 +1,5 @@
 import type {
+  afterHandleMessagePayload,
   beforeHandleMessagePayload,
   connectedPayload,
   Connection,
@@ -9,13 +10,16 @@ import type {
 import * as Y from 'yjs';
 import type { ConnectionContext } from '../context.ts';
 import { parseDocumentName, type DocumentName } from '../documents/name.ts';
+import { rootsTouched } from '../documents/update-scope.ts';
 import { ConcordError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import { readFrame } from '../protocol.ts';
-import type { Principal, Role, TokenVerifier } from './tokens.ts';
+import { checkDocumentAccess, commentWriters, contentWriters } from './access.ts';
+import type { Principal, TokenVerifier } from './tokens.ts';
 
-const contentWriters: ReadonlySet<Role> = new Set(['editor', 'admin']);
+/** The one root a commenter may change. */
+const COMMENTS = 'comments';
 // setTimeout's longest delay; a later moment is re-checked when it fires.
 const MAX_TIMER_MS = 2 ** 31 - 1;
 // How long before expiry the server asks the provider for a fresh token (at
@@ -31,7 +35,7 @@ export function refusalMessage(error: ConcordError): string {
  * Authenticates and authorizes every document of every socket on its own:
  * the token must verify, its tenant must be the document's, its `docs` list
  * (if any) must name the document, and only editors and admins may change
- * content. Shortly before a token expires the server asks the provider for a
+ * content; commenters may change comments and nothing else. Shortly before a token expires the server asks the provider for a
  * fresh one (the provider calls its `token` function); without one, the
  * connection to that document ends at expiry.
  */
@@ -42,6 +46,8 @@ export class Authorization implements Extension {
   private readonly log: Logger;
   private readonly metrics: Metrics;
   private readonly expiryTimers = new WeakMap<Connection, NodeJS.Timeout>();
+  /** Connections made read-only for the one message being refused. */
+  private readonly heldBack = new WeakSet<Connection>();
 
   constructor(verify: TokenVerifier, log: Logger, metrics: Metrics) {
     this.verify = verify;
@@ -53,7 +59,7 @@ export class Authorization implements Extension {
     try {
       const document = parseDocumentName(documentName);
       const principal = await this.authorize(token, document);
-      connectionConfig.readOnly = !contentWriters.has(principal.role);
+      connectionConfig.readOnly = !commentWriters.has(principal.role);
       return { principal, document };
     } catch (error) {
       this.refused(error, documentName);
@@ -76,7 +82,7 @@ export class Authorization implements Extension {
       }
       const expiresLater = principal.expiresAt > context.principal.expiresAt;
       context.principal = { ...principal, expiresAt: Math.max(principal.expiresAt, context.principal.expiresAt) };
-      connection.readOnly = !contentWriters.has(principal.role);
+      connection.readOnly = !commentWriters.has(principal.role);
       // Only a later expiry moves the timers (asking again for the same one would loop).
       if (expiresLater) this.watchExpiry(connection, principal.expiresAt);
     } catch (error) {
@@ -85,25 +91,42 @@ export class Authorization implements Extension {
     }
   }
 
-  /** Tells a read-only client why its change went nowhere (Hocuspocus answers it "not applied"). */
+  /**
+   * Refuses a write the role may not make, whole: Hocuspocus drops a read-only
+   * connection's update and answers it "not applied", so a commenter's
+   * connection is read-only for the one message that touches more than
+   * comments. The client is told why in a stateless message.
+   */
   async beforeHandleMessage({ connection, update, document }: beforeHandleMessagePayload): Promise<void> {
-    if (!connection.readOnly) return;
     const frame = readFrame(update);
-    if (!frame.update || Y.snapshotContainsUpdate(Y.snapshot(document), frame.update)) return;
+    if (!frame.update) return;
     const { principal } = connection.context as ConnectionContext;
-    const error = new ConcordError('read-only', `role "${principal.role}" may not change this document; the change was not applied`);
-    this.refused(error, document.name);
+    if (connection.readOnly) {
+      if (Y.snapshotContainsUpdate(Y.snapshot(document), frame.update)) return;
+      this.refuse(connection, new ConcordError('read-only', `role "${principal.role}" may not change this document; the change was not applied`));
+      return;
+    }
+    if (contentWriters.has(principal.role)) return;
+    const roots = rootsTouched(document, frame.update);
+    if (roots && [...roots].every((root) => root === COMMENTS)) return;
+    connection.readOnly = true;
+    this.heldBack.add(connection);
+    this.refuse(connection, new ConcordError('comments-only', `role "${principal.role}" may only change comments; the whole change was not applied`));
+  }
+
+  async afterHandleMessage({ connection }: afterHandleMessagePayload): Promise<void> {
+    if (!this.heldBack.delete(connection)) return;
+    connection.readOnly = !commentWriters.has((connection.context as ConnectionContext).principal.role);
+  }
+
+  private refuse(connection: Connection, error: ConcordError): void {
+    this.refused(error, connection.document.name);
     connection.sendStateless(refusalMessage(error));
   }
 
   private async authorize(token: string, document: DocumentName): Promise<Principal> {
     const principal = await this.verify(token);
-    if (principal.tenant !== document.tenant) {
-      throw new ConcordError('wrong-tenant', `the token is for tenant "${principal.tenant}", not "${document.tenant}"`);
-    }
-    if (principal.docs && !principal.docs.includes(`${document.kind}/${document.id}`)) {
-      throw new ConcordError('not-allowed', `the token does not grant ${document.kind}/${document.id}`);
-    }
+    checkDocumentAccess(principal, document);
     return principal;
   }
 

@@ -21,3 +21,9 @@ export async function ensureDocument(sql: Sql, doc: DocumentName): Promise<numbe
 export async function lockDocuments(sql: Sql, names: string[]): Promise<void> {
   await sql.query('SELECT 1 FROM documents WHERE tenant_id = current_tenant() AND name = ANY($1::text[]) ORDER BY name FOR UPDATE', [names]);
 }
+
+/** The document's version (last seq), or null when it was never opened. */
+export async function documentVersion(sql: Sql, name: string): Promise<number | null> {
+  const { rows } = await sql.query<{ version: string }>('SELECT version FROM documents WHERE tenant_id = current_tenant() AND name = $1', [name]);
+  return rows[0] ? Number(rows[0].version) : null;
+}

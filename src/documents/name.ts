@@ -1,7 +1,8 @@
 import { ConcordError } from '../errors.ts';
+import { kinds } from './kinds.ts';
 
-export const documentKinds = ['quote', 'report'] as const;
-export type DocumentKind = (typeof documentKinds)[number];
+export type DocumentKind = keyof typeof kinds;
+export const documentKinds = Object.keys(kinds) as DocumentKind[];
 
 export interface DocumentName {
   tenant: string;

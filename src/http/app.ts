@@ -11,6 +11,8 @@ export interface HttpDependencies {
   readiness: Record<string, () => Promise<void>>;
   /** Brings gauges up to date just before a scrape. */
   refreshGauges(): void;
+  /** Mounted at /api/documents. */
+  documents: Hono<any>;
 }
 
 const READINESS_TIMEOUT_MS = 2_000;
@@ -19,7 +21,7 @@ function errorBody(error: ConcordError) {
   return { error: error.toJSON() };
 }
 
-export function createHttpApp({ log, metrics, readiness, refreshGauges }: HttpDependencies): Hono {
+export function createHttpApp({ log, metrics, readiness, refreshGauges, documents }: HttpDependencies): Hono {
   const app = new Hono();
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
@@ -40,10 +42,15 @@ export function createHttpApp({ log, metrics, readiness, refreshGauges }: HttpDe
     return c.body(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType });
   });
 
+  app.route('/api/documents', documents);
+
   app.notFound((c) => c.json(errorBody(new ConcordError('not-found', `no route for ${c.req.method} ${c.req.path}`)), 404));
 
   app.onError((error, c) => {
-    if (error instanceof ConcordError) return c.json(errorBody(error), error.status as ContentfulStatusCode);
+    if (error instanceof ConcordError) {
+      metrics.refusals.inc({ code: error.code });
+      return c.json(errorBody(error), error.status as ContentfulStatusCode);
+    }
     log.error({ err: error, code: 'internal', path: c.req.path }, 'request failed');
     return c.json(errorBody(new ConcordError('internal', 'the server failed to handle this request')), 500);
   });

@@ -1,10 +1,14 @@
 import * as Y from 'yjs';
 import { latestCheckpoint } from '../db/checkpoints.ts';
 import type { Database } from '../db/database.ts';
-import { ensureDocument } from '../db/documents.ts';
+import { documentVersion, ensureDocument } from '../db/documents.ts';
+import { headerVersion } from '../db/tables.ts';
 import { readUpdates } from '../db/updates.ts';
+import { kindOf } from '../documents/kinds.ts';
 import type { DocumentName } from '../documents/name.ts';
 import { ConcordError } from '../errors.ts';
+import { replaceTables } from '../projection/tables.ts';
+import { DocumentTracker } from '../projection/tracker.ts';
 import type { Checkpointer } from './checkpoints.ts';
 import { replay } from './replay.ts';
 import type { UpdateLog } from './update-log.ts';
@@ -33,18 +37,52 @@ export class DocumentStore {
         const version = await ensureDocument(sql, document);
         const checkpoint = await latestCheckpoint(sql, document.name);
         const tail = await readUpdates(sql, document.name, checkpoint?.seq ?? 0);
-        return { version, checkpoint, tail };
+        const tablesVersion = await headerVersion(sql, kindOf(document.kind).tables.header, document.id);
+        return { version, checkpoint, tail, tablesVersion };
       });
     } catch (error) {
       throw new ConcordError('storage-unavailable', `${document.name} could not be loaded from Postgres; try again shortly`, { cause: error });
     }
-    const { version, checkpoint, tail } = loaded;
+    const { version, checkpoint, tail, tablesVersion } = loaded;
     this.updateLog.noteVersion(document.name, version);
     this.checkpointer.advance(document, version, checkpoint?.seq ?? 0);
     const doc = replay(checkpoint, tail);
-    const state = Y.encodeStateAsUpdate(doc);
-    doc.destroy();
-    return state;
+    try {
+      if (version > 0 && tablesVersion !== version) await this.rebuildTables(document, doc, version);
+      return Y.encodeStateAsUpdate(doc);
+    } finally {
+      doc.destroy();
+    }
+  }
+
+  /**
+   * The tables lag the log (they were added after the document was written,
+   * or a projection failed): make them equal the document before it goes live,
+   * so no update of it can interleave.
+   */
+  private async rebuildTables(document: DocumentName, doc: Y.Doc, version: number): Promise<void> {
+    const rows = new DocumentTracker(kindOf(document.kind), doc, document.id).allRows();
+    try {
+      await this.db.transaction(document.tenant, (sql) => replaceTables(sql, document, rows, version));
+    } catch (error) {
+      throw new ConcordError('storage-unavailable', `the tables of ${document.name} could not be brought up to date; try again shortly`, { cause: error });
+    }
+  }
+
+  /** The committed document at its latest version, as a fresh Y.Doc (the caller destroys it); null if it was never opened. */
+  async read(document: DocumentName): Promise<{ version: number; doc: Y.Doc } | null> {
+    const found = await this.db.transaction(document.tenant, async (sql) => {
+      const version = await documentVersion(sql, document.name);
+      if (version === null) return null;
+      const checkpoint = await latestCheckpoint(sql, document.name, version);
+      return { version, checkpoint, tail: await readUpdates(sql, document.name, checkpoint?.seq ?? 0, version) };
+    });
+    return found && { version: found.version, doc: replay(found.checkpoint, found.tail) };
+  }
+
+  /** The document's last committed seq (0 when it was never written). */
+  async version(document: DocumentName): Promise<number> {
+    return (await this.db.transaction(document.tenant, (sql) => documentVersion(sql, document.name))) ?? 0;
   }
 
   async allCommitted(document: DocumentName): Promise<void> {

@@ -7,20 +7,32 @@ import {
   type connectedPayload,
   type Extension,
 } from '@hocuspocus/server';
-import type { ConnectionContext } from '../context.ts';
+import type * as Y from 'yjs';
+import { isServerEdit, type ConnectionContext } from '../context.ts';
+import { kindOf } from '../documents/kinds.ts';
 import { parseDocumentName, type DocumentName } from '../documents/name.ts';
 import { ConcordError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
+import type { Recorder } from '../projection/recorder.ts';
+import { DocumentTracker, type DocumentChanges, type LayoutViolation } from '../projection/tracker.ts';
 import { holdsAll, readFrame, readUpdateReach } from '../protocol.ts';
 import { AckGatedSocket } from './acknowledgements.ts';
 import type { DocumentStore } from './document-store.ts';
 import type { UpdateLog } from './update-log.ts';
 
+/** Who an update is logged for: the connection's user, or the caller of a server-side edit. */
+interface Author {
+  userId: string;
+  origin: 'client' | 'api' | 'restore';
+}
+
 /**
- * Puts every client update into the durable log and holds its
- * acknowledgement until it is committed. Broadcasting to other clients and
- * handling the sender's next messages never wait for Postgres.
+ * Puts every client update and server-side edit into the durable log, with
+ * what it changed (read by the document's tracker while the transaction's
+ * deleted content is still there), and holds a client's acknowledgement until
+ * it is committed. Broadcasting to other clients and handling the sender's next
+ * messages never wait for Postgres.
  */
 export class Persistence implements Extension {
   extensionName = 'concord-persistence';
@@ -29,11 +41,15 @@ export class Persistence implements Extension {
   private readonly store: DocumentStore;
   private readonly log: Logger;
   private readonly metrics: Metrics;
+  private readonly recorder: Recorder;
   private readonly maxBacklogBytes: number;
+  /** What each logged transaction changed, from `afterTransaction` until its `update` event. */
+  private readonly changesOf = new WeakMap<Y.Transaction, DocumentChanges>();
 
-  constructor(updateLog: UpdateLog, store: DocumentStore, log: Logger, metrics: Metrics, maxBacklogBytes: number) {
+  constructor(updateLog: UpdateLog, store: DocumentStore, recorder: Recorder, log: Logger, metrics: Metrics, maxBacklogBytes: number) {
     this.updateLog = updateLog;
     this.store = store;
+    this.recorder = recorder;
     this.log = log;
     this.metrics = metrics;
     this.maxBacklogBytes = maxBacklogBytes;
@@ -67,7 +83,9 @@ export class Persistence implements Extension {
 
   async afterLoadDocument({ document }: afterLoadDocumentPayload): Promise<void> {
     const name = parseDocumentName(document.name);
-    document.on('update', (update: Uint8Array, origin: unknown) => this.logUpdate(name, update, origin));
+    const tracker = new DocumentTracker(kindOf(name.kind), document, name.id, (violation) => this.violated(name, violation));
+    document.on('afterTransaction', (transaction: Y.Transaction) => this.track(name, tracker, transaction));
+    document.on('update', (update: Uint8Array, origin: unknown, _doc: Y.Doc, transaction: Y.Transaction) => this.logUpdate(name, update, origin, transaction));
   }
 
   /**
@@ -83,21 +101,54 @@ export class Persistence implements Extension {
 
   async afterUnloadDocument({ documentName }: afterUnloadDocumentPayload): Promise<void> {
     this.store.unloaded(parseDocumentName(documentName));
+    this.recorder.unloaded(documentName);
+  }
+
+  /** Every transaction moves the tracker on; those that will be logged keep what they changed. */
+  private track(document: DocumentName, tracker: DocumentTracker, transaction: Y.Transaction): void {
+    try {
+      const changes = tracker.observe(transaction);
+      if (authorOf(transaction.origin)) this.changesOf.set(transaction, changes);
+    } catch (error) {
+      // Never let a projection bug stop an update from being applied and logged.
+      this.metrics.persistenceErrors.inc({ operation: 'track' });
+      this.log.error({ err: error, code: 'tracking-failed', document: document.name }, 'could not read what an update changed; it is logged without audit rows');
+    }
+  }
+
+  private violated(document: DocumentName, violation: LayoutViolation): void {
+    this.metrics.layoutViolations.inc({ kind: document.kind, field: violation.field });
+    const value = JSON.stringify(violation.value instanceof Object ? String(violation.value) : violation.value)?.slice(0, 200);
+    this.log.warn({ code: 'layout-violation', document: document.name, entity: violation.entity, entityId: violation.entityId, field: violation.field, value }, 'a value breaks the layout; it reads as null');
   }
 
   // Runs inside Y.applyUpdate, where y-protocols swallows exceptions: it must not throw.
-  private logUpdate(document: DocumentName, update: Uint8Array, origin: unknown): void {
-    if (!isTransactionOrigin(origin) || origin.source !== 'connection') return;
+  private logUpdate(document: DocumentName, update: Uint8Array, origin: unknown, transaction: Y.Transaction): void {
+    const author = authorOf(origin);
+    if (!author || !isTransactionOrigin(origin)) return;
     try {
-      const { principal } = origin.connection.context as ConnectionContext;
       this.metrics.updatesReceived.inc();
-      const committed = this.updateLog.append({ document, update, userId: principal.userId, origin: 'client', receivedAt: new Date() });
+      const changes = this.changesOf.get(transaction);
+      const committed = this.updateLog.append({ document, update, ...author, receivedAt: new Date(), changes });
+      committed.catch(() => {}); // the ack gate or the edit's caller reacts to a failure
+      if (origin.source === 'local' && isServerEdit(origin.context)) {
+        origin.context.committed = committed;
+        return;
+      }
+      if (origin.source !== 'connection') return;
       const socket = origin.connection.webSocket;
       if (socket instanceof AckGatedSocket) socket.holdUntil(origin.connection.messageAddress, committed);
-      committed.catch(() => {}); // the ack gate reacts to a failure; nothing else awaits this
     } catch (error) {
       this.log.error({ err: error, code: 'update-not-logged', document: document.name }, 'an update could not be queued for the log');
-      origin.connection.close(new ConcordError('storage-unavailable', 'the update could not be queued for Postgres').closeEvent);
+      if (origin.source === 'connection') origin.connection.close(new ConcordError('storage-unavailable', 'the update could not be queued for Postgres').closeEvent);
     }
   }
+}
+
+/** Client updates and server-side edits are logged; loads and relayed updates are not. */
+function authorOf(origin: unknown): Author | null {
+  if (!isTransactionOrigin(origin)) return null;
+  if (origin.source === 'connection') return { userId: (origin.connection.context as ConnectionContext).principal.userId, origin: 'client' };
+  if (origin.source === 'local' && isServerEdit(origin.context)) return { userId: origin.context.principal.userId, origin: origin.context.origin };
+  return null;
 }

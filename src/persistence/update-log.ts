@@ -4,9 +4,16 @@ import { appendUpdates, findLoggedUpdate, type NewUpdate } from '../db/updates.t
 import type { DocumentName } from '../documents/name.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
+import type { Recorded } from '../projection/recorder.ts';
+import type { DocumentChanges } from '../projection/tracker.ts';
 import { retryUntilDone } from './retry.ts';
 
-interface Queued extends NewUpdate {
+/** An update to log, with what it changed (for the audit rows and tables written in the same transaction). */
+export interface LogEntry extends NewUpdate {
+  changes?: DocumentChanges;
+}
+
+interface Queued extends LogEntry {
   resolve(seq: number): void;
   reject(error: Error): void;
 }
@@ -24,6 +31,10 @@ export interface UpdateLogOptions {
   batchMax: number;
   /** Most update bytes in one group commit (a larger single update goes alone). */
   batchMaxBytes: number;
+  /** Writes what the updates mean in their transaction; returns what to remember once it commits. */
+  record(sql: Sql, updates: Recorded[]): Promise<() => void>;
+  /** A transaction that wrote these documents landed, but that was learned only on a retry. */
+  landedUnseen(names: string[]): void;
   /** Called after each commit with the last seq of every document in it. */
   onCommitted(committed: Committed[]): void;
 }
@@ -61,7 +72,7 @@ export class UpdateLog {
     return this.queuedBytes;
   }
 
-  append(update: NewUpdate): Promise<number> {
+  append(update: LogEntry): Promise<number> {
     if (this.closing.signal.aborted) return Promise.reject(new Error('the update log is closed'));
     const committed = new Promise<number>((resolve, reject) => this.queue.push({ ...update, resolve, reject }));
     const name = update.document.name;
@@ -134,17 +145,19 @@ export class UpdateLog {
     // Once a COMMIT's outcome is lost, every retry must first find out whether
     // it landed: appending again could log the same updates twice.
     let uncertain = false;
-    let seqs: number[];
+    let outcome: { seqs: number[]; remember(): void };
     try {
-      seqs = await retryUntilDone(
+      outcome = await retryUntilDone(
         async () => {
           try {
             return await this.options.db.transaction(tenant, async (sql) => {
               if (uncertain) {
                 const landed = await this.findCommitted(sql, group);
-                if (landed) return landed;
+                if (landed) return { seqs: landed, remember: () => this.options.landedUnseen(documentNames(group)) };
               }
-              return appendUpdates(sql, group);
+              const seqs = await appendUpdates(sql, group);
+              const recorded = group.flatMap((entry, index) => (entry.changes ? [{ update: entry, seq: seqs[index]!, changes: entry.changes }] : []));
+              return { seqs, remember: await this.options.record(sql, recorded) };
             });
           } catch (error) {
             uncertain ||= error instanceof AmbiguousCommitError;
@@ -169,7 +182,8 @@ export class UpdateLog {
     }
     if (this.failing) this.options.log.info({ code: 'update-log-recovered' }, 'update log writes succeed again');
     this.failing = false;
-    this.settle(group, seqs);
+    outcome.remember();
+    this.settle(group, outcome.seqs);
   }
 
   /**
@@ -180,7 +194,7 @@ export class UpdateLog {
    * first update is enough.
    */
   private async findCommitted(sql: Sql, group: Queued[]): Promise<number[] | null> {
-    const names = [...new Set(group.map((entry) => entry.document.name))];
+    const names = documentNames(group);
     await lockDocuments(sql, names);
     const firstSeq = new Map<string, number>();
     for (const name of names) {
@@ -231,6 +245,10 @@ export class UpdateLog {
       else this.drainWaiters.push(waiter);
     }
   }
+}
+
+function documentNames(entries: Queued[]): string[] {
+  return [...new Set(entries.map((entry) => entry.document.name))];
 }
 
 function groupByTenant(batch: Queued[]): Queued[][] {

@@ -66,3 +66,9 @@ export function refusal(url: string, name: string, token: string): Promise<strin
     });
   });
 }
+
+/** Disconnects the provider and waits until it is really offline (a reconnect before that is lost). */
+export async function goOffline(client: Client): Promise<void> {
+  client.provider.disconnect();
+  await waitFor('disconnected', () => client.provider.configuration.websocketProvider.status === 'disconnected');
+}

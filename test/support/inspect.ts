@@ -24,3 +24,29 @@ export async function loggedUpdates(db: Database, tenant: string, name: string):
     return rows;
   });
 }
+
+/** Rows of any query, run as the runtime role inside `tenant` (row-level security applies). */
+export async function rowsOf<Row = Record<string, unknown>>(db: Database, tenant: string, text: string, params: unknown[] = []): Promise<Row[]> {
+  return db.transaction(tenant, async (sql) => (await sql.query<Row>(text, params)).rows);
+}
+
+export interface FieldChangeRow {
+  seq: number;
+  first_seq: number;
+  entity: string;
+  entity_id: string | null;
+  field: string;
+  action: string;
+  old_value: unknown;
+  new_value: unknown;
+  user_id: string;
+}
+
+export function fieldChanges(db: Database, tenant: string, name: string): Promise<FieldChangeRow[]> {
+  return rowsOf<FieldChangeRow>(
+    db,
+    tenant,
+    'SELECT seq, first_seq, entity, entity_id, field, action, old_value, new_value, user_id FROM field_changes WHERE name = $1 ORDER BY seq, id',
+    [name],
+  );
+}

@@ -84,14 +84,16 @@ export class ServerProcess {
     return !!this.child && this.child.exitCode === null && this.child.signalCode === null;
   }
 
-  /** GET /metrics, as series name (labels dropped) to the sum of its values. */
+  /** GET /metrics: each series name to the sum of its values, and each `name{labels}` to its value. */
   async metrics(): Promise<Map<string, number>> {
     const response = await this.get('/metrics');
     if (!response.ok) throw new Error(`/metrics answered ${response.status}`);
     const series = new Map<string, number>();
     for (const line of (await response.text()).split('\n')) {
-      const match = /^([a-zA-Z_:][\w:]*)(?:\{[^}]*\})?\s+(\S+)$/.exec(line);
-      if (match) series.set(match[1]!, (series.get(match[1]!) ?? 0) + Number(match[2]));
+      const match = /^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+(\S+)$/.exec(line);
+      if (!match) continue;
+      series.set(match[1]!, (series.get(match[1]!) ?? 0) + Number(match[3]));
+      if (match[2]) series.set(match[1]! + match[2], Number(match[3]));
     }
     return series;
   }

@@ -1,0 +1,95 @@
+import type { Sql } from '../db/database.ts';
+import { extendFieldChanges, insertFieldChanges, type FieldChangeRow } from '../db/field-changes.ts';
+import type { Recorded } from '../projection/recorder.ts';
+
+/** A text field's open burst of typing: its row grows while the same user keeps typing. */
+interface Burst {
+  userId: string;
+  lastAt: number;
+  /** Known once the row is committed. */
+  rowId?: number;
+  /** The row being inserted in the current commit, still open to extension. */
+  pendingRow?: FieldChangeRow;
+}
+
+/**
+ * Writes `field_changes`: one row per changed field, attributed to the user of
+ * the update it came from. Text fields are coalesced: while one user keeps
+ * typing into one field (pauses shorter than `burstMs`, nobody else typing
+ * there), a single row grows, keeping the old text and moving its new text and
+ * seq forward.
+ */
+export class AuditTrail {
+  private readonly burstMs: number;
+  /** Per document, per `entity/entityId/field`. */
+  private readonly bursts = new Map<string, Map<string, Burst>>();
+
+  constructor(burstMs: number) {
+    this.burstMs = burstMs;
+  }
+
+  /** Writes the rows of `updates` (all committed together); returns what to remember once the commit lands. */
+  async write(sql: Sql, updates: Recorded[]): Promise<() => void> {
+    const inserts: FieldChangeRow[] = [];
+    const extensions = new Map<number, { id: number; seq: number; new_value: FieldChangeRow['new_value']; changed_at: string }>();
+    // Bursts as this commit leaves them; remembered only if it lands.
+    const touched = new Map<string, Map<string, Burst>>();
+    const burstOf = (name: string, key: string) => touched.get(name)?.get(key) ?? this.bursts.get(name)?.get(key);
+
+    for (const { update, seq, changes } of updates) {
+      const name = update.document.name;
+      const changedAt = update.receivedAt.toISOString();
+      for (const change of changes.fieldChanges) {
+        const row: FieldChangeRow = {
+          name,
+          seq,
+          first_seq: seq,
+          entity: change.entity,
+          entity_id: change.entityId,
+          field: change.field,
+          action: change.action,
+          old_value: change.oldValue,
+          new_value: change.newValue,
+          user_id: update.userId,
+          changed_at: changedAt,
+        };
+        if (!change.text) {
+          inserts.push(row);
+          continue;
+        }
+        const key = `${change.entity}/${change.entityId}/${change.field}`;
+        const burst = burstOf(name, key);
+        const at = update.receivedAt.getTime();
+        const perDocument = touched.get(name) ?? new Map<string, Burst>();
+        touched.set(name, perDocument);
+        if (burst && burst.userId === update.userId && at - burst.lastAt <= this.burstMs) {
+          if (burst.pendingRow) Object.assign(burst.pendingRow, { seq, new_value: row.new_value, changed_at: changedAt });
+          else extensions.set(burst.rowId!, { id: burst.rowId!, seq, new_value: row.new_value, changed_at: changedAt });
+          perDocument.set(key, { ...burst, lastAt: at });
+        } else {
+          inserts.push(row);
+          perDocument.set(key, { userId: update.userId, lastAt: at, pendingRow: row });
+        }
+      }
+    }
+
+    const ids = await insertFieldChanges(sql, inserts);
+    await extendFieldChanges(sql, [...extensions.values()]);
+    return () => {
+      const position = new Map(inserts.map((row, index) => [row, index]));
+      for (const [name, perDocument] of touched) {
+        const remembered = this.bursts.get(name) ?? new Map<string, Burst>();
+        for (const [key, burst] of perDocument) {
+          const rowId = burst.pendingRow ? ids[position.get(burst.pendingRow)!] : burst.rowId;
+          remembered.set(key, { userId: burst.userId, lastAt: burst.lastAt, rowId });
+        }
+        this.bursts.set(name, remembered);
+      }
+    };
+  }
+
+  /** Ends every open burst of a document (unloaded, or its commit's outcome learned too late). */
+  forget(name: string): void {
+    this.bursts.delete(name);
+  }
+}

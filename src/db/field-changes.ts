@@ -1,0 +1,50 @@
+import type { Entity, Json } from '../documents/layout.ts';
+import type { Sql } from './database.ts';
+import { pgJson } from './json.ts';
+
+export interface FieldChangeRow {
+  name: string;
+  seq: number;
+  first_seq: number;
+  entity: Entity;
+  entity_id: string | null;
+  field: string;
+  action: 'create' | 'update' | 'delete';
+  old_value: Json;
+  new_value: Json;
+  user_id: string;
+  changed_at: string;
+}
+
+/** Inserts audit rows in one statement; returns each row's id in input order. */
+export async function insertFieldChanges(sql: Sql, rows: FieldChangeRow[]): Promise<number[]> {
+  if (rows.length === 0) return [];
+  const { rows: inserted } = await sql.query<{ id: string; ord: string }>(
+    `WITH numbered AS (
+       SELECT nextval(pg_get_serial_sequence('field_changes', 'id')) AS id, r.*
+       FROM jsonb_to_recordset($1::jsonb) AS r(
+         name text, seq bigint, first_seq bigint, entity text, entity_id text, field text, action text,
+         old_value jsonb, new_value jsonb, user_id text, changed_at timestamptz, ord integer)
+     ),
+     inserted AS (
+       INSERT INTO field_changes (id, tenant_id, name, seq, first_seq, entity, entity_id, field, action, old_value, new_value, user_id, changed_at)
+       SELECT id, current_tenant(), name, seq, first_seq, entity, entity_id, field, action, old_value, new_value, user_id, changed_at FROM numbered
+     )
+     SELECT id, ord FROM numbered`,
+    [pgJson(rows.map((row, ord) => ({ ...row, ord })))],
+  );
+  const ids: number[] = [];
+  for (const row of inserted) ids[Number(row.ord)] = Number(row.id);
+  return ids;
+}
+
+/** Extends open text bursts: their rows now end at a later seq with a later text. */
+export async function extendFieldChanges(sql: Sql, rows: Array<{ id: number; seq: number; new_value: Json; changed_at: string }>): Promise<void> {
+  if (rows.length === 0) return;
+  await sql.query(
+    `UPDATE field_changes f SET seq = r.seq, new_value = r.new_value, changed_at = r.changed_at
+     FROM jsonb_to_recordset($1::jsonb) AS r(id bigint, seq bigint, new_value jsonb, changed_at timestamptz)
+     WHERE f.tenant_id = current_tenant() AND f.id = r.id`,
+    [pgJson(rows)],
+  );
+}

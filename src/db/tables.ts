@@ -1,0 +1,51 @@
+import type { Json } from '../documents/layout.ts';
+import type { TableSpec } from '../documents/kind.ts';
+import type { Sql } from './database.ts';
+import { pgJson } from './json.ts';
+
+// Table and column names come from the kind modules, never from input.
+const quoted = (name: string) => `"${name}"`;
+
+/**
+ * Inserts or updates rows of a kind's table in one statement: the rows travel
+ * as one jsonb array and are typed by `jsonb_to_recordset`.
+ */
+export async function upsertRows(sql: Sql, table: TableSpec, rows: Array<Record<string, Json>>): Promise<void> {
+  if (rows.length === 0) return;
+  const columns = Object.keys(table.columns).map(quoted);
+  const typed = Object.entries(table.columns).map(([column, type]) => `${quoted(column)} ${type}`);
+  const updates = Object.keys(table.columns)
+    .filter((column) => !table.key.includes(column))
+    .map((column) => `${quoted(column)} = EXCLUDED.${quoted(column)}`);
+  await sql.query(
+    `INSERT INTO ${table.name} (tenant_id, ${columns.join(', ')})
+     SELECT current_tenant(), ${columns.join(', ')} FROM jsonb_to_recordset($1::jsonb) AS r(${typed.join(', ')})
+     ON CONFLICT (tenant_id, ${table.key.map(quoted).join(', ')}) DO UPDATE SET ${updates.join(', ')}`,
+    [pgJson(rows)],
+  );
+}
+
+/** Deletes member rows by (parent id, id). */
+export async function deleteMembers(sql: Sql, table: TableSpec & { parentColumn: string }, keys: Array<{ parent: string; id: string }>): Promise<void> {
+  if (keys.length === 0) return;
+  const parent = quoted(table.parentColumn);
+  await sql.query(
+    `DELETE FROM ${table.name} t USING jsonb_to_recordset($1::jsonb) AS r(parent text, id text)
+     WHERE t.tenant_id = current_tenant() AND t.${parent} = r.parent AND t.id = r.id`,
+    [pgJson(keys)],
+  );
+}
+
+/** Deletes the member rows of one parent that are not in `keep`. */
+export async function deleteMembersExcept(sql: Sql, table: TableSpec & { parentColumn: string }, parent: string, keep: string[]): Promise<void> {
+  await sql.query(
+    `DELETE FROM ${table.name} WHERE tenant_id = current_tenant() AND ${quoted(table.parentColumn)} = $1 AND NOT (id = ANY($2::text[]))`,
+    [parent, keep],
+  );
+}
+
+/** The `version` of a header row, or null when it has none. */
+export async function headerVersion(sql: Sql, table: TableSpec, id: string): Promise<number | null> {
+  const { rows } = await sql.query<{ version: string }>(`SELECT version FROM ${table.name} WHERE tenant_id = current_tenant() AND id = $1`, [id]);
+  return rows[0] ? Number(rows[0].version) : null;
+}

@@ -1,0 +1,21 @@
+import { z } from 'zod';
+import type { CollectionLayout, Member } from './layout.ts';
+import { isoTime, memberId, optionalText, text } from './values.ts';
+
+/** Comments look the same in every kind; `anchor` is `line:<id>`, `field:<key>` or `section:<id>`. */
+export const comments: CollectionLayout = {
+  entity: 'comment',
+  fields: {
+    id: memberId,
+    authorId: optionalText,
+    body: text.default(''),
+    createdAt: isoTime.nullable().default(null),
+    parentId: memberId.nullable().default(null),
+    anchor: z.string().regex(/^(line|field|section):.{1,200}$/).nullable().default(null),
+    resolved: z.boolean().default(false),
+  },
+};
+
+export function renderComments(members: Member[]) {
+  return members.map((member) => member.fields);
+}

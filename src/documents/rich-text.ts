@@ -1,0 +1,61 @@
+import * as Y from 'yjs';
+import type { Json } from './layout.ts';
+
+interface ProseMirrorNode {
+  type: string;
+  attrs?: Record<string, Json>;
+  content?: ProseMirrorNode[];
+  text?: string;
+  marks?: Array<{ type: string; attrs?: Record<string, Json> }>;
+}
+
+/**
+ * A `Y.XmlFragment` as ProseMirror JSON, the way y-prosemirror lays it out:
+ * elements are nodes (attributes are attrs), text carries its formatting
+ * attributes as marks. Written here rather than imported so the server does
+ * not load ProseMirror's view layer for 30 lines of format translation.
+ */
+export function fragmentToProseMirror(fragment: Y.XmlFragment): { type: 'doc'; content: ProseMirrorNode[] } {
+  return { type: 'doc', content: fragment.toArray().flatMap(toNodes) };
+}
+
+function toNodes(child: Y.XmlElement | Y.XmlText | Y.XmlHook): ProseMirrorNode[] {
+  if (child instanceof Y.XmlText) return textNodes(child);
+  if (!(child instanceof Y.XmlElement)) return [];
+  const node: ProseMirrorNode = { type: child.nodeName };
+  const attrs = child.getAttributes() as Record<string, Json>;
+  if (Object.keys(attrs).length > 0) node.attrs = attrs;
+  const content = child.toArray().flatMap(toNodes);
+  if (content.length > 0) node.content = content;
+  return [node];
+}
+
+function textNodes(text: Y.XmlText): ProseMirrorNode[] {
+  return (text.toDelta() as Array<{ insert: unknown; attributes?: Record<string, Record<string, Json> | null> }>)
+    .filter((op): op is { insert: string; attributes?: Record<string, Record<string, Json> | null> } => typeof op.insert === 'string')
+    .map(({ insert, attributes }) => {
+      const node: ProseMirrorNode = { type: 'text', text: insert };
+      const marks = Object.entries(attributes ?? {}).map(([type, markAttrs]) => (markAttrs && Object.keys(markAttrs).length > 0 ? { type, attrs: markAttrs } : { type }));
+      if (marks.length > 0) node.marks = marks;
+      return node;
+    });
+}
+
+/** The plain text of ProseMirror JSON: text nodes joined, one line per block. */
+export function proseMirrorText(node: ProseMirrorNode): string {
+  if (node.text !== undefined) return node.text;
+  if (node.type === 'hardBreak') return '\n';
+  const children = node.content ?? [];
+  const hasBlocks = children.some((child) => child.text === undefined && child.type !== 'hardBreak');
+  return children.map(proseMirrorText).join(hasBlocks ? '\n' : '');
+}
+
+/** Fills an empty fragment with paragraphs, one per line of `text`. */
+export function writeParagraphs(fragment: Y.XmlFragment, text: string): void {
+  const paragraphs = text.split('\n').map((line) => {
+    const paragraph = new Y.XmlElement('paragraph');
+    if (line) paragraph.insert(0, [new Y.XmlText(line)]);
+    return paragraph;
+  });
+  fragment.insert(0, paragraphs);
+}

@@ -1,0 +1,70 @@
+import type { Hocuspocus } from '@hocuspocus/server';
+import type * as Y from 'yjs';
+import type { Principal } from '../auth/tokens.ts';
+import type { ServerEditContext } from '../context.ts';
+import { ConcordError } from '../errors.ts';
+import type { DocumentStore } from '../persistence/document-store.ts';
+import { DocumentTracker } from '../projection/tracker.ts';
+import type { Json } from './layout.ts';
+import { kindOf, kinds } from './kinds.ts';
+import type { DocumentName } from './name.ts';
+import { applyPatch, describeIssues, patchSchema } from './patch.ts';
+
+export interface DocumentJson {
+  name: string;
+  version: number;
+  content: Json;
+}
+
+const patchSchemas = Object.fromEntries(Object.entries(kinds).map(([kind, module]) => [kind, patchSchema(module.layout)]));
+
+/** A document in its JSON form (SPEC, "JSON form of a document"). */
+export function renderDocument(document: DocumentName, doc: Y.Doc): Json {
+  const kind = kindOf(document.kind);
+  return kind.render(new DocumentTracker(kind, doc, document.id));
+}
+
+/** Reading and editing documents over HTTP: reads come from the log, edits go through Hocuspocus like a client's. */
+export class DocumentService {
+  private readonly hocuspocus: Hocuspocus;
+  private readonly store: DocumentStore;
+
+  constructor(hocuspocus: Hocuspocus, store: DocumentStore) {
+    this.hocuspocus = hocuspocus;
+    this.store = store;
+  }
+
+  /** The document as of its last committed update. */
+  async read(document: DocumentName): Promise<DocumentJson> {
+    const found = await this.store.read(document);
+    if (!found) throw new ConcordError('not-found', `${document.kind}/${document.id} does not exist`);
+    try {
+      return { name: document.name, version: found.version, content: renderDocument(document, found.doc) };
+    } finally {
+      found.doc.destroy();
+    }
+  }
+
+  /**
+   * Applies a patch as one server-side transaction: connected clients receive
+   * it like any edit, and it is logged (origin `api`, the caller as author),
+   * audited and projected. Answers once it is committed.
+   */
+  async patch(principal: Principal, document: DocumentName, body: unknown): Promise<DocumentJson> {
+    const parsed = patchSchemas[document.kind]!.safeParse(body);
+    if (!parsed.success) throw new ConcordError('bad-request', `the patch is not valid: ${describeIssues(parsed.error)}`);
+    const context: ServerEditContext = { principal, origin: 'api' };
+    const connection = await this.hocuspocus.openDirectConnection(document.name, context);
+    try {
+      let content: Json = null;
+      await connection.transact((doc) => {
+        applyPatch(kindOf(document.kind).layout, doc, parsed.data);
+      });
+      content = renderDocument(document, connection.document!);
+      const version = context.committed ? await context.committed : ((await this.store.read(document))?.version ?? 0);
+      return { name: document.name, version, content };
+    } finally {
+      await connection.disconnect();
+    }
+  }
+}

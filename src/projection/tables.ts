@@ -1,0 +1,62 @@
+import type { Sql } from '../db/database.ts';
+import { deleteMembers, deleteMembersExcept, upsertRows } from '../db/tables.ts';
+import type { DocumentName } from '../documents/name.ts';
+import type { Json } from '../documents/layout.ts';
+import { kindOf, kinds } from '../documents/kinds.ts';
+import type { Recorded } from './recorder.ts';
+import type { RowChanges } from './tracker.ts';
+
+interface Stamp {
+  updated_at: string;
+  updated_by: string | null;
+}
+
+/** One document's rows after a commit: later updates override earlier ones. */
+interface DocumentRows {
+  document: DocumentName;
+  header: Record<string, Json>;
+  members: Map<string, Record<string, Json> | null>;
+}
+
+/**
+ * Writes the rows of a commit's updates to the kinds' tables, so the tables
+ * show the document as of its last committed update (`version`). A commit with
+ * many updates of one document writes each row once.
+ */
+export async function writeTableChanges(sql: Sql, updates: Recorded[]): Promise<void> {
+  const byDocument = new Map<string, DocumentRows>();
+  for (const { update, seq, changes } of updates) {
+    const stamp: Stamp = { updated_at: update.receivedAt.toISOString(), updated_by: update.userId };
+    const rows = byDocument.get(update.document.name) ?? { document: update.document, header: {}, members: new Map() };
+    rows.header = { ...changes.rows.header, version: seq, ...stamp };
+    for (const [id, member] of changes.rows.members) rows.members.set(id, member && { ...member, ...stamp });
+    byDocument.set(update.document.name, rows);
+  }
+  await writeRows(sql, [...byDocument.values()]);
+}
+
+/** Makes a document's tables equal `rows` (all of them) at `version`, removing members it no longer has. */
+export async function replaceTables(sql: Sql, document: DocumentName, rows: RowChanges, version: number): Promise<void> {
+  const stamp: Stamp = { updated_at: new Date().toISOString(), updated_by: null };
+  const members = new Map([...rows.members].map(([id, member]) => [id, member && { ...member, ...stamp }]));
+  await writeRows(sql, [{ document, header: { ...rows.header, version, ...stamp }, members }]);
+  await deleteMembersExcept(sql, kindOf(document.kind).tables.members, document.id, [...rows.members.keys()]);
+}
+
+const stampColumns = { updated_at: 'timestamptz', updated_by: 'text' };
+
+/** One statement per table for all documents of a kind. */
+async function writeRows(sql: Sql, documents: DocumentRows[]): Promise<void> {
+  for (const [kind, module] of Object.entries(kinds)) {
+    const ofKind = documents.filter((rows) => rows.document.kind === kind);
+    if (ofKind.length === 0) continue;
+    const { header, members } = module.tables;
+    const removed = ofKind.flatMap((rows) => [...rows.members].filter(([, row]) => row === null).map(([id]) => ({ parent: rows.document.id, id })));
+    const upserts = ofKind.flatMap((rows) =>
+      [...rows.members.values()].filter((row) => row !== null).map((row) => ({ ...row, [members.parentColumn]: rows.document.id })),
+    );
+    await upsertRows(sql, { ...header, columns: { ...header.columns, version: 'bigint', ...stampColumns } }, ofKind.map((rows) => rows.header));
+    await deleteMembers(sql, members, removed);
+    await upsertRows(sql, { ...members, columns: { ...members.columns, ...stampColumns } }, upserts);
+  }
+}
