@@ -116,7 +116,7 @@ describe.skipIf(!postgresUrl)(`quotes: audit rows and tables ${skipReason}`, () 
     const totals = Object.fromEntries(lines.map((line) => [line.id, line.line_total]));
     expect(totals).toEqual({ l2: '5.00', la: '3.02', lb: '0.29' });
     // Rows carry the author of the last update that changed them (bob's delete moved every position).
-    expect(row.updated_by).toBe('bob');
+    expect(row!.updated_by).toBe('bob');
     expect(lines.find((line) => line.id === 'lb')).toMatchObject({ updated_by: 'bob' });
   });
 

@@ -1,0 +1,185 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as Y from 'yjs';
+import type { Database } from '../src/db/database.ts';
+import { acknowledged, connect, synced, waitFor, type Client } from './support/clients.ts';
+import { createStorage, postgresUrl, type TestStorage } from './support/database.ts';
+import { addLine, api } from './support/documents.ts';
+import { fieldChanges, openTestDatabase, rowsOf } from './support/inspect.ts';
+import { ServerProcess } from './support/server.ts';
+import { token } from './support/tokens.ts';
+
+let storage: TestStorage;
+let server: ServerProcess;
+let db: Database;
+const clients: Client[] = [];
+
+beforeAll(async () => {
+  if (!postgresUrl) return;
+  storage = await createStorage('postgres');
+  server = await new ServerProcess(storage.env).start();
+  db = await openTestDatabase(storage);
+});
+
+afterAll(async () => {
+  for (const client of clients) client.provider.destroy();
+  await db?.close();
+  await server?.stop();
+  await storage?.drop();
+});
+
+async function open(name: string, sub: string): Promise<Client> {
+  const client = connect(server.wsUrl, name, await token({ sub }));
+  clients.push(client);
+  await synced(client);
+  return client;
+}
+
+/** A section as a Tiptap editor lays it out: a Y.Map whose `body` fragment holds paragraphs. */
+function addSection(doc: Y.Doc, id: string, title: string, paragraphs: string[]): void {
+  doc.transact(() => {
+    const section = new Y.Map<unknown>();
+    doc.getArray('sections').push([section]);
+    section.set('id', id);
+    section.set('title', title);
+    const body = new Y.XmlFragment();
+    section.set('body', body);
+    body.insert(
+      0,
+      paragraphs.map((text) => {
+        const paragraph = new Y.XmlElement('paragraph');
+        paragraph.insert(0, [new Y.XmlText(text)]);
+        return paragraph;
+      }),
+    );
+  });
+}
+
+function paragraphText(doc: Y.Doc, sectionIndex: number, paragraphIndex: number): Y.XmlText {
+  const section = doc.getArray<Y.Map<unknown>>('sections').get(sectionIndex);
+  const paragraph = (section.get('body') as Y.XmlFragment).get(paragraphIndex) as Y.XmlElement;
+  return paragraph.get(0) as Y.XmlText;
+}
+
+function sectionRows(reportId: string) {
+  return rowsOf<Record<string, any>>(db, 'acme', 'SELECT * FROM report_sections WHERE report_id = $1 ORDER BY position', [reportId]);
+}
+
+const skipReason = postgresUrl ? '' : 'needs a real PostgreSQL: set TEST_DATABASE_URL';
+
+describe.skipIf(!postgresUrl)(`reports: sections as ProseMirror JSON and plain text ${skipReason}`, () => {
+  it('section bodies are stored as ProseMirror JSON and plain text; typing is one audit row per user and burst', async () => {
+    const name = 'acme/report/monthly';
+    const rita = await open(name, 'rita');
+    rita.doc.transact(() => {
+      const header = rita.doc.getMap('report');
+      header.set('title', 'March report');
+      header.set('period', '2026-03');
+      header.set('status', 'in_review');
+    });
+    addSection(rita.doc, 's1', 'Progress', ['Done: ']);
+    addSection(rita.doc, 's2', 'Risks', ['None']);
+    await acknowledged(rita);
+    const sam = await open(name, 'sam');
+    await waitFor('sam has the sections', () => sam.doc.getArray('sections').length === 2);
+
+    const ritaText = paragraphText(rita.doc, 0, 0);
+    for (const [offset, character] of [...'design'].entries()) ritaText.insert(6 + offset, character);
+    await acknowledged(rita);
+    await waitFor('sam sees rita typing', () => paragraphText(sam.doc, 0, 0).toString() === 'Done: design');
+    const samText = paragraphText(sam.doc, 0, 0);
+    for (const [offset, character] of [...', build'].entries()) samText.insert(12 + offset, character);
+    samText.format(6, 6, { bold: true });
+    await acknowledged(sam);
+
+    const rows = await sectionRows('monthly');
+    expect(rows.map(({ id, position, title, text }) => ({ id, position, title, text }))).toEqual([
+      { id: 's1', position: 0, title: 'Progress', text: 'Done: design, build' },
+      { id: 's2', position: 1, title: 'Risks', text: 'None' },
+    ]);
+    expect(rows[0]!.body).toEqual({
+      type: 'doc',
+      content: [
+        {
+          type: 'paragraph',
+          content: [
+            { type: 'text', text: 'Done: ' },
+            { type: 'text', text: 'design', marks: [{ type: 'bold' }] },
+            { type: 'text', text: ', build' },
+          ],
+        },
+      ],
+    });
+    expect(rows[0]!.updated_by).toBe('sam');
+    const [report] = await rowsOf<Record<string, any>>(db, 'acme', 'SELECT * FROM reports WHERE id = $1', ['monthly']);
+    expect(report).toMatchObject({ title: 'March report', period: '2026-03', status: 'in_review', updated_by: 'sam' });
+
+    const bodyChanges = (await fieldChanges(db, 'acme', name)).filter((change) => change.entity === 'report_section' && change.field === 'body');
+    expect(bodyChanges.map(({ entity_id, user_id, old_value, new_value }) => ({ entity_id, user_id, old_value, new_value }))).toEqual([
+      { entity_id: 's1', user_id: 'rita', old_value: 'Done: ', new_value: 'Done: design' },
+      // sam's keystrokes and his bold formatting: one burst, the text unchanged by the formatting.
+      { entity_id: 's1', user_id: 'sam', old_value: 'Done: design', new_value: 'Done: design, build' },
+    ]);
+
+    // Deleting a section removes its row and audits its last fields.
+    sam.doc.getArray('sections').delete(1, 1);
+    await acknowledged(sam);
+    expect((await sectionRows('monthly')).map((row) => row.id)).toEqual(['s1']);
+    const deleted = (await fieldChanges(db, 'acme', name)).find((change) => change.action === 'delete');
+    expect(deleted).toMatchObject({ entity: 'report_section', entity_id: 's2', user_id: 'sam', old_value: { id: 's2', title: 'Risks', text: 'None' } });
+  });
+
+  it('PATCH adds and rewrites sections from plain text, live for a connected editor', async () => {
+    const name = 'acme/report/patched';
+    const editor = await open(name, 'rita');
+    addSection(editor.doc, 'intro', 'Intro', ['old text']);
+    await acknowledged(editor);
+    const bound = (editor.doc.getArray<Y.Map<unknown>>('sections').get(0).get('body')) as Y.XmlFragment;
+    const response = await api(server.httpUrl, await token({ sub: 'pm-bot' }), 'PATCH', '/api/documents/report/patched', {
+      report: { title: 'April', period: '2026-04' },
+      sections: { update: [{ id: 'intro', text: 'first line\nsecond line' }], add: [{ id: 'next', title: 'Next steps', text: 'ship' }] },
+    });
+    expect(response.status).toBe(200);
+    expect(response.body.content.sections.map((section: { id: string; text: string }) => [section.id, section.text])).toEqual([
+      ['intro', 'first line\nsecond line'],
+      ['next', 'ship'],
+    ]);
+    // The editor stays bound to the same fragment, which now holds the new paragraphs.
+    await waitFor('the editor sees the patch', () => bound.length === 2);
+    expect(bound.toArray().map((paragraph) => (paragraph as Y.XmlElement).toArray().map(String).join(''))).toEqual(['first line', 'second line']);
+    expect((await sectionRows('patched')).map(({ id, text, updated_by }) => ({ id, text, updated_by }))).toEqual([
+      { id: 'intro', text: 'first line\nsecond line', updated_by: 'pm-bot' },
+      { id: 'next', text: 'ship', updated_by: 'pm-bot' },
+    ]);
+    const bad = await api(server.httpUrl, await token({ sub: 'pm-bot' }), 'PATCH', '/api/documents/report/patched', { report: { period: '2026-13' } });
+    expect(bad).toMatchObject({ status: 400, body: { error: { code: 'bad-request' } } });
+  });
+
+  it('tables that lag the log are rebuilt from the document when it loads', async () => {
+    const name = 'acme/quote/rebuilt';
+    const editor = await open(name, 'erin');
+    editor.doc.transact(() => {
+      editor.doc.getMap('quote').set('title', 'Truth');
+      addLine(editor.doc, { id: 'a', quantity: 1, unitPrice: 2 });
+      addLine(editor.doc, { id: 'b', quantity: 3, unitPrice: 4 });
+    });
+    await acknowledged(editor);
+    for (const client of clients.splice(0)) client.provider.destroy();
+    await waitFor('unloaded', async () => (await server.metrics()).get('concord_loaded_documents') === 0);
+
+    // As if the tables had been added after the document was written, or had gone astray.
+    await db.transaction('acme', async (sql) => {
+      await sql.query(`DELETE FROM quote_lines WHERE quote_id = 'rebuilt' AND id = 'a'`);
+      await sql.query(`INSERT INTO quote_lines (tenant_id, quote_id, id, position, updated_at) VALUES ('acme', 'rebuilt', 'ghost', 9, now())`);
+      await sql.query(`UPDATE quotes SET title = 'tampered', version = 0 WHERE id = 'rebuilt'`);
+    });
+
+    await open(name, 'fay');
+    const [quote] = await rowsOf<Record<string, any>>(db, 'acme', 'SELECT title, subtotal, version FROM quotes WHERE id = $1', ['rebuilt']);
+    expect(quote).toEqual({ title: 'Truth', subtotal: '14.00', version: 1 });
+    const lines = await rowsOf<{ id: string; position: number }>(db, 'acme', 'SELECT id, position FROM quote_lines WHERE quote_id = $1 ORDER BY position', ['rebuilt']);
+    expect(lines).toEqual([
+      { id: 'a', position: 0 },
+      { id: 'b', position: 1 },
+    ]);
+  });
+});
