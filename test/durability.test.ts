@@ -4,7 +4,8 @@ import { latestCheckpoint } from '../src/db/checkpoints.ts';
 import { readUpdates } from '../src/db/updates.ts';
 import { acknowledged, connect, synced, waitFor } from './support/clients.ts';
 import { createStorage, type TestStorage } from './support/database.ts';
-import { loggedUpdates, openTestDatabase } from './support/inspect.ts';
+import { addLine } from './support/documents.ts';
+import { fieldChanges, loggedUpdates, openTestDatabase, rowsOf } from './support/inspect.ts';
 import { ServerProcess } from './support/server.ts';
 import { token } from './support/tokens.ts';
 
@@ -81,6 +82,32 @@ describe('durability', () => {
       const added = values.filter((v) => !before.includes(v));
       expect(added.every((v) => (v % 2 ? 'bob' : 'alice') === row.user_id)).toBe(true);
     }
+  });
+
+  it('an acknowledgement means the audit rows and the tables are committed too', async () => {
+    const storage = await freshStorage();
+    const server = await serverOn(storage);
+    const name = 'acme/quote/acked-tables';
+    const alice = connect(server.wsUrl, name, await token({ sub: 'alice' }));
+    await synced(alice);
+    for (let i = 0; i < 20; i++) {
+      alice.doc.transact(() => {
+        alice.doc.getMap('quote').set('title', `Title ${i}`);
+        addLine(alice.doc, { id: `l${i}`, quantity: i, unitPrice: 1.5 });
+      });
+    }
+    await acknowledged(alice);
+    await server.stop('SIGKILL');
+    alice.provider.destroy();
+
+    const db = await openTestDatabase(storage);
+    cleanups.push(() => db.close());
+    const [quote] = await rowsOf<Record<string, unknown>>(db, 'acme', 'SELECT title, line_count, subtotal, version FROM quotes');
+    // 1.5 x (0 + 1 + ... + 19) = 285.00
+    expect(quote).toEqual({ title: 'Title 19', line_count: 20, subtotal: '285.00', version: 20 });
+    const changes = await fieldChanges(db, 'acme', name);
+    expect(changes.filter((change) => change.field === 'title')).toHaveLength(20);
+    expect(changes.filter((change) => change.action === 'create').map((change) => change.entity_id)).toEqual(Array.from({ length: 20 }, (_, i) => `l${i}`));
   });
 
   it('checkpoints are written in the background and a load replays only the tail after the latest', async () => {
