@@ -4,9 +4,35 @@ import type { Database } from '../src/db/database.ts';
 import { migrate } from '../src/db/migrate.ts';
 import { insertCheckpoint } from '../src/db/checkpoints.ts';
 import { appendUpdates } from '../src/db/updates.ts';
+import { insertFieldChanges } from '../src/db/field-changes.ts';
+import { kindOf } from '../src/documents/kinds.ts';
 import { parseDocumentName } from '../src/documents/name.ts';
+import { replaceTables } from '../src/projection/tables.ts';
+import { DocumentTracker } from '../src/projection/tracker.ts';
 import { createStorage, postgresUrl, type TestStorage } from './support/database.ts';
 import { openTestDatabase } from './support/inspect.ts';
+
+const projectedTables = ['field_changes', 'quotes', 'quote_lines', 'reports', 'report_sections'];
+const allTables = ['documents', 'document_updates', 'document_checkpoints', ...projectedTables];
+
+/** Rows in every projected table for one document of each kind, written as the server writes them. */
+async function project(db: Database, tenant: string): Promise<void> {
+  for (const [kind, fill] of [
+    ['quote', (doc: Y.Doc) => doc.getArray('lines').push([new Y.Map([['id', 'l1'], ['quantity', 1]])])],
+    ['report', (doc: Y.Doc) => doc.getArray('sections').push([new Y.Map<unknown>([['id', 's1'], ['body', new Y.XmlFragment()]])])],
+  ] as const) {
+    const document = parseDocumentName(`${tenant}/${kind}/p1`);
+    const doc = new Y.Doc();
+    fill(doc);
+    await db.transaction(tenant, async (sql) => {
+      await appendUpdates(sql, [{ document, update: Y.encodeStateAsUpdate(doc), userId: 'u1', origin: 'client', receivedAt: new Date() }]);
+      await replaceTables(sql, document, new DocumentTracker(kindOf(kind), doc, 'p1').allRows(), 1);
+      await insertFieldChanges(sql, [
+        { name: document.name, seq: 1, first_seq: 1, entity: kind, entity_id: 'p1', field: 'title', action: 'update', old_value: null, new_value: 'x', user_id: 'u1', changed_at: new Date().toISOString() },
+      ]);
+    });
+  }
+}
 
 const backends = [
   { kind: 'pglite' as const, reason: '' },
@@ -34,6 +60,7 @@ describe.each(backends)('row-level security on $kind', ({ kind, reason }) => {
         await appendUpdates(sql, [{ document, update: someUpdate(tenant), userId: 'u1', origin: 'client', receivedAt: new Date() }]);
         await insertCheckpoint(sql, document.name, { seq: 1, state: someUpdate(tenant) });
       });
+      await project(db, tenant);
     }
   });
   afterAll(async () => {
@@ -43,9 +70,9 @@ describe.each(backends)('row-level security on $kind', ({ kind, reason }) => {
 
   it('a query as the runtime role with tenant A set sees no row of tenant B', async ({ skip }) => {
     skip(!!reason, reason);
-    for (const table of ['documents', 'document_updates', 'document_checkpoints']) {
-      const tenants = await db.transaction('tenant-a', async (sql) => (await sql.query<{ tenant_id: string }>(`SELECT tenant_id FROM ${table}`)).rows);
-      expect(tenants.map((row) => row.tenant_id)).toEqual(['tenant-a']);
+    for (const table of allTables) {
+      const tenants = await db.transaction('tenant-a', async (sql) => (await sql.query<{ tenant_id: string }>(`SELECT DISTINCT tenant_id FROM ${table}`)).rows);
+      expect(tenants.map((row) => row.tenant_id), table).toEqual(['tenant-a']);
     }
     const byName = await db.transaction('tenant-a', async (sql) => (await sql.query(`SELECT * FROM document_updates WHERE name = 'tenant-b/quote/q1'`)).rows);
     expect(byName).toEqual([]);
@@ -64,6 +91,9 @@ describe.each(backends)('row-level security on $kind', ({ kind, reason }) => {
     skip(!!reason, reason);
     await expect(db.transaction('tenant-a', (sql) => sql.query('UPDATE document_updates SET user_id = $1', ['mallory']))).rejects.toThrow(/permission denied/);
     await expect(db.transaction('tenant-a', (sql) => sql.query('DELETE FROM document_updates'))).rejects.toThrow(/permission denied/);
+    // The audit too, but for extending an open burst's end (seq, new text, time).
+    await expect(db.transaction('tenant-a', (sql) => sql.query('UPDATE field_changes SET user_id = $1', ['mallory']))).rejects.toThrow(/permission denied/);
+    await expect(db.transaction('tenant-a', (sql) => sql.query('DELETE FROM field_changes'))).rejects.toThrow(/permission denied/);
   });
 
   it('RLS is enabled and forced on every table, and the runtime role owns none', async ({ skip }) => {
@@ -75,7 +105,7 @@ describe.each(backends)('row-level security on $kind', ({ kind, reason }) => {
          WHERE n.nspname = 'public' AND c.relkind = 'r'`,
       )).rows,
     );
-    expect(tables.map((t) => t.relname).sort()).toEqual(expect.arrayContaining(['document_checkpoints', 'document_updates', 'documents']));
+    expect(tables.map((t) => t.relname).sort()).toEqual(expect.arrayContaining(allTables));
     for (const table of tables) {
       expect(table, table.relname).toMatchObject({ relrowsecurity: true, relforcerowsecurity: true });
       expect(table.owner).not.toBe('concord_app');
