@@ -202,10 +202,12 @@ export class DocumentTracker<Totals = unknown> implements DocumentView<Totals> {
     const { entity } = state.layout;
     const tabled = key === this.kind.tableCollection;
     const changedRows = new Set<Tracked>();
-    let structural = false;
+    const createdItems: Y.Item[] = [];
+    let removed = false;
     for (const [item, keys] of items) {
       const created = item.id.clock >= (transaction.beforeState.get(item.id.client) ?? 0);
-      structural ||= created || item.deleted;
+      if (created) createdItems.push(item);
+      removed ||= item.deleted;
       const map = item.content instanceof Y.ContentType ? item.content.type : null;
       if (!(map instanceof Y.Map)) {
         if (created && !item.deleted) this.onViolation({ entity, entityId: null, field: key, value: item.content.getContent()[0] });
@@ -230,7 +232,7 @@ export class DocumentTracker<Totals = unknown> implements DocumentView<Totals> {
       }
       changedRows.add(next);
     }
-    if (structural) this.reorder(state, changedRows);
+    if (removed || (createdItems.length > 0 && !this.append(state, createdItems, changedRows))) this.reorder(state, changedRows);
     if (!tabled) return;
     for (const member of changedRows) if (member.id !== null) changes.rows.members.set(member.id, this.memberRow(member));
   }
@@ -259,7 +261,39 @@ export class DocumentTracker<Totals = unknown> implements DocumentView<Totals> {
     return changed;
   }
 
-  /** After members came or went: their positions, and the rows whose position moved. */
+  /**
+   * Members added at the end (the usual way to add a line) take the next
+   * positions without reading the array; returns false when the new items are
+   * not all at the end.
+   */
+  private append(state: CollectionState, createdItems: Y.Item[], changedRows: Set<Tracked>): boolean {
+    const created = new Set(createdItems);
+    const atEnd = new Set<Y.Item>();
+    for (const item of createdItems) {
+      const path: Y.Item[] = [item];
+      for (let right = item.right; right && !atEnd.has(right); right = right.right) {
+        if (!right.deleted && !created.has(right)) return false;
+        path.push(right);
+      }
+      for (const onPath of path) atEnd.add(onPath);
+    }
+    const first = createdItems.find((item) => {
+      let left = item.left;
+      while (left && left.deleted && !created.has(left)) left = left.left;
+      return !left || !created.has(left);
+    })!;
+    for (let item: Y.Item | null = first; item; item = item.right) {
+      const map = item.content instanceof Y.ContentType ? item.content.type : null;
+      const member = map instanceof Y.Map && !item.deleted ? state.members.get(map) : undefined;
+      if (!member) continue;
+      member.position = state.order.length;
+      state.order.push(map as Y.Map<unknown>);
+      changedRows.add(member);
+    }
+    return true;
+  }
+
+  /** After members came or went anywhere: their positions, and the rows whose position moved. */
   private reorder(state: CollectionState, changedRows: Set<Tracked>): void {
     state.order = state.array.toArray().filter((value): value is Y.Map<unknown> => value instanceof Y.Map && state.members.has(value));
     state.order.forEach((map, position) => {
