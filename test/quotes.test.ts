@@ -1,47 +1,23 @@
 import { isDeepStrictEqual } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
-import type { Database } from '../src/db/database.ts';
-import { acknowledged, connect, goOffline, synced, waitFor, type Client } from './support/clients.ts';
-import { createStorage, postgresUrl, type TestStorage } from './support/database.ts';
+import { acknowledged, goOffline, waitFor } from './support/clients.ts';
+import { postgresUrl } from './support/database.ts';
 import { addComment, addLine, api, lineById, typeInto } from './support/documents.ts';
-import { fieldChanges, openTestDatabase, rowsOf } from './support/inspect.ts';
-import { ServerProcess } from './support/server.ts';
+import { fieldChanges, rowsOf } from './support/inspect.ts';
+import { sharedServer } from './support/shared-server.ts';
 import { token } from './support/tokens.ts';
 
 const BURST_MS = 1_500;
-let storage: TestStorage;
-let server: ServerProcess;
-let db: Database;
-const clients: Client[] = [];
-
-beforeAll(async () => {
-  if (!postgresUrl) return;
-  storage = await createStorage('postgres');
-  server = await new ServerProcess({ ...storage.env, AUDIT_TEXT_BURST_MS: String(BURST_MS) }).start();
-  db = await openTestDatabase(storage);
-});
-
-afterAll(async () => {
-  for (const client of clients) client.provider.destroy();
-  await db?.close();
-  await server?.stop();
-  await storage?.drop();
-});
-
-async function open(name: string, sub: string, role = 'editor'): Promise<Client> {
-  const client = connect(server.wsUrl, name, await token({ sub, role }));
-  clients.push(client);
-  await synced(client);
-  return client;
-}
+const shared = sharedServer({ AUDIT_TEXT_BURST_MS: String(BURST_MS) });
+const { open } = shared;
 
 function quoteRow(id: string) {
-  return rowsOf<Record<string, any>>(db, 'acme', 'SELECT * FROM quotes WHERE id = $1', [id]).then((rows) => rows[0]);
+  return rowsOf<Record<string, any>>(shared.db, 'acme', 'SELECT * FROM quotes WHERE id = $1', [id]).then((rows) => rows[0]);
 }
 
 function lineRows(quoteId: string) {
-  return rowsOf<Record<string, any>>(db, 'acme', 'SELECT * FROM quote_lines WHERE quote_id = $1 ORDER BY position', [quoteId]);
+  return rowsOf<Record<string, any>>(shared.db, 'acme', 'SELECT * FROM quote_lines WHERE quote_id = $1 ORDER BY position', [quoteId]);
 }
 
 const skipReason = postgresUrl ? '' : 'needs a real PostgreSQL: set TEST_DATABASE_URL';
@@ -85,7 +61,7 @@ describe.skipIf(!postgresUrl)(`quotes: audit rows and tables ${skipReason}`, () 
     const order = alice.doc.getArray<Y.Map<unknown>>('lines').map((line) => line.get('id'));
     expect(order.slice().sort()).toEqual(['l2', 'la', 'lb']);
 
-    const changes = await fieldChanges(db, 'acme', name);
+    const changes = await fieldChanges(shared.db, 'acme', name);
     const authorOf: Record<string, string> = { 'Alice title': 'alice', 'Bob title': 'bob', 'ACME GmbH': 'alice', EUR: 'bob' };
     const headerChanges = changes.filter((change) => change.entity === 'quote' && change.seq > 1);
     expect(headerChanges.length).toBeGreaterThanOrEqual(3);
@@ -107,7 +83,7 @@ describe.skipIf(!postgresUrl)(`quotes: audit rows and tables ${skipReason}`, () 
     expect(l1[1]!.old_value).toMatchObject({ id: 'l1', sku: 'A', quantity: 4, unitPrice: 10 });
     expect(changes.every((change) => change.entity_id !== null && !/^\d+$/.test(change.entity_id))).toBe(true);
 
-    const [{ version }] = (await rowsOf<{ version: number }>(db, 'acme', 'SELECT version FROM documents WHERE name = $1', [name])) as [{ version: number }];
+    const [{ version }] = (await rowsOf<{ version: number }>(shared.db, 'acme', 'SELECT version FROM documents WHERE name = $1', [name])) as [{ version: number }];
     const row = await quoteRow('merge');
     // l2: 2 x 2.50 = 5.00; la: 3 x 1.005 = 3.015 -> 3.02 (half-up); lb: 1 x 0.285 -> 0.29. Subtotal 8.31; +20% tax = 9.972 -> 9.97.
     expect(row).toMatchObject({ title: finalTitle, customer_name: 'ACME GmbH', currency: 'EUR', line_count: 3, subtotal: '8.31', total: '9.97', version });
@@ -162,13 +138,13 @@ describe.skipIf(!postgresUrl)(`quotes: audit rows and tables ${skipReason}`, () 
     typeInto(notes, 0, 'Note: ');
     await acknowledged(alice);
 
-    const rows = (await fieldChanges(db, 'acme', name)).filter((change) => change.field === 'notes');
+    const rows = (await fieldChanges(shared.db, 'acme', name)).filter((change) => change.field === 'notes');
     expect(rows.map(({ user_id, old_value, new_value }) => ({ user_id, old_value, new_value }))).toEqual([
       { user_id: 'alice', old_value: '', new_value: 'Delivery in May' },
       { user_id: 'bob', old_value: 'Delivery in May', new_value: 'Delivery in May, on pallets' },
       { user_id: 'alice', old_value: 'Delivery in May, on pallets', new_value: 'Note: Delivery in May, on pallets' },
     ]);
-    const logged = await rowsOf<{ count: string }>(db, 'acme', 'SELECT count(*) FROM document_updates WHERE name = $1', [name]);
+    const logged = await rowsOf<{ count: string }>(shared.db, 'acme', 'SELECT count(*) FROM document_updates WHERE name = $1', [name]);
     expect(Number(logged[0]!.count)).toBe('Delivery in May'.length + ', on pallets'.length + 'Note: '.length);
     // A burst's row spans the seqs of its keystrokes.
     expect(rows[0]!.seq - rows[0]!.first_seq).toBe('Delivery in May'.length - 1);
@@ -204,10 +180,10 @@ describe.skipIf(!postgresUrl)(`quotes: audit rows and tables ${skipReason}`, () 
     expect(editor.doc.getMap('quote').get('title')).toBe('Original');
     expect(editor.doc.getArray('comments').length).toBe(2);
 
-    const logged = await rowsOf<{ user_id: string }>(db, 'acme', 'SELECT user_id FROM document_updates WHERE name = $1 ORDER BY seq', [name]);
+    const logged = await rowsOf<{ user_id: string }>(shared.db, 'acme', 'SELECT user_id FROM document_updates WHERE name = $1 ORDER BY seq', [name]);
     // erin's title, carl's two comments and his resolve, erin's status: nothing of dora's.
     expect(logged.map((row) => row.user_id)).toEqual(['erin', 'carl', 'carl', 'carl', 'erin']);
-    const changes = await fieldChanges(db, 'acme', name);
+    const changes = await fieldChanges(shared.db, 'acme', name);
     expect(changes.filter((change) => change.user_id === 'dora')).toEqual([]);
     expect(changes.filter((change) => change.entity === 'comment').map(({ entity_id, action, field, user_id }) => ({ entity_id, action, field, user_id }))).toEqual([
       { entity_id: 'c1', action: 'create', field: '*', user_id: 'carl' },
@@ -238,19 +214,19 @@ describe.skipIf(!postgresUrl)(`quotes: audit rows and tables ${skipReason}`, () 
       [{ quote: { title: 'ok' }, lines: { add: [{ id: 'keep' }] } }, /"keep" already exists/],
       [{ quote: { title: 'ok' }, color: 'red' }, /color|Unrecognized/],
     ];
-    const versionBefore = (await api(server.httpUrl, bot, 'GET', path)).body.version;
-    const changesBefore = (await fieldChanges(db, 'acme', name)).length;
+    const versionBefore = (await api(shared.server.httpUrl, bot, 'GET', path)).body.version;
+    const changesBefore = (await fieldChanges(shared.db, 'acme', name)).length;
     for (const [body, message] of invalid) {
-      const response = await api(server.httpUrl, bot, 'PATCH', path, body);
+      const response = await api(shared.server.httpUrl, bot, 'PATCH', path, body);
       expect(response.status, JSON.stringify(body)).toBe(400);
       expect(response.body.error.code).toBe('bad-request');
       expect(response.body.error.message).toMatch(message);
     }
-    expect((await api(server.httpUrl, bot, 'GET', path)).body.version).toBe(versionBefore);
-    expect(await fieldChanges(db, 'acme', name)).toHaveLength(changesBefore);
+    expect((await api(shared.server.httpUrl, bot, 'GET', path)).body.version).toBe(versionBefore);
+    expect(await fieldChanges(shared.db, 'acme', name)).toHaveLength(changesBefore);
     expect(watcher.doc.getMap('quote').get('title')).toBe('Before');
 
-    const patched = await api(server.httpUrl, bot, 'PATCH', path, {
+    const patched = await api(shared.server.httpUrl, bot, 'PATCH', path, {
       quote: { title: 'After', status: 'sent', validUntil: '2026-12-31' },
       notes: 'Prices include delivery',
       lines: { update: [{ id: 'keep', quantity: 4 }], remove: ['drop'], add: [{ id: 'fresh', sku: 'F', quantity: 2, unitPrice: 0.125, position: 0 }] },
@@ -263,9 +239,9 @@ describe.skipIf(!postgresUrl)(`quotes: audit rows and tables ${skipReason}`, () 
     expect(watcher.doc.getArray<Y.Map<unknown>>('lines').map((line) => line.get('id'))).toEqual(['fresh', 'keep']);
     expect(watcher.doc.getText('notes').toString()).toBe('Prices include delivery');
 
-    const logged = await rowsOf<{ user_id: string; origin: string; seq: number }>(db, 'acme', 'SELECT seq, user_id, origin FROM document_updates WHERE name = $1 ORDER BY seq DESC LIMIT 1', [name]);
+    const logged = await rowsOf<{ user_id: string; origin: string; seq: number }>(shared.db, 'acme', 'SELECT seq, user_id, origin FROM document_updates WHERE name = $1 ORDER BY seq DESC LIMIT 1', [name]);
     expect(logged[0]).toEqual({ seq: patched.body.version, user_id: 'erp-bot', origin: 'api' });
-    const byApi = (await fieldChanges(db, 'acme', name)).filter((change) => change.seq === patched.body.version);
+    const byApi = (await fieldChanges(shared.db, 'acme', name)).filter((change) => change.seq === patched.body.version);
     expect(new Set(byApi.map((change) => change.user_id))).toEqual(new Set(['erp-bot']));
     expect(byApi.map(({ entity, entity_id, field, action }) => `${entity}/${entity_id}/${field}/${action}`).sort()).toEqual(
       ['quote/patched/title/update', 'quote/patched/status/update', 'quote/patched/validUntil/update', 'quote/patched/notes/update', 'quote_line/keep/quantity/update', 'quote_line/drop/*/delete', 'quote_line/fresh/*/create'].sort(),
@@ -273,7 +249,7 @@ describe.skipIf(!postgresUrl)(`quotes: audit rows and tables ${skipReason}`, () 
     expect(await quoteRow('patched')).toMatchObject({ title: 'After', status: 'sent', valid_until: expect.anything(), subtotal: '20.25', version: patched.body.version, updated_by: 'erp-bot' });
     expect((await lineRows('patched')).map((line) => line.id)).toEqual(['fresh', 'keep']);
 
-    const got = await api(server.httpUrl, await token({ sub: 'vic', role: 'viewer' }), 'GET', path);
+    const got = await api(shared.server.httpUrl, await token({ sub: 'vic', role: 'viewer' }), 'GET', path);
     expect(got.status).toBe(200);
     expect(got.body).toMatchObject({ name, version: patched.body.version, content: { quote: { title: 'After' }, lines: [{ id: 'fresh' }, { id: 'keep', quantity: 4 }] } });
   });
@@ -281,20 +257,20 @@ describe.skipIf(!postgresUrl)(`quotes: audit rows and tables ${skipReason}`, () 
   it('the API refuses callers that may not read or edit, with the fitting status', async () => {
     const path = '/api/documents/quote/guarded';
     const editor = await token({ sub: 'erin' });
-    expect((await api(server.httpUrl, editor, 'PATCH', path, { quote: { title: 'Made by API' } })).status).toBe(200);
-    const noToken = await fetch(`${server.httpUrl}${path}`);
+    expect((await api(shared.server.httpUrl, editor, 'PATCH', path, { quote: { title: 'Made by API' } })).status).toBe(200);
+    const noToken = await fetch(`${shared.server.httpUrl}${path}`);
     expect(noToken.status).toBe(401);
     expect((await noToken.json()).error.code).toBe('bad-token');
     for (const role of ['viewer', 'commenter']) {
-      const refused = await api(server.httpUrl, await token({ sub: 'v', role }), 'PATCH', path, { quote: { title: 'x' } });
+      const refused = await api(shared.server.httpUrl, await token({ sub: 'v', role }), 'PATCH', path, { quote: { title: 'x' } });
       expect(refused).toMatchObject({ status: 403, body: { error: { code: 'not-allowed' } } });
     }
-    expect((await api(server.httpUrl, await token({ docs: ['quote/other'] }), 'GET', path)).status).toBe(403);
+    expect((await api(shared.server.httpUrl, await token({ docs: ['quote/other'] }), 'GET', path)).status).toBe(403);
     // The tenant comes from the token: another tenant's token addresses its own (absent) document.
-    expect((await api(server.httpUrl, await token({ tenant: 'globex' }), 'GET', path)).status).toBe(404);
-    expect((await api(server.httpUrl, editor, 'GET', '/api/documents/quote/never-written')).status).toBe(404);
-    expect((await api(server.httpUrl, editor, 'GET', '/api/documents/invoice/i1')).body.error.code).toBe('unknown-kind');
-    const big = await api(server.httpUrl, editor, 'PATCH', path, { notes: 'x'.repeat(5 * 1024 * 1024) });
+    expect((await api(shared.server.httpUrl, await token({ tenant: 'globex' }), 'GET', path)).status).toBe(404);
+    expect((await api(shared.server.httpUrl, editor, 'GET', '/api/documents/quote/never-written')).status).toBe(404);
+    expect((await api(shared.server.httpUrl, editor, 'GET', '/api/documents/invoice/i1')).body.error.code).toBe('unknown-kind');
+    const big = await api(shared.server.httpUrl, editor, 'PATCH', path, { notes: 'x'.repeat(5 * 1024 * 1024) });
     expect(big.status).toBe(413);
   });
 
@@ -316,7 +292,7 @@ describe.skipIf(!postgresUrl)(`quotes: audit rows and tables ${skipReason}`, () 
     });
     await acknowledged(raw);
 
-    const { body } = await api(server.httpUrl, await token({ sub: 'vic', role: 'viewer' }), 'GET', '/api/documents/quote/broken');
+    const { body } = await api(shared.server.httpUrl, await token({ sub: 'vic', role: 'viewer' }), 'GET', '/api/documents/quote/broken');
     expect(body.content.quote).toMatchObject({ title: 'Still projected', status: null, validUntil: null, discountPct: null, currency: 'EUR', customerName: null });
     expect(body.content.lines).toEqual([
       expect.objectContaining({ id: 'ok', quantity: 2 }),
@@ -331,11 +307,11 @@ describe.skipIf(!postgresUrl)(`quotes: audit rows and tables ${skipReason}`, () 
       { id: 'huge', quantity: null, line_total: null, description: null },
     ]);
 
-    const metrics = await server.metrics();
+    const metrics = await shared.server.metrics();
     for (const field of ['status', 'validUntil', 'discountPct', 'customerName', 'quantity', 'lines']) {
       expect(metrics.get(`concord_layout_violations_total{kind="quote",field="${field}"}`), field).toBeGreaterThanOrEqual(1);
     }
-    expect(server.logs).toMatch(/"code":"layout-violation","document":"acme\/quote\/broken","entity":"quote_line","entityId":"bad","field":"quantity"/);
+    expect(shared.server.logs).toMatch(/"code":"layout-violation","document":"acme\/quote\/broken","entity":"quote_line","entityId":"bad","field":"quantity"/);
 
     // Fixing the value projects it again, and the server kept serving throughout.
     lineById(raw.doc, 'bad')!.set('quantity', 10);
@@ -343,6 +319,6 @@ describe.skipIf(!postgresUrl)(`quotes: audit rows and tables ${skipReason}`, () 
     await acknowledged(raw);
     expect((await lineRows('broken')).find((line) => line.id === 'bad')).toMatchObject({ quantity: '10', line_total: '30.00' });
     expect(await quoteRow('broken')).toMatchObject({ subtotal: '36.00' });
-    expect((await fetch(`${server.httpUrl}/healthz`)).status).toBe(200);
+    expect((await fetch(`${shared.server.httpUrl}/healthz`)).status).toBe(200);
   });
 });

@@ -1,38 +1,14 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
-import type { Database } from '../src/db/database.ts';
-import { acknowledged, connect, synced, waitFor, type Client } from './support/clients.ts';
-import { createStorage, postgresUrl, type TestStorage } from './support/database.ts';
+import { acknowledged, waitFor } from './support/clients.ts';
+import { postgresUrl } from './support/database.ts';
 import { addLine, api } from './support/documents.ts';
-import { fieldChanges, openTestDatabase, rowsOf } from './support/inspect.ts';
-import { ServerProcess } from './support/server.ts';
+import { fieldChanges, rowsOf } from './support/inspect.ts';
+import { sharedServer } from './support/shared-server.ts';
 import { token } from './support/tokens.ts';
 
-let storage: TestStorage;
-let server: ServerProcess;
-let db: Database;
-const clients: Client[] = [];
-
-beforeAll(async () => {
-  if (!postgresUrl) return;
-  storage = await createStorage('postgres');
-  server = await new ServerProcess(storage.env).start();
-  db = await openTestDatabase(storage);
-});
-
-afterAll(async () => {
-  for (const client of clients) client.provider.destroy();
-  await db?.close();
-  await server?.stop();
-  await storage?.drop();
-});
-
-async function open(name: string, sub: string): Promise<Client> {
-  const client = connect(server.wsUrl, name, await token({ sub }));
-  clients.push(client);
-  await synced(client);
-  return client;
-}
+const shared = sharedServer();
+const { open } = shared;
 
 /** A section as a Tiptap editor lays it out: a Y.Map whose `body` fragment holds paragraphs. */
 function addSection(doc: Y.Doc, id: string, title: string, paragraphs: string[]): void {
@@ -61,7 +37,7 @@ function paragraphText(doc: Y.Doc, sectionIndex: number, paragraphIndex: number)
 }
 
 function sectionRows(reportId: string) {
-  return rowsOf<Record<string, any>>(db, 'acme', 'SELECT * FROM report_sections WHERE report_id = $1 ORDER BY position', [reportId]);
+  return rowsOf<Record<string, any>>(shared.db, 'acme', 'SELECT * FROM report_sections WHERE report_id = $1 ORDER BY position', [reportId]);
 }
 
 const skipReason = postgresUrl ? '' : 'needs a real PostgreSQL: set TEST_DATABASE_URL';
@@ -110,10 +86,10 @@ describe.skipIf(!postgresUrl)(`reports: sections as ProseMirror JSON and plain t
       ],
     });
     expect(rows[0]!.updated_by).toBe('sam');
-    const [report] = await rowsOf<Record<string, any>>(db, 'acme', 'SELECT * FROM reports WHERE id = $1', ['monthly']);
+    const [report] = await rowsOf<Record<string, any>>(shared.db, 'acme', 'SELECT * FROM reports WHERE id = $1', ['monthly']);
     expect(report).toMatchObject({ title: 'March report', period: '2026-03', status: 'in_review', updated_by: 'sam' });
 
-    const bodyChanges = (await fieldChanges(db, 'acme', name)).filter((change) => change.entity === 'report_section' && change.field === 'body');
+    const bodyChanges = (await fieldChanges(shared.db, 'acme', name)).filter((change) => change.entity === 'report_section' && change.field === 'body');
     expect(bodyChanges.map(({ entity_id, user_id, old_value, new_value }) => ({ entity_id, user_id, old_value, new_value }))).toEqual([
       { entity_id: 's1', user_id: 'rita', old_value: 'Done: ', new_value: 'Done: design' },
       // sam's keystrokes and his bold formatting: one burst, the text unchanged by the formatting.
@@ -124,7 +100,7 @@ describe.skipIf(!postgresUrl)(`reports: sections as ProseMirror JSON and plain t
     sam.doc.getArray('sections').delete(1, 1);
     await acknowledged(sam);
     expect((await sectionRows('monthly')).map((row) => row.id)).toEqual(['s1']);
-    const deleted = (await fieldChanges(db, 'acme', name)).find((change) => change.action === 'delete');
+    const deleted = (await fieldChanges(shared.db, 'acme', name)).find((change) => change.action === 'delete');
     expect(deleted).toMatchObject({ entity: 'report_section', entity_id: 's2', user_id: 'sam', old_value: { id: 's2', title: 'Risks', text: 'None' } });
   });
 
@@ -134,7 +110,7 @@ describe.skipIf(!postgresUrl)(`reports: sections as ProseMirror JSON and plain t
     addSection(editor.doc, 'intro', 'Intro', ['old text']);
     await acknowledged(editor);
     const bound = (editor.doc.getArray<Y.Map<unknown>>('sections').get(0).get('body')) as Y.XmlFragment;
-    const response = await api(server.httpUrl, await token({ sub: 'pm-bot' }), 'PATCH', '/api/documents/report/patched', {
+    const response = await api(shared.server.httpUrl, await token({ sub: 'pm-bot' }), 'PATCH', '/api/documents/report/patched', {
       report: { title: 'April', period: '2026-04' },
       sections: { update: [{ id: 'intro', text: 'first line\nsecond line' }], add: [{ id: 'next', title: 'Next steps', text: 'ship' }] },
     });
@@ -150,7 +126,7 @@ describe.skipIf(!postgresUrl)(`reports: sections as ProseMirror JSON and plain t
       { id: 'intro', text: 'first line\nsecond line', updated_by: 'pm-bot' },
       { id: 'next', text: 'ship', updated_by: 'pm-bot' },
     ]);
-    const bad = await api(server.httpUrl, await token({ sub: 'pm-bot' }), 'PATCH', '/api/documents/report/patched', { report: { period: '2026-13' } });
+    const bad = await api(shared.server.httpUrl, await token({ sub: 'pm-bot' }), 'PATCH', '/api/documents/report/patched', { report: { period: '2026-13' } });
     expect(bad).toMatchObject({ status: 400, body: { error: { code: 'bad-request' } } });
   });
 
@@ -163,20 +139,20 @@ describe.skipIf(!postgresUrl)(`reports: sections as ProseMirror JSON and plain t
       addLine(editor.doc, { id: 'b', quantity: 3, unitPrice: 4 });
     });
     await acknowledged(editor);
-    for (const client of clients.splice(0)) client.provider.destroy();
-    await waitFor('unloaded', async () => (await server.metrics()).get('concord_loaded_documents') === 0);
+    shared.closeAll();
+    await waitFor('unloaded', async () => (await shared.server.metrics()).get('concord_loaded_documents') === 0);
 
     // As if the tables had been added after the document was written, or had gone astray.
-    await db.transaction('acme', async (sql) => {
+    await shared.db.transaction('acme', async (sql) => {
       await sql.query(`DELETE FROM quote_lines WHERE quote_id = 'rebuilt' AND id = 'a'`);
       await sql.query(`INSERT INTO quote_lines (tenant_id, quote_id, id, position, updated_at) VALUES ('acme', 'rebuilt', 'ghost', 9, now())`);
       await sql.query(`UPDATE quotes SET title = 'tampered', version = 0 WHERE id = 'rebuilt'`);
     });
 
     await open(name, 'fay');
-    const [quote] = await rowsOf<Record<string, any>>(db, 'acme', 'SELECT title, subtotal, version FROM quotes WHERE id = $1', ['rebuilt']);
+    const [quote] = await rowsOf<Record<string, any>>(shared.db, 'acme', 'SELECT title, subtotal, version FROM quotes WHERE id = $1', ['rebuilt']);
     expect(quote).toEqual({ title: 'Truth', subtotal: '14.00', version: 1 });
-    const lines = await rowsOf<{ id: string; position: number }>(db, 'acme', 'SELECT id, position FROM quote_lines WHERE quote_id = $1 ORDER BY position', ['rebuilt']);
+    const lines = await rowsOf<{ id: string; position: number }>(shared.db, 'acme', 'SELECT id, position FROM quote_lines WHERE quote_id = $1 ORDER BY position', ['rebuilt']);
     expect(lines).toEqual([
       { id: 'a', position: 0 },
       { id: 'b', position: 1 },

@@ -1,0 +1,44 @@
+import { afterAll, beforeAll } from 'vitest';
+import type { Database } from '../../src/db/database.ts';
+import { connect, synced, type Client } from './clients.ts';
+import { createStorage, postgresUrl, type TestStorage } from './database.ts';
+import { openTestDatabase } from './inspect.ts';
+import { ServerProcess } from './server.ts';
+import { token } from './tokens.ts';
+
+/**
+ * One server on a fresh PostgreSQL database for a whole test file, with the
+ * database open in the test process to read what the server wrote. Nothing
+ * starts without TEST_DATABASE_URL (the file's suites skip, saying why).
+ */
+export function sharedServer(env: Record<string, string> = {}) {
+  let storage: TestStorage | undefined;
+  const clients: Client[] = [];
+  const shared = {
+    server: undefined as unknown as ServerProcess,
+    db: undefined as unknown as Database,
+    /** A synced provider for `sub` with `role`, destroyed after the file (or by `closeAll`). */
+    async open(name: string, sub: string, role = 'editor'): Promise<Client> {
+      const client = connect(shared.server.wsUrl, name, await token({ sub, role }));
+      clients.push(client);
+      await synced(client);
+      return client;
+    },
+    closeAll(): void {
+      for (const client of clients.splice(0)) client.provider.destroy();
+    },
+  };
+  beforeAll(async () => {
+    if (!postgresUrl) return;
+    storage = await createStorage('postgres');
+    shared.server = await new ServerProcess({ ...storage.env, ...env }).start();
+    shared.db = await openTestDatabase(storage);
+  });
+  afterAll(async () => {
+    shared.closeAll();
+    await shared.db?.close();
+    await shared.server?.stop();
+    await storage?.drop();
+  });
+  return shared;
+}
