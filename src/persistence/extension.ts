@@ -118,7 +118,9 @@ export class Persistence implements Extension {
 
   private violated(document: DocumentName, violation: LayoutViolation): void {
     this.metrics.layoutViolations.inc({ kind: document.kind, field: violation.field });
-    const value = JSON.stringify(violation.value instanceof Object ? String(violation.value) : violation.value)?.slice(0, 200);
+    // A nested Yjs type or binary content has no useful JSON: name its type.
+    const { value: raw } = violation;
+    const value = raw !== null && typeof raw === 'object' && !Array.isArray(raw) && raw.constructor !== Object ? `<${raw.constructor.name}>` : JSON.stringify(raw)?.slice(0, 200);
     this.log.warn({ code: 'layout-violation', document: document.name, entity: violation.entity, entityId: violation.entityId, field: violation.field, value }, 'a value breaks the layout; it reads as null');
   }
 
