@@ -1,6 +1,10 @@
 -- Field-level audit and the relational tables other systems read. All are
 -- written in the same transaction as the update-log rows they come from.
 
+-- Set when a document's audit rows or tables could not be written with its
+-- updates (they are logged regardless); its tables are rebuilt at next load.
+ALTER TABLE documents ADD COLUMN tables_stale boolean NOT NULL DEFAULT false;
+
 -- One row per changed field. Text edits are coalesced: one row per user per
 -- text field per burst of typing, so a burst's row is extended (new_value,
 -- seq, changed_at) while the burst lasts; `first_seq` is where it began.
@@ -10,7 +14,8 @@ CREATE TABLE field_changes (
   name       text        NOT NULL,
   seq        bigint      NOT NULL CHECK (seq > 0),
   first_seq  bigint      NOT NULL CHECK (first_seq > 0 AND first_seq <= seq),
-  entity     text        NOT NULL CHECK (entity IN ('quote', 'quote_line', 'report', 'report_section', 'comment')),
+  -- quote, quote_line, report, report_section, comment (each kind names its own).
+  entity     text        NOT NULL,
   -- NULL only for a member whose layout lacks a usable id.
   entity_id  text,
   field      text        NOT NULL,

@@ -213,6 +213,8 @@ describe.skipIf(!postgresUrl)(`quotes: audit rows and tables ${skipReason}`, () 
       [{ quote: { title: 'ok' }, lines: { update: [{ id: 'missing', quantity: 1 }] } }, /no member has id "missing"/],
       [{ quote: { title: 'ok' }, lines: { add: [{ id: 'keep' }] } }, /"keep" already exists/],
       [{ quote: { title: 'ok' }, color: 'red' }, /color|Unrecognized/],
+      // Two ids Postgres would store alike (lone surrogates) must not reach one INSERT.
+      [{ lines: { add: [{ id: 'a\ud800' }, { id: 'a\udc00' }] } }, /lone surrogate/],
     ];
     const versionBefore = (await api(shared.server.httpUrl, bot, 'GET', path)).body.version;
     const changesBefore = (await fieldChanges(shared.db, 'acme', name)).length;

@@ -130,6 +130,35 @@ describe.skipIf(!postgresUrl)(`reports: sections as ProseMirror JSON and plain t
     expect(bad).toMatchObject({ status: 400, body: { error: { code: 'bad-request' } } });
   });
 
+  it('garbage in a section body (a BigInt attribute, NUL in a name, absurd nesting) never blocks the log or the tables', async () => {
+    const name = 'acme/report/garbage';
+    const raw = await open(name, 'mallory');
+    raw.doc.transact(() => {
+      addSection(raw.doc, 'odd', 'Odd', ['text survives']);
+      const paragraph = (raw.doc.getArray<Y.Map<unknown>>('sections').get(0).get('body') as Y.XmlFragment).get(0) as Y.XmlElement;
+      paragraph.setAttribute('level', 10n as unknown as string);
+      paragraph.setAttribute('a\u0000b', 'x');
+      addSection(raw.doc, 'deep', 'Deep', []);
+      let parent: Y.XmlFragment | Y.XmlElement = raw.doc.getArray<Y.Map<unknown>>('sections').get(1).get('body') as Y.XmlFragment;
+      for (let depth = 0; depth < 200; depth++) {
+        const child: Y.XmlElement = new Y.XmlElement('blockquote');
+        parent.insert(0, [child]);
+        parent = child;
+      }
+    });
+    await acknowledged(raw);
+    const rows = await sectionRows('garbage');
+    expect(rows.map(({ id, text }) => ({ id, text }))).toEqual([
+      { id: 'odd', text: 'text survives' },
+      { id: 'deep', text: null },
+    ]);
+    expect(rows[0]!.body.content[0].attrs).toEqual({ level: '10', 'a\ufffdb': 'x' });
+    raw.doc.getMap('report').set('title', 'still writing');
+    await acknowledged(raw);
+    const [report] = await rowsOf<{ title: string }>(shared.db, 'acme', 'SELECT title FROM reports WHERE id = $1', ['garbage']);
+    expect(report!.title).toBe('still writing');
+  });
+
   it('tables that lag the log are rebuilt from the document when it loads', async () => {
     const name = 'acme/quote/rebuilt';
     const editor = await open(name, 'erin');

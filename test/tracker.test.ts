@@ -23,6 +23,8 @@ function randomEdit(random: prng.PRNG, doc: Y.Doc, nextId: () => string): void {
     lines.delete(prng.uint32(random, 0, lines.length - 1), 1);
   } else if (choice <= 6) {
     lines.get(prng.uint32(random, 0, lines.length - 1)).set('quantity', prng.uint32(random, 0, 20));
+  } else if (choice === 6 && prng.bool(random)) {
+    lines.get(prng.uint32(random, 0, lines.length - 1)).set('id', nextId());
   } else if (choice === 7) {
     doc.getMap('quote').set('discountPct', prng.uint32(random, 0, 100));
   } else {
@@ -85,5 +87,19 @@ describe('DocumentTracker', () => {
     ]);
     // l0 0 + l2 2x2 + l3 3x2 + l4 40x2 + l5 1x1 = 91
     expect(rows.header).toMatchObject({ line_count: 5, subtotal: '91.00' });
+
+    // A line whose id changes is one line gone and one new, and the totals do not move.
+    lines.get(0).set('id', 'renamed');
+    expect(reported.at(-1)!.fieldChanges.map(({ entityId, action }) => [entityId, action])).toEqual([
+      ['l0', 'delete'],
+      ['renamed', 'create'],
+    ]);
+    expect([...reported.at(-1)!.rows.members.keys()]).toEqual(['l0', 'renamed']);
+    expect(reported.at(-1)!.rows.header).toMatchObject({ line_count: 5, subtotal: '91.00' });
+
+    // Two lines sharing an id: removing one leaves the row to the other.
+    lines.push([new Y.Map<unknown>([['id', 'l2'], ['quantity', 7], ['unitPrice', 1]])]);
+    lines.delete(1, 1); // the first l2
+    expect(reported.at(-1)!.rows.members.get('l2')).toMatchObject({ quantity: 7, position: 4 });
   });
 });

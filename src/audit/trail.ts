@@ -4,7 +4,6 @@ import type { Recorded } from '../projection/recorder.ts';
 
 /** A text field's open burst of typing: its row grows while the same user keeps typing. */
 interface Burst {
-  userId: string;
   lastAt: number;
   /** Known once the row is committed. */
   rowId?: number;
@@ -15,13 +14,12 @@ interface Burst {
 /**
  * Writes `field_changes`: one row per changed field, attributed to the user of
  * the update it came from. Text fields are coalesced: while one user keeps
- * typing into one field (pauses shorter than `burstMs`, nobody else typing
- * there), a single row grows, keeping the old text and moving its new text and
- * seq forward.
+ * typing into one field (pauses shorter than `burstMs`), a single row grows,
+ * keeping the text from before the burst and moving its new text and seq forward.
  */
 export class AuditTrail {
   private readonly burstMs: number;
-  /** Per document, per `entity/entityId/field`. */
+  /** Per document, per `entity/entityId/field/user`: two people typing in one field each have their burst. */
   private readonly bursts = new Map<string, Map<string, Burst>>();
 
   constructor(burstMs: number) {
@@ -29,7 +27,7 @@ export class AuditTrail {
   }
 
   /** Writes the rows of `updates` (all committed together); returns what to remember once the commit lands. */
-  async write(sql: Sql, updates: Recorded[]): Promise<() => void> {
+  async write(sql: Sql, updates: Array<Required<Recorded>>): Promise<() => void> {
     const inserts: FieldChangeRow[] = [];
     const extensions = new Map<number, { id: number; seq: number; new_value: FieldChangeRow['new_value']; changed_at: string }>();
     // Bursts as this commit leaves them; remembered only if it lands.
@@ -57,18 +55,18 @@ export class AuditTrail {
           inserts.push(row);
           continue;
         }
-        const key = `${change.entity}/${change.entityId}/${change.field}`;
+        const key = `${change.entity}/${change.entityId}/${change.field}/${update.userId}`;
         const burst = burstOf(name, key);
         const at = update.receivedAt.getTime();
         const perDocument = touched.get(name) ?? new Map<string, Burst>();
         touched.set(name, perDocument);
-        if (burst && burst.userId === update.userId && at - burst.lastAt <= this.burstMs) {
+        if (burst && at - burst.lastAt <= this.burstMs) {
           if (burst.pendingRow) Object.assign(burst.pendingRow, { seq, new_value: row.new_value, changed_at: changedAt });
           else extensions.set(burst.rowId!, { id: burst.rowId!, seq, new_value: row.new_value, changed_at: changedAt });
           perDocument.set(key, { ...burst, lastAt: at });
         } else {
           inserts.push(row);
-          perDocument.set(key, { userId: update.userId, lastAt: at, pendingRow: row });
+          perDocument.set(key, { lastAt: at, pendingRow: row });
         }
       }
     }
@@ -81,7 +79,7 @@ export class AuditTrail {
         const remembered = this.bursts.get(name) ?? new Map<string, Burst>();
         for (const [key, burst] of perDocument) {
           const rowId = burst.pendingRow ? ids[position.get(burst.pendingRow)!] : burst.rowId;
-          remembered.set(key, { userId: burst.userId, lastAt: burst.lastAt, rowId });
+          remembered.set(key, { lastAt: burst.lastAt, rowId });
         }
         this.bursts.set(name, remembered);
       }

@@ -27,3 +27,17 @@ export async function documentVersion(sql: Sql, name: string): Promise<number | 
   const { rows } = await sql.query<{ version: string }>('SELECT version FROM documents WHERE tenant_id = current_tenant() AND name = $1', [name]);
   return rows[0] ? Number(rows[0].version) : null;
 }
+
+/** Marks documents whose audit rows or tables could not be written: they are rebuilt at next load. */
+export async function markTablesStale(sql: Sql, names: string[]): Promise<void> {
+  await sql.query('UPDATE documents SET tables_stale = true WHERE tenant_id = current_tenant() AND name = ANY($1::text[])', [names]);
+}
+
+export async function tablesStale(sql: Sql, name: string): Promise<boolean> {
+  const { rows } = await sql.query<{ tables_stale: boolean }>('SELECT tables_stale FROM documents WHERE tenant_id = current_tenant() AND name = $1', [name]);
+  return rows[0]?.tables_stale ?? false;
+}
+
+export async function clearTablesStale(sql: Sql, name: string): Promise<void> {
+  await sql.query('UPDATE documents SET tables_stale = false WHERE tenant_id = current_tenant() AND name = $1', [name]);
+}

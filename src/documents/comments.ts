@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { CollectionLayout, Member } from './layout.ts';
+import type { CollectionLayout } from './layout.ts';
 import { isoTime, memberId, optionalText, text } from './values.ts';
 
 /** Comments look the same in every kind; `anchor` is `line:<id>`, `field:<key>` or `section:<id>`. */
@@ -16,6 +16,3 @@ export const comments: CollectionLayout = {
   },
 };
 
-export function renderComments(members: Member[]) {
-  return members.map((member) => member.fields);
-}

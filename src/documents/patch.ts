@@ -8,7 +8,7 @@ import { memberId } from './values.ts';
 /**
  * A server-side edit (the body of `PATCH /api/documents/:kind/:id`), for any
  * kind, derived from its layout:
- *   { "<header>": { field: value, ... },          set header fields (null clears)
+ *   { "<header>": { field: value, ... },          set header fields (null clears a nullable one)
  *     "<text>": "new text",                        replace a text field
  *     "<collection>": { "add": [{ id, ...fields, position? }],
  *                       "update": [{ id, ...fields }],

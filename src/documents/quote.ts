@@ -1,6 +1,6 @@
 import Big from 'big.js';
 import { z } from 'zod';
-import { comments, renderComments } from './comments.ts';
+import { comments } from './comments.ts';
 import type { DocumentKindModule, DocumentView } from './kind.ts';
 import type { Fields, Member } from './layout.ts';
 import { amount, isoDate, memberId, optionalText, percent } from './values.ts';
@@ -94,7 +94,7 @@ export const quote: DocumentKindModule<QuoteTotals> = {
       quote: view.header,
       notes: view.texts.notes ?? '',
       lines: view.members('lines').map((line) => line.fields),
-      comments: renderComments(view.members('comments')),
+      comments: view.members('comments').map((comment) => comment.fields),
       totals: { subtotal: subtotal?.toNumber() ?? null, total: total?.toNumber() ?? null },
     };
   },

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { comments, renderComments } from './comments.ts';
+import { comments } from './comments.ts';
 import type { DocumentKindModule } from './kind.ts';
 import { isoMonth, memberId, optionalText } from './values.ts';
 
@@ -32,7 +32,7 @@ export const report: DocumentKindModule<null> = {
     return {
       report: view.header,
       sections: view.members('sections').map((section) => section.fields),
-      comments: renderComments(view.members('comments')),
+      comments: view.members('comments').map((comment) => comment.fields),
     };
   },
 

@@ -1,4 +1,5 @@
 import * as Y from 'yjs';
+import { toPgJson } from '../db/json.ts';
 import type { Json } from './layout.ts';
 
 interface ProseMirrorNode {
@@ -14,18 +15,29 @@ interface ProseMirrorNode {
  * elements are nodes (attributes are attrs), text carries its formatting
  * attributes as marks. Written here rather than imported so the server does
  * not load ProseMirror's view layer for 30 lines of format translation.
+ * Attribute values become plain JSON (a BigInt as a string). Returns null for
+ * a body nested deeper than any editor makes (a client sending garbage).
  */
-export function fragmentToProseMirror(fragment: Y.XmlFragment): { type: 'doc'; content: ProseMirrorNode[] } {
-  return { type: 'doc', content: fragment.toArray().flatMap(toNodes) };
+export function fragmentToProseMirror(fragment: Y.XmlFragment): { type: 'doc'; content: ProseMirrorNode[] } | null {
+  try {
+    return { type: 'doc', content: fragment.toArray().flatMap((child) => toNodes(child, 0)) };
+  } catch (error) {
+    if (error instanceof TooDeep) return null;
+    throw error;
+  }
 }
 
-function toNodes(child: Y.XmlElement | Y.XmlText | Y.XmlHook): ProseMirrorNode[] {
+const MAX_DEPTH = 64;
+class TooDeep extends Error {}
+
+function toNodes(child: Y.XmlElement | Y.XmlText | Y.XmlHook, depth: number): ProseMirrorNode[] {
+  if (depth > MAX_DEPTH) throw new TooDeep();
   if (child instanceof Y.XmlText) return textNodes(child);
   if (!(child instanceof Y.XmlElement)) return [];
   const node: ProseMirrorNode = { type: child.nodeName };
-  const attrs = child.getAttributes() as Record<string, Json>;
+  const attrs = toPgJson(child.getAttributes()) as Record<string, Json>;
   if (Object.keys(attrs).length > 0) node.attrs = attrs;
-  const content = child.toArray().flatMap(toNodes);
+  const content = child.toArray().flatMap((grandchild) => toNodes(grandchild, depth + 1));
   if (content.length > 0) node.content = content;
   return [node];
 }
@@ -35,7 +47,10 @@ function textNodes(text: Y.XmlText): ProseMirrorNode[] {
     .filter((op): op is { insert: string; attributes?: Record<string, Record<string, Json> | null> } => typeof op.insert === 'string')
     .map(({ insert, attributes }) => {
       const node: ProseMirrorNode = { type: 'text', text: insert };
-      const marks = Object.entries(attributes ?? {}).map(([type, markAttrs]) => (markAttrs && Object.keys(markAttrs).length > 0 ? { type, attrs: markAttrs } : { type }));
+      const marks = Object.entries(attributes ?? {}).map(([type, markAttrs]) => {
+        const attrs = toPgJson(markAttrs);
+        return attrs && typeof attrs === 'object' && Object.keys(attrs).length > 0 ? { type, attrs: attrs as Record<string, Json> } : { type };
+      });
       if (marks.length > 0) node.marks = marks;
       return node;
     });

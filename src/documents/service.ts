@@ -16,6 +16,25 @@ export interface DocumentJson {
   content: Json;
 }
 
+// How long a PATCH waits for its commit (Postgres away) before answering 503.
+const COMMIT_WAIT_MS = 10_000;
+
+/** The edit is applied and queued either way; only the answer stops waiting. */
+async function withinCommitWait(committed: Promise<number>): Promise<number> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new ConcordError('storage-unavailable', 'the edit was applied and will be committed once Postgres answers again; do not send it again')),
+      COMMIT_WAIT_MS,
+    );
+  });
+  try {
+    return await Promise.race([committed, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 const patchSchemas = Object.fromEntries(Object.entries(kinds).map(([kind, module]) => [kind, patchSchema(module.layout)]));
 
 /** A document in its JSON form (SPEC, "JSON form of a document"). */

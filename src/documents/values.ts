@@ -1,11 +1,12 @@
 import { z } from 'zod';
 
-/** Postgres text cannot hold NUL; keep such strings out rather than fail a commit. */
-export const text = z.string().max(100_000).refine((value) => !value.includes('\0'), 'contains NUL');
+/** Postgres text refuses NUL and lone surrogates; such strings break the layout rather than fail a commit. */
+const storable = (value: string) => !value.includes('\0') && value.isWellFormed();
+export const text = z.string().max(100_000).refine(storable, 'contains NUL or a lone surrogate');
 export const optionalText = text.nullable().default(null);
 export const amount = z.number().min(0).max(1e12);
 export const percent = z.number().min(0).max(100);
-export const memberId = z.string().min(1).max(200).refine((value) => !value.includes('\0'), 'contains NUL');
+export const memberId = z.string().min(1).max(200).refine(storable, 'contains NUL or a lone surrogate');
 
 /** `YYYY-MM-DD`, a real calendar day Postgres accepts. */
 export const isoDate = z

@@ -1,12 +1,13 @@
 import * as Y from 'yjs';
 import { latestCheckpoint } from '../db/checkpoints.ts';
 import type { Database } from '../db/database.ts';
-import { documentVersion, ensureDocument } from '../db/documents.ts';
+import { clearTablesStale, documentVersion, ensureDocument, lockDocuments, tablesStale } from '../db/documents.ts';
 import { headerVersion } from '../db/tables.ts';
 import { readUpdates } from '../db/updates.ts';
 import { kindOf } from '../documents/kinds.ts';
 import type { DocumentName } from '../documents/name.ts';
 import { ConcordError } from '../errors.ts';
+import type { Logger } from '../log.ts';
 import { replaceTables } from '../projection/tables.ts';
 import { DocumentTracker } from '../projection/tracker.ts';
 import type { Checkpointer } from './checkpoints.ts';
@@ -23,9 +24,11 @@ export class DocumentStore {
   private readonly db: Database;
   private readonly updateLog: UpdateLog;
   private readonly checkpointer: Checkpointer;
+  private readonly log: Logger;
 
-  constructor(db: Database, updateLog: UpdateLog, checkpointer: Checkpointer) {
+  constructor(db: Database, updateLog: UpdateLog, checkpointer: Checkpointer, log: Logger) {
     this.db = db;
+    this.log = log;
     this.updateLog = updateLog;
     this.checkpointer = checkpointer;
   }
@@ -37,18 +40,18 @@ export class DocumentStore {
         const version = await ensureDocument(sql, document);
         const checkpoint = await latestCheckpoint(sql, document.name);
         const tail = await readUpdates(sql, document.name, checkpoint?.seq ?? 0);
-        const tablesVersion = await headerVersion(sql, kindOf(document.kind).tables.header, document.id);
-        return { version, checkpoint, tail, tablesVersion };
+        const tablesBehind = (await tablesStale(sql, document.name)) || (await headerVersion(sql, kindOf(document.kind).tables.header, document.id)) !== version;
+        return { version, checkpoint, tail, tablesBehind };
       });
     } catch (error) {
       throw new ConcordError('storage-unavailable', `${document.name} could not be loaded from Postgres; try again shortly`, { cause: error });
     }
-    const { version, checkpoint, tail, tablesVersion } = loaded;
+    const { version, checkpoint, tail, tablesBehind } = loaded;
     this.updateLog.noteVersion(document.name, version);
     this.checkpointer.advance(document, version, checkpoint?.seq ?? 0);
     const doc = replay(checkpoint, tail);
     try {
-      if (version > 0 && tablesVersion !== version) await this.rebuildTables(document, doc, version);
+      if (version > 0 && tablesBehind) await this.rebuildTables(document, doc, version);
       return Y.encodeStateAsUpdate(doc);
     } finally {
       doc.destroy();
@@ -57,15 +60,22 @@ export class DocumentStore {
 
   /**
    * The tables lag the log (they were added after the document was written,
-   * or a projection failed): make them equal the document before it goes live,
-   * so no update of it can interleave.
+   * or a projection failed): make them equal the document before it goes live
+   * here. Under the document's row lock, and only if no one (another instance)
+   * has logged an update since the replay: they wrote newer rows.
    */
   private async rebuildTables(document: DocumentName, doc: Y.Doc, version: number): Promise<void> {
-    const rows = new DocumentTracker(kindOf(document.kind), doc, document.id).allRows();
     try {
-      await this.db.transaction(document.tenant, (sql) => replaceTables(sql, document, rows, version));
+      const rows = new DocumentTracker(kindOf(document.kind), doc, document.id).allRows();
+      await this.db.transaction(document.tenant, async (sql) => {
+        await lockDocuments(sql, [document.name]);
+        if ((await documentVersion(sql, document.name)) !== version) return;
+        await replaceTables(sql, document, rows, version);
+        await clearTablesStale(sql, document.name);
+      });
     } catch (error) {
-      throw new ConcordError('storage-unavailable', `the tables of ${document.name} could not be brought up to date; try again shortly`, { cause: error });
+      // Stale tables are better than a document no one can open; the next load tries again.
+      this.log.error({ err: error, code: 'tables-rebuild-failed', document: document.name }, 'the tables could not be rebuilt; the document loads regardless');
     }
   }
 

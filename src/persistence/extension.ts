@@ -9,6 +9,7 @@ import {
 } from '@hocuspocus/server';
 import type * as Y from 'yjs';
 import { isServerEdit, type ConnectionContext } from '../context.ts';
+import { toPgJson } from '../db/json.ts';
 import { kindOf } from '../documents/kinds.ts';
 import { parseDocumentName, type DocumentName } from '../documents/name.ts';
 import { ConcordError } from '../errors.ts';
@@ -83,8 +84,14 @@ export class Persistence implements Extension {
 
   async afterLoadDocument({ document }: afterLoadDocumentPayload): Promise<void> {
     const name = parseDocumentName(document.name);
-    const tracker = new DocumentTracker(kindOf(name.kind), document, name.id, (violation) => this.violated(name, violation));
-    document.on('afterTransaction', (transaction: Y.Transaction) => this.track(name, tracker, transaction));
+    let tracker: DocumentTracker | null = null;
+    try {
+      tracker = new DocumentTracker(kindOf(name.kind), document, name.id, (violation) => this.violated(name, violation));
+    } catch (error) {
+      // The document still loads and its updates are logged; its tables are rebuilt at the next load.
+      this.log.error({ err: error, code: 'tracking-failed', document: name.name }, 'could not read the document through its layout');
+    }
+    document.on('afterTransaction', (transaction: Y.Transaction) => tracker && this.track(name, tracker, transaction));
     document.on('update', (update: Uint8Array, origin: unknown, _doc: Y.Doc, transaction: Y.Transaction) => this.logUpdate(name, update, origin, transaction));
   }
 
@@ -120,14 +127,15 @@ export class Persistence implements Extension {
     this.metrics.layoutViolations.inc({ kind: document.kind, field: violation.field });
     // A nested Yjs type or binary content has no useful JSON: name its type.
     const { value: raw } = violation;
-    const value = raw !== null && typeof raw === 'object' && !Array.isArray(raw) && raw.constructor !== Object ? `<${raw.constructor.name}>` : JSON.stringify(raw)?.slice(0, 200);
+    const named = raw !== null && typeof raw === 'object' && !Array.isArray(raw) && Object.getPrototypeOf(raw) !== Object.prototype;
+    const value = named ? `<${raw.constructor.name}>` : JSON.stringify(toPgJson(raw)).slice(0, 200);
     this.log.warn({ code: 'layout-violation', document: document.name, entity: violation.entity, entityId: violation.entityId, field: violation.field, value }, 'a value breaks the layout; it reads as null');
   }
 
   // Runs inside Y.applyUpdate, where y-protocols swallows exceptions: it must not throw.
   private logUpdate(document: DocumentName, update: Uint8Array, origin: unknown, transaction: Y.Transaction): void {
     const author = authorOf(origin);
-    if (!author || !isTransactionOrigin(origin)) return;
+    if (!author || !isTransactionOrigin(origin)) return; // the second test only narrows the type
     try {
       this.metrics.updatesReceived.inc();
       const changes = this.changesOf.get(transaction);

@@ -156,7 +156,7 @@ export class UpdateLog {
                 if (landed) return { seqs: landed, remember: () => this.options.landedUnseen(documentNames(group)) };
               }
               const seqs = await appendUpdates(sql, group);
-              const recorded = group.flatMap((entry, index) => (entry.changes ? [{ update: entry, seq: seqs[index]!, changes: entry.changes }] : []));
+              const recorded = group.map((entry, index) => ({ update: entry, seq: seqs[index]!, changes: entry.changes }));
               return { seqs, remember: await this.options.record(sql, recorded) };
             });
           } catch (error) {

@@ -1,21 +1,26 @@
 import type { AuditTrail } from '../audit/trail.ts';
 import type { Sql } from '../db/database.ts';
+import { markTablesStale } from '../db/documents.ts';
 import type { NewUpdate } from '../db/updates.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import { writeTableChanges } from './tables.ts';
 import type { DocumentChanges } from './tracker.ts';
 
-/** A logged update with what it changed. */
+/** A logged update with what it changed (none when reading the transaction failed). */
 export interface Recorded {
   update: NewUpdate;
   seq: number;
-  changes: DocumentChanges;
+  changes?: DocumentChanges;
 }
 
 /**
  * Writes what committed updates mean, inside the transaction that logs them:
  * the audit rows and the tables. An acknowledgement therefore implies all three.
+ * Should Postgres still refuse some of it (a bug, or a value no check foresaw),
+ * the updates are logged regardless: that document's projection is rolled back
+ * to a savepoint, the document is marked, and its tables are rebuilt from the
+ * log when it next loads. Other documents of the same commit are unaffected.
  */
 export class Recorder {
   private readonly audit: AuditTrail;
@@ -30,22 +35,16 @@ export class Recorder {
 
   /** Returns what to remember once the transaction commits. */
   async record(sql: Sql, updates: Recorded[]): Promise<() => void> {
-    if (updates.length === 0) return () => {};
-    // Values are validated and cleaned before they get here; should one still
-    // be refused, the log rows must land anyway (the tables are rebuilt from
-    // the log when the document next loads).
-    await sql.query('SAVEPOINT projection');
+    const untracked = documentNames(updates.filter((recorded) => !recorded.changes));
+    if (untracked.length > 0) await markTablesStale(sql, untracked);
+    const tracked = updates.filter((recorded): recorded is Required<Recorded> => recorded.changes !== undefined);
+    if (tracked.length === 0) return () => {};
     try {
-      const remember = await this.audit.write(sql, updates);
-      await writeTableChanges(sql, updates);
-      return remember;
-    } catch (error) {
-      if (!isDataError(error)) throw error;
-      await sql.query('ROLLBACK TO SAVEPOINT projection');
-      this.metrics.persistenceErrors.inc({ operation: 'project' });
-      const names = [...new Set(updates.map(({ update }) => update.document.name))];
-      this.log.error({ err: error, code: 'projection-failed', documents: names }, 'audit rows and tables could not be written; the updates are logged');
-      return () => names.forEach((name) => this.audit.forget(name));
+      return await this.underSavepoint(sql, () => this.write(sql, tracked));
+    } catch {
+      const remembers: Array<() => void> = [];
+      for (const name of documentNames(tracked)) remembers.push(await this.recordOne(sql, name, tracked.filter((recorded) => recorded.update.document.name === name)));
+      return () => remembers.forEach((remember) => remember());
     }
   }
 
@@ -57,10 +56,36 @@ export class Recorder {
   unloaded(name: string): void {
     this.audit.forget(name);
   }
+
+  private async recordOne(sql: Sql, name: string, updates: Array<Required<Recorded>>): Promise<() => void> {
+    try {
+      return await this.underSavepoint(sql, () => this.write(sql, updates));
+    } catch (error) {
+      await markTablesStale(sql, [name]);
+      this.metrics.persistenceErrors.inc({ operation: 'project' });
+      this.log.error({ err: error, code: 'projection-failed', document: name }, 'audit rows and tables could not be written; the updates are logged and the tables will be rebuilt');
+      return () => this.audit.forget(name);
+    }
+  }
+
+  private async write(sql: Sql, updates: Array<Required<Recorded>>): Promise<() => void> {
+    const remember = await this.audit.write(sql, updates);
+    await writeTableChanges(sql, updates);
+    return remember;
+  }
+
+  /** Runs `work`; on failure rolls back to before it (which throws in turn if the connection is gone, failing the commit). */
+  private async underSavepoint<T>(sql: Sql, work: () => Promise<T>): Promise<T> {
+    await sql.query('SAVEPOINT projection');
+    try {
+      return await work();
+    } catch (error) {
+      await sql.query('ROLLBACK TO SAVEPOINT projection');
+      throw error;
+    }
+  }
 }
 
-/** SQLSTATE classes 22 (data exception) and 23 (integrity constraint violation). */
-function isDataError(error: unknown): boolean {
-  const code = (error as { code?: unknown }).code;
-  return typeof code === 'string' && (code.startsWith('22') || code.startsWith('23'));
+function documentNames(updates: Recorded[]): string[] {
+  return [...new Set(updates.map(({ update }) => update.document.name))];
 }

@@ -23,7 +23,7 @@ interface DocumentRows {
  * show the document as of its last committed update (`version`). A commit with
  * many updates of one document writes each row once.
  */
-export async function writeTableChanges(sql: Sql, updates: Recorded[]): Promise<void> {
+export async function writeTableChanges(sql: Sql, updates: Array<Required<Recorded>>): Promise<void> {
   const byDocument = new Map<string, DocumentRows>();
   for (const { update, seq, changes } of updates) {
     const stamp: Stamp = { updated_at: update.receivedAt.toISOString(), updated_by: update.userId };

@@ -207,7 +207,6 @@ export class DocumentTracker<Totals = unknown> implements DocumentView<Totals> {
     for (const [item, keys] of items) {
       const created = item.id.clock >= (transaction.beforeState.get(item.id.client) ?? 0);
       if (created) createdItems.push(item);
-      removed ||= item.deleted;
       const map = item.content instanceof Y.ContentType ? item.content.type : null;
       if (!(map instanceof Y.Map)) {
         if (created && !item.deleted) this.onViolation({ entity, entityId: null, field: key, value: item.content.getContent()[0] });
@@ -215,21 +214,21 @@ export class DocumentTracker<Totals = unknown> implements DocumentView<Totals> {
       }
       const previous = state.members.get(map);
       if (item.deleted) {
-        if (previous) this.removeMember(state, map, previous, tabled, changes);
+        if (previous) this.removeMember(state, map, previous, tabled, changes, changedRows);
+        removed ||= previous !== undefined;
         continue;
       }
       const next: Tracked = { ...this.readMember(state.layout, map, previous ? keys : 'all', previous, true), position: previous?.position ?? -1 };
       if (previous && previous.id === next.id) {
         if (!this.diffMember(state.layout, previous, next, changes)) continue;
+        if (tabled) this.kind.totals.remove(this.totals, previous);
       } else {
-        if (previous) this.removeMember(state, map, previous, tabled, changes);
+        // A member whose id changed is, to the audit and the tables, one gone and one new.
+        if (previous) this.removeMember(state, map, previous, tabled, changes, changedRows);
         changes.fieldChanges.push({ entity, entityId: next.id, field: '*', action: 'create', oldValue: null, newValue: next.fields, text: false });
       }
       state.members.set(map, next);
-      if (tabled) {
-        if (previous) this.kind.totals.remove(this.totals, previous);
-        this.kind.totals.add(this.totals, next);
-      }
+      if (tabled) this.kind.totals.add(this.totals, next);
       changedRows.add(next);
     }
     if (removed || (createdItems.length > 0 && !this.append(state, createdItems, changedRows))) this.reorder(state, changedRows);
@@ -237,12 +236,16 @@ export class DocumentTracker<Totals = unknown> implements DocumentView<Totals> {
     for (const member of changedRows) if (member.id !== null) changes.rows.members.set(member.id, this.memberRow(member));
   }
 
-  private removeMember(state: CollectionState, map: Y.Map<unknown>, member: Tracked, tabled: boolean, changes: DocumentChanges): void {
+  private removeMember(state: CollectionState, map: Y.Map<unknown>, member: Tracked, tabled: boolean, changes: DocumentChanges, changedRows: Set<Tracked>): void {
     state.members.delete(map);
     changes.fieldChanges.push({ entity: state.layout.entity, entityId: member.id, field: '*', action: 'delete', oldValue: member.fields, newValue: null, text: false });
     if (!tabled) return;
     this.kind.totals.remove(this.totals, member);
-    if (member.id !== null) changes.rows.members.set(member.id, null);
+    if (member.id === null) return;
+    changes.rows.members.set(member.id, null);
+    // Ids should be unique; if another member has this one, the row is now that member's.
+    const survivor = [...state.members.values()].find((other) => other.id === member.id);
+    if (survivor) changedRows.add(survivor);
   }
 
   /** Adds an update change per field that differs; rich text compares the document, reports the plain text. */
@@ -325,8 +328,8 @@ export class DocumentTracker<Totals = unknown> implements DocumentView<Totals> {
     for (const [field, textField] of Object.entries(layout.richText ?? {})) {
       if (!touched(field)) continue;
       const raw = map.get(field);
-      if (raw instanceof Y.XmlFragment) {
-        const body = fragmentToProseMirror(raw);
+      const body = raw instanceof Y.XmlFragment ? fragmentToProseMirror(raw) : null;
+      if (body) {
         fields[field] = body as unknown as Json;
         fields[textField] = proseMirrorText(body);
       } else {
