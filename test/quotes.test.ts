@@ -323,4 +323,43 @@ describe.skipIf(!postgresUrl)(`quotes: audit rows and tables ${skipReason}`, () 
     expect(await quoteRow('broken')).toMatchObject({ subtotal: '36.00' });
     expect((await fetch(`${shared.server.httpUrl}/healthz`)).status).toBe(200);
   });
+
+  it('a projection Postgres refuses is rolled back alone: the update is logged and acknowledged, the tables rebuilt at the next load', async () => {
+    // Stands in for a value no check foresaw: Postgres refuses one title.
+    await shared.db.ownerTransaction(async (sql) => {
+      await sql.exec(`
+        CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF NEW.title = 'poison' THEN RAISE EXCEPTION 'poisoned title' USING ERRCODE = '22023'; END IF;
+          RETURN NEW;
+        END $$;
+        CREATE TRIGGER refuse_poison BEFORE INSERT OR UPDATE ON quotes FOR EACH ROW EXECUTE FUNCTION refuse_poison();`);
+    });
+    const poisoned = await open('acme/quote/poisoned', 'pat');
+    const healthy = await open('acme/quote/healthy', 'pat');
+    poisoned.doc.transact(() => {
+      poisoned.doc.getMap('quote').set('title', 'poison');
+      addLine(poisoned.doc, { id: 'p1', quantity: 1, unitPrice: 1 });
+    });
+    healthy.doc.getMap('quote').set('title', 'fine');
+    await Promise.all([acknowledged(poisoned), acknowledged(healthy)]);
+
+    const stale = await rowsOf<{ name: string; version: number; tables_stale: boolean }>(shared.db, 'acme', "SELECT name, version, tables_stale FROM documents WHERE name IN ('acme/quote/poisoned', 'acme/quote/healthy') ORDER BY name");
+    expect(stale).toEqual([
+      { name: 'acme/quote/healthy', version: 1, tables_stale: false },
+      { name: 'acme/quote/poisoned', version: 1, tables_stale: true },
+    ]);
+    expect(await quoteRow('poisoned')).toBeUndefined();
+    expect(await quoteRow('healthy')).toMatchObject({ title: 'fine', version: 1 });
+    expect(shared.server.logs).toMatch(/"code":"projection-failed","document":"acme\/quote\/poisoned"/);
+
+    await shared.db.ownerTransaction((sql) => sql.exec('DROP TRIGGER refuse_poison ON quotes; DROP FUNCTION refuse_poison();'));
+    shared.closeAll();
+    await waitFor('unloaded', async () => !(await shared.server.metrics()).get('concord_loaded_documents'));
+    await open('acme/quote/poisoned', 'pat');
+    expect(await quoteRow('poisoned')).toMatchObject({ title: 'poison', line_count: 1, version: 1 });
+    expect((await lineRows('poisoned')).map((line) => line.id)).toEqual(['p1']);
+    const [{ tables_stale }] = (await rowsOf<{ tables_stale: boolean }>(shared.db, 'acme', "SELECT tables_stale FROM documents WHERE name = 'acme/quote/poisoned'")) as [{ tables_stale: boolean }];
+    expect(tables_stale).toBe(false);
+  });
 });
