@@ -8,20 +8,20 @@
  *   npm run bench
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { HocuspocusProvider, type onUnsyncedChangesParameters } from '@hocuspocus/provider';
 import * as Y from 'yjs';
 import { createStorage, type TestStorage } from '../test/support/database.ts';
 import { ServerProcess } from '../test/support/server.ts';
 import { token } from '../test/support/tokens.ts';
+import { acknowledged, fixed, percentile, stealMeter } from './support.ts';
 
 const PACED_RATE = 200;
 const PACED_SECONDS = 5;
 const FULL_SPEED_EDITS = 5_000;
 // Unmeasured edits first, so that JIT warm-up and opening the pg pool's connections stay out of the percentiles.
 const WARMUP_EDITS = 200;
-const ACK_TIMEOUT_MS = 20_000;
+const SYNC_TIMEOUT_MS = 20_000;
 const RUN_TIMEOUT_MS = 115_000;
 const adminUrl = process.env.BENCH_DATABASE_URL || 'postgres://concord:concord@127.0.0.1:5432/postgres';
 
@@ -64,7 +64,7 @@ async function runOn(backend: string, storage: TestStorage): Promise<Result> {
   const result: Result = { backend, latenciesMs: [], pacedRate: NaN, fullSpeedRate: NaN, meanBatch: NaN, notes: [] };
   const server = new ServerProcess(storage.env);
   let provider: HocuspocusProvider | undefined;
-  const cpuBefore = cpuTimes();
+  const steal = stealMeter();
   try {
     await server.start();
     const document = new Y.Doc();
@@ -100,8 +100,8 @@ async function runOn(backend: string, storage: TestStorage): Promise<Result> {
     await server.stop();
     await storage.drop().catch((error: Error) => result.notes.push(`could not drop its storage: ${error.message}`));
   }
-  const steal = stealShare(cpuBefore, cpuTimes());
-  if (steal !== undefined) result.notes.push(`CPU steal (time the hypervisor ran other guests) during this run: ${fixed(steal * 100, 1)}%`);
+  const stolen = steal();
+  if (stolen !== undefined) result.notes.push(`CPU steal (time the hypervisor ran other guests) during this run: ${fixed(stolen * 100, 1)}%`);
   const problems = serverProblems(server.logs);
   for (const line of problems.slice(0, 10)) result.notes.push(`server said: ${line.slice(0, 400)}`);
   if (problems.length > 10) result.notes.push(`server said ${problems.length - 10} more line(s) at warn or above`);
@@ -123,7 +123,7 @@ async function connect(port: number, name: string, document: Y.Doc, notes: strin
       if (error) reject(error);
       else resolve();
     };
-    const timer = setTimeout(() => settle(new Error(`not synced after ${ACK_TIMEOUT_MS} ms`)), ACK_TIMEOUT_MS);
+    const timer = setTimeout(() => settle(new Error(`not synced after ${SYNC_TIMEOUT_MS} ms`)), SYNC_TIMEOUT_MS);
     provider.on('authenticationFailed', ({ reason }: { reason: string }) => settle(new Error(`authentication refused: ${reason}`)));
     provider.on('synced', () => settle());
   });
@@ -164,49 +164,6 @@ async function pacedEdits(provider: HocuspocusProvider, edit: (i: number) => voi
     provider.off('unsyncedChanges', onChange);
   }
   return { latenciesMs, rate };
-}
-
-function acknowledged(provider: HocuspocusProvider): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const check = () => {
-      if (provider.unsyncedChanges !== 0) return;
-      clearTimeout(timer);
-      provider.off('unsyncedChanges', check);
-      resolve();
-    };
-    const timer = setTimeout(() => {
-      provider.off('unsyncedChanges', check);
-      reject(new Error(`${provider.unsyncedChanges} edit(s) still unacknowledged after ${ACK_TIMEOUT_MS} ms`));
-    }, ACK_TIMEOUT_MS);
-    provider.on('unsyncedChanges', check);
-    check();
-  });
-}
-
-/** The machine's cumulative CPU times (Linux /proc/stat: user nice system idle iowait irq softirq steal ...), or none. */
-function cpuTimes(): number[] {
-  try {
-    return readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1, 9).map(Number);
-  } catch {
-    return [];
-  }
-}
-
-// On a VM, stolen CPU stalls the client, the server and Postgres alike and shows up as tail latency.
-function stealShare(before: number[], after: number[]): number | undefined {
-  if (before.length < 8 || after.length < 8) return undefined;
-  const delta = after.map((value, i) => value - before[i]!);
-  return delta[7]! / delta.reduce((sum, value) => sum + value, 0);
-}
-
-/** Nearest-rank percentile. */
-function percentile(values: number[], q: number): number {
-  const sorted = values.toSorted((a, b) => a - b);
-  return sorted[Math.max(0, Math.ceil(q * sorted.length) - 1)] ?? NaN;
-}
-
-function fixed(value: number, digits: number): string {
-  return Number.isFinite(value) ? value.toFixed(digits) : 'n/a';
 }
 
 function redact(url: string): string {
