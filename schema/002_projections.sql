@@ -104,24 +104,15 @@ GRANT UPDATE (seq, new_value, changed_at) ON field_changes TO concord_app;
 GRANT SELECT, INSERT, UPDATE ON quotes, reports TO concord_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON quote_lines, report_sections TO concord_app;
 
-ALTER TABLE field_changes ENABLE ROW LEVEL SECURITY;
-ALTER TABLE field_changes FORCE ROW LEVEL SECURITY;
-ALTER TABLE quotes ENABLE ROW LEVEL SECURITY;
-ALTER TABLE quotes FORCE ROW LEVEL SECURITY;
-ALTER TABLE quote_lines ENABLE ROW LEVEL SECURITY;
-ALTER TABLE quote_lines FORCE ROW LEVEL SECURITY;
-ALTER TABLE reports ENABLE ROW LEVEL SECURITY;
-ALTER TABLE reports FORCE ROW LEVEL SECURITY;
-ALTER TABLE report_sections ENABLE ROW LEVEL SECURITY;
-ALTER TABLE report_sections FORCE ROW LEVEL SECURITY;
-
-CREATE POLICY tenant_wall ON field_changes
-  USING (tenant_id = current_tenant()) WITH CHECK (tenant_id = current_tenant());
-CREATE POLICY tenant_wall ON quotes
-  USING (tenant_id = current_tenant()) WITH CHECK (tenant_id = current_tenant());
-CREATE POLICY tenant_wall ON quote_lines
-  USING (tenant_id = current_tenant()) WITH CHECK (tenant_id = current_tenant());
-CREATE POLICY tenant_wall ON reports
-  USING (tenant_id = current_tenant()) WITH CHECK (tenant_id = current_tenant());
-CREATE POLICY tenant_wall ON report_sections
-  USING (tenant_id = current_tenant()) WITH CHECK (tenant_id = current_tenant());
+-- The tenant wall, as on every table.
+DO $$
+DECLARE
+  projected text;
+BEGIN
+  FOREACH projected IN ARRAY ARRAY['field_changes', 'quotes', 'quote_lines', 'reports', 'report_sections'] LOOP
+    EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', projected);
+    EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', projected);
+    EXECUTE format('CREATE POLICY tenant_wall ON %I USING (tenant_id = current_tenant()) WITH CHECK (tenant_id = current_tenant())', projected);
+  END LOOP;
+END
+$$;
