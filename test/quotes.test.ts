@@ -134,21 +134,25 @@ describe.skipIf(!postgresUrl)(`quotes: audit rows and tables ${skipReason}`, () 
     await waitFor('bob sees the notes', () => bob.doc.getText('notes').toString() === 'Delivery in May');
     typeInto(bob.doc.getText('notes'), 15, ', on pallets');
     await acknowledged(bob);
+    // Alice goes on typing within her burst: her row grows, bob's stays his.
+    await waitFor('alice sees bob', () => notes.toString() === 'Delivery in May, on pallets');
+    typeInto(notes, notes.length, '!');
+    await acknowledged(alice);
     await new Promise((resolve) => setTimeout(resolve, BURST_MS + 500));
     typeInto(notes, 0, 'Note: ');
     await acknowledged(alice);
 
-    const rows = (await fieldChanges(shared.db, 'acme', name)).filter((change) => change.field === 'notes');
+    const rows = (await fieldChanges(shared.db, 'acme', name)).filter((change) => change.field === 'notes').sort((a, b) => a.first_seq - b.first_seq);
     expect(rows.map(({ user_id, old_value, new_value }) => ({ user_id, old_value, new_value }))).toEqual([
-      { user_id: 'alice', old_value: '', new_value: 'Delivery in May' },
+      { user_id: 'alice', old_value: '', new_value: 'Delivery in May, on pallets!' },
       { user_id: 'bob', old_value: 'Delivery in May', new_value: 'Delivery in May, on pallets' },
-      { user_id: 'alice', old_value: 'Delivery in May, on pallets', new_value: 'Note: Delivery in May, on pallets' },
+      { user_id: 'alice', old_value: 'Delivery in May, on pallets!', new_value: 'Note: Delivery in May, on pallets!' },
     ]);
     const logged = await rowsOf<{ count: string }>(shared.db, 'acme', 'SELECT count(*) FROM document_updates WHERE name = $1', [name]);
-    expect(Number(logged[0]!.count)).toBe('Delivery in May'.length + ', on pallets'.length + 'Note: '.length);
-    // A burst's row spans the seqs of its keystrokes.
-    expect(rows[0]!.seq - rows[0]!.first_seq).toBe('Delivery in May'.length - 1);
-    expect((await quoteRow('notes'))!.notes).toBe('Note: Delivery in May, on pallets');
+    expect(Number(logged[0]!.count)).toBe('Delivery in May'.length + ', on pallets'.length + '!'.length + 'Note: '.length);
+    // A burst's row spans the seqs of its keystrokes: alice's first from her first key to her '!'.
+    expect({ first: rows[0]!.first_seq, last: rows[0]!.seq }).toEqual({ first: 1, last: 'Delivery in May, on pallets!'.length });
+    expect((await quoteRow('notes'))!.notes).toBe('Note: Delivery in May, on pallets!');
   });
 
   it('commenters add, reply to and resolve comments; anything else they send is refused whole', async () => {
