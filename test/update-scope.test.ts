@@ -1,7 +1,26 @@
 import * as encoding from 'lib0/encoding';
 import { describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
-import { rootsTouched } from '../src/documents/update-scope.ts';
+import { commenterMay } from '../src/auth/access.ts';
+import { describeWrites } from '../src/documents/update-scope.ts';
+
+/** The root types an update would change. */
+function rootsTouched(doc: Y.Doc, update: Uint8Array): Set<string> | null {
+  const writes = describeWrites(doc, update);
+  return writes && new Set(writes.map((write) => write.root));
+}
+
+/** Whether a commenter (carl) may send what `edit` does to a replica of `server`. */
+function commenterMaySend(server: Y.Doc, edit: (replica: Y.Doc) => void): boolean {
+  const replica = replicaOf(server);
+  edit(replica);
+  const writes = describeWrites(server, Y.encodeStateAsUpdate(replica, Y.encodeStateVector(server)));
+  return writes !== null && commenterMay(writes, 'carl');
+}
+
+function comment(fields: Record<string, unknown>): Y.Map<unknown> {
+  return new Y.Map(Object.entries(fields));
+}
 
 /** A server-side doc an editor wrote: notes, an overwritten title (a deletion), one comment. */
 function seeded() {
@@ -23,7 +42,7 @@ function replicaOf(server: Y.Doc): Y.Doc {
   return replica;
 }
 
-describe('rootsTouched: which root types an update would change, without applying it', () => {
+describe('describeWrites: what an update would change, without applying it', () => {
   it('a comment, a reply and a resolve touch only comments, also as a sync message carrying the whole delete set', () => {
     const { server } = seeded();
     const commenter = replicaOf(server);
@@ -58,7 +77,7 @@ describe('rootsTouched: which root types an update would change, without applyin
     expect(rootsTouched(server, encoding.toUint8Array(deleteAhead))).toBeNull();
   });
 
-  it('cannot be fooled by a struct that overlaps what the server holds (Yjs re-anchors it after that client\'s last item)', () => {
+  it('refuses to guess about a struct that overlaps what the server holds (Yjs would re-anchor it after that client\'s last item)', () => {
     const { server } = seeded();
     const typist = new Y.Doc();
     typist.clientID = 2000;
@@ -74,7 +93,7 @@ describe('rootsTouched: which root types an update would change, without applyin
     encoding.writeVarString(overlapping, 'comments');
     encoding.writeVarString(overlapping, 'c!!');
     encoding.writeVarUint(overlapping, 0); // empty delete set
-    expect(rootsTouched(server, encoding.toUint8Array(overlapping))).toContain('notes');
+    expect(rootsTouched(server, encoding.toUint8Array(overlapping))).toBeNull();
   });
 
   it('refuses to guess about an update that depends on content the server lacks', () => {
@@ -93,5 +112,40 @@ describe('rootsTouched: which root types an update would change, without applyin
     const comments = writer.getArray<Y.Map<unknown>>('comments');
     for (let index = 0; index < 4000; index++) comments.insert(index % 2 ? comments.length : 0, [new Y.Map([['id', `c${index}`]])]);
     expect(rootsTouched(server, Y.encodeStateAsUpdate(writer, before))).toEqual(new Set(['comments']));
+  });
+});
+
+describe('commenterMay: add comments (as themselves), reply and resolve, nothing else', () => {
+  it('allows a comment, a reply and a resolve, sent together as a sync message with the whole delete set', () => {
+    const { server } = seeded();
+    expect(
+      commenterMaySend(server, (replica) => {
+        const comments = replica.getArray<Y.Map<unknown>>('comments');
+        comments.push([comment({ id: 'c2', authorId: 'carl', body: 'why?', parentId: null, resolved: false })]);
+        comments.push([comment({ id: 'c3', authorId: 'carl', body: 'because', parentId: 'c2' })]);
+        comments.get(0).set('resolved', true);
+        comments.get(0).set('resolved', false);
+      }),
+    ).toBe(true);
+  });
+
+  it('refuses a comment in someone else\'s name, editing or removing a comment, and anything outside comments', () => {
+    const { server } = seeded();
+    expect(commenterMaySend(server, (replica) => replica.getArray('comments').push([comment({ id: 'c9', authorId: 'erin', body: 'as erin' })]))).toBe(false);
+    expect(commenterMaySend(server, (replica) => replica.getArray<Y.Map<unknown>>('comments').get(0).set('body', 'rewritten'))).toBe(false);
+    expect(commenterMaySend(server, (replica) => replica.getArray('comments').delete(0, 1))).toBe(false);
+    expect(commenterMaySend(server, (replica) => replica.getMap('quote').set('title', 'C'))).toBe(false);
+    // Types nested in a comment are not the layout (a body is a string): refused, in new and existing comments.
+    expect(
+      commenterMaySend(server, (replica) => {
+        const body = new Y.Text('nested');
+        replica.getArray('comments').push([comment({ id: 'c8', authorId: 'carl', body })]);
+        body.insert(0, 'edited ');
+      }),
+    ).toBe(false);
+    const withText = replicaOf(server);
+    withText.getArray('comments').push([comment({ id: 'c7', text: new Y.Text('x') })]);
+    Y.applyUpdate(server, Y.encodeStateAsUpdate(withText));
+    expect(commenterMaySend(server, (replica) => (replica.getArray<Y.Map<Y.Text>>('comments').get(1).get('text') as Y.Text).insert(0, 'y'))).toBe(false);
   });
 });

@@ -1,4 +1,5 @@
 import type { DocumentName } from '../documents/name.ts';
+import type { Write } from '../documents/update-scope.ts';
 import { ConcordError } from '../errors.ts';
 import type { Principal, Role } from './tokens.ts';
 
@@ -15,3 +16,21 @@ export function checkDocumentAccess(principal: Principal, document: DocumentName
     throw new ConcordError('not-allowed', `the token does not grant ${document.kind}/${document.id}`);
   }
 }
+
+/**
+ * What a commenter may write: new comments and replies (whose `authorId`, if
+ * set, is their own) and `resolved` on existing comments. Nothing else: not
+ * other fields of existing comments, not removing comments, nothing outside
+ * `comments`.
+ */
+export function commenterMay(writes: Write[], userId: string): boolean {
+  return writes.every(
+    (write) =>
+      write.root === COMMENTS &&
+      ((write.path === 'member' && write.memberIsNew) ||
+        (write.path === 'member-field' && write.memberIsNew && (write.key !== 'authorId' || write.value === userId)) ||
+        (write.path === 'member-field' && !write.memberIsNew && write.key === 'resolved')),
+  );
+}
+
+const COMMENTS = 'comments';

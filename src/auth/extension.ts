@@ -10,16 +10,14 @@ import type {
 import * as Y from 'yjs';
 import type { ConnectionContext } from '../context.ts';
 import { parseDocumentName, type DocumentName } from '../documents/name.ts';
-import { rootsTouched } from '../documents/update-scope.ts';
+import { describeWrites } from '../documents/update-scope.ts';
 import { ConcordError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import { readFrame } from '../protocol.ts';
-import { checkDocumentAccess, commentWriters, contentWriters } from './access.ts';
+import { checkDocumentAccess, commenterMay, commentWriters, contentWriters } from './access.ts';
 import type { Principal, TokenVerifier } from './tokens.ts';
 
-/** The one root a commenter may change. */
-const COMMENTS = 'comments';
 // setTimeout's longest delay; a later moment is re-checked when it fires.
 const MAX_TIMER_MS = 2 ** 31 - 1;
 // How long before expiry the server asks the provider for a fresh token (at
@@ -35,7 +33,7 @@ export function refusalMessage(error: ConcordError): string {
  * Authenticates and authorizes every document of every socket on its own:
  * the token must verify, its tenant must be the document's, its `docs` list
  * (if any) must name the document, and only editors and admins may change
- * content; commenters may change comments and nothing else. Shortly before a token expires the server asks the provider for a
+ * content; commenters may add comments, reply and resolve, and nothing else. Shortly before a token expires the server asks the provider for a
  * fresh one (the provider calls its `token` function); without one, the
  * connection to that document ends at expiry.
  */
@@ -94,8 +92,7 @@ export class Authorization implements Extension {
   /**
    * Refuses a write the role may not make, whole: Hocuspocus drops a read-only
    * connection's update and answers it "not applied", so a commenter's
-   * connection is read-only for the one message that touches more than
-   * comments. The client is told why in a stateless message.
+   * connection is read-only for the one message that does more than comment. The client is told why in a stateless message.
    */
   async beforeHandleMessage({ connection, update, document }: beforeHandleMessagePayload): Promise<void> {
     const frame = readFrame(update);
@@ -107,11 +104,14 @@ export class Authorization implements Extension {
       return;
     }
     if (contentWriters.has(principal.role)) return;
-    const roots = rootsTouched(document, frame.update);
-    if (roots && [...roots].every((root) => root === COMMENTS)) return;
+    const writes = describeWrites(document, frame.update);
+    if (writes && commenterMay(writes, principal.userId)) return;
     connection.readOnly = true;
     this.heldBack.add(connection);
-    this.refuse(connection, new ConcordError('comments-only', `role "${principal.role}" may only change comments; the whole change was not applied`));
+    this.refuse(
+      connection,
+      new ConcordError('comments-only', `role "${principal.role}" may only add comments (as themselves), reply and resolve; the whole change was not applied`),
+    );
   }
 
   async afterHandleMessage({ connection }: afterHandleMessagePayload): Promise<void> {
