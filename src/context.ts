@@ -1,3 +1,4 @@
+import { isTransactionOrigin } from '@hocuspocus/server';
 import type { Principal } from './auth/tokens.ts';
 import type { DocumentName } from './documents/name.ts';
 
@@ -21,4 +22,22 @@ export interface ServerEditContext {
 export function isServerEdit(context: unknown): context is ServerEditContext {
   const origin = (context as Partial<ServerEditContext> | undefined)?.origin;
   return origin === 'api' || origin === 'restore';
+}
+
+/** Who an update is logged for: the connection's user, or the caller of a server-side edit. */
+export interface Author {
+  userId: string;
+  origin: 'client' | 'api' | 'restore';
+}
+
+/** Client updates and server-side edits have an author; loads and relayed updates do not (they are not logged). */
+export function authorOf(transactionOrigin: unknown): Author | null {
+  if (!isTransactionOrigin(transactionOrigin)) return null;
+  if (transactionOrigin.source === 'connection') {
+    return { userId: (transactionOrigin.connection.context as ConnectionContext).principal.userId, origin: 'client' };
+  }
+  if (transactionOrigin.source === 'local' && isServerEdit(transactionOrigin.context)) {
+    return { userId: transactionOrigin.context.principal.userId, origin: transactionOrigin.context.origin };
+  }
+  return null;
 }

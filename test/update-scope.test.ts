@@ -1,7 +1,8 @@
 import * as encoding from 'lib0/encoding';
 import { describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
-import { commenterMay } from '../src/auth/access.ts';
+import { commenterMay, commenterMayApply } from '../src/auth/access.ts';
+import { ClientOwners } from '../src/auth/client-owners.ts';
 import { describeWrites } from '../src/documents/update-scope.ts';
 
 /** The root types an update would change. */
@@ -15,7 +16,7 @@ function commenterMaySend(server: Y.Doc, edit: (replica: Y.Doc) => void): boolea
   const replica = replicaOf(server);
   edit(replica);
   const writes = describeWrites(server, Y.encodeStateAsUpdate(replica, Y.encodeStateVector(server)));
-  return writes !== null && commenterMay(writes, 'carl');
+  return writes !== null && writes.every((write) => commenterMay(write, 'carl'));
 }
 
 function comment(fields: Record<string, unknown>): Y.Map<unknown> {
@@ -134,6 +135,14 @@ describe('commenterMay: add comments (as themselves), reply and resolve, nothing
     expect(commenterMaySend(server, (replica) => replica.getArray('comments').push([comment({ id: 'c9', authorId: 'erin', body: 'as erin' })]))).toBe(false);
     expect(commenterMaySend(server, (replica) => replica.getArray<Y.Map<unknown>>('comments').get(0).set('body', 'rewritten'))).toBe(false);
     expect(commenterMaySend(server, (replica) => replica.getArray('comments').delete(0, 1))).toBe(false);
+    // A key set and deleted before sending still replaces (deletes) the existing value.
+    expect(
+      commenterMaySend(server, (replica) => {
+        const first = replica.getArray<Y.Map<unknown>>('comments').get(0);
+        first.set('body', 'x');
+        first.delete('body');
+      }),
+    ).toBe(false);
     expect(commenterMaySend(server, (replica) => replica.getMap('quote').set('title', 'C'))).toBe(false);
     // Types nested in a comment are not the layout (a body is a string): refused, in new and existing comments.
     expect(
@@ -147,5 +156,110 @@ describe('commenterMay: add comments (as themselves), reply and resolve, nothing
     withText.getArray('comments').push([comment({ id: 'c7', text: new Y.Text('x') })]);
     Y.applyUpdate(server, Y.encodeStateAsUpdate(withText));
     expect(commenterMaySend(server, (replica) => (replica.getArray<Y.Map<Y.Text>>('comments').get(1).get('text') as Y.Text).insert(0, 'y'))).toBe(false);
+  });
+});
+
+/** A hand-made update (Yjs's V1 encoding): runs of structs per client, then an empty delete set. */
+function rawUpdate(runs: Array<{ client: number; clock: number; structs: Array<(encoder: encoding.Encoder) => void> }>): Uint8Array {
+  const encoder = encoding.createEncoder();
+  encoding.writeVarUint(encoder, runs.length);
+  for (const { client, clock, structs } of runs) {
+    encoding.writeVarUint(encoder, structs.length);
+    encoding.writeVarUint(encoder, client);
+    encoding.writeVarUint(encoder, clock);
+    for (const write of structs) write(encoder);
+  }
+  encoding.writeVarUint(encoder, 0);
+  return encoding.toUint8Array(encoder);
+}
+
+/** A new Y.Map in the root `comments` (content type 7, type ref 1). */
+const newCommentMap = (encoder: encoding.Encoder) => {
+  encoding.writeUint8(encoder, 7);
+  encoding.writeVarUint(encoder, 1);
+  encoding.writeVarString(encoder, 'comments');
+  encoding.writeVarUint(encoder, 1);
+};
+
+/** `key` = values in the map held by item (client, clock) (content any, 8, with a parentSub). */
+const mapEntry = (client: number, clock: number, key: string, values: unknown[]) => (encoder: encoding.Encoder) => {
+  encoding.writeUint8(encoder, 8 | 0x20);
+  encoding.writeVarUint(encoder, 0);
+  encoding.writeVarUint(encoder, client);
+  encoding.writeVarUint(encoder, clock);
+  encoding.writeVarString(encoder, key);
+  encoding.writeVarUint(encoder, values.length);
+  for (const value of values) encoding.writeAny(encoder, value as string);
+};
+
+describe('hand-made updates a commenter could send', () => {
+  const allowedFor = (server: Y.Doc, update: Uint8Array) => {
+    const writes = describeWrites(server, update);
+    return writes !== null && writes.every((write) => commenterMay(write, 'carl'));
+  };
+
+  it('an authorId entry carrying several values (a Y.Map reads the last) is refused; one value, their own, passes', () => {
+    const { server } = seeded();
+    expect(allowedFor(server, rawUpdate([{ client: 555, clock: 0, structs: [newCommentMap, mapEntry(555, 0, 'authorId', ['carl', 'erin'])] }]))).toBe(false);
+    expect(allowedFor(server, rawUpdate([{ client: 555, clock: 0, structs: [newCommentMap, mapEntry(555, 0, 'authorId', ['carl'])] }]))).toBe(true);
+    const applied = replicaOf(server);
+    Y.applyUpdate(applied, rawUpdate([{ client: 555, clock: 0, structs: [newCommentMap, mapEntry(555, 0, 'authorId', ['carl'])] }]));
+    expect(applied.getArray<Y.Map<unknown>>('comments').toArray().find((map) => map.has('authorId'))!.get('authorId')).toBe('carl');
+  });
+
+  it('a client sent twice (Yjs keeps only the last run) or with a gap is not placed at all', () => {
+    const { server } = seeded();
+    const decoy = { client: 555, clock: 0, structs: [newCommentMap] };
+    expect(describeWrites(server, rawUpdate([decoy, { client: 555, clock: 0, structs: [newCommentMap] }]))).toBeNull();
+    expect(describeWrites(server, rawUpdate([{ client: 555, clock: 1, structs: [newCommentMap] }]))).toBeNull();
+  });
+
+  it('new content under two clientIDs, or under one that is not theirs, is refused', () => {
+    const { server } = seeded();
+    const twoClients = describeWrites(server, rawUpdate([{ client: 555, clock: 0, structs: [newCommentMap] }, { client: 556, clock: 0, structs: [newCommentMap] }]))!;
+    expect(twoClients.every((write) => commenterMay(write, 'carl'))).toBe(true);
+    expect(commenterMayApply(twoClients, 'carl', () => true)).toBe(false);
+    const oneClient = describeWrites(server, rawUpdate([{ client: 555, clock: 0, structs: [newCommentMap] }]))!;
+    expect(commenterMayApply(oneClient, 'carl', (client) => client === 555)).toBe(true);
+    expect(commenterMayApply(oneClient, 'carl', () => false)).toBe(false);
+  });
+
+  it('a comment added and deleted before the sync (garbage-collected in the replica), then another, is allowed', () => {
+    const { server } = seeded();
+    expect(
+      commenterMaySend(server, (replica) => {
+        const comments = replica.getArray<Y.Map<unknown>>('comments');
+        comments.push([comment({ id: 'gone', authorId: 'carl', body: 'oops' })]);
+        comments.delete(comments.length - 1, 1);
+        comments.push([comment({ id: 'kept', authorId: 'carl', body: 'better' })]);
+      }),
+    ).toBe(true);
+  });
+});
+
+describe('ClientOwners: a commenter writes only under a clientID that is theirs', () => {
+  it('refuses another user\'s clientID, claims a new one, and an unknown one only if all it wrote is comments', () => {
+    const { editor, server } = seeded();
+    const owners = new ClientOwners();
+    // An editor's transaction on the server, as the server records it.
+    const typist = replicaOf(server);
+    typist.clientID = 3000;
+    server.once('afterTransaction', (transaction: Y.Transaction) => owners.record(server, transaction, 'erin'));
+    typist.getText('notes').insert(0, 'x');
+    Y.applyUpdate(server, Y.encodeStateAsUpdate(typist, Y.encodeStateVector(server)));
+    expect(owners.mayUse(server, 3000, 'carl', 'comments')).toBe(false);
+    expect(owners.mayUse(server, 3000, 'erin', 'comments')).toBe(true);
+    // Seen before this load, it wrote notes: not claimable.
+    expect(owners.mayUse(server, editor.clientID, 'carl', 'comments')).toBe(false);
+    // A fresh clientID is claimed by the first who uses it.
+    expect(owners.mayUse(server, 4242, 'carl', 'comments')).toBe(true);
+    expect(owners.mayUse(server, 4242, 'dora', 'comments')).toBe(false);
+    // Seen before this load and all comments: claimable once.
+    const commenter = replicaOf(server);
+    commenter.clientID = 5000;
+    commenter.getArray('comments').push([comment({ id: 'c5' })]);
+    Y.applyUpdate(server, Y.encodeStateAsUpdate(commenter, Y.encodeStateVector(server)));
+    expect(owners.mayUse(server, 5000, 'carl', 'comments')).toBe(true);
+    expect(owners.mayUse(server, 5000, 'dora', 'comments')).toBe(false);
   });
 });

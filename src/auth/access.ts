@@ -17,20 +17,37 @@ export function checkDocumentAccess(principal: Principal, document: DocumentName
   }
 }
 
+/** The one root commenters write to. */
+export const COMMENTS = 'comments';
+
 /**
- * What a commenter may write: new comments and replies (whose `authorId`, if
- * set, is their own) and `resolved` on existing comments. Nothing else: not
- * other fields of existing comments, not removing comments, nothing outside
- * `comments`.
+ * Whether one write is something a commenter may do: add a comment or reply
+ * (a new Y.Map in `comments`, with `authorId`, if set, their own user id), or
+ * set `resolved` of an existing comment to true or false. Not: other fields of
+ * existing comments, removing comments, anything deeper, anything outside
+ * `comments`. (The clientID it carries is checked by commenterMayApply.)
  */
-export function commenterMay(writes: Write[], userId: string): boolean {
-  return writes.every(
-    (write) =>
-      write.root === COMMENTS &&
-      ((write.path === 'member' && write.memberIsNew) ||
-        (write.path === 'member-field' && write.memberIsNew && (write.key !== 'authorId' || write.value === userId)) ||
-        (write.path === 'member-field' && !write.memberIsNew && write.key === 'resolved')),
-  );
+export function commenterMay(write: Write, userId: string): boolean {
+  if (write.root !== COMMENTS) return false;
+  // Content the commenter deleted before sending arrives deleted; it still takes its key's place.
+  const deleted = write.content === 'deleted';
+  if (write.path === 'member') return write.memberIsNew && write.key === null && (write.content === 'map' || deleted);
+  if (write.path !== 'member-field') return false;
+  if (write.memberIsNew) return write.key !== 'authorId' || deleted || isOnly(write, userId);
+  return write.key === 'resolved' && (write.deletion || deleted || isOnly(write, true) || isOnly(write, false));
 }
 
-const COMMENTS = 'comments';
+/**
+ * Whether a commenter may send an update making these writes: each one
+ * allowed, and all its new content under one clientID that is theirs (a
+ * commenter's provider writes under its own; content under another's would
+ * collide with that user's next updates, and Yjs would drop or misplace them).
+ */
+export function commenterMayApply(writes: Write[], userId: string, mayUseClient: (client: number) => boolean): boolean {
+  const clients = new Set(writes.filter((write) => !write.deletion).map((write) => write.client));
+  return writes.every((write) => commenterMay(write, userId)) && clients.size <= 1 && [...clients].every(mayUseClient);
+}
+
+function isOnly(write: Write, value: unknown): boolean {
+  return write.content === 'value' && write.values.length === 1 && write.values[0] === value;
+}

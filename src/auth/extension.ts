@@ -1,5 +1,6 @@
 import type {
   afterHandleMessagePayload,
+  afterLoadDocumentPayload,
   beforeHandleMessagePayload,
   connectedPayload,
   Connection,
@@ -8,14 +9,15 @@ import type {
   onTokenSyncPayload,
 } from '@hocuspocus/server';
 import * as Y from 'yjs';
-import type { ConnectionContext } from '../context.ts';
+import { authorOf, type ConnectionContext } from '../context.ts';
 import { parseDocumentName, type DocumentName } from '../documents/name.ts';
 import { describeWrites } from '../documents/update-scope.ts';
 import { ConcordError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import { readFrame } from '../protocol.ts';
-import { checkDocumentAccess, commenterMay, commentWriters, contentWriters } from './access.ts';
+import { checkDocumentAccess, commenterMay, commenterMayApply, COMMENTS, commentWriters, contentWriters } from './access.ts';
+import { ClientOwners } from './client-owners.ts';
 import type { Principal, TokenVerifier } from './tokens.ts';
 
 // setTimeout's longest delay; a later moment is re-checked when it fires.
@@ -46,6 +48,7 @@ export class Authorization implements Extension {
   private readonly expiryTimers = new WeakMap<Connection, NodeJS.Timeout>();
   /** Connections made read-only for the one message being refused. */
   private readonly heldBack = new WeakSet<Connection>();
+  private readonly clientOwners = new ClientOwners();
 
   constructor(verify: TokenVerifier, log: Logger, metrics: Metrics) {
     this.verify = verify;
@@ -63,6 +66,14 @@ export class Authorization implements Extension {
       this.refused(error, documentName);
       throw error;
     }
+  }
+
+  /** Remembers who writes under which clientID (see ClientOwners). */
+  async afterLoadDocument({ document }: afterLoadDocumentPayload): Promise<void> {
+    document.on('afterTransaction', (transaction: Y.Transaction) => {
+      const author = authorOf(transaction.origin);
+      if (author) this.clientOwners.record(document, transaction, author.userId);
+    });
   }
 
   async connected({ connection, context }: connectedPayload<ConnectionContext>): Promise<void> {
@@ -104,8 +115,9 @@ export class Authorization implements Extension {
       return;
     }
     if (contentWriters.has(principal.role)) return;
-    const writes = describeWrites(document, frame.update);
-    if (writes && commenterMay(writes, principal.userId)) return;
+    const writes = describeWrites(document, frame.update, (write) => !commenterMay(write, principal.userId));
+    const mayUseClient = (client: number) => this.clientOwners.mayUse(document, client, principal.userId, COMMENTS);
+    if (writes && commenterMayApply(writes, principal.userId, mayUseClient)) return;
     connection.readOnly = true;
     this.heldBack.add(connection);
     this.refuse(

@@ -15,8 +15,11 @@ export interface Write {
   memberIsNew: boolean;
   key: string | null;
   deletion: boolean;
-  /** The value written, for a plain value. */
-  value?: unknown;
+  /** The client whose clock the item carries (for a deletion, the deleted item's). */
+  client: number;
+  /** `value`: plain values (all of them in `values`); `map`: a new Y.Map; `deleted`: content deleted before it was sent; `other`: any other. */
+  content: 'value' | 'map' | 'deleted' | 'other';
+  values: unknown[];
 }
 
 /** Where an item's parent is: a root by name, a type of the doc, a type the update creates, or nowhere. */
@@ -28,167 +31,229 @@ interface Placed {
   key: string | null;
 }
 
+type Place = Pick<Write, 'root' | 'path' | 'memberIsNew' | 'key'>;
+
+// Nothing in a layout nests deeper than this; deeper updates are not placed.
+const MAX_DEPTH = 32;
+
 /**
- * What an update would change in `doc`, found without applying it. Returns
- * null when that cannot be known without applying it: the update depends on
- * content the doc does not have (Yjs would hold it pending and apply it later,
- * inside someone else's transaction), deletes content the doc does not have,
- * or overlaps what the doc holds (Yjs would re-anchor it after that client's
- * last item, wherever that is; a provider never sends that).
+ * What an update would change in `doc`, found without applying it; `stop`
+ * ends the reading at the first write it returns true for (a refusal needs no
+ * more). Returns null when that cannot be known without applying it: a client's
+ * structs overlap, leave gaps or are skipped (Yjs keeps only some of them, or
+ * holds them pending to apply later inside someone else's transaction), an item
+ * depends on content the doc lacks, a struct overlaps what the doc holds, or a
+ * deletion reaches content neither the doc nor the update has.
  *
  * Content the doc already holds and deletions of what is already deleted change
  * nothing and are skipped (a provider's sync message resends its whole delete
- * set). Each item's parent is found once (memoised): the cost is linear.
+ * set). Each item is placed once (memoised): the cost is linear in the update.
  */
-export function describeWrites(doc: Y.Doc, update: Uint8Array): Write[] | null {
+export function describeWrites(doc: Y.Doc, update: Uint8Array, stop: (write: Write) => boolean = () => false): Write[] | null {
   let decoded: ReturnType<typeof Y.decodeUpdate>;
   try {
     decoded = Y.decodeUpdate(update);
   } catch (error) {
     throw new ConcordError('bad-update', 'the update is not a valid Yjs update; it was not applied', { cause: error });
   }
-  const incoming = new IncomingItems(decoded.structs);
-  const parents = new Map<Y.Item, Placed>();
+  const incoming = IncomingStructs.of(decoded.structs);
+  if (!incoming) return null;
+  const placer = new Placer(doc, incoming);
   const writes: Write[] = [];
+  const push = (write: Write) => {
+    writes.push(write);
+    return stop(write);
+  };
 
-  for (const [client, items] of incoming.byClient) {
+  for (const [client, structs] of incoming.byClient) {
     const state = Y.getState(doc.store, client);
-    if (items[0]!.id.clock > state) return null;
-    for (const item of items) {
-      if (item.id.clock + item.length <= state) continue;
-      if (item.id.clock < state) return null;
-      const placed = parentOf(doc, incoming, parents, item);
-      if (placed.parent === 'unknown') return null;
-      if (placed.parent === 'dropped') continue;
-      const write = placeWrite(doc, incoming, parents, placed.parent, placed.key);
-      if (!write) return null;
-      writes.push({ ...write, value: item.content instanceof Y.ContentAny ? item.content.getContent()[0] : undefined });
+    if (structs[0]!.id.clock > state) return null;
+    for (const struct of structs) {
+      if (struct.id.clock + struct.length <= state || !(struct instanceof Y.Item)) continue;
+      if (struct.id.clock < state) return null;
+      const place = placer.place(struct);
+      if (place === null) return null;
+      if (place === 'dropped') continue;
+      if (push({ ...place, deletion: false, client, ...contentOf(struct) })) return writes;
     }
   }
-  for (const [client, deletes] of decoded.ds.clients) {
+  for (const [client, ranges] of decoded.ds.clients) {
     const state = Y.getState(doc.store, client);
-    const structs = doc.store.clients.get(client);
-    for (const { clock, len } of deletes) {
+    const known = doc.store.clients.get(client);
+    for (const { clock, len } of mergeRanges(ranges)) {
       const end = clock + len;
       if (end > state && !incoming.covers(client, Math.max(clock, state), end)) return null;
-      if (!structs || clock >= state) continue;
-      for (let index = Y.findIndexSS(structs, clock); index < structs.length && structs[index]!.id.clock < Math.min(end, state); index++) {
-        const struct = structs[index]!;
-        if (struct instanceof Y.Item && !struct.deleted) writes.push(placeInType(struct.parent as Y.AbstractType<any>, struct.parentSub, true));
+      if (!known || clock >= state) continue;
+      for (let index = Y.findIndexSS(known, clock); index < known.length && known[index]!.id.clock < Math.min(end, state); index++) {
+        const struct = known[index]!;
+        if (!(struct instanceof Y.Item) || struct.deleted) continue;
+        const place = placeInType(struct.parent as Y.AbstractType<any>, struct.parentSub, false);
+        if (push({ ...place, deletion: true, client, content: 'other', values: [] })) return writes;
       }
     }
   }
   return writes;
 }
 
-function placeWrite(doc: Y.Doc, incoming: IncomingItems, parents: Map<Y.Item, Placed>, parent: Exclude<Parent, string>, key: string | null): Write | null {
-  if ('root' in parent) return { root: parent.root, path: 'member', memberIsNew: true, key, deletion: false };
-  if ('type' in parent) return placeInType(parent.type, key, false);
-  // The parent is a type this update creates: where is that type's own item?
-  const holder = parentOf(doc, incoming, parents, parent.incoming);
-  if (holder.parent === 'unknown' || holder.parent === 'dropped') return null;
-  const held = placeWrite(doc, incoming, parents, holder.parent, holder.key);
-  if (!held) return null;
-  return { root: held.root, path: held.path === 'member' ? 'member-field' : 'other', memberIsNew: true, key, deletion: false };
+function contentOf(item: Y.Item): Pick<Write, 'content' | 'values'> {
+  if (item.content instanceof Y.ContentAny) return { content: 'value', values: item.content.getContent() };
+  if (item.content instanceof Y.ContentType && item.content.type instanceof Y.Map) return { content: 'map', values: [] };
+  if (item.content instanceof Y.ContentDeleted) return { content: 'deleted', values: [] };
+  return { content: 'other', values: [] };
+}
+
+function mergeRanges(ranges: Array<{ clock: number; len: number }>): Array<{ clock: number; len: number }> {
+  const merged: Array<{ clock: number; len: number }> = [];
+  for (const range of ranges.toSorted((a, b) => a.clock - b.clock)) {
+    const last = merged.at(-1);
+    if (last && range.clock <= last.clock + last.len) last.len = Math.max(last.len, range.clock + range.len - last.clock);
+    else merged.push({ clock: range.clock, len: range.len });
+  }
+  return merged;
 }
 
 /** An item added to (or deleted from) a type of the doc; a member added to a root is new. */
-function placeInType(type: Y.AbstractType<any>, key: string | null, deletion: boolean): Write {
+function placeInType(type: Y.AbstractType<any>, key: string | null, isNew: boolean): Place {
   const root = rootOfType(type);
-  if (!type._item) return { root, path: 'member', memberIsNew: !deletion, key, deletion };
+  if (!type._item) return { root, path: 'member', memberIsNew: isNew, key };
   const memberOfRoot = !(type._item.parent as Y.AbstractType<any>)._item;
-  return { root, path: memberOfRoot ? 'member-field' : 'other', memberIsNew: false, key, deletion };
+  return { root, path: memberOfRoot ? 'member-field' : 'other', memberIsNew: false, key };
 }
 
-/** The update's own items, by client in clock order, found by binary search. */
-class IncomingItems {
-  readonly byClient = new Map<number, Y.Item[]>();
+/**
+ * The update's structs by client, in clock order, refused unless each client's
+ * run is contiguous: Yjs keeps only the last run of a client that appears
+ * twice, and holds back what follows a gap or a skip, so such an update would
+ * do something other than it says.
+ */
+class IncomingStructs {
+  readonly byClient = new Map<number, Array<Y.Item | Y.GC>>();
 
-  constructor(structs: Array<Y.Item | Y.GC | Y.Skip>) {
+  static of(structs: Array<Y.Item | Y.GC | Y.Skip>): IncomingStructs | null {
+    const incoming = new IncomingStructs();
     for (const struct of structs) {
-      if (!(struct instanceof Y.Item)) continue;
-      const items = this.byClient.get(struct.id.client) ?? [];
-      items.push(struct);
-      this.byClient.set(struct.id.client, items);
+      if (struct instanceof Y.Skip) return null;
+      const run = incoming.byClient.get(struct.id.client) ?? [];
+      const last = run.at(-1);
+      if (last && struct.id.clock !== last.id.clock + last.length) return null;
+      run.push(struct);
+      incoming.byClient.set(struct.id.client, run);
     }
-    for (const items of this.byClient.values()) items.sort((a, b) => a.id.clock - b.id.clock);
+    return incoming;
   }
 
-  find(id: Y.ID): Y.Item | null {
-    const items = this.byClient.get(id.client);
-    if (!items) return null;
+  /** The update's struct holding this clock. */
+  find(id: Y.ID): Y.Item | Y.GC | null {
+    const run = this.byClient.get(id.client);
+    if (!run) return null;
     let low = 0;
-    let high = items.length - 1;
+    let high = run.length - 1;
     while (low <= high) {
       const middle = (low + high) >> 1;
-      const item = items[middle]!;
-      if (id.clock < item.id.clock) high = middle - 1;
-      else if (id.clock >= item.id.clock + item.length) low = middle + 1;
-      else return item;
+      const struct = run[middle]!;
+      if (id.clock < struct.id.clock) high = middle - 1;
+      else if (id.clock >= struct.id.clock + struct.length) low = middle + 1;
+      else return struct;
     }
     return null;
   }
 
-  /** Whether the update's items cover every clock in [from, to). */
+  /** Whether the update's structs cover every clock in [from, to). */
   covers(client: number, from: number, to: number): boolean {
-    for (let clock = from; clock < to; ) {
-      const item = this.find(Y.createID(client, clock));
-      if (!item) return false;
-      clock = item.id.clock + item.length;
-    }
-    return true;
+    const run = this.byClient.get(client);
+    if (!run) return false;
+    const last = run.at(-1)!;
+    return run[0]!.id.clock <= from && to <= last.id.clock + last.length;
   }
 }
 
-/**
- * An item's parent and key, as Yjs would find them: named (a root), by id (the
- * item holding the parent type), or through a neighbour, which shares both (an
- * encoded item with a neighbour carries neither). Neighbours in the update are
- * followed until one is known; every item on the way gets the same answer.
- */
-function parentOf(doc: Y.Doc, incoming: IncomingItems, parents: Map<Y.Item, Placed>, start: Y.Item): Placed {
-  const chain: Y.Item[] = [];
-  let item: Y.Item | null = start;
-  let found: Placed = { parent: 'unknown', key: null };
-  while (item) {
-    const known = parents.get(item);
-    if (known !== undefined) {
-      found = known;
-      break;
-    }
-    if (chain.includes(item)) break;
-    chain.push(item);
-    const { parent } = item;
-    if (typeof parent === 'string') {
-      found = { parent: { root: parent }, key: item.parentSub };
-      break;
-    }
-    if (parent instanceof Y.ID) {
-      found = { parent: holderOf(doc, incoming, parent), key: item.parentSub };
-      break;
-    }
-    const neighbour = item.origin ?? item.rightOrigin;
-    if (!neighbour) break;
-    if (neighbour.clock < Y.getState(doc.store, neighbour.client)) {
-      const struct = Y.getItem(doc.store, neighbour);
-      found = struct instanceof Y.Item ? { parent: { type: struct.parent as Y.AbstractType<any> }, key: struct.parentSub } : { parent: 'dropped', key: null };
-      break;
-    }
-    item = incoming.find(neighbour);
-  }
-  for (const onChain of chain) parents.set(onChain, found);
-  return found;
-}
+/** Places the update's items, each once. */
+class Placer {
+  private readonly doc: Y.Doc;
+  private readonly incoming: IncomingStructs;
+  private readonly parents = new Map<Y.Item, Placed>();
+  private readonly holders = new Map<Y.Item, Place | 'dropped' | null>();
 
-/** The type held by the item with this id. */
-function holderOf(doc: Y.Doc, incoming: IncomingItems, id: Y.ID): Parent {
-  if (id.clock >= Y.getState(doc.store, id.client)) {
-    const fresh = incoming.find(id);
-    return fresh ? { incoming: fresh } : 'unknown';
+  constructor(doc: Y.Doc, incoming: IncomingStructs) {
+    this.doc = doc;
+    this.incoming = incoming;
   }
-  const struct = Y.getItem(doc.store, id);
-  if (!(struct instanceof Y.Item)) return 'dropped';
-  return struct.content instanceof Y.ContentType ? { type: struct.content.type } : 'dropped';
+
+  /** Where an incoming item lands; null when that cannot be known, `dropped` when Yjs drops it. */
+  place(item: Y.Item, depth = 0): Place | 'dropped' | null {
+    if (depth > MAX_DEPTH) return null;
+    const { parent, key } = this.parentOf(item);
+    if (parent === 'unknown') return null;
+    if (parent === 'dropped') return 'dropped';
+    if ('root' in parent) return { root: parent.root, path: 'member', memberIsNew: true, key };
+    if ('type' in parent) return placeInType(parent.type, key, true);
+    // The parent is a type this update creates: where does that type's own item land?
+    let held = this.holders.get(parent.incoming);
+    if (held === undefined) {
+      this.holders.set(parent.incoming, null); // a parent cycle ends here, unplaced
+      held = this.place(parent.incoming, depth + 1);
+      this.holders.set(parent.incoming, held);
+    }
+    if (held === null || held === 'dropped') return held;
+    return { root: held.root, path: held.path === 'member' ? 'member-field' : 'other', memberIsNew: true, key };
+  }
+
+  /**
+   * An item's parent and key, as Yjs finds them: named (a root), by id (the
+   * item holding the parent type), or through a neighbour, which shares both
+   * (an encoded item with a neighbour carries neither). Neighbours in the
+   * update are followed until one is known; every item on the way gets the
+   * same answer.
+   */
+  private parentOf(start: Y.Item): Placed {
+    const chain = new Set<Y.Item>();
+    let item: Y.Item | null = start;
+    let found: Placed = { parent: 'unknown', key: null };
+    while (item && !chain.has(item)) {
+      const known = this.parents.get(item);
+      if (known !== undefined) {
+        found = known;
+        break;
+      }
+      chain.add(item);
+      const { parent } = item;
+      if (typeof parent === 'string') {
+        found = { parent: { root: parent }, key: item.parentSub };
+        break;
+      }
+      if (parent instanceof Y.ID) {
+        found = { parent: this.holderOf(parent), key: item.parentSub };
+        break;
+      }
+      const neighbour = item.origin ?? item.rightOrigin;
+      if (!neighbour) break;
+      if (neighbour.clock < Y.getState(this.doc.store, neighbour.client)) {
+        const struct = Y.getItem(this.doc.store, neighbour);
+        found = struct instanceof Y.Item ? { parent: { type: struct.parent as Y.AbstractType<any> }, key: struct.parentSub } : { parent: 'dropped', key: null };
+        break;
+      }
+      const fresh = this.incoming.find(neighbour);
+      if (!(fresh instanceof Y.Item)) {
+        found = { parent: fresh ? 'dropped' : 'unknown', key: null };
+        break;
+      }
+      item = fresh;
+    }
+    for (const onChain of chain) this.parents.set(onChain, found);
+    return found;
+  }
+
+  /** The type held by the item with this id. */
+  private holderOf(id: Y.ID): Parent {
+    if (id.clock >= Y.getState(this.doc.store, id.client)) {
+      const fresh = this.incoming.find(id);
+      if (!fresh) return 'unknown';
+      return fresh instanceof Y.Item ? { incoming: fresh } : 'dropped';
+    }
+    const struct = Y.getItem(this.doc.store, id);
+    if (!(struct instanceof Y.Item)) return 'dropped';
+    return struct.content instanceof Y.ContentType ? { type: struct.content.type } : 'dropped';
+  }
 }
 
 function rootOfType(type: Y.AbstractType<any>): string {

@@ -8,7 +8,7 @@ import {
   type Extension,
 } from '@hocuspocus/server';
 import type * as Y from 'yjs';
-import { isServerEdit, type ConnectionContext } from '../context.ts';
+import { authorOf, isServerEdit } from '../context.ts';
 import { toPgJson } from '../db/json.ts';
 import { kindOf } from '../documents/kinds.ts';
 import { parseDocumentName, type DocumentName } from '../documents/name.ts';
@@ -21,12 +21,6 @@ import { holdsAll, readFrame, readUpdateReach } from '../protocol.ts';
 import { AckGatedSocket } from './acknowledgements.ts';
 import type { DocumentStore } from './document-store.ts';
 import type { UpdateLog } from './update-log.ts';
-
-/** Who an update is logged for: the connection's user, or the caller of a server-side edit. */
-interface Author {
-  userId: string;
-  origin: 'client' | 'api' | 'restore';
-}
 
 /**
  * Puts every client update and server-side edit into the durable log, with
@@ -153,12 +147,4 @@ export class Persistence implements Extension {
       if (origin.source === 'connection') origin.connection.close(new ConcordError('storage-unavailable', 'the update could not be queued for Postgres').closeEvent);
     }
   }
-}
-
-/** Client updates and server-side edits are logged; loads and relayed updates are not. */
-function authorOf(origin: unknown): Author | null {
-  if (!isTransactionOrigin(origin)) return null;
-  if (origin.source === 'connection') return { userId: (origin.connection.context as ConnectionContext).principal.userId, origin: 'client' };
-  if (origin.source === 'local' && isServerEdit(origin.context)) return { userId: origin.context.principal.userId, origin: origin.context.origin };
-  return null;
 }
