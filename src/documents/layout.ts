@@ -3,8 +3,8 @@ import type { z } from 'zod';
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 export type Fields = Record<string, Json>;
 
-/** What an audit row (`field_changes.entity`) can be about. */
-export type Entity = 'quote' | 'quote_line' | 'report' | 'report_section' | 'comment';
+/** What an audit row (`field_changes.entity`) is about: `quote`, `quote_line`, `report`, `report_section`, `comment`; each kind names its own. */
+export type Entity = string;
 
 /**
  * How a document kind lays out its Yjs doc: one header `Y.Map`, plain-text

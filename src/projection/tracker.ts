@@ -56,9 +56,10 @@ interface Touched {
  * Keeps a document's fields as its kind reads them, and turns each Yjs
  * transaction into field changes and table rows. A transaction is read through
  * the items it added and deleted (never a whole-array or whole-text delta), and
- * only the entities those items belong to are read again, so a change costs the
- * same in a 10-line and a 2,000-line quote. Deleted members' last fields come
- * from the kept copy: a deleted Y.Map reads as empty.
+ * only the entities those items belong to are read again, so editing a field or
+ * appending a line costs the same in a 10-line and a 2,000-line quote (removing
+ * a line or inserting one mid-array renumbers the positions after it). Deleted
+ * members' last fields come from the kept copy: a deleted Y.Map reads as empty.
  */
 export class DocumentTracker<Totals = unknown> implements DocumentView<Totals> {
   readonly id: string;
