@@ -37,3 +37,11 @@ const RUNTIME_ROLE = 'concord_app';
 export async function enterTenant(sql: Sql, tenant: string): Promise<void> {
   await sql.query(`SELECT set_config('role', '${RUNTIME_ROLE}', true), set_config('app.tenant_id', $1, true)`, [tenant]);
 }
+
+/**
+ * The same as a statement to send with BEGIN in one round trip; `tenantLiteral`
+ * is the tenant quoted by the driver's literal escaping.
+ */
+export function enterTenantStatement(tenantLiteral: string): string {
+  return `SELECT set_config('role', '${RUNTIME_ROLE}', true), set_config('app.tenant_id', ${tenantLiteral}, true)`;
+}

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { AmbiguousCommitError, enterTenant, type Database, type Sql } from './database.ts';
+import { AmbiguousCommitError, enterTenantStatement, type Database, type Sql } from './database.ts';
 import type { Logger } from '../log.ts';
 
 // int8 (bigint) columns hold seq and version: well within 2^53, read them as numbers.
@@ -41,11 +41,11 @@ export function createPostgresDatabase(url: string, log: Logger): Database {
     }
   }
 
-  function run<T>(enter: (sql: Sql) => Promise<void>, work: (sql: Sql) => Promise<T>): Promise<T> {
+  /** `begin` opens the transaction (and may set it up in the same round trip: a simple query of several statements). */
+  function run<T>(begin: (client: pg.PoolClient) => string, work: (sql: Sql) => Promise<T>): Promise<T> {
     return withClient(async (client) => {
       const sql: Sql = { query: (text, params) => client.query(text, params) as never, exec: (script) => client.query(script) };
-      await client.query('BEGIN');
-      await enter(sql);
+      await client.query(begin(client));
       const result = await work(sql);
       try {
         await client.query('COMMIT');
@@ -57,8 +57,8 @@ export function createPostgresDatabase(url: string, log: Logger): Database {
   }
 
   return {
-    transaction: (tenant, work) => run((sql) => enterTenant(sql, tenant), work),
-    ownerTransaction: (work) => run(async () => {}, work),
+    transaction: (tenant, work) => run((client) => `BEGIN; ${enterTenantStatement(client.escapeLiteral(tenant))}`, work),
+    ownerTransaction: (work) => run(() => 'BEGIN', work),
     ping: () => withClient(async (client) => void (await client.query('SELECT 1'))),
     close: () => pool.end(),
   };
