@@ -60,7 +60,7 @@ export async function createConcord(config: Config, log: Logger) {
     batchMax: config.COMMIT_BATCH_MAX,
     batchMaxBytes: config.COMMIT_BATCH_MAX_BYTES,
     record: (sql, updates) => recorder.record(sql, updates),
-    landedUnseen: (names) => recorder.lost(names),
+    landedUnseen: (names) => recorder.forget(names),
     onCommitted: (committed) => committed.forEach(({ document, seq }) => checkpointer.advance(document, seq)),
   });
   const store = new DocumentStore(db, updateLog, checkpointer, log);

@@ -1,16 +1,16 @@
 import type { Sql } from './database.ts';
 import type { DocumentName } from '../documents/name.ts';
 
-/** Makes sure the document has its row; returns its current version (last seq). */
-export async function ensureDocument(sql: Sql, doc: DocumentName): Promise<number> {
-  const { rows } = await sql.query<{ version: number }>(
+/** Makes sure the document has its row; returns its current version (last seq) and whether its tables are marked stale. */
+export async function ensureDocument(sql: Sql, doc: DocumentName): Promise<{ version: number; tablesStale: boolean }> {
+  const { rows } = await sql.query<{ version: number; tables_stale: boolean }>(
     `INSERT INTO documents AS d (tenant_id, name, kind, doc_id)
      VALUES (current_tenant(), $1, $2, $3)
      ON CONFLICT (tenant_id, name) DO UPDATE SET name = d.name
-     RETURNING d.version`,
+     RETURNING d.version, d.tables_stale`,
     [doc.name, doc.kind, doc.id],
   );
-  return rows[0]!.version;
+  return { version: rows[0]!.version, tablesStale: rows[0]!.tables_stale };
 }
 
 /**
@@ -31,11 +31,6 @@ export async function documentVersion(sql: Sql, name: string): Promise<number | 
 /** Marks documents whose audit rows or tables could not be written: they are rebuilt at next load. */
 export async function markTablesStale(sql: Sql, names: string[]): Promise<void> {
   await sql.query('UPDATE documents SET tables_stale = true WHERE tenant_id = current_tenant() AND name = ANY($1::text[])', [names]);
-}
-
-export async function tablesStale(sql: Sql, name: string): Promise<boolean> {
-  const { rows } = await sql.query<{ tables_stale: boolean }>('SELECT tables_stale FROM documents WHERE tenant_id = current_tenant() AND name = $1', [name]);
-  return rows[0]?.tables_stale ?? false;
 }
 
 export async function clearTablesStale(sql: Sql, name: string): Promise<void> {

@@ -7,7 +7,7 @@ const MAX_DEPTH = 100;
  * Postgres text and jsonb refuse NUL and lone surrogates, which Yjs strings
  * may hold; one such value must never fail a commit, so they become U+FFFD.
  */
-export function pgText(value: string): string {
+function pgText(value: string): string {
   return value.toWellFormed().replaceAll('\0', '\uFFFD');
 }
 

@@ -1,7 +1,7 @@
 import * as Y from 'yjs';
 import { latestCheckpoint } from '../db/checkpoints.ts';
-import type { Database } from '../db/database.ts';
-import { clearTablesStale, documentVersion, ensureDocument, lockDocuments, tablesStale } from '../db/documents.ts';
+import type { Database, Sql } from '../db/database.ts';
+import { clearTablesStale, documentVersion, ensureDocument, lockDocuments } from '../db/documents.ts';
 import { headerVersion } from '../db/tables.ts';
 import { readUpdates } from '../db/updates.ts';
 import { kindOf } from '../documents/kinds.ts';
@@ -37,11 +37,9 @@ export class DocumentStore {
     let loaded;
     try {
       loaded = await this.db.transaction(document.tenant, async (sql) => {
-        const version = await ensureDocument(sql, document);
-        const checkpoint = await latestCheckpoint(sql, document.name);
-        const tail = await readUpdates(sql, document.name, checkpoint?.seq ?? 0);
-        const tablesBehind = (await tablesStale(sql, document.name)) || (await headerVersion(sql, kindOf(document.kind).tables.header, document.id)) !== version;
-        return { version, checkpoint, tail, tablesBehind };
+        const { version, tablesStale } = await ensureDocument(sql, document);
+        const tablesBehind = tablesStale || (await headerVersion(sql, kindOf(document.kind).tables.header, document.id)) !== version;
+        return { version, tablesBehind, ...(await stateAt(sql, document.name, version)) };
       });
     } catch (error) {
       throw new ConcordError('storage-unavailable', `${document.name} could not be loaded from Postgres; try again shortly`, { cause: error });
@@ -83,9 +81,7 @@ export class DocumentStore {
   async read(document: DocumentName): Promise<{ version: number; doc: Y.Doc } | null> {
     const found = await this.db.transaction(document.tenant, async (sql) => {
       const version = await documentVersion(sql, document.name);
-      if (version === null) return null;
-      const checkpoint = await latestCheckpoint(sql, document.name, version);
-      return { version, checkpoint, tail: await readUpdates(sql, document.name, checkpoint?.seq ?? 0, version) };
+      return version === null ? null : { version, ...(await stateAt(sql, document.name, version)) };
     });
     return found && { version: found.version, doc: replay(found.checkpoint, found.tail) };
   }
@@ -103,4 +99,10 @@ export class DocumentStore {
     this.updateLog.forget(document.name);
     this.checkpointer.forget(document.name);
   }
+}
+
+/** What rebuilds a document at `version`: the latest checkpoint at or before it and the updates after that. */
+async function stateAt(sql: Sql, name: string, version: number) {
+  const checkpoint = await latestCheckpoint(sql, name, version);
+  return { checkpoint, tail: await readUpdates(sql, name, checkpoint?.seq ?? 0, version) };
 }

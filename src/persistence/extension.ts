@@ -102,14 +102,14 @@ export class Persistence implements Extension {
 
   async afterUnloadDocument({ documentName }: afterUnloadDocumentPayload): Promise<void> {
     this.store.unloaded(parseDocumentName(documentName));
-    this.recorder.unloaded(documentName);
+    this.recorder.forget([documentName]);
   }
 
-  /** Every transaction moves the tracker on; those that will be logged keep what they changed. */
+  /** Every transaction moves the tracker on; those that will be logged keep what they changed, with the header row. */
   private track(document: DocumentName, tracker: DocumentTracker, transaction: Y.Transaction): void {
     try {
-      const changes = tracker.observe(transaction);
-      if (authorOf(transaction.origin)) this.changesOf.set(transaction, changes);
+      if (authorOf(transaction.origin)) this.changesOf.set(transaction, tracker.observe(transaction));
+      else tracker.follow(transaction);
     } catch (error) {
       // Never let a projection bug stop an update from being applied and logged.
       this.metrics.persistenceErrors.inc({ operation: 'track' });

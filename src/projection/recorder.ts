@@ -48,13 +48,9 @@ export class Recorder {
     }
   }
 
-  /** A commit landed whose outcome was learned too late to remember its text bursts. */
-  lost(names: string[]): void {
+  /** Ends the documents' open text bursts: unloaded, or their commit's outcome was learned too late to remember them. */
+  forget(names: string[]): void {
     for (const name of names) this.audit.forget(name);
-  }
-
-  unloaded(name: string): void {
-    this.audit.forget(name);
   }
 
   private async recordOne(sql: Sql, name: string, updates: Array<Required<Recorded>>): Promise<() => void> {

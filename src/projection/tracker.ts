@@ -98,12 +98,18 @@ export class DocumentTracker<Totals = unknown> implements DocumentView<Totals> {
 
   /** Reads what `transaction` changed; call it from the doc's `afterTransaction`, before deleted content is collected. */
   observe(transaction: Y.Transaction): DocumentChanges {
+    const changes = this.follow(transaction);
+    changes.rows.header = this.kind.headerRow(this);
+    return changes;
+  }
+
+  /** Keeps up with a transaction that is not logged (a relayed update, say): the same reading, without the header row. */
+  follow(transaction: Y.Transaction): DocumentChanges {
     const touched = this.collectTouched(transaction);
     const changes: DocumentChanges = { fieldChanges: [], rows: { header: {}, members: new Map() } };
     this.observeHeader(touched.header, changes);
     this.observeTexts(touched.texts, changes);
     for (const [key, items] of touched.members) this.observeCollection(this.collections.get(key)!, key, items, transaction, changes);
-    changes.rows.header = this.kind.headerRow(this);
     return changes;
   }
 
