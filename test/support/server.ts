@@ -8,16 +8,28 @@ const START_TIMEOUT_MS = 60_000;
 // The server gives queued commits up to 10 s on SIGTERM.
 const STOP_TIMEOUT_MS = 15_000;
 
-/** A Concord server in its own process, started exactly as `npm start` starts it. */
+export interface ServerProcessOptions {
+  /** The script to run, relative to the repository (default `src/main.ts`: the Concord server). */
+  script?: string;
+  /** Node options before the script (`--cpu-prof`, say). */
+  nodeArgs?: string[];
+}
+
+/**
+ * A Concord server in its own process, started exactly as `npm start` starts
+ * it (or another server script that prints the same JSON "listening" line).
+ */
 export class ServerProcess {
   readonly env: Record<string, string>;
+  private readonly options: ServerProcessOptions;
   private child: ChildProcess | undefined;
   private output = '';
   private stopping = false;
   port = 0;
 
-  constructor(env: Record<string, string>) {
+  constructor(env: Record<string, string>, options: ServerProcessOptions = {}) {
     this.env = env;
+    this.options = options;
   }
 
   get wsUrl(): string {
@@ -34,7 +46,8 @@ export class ServerProcess {
   }
 
   async start(): Promise<this> {
-    const child = spawn(process.execPath, ['src/main.ts'], {
+    const { script = 'src/main.ts', nodeArgs = [] } = this.options;
+    const child = spawn(process.execPath, [...nodeArgs, script], {
       cwd: root,
       // Keep the port across restarts so reconnecting providers find the server again.
       env: { ...process.env, AUTH_JWT_SECRET: TEST_SECRET, LOG_LEVEL: 'info', PORT: String(this.port), HOST: '127.0.0.1', ...this.env },
@@ -49,7 +62,7 @@ export class ServerProcess {
       const timer = setTimeout(() => reject(new Error(`server did not start:\n${this.output}`)), START_TIMEOUT_MS);
       child.stdout!.on('data', (chunk: Buffer) => {
         this.output += chunk.toString();
-        const match = /"port":(\d+).*Concord listening/.exec(this.output);
+        const match = /"port":(\d+).*listening on/.exec(this.output);
         if (match) {
           clearTimeout(timer);
           resolve(Number(match[1]));
@@ -78,6 +91,11 @@ export class ServerProcess {
     await exited;
     clearTimeout(timer);
     this.stopping = false;
+  }
+
+  /** The server's process id (for its CPU and memory), once started. */
+  get pid(): number | undefined {
+    return this.child?.pid;
   }
 
   get running(): boolean {

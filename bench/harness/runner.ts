@@ -1,0 +1,157 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Deployment, type TargetKind } from './deployment.ts';
+import { LoadPool } from './load.ts';
+import { waitForQuiet, watchNoise, type Noise } from './machine.ts';
+import { summarizeProfiles, type ProfileSummary } from './profile.ts';
+import { NotAvailable, type Measured, type Row, type RunContext, type Scenario } from './scenario.ts';
+import { fixed } from './stats.ts';
+
+export interface RowResult extends Row {
+  concord: number | null;
+  bare: number | null;
+  /** Concord over bare Hocuspocus. */
+  ratio: number | null;
+  /** Whether the bar is met; null without a bar or without a figure. */
+  met: boolean | null;
+  /** Targets on which this figure cannot be measured yet. */
+  unavailable: TargetKind[];
+}
+
+export interface ScenarioResult {
+  id: string;
+  title: string;
+  description: string;
+  peers: string[];
+  rows: RowResult[];
+  notes: string[];
+  noise: Partial<Record<TargetKind, Noise>>;
+  /** Why a target could not be measured, wholly or in part (a feature not built yet). */
+  unavailable: Partial<Record<TargetKind, string>>;
+  /** Where Concord's time went, when a bar was missed. */
+  profile?: ProfileSummary;
+  seconds: number;
+}
+
+export interface RunOptions {
+  smoke: boolean;
+  adminUrl: string;
+  /** Re-run Concord under --cpu-prof when a bar is missed. */
+  profile: boolean;
+  /** Before each measurement, wait up to this long for other people's work on the machine to quiet down. */
+  quietWaitMs: number;
+  log(line: string): void;
+}
+
+const TARGETS: TargetKind[] = ['concord', 'bare'];
+
+/** Runs a scenario against Concord and bare Hocuspocus, judges the bars, and profiles Concord where one is missed. */
+export async function runScenario(scenario: Scenario, options: RunOptions): Promise<ScenarioResult> {
+  const startedAt = performance.now();
+  const result: ScenarioResult = {
+    id: scenario.id,
+    title: scenario.title,
+    description: scenario.description,
+    peers: scenario.peers ?? [],
+    rows: [],
+    notes: [],
+    noise: {},
+    unavailable: {},
+    seconds: 0,
+  };
+  const measured: Partial<Record<TargetKind, Measured>> = {};
+  const missing: Record<TargetKind, Set<string>> = { concord: new Set(), bare: new Set() };
+  for (const kind of TARGETS) {
+    if (options.quietWaitMs > 0) {
+      const { waitedMs, quiet, others } = await waitForQuiet(options.quietWaitMs);
+      if (!quiet) result.notes.push(`${kind}: the machine was still busy after waiting ${fixed(waitedMs / 60_000, 1)} min (other processes used ${fixed(others * 100, 0)}% of the CPU); measured anyway`);
+    }
+    options.log(`${scenario.id} ${kind}: ${scenario.title}`);
+    try {
+      const outcome = await measureOn(scenario, kind, options);
+      measured[kind] = outcome.measured;
+      result.noise[kind] = outcome.noise;
+      result.notes.push(...outcome.notes.map((note) => `${kind}: ${note}`));
+      if (outcome.unavailable) {
+        result.unavailable[kind] = outcome.unavailable.reason;
+        outcome.unavailable.keys.forEach((key) => missing[kind].add(key));
+      }
+    } catch (error) {
+      if (!(error instanceof NotAvailable)) throw error;
+      result.unavailable[kind] = error.message;
+      scenario.rows.forEach((row) => missing[kind].add(row.key));
+    }
+    if (result.unavailable[kind]) options.log(`${scenario.id} ${kind}: not available yet: ${result.unavailable[kind]}`);
+  }
+  result.rows = scenario.rows.map((row) => ({
+    ...judge(row, measured.concord?.[row.key] ?? null, measured.bare?.[row.key] ?? null),
+    unavailable: TARGETS.filter((kind) => missing[kind].has(row.key)),
+  }));
+
+  if (options.profile && result.rows.some((row) => row.met === false)) {
+    options.log(`${scenario.id}: a bar was missed; running Concord again under --cpu-prof`);
+    const dir = mkdtempSync(join(tmpdir(), 'concord-bench-profile-'));
+    try {
+      await measureOn(scenario, 'concord', options, ['--cpu-prof', '--cpu-prof-dir', dir]);
+      result.profile = summarizeProfiles(dir);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  result.seconds = (performance.now() - startedAt) / 1000;
+  return result;
+}
+
+async function measureOn(scenario: Scenario, kind: TargetKind, options: RunOptions, nodeArgs: string[] = []) {
+  const deployments: Deployment[] = [];
+  const pools: LoadPool[] = [];
+  const notes: string[] = [];
+  let unavailable: { reason: string; keys: string[] } | undefined;
+  const stopWatching = watchNoise(() => [...deployments.flatMap((d) => d.pids), ...pools.flatMap((p) => p.pids)]);
+  const run: RunContext = {
+    kind,
+    smoke: options.smoke,
+    async deploy(choices = {}) {
+      const deployment = await Deployment.start({ kind, adminUrl: options.adminUrl, nodeArgs, ...choices });
+      deployments.push(deployment);
+      return deployment;
+    },
+    load(processes) {
+      const pool = new LoadPool(processes);
+      pools.push(pool);
+      return pool;
+    },
+    note: (text) => notes.push(text),
+    progress: (text) => options.log(`${scenario.id} ${kind}: ${text}`),
+    unavailable: (reason, keys) => (unavailable = { reason, keys }),
+  };
+  let measured: Measured;
+  let noise: Noise;
+  try {
+    measured = await scenario.measure(run);
+  } finally {
+    noise = stopWatching();
+    await Promise.all(pools.map((pool) => pool.close()));
+    for (const deployment of deployments) {
+      const problems = await deployment.stop();
+      for (const line of problems.slice(0, 5)) notes.push(`server said: ${line}`);
+      if (problems.length > 5) notes.push(`server said ${problems.length - 5} more line(s) at warn or above`);
+    }
+  }
+  for (const [key, figure] of Object.entries(measured)) {
+    // A figure that is not a number means the harness measured nothing: it is broken, not the server slow.
+    if (figure !== null && !Number.isFinite(figure)) throw new Error(`${scenario.id} ${kind}: figure "${key}" is ${figure}`);
+  }
+  return { measured, noise, notes, unavailable };
+}
+
+function judge(row: Row, concord: number | null, bare: number | null): Omit<RowResult, 'unavailable'> {
+  const ratio = concord !== null && bare !== null && bare !== 0 ? concord / bare : null;
+  let met: boolean | null = null;
+  if (row.bar && concord !== null) {
+    const { max, min, maxRatio } = row.bar;
+    met = (max === undefined || concord <= max) && (min === undefined || concord >= min) && (maxRatio === undefined || (ratio !== null && ratio <= maxRatio));
+  }
+  return { ...row, concord, bare, ratio, met };
+}

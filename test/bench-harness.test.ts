@@ -1,0 +1,43 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { matchDeliveries } from '../bench/harness/deliveries.ts';
+import { summarizeProfiles } from '../bench/harness/profile.ts';
+
+describe('bench: matching receptions to sends', () => {
+  it('matches merged broadcasts to every send they cover and counts what never arrived', () => {
+    // Client 7 sent clocks 0, 1, 2 at 10, 20, 30 ms; client 9 sent clock 5 at 12 ms.
+    const sent = [Float64Array.of(7, 0, 10, 7, 1, 20, 7, 2, 30), Float64Array.of(9, 5, 12)];
+    // One broadcast merged clocks 0-1 of client 7 (arrived at 25); clock 2 arrived at 31; client 9's never arrived.
+    const received = [Float64Array.of(7, 0, 2, 25), Float64Array.of(7, 2, 1, 31)];
+    const { latenciesMs, expected } = matchDeliveries(sent, received, 4, () => 1);
+    expect([...latenciesMs].sort((a, b) => a - b)).toEqual([1, 5, 15]);
+    expect(expected).toBe(4);
+  });
+
+  it('matches awareness states by client and clock, one each', () => {
+    const sent = [Float64Array.of(3, 1, 100, 3, 2, 200)];
+    const received = [Float64Array.of(3, 2, 204, 3, 1, 101)];
+    expect([...matchDeliveries(sent, received, 3, () => 1).latenciesMs]).toEqual([4, 1]);
+  });
+});
+
+describe('bench: profile summary', () => {
+  it('names the function a --cpu-prof profile spent its time in', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'concord-profile-test-'));
+    try {
+      const script = join(dir, 'busy.mjs');
+      writeFileSync(script, 'function spinForTheProfile(until) { let x = 0; while (Date.now() < until) x += Math.sqrt(x + 1); return x; }\nspinForTheProfile(Date.now() + 400);\n');
+      const run = spawnSync(process.execPath, ['--cpu-prof', '--cpu-prof-dir', dir, script], { encoding: 'utf8' });
+      expect(run.status).toBe(0);
+      const summary = summarizeProfiles(dir);
+      expect(summary.functions[0]!.name).toBe('spinForTheProfile');
+      expect(summary.functions[0]!.share).toBeGreaterThan(0.5);
+      expect(summary.busyMs).toBeGreaterThan(200);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
