@@ -1,0 +1,12 @@
+import type { Scenario } from '../harness/scenario.ts';
+import { fanOut } from './s1-fan-out.ts';
+import { acknowledged } from './s2-acknowledged.ts';
+import { manyDocuments } from './s3-many-documents.ts';
+import { awareness } from './s4-awareness.ts';
+import { acrossInstances } from './s5-across-instances.ts';
+import { history } from './s6-history.ts';
+import { idle } from './s7-idle.ts';
+import { documentSize } from './s8-document-size.ts';
+
+/** Every scenario, in the order they run. */
+export const scenarios: Scenario[] = [fanOut, acknowledged, manyDocuments, awareness, acrossInstances, history, idle, documentSize];
