@@ -86,7 +86,7 @@ export async function createConcord(config: Config, log: Logger) {
     instance,
     idleMs: config.PRESENCE_IDLE_MS,
     board: redis && new RedisPresenceBoard(redis, instance),
-    awarenessOf: (name) => hocuspocus.documents.get(name)?.awareness,
+    documentOf: (name) => hocuspocus.documents.get(name),
     log,
   });
 

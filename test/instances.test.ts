@@ -129,6 +129,9 @@ describe.skipIf(!postgresUrl)(`several instances through Redis ${skipReason}`, (
     const mallory = await open(one, name, 'mallory');
     const bob = await open(two, name, 'bob');
     const carol = await open(one, name, 'carol');
+    // Garbage first: a state that is no object is dropped, and the connection carries on.
+    mallory.provider.awareness!.setLocalState(42 as never);
+    mallory.provider.awareness!.setLocalState({});
     mallory.provider.setAwarenessField('user', { id: 'alice', name: 'Alice', color: '#f00' });
     mallory.provider.setAwarenessField('status', 'editing');
 
@@ -142,6 +145,26 @@ describe.skipIf(!postgresUrl)(`several instances through Redis ${skipReason}`, (
     });
     expect(users.map((user) => user.userId).sort()).toEqual(['bob', 'carol', 'mallory']);
     expect(users.find((user) => user.userId === 'mallory')).toMatchObject({ name: 'MALLORY', status: 'editing' });
+    mallory.doc.getMap('quote').set('title', 'still connected');
+    await waitFor('mallory\'s edit on instance 2', () => bob.doc.getMap('quote').get('title') === 'still connected');
+  });
+
+  it('a user who sends nothing for PRESENCE_IDLE_MS shows as idle on every instance, and active again after an edit', async () => {
+    const { servers } = await cluster(2, { PRESENCE_IDLE_MS: '1500' });
+    const [one, two] = servers as [ServerProcess, ServerProcess];
+    const name = 'acme/quote/idle';
+    const alice = await open(one, name, 'alice');
+    alice.provider.setAwarenessField('status', 'editing');
+    const statusOn = async (server: ServerProcess) => (await presence(server, name)).users.find((user) => user.userId === 'alice')?.status;
+    await waitFor('alice editing on instance 2', async () => (await statusOn(two)) === 'editing');
+    await waitFor('alice idle on instance 1', async () => (await statusOn(one)) === 'idle');
+    await waitFor('alice idle on instance 2', async () => (await statusOn(two)) === 'idle', 15_000);
+    // The provider renews its unchanged state every 15 s: that is not activity.
+    alice.provider.awareness!.setLocalState({ ...alice.provider.awareness!.getLocalState() });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(await statusOn(one)).toBe('idle');
+    alice.doc.getMap('quote').set('title', 'back');
+    await waitFor('alice editing again on instance 2', async () => (await statusOn(two)) === 'editing');
   });
 
   it('concurrent writers on two instances: seq gap-free, each edit logged and audited once, tables match the merged quote', async () => {

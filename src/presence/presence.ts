@@ -28,7 +28,7 @@ const PUBLISH_DELAY_MS = 100;
 export class Presence {
   readonly sessions: PresenceSessions;
   private readonly board: PresenceBoard | null;
-  private readonly awarenessOf: (documentName: string) => Document['awareness'] | undefined;
+  private readonly documentOf: (documentName: string) => Document | undefined;
   private readonly log: Logger;
   private readonly due = new Set<string>();
   private publishTimer: NodeJS.Timeout | undefined;
@@ -38,11 +38,11 @@ export class Presence {
     instance: string;
     idleMs: number;
     board: PresenceBoard | null;
-    awarenessOf: (documentName: string) => Document['awareness'] | undefined;
+    documentOf: (documentName: string) => Document | undefined;
     log: Logger;
   }) {
     this.board = options.board;
-    this.awarenessOf = options.awarenessOf;
+    this.documentOf = options.documentOf;
     this.log = options.log;
     this.sessions = new PresenceSessions(options.instance, options.idleMs, (documentName) => this.publishSoon(documentName));
     if (this.board) {
@@ -71,7 +71,7 @@ export class Presence {
   }
 
   private local(documentName: string): PresenceEntry[] {
-    return this.sessions.entries(documentName, this.awarenessOf(documentName));
+    return this.sessions.entries(documentName, this.documentOf(documentName));
   }
 
   private publishSoon(documentName: string): void {

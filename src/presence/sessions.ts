@@ -7,6 +7,7 @@ import type {
   Extension,
 } from '@hocuspocus/server';
 import { isTransactionOrigin } from '@hocuspocus/server';
+import { isDeepStrictEqual } from 'node:util';
 import { z } from 'zod';
 import type { ConnectionContext } from '../context.ts';
 
@@ -37,8 +38,6 @@ interface Session {
   context: ConnectionContext;
   since: number;
   lastActiveAt: number;
-  /** The awareness client ids this connection speaks for. */
-  clients: Set<number>;
 }
 
 /**
@@ -68,7 +67,7 @@ export class PresenceSessions implements Extension {
     const sessions = this.byDocument.get(documentName) ?? new Map<Connection, Session>();
     this.byDocument.set(documentName, sessions);
     const now = Date.now();
-    sessions.set(connection, { connection, context, since: now, lastActiveAt: now, clients: new Set() });
+    sessions.set(connection, { connection, context, since: now, lastActiveAt: now });
     connection.onClose(() => {
       sessions.delete(connection);
       if (sessions.size === 0 && this.byDocument.get(documentName) === sessions) this.byDocument.delete(documentName);
@@ -86,29 +85,31 @@ export class PresenceSessions implements Extension {
     });
   }
 
-  async beforeHandleAwareness({ states, connection, documentName }: beforeHandleAwarenessPayload): Promise<void> {
+  async beforeHandleAwareness({ states, connection, document, documentName }: beforeHandleAwarenessPayload): Promise<void> {
     // Relayed states were stamped by the instance their connection is on.
     const session = connection && this.byDocument.get(documentName)?.get(connection);
     if (!session) return;
     const { principal } = session.context;
+    let changed = false;
     for (const [clientId, state] of states) {
-      if (this.spokenForElsewhere(documentName, clientId, session)) {
+      // A state must be an object to carry an identity; anything else is dropped.
+      if (state === null || typeof state !== 'object' || Array.isArray(state) || this.spokenForElsewhere(document, clientId, session)) {
         states.delete(clientId);
         continue;
       }
-      session.clients.add(clientId);
       const color = typeof state.user?.color === 'string' ? state.user.color.slice(0, 64) : undefined;
       state.user = { id: principal.userId, name: principal.name, ...(color && { color }) };
+      changed ||= isChange(document.awareness.getStates().get(clientId), state);
     }
-    this.active(documentName, session);
+    if (changed) this.active(documentName, session);
   }
 
   /** The users who have `documentName` open on this instance. */
-  entries(documentName: string, awareness: Document['awareness'] | undefined): PresenceEntry[] {
+  entries(documentName: string, document: Document | undefined): PresenceEntry[] {
     const now = Date.now();
     const byUser = new Map<string, PresenceEntry & { lastActive: number }>();
     for (const session of this.byDocument.get(documentName)?.values() ?? []) {
-      const entry = this.entryOf(session, awareness, now);
+      const entry = this.entryOf(session, document, now);
       const known = byUser.get(entry.userId);
       if (!known) byUser.set(entry.userId, entry);
       else if (entry.lastActive > known.lastActive) byUser.set(entry.userId, { ...entry, since: minIso(known.since, entry.since) });
@@ -122,8 +123,9 @@ export class PresenceSessions implements Extension {
     return [...this.byDocument.keys()];
   }
 
-  private entryOf(session: Session, awareness: Document['awareness'] | undefined, now: number): PresenceEntry & { lastActive: number } {
-    const state = [...session.clients].map((clientId) => awareness?.getStates().get(clientId)).find((found) => found !== undefined);
+  private entryOf(session: Session, document: Document | undefined, now: number): PresenceEntry & { lastActive: number } {
+    const clients = [...(document?.getClients(session.connection) ?? [])];
+    const state = clients.map((clientId) => document!.awareness.getStates().get(clientId)).find((found) => found !== undefined);
     const declared = z.enum(presenceStatuses).safeParse(state?.status);
     const focus = focusSchema.safeParse(state?.focus);
     const quiet = now - session.lastActiveAt >= this.idleMs;
@@ -144,18 +146,24 @@ export class PresenceSessions implements Extension {
    * relayed from another instance may be taken over: its client may have
    * reconnected here after that instance stopped.)
    */
-  private spokenForElsewhere(documentName: string, clientId: number, session: Session): boolean {
-    if (session.clients.has(clientId)) return false;
-    for (const other of this.byDocument.get(documentName)?.values() ?? []) {
-      if (other !== session && other.clients.has(clientId)) return true;
-    }
-    return false;
+  private spokenForElsewhere(document: Document, clientId: number, session: Session): boolean {
+    return document.getConnections().some((other) => other !== session.connection && document.getClients(other).has(clientId));
   }
 
   private active(documentName: string, session: Session): void {
     session.lastActiveAt = Date.now();
     this.changed(documentName);
   }
+}
+
+/**
+ * Whether a state changes what is known of its client. Providers renew an
+ * unchanged state every 15 s, and Hocuspocus adds a state of its own to every
+ * awareness message (an empty one, which it never applies): neither is activity.
+ */
+function isChange(before: Record<string, unknown> | undefined, after: Record<string, unknown>): boolean {
+  if (before) return !isDeepStrictEqual(before, after);
+  return Object.keys(after).some((key) => key !== 'user');
 }
 
 function minIso(a: string, b: string): string {
