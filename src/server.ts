@@ -22,12 +22,20 @@ import { createMetrics } from './metrics.ts';
 import { AckGatedSocket } from './persistence/acknowledgements.ts';
 import { Checkpointer } from './persistence/checkpoints.ts';
 import { DocumentStore } from './persistence/document-store.ts';
-import { Persistence } from './persistence/extension.ts';
+import { Persistence, type RelayedContent } from './persistence/extension.ts';
 import { UpdateLog } from './persistence/update-log.ts';
 import { AuditTrail } from './audit/trail.ts';
+import { connectRedis, ensureUniqueIdentity, instanceIdentity } from './cluster/redis.ts';
+import { InstanceRelay } from './cluster/relay.ts';
+import { OrphanRecovery } from './persistence/orphans.ts';
+import { Presence } from './presence/presence.ts';
+import { RedisPresenceBoard } from './presence/redis-board.ts';
+import { RelayedRows } from './projection/relayed-rows.ts';
 import { Recorder } from './projection/recorder.ts';
 
 const SHUTDOWN_DRAIN_MS = 10_000;
+// How long relayed content may go unlogged before this instance logs it (see OrphanRecovery).
+const ORPHAN_GRACE_MS = 5_000;
 
 export async function openDatabase(config: Config, log: Logger): Promise<Database> {
   if (config.DATABASE_URL) return createPostgresDatabase(config.DATABASE_URL, log);
@@ -66,28 +74,53 @@ export async function createConcord(config: Config, log: Logger) {
   const store = new DocumentStore(db, updateLog, checkpointer, log);
   const verify = createTokenVerifier(resolveTokenKey(config), { issuer: config.AUTH_ISSUER, audience: config.AUTH_AUDIENCE });
 
+  // Several instances share documents and presence through Redis; without it this is the only one.
+  const instance = instanceIdentity(config.INSTANCE_ID);
+  const redis = config.REDIS_URL ? connectRedis(config.REDIS_URL, log) : null;
+  if (redis) await ensureUniqueIdentity(redis, instance, log);
+  const relay = redis && new InstanceRelay(redis, instance, log);
+  const relayed: RelayedContent | undefined = redis
+    ? { rows: new RelayedRows(db, updateLog, log, metrics), orphans: new OrphanRecovery(store, updateLog, log, metrics, ORPHAN_GRACE_MS) }
+    : undefined;
+  const presence = new Presence({
+    instance,
+    idleMs: config.PRESENCE_IDLE_MS,
+    board: redis && new RedisPresenceBoard(redis, instance),
+    documentOf: (name) => hocuspocus.documents.get(name),
+    log,
+  });
+
   const hocuspocus = new Hocuspocus({
     quiet: true,
     extensions: [
       new Authorization(verify, log, metrics),
-      new Persistence(updateLog, store, recorder, log, metrics, config.MAX_BACKLOG_BYTES),
+      new Persistence(updateLog, store, recorder, log, metrics, config.MAX_BACKLOG_BYTES, relayed),
+      presence.sessions,
       new DatabaseExtension({
         fetch: ({ documentName }) => store.load(parseDocumentName(documentName)),
         store: ({ documentName }) => store.allCommitted(parseDocumentName(documentName)),
       }),
+      ...(relay ? [relay] : []),
     ],
   });
 
   const app = createHttpApp({
     log,
     metrics,
+    instance,
     readiness: {
       postgres: async () => {
         await db.ping();
         if (!updateLog.healthy) throw new Error('update log writes are failing');
       },
+      ...(redis && {
+        redis: async () => {
+          if (redis.status !== 'ready') throw new Error(`Redis is ${redis.status}`);
+          await redis.ping();
+        },
+      }),
     },
-    documents: documentRoutes(verify, new DocumentService(hocuspocus, store), config.MAX_MESSAGE_BYTES),
+    documents: documentRoutes(verify, new DocumentService(hocuspocus, store), presence, config.MAX_MESSAGE_BYTES),
     refreshGauges() {
       metrics.openConnections.set(hocuspocus.getConnectionsCount());
       metrics.loadedDocuments.set(hocuspocus.getDocumentsCount());
@@ -115,6 +148,7 @@ export async function createConcord(config: Config, log: Logger) {
   return {
     db,
     hocuspocus,
+    instance,
 
     listen(): Promise<AddressInfo> {
       return new Promise((resolve, reject) => {
@@ -130,6 +164,11 @@ export async function createConcord(config: Config, log: Logger) {
       hocuspocus.closeConnections();
       await Promise.race([updateLog.whenDrained(), new Promise((resolve) => setTimeout(resolve, SHUTDOWN_DRAIN_MS).unref())]);
       updateLog.close();
+      relayed?.rows.close();
+      relayed?.orphans.close();
+      await presence.close();
+      await relay?.onDestroy();
+      redis?.disconnect();
       await checkpointer.close();
       await db.close();
     },

@@ -6,6 +6,8 @@ import type { Metrics } from '../metrics.ts';
 
 export interface HttpDependencies {
   log: Logger;
+  /** This instance's identity, for telling instances apart behind a load balancer. */
+  instance: string;
   metrics: Metrics;
   /** Named checks behind /readyz; each resolves when its service answers. */
   readiness: Record<string, () => Promise<void>>;
@@ -21,10 +23,10 @@ function errorBody(error: ConcordError) {
   return { error: error.toJSON() };
 }
 
-export function createHttpApp({ log, metrics, readiness, refreshGauges, documents }: HttpDependencies): Hono {
+export function createHttpApp({ log, instance, metrics, readiness, refreshGauges, documents }: HttpDependencies): Hono {
   const app = new Hono();
 
-  app.get('/healthz', (c) => c.json({ status: 'ok' }));
+  app.get('/healthz', (c) => c.json({ status: 'ok', instance }));
 
   app.get('/readyz', async (c) => {
     const results = await Promise.all(

@@ -5,6 +5,7 @@ import type { Principal, TokenVerifier } from '../auth/tokens.ts';
 import { parseDocumentName, type DocumentName } from '../documents/name.ts';
 import type { DocumentService } from '../documents/service.ts';
 import { ConcordError } from '../errors.ts';
+import type { Presence } from '../presence/presence.ts';
 
 type Env = { Variables: { principal: Principal } };
 
@@ -12,7 +13,7 @@ type Env = { Variables: { principal: Principal } };
  * `/api/documents/:kind/:id`: the tenant always comes from the bearer token,
  * never from the request.
  */
-export function documentRoutes(verify: TokenVerifier, service: DocumentService, maxBodyBytes: number): Hono<Env> {
+export function documentRoutes(verify: TokenVerifier, service: DocumentService, presence: Presence, maxBodyBytes: number): Hono<Env> {
   const api = new Hono<Env>();
 
   api.use('*', async (c, next) => {
@@ -24,6 +25,11 @@ export function documentRoutes(verify: TokenVerifier, service: DocumentService, 
   });
 
   api.get('/:kind/:id', async (c) => c.json(await service.read(documentOf(c))));
+
+  api.get('/:kind/:id/presence', async (c) => {
+    const document = documentOf(c);
+    return c.json({ name: document.name, ...(await presence.list(document.name)) });
+  });
 
   api.patch(
     '/:kind/:id',

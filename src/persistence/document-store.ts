@@ -1,9 +1,10 @@
 import * as Y from 'yjs';
 import { latestCheckpoint } from '../db/checkpoints.ts';
 import type { Database, Sql } from '../db/database.ts';
-import { clearTablesStale, documentVersion, ensureDocument, lockDocuments } from '../db/documents.ts';
+import type { Author } from '../context.ts';
+import { clearTablesStale, documentVersion, ensureDocument, lockDocuments, markTablesStale } from '../db/documents.ts';
 import { headerVersion } from '../db/tables.ts';
-import { readUpdates } from '../db/updates.ts';
+import { appendUpdates, readUpdates } from '../db/updates.ts';
 import { kindOf } from '../documents/kinds.ts';
 import type { DocumentName } from '../documents/name.ts';
 import { ConcordError } from '../errors.ts';
@@ -91,6 +92,32 @@ export class DocumentStore {
     return (await this.db.transaction(document.tenant, (sql) => documentVersion(sql, document.name))) ?? 0;
   }
 
+  /** The part of `update` the log does not hold, or null when it holds all of it. */
+  async unlogged(document: DocumentName, update: Uint8Array): Promise<Uint8Array | null> {
+    return this.db.transaction(document.tenant, async (sql) => partNotLogged(sql, document, update));
+  }
+
+  /**
+   * Logs, for `author`, the part of `update` the log does not hold; returns its
+   * seq, or null when the log holds all of it. Under the document's row lock,
+   * so of two instances doing this at once the second finds it logged.
+   */
+  async logUnlogged(document: DocumentName, update: Uint8Array, author: Author): Promise<number | null> {
+    const seq = await this.db.transaction(document.tenant, async (sql) => {
+      await lockDocuments(sql, [document.name]);
+      const part = await partNotLogged(sql, document, update);
+      if (!part) return null;
+      const [logged] = await appendUpdates(sql, [{ document, update: part, ...author, receivedAt: new Date() }]);
+      await markTablesStale(sql, [document.name]);
+      return logged!;
+    });
+    if (seq !== null) {
+      this.updateLog.noteVersion(document.name, seq);
+      this.checkpointer.advance(document, seq);
+    }
+    return seq;
+  }
+
   async allCommitted(document: DocumentName): Promise<void> {
     await this.updateLog.whenDrained(document.name);
   }
@@ -98,6 +125,18 @@ export class DocumentStore {
   unloaded(document: DocumentName): void {
     this.updateLog.forget(document.name);
     this.checkpointer.forget(document.name);
+  }
+}
+
+async function partNotLogged(sql: Sql, document: DocumentName, update: Uint8Array): Promise<Uint8Array | null> {
+  const version = (await documentVersion(sql, document.name)) ?? 0;
+  const { checkpoint, tail } = await stateAt(sql, document.name, version);
+  const logged = replay(checkpoint, tail);
+  try {
+    const part = Y.diffUpdate(update, Y.encodeStateVector(logged));
+    return Y.snapshotContainsUpdate(Y.snapshot(logged), part) ? null : part;
+  } finally {
+    logged.destroy();
   }
 }
 

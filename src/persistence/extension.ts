@@ -16,11 +16,23 @@ import { ConcordError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Recorder } from '../projection/recorder.ts';
+import type { RelayedRows } from '../projection/relayed-rows.ts';
 import { DocumentTracker, type DocumentChanges, type LayoutViolation } from '../projection/tracker.ts';
 import { holdsAll, readFrame, readUpdateReach } from '../protocol.ts';
 import { AckGatedSocket } from './acknowledgements.ts';
 import type { DocumentStore } from './document-store.ts';
+import type { OrphanRecovery } from './orphans.ts';
 import type { UpdateLog } from './update-log.ts';
+
+/** With several instances: what is done with content relayed from the others (never logged here, see InstanceRelay). */
+export interface RelayedContent {
+  rows: RelayedRows;
+  orphans: OrphanRecovery;
+}
+
+function isRelayed(origin: unknown): boolean {
+  return isTransactionOrigin(origin) && origin.source === 'redis';
+}
 
 /**
  * Puts every client update and server-side edit into the durable log, with
@@ -38,10 +50,20 @@ export class Persistence implements Extension {
   private readonly metrics: Metrics;
   private readonly recorder: Recorder;
   private readonly maxBacklogBytes: number;
+  private readonly relayed?: RelayedContent;
   /** What each logged transaction changed, from `afterTransaction` until its `update` event. */
   private readonly changesOf = new WeakMap<Y.Transaction, DocumentChanges>();
 
-  constructor(updateLog: UpdateLog, store: DocumentStore, recorder: Recorder, log: Logger, metrics: Metrics, maxBacklogBytes: number) {
+  constructor(
+    updateLog: UpdateLog,
+    store: DocumentStore,
+    recorder: Recorder,
+    log: Logger,
+    metrics: Metrics,
+    maxBacklogBytes: number,
+    relayed?: RelayedContent,
+  ) {
+    this.relayed = relayed;
     this.updateLog = updateLog;
     this.store = store;
     this.recorder = recorder;
@@ -86,7 +108,7 @@ export class Persistence implements Extension {
       this.log.error({ err: error, code: 'tracking-failed', document: name.name }, 'could not read the document through its layout');
     }
     document.on('afterTransaction', (transaction: Y.Transaction) => tracker && this.track(name, tracker, transaction));
-    document.on('update', (update: Uint8Array, origin: unknown, _doc: Y.Doc, transaction: Y.Transaction) => this.logUpdate(name, update, origin, transaction));
+    document.on('update', (update: Uint8Array, origin: unknown, doc: Y.Doc, transaction: Y.Transaction) => this.logUpdate(name, update, origin, doc, transaction));
   }
 
   /**
@@ -103,13 +125,17 @@ export class Persistence implements Extension {
   async afterUnloadDocument({ documentName }: afterUnloadDocumentPayload): Promise<void> {
     this.store.unloaded(parseDocumentName(documentName));
     this.recorder.forget([documentName]);
+    this.relayed?.orphans.forget(documentName);
   }
 
   /** Every transaction moves the tracker on; those that will be logged keep what they changed, with the header row. */
   private track(document: DocumentName, tracker: DocumentTracker, transaction: Y.Transaction): void {
     try {
       if (authorOf(transaction.origin)) this.changesOf.set(transaction, tracker.observe(transaction));
-      else tracker.follow(transaction);
+      else {
+        const { rows } = tracker.follow(transaction);
+        if (isRelayed(transaction.origin)) this.relayed?.rows.touched(document, rows, () => kindOf(document.kind).headerRow(tracker));
+      }
     } catch (error) {
       // Never let a projection bug stop an update from being applied and logged.
       this.metrics.persistenceErrors.inc({ operation: 'track' });
@@ -127,8 +153,9 @@ export class Persistence implements Extension {
   }
 
   // Runs inside Y.applyUpdate, where y-protocols swallows exceptions: it must not throw.
-  private logUpdate(document: DocumentName, update: Uint8Array, origin: unknown, transaction: Y.Transaction): void {
+  private logUpdate(document: DocumentName, update: Uint8Array, origin: unknown, doc: Y.Doc, transaction: Y.Transaction): void {
     const author = authorOf(origin);
+    if (isRelayed(origin)) this.relayed?.orphans.relayed(document, doc);
     if (!author || !isTransactionOrigin(origin)) return; // the second test only narrows the type
     try {
       this.metrics.updatesReceived.inc();

@@ -1,0 +1,171 @@
+import type {
+  afterLoadDocumentPayload,
+  beforeHandleAwarenessPayload,
+  Connection,
+  connectedPayload,
+  Document,
+  Extension,
+} from '@hocuspocus/server';
+import { isTransactionOrigin } from '@hocuspocus/server';
+import { isDeepStrictEqual } from 'node:util';
+import { z } from 'zod';
+import type { ConnectionContext } from '../context.ts';
+
+export const presenceStatuses = ['viewing', 'editing', 'idle'] as const;
+
+const focusSchema = z.union([
+  z.object({ lineId: z.string().max(256), field: z.string().max(256) }),
+  z.object({ sectionId: z.string().max(256) }),
+  z.object({ field: z.string().max(256) }),
+]);
+export type Focus = z.infer<typeof focusSchema>;
+
+/** One user on one instance with a document open (several tabs are one entry). */
+export interface PresenceEntry {
+  userId: string;
+  name: string;
+  status: (typeof presenceStatuses)[number];
+  focus: Focus | null;
+  instance: string;
+  /** ISO time the user's first open connection to the document was made. */
+  since: string;
+  /** ISO time of the user's last edit or awareness change. */
+  lastActiveAt: string;
+}
+
+interface Session {
+  connection: Connection;
+  context: ConnectionContext;
+  since: number;
+  lastActiveAt: number;
+}
+
+/**
+ * Who has which document open on this instance, and what their awareness
+ * says. The identity in an awareness state is always the token's: the `user`
+ * of every state a connection sends is stamped with its user id and name
+ * (only a `color` of the client's own is kept), and a connection cannot speak
+ * for an awareness client id another connection of the document uses. The
+ * identity thus travels as the token says to the other clients and, through
+ * Redis, to the other instances.
+ */
+export class PresenceSessions implements Extension {
+  extensionName = 'concord-presence';
+
+  private readonly byDocument = new Map<string, Map<Connection, Session>>();
+  private readonly instance: string;
+  private readonly idleMs: number;
+  private readonly changed: (documentName: string) => void;
+
+  constructor(instance: string, idleMs: number, changed: (documentName: string) => void) {
+    this.instance = instance;
+    this.idleMs = idleMs;
+    this.changed = changed;
+  }
+
+  async connected({ connection, context, documentName }: connectedPayload<ConnectionContext>): Promise<void> {
+    const sessions = this.byDocument.get(documentName) ?? new Map<Connection, Session>();
+    this.byDocument.set(documentName, sessions);
+    const now = Date.now();
+    sessions.set(connection, { connection, context, since: now, lastActiveAt: now });
+    connection.onClose(() => {
+      sessions.delete(connection);
+      if (sessions.size === 0 && this.byDocument.get(documentName) === sessions) this.byDocument.delete(documentName);
+      this.changed(documentName);
+    });
+    this.changed(documentName);
+  }
+
+  /** Edits count as activity. */
+  async afterLoadDocument({ document, documentName }: afterLoadDocumentPayload): Promise<void> {
+    document.on('update', (_update: Uint8Array, origin: unknown) => {
+      if (!isTransactionOrigin(origin) || origin.source !== 'connection') return;
+      const session = this.byDocument.get(documentName)?.get(origin.connection);
+      if (session) this.active(documentName, session);
+    });
+  }
+
+  async beforeHandleAwareness({ states, connection, document, documentName }: beforeHandleAwarenessPayload): Promise<void> {
+    // Relayed states were stamped by the instance their connection is on.
+    const session = connection && this.byDocument.get(documentName)?.get(connection);
+    if (!session) return;
+    const { principal } = session.context;
+    let changed = false;
+    for (const [clientId, state] of states) {
+      // A state must be an object to carry an identity; anything else is dropped.
+      if (state === null || typeof state !== 'object' || Array.isArray(state) || this.spokenForElsewhere(document, clientId, session)) {
+        states.delete(clientId);
+        continue;
+      }
+      const color = typeof state.user?.color === 'string' ? state.user.color.slice(0, 64) : undefined;
+      state.user = { id: principal.userId, name: principal.name, ...(color && { color }) };
+      changed ||= isChange(document.awareness.getStates().get(clientId), state);
+    }
+    if (changed) this.active(documentName, session);
+  }
+
+  /** The users who have `documentName` open on this instance. */
+  entries(documentName: string, document: Document | undefined): PresenceEntry[] {
+    const now = Date.now();
+    const byUser = new Map<string, PresenceEntry & { lastActive: number }>();
+    for (const session of this.byDocument.get(documentName)?.values() ?? []) {
+      const entry = this.entryOf(session, document, now);
+      const known = byUser.get(entry.userId);
+      if (!known) byUser.set(entry.userId, entry);
+      else if (entry.lastActive > known.lastActive) byUser.set(entry.userId, { ...entry, since: minIso(known.since, entry.since) });
+      else known.since = minIso(known.since, entry.since);
+    }
+    return [...byUser.values()].map(({ lastActive: _, ...entry }) => entry);
+  }
+
+  /** Names of the documents with someone on this instance. */
+  documentNames(): string[] {
+    return [...this.byDocument.keys()];
+  }
+
+  private entryOf(session: Session, document: Document | undefined, now: number): PresenceEntry & { lastActive: number } {
+    const clients = [...(document?.getClients(session.connection) ?? [])];
+    const state = clients.map((clientId) => document!.awareness.getStates().get(clientId)).find((found) => found !== undefined);
+    const declared = z.enum(presenceStatuses).safeParse(state?.status);
+    const focus = focusSchema.safeParse(state?.focus);
+    const quiet = now - session.lastActiveAt >= this.idleMs;
+    return {
+      userId: session.context.principal.userId,
+      name: session.context.principal.name,
+      status: quiet ? 'idle' : declared.success ? declared.data : 'viewing',
+      focus: focus.success ? focus.data : null,
+      instance: this.instance,
+      since: new Date(session.since).toISOString(),
+      lastActiveAt: new Date(session.lastActiveAt).toISOString(),
+      lastActive: session.lastActiveAt,
+    };
+  }
+
+  /**
+   * Whether another connection here speaks for `clientId`. (One whose state was
+   * relayed from another instance may be taken over: its client may have
+   * reconnected here after that instance stopped.)
+   */
+  private spokenForElsewhere(document: Document, clientId: number, session: Session): boolean {
+    return document.getConnections().some((other) => other !== session.connection && document.getClients(other).has(clientId));
+  }
+
+  private active(documentName: string, session: Session): void {
+    session.lastActiveAt = Date.now();
+    this.changed(documentName);
+  }
+}
+
+/**
+ * Whether a state changes what is known of its client. Providers renew an
+ * unchanged state every 15 s, and Hocuspocus adds a state of its own to every
+ * awareness message (an empty one, which it never applies): neither is activity.
+ */
+function isChange(before: Record<string, unknown> | undefined, after: Record<string, unknown>): boolean {
+  if (before) return !isDeepStrictEqual(before, after);
+  return Object.keys(after).some((key) => key !== 'user');
+}
+
+function minIso(a: string, b: string): string {
+  return a < b ? a : b;
+}

@@ -1,0 +1,347 @@
+import { isDeepStrictEqual } from 'node:util';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Database } from '../src/db/database.ts';
+import { renderDocument } from '../src/documents/service.ts';
+import { parseDocumentName } from '../src/documents/name.ts';
+import { replay } from '../src/persistence/replay.ts';
+import { acknowledged, connect, synced, waitFor, type Client } from './support/clients.ts';
+import { createStorage, postgresUrl, type TestStorage } from './support/database.ts';
+import { addLine, api, lineById } from './support/documents.ts';
+import { fieldChanges, loggedUpdates, openTestDatabase, rowsOf } from './support/inspect.ts';
+import { RedisProcess } from './support/redis.ts';
+import { ServerProcess } from './support/server.ts';
+import { TcpProxy } from './support/tcp-proxy.ts';
+import { token } from './support/tokens.ts';
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+interface Cluster {
+  storage: TestStorage;
+  redis: RedisProcess;
+  db: Database;
+  servers: ServerProcess[];
+}
+
+/** `count` server processes on one fresh PostgreSQL database and one Redis of the test's own. */
+async function cluster(count: number, env: Record<string, string> = {}): Promise<Cluster> {
+  const storage = await createStorage('postgres');
+  cleanups.push(() => storage.drop());
+  const redis = await new RedisProcess().start();
+  cleanups.push(() => redis.stop());
+  const servers: ServerProcess[] = [];
+  for (let i = 0; i < count; i++) {
+    const server = await new ServerProcess({ ...storage.env, REDIS_URL: redis.url, INSTANCE_ID: `instance-${i + 1}`, ...env }).start();
+    cleanups.push(() => server.stop('SIGKILL'));
+    servers.push(server);
+  }
+  const db = await openTestDatabase(storage);
+  cleanups.push(() => db.close());
+  return { storage, redis, db, servers };
+}
+
+async function open(server: ServerProcess | string, name: string, sub: string, role = 'editor'): Promise<Client> {
+  const url = typeof server === 'string' ? server : server.wsUrl;
+  const client = connect(url, name, await token({ sub, name: sub.toUpperCase(), role }));
+  cleanups.push(() => client.provider.destroy());
+  await synced(client);
+  return client;
+}
+
+function sameContent(a: Client, b: Client, name: string): boolean {
+  return isDeepStrictEqual(rendered(a, name), rendered(b, name));
+}
+
+/** The document as its log rebuilds it, in its JSON form. */
+async function fromLog(db: Database, name: string) {
+  const rows = await loggedUpdates(db, 'acme', name);
+  const doc = replay(null, rows);
+  try {
+    return renderDocument(parseDocumentName(name), doc);
+  } finally {
+    doc.destroy();
+  }
+}
+
+function rendered(client: Client, name: string) {
+  return renderDocument(parseDocumentName(name), client.doc);
+}
+
+async function presence(server: ServerProcess, name: string) {
+  const { id, kind } = parseDocumentName(name);
+  const response = await api(server.httpUrl, await token({ sub: 'observer', role: 'viewer' }), 'GET', `/api/documents/${kind}/${id}/presence`);
+  expect(response.status).toBe(200);
+  return response.body as { users: Array<{ userId: string; name: string; status: string; focus: unknown; instance: string; since: string }>; complete: boolean };
+}
+
+function stateOf(client: Client, of: Client): Record<string, any> | undefined {
+  return client.provider.awareness!.getStates().get(of.doc.clientID);
+}
+
+const skipReason = postgresUrl ? '' : 'needs a real PostgreSQL: set TEST_DATABASE_URL';
+
+describe.skipIf(!postgresUrl)(`several instances through Redis ${skipReason}`, () => {
+  it('edits and cursors cross both ways; presence on either instance lists both users; each instance has its own identity', async () => {
+    const { servers, storage, redis } = await cluster(2);
+    const [one, two] = servers as [ServerProcess, ServerProcess];
+    const identities = await Promise.all(servers.map(async (server) => (await (await server.get('/healthz')).json()).instance));
+    expect(identities).toEqual(['instance-1', 'instance-2']);
+    // Two instances with one identity would not hear each other: the second refuses to start.
+    const twin = new ServerProcess({ ...storage.env, REDIS_URL: redis.url, INSTANCE_ID: 'instance-1' });
+    await expect(twin.start()).rejects.toThrow(/another running instance has the identity "instance-1"/);
+
+    const name = 'acme/quote/shared';
+    const alice = await open(one, name, 'alice');
+    const bob = await open(two, name, 'bob');
+    alice.doc.getMap('quote').set('title', 'From instance 1');
+    await waitFor('alice\'s edit on instance 2', () => bob.doc.getMap('quote').get('title') === 'From instance 1');
+    addLine(bob.doc, { id: 'l1', sku: 'B-1', quantity: 2, unitPrice: 5 });
+    await waitFor('bob\'s line on instance 1', () => lineById(alice.doc, 'l1')?.get('sku') === 'B-1');
+
+    alice.provider.setAwarenessField('cursor', { anchor: 3, head: 5 });
+    alice.provider.setAwarenessField('focus', { field: 'title' });
+    alice.provider.setAwarenessField('status', 'editing');
+    bob.provider.setAwarenessField('focus', { lineId: 'l1', field: 'quantity' });
+    await waitFor('alice\'s cursor on instance 2', () => stateOf(bob, alice)?.cursor?.head === 5);
+    await waitFor('bob\'s focus on instance 1', () => stateOf(alice, bob)?.focus?.lineId === 'l1');
+    expect(stateOf(bob, alice)!.user).toMatchObject({ id: 'alice', name: 'ALICE' });
+    expect(stateOf(alice, bob)!.user).toMatchObject({ id: 'bob', name: 'BOB' });
+
+    for (const server of servers) {
+      const listed = await waitFor(`both users in presence on ${server.port}`, async () => {
+        const { users, complete } = await presence(server, name);
+        const focused = users.filter((user) => user.focus !== null);
+        return complete && users.length === 2 && focused.length === 2 && users;
+      });
+      const byUser = Object.fromEntries(listed.map((user) => [user.userId, user]));
+      expect(byUser.alice).toMatchObject({ name: 'ALICE', instance: 'instance-1', status: 'editing', focus: { field: 'title' } });
+      expect(byUser.bob).toMatchObject({ name: 'BOB', instance: 'instance-2', status: 'viewing', focus: { lineId: 'l1', field: 'quantity' } });
+      expect(Date.parse(byUser.alice!.since)).toBeLessThanOrEqual(Date.now());
+    }
+  });
+
+  it('a client whose awareness claims another user is shown with its own identity, here and on the other instance', async () => {
+    const { servers } = await cluster(2);
+    const [one, two] = servers as [ServerProcess, ServerProcess];
+    const name = 'acme/quote/spoof';
+    const mallory = await open(one, name, 'mallory');
+    const bob = await open(two, name, 'bob');
+    const carol = await open(one, name, 'carol');
+    // Garbage first: a state that is no object is dropped, and the connection carries on.
+    mallory.provider.awareness!.setLocalState(42 as never);
+    mallory.provider.awareness!.setLocalState({});
+    mallory.provider.setAwarenessField('user', { id: 'alice', name: 'Alice', color: '#f00' });
+    mallory.provider.setAwarenessField('status', 'editing');
+
+    for (const observer of [bob, carol]) {
+      const state = await waitFor('mallory\'s state', () => stateOf(observer, mallory)?.status === 'editing' && stateOf(observer, mallory));
+      expect(state.user).toEqual({ id: 'mallory', name: 'MALLORY', color: '#f00' });
+    }
+    const { users } = await waitFor('presence of all three, mallory editing', async () => {
+      const listed = await presence(two, name);
+      return listed.users.length === 3 && listed.users.some((user) => user.status === 'editing') && listed;
+    });
+    expect(users.map((user) => user.userId).sort()).toEqual(['bob', 'carol', 'mallory']);
+    expect(users.find((user) => user.userId === 'mallory')).toMatchObject({ name: 'MALLORY', status: 'editing' });
+    mallory.doc.getMap('quote').set('title', 'still connected');
+    await waitFor('mallory\'s edit on instance 2', () => bob.doc.getMap('quote').get('title') === 'still connected');
+  });
+
+  it('a user who sends nothing for PRESENCE_IDLE_MS shows as idle on every instance, and active again after an edit', async () => {
+    const { servers } = await cluster(2, { PRESENCE_IDLE_MS: '1500' });
+    const [one, two] = servers as [ServerProcess, ServerProcess];
+    const name = 'acme/quote/idle';
+    const alice = await open(one, name, 'alice');
+    alice.provider.setAwarenessField('status', 'editing');
+    const statusOn = async (server: ServerProcess) => (await presence(server, name)).users.find((user) => user.userId === 'alice')?.status;
+    await waitFor('alice editing on instance 2', async () => (await statusOn(two)) === 'editing');
+    await waitFor('alice idle on instance 1', async () => (await statusOn(one)) === 'idle');
+    await waitFor('alice idle on instance 2', async () => (await statusOn(two)) === 'idle', 15_000);
+    // The provider renews its unchanged state every 15 s: that is not activity.
+    alice.provider.awareness!.setLocalState({ ...alice.provider.awareness!.getLocalState() });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(await statusOn(one)).toBe('idle');
+    alice.doc.getMap('quote').set('title', 'back');
+    await waitFor('alice editing again on instance 2', async () => (await statusOn(two)) === 'editing');
+  });
+
+  it('concurrent writers on two instances: seq gap-free, each edit logged and audited once, tables match the merged quote', async () => {
+    const { servers, db } = await cluster(2, { AUDIT_TEXT_BURST_MS: '60000' });
+    const [one, two] = servers as [ServerProcess, ServerProcess];
+    const name = 'acme/quote/concurrent';
+    const alice = await open(one, name, 'alice');
+    alice.doc.transact(() => {
+      alice.doc.getMap('quote').set('taxPct', 10);
+      addLine(alice.doc, { id: 'la', sku: 'A', quantity: 1, unitPrice: 3.5 });
+      addLine(alice.doc, { id: 'lb', sku: 'B', quantity: 1, unitPrice: 1.25 });
+    });
+    await acknowledged(alice);
+    const bob = await open(two, name, 'bob');
+    await waitFor('bob has the lines', () => lineById(bob.doc, 'lb'));
+
+    const edits = 150;
+    const localUpdates = (client: Client) => {
+      const counter = { count: 0 };
+      client.doc.on('update', (_update: Uint8Array, origin: unknown) => origin !== client.provider && (counter.count += 1));
+      return counter;
+    };
+    const aliceUpdates = localUpdates(alice);
+    const bobUpdates = localUpdates(bob);
+    for (let i = 1; i <= edits; i++) {
+      lineById(alice.doc, 'la')!.set('quantity', i + 1);
+      lineById(bob.doc, 'lb')!.set('quantity', i * 2);
+      // Both write the header too: one of each pair of concurrent writes wins.
+      alice.doc.getMap('quote').set('discountPct', i % 7);
+      bob.doc.getMap('quote').set('discountPct', i % 5);
+      if (i % 25 === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    await Promise.all([acknowledged(alice, 30_000), acknowledged(bob, 30_000)]);
+    await waitFor('convergence', () => sameContent(alice, bob, name), 30_000);
+
+    const logged = await loggedUpdates(db, 'acme', name);
+    expect(logged.map((row) => row.seq)).toEqual(logged.map((_, index) => index + 1));
+    expect(logged.filter((row) => row.user_id === 'alice')).toHaveLength(1 + aliceUpdates.count);
+    expect(logged.filter((row) => row.user_id === 'bob')).toHaveLength(bobUpdates.count);
+    const contents = logged.map((row) => Buffer.from(row.update).toString('hex'));
+    expect(new Set(contents).size).toBe(contents.length);
+    expect(await fromLog(db, name)).toEqual(rendered(alice, name));
+
+    const changes = await fieldChanges(db, 'acme', name);
+    const quantityRows = (id: string) => changes.filter((row) => row.entity === 'quote_line' && row.entity_id === id && row.field === 'quantity');
+    expect(quantityRows('la').map((row) => row.new_value)).toEqual(Array.from({ length: edits }, (_, index) => index + 2));
+    expect(quantityRows('la').every((row) => row.user_id === 'alice')).toBe(true);
+    expect(quantityRows('lb').map((row) => row.new_value)).toEqual(Array.from({ length: edits }, (_, index) => (index + 1) * 2));
+    expect(quantityRows('lb').every((row) => row.user_id === 'bob')).toBe(true);
+    const audited = new Set(changes.map((row) => `${row.seq}/${row.entity}/${row.entity_id}/${row.field}`));
+    expect(audited.size).toBe(changes.length);
+
+    const content = rendered(alice, name) as any;
+    const version = logged.length;
+    await waitFor('tables show the merged quote', async () => {
+      const [quote] = await rowsOf<Record<string, any>>(db, 'acme', 'SELECT * FROM quotes WHERE id = $1', [parseDocumentName(name).id]);
+      return quote && Number(quote.discount_pct) === content.quote.discountPct && Number(quote.version) === version && Number(quote.total) === content.totals.total;
+    });
+    const lines = await rowsOf<Record<string, any>>(db, 'acme', 'SELECT id, quantity, line_total, updated_by FROM quote_lines WHERE quote_id = $1 ORDER BY position', ['concurrent']);
+    expect(lines.map((line) => [line.id, Number(line.quantity), line.updated_by])).toEqual([
+      ['la', edits + 1, 'alice'],
+      ['lb', edits * 2, 'bob'],
+    ]);
+    expect(content.totals.total).toBeGreaterThan(0);
+  });
+
+  it('SIGKILL one instance: its clients reconnect to another through the balancer and lose nothing acknowledged; its users leave presence', async () => {
+    const { servers, db } = await cluster(2);
+    const [one, two] = servers as [ServerProcess, ServerProcess];
+    const balancer = await new TcpProxy({ host: '127.0.0.1', port: one.port }).listen();
+    cleanups.push(() => balancer.close());
+    const name = 'acme/quote/failover';
+    const alice = await open(`ws://127.0.0.1:${balancer.port}`, name, 'alice');
+    const dave = await open(one, name, 'dave'); // connected to instance 1 directly: gone with it
+    const carol = await open(two, name, 'carol');
+    await waitFor('dave in presence on instance 2', async () => (await presence(two, name)).users.some((user) => user.userId === 'dave'));
+
+    const notes = alice.doc.getText('notes');
+    for (let i = 0; i < 40; i++) notes.insert(notes.length, `a${i} `);
+    await acknowledged(alice);
+    const acknowledgedText = notes.toString();
+    // More edits in flight while the instance dies: unacknowledged, they are sent again after the reconnect.
+    for (let i = 0; i < 40; i++) notes.insert(notes.length, `b${i} `);
+    balancer.retarget({ host: '127.0.0.1', port: two.port });
+    await one.stop('SIGKILL');
+
+    await waitFor('alice back, on instance 2', () => alice.provider.isSynced && alice.provider.unsyncedChanges === 0, 30_000);
+    expect(notes.toString().startsWith(acknowledgedText)).toBe(true);
+    notes.insert(notes.length, 'after ');
+    await acknowledged(alice);
+    await waitFor('carol has everything alice has', () => sameContent(alice, carol, name));
+    // What the log holds equals what the clients hold, including updates instance 1 relayed but never logged.
+    await waitFor('the log holds alice\'s document', async () => isDeepStrictEqual(await fromLog(db, name), rendered(alice, name)), 30_000);
+    const { body } = await api(two.httpUrl, await token({ sub: 'observer', role: 'viewer' }), 'GET', '/api/documents/quote/failover');
+    expect(body.content.notes).toBe(notes.toString());
+
+    const started = Date.now();
+    const listed = await waitFor('instance 1\'s users gone from presence', async () => {
+      const { users } = await presence(two, name);
+      return users.every((user) => user.instance !== 'instance-1') && users;
+    }, 30_000);
+    expect(Date.now() - started).toBeLessThan(30_000);
+    expect(listed.map((user) => `${user.userId}@${user.instance}`).sort()).toEqual(['alice@instance-2', 'carol@instance-2']);
+    dave.provider.destroy();
+  });
+
+  it('an update relayed by an instance that dies before logging it is logged by another, once, with no author', async () => {
+    const { servers, db, storage, redis } = await cluster(1);
+    const [survivor] = servers as [ServerProcess];
+    // The doomed instance reaches PostgreSQL through a proxy the test cuts: it relays edits but cannot log them.
+    const database = new URL(storage.databaseUrl!);
+    const postgres = await new TcpProxy({ host: database.hostname, port: Number(database.port || 5432) }).listen();
+    cleanups.push(() => postgres.close());
+    database.port = String(postgres.port);
+    const doomed = await new ServerProcess({ ...storage.env, DATABASE_URL: database.toString(), REDIS_URL: redis.url, INSTANCE_ID: 'doomed' }).start();
+    cleanups.push(() => doomed.stop('SIGKILL'));
+
+    const name = 'acme/quote/orphan';
+    const alice = await open(doomed, name, 'alice');
+    const carol = await open(survivor, name, 'carol');
+    alice.doc.getMap('quote').set('title', 'Logged by the doomed instance');
+    await acknowledged(alice);
+    postgres.cut();
+    alice.doc.getMap('quote').set('title', 'Only relayed');
+    await waitFor('carol has the unlogged title', () => carol.doc.getMap('quote').get('title') === 'Only relayed');
+    expect(alice.provider.unsyncedChanges).toBeGreaterThan(0);
+    await doomed.stop('SIGKILL');
+
+    await waitFor('the log holds the relayed title', async () => ((await fromLog(db, name)) as any).quote.title === 'Only relayed', 30_000);
+    const logged = await loggedUpdates(db, 'acme', name);
+    expect(logged.map((row) => [row.user_id, row.origin])).toEqual([
+      ['alice', 'client'],
+      ['', 'client'],
+    ]);
+    expect((await survivor.metrics()).get('concord_orphans_recovered_total')).toBe(1);
+    expect(await fromLog(db, name)).toEqual(rendered(carol, name));
+  });
+
+  it('Redis stopped mid-session and started again: both instances keep logging and acknowledging, /readyz names Redis, then they converge', async () => {
+    const { servers, db, redis } = await cluster(2);
+    const [one, two] = servers as [ServerProcess, ServerProcess];
+    const name = 'acme/quote/outage';
+    const alice = await open(one, name, 'alice');
+    const bob = await open(two, name, 'bob');
+    addLine(alice.doc, { id: 'l1', sku: 'A', quantity: 1, unitPrice: 2 });
+    await waitFor('bob has the line', () => lineById(bob.doc, 'l1'));
+
+    await redis.stop();
+    await waitFor('instance 1 not ready', async () => (await one.get('/readyz')).status === 503);
+    const readiness = await (await one.get('/readyz')).json();
+    expect(readiness).toMatchObject({ error: { code: 'not-ready' }, checks: { postgres: 'up', redis: 'down' } });
+    expect(readiness.error.message).toContain('redis');
+
+    alice.doc.getMap('quote').set('title', 'Written during the outage');
+    lineById(alice.doc, 'l1')!.set('quantity', 7);
+    addLine(bob.doc, { id: 'l2', sku: 'B', quantity: 3, unitPrice: 1 });
+    bob.doc.getText('notes').insert(0, 'bob was here');
+    await Promise.all([acknowledged(alice), acknowledged(bob)]);
+    // A document opened while Redis is away still loads.
+    const erin = await open(two, 'acme/quote/opened-in-outage', 'erin');
+    erin.doc.getMap('quote').set('title', 'still works');
+    await acknowledged(erin);
+    expect(lineById(alice.doc, 'l2')).toBeUndefined();
+
+    await redis.start();
+    await waitFor('both ready again', async () => (await Promise.all(servers.map((server) => server.get('/readyz')))).every((response) => response.status === 200), 30_000);
+    await waitFor('the instances converge', () => sameContent(alice, bob, name), 30_000);
+    expect(lineById(alice.doc, 'l2')?.get('sku')).toBe('B');
+    expect(bob.doc.getMap('quote').get('title')).toBe('Written during the outage');
+
+    const logged = await loggedUpdates(db, 'acme', name);
+    expect(logged.map((row) => row.seq)).toEqual(logged.map((_, index) => index + 1));
+    const contents = logged.map((row) => Buffer.from(row.update).toString('hex'));
+    expect(new Set(contents).size).toBe(contents.length);
+    expect(await fromLog(db, name)).toEqual(rendered(alice, name));
+    // Editing goes on across instances after the outage.
+    alice.doc.getMap('quote').set('title', 'After the outage');
+    await waitFor('the new title on instance 2', () => bob.doc.getMap('quote').get('title') === 'After the outage');
+  });
+});
