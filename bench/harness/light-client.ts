@@ -67,6 +67,8 @@ export class LightClient {
   private awarenessClock = 0;
   private awarenessSentAt = 0;
   private synced = false;
+  /** Whether the update the current edit sends has its acknowledgement timed. */
+  private measureNext = false;
   private settle: ((error?: Error) => void) | undefined;
   private idleWaiters: Array<() => void> = [];
   closed = false;
@@ -121,7 +123,7 @@ export class LightClient {
   edit(change: (doc: Y.Doc) => void, measured = false): Sent {
     const clock = Y.getState(this.doc.store, this.doc.clientID);
     const at = now();
-    this.unacknowledged.push(measured ? at : NaN);
+    this.measureNext = measured;
     this.doc.transact(() => change(this.doc), LOCAL);
     return { client: this.doc.clientID, clock, at };
   }
@@ -162,6 +164,7 @@ export class LightClient {
   }
 
   private sendUpdate(update: Uint8Array): void {
+    this.unacknowledged.push(this.measureNext ? now() : NaN);
     this.send((encoder) => {
       encoding.writeVarUint(encoder, MessageType.Sync);
       syncProtocol.writeUpdate(encoder, update);
