@@ -1,8 +1,8 @@
 import { createStorage, type TestStorage } from '../../test/support/database.ts';
+import { RedisProcess } from '../../test/support/redis.ts';
 import { ServerProcess } from '../../test/support/server.ts';
 import { token } from '../../test/support/tokens.ts';
 import { postgresBackends, processUsage } from './machine.ts';
-import { RedisProcess } from './redis.ts';
 
 /** Concord, or the baseline: bare Hocuspocus 4.7 with no extensions (bench/harness/bare-server.ts). */
 export type TargetKind = 'concord' | 'bare';
@@ -41,11 +41,11 @@ export class Deployment {
   }
 
   static async start({ kind, adminUrl, instances = 1, storage: storageKind = 'postgres', nodeArgs = [] }: DeploymentOptions): Promise<Deployment> {
-    const redis = instances > 1 ? await RedisProcess.start() : undefined;
+    const redis = instances > 1 ? await new RedisProcess().start() : undefined;
     const storage = kind === 'concord' ? await createStorage(storageKind, adminUrl) : undefined;
     const env: Record<string, string> = { ...storage?.env, ...(redis && { REDIS_URL: redis.url }), NODE_ENV: 'production' };
     const script = kind === 'bare' ? 'bench/harness/bare-server.ts' : undefined;
-    const servers = Array.from({ length: instances }, () => new ServerProcess(env, { script, nodeArgs }));
+    const servers = Array.from({ length: instances }, (_, i) => new ServerProcess({ ...env, INSTANCE_ID: `bench-${i + 1}` }, { script, nodeArgs }));
     const deployment = new Deployment(kind, servers, storage, redis);
     try {
       await Promise.all(servers.map((server) => server.start()));

@@ -35,8 +35,8 @@ interface Driven {
 const driven: Driven[] = [];
 const sentUpdates = new Records(3);
 const sentAwareness = new Records(3);
-const receivedUpdates = new Records(4);
-const receivedAwareness = new Records(3);
+/** What each group of clients received. */
+const received = new Map<string, { updates: Records; awareness: Records; receptions: Receptions }>();
 const ackLatencies = new Records(1);
 const problems: string[] = [];
 let problemCount = 0;
@@ -47,10 +47,22 @@ const DELAY_RESOLUTION_MS = 5;
 const eventLoopDelay = monitorEventLoopDelay({ resolution: DELAY_RESOLUTION_MS });
 let cpuAtStart = process.cpuUsage();
 
-const receptions: Receptions = {
-  update: (client, clock, length, at) => recording && receivedUpdates.push(client, clock, length, at),
-  awareness: (client, clock, at) => recording && receivedAwareness.push(client, clock, at),
-};
+function receptionsOf(group: string): Receptions {
+  let entry = received.get(group);
+  if (!entry) {
+    const [updates, awareness] = [new Records(4), new Records(3)];
+    entry = {
+      updates,
+      awareness,
+      receptions: {
+        update: (client, clock, length, at) => recording && updates.push(client, clock, length, at),
+        awareness: (client, clock, at) => recording && awareness.push(client, clock, at),
+      },
+    };
+    received.set(group, entry);
+  }
+  return entry.receptions;
+}
 
 setInterval(() => {
   const at = now();
@@ -101,7 +113,7 @@ async function openOne(spec: ClientSpec): Promise<Driven> {
     document: spec.document,
     token: await token({ tenant: spec.tenant, sub: spec.user, role: spec.role, name: spec.user, expiresIn: TOKEN_LIFETIME_S }),
     awareness: { user: { id: spec.user, name: spec.user, color: '#3b82f6' }, status: 'viewing' },
-    receptions: spec.record ? receptions : undefined,
+    receptions: spec.record ? receptionsOf(spec.group) : undefined,
     onAcknowledged: (latencyMs) => entry && acknowledged(entry, latencyMs),
   });
   entry = { spec, client, editor: new QuoteEditor(client.doc, spec.user), activity: {}, edits: 0, acknowledged: 0, problemsSeen: 0, stops: [] };
@@ -115,8 +127,10 @@ async function openOne(spec: ClientSpec): Promise<Driven> {
 function start(phase: Phase): void {
   sentUpdates.take();
   sentAwareness.take();
-  receivedUpdates.take();
-  receivedAwareness.take();
+  for (const { updates, awareness } of received.values()) {
+    updates.take();
+    awareness.take();
+  }
   ackLatencies.take();
   eventLoopDelay.reset();
   eventLoopDelay.enable();
@@ -190,8 +204,8 @@ async function stop(settleMs: number): Promise<PhaseReport> {
   const report: PhaseReport = {
     sentUpdates: sentUpdates.take(),
     sentAwareness: sentAwareness.take(),
-    receivedUpdates: receivedUpdates.take(),
-    receivedAwareness: receivedAwareness.take(),
+    receivedUpdates: Object.fromEntries([...received].map(([group, { updates }]) => [group, updates.take()])),
+    receivedAwareness: Object.fromEntries([...received].map(([group, { awareness }]) => [group, awareness.take()])),
     ackLatencies: ackLatencies.take(),
     edits: driven.reduce((sum, { edits }) => sum + edits, 0),
     acknowledged: driven.reduce((sum, entry) => sum + entry.acknowledged, 0),

@@ -36,10 +36,10 @@ export interface PhaseReport {
   sentUpdates: Float64Array;
   /** [client, clock, sentAt] per awareness update sent. */
   sentAwareness: Float64Array;
-  /** [client, clock, length, receivedAt] per update range received. */
-  receivedUpdates: Float64Array;
-  /** [client, clock, receivedAt] per awareness state received. */
-  receivedAwareness: Float64Array;
+  /** Per group of receiving clients: [client, clock, length, receivedAt] per update range received. */
+  receivedUpdates: Record<string, Float64Array>;
+  /** Per group of receiving clients: [client, clock, receivedAt] per awareness state received. */
+  receivedAwareness: Record<string, Float64Array>;
   ackLatencies: Float64Array;
   edits: number;
   acknowledged: number;

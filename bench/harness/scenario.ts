@@ -89,24 +89,26 @@ export async function runPhase(deployment: Deployment, pool: LoadPool, phase: Ph
   };
 }
 
-/** Delivery figures of a phase: sender to every other recording client of the same document. */
-export function deliveries(pool: LoadPool, reports: PhaseReport[], what: 'updates' | 'awareness') {
+/**
+ * Delivery figures of a phase: sender to every other recording client of the
+ * same document, or only to those of one group (the readers on another
+ * instance, say).
+ */
+export function deliveries(pool: LoadPool, reports: PhaseReport[], what: 'updates' | 'awareness', group?: string) {
   const documentOf = new Map<number, string>();
   const recorders = new Map<string, number>();
-  const records = new Set<number>();
+  const counted = new Set<number>();
   pool.specs.forEach((spec, index) => {
     const client = pool.clientIds[index]!;
     documentOf.set(client, spec.document);
-    if (!spec.record) return;
-    records.add(client);
+    if (!spec.record || (group !== undefined && spec.group !== group)) return;
+    counted.add(client);
     recorders.set(spec.document, (recorders.get(spec.document) ?? 0) + 1);
   });
-  const receiversOf = (client: number) => (recorders.get(documentOf.get(client)!) ?? 0) - (records.has(client) ? 1 : 0);
-  const matched =
-    what === 'updates'
-      ? matchDeliveries(reports.map((r) => r.sentUpdates), reports.map((r) => r.receivedUpdates), 4, receiversOf)
-      : matchDeliveries(reports.map((r) => r.sentAwareness), reports.map((r) => r.receivedAwareness), 3, receiversOf);
-  return summarize(matched);
+  const receiversOf = (client: number) => (recorders.get(documentOf.get(client)!) ?? 0) - (counted.has(client) ? 1 : 0);
+  const [sent, received] = what === 'updates' ? (['sentUpdates', 'receivedUpdates'] as const) : (['sentAwareness', 'receivedAwareness'] as const);
+  const receptions = reports.flatMap((report) => Object.entries(report[received]).flatMap(([name, records]) => (group === undefined || name === group ? [records] : [])));
+  return summarize(matchDeliveries(reports.map((report) => report[sent]), receptions, what === 'updates' ? 4 : 3, receiversOf));
 }
 
 /** How many deliveries were measured, against those expected (a lost one shows here), and the slowest. */
