@@ -28,13 +28,16 @@ export const TENANT = 'bench';
  */
 export class Deployment {
   readonly kind: TargetKind;
+  /** What was started: "Concord on PostgreSQL, 2 instances", say. */
+  readonly description: string;
   readonly servers: ServerProcess[];
   /** Concord's database (the harness reads it to check what was stored). */
   readonly storage: TestStorage | undefined;
   private readonly redis: RedisProcess | undefined;
 
-  private constructor(kind: TargetKind, servers: ServerProcess[], storage?: TestStorage, redis?: RedisProcess) {
+  private constructor(kind: TargetKind, description: string, servers: ServerProcess[], storage?: TestStorage, redis?: RedisProcess) {
     this.kind = kind;
+    this.description = description;
     this.servers = servers;
     this.storage = storage;
     this.redis = redis;
@@ -46,7 +49,8 @@ export class Deployment {
     const env: Record<string, string> = { ...storage?.env, ...(redis && { REDIS_URL: redis.url }), NODE_ENV: 'production' };
     const script = kind === 'bare' ? 'bench/harness/bare-server.ts' : undefined;
     const servers = Array.from({ length: instances }, (_, i) => new ServerProcess({ ...env, INSTANCE_ID: `bench-${i + 1}` }, { script, nodeArgs }));
-    const deployment = new Deployment(kind, servers, storage, redis);
+    const description = `${kind === 'concord' ? `Concord on ${storageKind === 'postgres' ? 'PostgreSQL' : 'PGlite'}` : 'bare Hocuspocus'}${instances > 1 ? `, ${instances} instances` : ''}`;
+    const deployment = new Deployment(kind, description, servers, storage, redis);
     try {
       await Promise.all(servers.map((server) => server.start()));
     } catch (error) {

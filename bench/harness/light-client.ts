@@ -67,6 +67,8 @@ export class LightClient {
   private awarenessClock = 0;
   private awarenessSentAt = 0;
   private synced = false;
+  /** When the document's content (the first sync step 2) arrived, before it was applied. */
+  contentArrivedAt = NaN;
   /** Whether the update the current edit sends has its acknowledgement timed. */
   private measureNext = false;
   private settle: ((error?: Error) => void) | undefined;
@@ -230,6 +232,7 @@ export class LightClient {
       return;
     }
     const update = decoding.readVarUint8Array(decoder);
+    if (!this.synced && step === syncProtocol.messageYjsSyncStep2) this.contentArrivedAt = at;
     if (!this.synced || this.options.applyUpdates) Y.applyUpdate(this.doc, update, this);
     if (!this.synced && step === syncProtocol.messageYjsSyncStep2) {
       this.synced = true;

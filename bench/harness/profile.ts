@@ -53,8 +53,9 @@ export function summarizeProfiles(dir: string, top = 15): ProfileSummary {
 
 function areaOf(functionName: string, url: string): string {
   if (functionName === '(garbage collector)') return 'garbage collection';
-  if (!url) return functionName === '(program)' ? 'V8 and native code (program)' : `native: ${functionName}`;
+  if (!url) return functionName === '(program)' ? 'V8 and native code (program)' : `native: ${functionName}${functionName === 'writev' ? ' (socket writes)' : ''}`;
   if (url.startsWith('node:')) return 'Node.js internals';
+  if (url.startsWith('wasm://')) return 'WebAssembly (PGlite)';
   const dependency = /\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(url);
   if (dependency) return dependency[1]!;
   const own = /\/(src|bench)\/([^/]+)\//.exec(url) ?? /\/(src|bench)\/([^/]+)$/.exec(url);

@@ -97,13 +97,12 @@ function scenarioSection(scenario: ScenarioResult): string[] {
   for (const note of scenario.notes) out.push(`- ${note}`);
   for (const peer of scenario.peers) out.push(`- Published peer figure (other hardware): ${peer}`);
   if (scenario.notes.length || scenario.peers.length) out.push('');
-  if (scenario.profile) {
-    const { profile } = scenario;
-    out.push(`Where Concord's server time went in a profiled re-run (\`--cpu-prof\`, ${fixed(profile.busyMs / 1000, 1)} s of CPU sampled):`, '');
+  for (const { deployment, summary } of scenario.profiles) {
+    out.push(`Where the server's time went in a profiled re-run, ${deployment} (\`--cpu-prof\`, ${fixed(summary.busyMs / 1000, 1)} s of CPU sampled, setup included):`, '');
     out.push('| area | share |', '|---|---:|');
-    for (const area of profile.areas.slice(0, 10)) out.push(`| ${area.area} | ${fixed(area.share * 100, 1)}% |`);
+    for (const area of summary.areas.slice(0, 10)) out.push(`| ${area.area} | ${fixed(area.share * 100, 1)}% |`);
     out.push('', '| function (self time) | where | share |', '|---|---|---:|');
-    for (const fn of profile.functions) out.push(`| \`${fn.name}\` | ${fn.location} | ${fixed(fn.share * 100, 1)}% |`);
+    for (const fn of summary.functions) out.push(`| \`${fn.name}\` | ${fn.location} | ${fixed(fn.share * 100, 1)}% |`);
     out.push('');
   }
   return out;

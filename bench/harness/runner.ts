@@ -29,8 +29,8 @@ export interface ScenarioResult {
   noise: Partial<Record<TargetKind, Noise>>;
   /** Why a target could not be measured, wholly or in part (a feature not built yet). */
   unavailable: Partial<Record<TargetKind, string>>;
-  /** Where Concord's time went, when a bar was missed. */
-  profile?: ProfileSummary;
+  /** Where Concord's time went, per deployment of a profiled re-run, when a bar was missed. */
+  profiles: Array<{ deployment: string; summary: ProfileSummary }>;
   seconds: number;
 }
 
@@ -58,6 +58,7 @@ export async function runScenario(scenario: Scenario, options: RunOptions): Prom
     notes: [],
     noise: {},
     unavailable: {},
+    profiles: [],
     seconds: 0,
   };
   const measured: Partial<Record<TargetKind, Measured>> = {};
@@ -93,8 +94,7 @@ export async function runScenario(scenario: Scenario, options: RunOptions): Prom
     options.log(`${scenario.id}: a bar was missed; running Concord again under --cpu-prof`);
     const dir = mkdtempSync(join(tmpdir(), 'concord-bench-profile-'));
     try {
-      await measureOn(scenario, 'concord', options, ['--cpu-prof', '--cpu-prof-dir', dir]);
-      result.profile = summarizeProfiles(dir);
+      result.profiles = (await measureOn(scenario, 'concord', options, dir)).profiles;
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -103,8 +103,10 @@ export async function runScenario(scenario: Scenario, options: RunOptions): Prom
   return result;
 }
 
-async function measureOn(scenario: Scenario, kind: TargetKind, options: RunOptions, nodeArgs: string[] = []) {
+/** Measures `scenario` on one target; with `profileDir`, every server process writes a CPU profile there, one folder per deployment. */
+async function measureOn(scenario: Scenario, kind: TargetKind, options: RunOptions, profileDir?: string) {
   const deployments: Deployment[] = [];
+  const profiled: Array<{ deployment: string; dir: string }> = [];
   const pools: LoadPool[] = [];
   const notes: string[] = [];
   let unavailable: { reason: string; keys: string[] } | undefined;
@@ -113,8 +115,11 @@ async function measureOn(scenario: Scenario, kind: TargetKind, options: RunOptio
     kind,
     smoke: options.smoke,
     async deploy(choices = {}) {
+      const dir = profileDir && join(profileDir, String(deployments.length));
+      const nodeArgs = dir ? ['--cpu-prof', '--cpu-prof-dir', dir] : [];
       const deployment = await Deployment.start({ kind, adminUrl: options.adminUrl, nodeArgs, ...choices });
       deployments.push(deployment);
+      if (dir) profiled.push({ deployment: deployment.description, dir });
       return deployment;
     },
     load(processes) {
@@ -143,7 +148,9 @@ async function measureOn(scenario: Scenario, kind: TargetKind, options: RunOptio
     // A figure that is not a number means the harness measured nothing: it is broken, not the server slow.
     if (figure !== null && !Number.isFinite(figure)) throw new Error(`${scenario.id} ${kind}: figure "${key}" is ${figure}`);
   }
-  return { measured, noise, notes, unavailable };
+  // The profiles are written as the server processes exit.
+  const profiles = profiled.map(({ deployment, dir }) => ({ deployment, summary: summarizeProfiles(dir) }));
+  return { measured, noise, notes, unavailable, profiles };
 }
 
 function judge(row: Row, concord: number | null, bare: number | null): Omit<RowResult, 'unavailable'> {

@@ -18,7 +18,7 @@ export const history: Scenario = {
   title: 'history',
   description:
     'One quote edited by one writer at full speed until it has 10,000 updates, then 100,000. At each size, `GET /api/documents/quote/:id/versions/:seq` (admin) for 50 random seqs one after another: p95 from request to the whole body. ' +
-    'Cold load: with the server warm and the document unloaded, a client connects and syncs it (median of 5). Bare Hocuspocus keeps no history; its load is the sync of the same content held in memory.',
+    'Cold load: with the server warm, the checkpoints written and the document unloaded, a client connects; the time until the content arrives (median of 5). Bare Hocuspocus keeps no history; its load is the sync of the same content held in memory.',
   rows: [
     { key: 'lookupSmall', label: 'version lookup at 10k updates, p95', unit: 'ms', digits: 1, bar: { max: 10 }, bareless: 'no history' },
     { key: 'lookupLarge', label: 'version lookup at 100k updates, p95', unit: 'ms', digits: 1, bar: { max: 50 }, bareless: 'no history' },
@@ -45,18 +45,24 @@ export const history: Scenario = {
     }
     if (run.kind === 'concord') run.note(await verifyStored(deployment, [DOCUMENT], updates));
     // Concord loads the document from PostgreSQL once nobody has it open; bare Hocuspocus would forget it, so its writer stays.
-    if (history) await pool.close();
-    const times = [];
+    if (history) {
+      await pool.close();
+      await history.settled();
+    }
+    const [loaded, applied] = [[] as number[], [] as number[]];
     for (let i = 0; i < loads; i++) {
       await history?.unloaded();
       const startedAt = now();
       const client = await LightClient.connect({ url: deployment.server.wsUrl, document: `${TENANT}/quote/${DOCUMENT}`, token: await deployment.token('loader'), awareness: {} });
-      times.push(now() - startedAt);
+      loaded.push(client.contentArrivedAt - startedAt);
+      applied.push(now() - client.contentArrivedAt);
       await client.close();
     }
-    const load = spread(times);
-    run.note(`loads of the ${updates.toLocaleString('en')}-update document: ${times.map((ms) => fixed(ms, 0)).join(', ')} ms`);
-    return { ...figures, coldLoad: load.p50 };
+    run.note(
+      `loads of the ${updates.toLocaleString('en')}-update document, from connecting to its content arriving: ${loaded.map((ms) => fixed(ms, 0)).join(', ')} ms ` +
+        `(the client then took ${fixed(spread(applied).p50, 0)} ms to apply it)`,
+    );
+    return { ...figures, coldLoad: spread(loaded).p50 };
   },
 };
 
