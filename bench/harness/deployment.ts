@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { createStorage, type TestStorage } from '../../test/support/database.ts';
 import { RedisProcess } from '../../test/support/redis.ts';
 import { ServerProcess } from '../../test/support/server.ts';
@@ -15,8 +16,8 @@ export interface DeploymentOptions {
   instances?: number;
   /** Concord's database: a fresh PostgreSQL database (production), or the embedded PGlite (`npm start`'s default). */
   storage?: 'postgres' | 'pglite';
-  /** Node options for the server processes (`--cpu-prof`, say). */
-  nodeArgs?: string[];
+  /** With a folder, every server process writes a CPU profile below it (`--cpu-prof`), one folder per start. */
+  profileDir?: string;
 }
 
 export const TENANT = 'bench';
@@ -30,34 +31,54 @@ export class Deployment {
   readonly kind: TargetKind;
   /** What was started: "Concord on PostgreSQL, 2 instances", say. */
   readonly description: string;
-  readonly servers: ServerProcess[];
   /** Concord's database (the harness reads it to check what was stored). */
   readonly storage: TestStorage | undefined;
+  /** The CPU profiles the servers write, one folder per start (with `profileDir`). */
+  readonly profiles: Array<{ label: string; dir: string }> = [];
+  servers: ServerProcess[] = [];
+  private readonly retired: ServerProcess[] = [];
+  private readonly env: Record<string, string>[];
   private readonly redis: RedisProcess | undefined;
+  private readonly profileDir: string | undefined;
 
-  private constructor(kind: TargetKind, description: string, servers: ServerProcess[], storage?: TestStorage, redis?: RedisProcess) {
+  private constructor(options: DeploymentOptions, storage?: TestStorage, redis?: RedisProcess) {
+    const { kind, instances = 1, storage: storageKind = 'postgres' } = options;
     this.kind = kind;
-    this.description = description;
-    this.servers = servers;
+    this.description = `${kind === 'concord' ? `Concord on ${storageKind === 'postgres' ? 'PostgreSQL' : 'PGlite'}` : 'bare Hocuspocus'}${instances > 1 ? `, ${instances} instances` : ''}`;
     this.storage = storage;
     this.redis = redis;
+    this.profileDir = options.profileDir;
+    const env = { ...storage?.env, ...(redis && { REDIS_URL: redis.url }), NODE_ENV: 'production' };
+    this.env = Array.from({ length: instances }, (_, i) => ({ ...env, INSTANCE_ID: `bench-${i + 1}` }));
   }
 
-  static async start({ kind, adminUrl, instances = 1, storage: storageKind = 'postgres', nodeArgs = [] }: DeploymentOptions): Promise<Deployment> {
-    const redis = instances > 1 ? await new RedisProcess().start() : undefined;
-    const storage = kind === 'concord' ? await createStorage(storageKind, adminUrl) : undefined;
-    const env: Record<string, string> = { ...storage?.env, ...(redis && { REDIS_URL: redis.url }), NODE_ENV: 'production' };
-    const script = kind === 'bare' ? 'bench/harness/bare-server.ts' : undefined;
-    const servers = Array.from({ length: instances }, (_, i) => new ServerProcess({ ...env, INSTANCE_ID: `bench-${i + 1}` }, { script, nodeArgs }));
-    const description = `${kind === 'concord' ? `Concord on ${storageKind === 'postgres' ? 'PostgreSQL' : 'PGlite'}` : 'bare Hocuspocus'}${instances > 1 ? `, ${instances} instances` : ''}`;
-    const deployment = new Deployment(kind, description, servers, storage, redis);
+  static async start(options: DeploymentOptions): Promise<Deployment> {
+    const redis = (options.instances ?? 1) > 1 ? await new RedisProcess().start() : undefined;
+    const storage = options.kind === 'concord' ? await createStorage(options.storage ?? 'postgres', options.adminUrl) : undefined;
+    const deployment = new Deployment(options, storage, redis);
     try {
-      await Promise.all(servers.map((server) => server.start()));
+      await deployment.startServers(deployment.description);
     } catch (error) {
       await deployment.stop();
       throw error;
     }
     return deployment;
+  }
+
+  /** Stops the servers and starts new ones on the same database: nothing is loaded, and a new profile begins. */
+  async restart(): Promise<void> {
+    await Promise.all(this.servers.map((server) => server.stop()));
+    this.retired.push(...this.servers);
+    await this.startServers(`${this.description}, restarted`);
+  }
+
+  private async startServers(label: string): Promise<void> {
+    const script = this.kind === 'bare' ? 'bench/harness/bare-server.ts' : undefined;
+    const dir = this.profileDir && join(this.profileDir, String(this.profiles.length));
+    if (dir) this.profiles.push({ label, dir });
+    const nodeArgs = dir ? ['--cpu-prof', '--cpu-prof-dir', dir] : [];
+    this.servers = this.env.map((env) => new ServerProcess(env, { script, nodeArgs }));
+    await Promise.all(this.servers.map((server) => server.start()));
   }
 
   get server(): ServerProcess {
@@ -101,7 +122,7 @@ export class Deployment {
     await Promise.all(this.servers.map((server) => server.stop()));
     await this.redis?.stop();
     await this.storage?.drop();
-    return this.servers.flatMap((server) => serverProblems(server.logs));
+    return [...this.retired, ...this.servers].flatMap((server) => serverProblems(server.logs));
   }
 }
 

@@ -4,10 +4,11 @@ import { addLine } from '../../test/support/documents.ts';
 /**
  * What a bench editor does to a quote, as a person editing it would: each
  * edit is one transaction that changes one thing the audit trail and the
- * tables follow — a quantity or unit price on one of the editor's own lines,
- * a keystroke in `notes`, the title. Every edit makes exactly one new Yjs item
- * under the editor's clientID, which is how receivers and acknowledgements
- * are matched to it.
+ * tables follow. In a cycle of eight: a word typed into `notes` (three letters
+ * and a space, a keystroke each), a quantity and a unit price on one of the
+ * editor's own lines, another quantity, the title. Every edit makes exactly
+ * one new Yjs item under the editor's clientID, which is how receivers and
+ * acknowledgements are matched to it.
  */
 export class QuoteEditor {
   private readonly doc: Y.Doc;
@@ -32,14 +33,14 @@ export class QuoteEditor {
 
   /** The next edit, to run inside the client's transaction. */
   next(): void {
-    const n = ++this.count;
-    const line = this.lines[n % this.lines.length];
-    const kind = n % 4;
-    if (line && kind === 0) line.set('quantity', n);
-    else if (line && kind === 1) line.set('unitPrice', 10 + (n % 400) / 4);
-    else if (kind === 2) {
+    const n = this.count++;
+    const step = n % 8;
+    const line = this.lines[Math.floor(n / 8) % this.lines.length];
+    if (step < 4) {
       const notes = this.doc.getText('notes');
-      notes.insert(notes.length, n % 10 === 0 ? ' ' : 'abcdefghij'[n % 10]!);
-    } else this.doc.getMap('quote').set('title', `${this.name}: revision ${n}`);
+      notes.insert(notes.length, step === 3 ? ' ' : 'abcdefghijklmnopqrstuvwxyz'[(n + step) % 26]!);
+    } else if (line && (step === 4 || step === 6)) line.set('quantity', n);
+    else if (line && step === 5) line.set('unitPrice', 10 + (n % 400) / 4);
+    else this.doc.getMap('quote').set('title', `${this.name}: revision ${n}`);
   }
 }

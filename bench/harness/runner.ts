@@ -106,7 +106,6 @@ export async function runScenario(scenario: Scenario, options: RunOptions): Prom
 /** Measures `scenario` on one target; with `profileDir`, every server process writes a CPU profile there, one folder per deployment. */
 async function measureOn(scenario: Scenario, kind: TargetKind, options: RunOptions, profileDir?: string) {
   const deployments: Deployment[] = [];
-  const profiled: Array<{ deployment: string; dir: string }> = [];
   const pools: LoadPool[] = [];
   const notes: string[] = [];
   let unavailable: { reason: string; keys: string[] } | undefined;
@@ -115,11 +114,8 @@ async function measureOn(scenario: Scenario, kind: TargetKind, options: RunOptio
     kind,
     smoke: options.smoke,
     async deploy(choices = {}) {
-      const dir = profileDir && join(profileDir, String(deployments.length));
-      const nodeArgs = dir ? ['--cpu-prof', '--cpu-prof-dir', dir] : [];
-      const deployment = await Deployment.start({ kind, adminUrl: options.adminUrl, nodeArgs, ...choices });
+      const deployment = await Deployment.start({ kind, adminUrl: options.adminUrl, profileDir: profileDir && join(profileDir, String(deployments.length)), ...choices });
       deployments.push(deployment);
-      if (dir) profiled.push({ deployment: deployment.description, dir });
       return deployment;
     },
     load(processes) {
@@ -149,7 +145,7 @@ async function measureOn(scenario: Scenario, kind: TargetKind, options: RunOptio
     if (figure !== null && !Number.isFinite(figure)) throw new Error(`${scenario.id} ${kind}: figure "${key}" is ${figure}`);
   }
   // The profiles are written as the server processes exit.
-  const profiles = profiled.map(({ deployment, dir }) => ({ deployment, summary: summarizeProfiles(dir) }));
+  const profiles = deployments.flatMap((deployment) => deployment.profiles).map(({ label, dir }) => ({ deployment: label, summary: summarizeProfiles(dir) }));
   return { measured, noise, notes, unavailable, profiles };
 }
 
