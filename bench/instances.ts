@@ -39,19 +39,25 @@ try {
   const edits = { local: [] as number[], remote: [] as number[] };
   const cursors = { local: [] as number[], remote: [] as number[] };
   const sentAt = new Map<number, number>();
+  // A probe overtaken by the next one (both arrive in one message) counts as delivered with it.
+  const deliver = (latencies: number[], upTo: number, from: number, sign: 1 | -1) => {
+    const now = performance.now();
+    for (let i = from + 1; i <= upTo; i++) latencies.push(now - sentAt.get(sign * i)!);
+  };
   for (const [where, reader] of [['local', local], ['remote', remote]] as const) {
+    let lastEdit = 0;
+    let lastCursor = 0;
     reader.document.getMap('quote').observe((event) => {
-      if (!event.keysChanged.has('probe')) return;
-      const sent = sentAt.get(reader.document.getMap('quote').get('probe') as number);
-      if (sent !== undefined) edits[where].push(performance.now() - sent);
+      const probe = reader.document.getMap('quote').get('probe');
+      if (!event.keysChanged.has('probe') || typeof probe !== 'number' || probe <= lastEdit) return;
+      deliver(edits[where], probe, lastEdit, 1);
+      lastEdit = probe;
     });
     reader.awareness!.on('change', () => {
-      const probe = reader.awareness!.getStates().get(writer.document.clientID)?.cursor?.probe;
-      const sent = sentAt.get(probe);
-      if (sent !== undefined && probe !== reader.lastCursor) {
-        reader.lastCursor = probe;
-        cursors[where].push(performance.now() - sent);
-      }
+      const probe = -(reader.awareness!.getStates().get(writer.document.clientID)?.cursor?.probe ?? 0);
+      if (probe <= lastCursor) return;
+      deliver(cursors[where], probe, lastCursor, -1);
+      lastCursor = probe;
     });
   }
 
@@ -100,7 +106,7 @@ async function open(server: ServerProcess, name: string, sub: string) {
     token: await token({ sub, tenant: 'bench' }),
     document: new Y.Doc(),
     onAuthenticationFailed: ({ reason }) => console.error(`${sub} was refused: ${reason}`),
-  }) as HocuspocusProvider & { lastCursor?: number };
+  });
   providers.push(provider);
   while (!provider.isSynced) await sleep(10);
   return provider;
