@@ -8,30 +8,8 @@ import type {
 } from '@hocuspocus/server';
 import { isTransactionOrigin } from '@hocuspocus/server';
 import { isDeepStrictEqual } from 'node:util';
-import { z } from 'zod';
 import type { ConnectionContext } from '../context.ts';
-
-export const presenceStatuses = ['viewing', 'editing', 'idle'] as const;
-
-const focusSchema = z.union([
-  z.object({ lineId: z.string().max(256), field: z.string().max(256) }),
-  z.object({ sectionId: z.string().max(256) }),
-  z.object({ field: z.string().max(256) }),
-]);
-export type Focus = z.infer<typeof focusSchema>;
-
-/** One user on one instance with a document open (several tabs are one entry). */
-export interface PresenceEntry {
-  userId: string;
-  name: string;
-  status: (typeof presenceStatuses)[number];
-  focus: Focus | null;
-  instance: string;
-  /** ISO time the user's first open connection to the document was made. */
-  since: string;
-  /** ISO time of the user's last edit or awareness change. */
-  lastActiveAt: string;
-}
+import { focusSchema, presenceStatus, type PresenceEntry } from './entry.ts';
 
 interface Session {
   connection: Connection;
@@ -126,7 +104,7 @@ export class PresenceSessions implements Extension {
   private entryOf(session: Session, document: Document | undefined, now: number): PresenceEntry & { lastActive: number } {
     const clients = [...(document?.getClients(session.connection) ?? [])];
     const state = clients.map((clientId) => document!.awareness.getStates().get(clientId)).find((found) => found !== undefined);
-    const declared = z.enum(presenceStatuses).safeParse(state?.status);
+    const declared = presenceStatus.safeParse(state?.status);
     const focus = focusSchema.safeParse(state?.focus);
     const quiet = now - session.lastActiveAt >= this.idleMs;
     return {
