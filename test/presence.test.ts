@@ -1,12 +1,13 @@
 import { Redis } from 'ioredis';
 import { isDeepStrictEqual } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { waitFor } from './support/clients.ts';
-import { clusterFixture, presence } from './support/cluster.ts';
+import { synced, waitFor, type Client } from './support/clients.ts';
+import { clusterFixture, presence, stateOf } from './support/cluster.ts';
 import { postgresUrl } from './support/database.ts';
 import type { ServerProcess } from './support/server.ts';
+import { token } from './support/tokens.ts';
 
-const { start, open, defer } = clusterFixture();
+const { start, open, connect, defer } = clusterFixture();
 
 // The board's TTL (src/presence/redis-board.ts): a killed instance's users drop off within it.
 const BOARD_TTL_MS = 15_000;
@@ -14,6 +15,16 @@ const BOARD_TTL_MS = 15_000;
 /** Runs a server process with its clock `skewMs` off. */
 function skewedClock(skewMs: number): Record<string, string> {
   return { NODE_OPTIONS: `--import=${new URL('./support/skewed-clock.ts', import.meta.url).href}`, CLOCK_SKEW_MS: String(skewMs) };
+}
+
+/** Every distinct `user` that `observer` was shown in the awareness state of `of`'s client id. */
+function usersShown(observer: Client, of: Client): Set<string> {
+  const shown = new Set<string>();
+  observer.provider.awareness!.on('change', () => {
+    const user = stateOf(observer, of)?.user;
+    if (user !== undefined) shown.add(JSON.stringify(user));
+  });
+  return shown;
 }
 
 async function listed(server: ServerProcess, name: string): Promise<{ users: string[]; complete: boolean }> {
@@ -24,6 +35,41 @@ async function listed(server: ServerProcess, name: string): Promise<{ users: str
 const skipReason = postgresUrl ? '' : 'needs a real PostgreSQL: set TEST_DATABASE_URL';
 
 describe.skipIf(!postgresUrl)(`presence across instances ${skipReason}`, () => {
+  it('the first state a client sends already carries its token\'s identity; a CSS hex colour is kept, anything else dropped', async () => {
+    const { servers } = await start([{}, {}]);
+    const [one, two] = servers as [ServerProcess, ServerProcess];
+    const name = 'acme/quote/identity';
+    const bob = await open(two, name, 'bob');
+    const carol = await open(one, name, 'carol');
+    const mallory = connect(one, name, await token({ sub: 'mallory', name: 'MALLORY' }));
+    const shown = [bob, carol].map((observer) => usersShown(observer, mallory));
+    // Set before the socket opens: Hocuspocus handles this first state while the connection is being set up.
+    mallory.provider.setAwarenessField('user', { id: 'alice', name: 'Alice', color: '#0a0' });
+    mallory.provider.setAwarenessField('status', 'editing');
+    await synced(mallory);
+    for (const observer of [bob, carol]) await waitFor('mallory editing', () => stateOf(observer, mallory)?.status === 'editing');
+    for (const users of shown) expect([...users]).toEqual([JSON.stringify({ id: 'mallory', name: 'MALLORY', color: '#0a0' })]);
+
+    const colors: Array<[unknown, string | undefined]> = [
+      ['#0af', '#0af'],
+      ['#00AAFF', '#00AAFF'],
+      ['#00aaff80', '#00aaff80'],
+      ['red', undefined],
+      ['#00aaf', undefined],
+      ['#0af;background:url(https://evil.example/x)', undefined],
+      ['javascript:alert(1)', undefined],
+      [0xff0000, undefined],
+      [{ r: 255 }, undefined],
+    ];
+    for (const [round, [color, kept]] of colors.entries()) {
+      mallory.provider.awareness!.setLocalState({ user: { id: 'alice', color }, round });
+      for (const observer of [bob, carol]) {
+        const state = await waitFor(`round ${round} seen`, () => stateOf(observer, mallory)?.round === round && stateOf(observer, mallory));
+        expect(state.user).toEqual({ id: 'mallory', name: 'MALLORY', ...(kept && { color: kept }) });
+      }
+    }
+  });
+
   it('presence expires by Redis\'s clock: a skewed instance stays listed, Redis away answers incomplete and a killed instance\'s users drop off within the TTL', async () => {
     // Instance 1's clock runs a minute behind: no expiry may depend on it.
     const { servers, redis } = await start([skewedClock(-60_000), {}]);

@@ -10,6 +10,9 @@ export const focusSchema = z.union([
 ]);
 export type Focus = z.infer<typeof focusSchema>;
 
+/** A CSS hex colour (`#rgb`, `#rgba`, `#rrggbb`, `#rrggbbaa`): safe to put in any page's style. */
+export const colorSchema = z.string().regex(/^#(?:[\da-f]{3,4}|[\da-f]{6}|[\da-f]{8})$/i);
+
 /**
  * One user on one instance with a document open (several tabs are one entry):
  * what the presence route lists and what instances publish to each other.

@@ -9,7 +9,7 @@ import type {
 import { isTransactionOrigin } from '@hocuspocus/server';
 import { isDeepStrictEqual } from 'node:util';
 import type { ConnectionContext } from '../context.ts';
-import { focusSchema, presenceStatus, type PresenceEntry } from './entry.ts';
+import { colorSchema, focusSchema, presenceStatus, type PresenceEntry } from './entry.ts';
 
 interface Session {
   connection: Connection;
@@ -22,7 +22,7 @@ interface Session {
  * Who has which document open on this instance, and what their awareness
  * says. The identity in an awareness state is always the token's: the `user`
  * of every state a connection sends is stamped with its user id and name
- * (only a `color` of the client's own is kept), and a connection cannot speak
+ * (only a valid `color` of the client's own is kept), and a connection cannot speak
  * for an awareness client id another connection of the document uses. The
  * identity thus travels as the token says to the other clients and, through
  * Redis, to the other instances.
@@ -65,21 +65,22 @@ export class PresenceSessions implements Extension {
 
   async beforeHandleAwareness({ states, connection, document, documentName }: beforeHandleAwarenessPayload): Promise<void> {
     // Relayed states were stamped by the instance their connection is on.
-    const session = connection && this.byDocument.get(documentName)?.get(connection);
-    if (!session) return;
-    const { principal } = session.context;
+    if (!connection) return;
+    // Set at authentication, before any message of the connection is handled (`connected` may come later).
+    const { principal } = connection.context as ConnectionContext;
     let changed = false;
     for (const [clientId, state] of states) {
       // A state must be an object to carry an identity; anything else is dropped.
-      if (state === null || typeof state !== 'object' || Array.isArray(state) || this.spokenForElsewhere(document, clientId, session)) {
+      if (state === null || typeof state !== 'object' || Array.isArray(state) || this.spokenForElsewhere(document, clientId, connection)) {
         states.delete(clientId);
         continue;
       }
-      const color = typeof state.user?.color === 'string' ? state.user.color.slice(0, 64) : undefined;
-      state.user = { id: principal.userId, name: principal.name, ...(color && { color }) };
+      const color = colorSchema.safeParse(state.user?.color);
+      state.user = { id: principal.userId, name: principal.name, ...(color.success && { color: color.data }) };
       changed ||= isChange(document.awareness.getStates().get(clientId), state);
     }
-    if (changed) this.active(documentName, session);
+    const session = this.byDocument.get(documentName)?.get(connection);
+    if (changed && session) this.active(documentName, session);
   }
 
   /** The users who have `documentName` open on this instance. */
@@ -124,8 +125,8 @@ export class PresenceSessions implements Extension {
    * relayed from another instance may be taken over: its client may have
    * reconnected here after that instance stopped.)
    */
-  private spokenForElsewhere(document: Document, clientId: number, session: Session): boolean {
-    return document.getConnections().some((other) => other !== session.connection && document.getClients(other).has(clientId));
+  private spokenForElsewhere(document: Document, clientId: number, connection: Connection): boolean {
+    return document.getConnections().some((other) => other !== connection && document.getClients(other).has(clientId));
   }
 
   private active(documentName: string, session: Session): void {
