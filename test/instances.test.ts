@@ -1,53 +1,26 @@
 import { isDeepStrictEqual } from 'node:util';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Database } from '../src/db/database.ts';
 import { renderDocument } from '../src/documents/service.ts';
 import { parseDocumentName } from '../src/documents/name.ts';
 import { replay } from '../src/persistence/replay.ts';
-import { acknowledged, connect, synced, waitFor, type Client } from './support/clients.ts';
-import { createStorage, postgresUrl, type TestStorage } from './support/database.ts';
+import { acknowledged, waitFor, type Client } from './support/clients.ts';
+import { clusterFixture, presence, stateOf } from './support/cluster.ts';
+import { postgresUrl } from './support/database.ts';
 import { addLine, api, lineById } from './support/documents.ts';
 import { fieldChanges, loggedUpdates, openTestDatabase, rowsOf } from './support/inspect.ts';
-import { RedisProcess } from './support/redis.ts';
 import { ServerProcess } from './support/server.ts';
 import { TcpProxy } from './support/tcp-proxy.ts';
 import { token } from './support/tokens.ts';
 
-const cleanups: Array<() => Promise<void> | void> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
+const { start, open, defer } = clusterFixture();
 
-interface Cluster {
-  storage: TestStorage;
-  redis: RedisProcess;
-  db: Database;
-  servers: ServerProcess[];
-}
-
-/** `count` server processes on one fresh PostgreSQL database and one Redis of the test's own. */
-async function cluster(count: number, env: Record<string, string> = {}): Promise<Cluster> {
-  const storage = await createStorage('postgres');
-  cleanups.push(() => storage.drop());
-  const redis = await new RedisProcess().start();
-  cleanups.push(() => redis.stop());
-  const servers: ServerProcess[] = [];
-  for (let i = 0; i < count; i++) {
-    const server = await new ServerProcess({ ...storage.env, REDIS_URL: redis.url, INSTANCE_ID: `instance-${i + 1}`, ...env }).start();
-    cleanups.push(() => server.stop('SIGKILL'));
-    servers.push(server);
-  }
-  const db = await openTestDatabase(storage);
-  cleanups.push(() => db.close());
-  return { storage, redis, db, servers };
-}
-
-async function open(server: ServerProcess | string, name: string, sub: string, role = 'editor'): Promise<Client> {
-  const url = typeof server === 'string' ? server : server.wsUrl;
-  const client = connect(url, name, await token({ sub, name: sub.toUpperCase(), role }));
-  cleanups.push(() => client.provider.destroy());
-  await synced(client);
-  return client;
+/** `count` instances on one fresh PostgreSQL database and one Redis of the test's own, and that database opened here. */
+async function cluster(count: number, env: Record<string, string> = {}) {
+  const started = await start(Array.from({ length: count }, () => env));
+  const db = await openTestDatabase(started.storage);
+  defer(() => db.close());
+  return { ...started, db };
 }
 
 function sameContent(a: Client, b: Client, name: string): boolean {
@@ -67,17 +40,6 @@ async function fromLog(db: Database, name: string) {
 
 function rendered(client: Client, name: string) {
   return renderDocument(parseDocumentName(name), client.doc);
-}
-
-async function presence(server: ServerProcess, name: string) {
-  const { id, kind } = parseDocumentName(name);
-  const response = await api(server.httpUrl, await token({ sub: 'observer', role: 'viewer' }), 'GET', `/api/documents/${kind}/${id}/presence`);
-  expect(response.status).toBe(200);
-  return response.body as { users: Array<{ userId: string; name: string; status: string; focus: unknown; instance: string; since: string }>; complete: boolean };
-}
-
-function stateOf(client: Client, of: Client): Record<string, any> | undefined {
-  return client.provider.awareness!.getStates().get(of.doc.clientID);
 }
 
 const skipReason = postgresUrl ? '' : 'needs a real PostgreSQL: set TEST_DATABASE_URL';
@@ -237,7 +199,7 @@ describe.skipIf(!postgresUrl)(`several instances through Redis ${skipReason}`, (
     const { servers, db } = await cluster(2);
     const [one, two] = servers as [ServerProcess, ServerProcess];
     const balancer = await new TcpProxy({ host: '127.0.0.1', port: one.port }).listen();
-    cleanups.push(() => balancer.close());
+    defer(() => balancer.close());
     const name = 'acme/quote/failover';
     const alice = await open(`ws://127.0.0.1:${balancer.port}`, name, 'alice');
     const dave = await open(one, name, 'dave'); // connected to instance 1 directly: gone with it
@@ -278,10 +240,10 @@ describe.skipIf(!postgresUrl)(`several instances through Redis ${skipReason}`, (
     const { servers, db, storage, redis } = await cluster(1, survivorEnv);
     const database = new URL(storage.databaseUrl!);
     const postgres = await new TcpProxy({ host: database.hostname, port: Number(database.port || 5432) }).listen();
-    cleanups.push(() => postgres.close());
+    defer(() => postgres.close());
     database.port = String(postgres.port);
     const doomed = await new ServerProcess({ ...storage.env, DATABASE_URL: database.toString(), REDIS_URL: redis.url, INSTANCE_ID: 'doomed' }).start();
-    cleanups.push(() => doomed.stop('SIGKILL'));
+    defer(() => doomed.stop('SIGKILL'));
     const name = 'acme/quote/relayed';
     const alice = await open(doomed, name, 'alice');
     const carol = await open(servers[0]!, name, 'carol');
@@ -338,7 +300,7 @@ describe.skipIf(!postgresUrl)(`several instances through Redis ${skipReason}`, (
     const { servers, db, redis } = await cluster(2);
     const [one, two] = servers as [ServerProcess, ServerProcess];
     const balancer = await new TcpProxy({ host: '127.0.0.1', port: one.port }).listen();
-    cleanups.push(() => balancer.close());
+    defer(() => balancer.close());
     const name = 'acme/quote/outage';
     const alice = await open(`ws://127.0.0.1:${balancer.port}`, name, 'alice');
     const bob = await open(two, name, 'bob');
