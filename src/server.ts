@@ -25,17 +25,18 @@ import { DocumentStore } from './persistence/document-store.ts';
 import { Persistence, type RelayedContent } from './persistence/extension.ts';
 import { UpdateLog } from './persistence/update-log.ts';
 import { AuditTrail } from './audit/trail.ts';
-import { connectRedis, ensureUniqueIdentity, instanceIdentity } from './cluster/redis.ts';
-import { InstanceRelay } from './cluster/relay.ts';
-import { OrphanRecovery } from './persistence/orphans.ts';
+import { connectRedis, instanceIdentity, watchResponsiveness } from './cluster/redis.ts';
+import { ensureUniqueIdentity, InstanceRelay } from './cluster/relay.ts';
+import { LogFollower } from './persistence/log-follower.ts';
+import { UnloggedBeacon } from './cluster/unlogged-beacon.ts';
 import { Presence } from './presence/presence.ts';
 import { RedisPresenceBoard } from './presence/redis-board.ts';
 import { RelayedRows } from './projection/relayed-rows.ts';
 import { Recorder } from './projection/recorder.ts';
+import { within } from './timeouts.ts';
 
 const SHUTDOWN_DRAIN_MS = 10_000;
-// How long relayed content may go unlogged before this instance logs it (see OrphanRecovery).
-const ORPHAN_GRACE_MS = 5_000;
+const REDIS_GOODBYE_MS = 1_000;
 
 export async function openDatabase(config: Config, log: Logger): Promise<Database> {
   if (config.DATABASE_URL) return createPostgresDatabase(config.DATABASE_URL, log);
@@ -79,8 +80,10 @@ export async function createConcord(config: Config, log: Logger) {
   const redis = config.REDIS_URL ? connectRedis(config.REDIS_URL, log) : null;
   if (redis) await ensureUniqueIdentity(redis, instance, log);
   const relay = redis && new InstanceRelay(redis, instance, log);
-  const relayed: RelayedContent | undefined = redis
-    ? { rows: new RelayedRows(db, updateLog, log, metrics), orphans: new OrphanRecovery(store, updateLog, log, metrics, ORPHAN_GRACE_MS) }
+  const stopWatching = redis && relay && watchResponsiveness([redis, ...relay.connections], log);
+  const beacon = redis && new UnloggedBeacon(redis, instance, () => updateLog.pendingDocuments(), log);
+  const relayed: RelayedContent | undefined = beacon
+    ? { rows: new RelayedRows(db, updateLog, log, metrics), follower: new LogFollower(store, beacon, log, metrics) }
     : undefined;
   const presence = new Presence({
     instance,
@@ -97,7 +100,12 @@ export async function createConcord(config: Config, log: Logger) {
       new Persistence(updateLog, store, recorder, log, metrics, config.MAX_BACKLOG_BYTES, relayed),
       presence.sessions,
       new DatabaseExtension({
-        fetch: ({ documentName }) => store.load(parseDocumentName(documentName)),
+        fetch: async ({ documentName }) => {
+          const document = parseDocumentName(documentName);
+          const { state, version } = await store.load(document);
+          relayed?.follower.loaded(document, state, version);
+          return state;
+        },
         store: ({ documentName }) => store.allCommitted(parseDocumentName(documentName)),
       }),
       ...(relay ? [relay] : []),
@@ -115,7 +123,7 @@ export async function createConcord(config: Config, log: Logger) {
       },
       ...(redis && {
         redis: async () => {
-          if (redis.status !== 'ready') throw new Error(`Redis is ${redis.status}`);
+          if (redis.status !== 'ready' || !relay?.redisAnswers) throw new Error('Redis is not connected');
           await redis.ping();
         },
       }),
@@ -162,11 +170,14 @@ export async function createConcord(config: Config, log: Logger) {
       httpServer.close();
       for (const ws of sockets.clients) ws.close(1012, 'server restarting');
       hocuspocus.closeConnections();
-      await Promise.race([updateLog.whenDrained(), new Promise((resolve) => setTimeout(resolve, SHUTDOWN_DRAIN_MS).unref())]);
+      await within(updateLog.whenDrained(), SHUTDOWN_DRAIN_MS, () => undefined);
       updateLog.close();
       relayed?.rows.close();
-      relayed?.orphans.close();
-      await presence.close();
+      relayed?.follower.close();
+      beacon?.close();
+      stopWatching?.();
+      // Taking this instance's users off the board is a courtesy (they expire anyway): Redis may not answer.
+      await within(presence.close(), REDIS_GOODBYE_MS, () => undefined);
       await relay?.onDestroy();
       redis?.disconnect();
       await checkpointer.close();

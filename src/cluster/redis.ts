@@ -2,11 +2,14 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { Redis } from 'ioredis';
 import type { Logger } from '../log.ts';
+import { within } from '../timeouts.ts';
 
 export type { Redis };
 
 // ioredis reports every failed reconnection attempt; one line per outage is enough.
 const ERROR_LOG_INTERVAL_MS = 30_000;
+const PING_INTERVAL_MS = 5_000;
+const PING_TIMEOUT_MS = 2_000;
 
 /**
  * The Redis connection of this instance (presence and readiness use it; the
@@ -29,19 +32,23 @@ export function connectRedis(url: string, log: Logger): Redis {
 }
 
 /**
- * Refuses to start as an identity a running instance already has: the relay
- * ignores messages carrying its own identity, so two instances sharing one
- * would silently stop hearing each other. Each instance listens on a reply
- * channel named after its identity (extension-redis: `<prefix>#reply:<id>`).
- * Redis not answering in time is not a reason to refuse: it may come later.
+ * Drops and reopens a connection whose Redis stopped answering without closing
+ * it (commands would otherwise wait behind it for ever); reconnecting hands
+ * over to the usual reconnection handling.
  */
-export async function ensureUniqueIdentity(redis: Redis, identity: string, log: Logger): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const listeners = redis.pubsub('NUMSUB', `concord#reply:${identity}`) as Promise<[string, number]>;
-  const answer = await Promise.race([listeners, new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), 2_000)))]);
-  clearTimeout(timer);
-  if (answer === null) log.warn({ code: 'redis-unavailable' }, 'Redis did not answer at start; not checking that the instance identity is unique');
-  else if (Number(answer[1]) > 0) throw new Error(`another running instance has the identity "${identity}": give each instance its own INSTANCE_ID`);
+export function watchResponsiveness(clients: Redis[], log: Logger): () => void {
+  const timer = setInterval(() => {
+    for (const client of clients) {
+      if (client.status !== 'ready') continue;
+      void within(client.ping(), PING_TIMEOUT_MS, () => null).then((answer) => {
+        if (answer !== null) return;
+        log.warn({ code: 'redis-unresponsive' }, 'Redis did not answer a ping; reconnecting');
+        client.disconnect(true);
+      }, () => {});
+    }
+  }, PING_INTERVAL_MS);
+  timer.unref();
+  return () => clearInterval(timer);
 }
 
 /** A name no other instance has: the configured one, or host, pid and a random suffix. */

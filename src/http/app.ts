@@ -3,6 +3,7 @@ import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { ConcordError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
+import { within } from '../timeouts.ts';
 
 export interface HttpDependencies {
   log: Logger;
@@ -61,16 +62,12 @@ export function createHttpApp({ log, instance, metrics, readiness, refreshGauges
 }
 
 async function answers(check: () => Promise<void>): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error('timed out')), READINESS_TIMEOUT_MS);
-  });
   try {
-    await Promise.race([check(), timeout]);
+    await within(check(), READINESS_TIMEOUT_MS, () => {
+      throw new Error('timed out');
+    });
     return true;
   } catch {
     return false;
-  } finally {
-    clearTimeout(timer);
   }
 }

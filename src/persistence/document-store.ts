@@ -4,7 +4,7 @@ import type { Database, Sql } from '../db/database.ts';
 import type { Author } from '../context.ts';
 import { clearTablesStale, documentVersion, ensureDocument, lockDocuments, markTablesStale } from '../db/documents.ts';
 import { headerVersion } from '../db/tables.ts';
-import { appendUpdates, readUpdates } from '../db/updates.ts';
+import { appendUpdates, readUpdates, type LoggedUpdate } from '../db/updates.ts';
 import { kindOf } from '../documents/kinds.ts';
 import type { DocumentName } from '../documents/name.ts';
 import { ConcordError } from '../errors.ts';
@@ -34,7 +34,8 @@ export class DocumentStore {
     this.checkpointer = checkpointer;
   }
 
-  async load(document: DocumentName): Promise<Uint8Array> {
+  /** The document's state as the log holds it, and the seq that is. */
+  async load(document: DocumentName): Promise<{ state: Uint8Array; version: number }> {
     let loaded;
     try {
       loaded = await this.db.transaction(document.tenant, async (sql) => {
@@ -51,7 +52,7 @@ export class DocumentStore {
     const doc = replay(checkpoint, tail);
     try {
       if (version > 0 && tablesBehind) await this.rebuildTables(document, doc, version);
-      return Y.encodeStateAsUpdate(doc);
+      return { state: Y.encodeStateAsUpdate(doc), version };
     } finally {
       doc.destroy();
     }
@@ -65,7 +66,7 @@ export class DocumentStore {
    */
   private async rebuildTables(document: DocumentName, doc: Y.Doc, version: number): Promise<void> {
     try {
-      const rows = new DocumentTracker(kindOf(document.kind), doc, document.id).allRows();
+      const rows = new DocumentTracker(kindOf(document.kind), doc, document.id).rows();
       await this.db.transaction(document.tenant, async (sql) => {
         await lockDocuments(sql, [document.name]);
         if ((await documentVersion(sql, document.name)) !== version) return;
@@ -92,9 +93,9 @@ export class DocumentStore {
     return (await this.db.transaction(document.tenant, (sql) => documentVersion(sql, document.name))) ?? 0;
   }
 
-  /** The part of `update` the log does not hold, or null when it holds all of it. */
-  async unlogged(document: DocumentName, update: Uint8Array): Promise<Uint8Array | null> {
-    return this.db.transaction(document.tenant, async (sql) => partNotLogged(sql, document, update));
+  /** The document's logged updates after `afterSeq`, in order. */
+  async updatesAfter(document: DocumentName, afterSeq: number): Promise<LoggedUpdate[]> {
+    return this.db.transaction(document.tenant, (sql) => readUpdates(sql, document.name, afterSeq));
   }
 
   /**

@@ -3,10 +3,12 @@ import {
   type afterLoadDocumentPayload,
   type afterUnloadDocumentPayload,
   type beforeHandleMessagePayload,
+  type beforeSyncPayload,
   type beforeUnloadDocumentPayload,
   type connectedPayload,
   type Extension,
 } from '@hocuspocus/server';
+import { messageYjsSyncStep1 } from 'y-protocols/sync';
 import type * as Y from 'yjs';
 import { authorOf, isServerEdit } from '../context.ts';
 import { toPgJson } from '../db/json.ts';
@@ -21,13 +23,13 @@ import { DocumentTracker, type DocumentChanges, type LayoutViolation } from '../
 import { holdsAll, readFrame, readUpdateReach } from '../protocol.ts';
 import { AckGatedSocket } from './acknowledgements.ts';
 import type { DocumentStore } from './document-store.ts';
-import type { OrphanRecovery } from './orphans.ts';
+import type { LogFollower } from './log-follower.ts';
 import type { UpdateLog } from './update-log.ts';
 
 /** With several instances: what is done with content relayed from the others (never logged here, see InstanceRelay). */
 export interface RelayedContent {
   rows: RelayedRows;
-  orphans: OrphanRecovery;
+  follower: LogFollower;
 }
 
 function isRelayed(origin: unknown): boolean {
@@ -87,10 +89,27 @@ export class Persistence implements Extension {
     }
     connection.webSocket.expectWrite(connection.messageAddress, {
       // Even a write that adds nothing new (a resend after a reconnect, say) is
-      // acknowledged only once what the document holds is committed.
-      earlier: this.updateLog.committedSoFar(document.name),
+      // acknowledged only once what the document holds is committed, including
+      // what other instances relayed to it.
+      earlier: this.relayed
+        ? Promise.all([this.updateLog.committedSoFar(document.name), this.relayed.follower.logged(document.name)])
+        : this.updateLog.committedSoFar(document.name),
       parked: () => !holdsAll(document, reach),
     });
+  }
+
+  /**
+   * Before answering a client's first sync step, with several instances: the
+   * document takes in what other instances logged and it lacks, so that the
+   * client does not send those updates back as its own.
+   */
+  async beforeSync({ documentName, document, type }: beforeSyncPayload): Promise<void> {
+    if (!this.relayed || type !== messageYjsSyncStep1) return;
+    try {
+      await this.relayed.follower.bringUpToLog(documentName, document);
+    } catch (error) {
+      this.log.warn({ err: error, code: 'catch-up-failed', document: documentName }, 'could not bring the document up to the log before a sync');
+    }
   }
 
   async connected({ connection }: connectedPayload): Promise<void> {
@@ -108,7 +127,7 @@ export class Persistence implements Extension {
       this.log.error({ err: error, code: 'tracking-failed', document: name.name }, 'could not read the document through its layout');
     }
     document.on('afterTransaction', (transaction: Y.Transaction) => tracker && this.track(name, tracker, transaction));
-    document.on('update', (update: Uint8Array, origin: unknown, doc: Y.Doc, transaction: Y.Transaction) => this.logUpdate(name, update, origin, doc, transaction));
+    document.on('update', (update: Uint8Array, origin: unknown, _doc: Y.Doc, transaction: Y.Transaction) => this.logUpdate(name, update, origin, transaction));
   }
 
   /**
@@ -117,15 +136,16 @@ export class Persistence implements Extension {
    * would not try again).
    */
   async beforeUnloadDocument({ instance, document, documentName }: beforeUnloadDocumentPayload): Promise<void> {
-    if (!this.updateLog.hasPending(documentName)) return;
-    void this.updateLog.whenDrained(documentName).then(() => instance.unloadDocument(document));
-    throw new Error(`${documentName} still has updates that are not committed`);
+    const follower = this.relayed?.follower;
+    if (!this.updateLog.hasPending(documentName) && !follower?.hasUnlogged(documentName)) return;
+    void Promise.all([this.updateLog.whenDrained(documentName), follower?.logged(documentName)]).then(() => instance.unloadDocument(document));
+    throw new Error(`${documentName} still has updates that are not logged`);
   }
 
   async afterUnloadDocument({ documentName }: afterUnloadDocumentPayload): Promise<void> {
     this.store.unloaded(parseDocumentName(documentName));
     this.recorder.forget([documentName]);
-    this.relayed?.orphans.forget(documentName);
+    this.relayed?.follower.forget(documentName);
   }
 
   /** Every transaction moves the tracker on; those that will be logged keep what they changed, with the header row. */
@@ -134,7 +154,7 @@ export class Persistence implements Extension {
       if (authorOf(transaction.origin)) this.changesOf.set(transaction, tracker.observe(transaction));
       else {
         const { rows } = tracker.follow(transaction);
-        if (isRelayed(transaction.origin)) this.relayed?.rows.touched(document, rows, () => kindOf(document.kind).headerRow(tracker));
+        if (isRelayed(transaction.origin)) this.relayed?.rows.touched(document, rows.members.keys(), (ids) => tracker.rows(ids));
       }
     } catch (error) {
       // Never let a projection bug stop an update from being applied and logged.
@@ -153,9 +173,9 @@ export class Persistence implements Extension {
   }
 
   // Runs inside Y.applyUpdate, where y-protocols swallows exceptions: it must not throw.
-  private logUpdate(document: DocumentName, update: Uint8Array, origin: unknown, doc: Y.Doc, transaction: Y.Transaction): void {
+  private logUpdate(document: DocumentName, update: Uint8Array, origin: unknown, transaction: Y.Transaction): void {
     const author = authorOf(origin);
-    if (isRelayed(origin)) this.relayed?.orphans.relayed(document, doc);
+    if (isRelayed(origin)) this.relayed?.follower.relayed(document.name, update);
     if (!author || !isTransactionOrigin(origin)) return; // the second test only narrows the type
     try {
       this.metrics.updatesReceived.inc();

@@ -1,6 +1,7 @@
 import type { Document } from '@hocuspocus/server';
 import type { Logger } from '../log.ts';
-import { PresenceSessions, type PresenceEntry } from './sessions.ts';
+import type { PresenceEntry } from './entry.ts';
+import { PresenceSessions } from './sessions.ts';
 
 /** Where every instance publishes who has which document open, and reads the others'. */
 export interface PresenceBoard {

@@ -1,32 +1,22 @@
 import { z } from 'zod';
 import type { Redis } from '../cluster/redis.ts';
+import { presenceEntrySchema, type PresenceEntry } from './entry.ts';
 import type { PresenceBoard } from './presence.ts';
-import { presenceStatuses, type PresenceEntry } from './sessions.ts';
 
 // A killed instance's users drop off the board within this long.
 const TTL_MS = 15_000;
 const READ_TIMEOUT_MS = 1_000;
 
-const publication = z.object({
-  expiresAt: z.number(),
-  entries: z.array(
-    z.object({
-      userId: z.string(),
-      name: z.string(),
-      status: z.enum(presenceStatuses),
-      focus: z.record(z.string(), z.string()).nullable(),
-      instance: z.string(),
-      since: z.string(),
-      lastActiveAt: z.string(),
-    }),
-  ),
-});
+const publication = z.array(presenceEntrySchema);
 
 /**
- * Presence in Redis: one hash per document, one field per instance holding
- * its users and when that expires. Each instance republishes before then, so
- * an instance that stops (or is killed) drops off by itself; the hash expires
- * with its last publisher.
+ * Presence in Redis, expired by Redis's own clock: the instances' clocks are
+ * never compared. Per document, each instance keeps its users in a key of its
+ * own, written with a TTL that every publication renews, and a set names the
+ * instances that published, to find their keys (it expires with its last
+ * publisher). An instance that stops publishing (killed) drops off when its
+ * key expires. Readers then take it out of the set; nothing else ever deletes
+ * another instance's data, and its next publication puts it back.
  */
 export class RedisPresenceBoard implements PresenceBoard {
   readonly ttlMs = TTL_MS;
@@ -39,54 +29,58 @@ export class RedisPresenceBoard implements PresenceBoard {
   }
 
   async publish(documentName: string, entries: PresenceEntry[]): Promise<void> {
-    this.ensureConnected();
-    const key = keyOf(documentName);
+    const publishers = publishersKey(documentName);
+    const users = usersKey(documentName, this.instance);
     if (entries.length === 0) {
-      await this.redis.hdel(key, this.instance);
+      await this.connected().multi().del(users).srem(publishers, this.instance).exec();
       return;
     }
-    await this.redis
+    await this.connected()
       .multi()
-      .hset(key, this.instance, JSON.stringify({ expiresAt: Date.now() + TTL_MS, entries }))
-      .pexpire(key, TTL_MS)
+      .set(users, JSON.stringify(entries), 'PX', TTL_MS)
+      .sadd(publishers, this.instance)
+      .pexpire(publishers, TTL_MS)
       .exec();
   }
 
   async others(documentName: string): Promise<PresenceEntry[]> {
-    this.ensureConnected();
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error('Redis did not answer in time')), READ_TIMEOUT_MS);
     });
-    const fields = await Promise.race([this.redis.hgetall(keyOf(documentName)), timeout]).finally(() => clearTimeout(timer));
-    const now = Date.now();
-    const entries: PresenceEntry[] = [];
-    const expired: string[] = [];
-    for (const [instance, value] of Object.entries(fields)) {
-      if (instance === this.instance) continue;
-      const parsed = publication.safeParse(parseJson(value));
-      if (parsed.success && parsed.data.expiresAt > now) entries.push(...(parsed.data.entries as PresenceEntry[]));
-      else expired.push(instance);
-    }
-    // Instances that stopped without taking their users off.
-    if (expired.length > 0) this.redis.hdel(keyOf(documentName), ...expired).catch(() => {});
-    return entries;
+    return Promise.race([this.read(documentName), timeout]).finally(() => clearTimeout(timer));
+  }
+
+  private async read(documentName: string): Promise<PresenceEntry[]> {
+    const publishers = publishersKey(documentName);
+    const instances = (await this.connected().smembers(publishers)).filter((instance) => instance !== this.instance);
+    if (instances.length === 0) return [];
+    const published = await this.connected().mget(instances.map((instance) => usersKey(documentName, instance)));
+    const expired = instances.filter((_, index) => published[index] === null);
+    if (expired.length > 0 && this.redis.status === 'ready') this.redis.srem(publishers, ...expired).catch(() => {});
+    return published.flatMap((value) => (value === null ? [] : parsePublication(value)));
   }
 
   /** Commands wait for Redis while it is away; presence would rather say so at once. */
-  private ensureConnected(): void {
+  private connected(): Redis {
     if (this.redis.status !== 'ready') throw new Error(`Redis is ${this.redis.status}`);
+    return this.redis;
   }
 }
 
-function keyOf(documentName: string): string {
-  return `concord:presence:${documentName}`;
+// The braces put a document's keys in one Redis Cluster slot, as MULTI and MGET need.
+function publishersKey(documentName: string): string {
+  return `concord:presence:{${documentName}}`;
 }
 
-function parseJson(value: string): unknown {
+function usersKey(documentName: string, instance: string): string {
+  return `concord:presence:{${documentName}}:${instance}`;
+}
+
+function parsePublication(value: string): PresenceEntry[] {
   try {
-    return JSON.parse(value);
+    return publication.parse(JSON.parse(value));
   } catch {
-    return null;
+    return [];
   }
 }

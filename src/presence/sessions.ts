@@ -8,30 +8,9 @@ import type {
 } from '@hocuspocus/server';
 import { isTransactionOrigin } from '@hocuspocus/server';
 import { isDeepStrictEqual } from 'node:util';
-import { z } from 'zod';
+import { outdatedTimeout } from 'y-protocols/awareness';
 import type { ConnectionContext } from '../context.ts';
-
-export const presenceStatuses = ['viewing', 'editing', 'idle'] as const;
-
-const focusSchema = z.union([
-  z.object({ lineId: z.string().max(256), field: z.string().max(256) }),
-  z.object({ sectionId: z.string().max(256) }),
-  z.object({ field: z.string().max(256) }),
-]);
-export type Focus = z.infer<typeof focusSchema>;
-
-/** One user on one instance with a document open (several tabs are one entry). */
-export interface PresenceEntry {
-  userId: string;
-  name: string;
-  status: (typeof presenceStatuses)[number];
-  focus: Focus | null;
-  instance: string;
-  /** ISO time the user's first open connection to the document was made. */
-  since: string;
-  /** ISO time of the user's last edit or awareness change. */
-  lastActiveAt: string;
-}
+import { colorSchema, focusSchema, presenceStatus, type PresenceEntry } from './entry.ts';
 
 interface Session {
   connection: Connection;
@@ -44,10 +23,10 @@ interface Session {
  * Who has which document open on this instance, and what their awareness
  * says. The identity in an awareness state is always the token's: the `user`
  * of every state a connection sends is stamped with its user id and name
- * (only a `color` of the client's own is kept), and a connection cannot speak
- * for an awareness client id another connection of the document uses. The
- * identity thus travels as the token says to the other clients and, through
- * Redis, to the other instances.
+ * (only a valid `color` of the client's own is kept), and a connection cannot
+ * speak for an awareness client id that another client uses, on this instance
+ * or on another one. The identity thus travels as the token says to the other
+ * clients and, through Redis, to the other instances.
  */
 export class PresenceSessions implements Extension {
   extensionName = 'concord-presence';
@@ -76,32 +55,33 @@ export class PresenceSessions implements Extension {
     this.changed(documentName);
   }
 
-  /** Edits count as activity. */
   async afterLoadDocument({ document, documentName }: afterLoadDocumentPayload): Promise<void> {
+    // Edits count as activity.
     document.on('update', (_update: Uint8Array, origin: unknown) => {
-      if (!isTransactionOrigin(origin) || origin.source !== 'connection') return;
-      const session = this.byDocument.get(documentName)?.get(origin.connection);
+      const session = isTransactionOrigin(origin) && origin.source === 'connection' && this.byDocument.get(documentName)?.get(origin.connection);
       if (session) this.active(documentName, session);
     });
+    recordAwarenessOwners(document);
   }
 
   async beforeHandleAwareness({ states, connection, document, documentName }: beforeHandleAwarenessPayload): Promise<void> {
     // Relayed states were stamped by the instance their connection is on.
-    const session = connection && this.byDocument.get(documentName)?.get(connection);
-    if (!session) return;
-    const { principal } = session.context;
+    if (!connection) return;
+    // Set at authentication, before any message of the connection is handled (`connected` may come later).
+    const { principal } = connection.context as ConnectionContext;
     let changed = false;
     for (const [clientId, state] of states) {
       // A state must be an object to carry an identity; anything else is dropped.
-      if (state === null || typeof state !== 'object' || Array.isArray(state) || this.spokenForElsewhere(document, clientId, session)) {
+      if (state === null || typeof state !== 'object' || Array.isArray(state) || speaksForAnother(document, clientId, connection)) {
         states.delete(clientId);
         continue;
       }
-      const color = typeof state.user?.color === 'string' ? state.user.color.slice(0, 64) : undefined;
-      state.user = { id: principal.userId, name: principal.name, ...(color && { color }) };
+      const color = colorSchema.safeParse(state.user?.color);
+      state.user = { id: principal.userId, name: principal.name, ...(color.success && { color: color.data }) };
       changed ||= isChange(document.awareness.getStates().get(clientId), state);
     }
-    if (changed) this.active(documentName, session);
+    const session = this.byDocument.get(documentName)?.get(connection);
+    if (changed && session) this.active(documentName, session);
   }
 
   /** The users who have `documentName` open on this instance. */
@@ -126,7 +106,7 @@ export class PresenceSessions implements Extension {
   private entryOf(session: Session, document: Document | undefined, now: number): PresenceEntry & { lastActive: number } {
     const clients = [...(document?.getClients(session.connection) ?? [])];
     const state = clients.map((clientId) => document!.awareness.getStates().get(clientId)).find((found) => found !== undefined);
-    const declared = z.enum(presenceStatuses).safeParse(state?.status);
+    const declared = presenceStatus.safeParse(state?.status);
     const focus = focusSchema.safeParse(state?.focus);
     const quiet = now - session.lastActiveAt >= this.idleMs;
     return {
@@ -141,19 +121,40 @@ export class PresenceSessions implements Extension {
     };
   }
 
-  /**
-   * Whether another connection here speaks for `clientId`. (One whose state was
-   * relayed from another instance may be taken over: its client may have
-   * reconnected here after that instance stopped.)
-   */
-  private spokenForElsewhere(document: Document, clientId: number, session: Session): boolean {
-    return document.getConnections().some((other) => other !== session.connection && document.getClients(other).has(clientId));
-  }
-
   private active(documentName: string, session: Session): void {
     session.lastActiveAt = Date.now();
     this.changed(documentName);
   }
+}
+
+/**
+ * Whether `clientId` is another client's: one that another connection here
+ * speaks for, or one whose state another instance relays and renewed within
+ * y-protocols' `outdatedTimeout` (30 s; providers renew every 15 s). A relayed
+ * state older than that is a client that is gone, which may have reconnected
+ * here after its instance stopped: its id may be taken over.
+ */
+function speaksForAnother(document: Document, clientId: number, connection: Connection): boolean {
+  if (document.getClients(connection).has(clientId)) return false;
+  if (document.getConnections().some((other) => document.getClients(other).has(clientId))) return true;
+  const lastUpdated = document.awareness.meta.get(clientId)?.lastUpdated;
+  return document.awareness.getStates().has(clientId) && lastUpdated !== undefined && Date.now() - lastUpdated <= outdatedTimeout;
+}
+
+/**
+ * Hocuspocus records a connection's awareness client ids only when they are
+ * new to the document (y-protocols' `added`). A client id that comes back (a
+ * provider reconnecting with its state already known here, a gone relayed
+ * client taken over) is `updated` instead; recording those too keeps the
+ * ownership `speaksForAnother` reads complete, and lets Hocuspocus remove
+ * their states when the connection closes.
+ */
+function recordAwarenessOwners(document: Document): void {
+  document.awareness.on('update', ({ updated }: { updated: number[] }, origin: unknown) => {
+    if (!isTransactionOrigin(origin) || origin.source !== 'connection') return;
+    const owned = document.getClients(origin.connection);
+    for (const clientId of updated) owned.add(clientId);
+  });
 }
 
 /**

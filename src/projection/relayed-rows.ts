@@ -1,7 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Database } from '../db/database.ts';
 import { documentVersion, lockDocuments } from '../db/documents.ts';
-import type { Json } from '../documents/layout.ts';
 import type { DocumentName } from '../documents/name.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
@@ -15,9 +14,10 @@ const FLUSH_DELAY_MS = 100;
 
 interface Pending {
   document: DocumentName;
-  /** The header row as this instance reads it now. */
-  header: () => Record<string, Json>;
-  members: Map<string, Record<string, Json> | null>;
+  /** Ids of the members relayed updates touched. */
+  memberIds: Set<string>;
+  /** The header row and the rows of these members as this instance reads them now. */
+  rows: (memberIds: ReadonlySet<string>) => RowChanges;
 }
 
 /**
@@ -46,15 +46,15 @@ export class RelayedRows {
     this.metrics = metrics;
   }
 
-  /** A relayed transaction touched these rows. */
-  touched(document: DocumentName, rows: RowChanges, header: () => Record<string, Json>): void {
+  /** A relayed transaction touched the header and these members; `rows` reads them when they are written. */
+  touched(document: DocumentName, memberIds: Iterable<string>, rows: (memberIds: ReadonlySet<string>) => RowChanges): void {
     let pending = this.pending.get(document.name);
     if (!pending) {
-      pending = { document, header, members: new Map() };
+      pending = { document, memberIds: new Set(), rows };
       this.pending.set(document.name, pending);
       this.scheduleFlush(document.name);
     }
-    for (const [id, row] of rows.members) pending.members.set(id, row);
+    for (const id of memberIds) pending.memberIds.add(id);
   }
 
   close(): void {
@@ -78,12 +78,13 @@ export class RelayedRows {
     if (!pending) return;
     this.pending.delete(name);
     const { document } = pending;
-    const rows: RowChanges = { header: pending.header(), members: pending.members };
     try {
       await retryUntilDone(
         () =>
           this.db.transaction(document.tenant, async (sql) => {
             await lockDocuments(sql, [name]);
+            // Read now, after this instance's own commits of what it held: never older than a row it logged.
+            const rows = pending.rows(pending.memberIds);
             await writeRelayedRows(sql, document, rows, (await documentVersion(sql, name)) ?? 0);
           }),
         {
@@ -96,8 +97,9 @@ export class RelayedRows {
           },
         },
       );
-    } catch {
-      // Closing: the instance that logged the updates wrote its rows.
+    } catch (error) {
+      // Closing (the instance that logged the updates wrote its rows), or the document could not be read.
+      if (!this.closing.signal.aborted) this.log.error({ err: error, code: 'relayed-rows-failed', document: name }, 'rows of relayed changes were not written');
     }
   }
 }
