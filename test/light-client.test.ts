@@ -48,7 +48,7 @@ describe.each(['concord', 'bare'] as const)('the bench light client on %s', (tar
       token: await token({ sub: 'bob' }),
       awareness: { user: { id: 'bob', name: 'Bob', color: '#000000' } },
       applyUpdates: true,
-      receptions: { update: (client, clock, length) => updates.push([client, clock, length]), awareness: (client, clock) => cursors.push([client, clock]) },
+      receptions: { update: (client, clock, length) => updates.push([client, clock, length]), awareness: (client, clock, length) => cursors.push([client, clock + length - 1]) },
       onAcknowledged: (latencyMs) => acknowledgements.push(latencyMs),
     });
     opened.push(light);

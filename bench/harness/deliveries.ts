@@ -11,13 +11,14 @@ export interface Deliveries {
  * Matches what arrived with what was sent. A send is identified by its
  * sender's clientID and the clock of what it made (a Yjs item, an awareness
  * state); a reception covers a range of one sender's clocks, since Hocuspocus
- * merges what arrives in one event-loop turn into one broadcast.
+ * merges the updates that arrive in one event-loop turn into one broadcast,
+ * and collapses awareness states to the latest.
  *
- * `sent`: [client, clock, at] records; `received`: [client, clock, length, at]
- * (width 4) or [client, clock, at] (width 3); `receiversOf(client)`: how many
- * recording clients should receive what `client` sends.
+ * `sent`: [client, clock, at] records; `received`: [client, clock, length, at];
+ * `receiversOf(client)`: how many recording clients should receive what
+ * `client` sends.
  */
-export function matchDeliveries(sent: Float64Array[], received: Float64Array[], width: 3 | 4, receiversOf: (client: number) => number): Deliveries {
+export function matchDeliveries(sent: Float64Array[], received: Float64Array[], receiversOf: (client: number) => number): Deliveries {
   const bySender = new Map<number, { clocks: number[]; times: number[] }>();
   let expected = 0;
   for (const records of sent) {
@@ -34,12 +35,12 @@ export function matchDeliveries(sent: Float64Array[], received: Float64Array[], 
 
   const latencies: number[] = [];
   for (const records of received) {
-    for (let i = 0; i < records.length; i += width) {
+    for (let i = 0; i < records.length; i += 4) {
       const sender = bySender.get(records[i]!);
       if (!sender) continue;
       const clock = records[i + 1]!;
-      const end = clock + (width === 4 ? records[i + 2]! : 1);
-      const at = records[i + width - 1]!;
+      const end = clock + records[i + 2]!;
+      const at = records[i + 3]!;
       for (let k = lowerBound(sender.clocks, clock); k < sender.clocks.length && sender.clocks[k]! < end; k++) latencies.push(at - sender.times[k]!);
     }
   }

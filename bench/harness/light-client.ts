@@ -20,8 +20,12 @@ const LOCAL = Symbol('local edit');
 export interface Receptions {
   /** A Yjs update from `client` covering its clocks [clock, clock + length) arrived `at`. */
   update(client: number, clock: number, length: number, at: number): void;
-  /** Awareness state number `clock` of `client` arrived `at`. */
-  awareness(client: number, clock: number, at: number): void;
+  /**
+   * Awareness state number `clock + length - 1` of `client` arrived `at`; it
+   * stands for the `length` states since the last one this client saw, which
+   * the server collapsed into it (a cursor move overtaken by the next).
+   */
+  awareness(client: number, clock: number, length: number, at: number): void;
 }
 
 /** One edit or awareness change as its sender saw it leave: what a reception is matched on. */
@@ -66,6 +70,8 @@ export class LightClient {
   private awarenessState: Record<string, unknown>;
   private awarenessClock = 0;
   private awarenessSentAt = 0;
+  /** The last awareness clock seen of each other client. */
+  private readonly awarenessSeen = new Map<number, number>();
   private synced = false;
   /** When the document's content (the first sync step 2) arrived, before it was applied. */
   contentArrivedAt = NaN;
@@ -263,7 +269,12 @@ export class LightClient {
       const client = decoding.readVarUint(decoder);
       const clock = decoding.readVarUint(decoder);
       decoding.readVarUint8Array(decoder); // the state's JSON, not needed to match it
-      if (client !== this.doc.clientID) receptions.awareness(client, clock, at);
+      const seen = this.awarenessSeen.get(client);
+      if (client === this.doc.clientID || (seen !== undefined && clock <= seen)) continue;
+      this.awarenessSeen.set(client, clock);
+      // The first state seen of a client stands for itself only: what came before this client joined was never due here.
+      const from = seen === undefined ? clock : seen + 1;
+      receptions.awareness(client, from, clock - from + 1, at);
     }
   }
 

@@ -50,13 +50,13 @@ let cpuAtStart = process.cpuUsage();
 function receptionsOf(group: string): Receptions {
   let entry = received.get(group);
   if (!entry) {
-    const [updates, awareness] = [new Records(4), new Records(3)];
+    const [updates, awareness] = [new Records(4), new Records(4)];
     entry = {
       updates,
       awareness,
       receptions: {
         update: (client, clock, length, at) => recording && updates.push(client, clock, length, at),
-        awareness: (client, clock, at) => recording && awareness.push(client, clock, at),
+        awareness: (client, clock, length, at) => recording && awareness.push(client, clock, length, at),
       },
     };
     received.set(group, entry);

@@ -38,7 +38,7 @@ export interface PhaseReport {
   sentAwareness: Float64Array;
   /** Per group of receiving clients: [client, clock, length, receivedAt] per update range received. */
   receivedUpdates: Record<string, Float64Array>;
-  /** Per group of receiving clients: [client, clock, receivedAt] per awareness state received. */
+  /** Per group of receiving clients: [client, clock, length, receivedAt] per awareness state received (standing for `length` states). */
   receivedAwareness: Record<string, Float64Array>;
   ackLatencies: Float64Array;
   edits: number;

@@ -108,7 +108,7 @@ export function deliveries(pool: LoadPool, reports: PhaseReport[], what: 'update
   const receiversOf = (client: number) => (recorders.get(documentOf.get(client)!) ?? 0) - (counted.has(client) ? 1 : 0);
   const [sent, received] = what === 'updates' ? (['sentUpdates', 'receivedUpdates'] as const) : (['sentAwareness', 'receivedAwareness'] as const);
   const receptions = reports.flatMap((report) => Object.entries(report[received]).flatMap(([name, records]) => (group === undefined || name === group ? [records] : [])));
-  return summarize(matchDeliveries(reports.map((report) => report[sent]), receptions, what === 'updates' ? 4 : 3, receiversOf));
+  return summarize(matchDeliveries(reports.map((report) => report[sent]), receptions, receiversOf));
 }
 
 /** How many deliveries were measured, against those expected (a lost one shows here), and the slowest. */
