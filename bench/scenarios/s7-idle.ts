@@ -4,8 +4,6 @@ import { fixed } from '../harness/stats.ts';
 import { editors } from './clients.ts';
 
 const CONNECTIONS_PER_DOCUMENT = 5;
-// After the connections open, the server gets this long to finish what opening them started before memory is read.
-const SETTLE_MS = 5_000;
 
 /** What an open but quiet connection costs: people who have a quote open and are not typing. */
 export const idle: Scenario = {
@@ -23,14 +21,15 @@ export const idle: Scenario = {
   ],
   peers: ['y/hub (laptop i7): 1,500 idle connections cost about 6 µs of CPU per connection per second'],
   async measure(run) {
-    const [documents, seconds] = run.smoke ? [40, 3] : [2_000, 60];
+    // After the connections open, the server gets `settleMs` to finish what opening them started before memory is read.
+    const [documents, seconds, settleMs] = run.smoke ? [40, 3, 500] : [2_000, 60, 5_000];
     const connections = documents * CONNECTIONS_PER_DOCUMENT;
     const deployment = await run.deploy();
     const pool = run.load(4);
     const clientsOf = (d: number) => editors(deployment, `s7-${d}`, CONNECTIONS_PER_DOCUMENT, { prefix: `d${d}`, lines: 0, record: false, group: 'idle' });
     const rssAfter = async (open: () => Promise<void>) => {
       await open();
-      await sleep(SETTLE_MS);
+      await sleep(settleMs);
       return deployment.usage().rssBytes;
     };
     const idleRss = deployment.usage().rssBytes;
