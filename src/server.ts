@@ -15,7 +15,9 @@ import { createPgliteDatabase } from './db/pglite.ts';
 import { createPostgresDatabase } from './db/postgres.ts';
 import { parseDocumentName } from './documents/name.ts';
 import { createHttpApp } from './http/app.ts';
+import { documentsApi } from './http/api.ts';
 import { documentRoutes } from './http/documents.ts';
+import { historyRoutes } from './http/history.ts';
 import { DocumentService } from './documents/service.ts';
 import type { Logger } from './log.ts';
 import { createMetrics } from './metrics.ts';
@@ -25,6 +27,8 @@ import { DocumentStore } from './persistence/document-store.ts';
 import { Persistence } from './persistence/extension.ts';
 import { UpdateLog } from './persistence/update-log.ts';
 import { AuditTrail } from './audit/trail.ts';
+import { HistoryService } from './history/service.ts';
+import { Versions } from './history/versions.ts';
 import { Recorder } from './projection/recorder.ts';
 
 const SHUTDOWN_DRAIN_MS = 10_000;
@@ -63,7 +67,7 @@ export async function createConcord(config: Config, log: Logger) {
     landedUnseen: (names) => recorder.forget(names),
     onCommitted: (committed) => committed.forEach(({ document, seq }) => checkpointer.advance(document, seq)),
   });
-  const store = new DocumentStore(db, updateLog, checkpointer, log);
+  const store = new DocumentStore(db, updateLog, checkpointer, log, metrics);
   const verify = createTokenVerifier(resolveTokenKey(config), { issuer: config.AUTH_ISSUER, audience: config.AUTH_AUDIENCE });
 
   const hocuspocus = new Hocuspocus({
@@ -78,6 +82,9 @@ export async function createConcord(config: Config, log: Logger) {
     ],
   });
 
+  const documents = new DocumentService(hocuspocus, store);
+  const history = new HistoryService(db, new Versions(db, checkpointer), documents, metrics);
+
   const app = createHttpApp({
     log,
     metrics,
@@ -87,7 +94,7 @@ export async function createConcord(config: Config, log: Logger) {
         if (!updateLog.healthy) throw new Error('update log writes are failing');
       },
     },
-    documents: documentRoutes(verify, new DocumentService(hocuspocus, store), config.MAX_MESSAGE_BYTES),
+    documents: documentsApi(verify, [documentRoutes(documents, config.MAX_MESSAGE_BYTES), historyRoutes(history)]),
     refreshGauges() {
       metrics.openConnections.set(hocuspocus.getConnectionsCount());
       metrics.loadedDocuments.set(hocuspocus.getDocumentsCount());

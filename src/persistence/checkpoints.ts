@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads';
-import { insertCheckpoint, latestCheckpoint, type Checkpoint } from '../db/checkpoints.ts';
+import { insertCheckpoint, latestCheckpoint, latestCheckpointSeq, type Checkpoint } from '../db/checkpoints.ts';
 import type { Database } from '../db/database.ts';
 import { readUpdates, type LoggedUpdate } from '../db/updates.ts';
 import type { DocumentName } from '../documents/name.ts';
@@ -26,11 +26,14 @@ interface Progress {
  */
 export class Checkpointer {
   private readonly progress = new Map<string, Progress>();
+  /** Gap filling under way, per document (see `fill`). */
+  private readonly filling = new Map<string, Promise<void>>();
   private readonly builder = new CheckpointBuilder();
   private readonly closing = new AbortController();
 
   private readonly db: Database;
-  private readonly every: number;
+  /** Updates between checkpoints: the most a load or a version read replays. */
+  readonly every: number;
   private readonly log: Logger;
   private readonly metrics: Metrics;
 
@@ -54,6 +57,42 @@ export class Checkpointer {
     this.progress.set(document.name, progress);
     if (!progress.writing && !this.closing.signal.aborted && progress.latestSeq - progress.checkpointSeq >= this.every) {
       progress.writing = this.writeUntilDone(progress);
+    }
+  }
+
+  /**
+   * Makes sure version `seq` is at most `every` updates past a checkpoint, by
+   * writing checkpoints at multiples of `every` from the latest one at or
+   * before it (a document written while this process was down, or by a
+   * bulk import, may have none). Reading any version afterwards replays at
+   * most `every` updates. Concurrent callers for one document share the work.
+   */
+  async fill(document: DocumentName, seq: number): Promise<void> {
+    for (;;) {
+      const underWay = this.filling.get(document.name);
+      if (!underWay) break;
+      await underWay.catch(() => {});
+    }
+    const filling = this.fillFrom(document, seq);
+    this.filling.set(document.name, filling);
+    try {
+      await filling;
+    } finally {
+      this.filling.delete(document.name);
+    }
+  }
+
+  /** Writes the checkpoint at exactly `seq` (from the log), unless one is there already. */
+  async checkpointAt(document: DocumentName, seq: number): Promise<void> {
+    await this.write(document, seq);
+  }
+
+  private async fillFrom(document: DocumentName, seq: number): Promise<void> {
+    let from = (await this.db.transaction(document.tenant, (sql) => latestCheckpointSeq(sql, document.name, seq))) ?? 0;
+    while (seq - from > this.every) {
+      const next = (Math.floor(from / this.every) + 1) * this.every;
+      if ((await this.write(document, next)) !== next) throw new Error(`${document.name} has no update ${next} in its log`);
+      from = next;
     }
   }
 

@@ -1,17 +1,16 @@
 import * as Y from 'yjs';
-import { latestCheckpoint } from '../db/checkpoints.ts';
-import type { Database, Sql } from '../db/database.ts';
+import type { Database } from '../db/database.ts';
 import { clearTablesStale, documentVersion, ensureDocument, lockDocuments } from '../db/documents.ts';
 import { headerVersion } from '../db/tables.ts';
-import { readUpdates } from '../db/updates.ts';
 import { kindOf } from '../documents/kinds.ts';
 import type { DocumentName } from '../documents/name.ts';
 import { ConcordError } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import type { Metrics } from '../metrics.ts';
 import { replaceTables } from '../projection/tables.ts';
 import { DocumentTracker } from '../projection/tracker.ts';
 import type { Checkpointer } from './checkpoints.ts';
-import { replay } from './replay.ts';
+import { replay, stateAt } from './replay.ts';
 import type { UpdateLog } from './update-log.ts';
 
 /**
@@ -25,15 +24,18 @@ export class DocumentStore {
   private readonly updateLog: UpdateLog;
   private readonly checkpointer: Checkpointer;
   private readonly log: Logger;
+  private readonly metrics: Metrics;
 
-  constructor(db: Database, updateLog: UpdateLog, checkpointer: Checkpointer, log: Logger) {
+  constructor(db: Database, updateLog: UpdateLog, checkpointer: Checkpointer, log: Logger, metrics: Metrics) {
     this.db = db;
     this.log = log;
+    this.metrics = metrics;
     this.updateLog = updateLog;
     this.checkpointer = checkpointer;
   }
 
   async load(document: DocumentName): Promise<Uint8Array> {
+    const timer = this.metrics.documentLoad.startTimer();
     let loaded;
     try {
       loaded = await this.db.transaction(document.tenant, async (sql) => {
@@ -50,7 +52,9 @@ export class DocumentStore {
     const doc = replay(checkpoint, tail);
     try {
       if (version > 0 && tablesBehind) await this.rebuildTables(document, doc, version);
-      return Y.encodeStateAsUpdate(doc);
+      const state = Y.encodeStateAsUpdate(doc);
+      timer();
+      return state;
     } finally {
       doc.destroy();
     }
@@ -99,10 +103,4 @@ export class DocumentStore {
     this.updateLog.forget(document.name);
     this.checkpointer.forget(document.name);
   }
-}
-
-/** What rebuilds a document at `version`: the latest checkpoint at or before it and the updates after that. */
-async function stateAt(sql: Sql, name: string, version: number) {
-  const checkpoint = await latestCheckpoint(sql, name, version);
-  return { checkpoint, tail: await readUpdates(sql, name, checkpoint?.seq ?? 0, version) };
 }
