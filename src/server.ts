@@ -27,6 +27,7 @@ import { DocumentStore } from './persistence/document-store.ts';
 import { Persistence } from './persistence/extension.ts';
 import { UpdateLog } from './persistence/update-log.ts';
 import { AuditTrail } from './audit/trail.ts';
+import { HistoryRetention, type PruneTarget } from './history/retention.ts';
 import { HistoryService } from './history/service.ts';
 import { Versions } from './history/versions.ts';
 import { Recorder } from './projection/recorder.ts';
@@ -38,15 +39,25 @@ export async function openDatabase(config: Config, log: Logger): Promise<Databas
   return createPgliteDatabase(join(config.DATA_DIR, 'pgdata'));
 }
 
-/** Applies pending migrations, as the migration role when one is configured. */
-export async function migrateSchema(config: Config, db: Database, log: Logger): Promise<string[]> {
-  if (!config.MIGRATION_DATABASE_URL) return migrate(db);
+/** Runs `work` as the role that owns the tables: MIGRATION_DATABASE_URL's when one is configured, else `db`'s own. */
+export async function asOwner<T>(config: Config, db: Database, log: Logger, work: (owner: Database) => Promise<T>): Promise<T> {
+  if (!config.MIGRATION_DATABASE_URL) return work(db);
   const owner = createPostgresDatabase(config.MIGRATION_DATABASE_URL, log);
   try {
-    return await migrate(owner);
+    return await work(owner);
   } finally {
     await owner.close();
   }
+}
+
+/** Applies pending migrations, as the migration role when one is configured. */
+export function migrateSchema(config: Config, db: Database, log: Logger): Promise<string[]> {
+  return asOwner(config, db, log, migrate);
+}
+
+/** What history retention needs: the runtime database, the owner's, and the checkpoint builder. */
+export function pruneTarget(config: Config, db: Database, checkpointer: Checkpointer, log: Logger): PruneTarget {
+  return { db, checkpointer, log, asOwner: (work) => asOwner(config, db, log, work) };
 }
 
 /** The composition root: every concern is built and registered here, once. */
@@ -56,6 +67,7 @@ export async function createConcord(config: Config, log: Logger) {
   await migrateSchema(config, db, log);
 
   const checkpointer = new Checkpointer(db, config.CHECKPOINT_EVERY, log, metrics);
+  const retention = config.HISTORY_RETENTION_DAYS ? new HistoryRetention(pruneTarget(config, db, checkpointer, log), config.HISTORY_RETENTION_DAYS) : null;
   const recorder = new Recorder(new AuditTrail(config.AUDIT_TEXT_BURST_MS), log, metrics);
   const updateLog = new UpdateLog({
     db,
@@ -126,7 +138,10 @@ export async function createConcord(config: Config, log: Logger) {
     listen(): Promise<AddressInfo> {
       return new Promise((resolve, reject) => {
         httpServer.once('error', reject);
-        httpServer.listen(config.PORT, config.HOST, () => resolve(httpServer.address() as AddressInfo));
+        httpServer.listen(config.PORT, config.HOST, () => {
+          retention?.start();
+          resolve(httpServer.address() as AddressInfo);
+        });
       });
     },
 
@@ -137,6 +152,7 @@ export async function createConcord(config: Config, log: Logger) {
       hocuspocus.closeConnections();
       await Promise.race([updateLog.whenDrained(), new Promise((resolve) => setTimeout(resolve, SHUTDOWN_DRAIN_MS).unref())]);
       updateLog.close();
+      await retention?.stop();
       await checkpointer.close();
       await db.close();
     },
