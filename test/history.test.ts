@@ -4,6 +4,7 @@ import * as Y from 'yjs';
 import { appendUpdates } from '../src/db/updates.ts';
 import { parseDocumentName } from '../src/documents/name.ts';
 import { renderDocument } from '../src/documents/service.ts';
+import { runCli } from './support/cli.ts';
 import { acknowledged, waitFor, type Client } from './support/clients.ts';
 import { postgresUrl } from './support/database.ts';
 import { addLine, api, lineById, typeInto } from './support/documents.ts';
@@ -192,6 +193,42 @@ describe.skipIf(!postgresUrl)(`history API ${skipReason}`, () => {
       for (const row of logged.filter((row) => row.seq <= at)) Y.applyUpdate(independent, row.update);
       const version = at === seq ? body : (await get(`/api/documents/quote/imported/versions/${at}`)).body;
       expect(version.content).toEqual(renderDocument(document, independent));
+    }
+  });
+});
+
+describe.skipIf(!postgresUrl)(`npm run replay ${skipReason}`, () => {
+  it('prints a version in its JSON form, by seq or by time, exactly as the API answers; bad arguments exit 1 with a reason', async () => {
+    const name = 'acme/quote/replayed';
+    const rosa = await open(name, 'rosa');
+    rosa.doc.getMap('quote').set('title', 'First');
+    await acknowledged(rosa);
+    const between = new Date();
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    addLine(rosa.doc, { id: 'l1', quantity: 3, unitPrice: 0.335 });
+    await acknowledged(rosa);
+
+    const env = shared.server.env;
+    for (const [args, seq] of [[['--version', '1'], 1], [['--version', '2'], 2], [['--at', between.toISOString()], 1]] as const) {
+      const printed = await runCli('replay', [name, ...args], env);
+      expect({ args, code: printed.code, stderr: printed.stderr }).toEqual({ args, code: 0, stderr: '' });
+      expect(JSON.parse(printed.stdout)).toEqual((await get(`/api/documents/quote/replayed/versions/${seq}`)).body);
+    }
+    expect(JSON.parse((await runCli('replay', [name, '--version', '2'], env)).stdout).content.totals).toEqual({ subtotal: 1.01, total: 1.01 });
+
+    const refusals: Array<[string[], RegExp]> = [
+      [[name], /--version <seq> or --at <time>/],
+      [[name, '--version', '3'], /not-found: .*has no version 3; its latest is 2/],
+      [[name, '--version', 'two'], /a whole number/],
+      [[name, '--at', 'tuesday'], /an ISO time/],
+      [[name, '--version', '1', '--at', between.toISOString()], /cannot be used with/],
+      [['acme/invoice/x', '--version', '1'], /unknown-kind|not a document kind/],
+      [['acme/quote/never-opened', '--version', '0'], /not-found/],
+    ];
+    for (const [args, reason] of refusals) {
+      const refused = await runCli('replay', args, env);
+      expect({ args, code: refused.code }).toEqual({ args, code: 1 });
+      expect(refused.stderr).toMatch(reason);
     }
   });
 });

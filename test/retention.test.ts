@@ -1,19 +1,17 @@
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
 import type { Database } from '../src/db/database.ts';
 import { appendUpdates } from '../src/db/updates.ts';
 import { parseDocumentName } from '../src/documents/name.ts';
 import { renderDocument } from '../src/documents/service.ts';
+import { runCli } from './support/cli.ts';
 import { acknowledged, connect, synced, waitFor } from './support/clients.ts';
 import { createStorage, postgresUrl, type TestStorage } from './support/database.ts';
 import { addLine, api, lineById } from './support/documents.ts';
 import { loggedUpdates, openTestDatabase, rowsOf } from './support/inspect.ts';
 import { ServerProcess } from './support/server.ts';
-import { TEST_SECRET, token } from './support/tokens.ts';
+import { token } from './support/tokens.ts';
 
-const root = fileURLToPath(new URL('../', import.meta.url));
 const DAY_MS = 24 * 60 * 60 * 1000;
 const CHECKPOINT_EVERY = 10;
 
@@ -58,16 +56,8 @@ async function allVersions(db: Database, name: string): Promise<unknown[]> {
   return versions;
 }
 
-function prune(storage: TestStorage, ...args: string[]): Promise<{ code: number | null; output: string }> {
-  const child = spawn(process.execPath, ['src/cli/prune.ts', ...args], {
-    cwd: root,
-    env: { ...process.env, ...storage.env, AUTH_JWT_SECRET: TEST_SECRET },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  return new Promise((resolve) => child.once('exit', (code) => resolve({ code, output })));
+function prune(storage: TestStorage, ...args: string[]) {
+  return runCli('prune', args, storage.env);
 }
 
 const skipReason = postgresUrl ? '' : 'needs a real PostgreSQL: set TEST_DATABASE_URL';
@@ -91,9 +81,9 @@ describe.skipIf(!postgresUrl)(`history retention ${skipReason}`, () => {
 
     const refused = await prune(storage);
     expect(refused.code).toBe(1);
-    expect(refused.output).toMatch(/--older-than-days/);
-    const { code, output } = await prune(storage, '--older-than-days', '30');
-    expect({ code, output }).toMatchObject({ code: 0, output: expect.stringMatching(/pruned 34 update\(s\) .* from 1 document/) });
+    expect(refused.stderr).toMatch(/--older-than-days/);
+    const { code, stdout } = await prune(storage, '--older-than-days', '30');
+    expect({ code, stdout }).toMatchObject({ code: 0, stdout: expect.stringMatching(/pruned 34 update\(s\) .* from 1 document/) });
 
     const remaining = await rowsOf<{ seq: number }>(db, 'acme', 'SELECT seq FROM document_updates WHERE name = $1 ORDER BY seq', [name]);
     expect(remaining.map((row) => row.seq)).toEqual([35, 36, 37, 38, 39, 40]);
@@ -128,7 +118,7 @@ describe.skipIf(!postgresUrl)(`history retention ${skipReason}`, () => {
     await waitFor('bob sees the restored quantity', () => lineById(bob.doc, 'l1')!.get('quantity') === 19);
 
     // A second run finds nothing new to prune; the runtime role still cannot delete an update.
-    expect((await prune(storage, '--older-than-days', '30')).output).toMatch(/pruned 0 update/);
+    expect((await prune(storage, '--older-than-days', '30')).stdout).toMatch(/pruned 0 update/);
     await expect(db.transaction('acme', (sql) => sql.query('DELETE FROM document_updates WHERE name = $1', [name]))).rejects.toThrow(/permission denied/);
   });
 

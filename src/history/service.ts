@@ -4,7 +4,6 @@ import type { Database } from '../db/database.ts';
 import { listDocuments } from '../db/documents.ts';
 import { fieldChangePage, fieldsTouched, type FieldChangeFilter, type FieldTouch } from '../db/field-changes.ts';
 import { updatePage } from '../db/updates.ts';
-import type { Json } from '../documents/layout.ts';
 import { kindOf } from '../documents/kinds.ts';
 import type { DocumentName } from '../documents/name.ts';
 import { renderDocument, type DocumentJson, type DocumentService } from '../documents/service.ts';
@@ -102,21 +101,9 @@ export class HistoryService {
   /** The document exactly as it was after update `seq`, in its JSON form. */
   async version(document: DocumentName, seq: number): Promise<VersionJson> {
     const timer = this.metrics.versionRead.startTimer();
-    const version = await this.versions.read(document, seq);
     try {
-      const content: Json = renderDocument(document, version.doc);
-      return {
-        name: document.name,
-        version: version.version,
-        latest: version.latest,
-        exactFrom: version.exactFrom,
-        receivedAt: version.update?.receivedAt.toISOString() ?? null,
-        userId: version.update?.userId ?? null,
-        origin: version.update?.origin ?? null,
-        content,
-      };
+      return await readVersion(this.versions, document, seq);
     } finally {
-      version.doc.destroy();
       timer();
     }
   }
@@ -140,6 +127,25 @@ export class HistoryService {
     } finally {
       target.doc.destroy();
     }
+  }
+}
+
+/** A version in its JSON form, with the update that made it: what the API and `npm run replay` answer. */
+export async function readVersion(versions: Versions, document: DocumentName, seq: number): Promise<VersionJson> {
+  const version = await versions.read(document, seq);
+  try {
+    return {
+      name: document.name,
+      version: version.version,
+      latest: version.latest,
+      exactFrom: version.exactFrom,
+      receivedAt: version.update?.receivedAt.toISOString() ?? null,
+      userId: version.update?.userId ?? null,
+      origin: version.update?.origin ?? null,
+      content: renderDocument(document, version.doc),
+    };
+  } finally {
+    version.doc.destroy();
   }
 }
 
