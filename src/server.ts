@@ -15,6 +15,7 @@ import { createPgliteDatabase } from './db/pglite.ts';
 import { createPostgresDatabase } from './db/postgres.ts';
 import { parseDocumentName } from './documents/name.ts';
 import { createHttpApp } from './http/app.ts';
+import { adminPage } from './http/admin-page.ts';
 import { documentsApi } from './http/api.ts';
 import { documentRoutes } from './http/documents.ts';
 import { historyRoutes } from './http/history.ts';
@@ -107,6 +108,7 @@ export async function createConcord(config: Config, log: Logger) {
       },
     },
     documents: documentsApi(verify, [documentRoutes(documents, config.MAX_MESSAGE_BYTES), historyRoutes(history)]),
+    admin: adminPage(),
     refreshGauges() {
       metrics.openConnections.set(hocuspocus.getConnectionsCount());
       metrics.loadedDocuments.set(hocuspocus.getDocumentsCount());
