@@ -96,7 +96,7 @@ export async function createConcord(config: Config, log: Logger) {
   });
 
   const documents = new DocumentService(hocuspocus, store);
-  const history = new HistoryService(db, new Versions(db, checkpointer), documents, metrics);
+  const history = new HistoryService(db, new Versions(db, checkpointer, log, config.HISTORY_REPLICAS), documents, metrics);
 
   const app = createHttpApp({
     log,

@@ -8,6 +8,7 @@ import { renderDocument } from '../src/documents/service.ts';
 import { acknowledged, connect, waitFor, type Client } from './support/clients.ts';
 import { postgresUrl } from './support/database.ts';
 import { addLine, api } from './support/documents.ts';
+import { boundary } from './support/random-edits.ts';
 import { sharedServer } from './support/shared-server.ts';
 import { token } from './support/tokens.ts';
 
@@ -201,17 +202,6 @@ function applyEdit(doc: Y.Doc, edit: Edit, newId: () => string): boolean {
   }
   doc.off('update', listener);
   return changed;
-}
-
-/**
- * The nearest position at or before `index` that does not split a surrogate
- * pair, as an editor's caret never does (Yjs would turn a split pair into
- * U+FFFD differently on each side).
- */
-function boundary(text: string, index: number): number {
-  const at = Math.min(index, text.length);
-  const code = text.charCodeAt(at);
-  return at > 0 && at < text.length && code >= 0xdc00 && code <= 0xdfff ? at - 1 : at;
 }
 
 /** A PATCH body against the document as it is now, or null when the step has nothing to send. */

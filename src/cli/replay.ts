@@ -34,9 +34,10 @@ const program = new Command('replay')
     // Reading may write checkpoints where the log has none yet, exactly as the API does.
     const checkpointer = new Checkpointer(db, config.CHECKPOINT_EVERY, log, createMetrics());
     try {
-      const versions = new Versions(db, checkpointer);
+      // One read: no replica to keep.
+      const versions = new Versions(db, checkpointer, log, 0);
       const seq = options.version ?? (await versions.seqAt(document, options.at!));
-      console.log(JSON.stringify(await readVersion(versions, document, seq), null, 2));
+      console.log(JSON.stringify((await readVersion(versions, document, seq)).version, null, 2));
     } finally {
       await checkpointer.close();
       await db.close();

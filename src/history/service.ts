@@ -9,7 +9,7 @@ import type { DocumentName } from '../documents/name.ts';
 import { renderDocument, type DocumentJson, type DocumentService } from '../documents/service.ts';
 import type { Metrics } from '../metrics.ts';
 import { convergeTo } from './converge.ts';
-import type { Versions } from './versions.ts';
+import type { Version, Versions } from './versions.ts';
 
 /** One page of a listing: `next` is the cursor for the following page (`after=`), null on the last. */
 export interface Page {
@@ -98,18 +98,16 @@ export class HistoryService {
     return { name: document.name, changes, next: rows.length > page.limit ? changes.at(-1)!.id : null };
   }
 
-  /** The document exactly as it was after update `seq`, in its JSON form. */
-  async version(document: DocumentName, seq: number): Promise<VersionJson> {
+  /** The document exactly as it was after update `seq`, in its JSON form, and where it was rebuilt from. */
+  async version(document: DocumentName, seq: number): Promise<{ version: VersionJson; from: Version['from'] }> {
     const timer = this.metrics.versionRead.startTimer();
-    try {
-      return await readVersion(this.versions, document, seq);
-    } finally {
-      timer();
-    }
+    const read = await readVersion(this.versions, document, seq);
+    timer({ from: read.from });
+    return read;
   }
 
   /** The version current at `at`. */
-  async versionAt(document: DocumentName, at: Date): Promise<VersionJson> {
+  async versionAt(document: DocumentName, at: Date): Promise<{ version: VersionJson; from: Version['from'] }> {
     return this.version(document, await this.versions.seqAt(document, at));
   }
 
@@ -131,10 +129,10 @@ export class HistoryService {
 }
 
 /** A version in its JSON form, with the update that made it: what the API and `npm run replay` answer. */
-export async function readVersion(versions: Versions, document: DocumentName, seq: number): Promise<VersionJson> {
+export async function readVersion(versions: Versions, document: DocumentName, seq: number): Promise<{ version: VersionJson; from: Version['from'] }> {
   const version = await versions.read(document, seq);
   try {
-    return {
+    const json = {
       name: document.name,
       version: version.version,
       latest: version.latest,
@@ -144,6 +142,7 @@ export async function readVersion(versions: Versions, document: DocumentName, se
       origin: version.update?.origin ?? null,
       content: renderDocument(document, version.doc),
     };
+    return { version: json, from: version.from };
   } finally {
     version.doc.destroy();
   }
