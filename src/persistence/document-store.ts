@@ -1,4 +1,4 @@
-import * as Y from 'yjs';
+import type * as Y from 'yjs';
 import type { Database } from '../db/database.ts';
 import { clearTablesStale, documentVersion, ensureDocument, lockDocuments } from '../db/documents.ts';
 import { headerVersion } from '../db/tables.ts';
@@ -10,7 +10,7 @@ import type { Metrics } from '../metrics.ts';
 import { replaceTables } from '../projection/tables.ts';
 import { DocumentTracker } from '../projection/tracker.ts';
 import type { Checkpointer } from './checkpoints.ts';
-import { replay, stateAt } from './replay.ts';
+import { mergedState, replay, stateAt } from './replay.ts';
 import type { UpdateLog } from './update-log.ts';
 
 /**
@@ -49,22 +49,17 @@ export class DocumentStore {
     const { version, checkpoint, tail, tablesBehind } = loaded;
     this.updateLog.noteVersion(document.name, version);
     this.checkpointer.advance(document, version, checkpoint?.seq ?? 0);
-    const doc = replay(checkpoint, tail);
-    try {
-      if (version > 0 && tablesBehind) await this.rebuildTables(document, doc, version);
-      const state = Y.encodeStateAsUpdate(doc);
-      timer();
-      return state;
-    } finally {
-      doc.destroy();
-    }
+    if (version > 0 && tablesBehind) await this.rebuildTables(document, replay(checkpoint, tail), version);
+    const state = mergedState(checkpoint, tail);
+    timer();
+    return state;
   }
 
   /**
    * The tables lag the log (they were added after the document was written,
    * or a projection failed): make them equal the document before it goes live
    * here. Under the document's row lock, and only if no one (another instance)
-   * has logged an update since the replay: they wrote newer rows.
+   * has logged an update since the replay: they wrote newer rows. Destroys `doc`.
    */
   private async rebuildTables(document: DocumentName, doc: Y.Doc, version: number): Promise<void> {
     try {
@@ -78,6 +73,8 @@ export class DocumentStore {
     } catch (error) {
       // Stale tables are better than a document no one can open; the next load tries again.
       this.log.error({ err: error, code: 'tables-rebuild-failed', document: document.name }, 'the tables could not be rebuilt; the document loads regardless');
+    } finally {
+      doc.destroy();
     }
   }
 
