@@ -80,7 +80,7 @@ export async function createConcord(config: Config, log: Logger) {
     landedUnseen: (names) => recorder.forget(names),
     onCommitted: (committed) => committed.forEach(({ document, seq }) => checkpointer.advance(document, seq)),
   });
-  const store = new DocumentStore(db, updateLog, checkpointer, log, metrics);
+  const store = new DocumentStore(db, updateLog, checkpointer, log);
   const verify = createTokenVerifier(resolveTokenKey(config), { issuer: config.AUTH_ISSUER, audience: config.AUTH_AUDIENCE });
 
   const hocuspocus = new Hocuspocus({

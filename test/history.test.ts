@@ -163,7 +163,7 @@ describe.skipIf(!postgresUrl)(`history API ${skipReason}`, () => {
     expect(await latest('quote/guarded')).toBe(1);
   });
 
-  it('a long log without checkpoints (written directly) gets them filled on the first read; every version stays exact', async () => {
+  it('a long log without checkpoints (written directly) gets one near the first version read; every version stays exact', async () => {
     const name = 'acme/quote/imported';
     const document = parseDocumentName(name);
     const source = new Y.Doc();
@@ -182,11 +182,8 @@ describe.skipIf(!postgresUrl)(`history API ${skipReason}`, () => {
 
     const seq = updates.length - 3;
     const { body } = await get(`/api/documents/quote/imported/versions/${seq}`);
-    // Checkpoints every CHECKPOINT_EVERY updates up to the version read: no read replays more than that.
-    const written = await checkpoints();
-    expect(written.length).toBeGreaterThan(10);
-    expect(written).toEqual(written.map((_, index) => (index + 1) * CHECKPOINT_EVERY));
-    expect(seq - written.at(-1)!).toBeLessThanOrEqual(CHECKPOINT_EVERY);
+    // The first read (from the log: no replica yet) wrote one checkpoint, at the multiple of CHECKPOINT_EVERY at or before it.
+    expect(await checkpoints()).toEqual([Math.floor(seq / CHECKPOINT_EVERY) * CHECKPOINT_EVERY]);
     const logged = await loggedUpdates(shared.db, 'acme', name);
     for (const at of [1, 7, 8, seq, updates.length]) {
       const independent = new Y.Doc();

@@ -42,9 +42,9 @@ interface Held {
 /**
  * Rebuilds any version of a document exactly, two ways:
  *  - from the log: the newest checkpoint at or before it plus the updates
- *    after that, applied one by one. Checkpoints are at most CHECKPOINT_EVERY
- *    updates apart once a version has been read (a wider gap is filled
- *    first), so this replays at most that many updates. Applying the
+ *    after that, applied one by one. Where the newest checkpoint is more than
+ *    CHECKPOINT_EVERY updates back, one is written near the version first, so
+ *    this replays at most that many updates from then on. Applying the
  *    checkpoint itself costs in proportion to the document's whole history,
  *    though (tombstones included), so for long histories:
  *  - from a history replica (replica.ts): built in the background, a little
@@ -100,7 +100,7 @@ export class Versions {
     });
   }
 
-  /** Checkpoint and tail; the gap before `seq` is filled first if it is wider than CHECKPOINT_EVERY. */
+  /** Checkpoint and tail; if the tail would be longer than CHECKPOINT_EVERY, a checkpoint is written near `seq` first. */
   private async fromLog(document: DocumentName, seq: number): Promise<Y.Doc> {
     const read = (mayFill: boolean) =>
       this.db.transaction(document.tenant, async (sql) => {
@@ -110,7 +110,7 @@ export class Versions {
       });
     let found = await read(true);
     if (!found) {
-      await this.checkpointer.fill(document, seq);
+      await this.checkpointer.checkpointNear(document, seq);
       found = (await read(false))!;
     }
     return replay(found.checkpoint, found.tail);

@@ -26,8 +26,6 @@ interface Progress {
  */
 export class Checkpointer {
   private readonly progress = new Map<string, Progress>();
-  /** Gap filling under way, per document (see `fill`). */
-  private readonly filling = new Map<string, Promise<void>>();
   private readonly builder = new CheckpointBuilder();
   private readonly closing = new AbortController();
 
@@ -61,39 +59,21 @@ export class Checkpointer {
   }
 
   /**
-   * Makes sure version `seq` is at most `every` updates past a checkpoint, by
-   * writing checkpoints at multiples of `every` from the latest one at or
-   * before it (a document written while this process was down, or by a
-   * bulk import, may have none). Reading any version afterwards replays at
-   * most `every` updates. Concurrent callers for one document share the work.
+   * Makes sure version `seq` is at most `every` updates past a checkpoint: if
+   * the newest one at or before it is further back (a document written while
+   * this process was down, or imported, may have none), writes one at the
+   * multiple of `every` at or before `seq`, built from the log in one pass on
+   * the worker. Reading any version near it afterwards replays at most `every`
+   * updates.
    */
-  async fill(document: DocumentName, seq: number): Promise<void> {
-    for (;;) {
-      const underWay = this.filling.get(document.name);
-      if (!underWay) break;
-      await underWay.catch(() => {});
-    }
-    const filling = this.fillFrom(document, seq);
-    this.filling.set(document.name, filling);
-    try {
-      await filling;
-    } finally {
-      this.filling.delete(document.name);
-    }
+  async checkpointNear(document: DocumentName, seq: number): Promise<void> {
+    const base = (await this.db.transaction(document.tenant, (sql) => latestCheckpointSeq(sql, document.name, seq))) ?? 0;
+    if (seq - base > this.every) await this.write(document, Math.floor(seq / this.every) * this.every);
   }
 
   /** Writes the checkpoint at exactly `seq` (from the log), unless one is there already. */
   async checkpointAt(document: DocumentName, seq: number): Promise<void> {
     await this.write(document, seq);
-  }
-
-  private async fillFrom(document: DocumentName, seq: number): Promise<void> {
-    let from = (await this.db.transaction(document.tenant, (sql) => latestCheckpointSeq(sql, document.name, seq))) ?? 0;
-    while (seq - from > this.every) {
-      const next = (Math.floor(from / this.every) + 1) * this.every;
-      if ((await this.write(document, next)) !== next) throw new Error(`${document.name} has no update ${next} in its log`);
-      from = next;
-    }
   }
 
   /** How many documents have a checkpoint write under way. */

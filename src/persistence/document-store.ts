@@ -6,7 +6,6 @@ import { kindOf } from '../documents/kinds.ts';
 import type { DocumentName } from '../documents/name.ts';
 import { ConcordError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import type { Metrics } from '../metrics.ts';
 import { replaceTables } from '../projection/tables.ts';
 import { DocumentTracker } from '../projection/tracker.ts';
 import type { Checkpointer } from './checkpoints.ts';
@@ -24,18 +23,15 @@ export class DocumentStore {
   private readonly updateLog: UpdateLog;
   private readonly checkpointer: Checkpointer;
   private readonly log: Logger;
-  private readonly metrics: Metrics;
 
-  constructor(db: Database, updateLog: UpdateLog, checkpointer: Checkpointer, log: Logger, metrics: Metrics) {
+  constructor(db: Database, updateLog: UpdateLog, checkpointer: Checkpointer, log: Logger) {
     this.db = db;
     this.log = log;
-    this.metrics = metrics;
     this.updateLog = updateLog;
     this.checkpointer = checkpointer;
   }
 
   async load(document: DocumentName): Promise<Uint8Array> {
-    const timer = this.metrics.documentLoad.startTimer();
     let loaded;
     try {
       loaded = await this.db.transaction(document.tenant, async (sql) => {
@@ -50,9 +46,7 @@ export class DocumentStore {
     this.updateLog.noteVersion(document.name, version);
     this.checkpointer.advance(document, version, checkpoint?.seq ?? 0);
     if (version > 0 && tablesBehind) await this.rebuildTables(document, replay(checkpoint, tail), version);
-    const state = mergedState(checkpoint, tail);
-    timer();
-    return state;
+    return mergedState(checkpoint, tail);
   }
 
   /**

@@ -5,6 +5,7 @@ import {
   type beforeHandleMessagePayload,
   type beforeUnloadDocumentPayload,
   type connectedPayload,
+  type onLoadDocumentPayload,
   type Extension,
 } from '@hocuspocus/server';
 import type * as Y from 'yjs';
@@ -40,6 +41,8 @@ export class Persistence implements Extension {
   private readonly maxBacklogBytes: number;
   /** What each logged transaction changed, from `afterTransaction` until its `update` event. */
   private readonly changesOf = new WeakMap<Y.Transaction, DocumentChanges>();
+  /** Documents being loaded, with the timer of their load. */
+  private readonly loading = new WeakMap<Y.Doc, () => void>();
 
   constructor(updateLog: UpdateLog, store: DocumentStore, recorder: Recorder, log: Logger, metrics: Metrics, maxBacklogBytes: number) {
     this.updateLog = updateLog;
@@ -76,6 +79,11 @@ export class Persistence implements Extension {
     if (socket instanceof AckGatedSocket) connection.onClose(() => socket.forget(connection.messageAddress));
   }
 
+  /** Runs before the database extension's load: times it, with Hocuspocus applying the state and the tracker reading it. */
+  async onLoadDocument({ document }: onLoadDocumentPayload): Promise<void> {
+    this.loading.set(document, this.metrics.documentLoad.startTimer());
+  }
+
   async afterLoadDocument({ document }: afterLoadDocumentPayload): Promise<void> {
     const name = parseDocumentName(document.name);
     let tracker: DocumentTracker | null = null;
@@ -87,6 +95,8 @@ export class Persistence implements Extension {
     }
     document.on('afterTransaction', (transaction: Y.Transaction) => tracker && this.track(name, tracker, transaction));
     document.on('update', (update: Uint8Array, origin: unknown, _doc: Y.Doc, transaction: Y.Transaction) => this.logUpdate(name, update, origin, transaction));
+    this.loading.get(document)?.();
+    this.loading.delete(document);
   }
 
   /**
