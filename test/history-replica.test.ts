@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
 import { kindOf } from '../src/documents/kinds.ts';
 import { parseDocumentName } from '../src/documents/name.ts';
+import { fragmentToProseMirror } from '../src/documents/rich-text.ts';
 import { renderDocument } from '../src/documents/service.ts';
 import { HistoryReplica } from '../src/history/replica.ts';
 import { apply, op, type Op } from './support/random-edits.ts';
@@ -54,14 +55,24 @@ function session(kind: 'quote' | 'report', plan: Step[]): Uint8Array[] {
   return log;
 }
 
-/** What a version reads like: its JSON form, and the layout's roots raw (XML with attributes and marks included). */
+/**
+ * What a version reads like: its JSON form, and the layout's roots raw (values
+ * outside the layout included), rich text as ProseMirror JSON (whose text
+ * nodes do not depend on where Yjs happens to keep redundant format marks).
+ */
 function reading(kind: 'quote' | 'report', doc: Y.Doc) {
   const layout = kindOf(kind).layout;
+  const raw = (value: unknown): unknown => {
+    if (value instanceof Y.XmlFragment) return fragmentToProseMirror(value);
+    if (value instanceof Y.Map) return Object.fromEntries([...value.entries()].map(([key, inner]) => [key, raw(inner)]));
+    if (value instanceof Y.AbstractType) return value.toJSON();
+    return value;
+  };
   return {
     json: renderDocument(parseDocumentName(`acme/${kind}/r1`), doc),
     header: doc.getMap(layout.header.key).toJSON(),
     texts: layout.texts.map((key) => doc.getText(key).toDelta()),
-    collections: Object.keys(layout.collections).map((key) => doc.getArray(key).toJSON()),
+    collections: Object.keys(layout.collections).map((key) => doc.getArray(key).toArray().map(raw)),
   };
 }
 
@@ -89,7 +100,7 @@ describe('history replica', () => {
             }
           }
         }),
-        { numRuns: 150 },
+        { numRuns: 200 },
       );
     });
   }
@@ -101,5 +112,27 @@ describe('history replica', () => {
     replica.apply(1, Y.encodeStateAsUpdate(doc));
     expect(() => replica.apply(3, Y.encodeStateAsUpdate(doc))).toThrow(/at 1 and cannot apply update 3/);
     expect(() => replica.versionDoc(kindOf('quote').layout, 2)).toThrow(/versions 0 to 1, not 2/);
+  });
+});
+
+describe('rich text as ProseMirror JSON', () => {
+  it('joins adjacent runs with the same marks into one text node, wherever Yjs keeps its format marks', () => {
+    const alice = new Y.Doc();
+    const paragraph = new Y.XmlElement('paragraph');
+    alice.getXmlFragment('body').insert(0, [paragraph]);
+    const text = new Y.XmlText();
+    paragraph.insert(0, [text]);
+    text.insert(0, 'Heading');
+    const bob = new Y.Doc();
+    Y.applyUpdate(bob, Y.encodeStateAsUpdate(alice));
+    // Two people make the start italic at once: Yjs keeps both sets of marks, and splits its delta at each.
+    text.format(0, 1, { italic: true });
+    ((bob.getXmlFragment('body').get(0) as Y.XmlElement).get(0) as Y.XmlText).format(0, 2, { italic: true });
+    Y.applyUpdate(alice, Y.encodeStateAsUpdate(bob));
+    expect(text.toDelta()).toHaveLength(3);
+    expect(fragmentToProseMirror(alice.getXmlFragment('body'))).toEqual({
+      type: 'doc',
+      content: [{ type: 'paragraph', content: [{ type: 'text', text: 'H', marks: [{ type: 'italic' }] }, { type: 'text', text: 'eading' }] }],
+    });
   });
 });
