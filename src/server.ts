@@ -1,7 +1,6 @@
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { Database as DatabaseExtension } from '@hocuspocus/extension-database';
 import { Hocuspocus } from '@hocuspocus/server';
 import { getRequestListener } from '@hono/node-server';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
@@ -13,7 +12,6 @@ import type { Database } from './db/database.ts';
 import { migrate } from './db/migrate.ts';
 import { createPgliteDatabase } from './db/pglite.ts';
 import { createPostgresDatabase } from './db/postgres.ts';
-import { parseDocumentName } from './documents/name.ts';
 import { createHttpApp } from './http/app.ts';
 import { adminPage } from './http/admin-page.ts';
 import { documentsApi } from './http/api.ts';
@@ -88,10 +86,6 @@ export async function createConcord(config: Config, log: Logger) {
     extensions: [
       new Authorization(verify, log, metrics),
       new Persistence(updateLog, store, recorder, log, metrics, config.MAX_BACKLOG_BYTES),
-      new DatabaseExtension({
-        fetch: ({ documentName }) => store.load(parseDocumentName(documentName)),
-        store: ({ documentName }) => store.allCommitted(parseDocumentName(documentName)),
-      }),
     ],
   });
 

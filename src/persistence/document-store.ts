@@ -1,4 +1,4 @@
-import type * as Y from 'yjs';
+import * as Y from 'yjs';
 import type { Database } from '../db/database.ts';
 import { clearTablesStale, documentVersion, ensureDocument, lockDocuments } from '../db/documents.ts';
 import { headerVersion } from '../db/tables.ts';
@@ -9,14 +9,15 @@ import type { Logger } from '../log.ts';
 import { replaceTables } from '../projection/tables.ts';
 import { DocumentTracker } from '../projection/tracker.ts';
 import type { Checkpointer } from './checkpoints.ts';
-import { mergedState, replay, stateAt } from './replay.ts';
+import { replay, stateAt } from './replay.ts';
 import type { UpdateLog } from './update-log.ts';
 
 /**
- * Loading and storing for @hocuspocus/extension-database. The log is the
- * source of truth: a load is the latest checkpoint plus the updates after it,
- * and a "store" only waits until every update of the document is committed,
- * so Hocuspocus unloads a document only once nothing of it is at risk.
+ * Loading and storing for the persistence extension's onLoadDocument and
+ * onStoreDocument hooks. The log is the source of truth: a load is the
+ * latest checkpoint plus the updates after it, and a "store" only waits until
+ * every update of the document is committed, so Hocuspocus unloads a
+ * document only once nothing of it is at risk.
  */
 export class DocumentStore {
   private readonly db: Database;
@@ -31,7 +32,13 @@ export class DocumentStore {
     this.checkpointer = checkpointer;
   }
 
-  async load(document: DocumentName): Promise<Uint8Array> {
+  /**
+   * Loads the document into `into` (Hocuspocus's, still empty): its latest
+   * checkpoint, then the updates after it, applied one by one. (Merging them
+   * first, or replaying into another Y.Doc and encoding that, would cost whole
+   * extra passes over a long history's tombstones.)
+   */
+  async load(document: DocumentName, into: Y.Doc): Promise<void> {
     let loaded;
     try {
       loaded = await this.db.transaction(document.tenant, async (sql) => {
@@ -45,15 +52,16 @@ export class DocumentStore {
     const { version, checkpoint, tail, tablesBehind } = loaded;
     this.updateLog.noteVersion(document.name, version);
     this.checkpointer.advance(document, version, checkpoint?.seq ?? 0);
-    if (version > 0 && tablesBehind) await this.rebuildTables(document, replay(checkpoint, tail), version);
-    return mergedState(checkpoint, tail);
+    if (checkpoint) Y.applyUpdate(into, checkpoint.state);
+    for (const { update } of tail) Y.applyUpdate(into, update);
+    if (version > 0 && tablesBehind) await this.rebuildTables(document, into, version);
   }
 
   /**
    * The tables lag the log (they were added after the document was written,
    * or a projection failed): make them equal the document before it goes live
    * here. Under the document's row lock, and only if no one (another instance)
-   * has logged an update since the replay: they wrote newer rows. Destroys `doc`.
+   * has logged an update since the replay: they wrote newer rows.
    */
   private async rebuildTables(document: DocumentName, doc: Y.Doc, version: number): Promise<void> {
     try {
@@ -67,8 +75,6 @@ export class DocumentStore {
     } catch (error) {
       // Stale tables are better than a document no one can open; the next load tries again.
       this.log.error({ err: error, code: 'tables-rebuild-failed', document: document.name }, 'the tables could not be rebuilt; the document loads regardless');
-    } finally {
-      doc.destroy();
     }
   }
 

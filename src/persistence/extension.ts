@@ -6,6 +6,7 @@ import {
   type beforeUnloadDocumentPayload,
   type connectedPayload,
   type onLoadDocumentPayload,
+  type onStoreDocumentPayload,
   type Extension,
 } from '@hocuspocus/server';
 import type * as Y from 'yjs';
@@ -79,9 +80,15 @@ export class Persistence implements Extension {
     if (socket instanceof AckGatedSocket) connection.onClose(() => socket.forget(connection.messageAddress));
   }
 
-  /** Runs before the database extension's load: times it, with Hocuspocus applying the state and the tracker reading it. */
-  async onLoadDocument({ document }: onLoadDocumentPayload): Promise<void> {
+  /** Loads the document from the log (timed until the tracker has read it, in afterLoadDocument). */
+  async onLoadDocument({ document, documentName }: onLoadDocumentPayload): Promise<void> {
     this.loading.set(document, this.metrics.documentLoad.startTimer());
+    await this.store.load(parseDocumentName(documentName), document);
+  }
+
+  /** Hocuspocus "stores" a document before unloading it: everything of it is in the log once its updates are committed. */
+  async onStoreDocument({ documentName }: onStoreDocumentPayload): Promise<void> {
+    await this.store.allCommitted(parseDocumentName(documentName));
   }
 
   async afterLoadDocument({ document }: afterLoadDocumentPayload): Promise<void> {

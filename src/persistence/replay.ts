@@ -15,23 +15,6 @@ export function replay(checkpoint: Checkpoint | null, updates: LoggedUpdate[]): 
   return doc;
 }
 
-/** Small updates merged at a time: Y.mergeUpdates is super-linear over thousands (NOTES). */
-const MERGE_CHUNK = 100;
-
-/**
- * The state a checkpoint and the updates after it add up to, as one update,
- * without building the document: what a load hands to Hocuspocus, which
- * applies it once. (Replaying into a Y.Doc and encoding it again would cost
- * two more passes over a long history's tombstones.)
- */
-export function mergedState(checkpoint: Checkpoint | null, updates: LoggedUpdate[]): Uint8Array {
-  const parts = checkpoint ? [checkpoint.state] : [];
-  for (let from = 0; from < updates.length; from += MERGE_CHUNK) {
-    parts.push(Y.mergeUpdates(updates.slice(from, from + MERGE_CHUNK).map(({ update }) => update)));
-  }
-  return parts.length === 1 ? parts[0]! : Y.mergeUpdates(parts);
-}
-
 /** What rebuilds a document at `version`: the latest checkpoint at or before it and the updates after that. */
 export async function stateAt(sql: Sql, name: string, version: number): Promise<{ checkpoint: Checkpoint | null; tail: LoggedUpdate[] }> {
   const checkpoint = await latestCheckpoint(sql, name, version);
