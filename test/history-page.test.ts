@@ -1,13 +1,11 @@
 import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Browser, Page } from 'playwright-core';
-import { afterEach, describe, expect, it, onTestFailed } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
-import { launchChromium, startReportEditorExample } from './support/browser.ts';
-import { acknowledged, connect, synced, waitFor } from './support/clients.ts';
-import { createStorage } from './support/database.ts';
+import { browserAndServer, startReportEditorExample, textOf, waitForText } from './support/browser.ts';
+import { acknowledged, connect, synced } from './support/clients.ts';
 import { addLine, api, lineById } from './support/documents.ts';
-import { ServerProcess } from './support/server.ts';
 import { token } from './support/tokens.ts';
 
 const cleanups: Array<() => Promise<void>> = [];
@@ -31,20 +29,6 @@ async function openPage(browser: Browser, url: string): Promise<{ page: Page; pr
   return { page, problems };
 }
 
-async function textOf(page: Page, selector: string): Promise<string> {
-  return (await page.locator(selector).textContent()) ?? '';
-}
-
-async function waitForText(page: Page, selector: string, check: (text: string) => boolean): Promise<string> {
-  let text = '';
-  try {
-    await waitFor(selector, async () => check((text = await textOf(page, selector))), 15_000);
-  } catch {
-    throw new Error(`timed out waiting for the text of ${selector}; it is ${JSON.stringify(text)}`);
-  }
-  return text;
-}
-
 /** Moves the version slider the way a user does: focus it and press an arrow key. */
 async function slideTo(page: Page, seq: number): Promise<void> {
   const slider = page.locator('#version');
@@ -57,13 +41,7 @@ async function slideTo(page: Page, seq: number): Promise<void> {
 
 describe('history page in a browser', () => {
   it('an admin signs in, slides to older versions of a quote and a report, sees them, restores one, and a live editor shows it', async () => {
-    const browser = await launchChromium();
-    cleanups.push(() => browser.close());
-    const storage = await createStorage();
-    cleanups.push(() => storage.drop());
-    const server = await new ServerProcess(storage.env).start();
-    cleanups.push(() => server.stop('SIGKILL'));
-    onTestFailed(() => console.error(`server output:\n${server.logs.slice(-8_000)}`));
+    const { browser, server } = await browserAndServer(cleanups);
 
     // A quote in three versions: created, a line's quantity raised, its title changed.
     const quoteName = `${tenant}/quote/q-7`;

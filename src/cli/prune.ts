@@ -1,10 +1,8 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { ConfigError, loadConfig } from '../config.ts';
 import { pruneHistory, retentionCutoff } from '../history/retention.ts';
-import { createLogger } from '../log.ts';
-import { createMetrics } from '../metrics.ts';
-import { Checkpointer } from '../persistence/checkpoints.ts';
-import { migrateSchema, openDatabase, pruneTarget } from '../server.ts';
+import { migrateSchema, pruneTarget } from '../server.ts';
+import { runCommand, withHistoryStore } from './command.ts';
 
 function days(value: string): number {
   const parsed = Number(value);
@@ -19,23 +17,12 @@ const program = new Command('prune')
     const config = loadConfig();
     const retentionDays = options.olderThanDays ?? config.HISTORY_RETENTION_DAYS;
     if (!retentionDays) throw new ConfigError('say how old: --older-than-days <days>, or set HISTORY_RETENTION_DAYS');
-    const log = createLogger(config.LOG_LEVEL === 'info' ? 'warn' : config.LOG_LEVEL);
-    const db = await openDatabase(config, log);
-    const checkpointer = new Checkpointer(db, config.CHECKPOINT_EVERY, log, createMetrics());
-    try {
+    await withHistoryStore(config, async (db, checkpointer, log) => {
       await migrateSchema(config, db, log);
       const before = retentionCutoff(retentionDays);
       const { documents, updates } = await pruneHistory(pruneTarget(config, db, checkpointer, log), before);
       console.log(`pruned ${updates} update(s) received before ${before.toISOString()} from ${documents} document(s); their checkpoints and every later version are kept`);
-    } finally {
-      await checkpointer.close();
-      await db.close();
-    }
+    });
   });
 
-try {
-  await program.parseAsync();
-} catch (error) {
-  console.error(`prune: ${(error as Error).message}`);
-  process.exit(1);
-}
+await runCommand(program);

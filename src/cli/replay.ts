@@ -1,13 +1,9 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { loadConfig } from '../config.ts';
 import { parseDocumentName } from '../documents/name.ts';
-import { ConcordError } from '../errors.ts';
 import { readVersion } from '../history/service.ts';
 import { Versions } from '../history/versions.ts';
-import { createLogger } from '../log.ts';
-import { createMetrics } from '../metrics.ts';
-import { Checkpointer } from '../persistence/checkpoints.ts';
-import { openDatabase } from '../server.ts';
+import { runCommand, withHistoryStore } from './command.ts';
 
 function seq(value: string): number {
   if (!/^\d{1,15}$/.test(value)) throw new InvalidArgumentError('a whole number (0 is the empty document)');
@@ -28,25 +24,12 @@ const program = new Command('replay')
   .action(async (name: string, options: { version?: number; at?: Date }) => {
     const document = parseDocumentName(name);
     if (options.version === undefined && options.at === undefined) throw new InvalidArgumentError('say which version: --version <seq> or --at <time>');
-    const config = loadConfig();
-    const log = createLogger(config.LOG_LEVEL === 'info' ? 'warn' : config.LOG_LEVEL);
-    const db = await openDatabase(config, log);
-    // Reading may write checkpoints where the log has none yet, exactly as the API does.
-    const checkpointer = new Checkpointer(db, config.CHECKPOINT_EVERY, log, createMetrics());
-    try {
+    await withHistoryStore(loadConfig(), async (db, checkpointer, log) => {
       // One read: no replica to keep.
       const versions = new Versions(db, checkpointer, log, 0);
       const seq = options.version ?? (await versions.seqAt(document, options.at!));
       console.log(JSON.stringify((await readVersion(versions, document, seq)).version, null, 2));
-    } finally {
-      await checkpointer.close();
-      await db.close();
-    }
+    });
   });
 
-try {
-  await program.parseAsync();
-} catch (error) {
-  console.error(`replay: ${error instanceof ConcordError ? `${error.code}: ${error.message}` : (error as Error).message}`);
-  process.exit(1);
-}
+await runCommand(program);
