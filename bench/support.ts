@@ -1,5 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { HocuspocusProvider } from '@hocuspocus/provider';
+import type { TestStorage } from '../test/support/database.ts';
+import type { ServerProcess } from '../test/support/server.ts';
 
 /** Resolves when the server has acknowledged every edit so far (unsyncedChanges back to 0), as an event, not a poll. */
 export function acknowledged(provider: HocuspocusProvider, timeoutMs = 20_000): Promise<void> {
@@ -51,4 +53,27 @@ export function percentile(values: number[], q: number): number {
 
 export function fixed(value: number | undefined, digits: number): string {
   return value !== undefined && Number.isFinite(value) ? value.toFixed(digits) : 'n/a';
+}
+
+/**
+ * Runs a benchmark against server processes on one fresh storage: on failure
+ * prints why and what the servers logged at warn or above; stops the servers
+ * and drops the storage whatever happens; exits 1 on failure, else 0.
+ */
+export async function runAgainst(servers: ServerProcess[], storage: TestStorage, run: () => Promise<void>): Promise<never> {
+  let failed = false;
+  try {
+    await run();
+  } catch (error) {
+    failed = true;
+    console.error(`\nFAILED: ${(error as Error).message}`);
+    for (const server of servers) {
+      const problems = server.logs.split('\n').filter((line) => /"level":[4-6]0/.test(line) || (line && !line.startsWith('{')));
+      for (const line of problems.slice(0, 10)) console.error(`server said: ${line.slice(0, 400)}`);
+    }
+  } finally {
+    for (const server of servers) await server.stop();
+    await storage.drop();
+  }
+  process.exit(failed ? 1 : 0);
 }
