@@ -14,7 +14,12 @@ const environment = z.object({
   /** The owner role that applies migrations; DATABASE_URL's role then only needs membership in concord_app. */
   MIGRATION_DATABASE_URL: optionalText,
   DATA_DIR: z.string().default('./data'),
-  REDIS_URL: optionalText,
+  /** Redis for running several instances; unset means one instance. */
+  REDIS_URL: optionalText.pipe(z.url({ protocol: /^rediss?$/ }).optional()),
+  /** This instance's name in Redis and in presence; unset means host, pid and a random suffix. */
+  INSTANCE_ID: optionalText.pipe(z.string().regex(/^[\w.-]{1,64}$/, 'letters, digits, ".", "_" or "-", at most 64').optional()),
+  /** A user whose connection sent no edit and no awareness change for this long shows as `idle`. */
+  PRESENCE_IDLE_MS: positiveInt(60_000),
   AUTH_JWT_SECRET: optionalText,
   AUTH_PUBLIC_KEY: optionalText,
   AUTH_JWKS_URL: optionalText.pipe(z.url().optional()),
@@ -40,6 +45,9 @@ const environment = z.object({
 });
 
 export type Config = z.infer<typeof environment>;
+
+/** Every environment variable Concord reads. */
+export const settingNames = Object.keys(environment.shape);
 
 export class ConfigError extends Error {
   override name = 'ConfigError';

@@ -35,11 +35,17 @@ if (!config.AUTH_JWT_SECRET && !config.AUTH_PUBLIC_KEY && !config.AUTH_JWKS_URL)
   log.info(`development tokens: npm run token -- --tenant acme --user alice --role editor (signed with the secret in ${config.DATA_DIR}/dev-secret)`);
 }
 
+const SHUTDOWN_DEADLINE_MS = 25_000;
 let stopping = false;
 async function stop(signal: string) {
   if (stopping) return;
   stopping = true;
   log.info({ signal }, 'shutting down');
+  // Every step of closing is bounded; this is the last resort should one still hang.
+  setTimeout(() => {
+    log.error({ code: 'shutdown-timeout' }, 'shutdown did not finish in time; exiting');
+    process.exit(1);
+  }, SHUTDOWN_DEADLINE_MS).unref();
   await concord.close();
   process.exit(0);
 }

@@ -50,6 +50,11 @@ export function createMetrics() {
       labelNames: ['kind', 'field'] as const,
       registers,
     }),
+    orphansRecovered: new Counter({
+      name: 'concord_orphans_recovered_total',
+      help: 'Relayed content logged by this instance because the instance that received it stopped before logging it',
+      registers,
+    }),
     refusals: new Counter({ name: 'concord_refusals_total', help: 'Refused connections, messages and requests, by code', labelNames: ['code'] as const, registers }),
   };
 }

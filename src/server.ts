@@ -23,15 +23,24 @@ import { createMetrics } from './metrics.ts';
 import { AckGatedSocket } from './persistence/acknowledgements.ts';
 import { Checkpointer } from './persistence/checkpoints.ts';
 import { DocumentStore } from './persistence/document-store.ts';
-import { Persistence } from './persistence/extension.ts';
+import { Persistence, type RelayedContent } from './persistence/extension.ts';
 import { UpdateLog } from './persistence/update-log.ts';
 import { AuditTrail } from './audit/trail.ts';
 import { HistoryRetention, type PruneTarget } from './history/retention.ts';
 import { HistoryService } from './history/service.ts';
 import { Versions } from './history/versions.ts';
+import { connectRedis, instanceIdentity, watchResponsiveness } from './cluster/redis.ts';
+import { ensureUniqueIdentity, InstanceRelay } from './cluster/relay.ts';
+import { LogFollower } from './persistence/log-follower.ts';
+import { UnloggedBeacon } from './cluster/unlogged-beacon.ts';
+import { Presence } from './presence/presence.ts';
+import { RedisPresenceBoard } from './presence/redis-board.ts';
+import { RelayedRows } from './projection/relayed-rows.ts';
 import { Recorder } from './projection/recorder.ts';
+import { within } from './timeouts.ts';
 
 const SHUTDOWN_DRAIN_MS = 10_000;
+const REDIS_GOODBYE_MS = 1_000;
 
 export async function openDatabase(config: Config, log: Logger): Promise<Database> {
   if (config.DATABASE_URL) return createPostgresDatabase(config.DATABASE_URL, log);
@@ -81,11 +90,31 @@ export async function createConcord(config: Config, log: Logger) {
   const store = new DocumentStore(db, updateLog, checkpointer, log);
   const verify = createTokenVerifier(resolveTokenKey(config), { issuer: config.AUTH_ISSUER, audience: config.AUTH_AUDIENCE });
 
+  // Several instances share documents and presence through Redis; without it this is the only one.
+  const instance = instanceIdentity(config.INSTANCE_ID);
+  const redis = config.REDIS_URL ? connectRedis(config.REDIS_URL, log) : null;
+  if (redis) await ensureUniqueIdentity(redis, instance, log);
+  const relay = redis && new InstanceRelay(redis, instance, log);
+  const stopWatching = redis && relay && watchResponsiveness([redis, ...relay.connections], log);
+  const beacon = redis && new UnloggedBeacon(redis, instance, () => updateLog.pendingDocuments(), log);
+  const relayed: RelayedContent | undefined = beacon
+    ? { rows: new RelayedRows(db, updateLog, log, metrics), follower: new LogFollower(store, beacon, log, metrics) }
+    : undefined;
+  const presence = new Presence({
+    instance,
+    idleMs: config.PRESENCE_IDLE_MS,
+    board: redis && new RedisPresenceBoard(redis, instance),
+    documentOf: (name) => hocuspocus.documents.get(name),
+    log,
+  });
+
   const hocuspocus = new Hocuspocus({
     quiet: true,
     extensions: [
       new Authorization(verify, log, metrics),
-      new Persistence(updateLog, store, recorder, log, metrics, config.MAX_BACKLOG_BYTES),
+      new Persistence(updateLog, store, recorder, log, metrics, config.MAX_BACKLOG_BYTES, relayed),
+      presence.sessions,
+      ...(relay ? [relay] : []),
     ],
   });
 
@@ -95,13 +124,20 @@ export async function createConcord(config: Config, log: Logger) {
   const app = createHttpApp({
     log,
     metrics,
+    instance,
     readiness: {
       postgres: async () => {
         await db.ping();
         if (!updateLog.healthy) throw new Error('update log writes are failing');
       },
+      ...(redis && {
+        redis: async () => {
+          if (redis.status !== 'ready' || !relay?.redisAnswers) throw new Error('Redis is not connected');
+          await redis.ping();
+        },
+      }),
     },
-    documents: documentsApi(verify, [documentRoutes(documents, config.MAX_MESSAGE_BYTES), historyRoutes(history)]),
+    documents: documentsApi(verify, [documentRoutes(documents, presence, config.MAX_MESSAGE_BYTES), historyRoutes(history)]),
     admin: adminPage(),
     refreshGauges() {
       metrics.openConnections.set(hocuspocus.getConnectionsCount());
@@ -130,6 +166,7 @@ export async function createConcord(config: Config, log: Logger) {
   return {
     db,
     hocuspocus,
+    instance,
 
     listen(): Promise<AddressInfo> {
       return new Promise((resolve, reject) => {
@@ -146,9 +183,17 @@ export async function createConcord(config: Config, log: Logger) {
       httpServer.close();
       for (const ws of sockets.clients) ws.close(1012, 'server restarting');
       hocuspocus.closeConnections();
-      await Promise.race([updateLog.whenDrained(), new Promise((resolve) => setTimeout(resolve, SHUTDOWN_DRAIN_MS).unref())]);
+      await within(updateLog.whenDrained(), SHUTDOWN_DRAIN_MS, () => undefined);
       updateLog.close();
       await retention?.stop();
+      relayed?.rows.close();
+      relayed?.follower.close();
+      beacon?.close();
+      stopWatching?.();
+      // Taking this instance's users off the board is a courtesy (they expire anyway): Redis may not answer.
+      await within(presence.close(), REDIS_GOODBYE_MS, () => undefined);
+      await relay?.onDestroy();
+      redis?.disconnect();
       await checkpointer.close();
       await db.close();
     },

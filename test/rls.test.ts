@@ -26,7 +26,7 @@ async function project(db: Database, tenant: string): Promise<void> {
     fill(doc);
     await db.transaction(tenant, async (sql) => {
       await appendUpdates(sql, [{ document, update: Y.encodeStateAsUpdate(doc), userId: 'u1', origin: 'client', receivedAt: new Date() }]);
-      await replaceTables(sql, document, new DocumentTracker(kindOf(kind), doc, 'p1').allRows(), 1);
+      await replaceTables(sql, document, new DocumentTracker(kindOf(kind), doc, 'p1').rows(), 1);
       await insertFieldChanges(sql, [
         { name: document.name, seq: 1, first_seq: 1, entity: kind, entity_id: 'p1', field: 'title', action: 'update', old_value: null, new_value: 'x', user_id: 'u1', changed_at: new Date().toISOString() },
       ]);

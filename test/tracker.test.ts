@@ -52,7 +52,7 @@ describe('DocumentTracker', () => {
       Y.applyUpdate(b, Y.encodeStateAsUpdate(a, Y.encodeStateVector(b)));
 
       const fresh = new DocumentTracker(kindOf('quote'), a, 'q');
-      expect(trackedA.tracker.allRows()).toEqual(fresh.allRows());
+      expect(trackedA.tracker.rows()).toEqual(fresh.rows());
       expect(trackedA.tracker.members('lines')).toEqual(fresh.members('lines'));
       expect(trackedA.tracker.texts).toEqual(fresh.texts);
     }

@@ -8,14 +8,15 @@ const quoted = (name: string) => `"${name}"`;
 
 /**
  * Inserts or updates rows of a kind's table in one statement: the rows travel
- * as one jsonb array and are typed by `jsonb_to_recordset`.
+ * as one jsonb array and are typed by `jsonb_to_recordset`. Columns in
+ * `keepOnConflict` are written only by the insert.
  */
-export async function upsertRows(sql: Sql, table: TableSpec, rows: Array<Record<string, Json>>): Promise<void> {
+export async function upsertRows(sql: Sql, table: TableSpec, rows: Array<Record<string, Json>>, keepOnConflict: readonly string[] = []): Promise<void> {
   if (rows.length === 0) return;
   const columns = Object.keys(table.columns).map(quoted);
   const typed = Object.entries(table.columns).map(([column, type]) => `${quoted(column)} ${type}`);
   const updates = Object.keys(table.columns)
-    .filter((column) => !table.key.includes(column))
+    .filter((column) => !table.key.includes(column) && !keepOnConflict.includes(column))
     .map((column) => `${quoted(column)} = EXCLUDED.${quoted(column)}`);
   await sql.query(
     `INSERT INTO ${table.name} (tenant_id, ${columns.join(', ')})

@@ -3,6 +3,7 @@ import type * as Y from 'yjs';
 import type { Principal } from '../auth/tokens.ts';
 import type { ServerEditContext } from '../context.ts';
 import { ConcordError } from '../errors.ts';
+import { within } from '../timeouts.ts';
 import type { DocumentStore } from '../persistence/document-store.ts';
 import { DocumentTracker } from '../projection/tracker.ts';
 import type { Json } from './layout.ts';
@@ -20,19 +21,10 @@ export interface DocumentJson {
 const COMMIT_WAIT_MS = 10_000;
 
 /** The edit is applied and queued either way; only the answer stops waiting. */
-async function withinCommitWait(committed: Promise<number>): Promise<number> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new ConcordError('storage-unavailable', 'the edit was applied and will be committed once Postgres answers again; do not send it again')),
-      COMMIT_WAIT_MS,
-    );
+function withinCommitWait(committed: Promise<number>): Promise<number> {
+  return within(committed, COMMIT_WAIT_MS, () => {
+    throw new ConcordError('storage-unavailable', 'the edit was applied and will be committed once Postgres answers again; do not send it again');
   });
-  try {
-    return await Promise.race([committed, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 const patchSchemas = Object.fromEntries(Object.entries(kinds).map(([kind, module]) => [kind, patchSchema(module.layout)]));

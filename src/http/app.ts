@@ -3,9 +3,12 @@ import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { ConcordError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
+import { within } from '../timeouts.ts';
 
 export interface HttpDependencies {
   log: Logger;
+  /** This instance's identity, for telling instances apart behind a load balancer. */
+  instance: string;
   metrics: Metrics;
   /** Named checks behind /readyz; each resolves when its service answers. */
   readiness: Record<string, () => Promise<void>>;
@@ -23,10 +26,10 @@ function errorBody(error: ConcordError) {
   return { error: error.toJSON() };
 }
 
-export function createHttpApp({ log, metrics, readiness, refreshGauges, documents, admin }: HttpDependencies): Hono {
+export function createHttpApp({ log, instance, metrics, readiness, refreshGauges, documents, admin }: HttpDependencies): Hono {
   const app = new Hono();
 
-  app.get('/healthz', (c) => c.json({ status: 'ok' }));
+  app.get('/healthz', (c) => c.json({ status: 'ok', instance }));
 
   app.get('/readyz', async (c) => {
     const results = await Promise.all(
@@ -62,16 +65,12 @@ export function createHttpApp({ log, metrics, readiness, refreshGauges, document
 }
 
 async function answers(check: () => Promise<void>): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error('timed out')), READINESS_TIMEOUT_MS);
-  });
   try {
-    await Promise.race([check(), timeout]);
+    await within(check(), READINESS_TIMEOUT_MS, () => {
+      throw new Error('timed out');
+    });
     return true;
   } catch {
     return false;
-  } finally {
-    clearTimeout(timer);
   }
 }

@@ -3,13 +3,19 @@ import { bodyLimit } from 'hono/body-limit';
 import { contentWriters } from '../auth/access.ts';
 import type { DocumentService } from '../documents/service.ts';
 import { ConcordError } from '../errors.ts';
+import type { Presence } from '../presence/presence.ts';
 import { documentOf, type ApiEnv } from './api.ts';
 
-/** `GET` and `PATCH /api/documents/:kind/:id`. */
-export function documentRoutes(service: DocumentService, maxBodyBytes: number): Hono<ApiEnv> {
+/** `GET` and `PATCH /api/documents/:kind/:id`, and who has it open (`/presence`). */
+export function documentRoutes(service: DocumentService, presence: Presence, maxBodyBytes: number): Hono<ApiEnv> {
   const routes = new Hono<ApiEnv>();
 
   routes.get('/:kind/:id', async (c) => c.json(await service.read(documentOf(c))));
+
+  routes.get('/:kind/:id/presence', async (c) => {
+    const document = documentOf(c);
+    return c.json({ name: document.name, ...(await presence.list(document.name)) });
+  });
 
   routes.patch('/:kind/:id', jsonBodyLimit(maxBodyBytes), async (c) => {
     const document = documentOf(c);

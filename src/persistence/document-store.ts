@@ -1,7 +1,9 @@
 import * as Y from 'yjs';
-import type { Database } from '../db/database.ts';
-import { clearTablesStale, documentVersion, ensureDocument, lockDocuments } from '../db/documents.ts';
+import type { Database, Sql } from '../db/database.ts';
+import type { Author } from '../context.ts';
+import { clearTablesStale, documentVersion, ensureDocument, lockDocuments, markTablesStale } from '../db/documents.ts';
 import { headerVersion } from '../db/tables.ts';
+import { appendUpdates, readUpdates, type LoggedUpdate } from '../db/updates.ts';
 import { kindOf } from '../documents/kinds.ts';
 import type { DocumentName } from '../documents/name.ts';
 import { ConcordError } from '../errors.ts';
@@ -34,11 +36,11 @@ export class DocumentStore {
 
   /**
    * Loads the document into `into` (Hocuspocus's, still empty): its latest
-   * checkpoint, then the updates after it, applied one by one. (Merging them
+   * checkpoint, then the updates after it, applied one by one (merging them
    * first, or replaying into another Y.Doc and encoding that, would cost whole
-   * extra passes over a long history's tombstones.)
+   * extra passes over a long history's tombstones). Returns the seq it holds.
    */
-  async load(document: DocumentName, into: Y.Doc): Promise<void> {
+  async load(document: DocumentName, into: Y.Doc): Promise<number> {
     let loaded;
     try {
       loaded = await this.db.transaction(document.tenant, async (sql) => {
@@ -55,6 +57,7 @@ export class DocumentStore {
     if (checkpoint) Y.applyUpdate(into, checkpoint.state);
     for (const { update } of tail) Y.applyUpdate(into, update);
     if (version > 0 && tablesBehind) await this.rebuildTables(document, into, version);
+    return version;
   }
 
   /**
@@ -65,7 +68,7 @@ export class DocumentStore {
    */
   private async rebuildTables(document: DocumentName, doc: Y.Doc, version: number): Promise<void> {
     try {
-      const rows = new DocumentTracker(kindOf(document.kind), doc, document.id).allRows();
+      const rows = new DocumentTracker(kindOf(document.kind), doc, document.id).rows();
       await this.db.transaction(document.tenant, async (sql) => {
         await lockDocuments(sql, [document.name]);
         if ((await documentVersion(sql, document.name)) !== version) return;
@@ -92,6 +95,32 @@ export class DocumentStore {
     return (await this.db.transaction(document.tenant, (sql) => documentVersion(sql, document.name))) ?? 0;
   }
 
+  /** The document's logged updates after `afterSeq`, in order. */
+  async updatesAfter(document: DocumentName, afterSeq: number): Promise<LoggedUpdate[]> {
+    return this.db.transaction(document.tenant, (sql) => readUpdates(sql, document.name, afterSeq));
+  }
+
+  /**
+   * Logs, for `author`, the part of `update` the log does not hold; returns its
+   * seq, or null when the log holds all of it. Under the document's row lock,
+   * so of two instances doing this at once the second finds it logged.
+   */
+  async logUnlogged(document: DocumentName, update: Uint8Array, author: Author): Promise<number | null> {
+    const seq = await this.db.transaction(document.tenant, async (sql) => {
+      await lockDocuments(sql, [document.name]);
+      const part = await partNotLogged(sql, document, update);
+      if (!part) return null;
+      const [logged] = await appendUpdates(sql, [{ document, update: part, ...author, receivedAt: new Date() }]);
+      await markTablesStale(sql, [document.name]);
+      return logged!;
+    });
+    if (seq !== null) {
+      this.updateLog.noteVersion(document.name, seq);
+      this.checkpointer.advance(document, seq);
+    }
+    return seq;
+  }
+
   async allCommitted(document: DocumentName): Promise<void> {
     await this.updateLog.whenDrained(document.name);
   }
@@ -99,5 +128,17 @@ export class DocumentStore {
   unloaded(document: DocumentName): void {
     this.updateLog.forget(document.name);
     this.checkpointer.forget(document.name);
+  }
+}
+
+async function partNotLogged(sql: Sql, document: DocumentName, update: Uint8Array): Promise<Uint8Array | null> {
+  const version = (await documentVersion(sql, document.name)) ?? 0;
+  const { checkpoint, tail } = await stateAt(sql, document.name, version);
+  const logged = replay(checkpoint, tail);
+  try {
+    const part = Y.diffUpdate(update, Y.encodeStateVector(logged));
+    return Y.snapshotContainsUpdate(Y.snapshot(logged), part) ? null : part;
+  } finally {
+    logged.destroy();
   }
 }

@@ -3,13 +3,15 @@ import {
   type afterLoadDocumentPayload,
   type afterUnloadDocumentPayload,
   type beforeHandleMessagePayload,
+  type beforeSyncPayload,
   type beforeUnloadDocumentPayload,
   type connectedPayload,
   type onLoadDocumentPayload,
   type onStoreDocumentPayload,
   type Extension,
 } from '@hocuspocus/server';
-import type * as Y from 'yjs';
+import { messageYjsSyncStep1 } from 'y-protocols/sync';
+import * as Y from 'yjs';
 import { authorOf, isServerEdit } from '../context.ts';
 import { toPgJson } from '../db/json.ts';
 import { kindOf } from '../documents/kinds.ts';
@@ -18,11 +20,23 @@ import { ConcordError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Recorder } from '../projection/recorder.ts';
+import type { RelayedRows } from '../projection/relayed-rows.ts';
 import { DocumentTracker, type DocumentChanges, type LayoutViolation } from '../projection/tracker.ts';
 import { holdsAll, readFrame, readUpdateReach } from '../protocol.ts';
 import { AckGatedSocket } from './acknowledgements.ts';
 import type { DocumentStore } from './document-store.ts';
+import type { LogFollower } from './log-follower.ts';
 import type { UpdateLog } from './update-log.ts';
+
+/** With several instances: what is done with content relayed from the others (never logged here, see InstanceRelay). */
+export interface RelayedContent {
+  rows: RelayedRows;
+  follower: LogFollower;
+}
+
+function isRelayed(origin: unknown): boolean {
+  return isTransactionOrigin(origin) && origin.source === 'redis';
+}
 
 /**
  * Puts every client update and server-side edit into the durable log, with
@@ -40,12 +54,22 @@ export class Persistence implements Extension {
   private readonly metrics: Metrics;
   private readonly recorder: Recorder;
   private readonly maxBacklogBytes: number;
+  private readonly relayed?: RelayedContent;
   /** What each logged transaction changed, from `afterTransaction` until its `update` event. */
   private readonly changesOf = new WeakMap<Y.Transaction, DocumentChanges>();
   /** Documents being loaded, with the timer of their load. */
   private readonly loading = new WeakMap<Y.Doc, () => void>();
 
-  constructor(updateLog: UpdateLog, store: DocumentStore, recorder: Recorder, log: Logger, metrics: Metrics, maxBacklogBytes: number) {
+  constructor(
+    updateLog: UpdateLog,
+    store: DocumentStore,
+    recorder: Recorder,
+    log: Logger,
+    metrics: Metrics,
+    maxBacklogBytes: number,
+    relayed?: RelayedContent,
+  ) {
+    this.relayed = relayed;
     this.updateLog = updateLog;
     this.store = store;
     this.recorder = recorder;
@@ -69,10 +93,27 @@ export class Persistence implements Extension {
     }
     connection.webSocket.expectWrite(connection.messageAddress, {
       // Even a write that adds nothing new (a resend after a reconnect, say) is
-      // acknowledged only once what the document holds is committed.
-      earlier: this.updateLog.committedSoFar(document.name),
+      // acknowledged only once what the document holds is committed, including
+      // what other instances relayed to it.
+      earlier: this.relayed
+        ? Promise.all([this.updateLog.committedSoFar(document.name), this.relayed.follower.logged(document.name)])
+        : this.updateLog.committedSoFar(document.name),
       parked: () => !holdsAll(document, reach),
     });
+  }
+
+  /**
+   * Before answering a client's first sync step, with several instances: the
+   * document takes in what other instances logged and it lacks, so that the
+   * client does not send those updates back as its own.
+   */
+  async beforeSync({ documentName, document, type }: beforeSyncPayload): Promise<void> {
+    if (!this.relayed || type !== messageYjsSyncStep1) return;
+    try {
+      await this.relayed.follower.bringUpToLog(documentName, document);
+    } catch (error) {
+      this.log.warn({ err: error, code: 'catch-up-failed', document: documentName }, 'could not bring the document up to the log before a sync');
+    }
   }
 
   async connected({ connection }: connectedPayload): Promise<void> {
@@ -83,7 +124,9 @@ export class Persistence implements Extension {
   /** Loads the document from the log (timed until the tracker has read it, in afterLoadDocument). */
   async onLoadDocument({ document, documentName }: onLoadDocumentPayload): Promise<void> {
     this.loading.set(document, this.metrics.documentLoad.startTimer());
-    await this.store.load(parseDocumentName(documentName), document);
+    const name = parseDocumentName(documentName);
+    const version = await this.store.load(name, document);
+    this.relayed?.follower.loaded(name, Y.encodeStateAsUpdate(document), version);
   }
 
   /** Hocuspocus "stores" a document before unloading it: everything of it is in the log once its updates are committed. */
@@ -112,21 +155,26 @@ export class Persistence implements Extension {
    * would not try again).
    */
   async beforeUnloadDocument({ instance, document, documentName }: beforeUnloadDocumentPayload): Promise<void> {
-    if (!this.updateLog.hasPending(documentName)) return;
-    void this.updateLog.whenDrained(documentName).then(() => instance.unloadDocument(document));
-    throw new Error(`${documentName} still has updates that are not committed`);
+    const follower = this.relayed?.follower;
+    if (!this.updateLog.hasPending(documentName) && !follower?.hasUnlogged(documentName)) return;
+    void Promise.all([this.updateLog.whenDrained(documentName), follower?.logged(documentName)]).then(() => instance.unloadDocument(document));
+    throw new Error(`${documentName} still has updates that are not logged`);
   }
 
   async afterUnloadDocument({ documentName }: afterUnloadDocumentPayload): Promise<void> {
     this.store.unloaded(parseDocumentName(documentName));
     this.recorder.forget([documentName]);
+    this.relayed?.follower.forget(documentName);
   }
 
   /** Every transaction moves the tracker on; those that will be logged keep what they changed, with the header row. */
   private track(document: DocumentName, tracker: DocumentTracker, transaction: Y.Transaction): void {
     try {
       if (authorOf(transaction.origin)) this.changesOf.set(transaction, tracker.observe(transaction));
-      else tracker.follow(transaction);
+      else {
+        const { rows } = tracker.follow(transaction);
+        if (isRelayed(transaction.origin)) this.relayed?.rows.touched(document, rows.members.keys(), (ids) => tracker.rows(ids));
+      }
     } catch (error) {
       // Never let a projection bug stop an update from being applied and logged.
       this.metrics.persistenceErrors.inc({ operation: 'track' });
@@ -146,6 +194,7 @@ export class Persistence implements Extension {
   // Runs inside Y.applyUpdate, where y-protocols swallows exceptions: it must not throw.
   private logUpdate(document: DocumentName, update: Uint8Array, origin: unknown, transaction: Y.Transaction): void {
     const author = authorOf(origin);
+    if (isRelayed(origin)) this.relayed?.follower.relayed(document.name, update);
     if (!author || !isTransactionOrigin(origin)) return; // the second test only narrows the type
     try {
       this.metrics.updatesReceived.inc();

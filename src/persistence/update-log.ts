@@ -90,6 +90,11 @@ export class UpdateLog {
     return this.pending.has(name);
   }
 
+  /** Names of the documents with updates waiting to be committed. */
+  pendingDocuments(): string[] {
+    return [...this.pending.keys()];
+  }
+
   /** Settles once every update of `name` queued so far is committed. */
   committedSoFar(name: string): Promise<unknown> {
     return this.pending.get(name)?.newest ?? Promise.resolve();

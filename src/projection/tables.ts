@@ -37,16 +37,31 @@ export async function writeTableChanges(sql: Sql, updates: Array<Required<Record
 
 /** Makes a document's tables equal `rows` (all of them) at `version`, removing members it no longer has. */
 export async function replaceTables(sql: Sql, document: DocumentName, rows: RowChanges, version: number): Promise<void> {
+  await writeRows(sql, [unattributed(document, rows, version)]);
+  await deleteMembersExcept(sql, kindOf(document.kind).tables.members, document.id, [...rows.members.keys()]);
+}
+
+/**
+ * Writes rows this instance read from updates another instance logged (relayed
+ * through Redis). Their values follow this instance's copy of the document;
+ * who changed a row and when stay as the logging instance wrote them.
+ */
+export async function writeRelayedRows(sql: Sql, document: DocumentName, rows: RowChanges, version: number): Promise<void> {
+  await writeRows(sql, [unattributed(document, rows, version)], { keepStamps: true });
+}
+
+/** Rows stamped "now, by nobody": what is known when they are not an update's own. */
+function unattributed(document: DocumentName, rows: RowChanges, version: number): DocumentRows {
   const stamp: Stamp = { updated_at: new Date().toISOString(), updated_by: null };
   const members = new Map([...rows.members].map(([id, member]) => [id, member && { ...member, ...stamp }]));
-  await writeRows(sql, [{ document, header: { ...rows.header, version, ...stamp }, members }]);
-  await deleteMembersExcept(sql, kindOf(document.kind).tables.members, document.id, [...rows.members.keys()]);
+  return { document, header: { ...rows.header, version, ...stamp }, members };
 }
 
 const stampColumns = { updated_at: 'timestamptz', updated_by: 'text' };
 
-/** One statement per table for all documents of a kind. */
-async function writeRows(sql: Sql, documents: DocumentRows[]): Promise<void> {
+/** One statement per table for all documents of a kind; `keepStamps` leaves existing rows' stamps as they are. */
+async function writeRows(sql: Sql, documents: DocumentRows[], { keepStamps = false } = {}): Promise<void> {
+  const keep = keepStamps ? Object.keys(stampColumns) : [];
   for (const [kind, module] of Object.entries(kinds)) {
     const ofKind = documents.filter((rows) => rows.document.kind === kind);
     if (ofKind.length === 0) continue;
@@ -55,8 +70,8 @@ async function writeRows(sql: Sql, documents: DocumentRows[]): Promise<void> {
     const upserts = ofKind.flatMap((rows) =>
       [...rows.members.values()].filter((row) => row !== null).map((row) => ({ ...row, [members.parentColumn]: rows.document.id })),
     );
-    await upsertRows(sql, { ...header, columns: { ...header.columns, version: 'bigint', ...stampColumns } }, ofKind.map((rows) => rows.header));
+    await upsertRows(sql, { ...header, columns: { ...header.columns, version: 'bigint', ...stampColumns } }, ofKind.map((rows) => rows.header), keep);
     await deleteMembers(sql, members, removed);
-    await upsertRows(sql, { ...members, columns: { ...members.columns, ...stampColumns } }, upserts);
+    await upsertRows(sql, { ...members, columns: { ...members.columns, ...stampColumns } }, upserts, keep);
   }
 }

@@ -113,13 +113,19 @@ export class DocumentTracker<Totals = unknown> implements DocumentView<Totals> {
     return changes;
   }
 
-  /** Every row of the document's tables, for bringing them in line with the document. */
-  allRows(): RowChanges {
-    const members = new Map<string, Record<string, Json>>();
+  /**
+   * The header row and the current rows of the members with `ids` (null: no
+   * such member now); of every member when `ids` is not given.
+   */
+  rows(ids?: ReadonlySet<string>): RowChanges {
+    const members = new Map<string, Record<string, Json> | null>();
+    for (const id of ids ?? []) members.set(id, null);
     const state = this.collections.get(this.kind.tableCollection)!;
     for (const map of state.order) {
       const member = state.members.get(map)!;
-      if (member.id !== null && !members.has(member.id)) members.set(member.id, this.memberRow(member));
+      // The first of members sharing an id has the row.
+      if (member.id === null || (ids && !ids.has(member.id)) || members.get(member.id)) continue;
+      members.set(member.id, this.memberRow(member));
     }
     return { header: this.kind.headerRow(this), members };
   }

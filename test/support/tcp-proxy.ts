@@ -1,9 +1,10 @@
 import { createConnection, createServer, type Socket } from 'node:net';
 
 /**
- * A loopback TCP proxy in front of PostgreSQL, so a test can take the database
- * away from one server process (every connection cut, new ones refused) and
- * give it back, without stopping the PostgreSQL other tests use.
+ * A loopback TCP proxy. In front of PostgreSQL, a test takes the database away
+ * from one server process (every connection cut, new ones refused) and gives
+ * it back, without stopping the PostgreSQL other tests use; in front of server
+ * instances it is a load balancer that sends new connections elsewhere.
  */
 export class TcpProxy {
   private readonly sockets = new Set<Socket>();
@@ -11,7 +12,7 @@ export class TcpProxy {
   private up = true;
   port = 0;
 
-  private readonly target: { host: string; port: number };
+  private target: { host: string; port: number };
 
   constructor(target: { host: string; port: number }) {
     this.target = target;
@@ -26,6 +27,11 @@ export class TcpProxy {
   cut(): void {
     this.up = false;
     for (const socket of this.sockets) socket.destroy();
+  }
+
+  /** New connections go to `target`; open ones stay where they are. */
+  retarget(target: { host: string; port: number }): void {
+    this.target = target;
   }
 
   restore(): void {

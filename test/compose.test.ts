@@ -1,0 +1,37 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { loadConfig, settingNames } from '../src/config.ts';
+
+const root = new URL('../', import.meta.url);
+const compose = parse(readFileSync(new URL('docker-compose.yml', root), 'utf8'), { merge: true });
+const dockerfile = readFileSync(new URL('Dockerfile', root), 'utf8');
+const instances = Object.entries<any>(compose.services).filter(([, service]) => service.build === '.');
+/** The image's own environment (Dockerfile ENV), which the compose file adds to. */
+const imageEnv = Object.fromEntries([...dockerfile.matchAll(/^\s*(?:ENV\s+)?([A-Z_]+)=(\S+?)\s*\\?$/gm)].map((match) => [match[1]!, match[2]!]));
+
+// docker-compose.yml cannot be run here (no Docker engine): it is checked against the settings and the Dockerfile instead.
+describe('docker-compose.yml', () => {
+  it('runs two instances of the image with distinct identities, sharing its PostgreSQL and Redis', () => {
+    expect(instances).toHaveLength(2);
+    expect(new Set(instances.map(([, service]) => service.environment.INSTANCE_ID)).size).toBe(2);
+    for (const [, service] of instances) {
+      const database = new URL(service.environment.DATABASE_URL);
+      const redis = new URL(service.environment.REDIS_URL);
+      expect(compose.services[database.hostname]?.image).toMatch(/^postgres:/);
+      expect(compose.services[redis.hostname]?.image).toMatch(/^redis:/);
+      expect(Object.keys(service.depends_on).sort()).toEqual([database.hostname, redis.hostname].sort());
+      expect(service.ports.map((port: string) => port.split(':')[1])).toEqual([imageEnv.PORT]);
+    }
+    expect(new Set(instances.flatMap(([, service]) => service.ports.map((port: string) => port.split(':')[0]))).size).toBe(2);
+  });
+
+  it('sets only settings Concord reads, and they load as they would in the container', () => {
+    expect(imageEnv).toMatchObject({ NODE_ENV: 'production', HOST: '0.0.0.0' });
+    for (const [, service] of instances) {
+      for (const name of Object.keys(service.environment)) expect(settingNames).toContain(name);
+      const env = { ...imageEnv, ...service.environment, AUTH_JWT_SECRET: 'a-secret-of-at-least-32-characters!' };
+      expect(() => loadConfig(env)).not.toThrow();
+    }
+  });
+});
