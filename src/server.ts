@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { Database as DatabaseExtension } from '@hocuspocus/extension-database';
 import { Hocuspocus } from '@hocuspocus/server';
 import { getRequestListener } from '@hono/node-server';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
@@ -12,6 +13,7 @@ import type { Database } from './db/database.ts';
 import { migrate } from './db/migrate.ts';
 import { createPgliteDatabase } from './db/pglite.ts';
 import { createPostgresDatabase } from './db/postgres.ts';
+import { parseDocumentName } from './documents/name.ts';
 import { createHttpApp } from './http/app.ts';
 import { adminPage } from './http/admin-page.ts';
 import { documentsApi } from './http/api.ts';
@@ -108,12 +110,22 @@ export async function createConcord(config: Config, log: Logger) {
     log,
   });
 
+  const persistence = new Persistence(updateLog, store, recorder, log, metrics, config.MAX_BACKLOG_BYTES, relayed);
   const hocuspocus = new Hocuspocus({
     quiet: true,
     extensions: [
       new Authorization(verify, log, metrics),
-      new Persistence(updateLog, store, recorder, log, metrics, config.MAX_BACKLOG_BYTES, relayed),
+      persistence,
       presence.sessions,
+      new DatabaseExtension({
+        // The log's checkpoint and tail go straight into Hocuspocus's document: nothing is left to apply.
+        fetch: async (payload) => {
+          await persistence.load(payload);
+          return null;
+        },
+        // A "store" only waits until every update of the document is committed: the log is the store.
+        store: ({ documentName }) => store.allCommitted(parseDocumentName(documentName)),
+      }),
       ...(relay ? [relay] : []),
     ],
   });

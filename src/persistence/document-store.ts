@@ -15,8 +15,8 @@ import { replay, stateAt } from './replay.ts';
 import type { UpdateLog } from './update-log.ts';
 
 /**
- * Loading and storing for the persistence extension's onLoadDocument and
- * onStoreDocument hooks. The log is the source of truth: a load is the
+ * Loading and storing for @hocuspocus/extension-database (through the
+ * persistence extension's `load`). The log is the source of truth: a load is the
  * latest checkpoint plus the updates after it, and a "store" only waits until
  * every update of the document is committed, so Hocuspocus unloads a
  * document only once nothing of it is at risk.

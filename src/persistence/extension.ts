@@ -7,7 +7,6 @@ import {
   type beforeUnloadDocumentPayload,
   type connectedPayload,
   type onLoadDocumentPayload,
-  type onStoreDocumentPayload,
   type Extension,
 } from '@hocuspocus/server';
 import { messageYjsSyncStep1 } from 'y-protocols/sync';
@@ -121,17 +120,16 @@ export class Persistence implements Extension {
     if (socket instanceof AckGatedSocket) connection.onClose(() => socket.forget(connection.messageAddress));
   }
 
-  /** Loads the document from the log (timed until the tracker has read it, in afterLoadDocument). */
-  async onLoadDocument({ document, documentName }: onLoadDocumentPayload): Promise<void> {
+  /**
+   * Loads the document from the log straight into Hocuspocus's (still empty)
+   * document, for @hocuspocus/extension-database's fetch; timed until the
+   * tracker has read it, in afterLoadDocument.
+   */
+  async load({ document, documentName }: Pick<onLoadDocumentPayload, 'document' | 'documentName'>): Promise<void> {
     this.loading.set(document, this.metrics.documentLoad.startTimer());
     const name = parseDocumentName(documentName);
     const version = await this.store.load(name, document);
     this.relayed?.follower.loaded(name, Y.encodeStateAsUpdate(document), version);
-  }
-
-  /** Hocuspocus "stores" a document before unloading it: everything of it is in the log once its updates are committed. */
-  async onStoreDocument({ documentName }: onStoreDocumentPayload): Promise<void> {
-    await this.store.allCommitted(parseDocumentName(documentName));
   }
 
   async afterLoadDocument({ document }: afterLoadDocumentPayload): Promise<void> {
