@@ -38,6 +38,10 @@ const environment = z.object({
   MAX_BACKLOG_BYTES: positiveInt(256 * 1024 * 1024),
   /** Most update bytes written in one group commit. */
   COMMIT_BATCH_MAX_BYTES: positiveInt(8 * 1024 * 1024),
+  /** Documents whose whole history is kept in memory for fast version reads (0: every read from checkpoint and tail). */
+  HISTORY_REPLICAS: z.coerce.number().int().min(0).max(1000).default(4),
+  /** Updates older than this many days are pruned down to checkpoints; unset keeps everything. */
+  HISTORY_RETENTION_DAYS: optionalText.pipe(z.coerce.number<string | undefined>().int().min(1).max(36_500).optional()),
 });
 
 export type Config = z.infer<typeof environment>;

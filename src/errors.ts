@@ -17,6 +17,8 @@ export const errorCodes = {
   'bad-frame': 400,
   'bad-update': 400,
   'not-found': 404,
+  /** A past version whose updates retention deleted (HISTORY_RETENTION_DAYS). */
+  pruned: 404,
   'too-large': 413,
   'storage-unavailable': 503,
   'not-ready': 503,

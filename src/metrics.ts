@@ -19,6 +19,19 @@ export function createMetrics() {
       buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
       registers,
     }),
+    documentLoad: new Histogram({
+      name: 'concord_document_load_seconds',
+      help: 'Loading a document into memory: its latest checkpoint and the updates after it read, merged and applied, and read through its layout',
+      buckets: [0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2.5, 10],
+      registers,
+    }),
+    versionRead: new Histogram({
+      name: 'concord_version_read_seconds',
+      help: 'Reading one past version of a document for the history API, by where it was rebuilt from (replica in memory, or checkpoint and tail from the log)',
+      labelNames: ['from'] as const,
+      buckets: [0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2.5, 10],
+      registers,
+    }),
     commitBatchSize: new Histogram({
       name: 'concord_commit_batch_updates',
       help: 'Updates written per group commit',

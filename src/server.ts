@@ -15,7 +15,10 @@ import { createPgliteDatabase } from './db/pglite.ts';
 import { createPostgresDatabase } from './db/postgres.ts';
 import { parseDocumentName } from './documents/name.ts';
 import { createHttpApp } from './http/app.ts';
+import { adminPage } from './http/admin-page.ts';
+import { documentsApi } from './http/api.ts';
 import { documentRoutes } from './http/documents.ts';
+import { historyRoutes } from './http/history.ts';
 import { DocumentService } from './documents/service.ts';
 import type { Logger } from './log.ts';
 import { createMetrics } from './metrics.ts';
@@ -25,6 +28,9 @@ import { DocumentStore } from './persistence/document-store.ts';
 import { Persistence, type RelayedContent } from './persistence/extension.ts';
 import { UpdateLog } from './persistence/update-log.ts';
 import { AuditTrail } from './audit/trail.ts';
+import { HistoryRetention, type PruneTarget } from './history/retention.ts';
+import { HistoryService } from './history/service.ts';
+import { Versions } from './history/versions.ts';
 import { connectRedis, instanceIdentity, watchResponsiveness } from './cluster/redis.ts';
 import { ensureUniqueIdentity, InstanceRelay } from './cluster/relay.ts';
 import { LogFollower } from './persistence/log-follower.ts';
@@ -43,15 +49,25 @@ export async function openDatabase(config: Config, log: Logger): Promise<Databas
   return createPgliteDatabase(join(config.DATA_DIR, 'pgdata'));
 }
 
-/** Applies pending migrations, as the migration role when one is configured. */
-export async function migrateSchema(config: Config, db: Database, log: Logger): Promise<string[]> {
-  if (!config.MIGRATION_DATABASE_URL) return migrate(db);
+/** Runs `work` as the role that owns the tables: MIGRATION_DATABASE_URL's when one is configured, else `db`'s own. */
+export async function asOwner<T>(config: Config, db: Database, log: Logger, work: (owner: Database) => Promise<T>): Promise<T> {
+  if (!config.MIGRATION_DATABASE_URL) return work(db);
   const owner = createPostgresDatabase(config.MIGRATION_DATABASE_URL, log);
   try {
-    return await migrate(owner);
+    return await work(owner);
   } finally {
     await owner.close();
   }
+}
+
+/** Applies pending migrations, as the migration role when one is configured. */
+export function migrateSchema(config: Config, db: Database, log: Logger): Promise<string[]> {
+  return asOwner(config, db, log, migrate);
+}
+
+/** What history retention needs: the runtime database, the owner's, and the checkpoint builder. */
+export function pruneTarget(config: Config, db: Database, checkpointer: Checkpointer, log: Logger): PruneTarget {
+  return { db, checkpointer, log, asOwner: (work) => asOwner(config, db, log, work) };
 }
 
 /** The composition root: every concern is built and registered here, once. */
@@ -61,6 +77,7 @@ export async function createConcord(config: Config, log: Logger) {
   await migrateSchema(config, db, log);
 
   const checkpointer = new Checkpointer(db, config.CHECKPOINT_EVERY, log, metrics);
+  const retention = config.HISTORY_RETENTION_DAYS ? new HistoryRetention(pruneTarget(config, db, checkpointer, log), config.HISTORY_RETENTION_DAYS) : null;
   const recorder = new Recorder(new AuditTrail(config.AUDIT_TEXT_BURST_MS), log, metrics);
   const updateLog = new UpdateLog({
     db,
@@ -93,24 +110,28 @@ export async function createConcord(config: Config, log: Logger) {
     log,
   });
 
+  const persistence = new Persistence(updateLog, store, recorder, log, metrics, config.MAX_BACKLOG_BYTES, relayed);
   const hocuspocus = new Hocuspocus({
     quiet: true,
     extensions: [
       new Authorization(verify, log, metrics),
-      new Persistence(updateLog, store, recorder, log, metrics, config.MAX_BACKLOG_BYTES, relayed),
+      persistence,
       presence.sessions,
       new DatabaseExtension({
-        fetch: async ({ documentName }) => {
-          const document = parseDocumentName(documentName);
-          const { state, version } = await store.load(document);
-          relayed?.follower.loaded(document, state, version);
-          return state;
+        // The log's checkpoint and tail go straight into Hocuspocus's document: nothing is left to apply.
+        fetch: async (payload) => {
+          await persistence.load(payload);
+          return null;
         },
+        // A "store" only waits until every update of the document is committed: the log is the store.
         store: ({ documentName }) => store.allCommitted(parseDocumentName(documentName)),
       }),
       ...(relay ? [relay] : []),
     ],
   });
+
+  const documents = new DocumentService(hocuspocus, store);
+  const history = new HistoryService(db, new Versions(db, checkpointer, log, config.HISTORY_REPLICAS), documents, metrics);
 
   const app = createHttpApp({
     log,
@@ -128,7 +149,8 @@ export async function createConcord(config: Config, log: Logger) {
         },
       }),
     },
-    documents: documentRoutes(verify, new DocumentService(hocuspocus, store), presence, config.MAX_MESSAGE_BYTES),
+    documents: documentsApi(verify, [documentRoutes(documents, presence, config.MAX_MESSAGE_BYTES), historyRoutes(history)]),
+    admin: adminPage(),
     refreshGauges() {
       metrics.openConnections.set(hocuspocus.getConnectionsCount());
       metrics.loadedDocuments.set(hocuspocus.getDocumentsCount());
@@ -161,7 +183,10 @@ export async function createConcord(config: Config, log: Logger) {
     listen(): Promise<AddressInfo> {
       return new Promise((resolve, reject) => {
         httpServer.once('error', reject);
-        httpServer.listen(config.PORT, config.HOST, () => resolve(httpServer.address() as AddressInfo));
+        httpServer.listen(config.PORT, config.HOST, () => {
+          retention?.start();
+          resolve(httpServer.address() as AddressInfo);
+        });
       });
     },
 
@@ -172,6 +197,7 @@ export async function createConcord(config: Config, log: Logger) {
       hocuspocus.closeConnections();
       await within(updateLog.whenDrained(), SHUTDOWN_DRAIN_MS, () => undefined);
       updateLog.close();
+      await retention?.stop();
       relayed?.rows.close();
       relayed?.follower.close();
       beacon?.close();

@@ -1,13 +1,11 @@
 import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Browser, Page } from 'playwright-core';
-import { afterEach, describe, expect, it, onTestFailed } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
-import { acknowledged, connect, synced, waitFor } from './support/clients.ts';
-import { launchChromium, startReportEditorExample } from './support/browser.ts';
-import { createStorage } from './support/database.ts';
+import { acknowledged, connect, synced } from './support/clients.ts';
+import { browserAndServer, startReportEditorExample, waitForText as waitForPageText } from './support/browser.ts';
 import { loggedUpdates, openTestDatabase } from './support/inspect.ts';
-import { ServerProcess } from './support/server.ts';
 import { token } from './support/tokens.ts';
 
 const cleanups: Array<() => Promise<void>> = [];
@@ -50,26 +48,14 @@ function textOf(page: Page, selector: string): Promise<string> {
   });
 }
 
-/** Waits until the text of `selector` on the page satisfies `check`. */
-async function waitForText(page: Page, selector: string, check: (text: string) => boolean): Promise<void> {
-  let text = '';
-  try {
-    await waitFor(selector, async () => check((text = await textOf(page, selector))), 15_000);
-  } catch {
-    throw new Error(`timed out waiting for the text of ${selector}; it is ${JSON.stringify(text)}`);
-  }
+/** Waits until the text of `selector` on the page, carets left out, satisfies `check`. */
+function waitForText(page: Page, selector: string, check: (text: string) => boolean): Promise<string> {
+  return waitForPageText(page, selector, check, textOf);
 }
 
 describe('report editor example in a browser', () => {
   it('two people edit one section: both texts merge, each sees the other\'s caret, and the section reaches Postgres', async () => {
-    // First, so that a missing Chromium is the first thing this test reports.
-    const browser = await launchChromium();
-    cleanups.push(() => browser.close());
-    const storage = await createStorage();
-    cleanups.push(() => storage.drop());
-    const server = await new ServerProcess(storage.env).start();
-    cleanups.push(() => server.stop('SIGKILL'));
-    onTestFailed(() => console.error(`server output:\n${server.logs.slice(-8_000)}`));
+    const { browser, storage, server } = await browserAndServer(cleanups);
 
     // The report and its (empty) section exist before anyone opens the page.
     const setup = connect(server.wsUrl, documentName, await token({ tenant, sub: 'setup', role: 'editor' }));

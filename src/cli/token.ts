@@ -3,6 +3,7 @@ import { resolveTokenKey } from '../auth/keys.ts';
 import { roles, signToken, type Role } from '../auth/tokens.ts';
 import { ConfigError, loadConfig } from '../config.ts';
 import { idPattern } from '../documents/name.ts';
+import { runCommand } from './command.ts';
 
 function identifier(value: string): string {
   if (!idPattern.test(value)) throw new InvalidArgumentError('letters, digits, _ and -, at most 64');
@@ -36,9 +37,4 @@ const program = new Command('token')
     console.log(token);
   });
 
-try {
-  await program.parseAsync();
-} catch (error) {
-  console.error(`token: ${(error as Error).message}`);
-  process.exit(1);
-}
+await runCommand(program);

@@ -16,6 +16,17 @@ export async function latestCheckpoint(sql: Sql, name: string, atOrBeforeSeq = N
   return rows[0] ?? null;
 }
 
+/** The seq of the newest checkpoint at or before `atOrBeforeSeq`, without reading its state. */
+export async function latestCheckpointSeq(sql: Sql, name: string, atOrBeforeSeq: number): Promise<number | null> {
+  const { rows } = await sql.query<{ seq: number }>(
+    `SELECT seq FROM document_checkpoints
+     WHERE tenant_id = current_tenant() AND name = $1 AND seq <= $2
+     ORDER BY seq DESC LIMIT 1`,
+    [name, atOrBeforeSeq],
+  );
+  return rows[0] ? Number(rows[0].seq) : null;
+}
+
 export async function insertCheckpoint(sql: Sql, name: string, checkpoint: Checkpoint): Promise<void> {
   await sql.query(
     `INSERT INTO document_checkpoints (tenant_id, name, seq, state)
@@ -23,4 +34,13 @@ export async function insertCheckpoint(sql: Sql, name: string, checkpoint: Check
      ON CONFLICT DO NOTHING`,
     [name, checkpoint.seq, Buffer.from(checkpoint.state).toString('hex')],
   );
+}
+
+/** The seqs of a document's checkpoints below `belowSeq`, in order. */
+export async function checkpointSeqsBelow(sql: Sql, name: string, belowSeq: number): Promise<number[]> {
+  const { rows } = await sql.query<{ seq: number }>(
+    'SELECT seq FROM document_checkpoints WHERE tenant_id = current_tenant() AND name = $1 AND seq < $2 ORDER BY seq',
+    [name, belowSeq],
+  );
+  return rows.map((row) => Number(row.seq));
 }

@@ -36,3 +36,39 @@ export async function markTablesStale(sql: Sql, names: string[]): Promise<void> 
 export async function clearTablesStale(sql: Sql, name: string): Promise<void> {
   await sql.query('UPDATE documents SET tables_stale = false WHERE tenant_id = current_tenant() AND name = $1', [name]);
 }
+
+/**
+ * How far back a document's history is exact: `latest` is its version, and
+ * every version from `exactFrom` on can be rebuilt (0 when nothing was
+ * pruned; else the first update retention kept, which has a checkpoint).
+ * Null when the document was never opened.
+ */
+export async function historyBounds(sql: Sql, name: string): Promise<{ latest: number; exactFrom: number } | null> {
+  const { rows } = await sql.query<{ version: string; first_seq: string | null }>(
+    `SELECT version, (SELECT min(seq) FROM document_updates u WHERE u.tenant_id = d.tenant_id AND u.name = d.name) AS first_seq
+     FROM documents d WHERE tenant_id = current_tenant() AND name = $1`,
+    [name],
+  );
+  if (!rows[0]) return null;
+  const firstSeq = rows[0].first_seq === null ? 1 : Number(rows[0].first_seq);
+  return { latest: Number(rows[0].version), exactFrom: firstSeq > 1 ? firstSeq : 0 };
+}
+
+export interface DocumentEntry {
+  name: string;
+  kind: string;
+  doc_id: string;
+  version: number;
+  updated_at: Date;
+}
+
+/** The tenant's documents in name order, after `afterName`; only those named in `only`, if given. */
+export async function listDocuments(sql: Sql, afterName: string, limit: number, only?: string[]): Promise<DocumentEntry[]> {
+  const { rows } = await sql.query<DocumentEntry>(
+    `SELECT name, kind, doc_id, version, updated_at FROM documents
+     WHERE tenant_id = current_tenant() AND name > $1 AND ($3::text[] IS NULL OR name = ANY($3::text[]))
+     ORDER BY name LIMIT $2`,
+    [afterName, limit, only ?? null],
+  );
+  return rows.map((row) => ({ ...row, version: Number(row.version) }));
+}

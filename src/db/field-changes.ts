@@ -48,3 +48,57 @@ export async function extendFieldChanges(sql: Sql, rows: Array<{ id: number; seq
     [pgJson(rows)],
   );
 }
+
+export interface FieldChangeFilter {
+  entity?: string;
+  field?: string;
+  user?: string;
+  /** `changed_at` at or after. */
+  since?: Date;
+  /** `changed_at` at or before. */
+  until?: Date;
+  /** Rows that cover an update in [fromSeq, toSeq] (a text burst covers first_seq to seq). */
+  fromSeq?: number;
+  toSeq?: number;
+}
+
+export type StoredFieldChange = Omit<FieldChangeRow, 'changed_at'> & { id: number; changed_at: Date };
+
+/** Audit rows of a document matching `filter`, in id (insertion) order, after the row `afterId`. */
+export async function fieldChangePage(sql: Sql, name: string, filter: FieldChangeFilter, afterId: number, limit: number): Promise<StoredFieldChange[]> {
+  const { rows } = await sql.query<StoredFieldChange>(
+    `SELECT id, name, seq, first_seq, entity, entity_id, field, action, old_value, new_value, user_id, changed_at
+     FROM field_changes
+     WHERE tenant_id = current_tenant() AND name = $1 AND id > $2
+       AND ($3::text IS NULL OR entity = $3) AND ($4::text IS NULL OR field = $4) AND ($5::text IS NULL OR user_id = $5)
+       AND ($6::timestamptz IS NULL OR changed_at >= $6) AND ($7::timestamptz IS NULL OR changed_at <= $7)
+       AND ($8::bigint IS NULL OR seq >= $8) AND ($9::bigint IS NULL OR first_seq <= $9)
+     ORDER BY id LIMIT $10`,
+    [
+      name,
+      afterId,
+      filter.entity ?? null,
+      filter.field ?? null,
+      filter.user ?? null,
+      filter.since?.toISOString() ?? null,
+      filter.until?.toISOString() ?? null,
+      filter.fromSeq ?? null,
+      filter.toSeq ?? null,
+      limit,
+    ],
+  );
+  return rows.map((row) => ({ ...row, id: Number(row.id), seq: Number(row.seq), first_seq: Number(row.first_seq) }));
+}
+
+export type FieldTouch = Pick<FieldChangeRow, 'seq' | 'first_seq' | 'entity' | 'entity_id' | 'field' | 'user_id'>;
+
+/** Which fields the audit rows covering updates `fromSeq` to `toSeq` name (without their values). */
+export async function fieldsTouched(sql: Sql, name: string, fromSeq: number, toSeq: number): Promise<FieldTouch[]> {
+  const { rows } = await sql.query<FieldTouch>(
+    `SELECT seq, first_seq, entity, entity_id, field, user_id FROM field_changes
+     WHERE tenant_id = current_tenant() AND name = $1 AND seq >= $2 AND first_seq <= $3
+     ORDER BY id`,
+    [name, fromSeq, toSeq],
+  );
+  return rows.map((row) => ({ ...row, seq: Number(row.seq), first_seq: Number(row.first_seq) }));
+}

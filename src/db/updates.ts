@@ -87,3 +87,82 @@ export async function findLoggedUpdate(sql: Sql, name: string, afterSeq: number,
   );
   return rows[0]?.seq ?? null;
 }
+
+/** An update as the history lists it: who sent it, when, how, and how large it is. */
+export interface UpdateEntry {
+  seq: number;
+  received_at: Date;
+  user_id: string;
+  origin: UpdateOrigin;
+  bytes: number;
+}
+
+/** Up to `limit` updates after `afterSeq`, in order, without their content. */
+export async function updatePage(sql: Sql, name: string, afterSeq: number, limit: number): Promise<UpdateEntry[]> {
+  const { rows } = await sql.query<UpdateEntry>(
+    `SELECT seq, received_at, user_id, origin, octet_length(update) AS bytes FROM document_updates
+     WHERE tenant_id = current_tenant() AND name = $1 AND seq > $2
+     ORDER BY seq LIMIT $3`,
+    [name, afterSeq, limit],
+  );
+  return rows;
+}
+
+/** The seq of the last update received at or before `at` (ties: the higher seq), or null. */
+export async function seqReceivedBy(sql: Sql, name: string, at: Date): Promise<number | null> {
+  const { rows } = await sql.query<{ seq: number }>(
+    `SELECT seq FROM document_updates
+     WHERE tenant_id = current_tenant() AND name = $1 AND received_at <= $2
+     ORDER BY received_at DESC, seq DESC LIMIT 1`,
+    [name, at.toISOString()],
+  );
+  return rows[0]?.seq ?? null;
+}
+
+/**
+ * The last seq up to which every update was received before `before`: the
+ * end of the prefix that retention may prune (0 when there is none).
+ */
+export async function seqsReceivedBefore(sql: Sql, name: string, before: Date): Promise<number> {
+  const { rows } = await sql.query<{ upto: number }>(
+    `SELECT COALESCE(
+       (SELECT min(seq) - 1 FROM document_updates WHERE tenant_id = current_tenant() AND name = $1 AND received_at >= $2),
+       (SELECT max(seq) FROM document_updates WHERE tenant_id = current_tenant() AND name = $1),
+       0) AS upto`,
+    [name, before.toISOString()],
+  );
+  return Number(rows[0]!.upto);
+}
+
+// Maintenance, as the owner role (schema/003): across tenants, so the tenant is named.
+
+/** Documents of every tenant that still log an update received before `before`. */
+export async function documentsWithUpdatesBefore(sql: Sql, before: Date): Promise<Array<{ tenant_id: string; name: string }>> {
+  const { rows } = await sql.query<{ tenant_id: string; name: string }>(
+    `SELECT d.tenant_id, d.name FROM documents d
+     WHERE EXISTS (SELECT 1 FROM document_updates u WHERE u.tenant_id = d.tenant_id AND u.name = d.name AND u.received_at < $1)
+     ORDER BY d.tenant_id, d.name`,
+    [before.toISOString()],
+  );
+  return rows;
+}
+
+/**
+ * Deletes a document's updates before `seq`, but only if a checkpoint holds
+ * the state at `seq` (so the document still loads, every version from `seq`
+ * on is still exact, and update `seq` itself stays to say when it came).
+ * Returns how many were deleted.
+ */
+export async function pruneUpdatesBefore(sql: Sql, tenant: string, name: string, seq: number): Promise<number> {
+  const { rows } = await sql.query<{ deleted: string }>(
+    `WITH pruned AS (
+       DELETE FROM document_updates u
+       WHERE u.tenant_id = $1 AND u.name = $2 AND u.seq < $3
+         AND EXISTS (SELECT 1 FROM document_checkpoints c WHERE c.tenant_id = $1 AND c.name = $2 AND c.seq = $3)
+       RETURNING 1
+     )
+     SELECT count(*) AS deleted FROM pruned`,
+    [tenant, name, seq],
+  );
+  return Number(rows[0]!.deleted);
+}

@@ -42,18 +42,29 @@ function toNodes(child: Y.XmlElement | Y.XmlText | Y.XmlHook, depth: number): Pr
   return [node];
 }
 
+/**
+ * Text runs with their marks. Adjacent runs with the same marks are one text
+ * node, as ProseMirror holds them: Yjs splits its delta at every format mark
+ * it keeps, even one that changes nothing.
+ */
 function textNodes(text: Y.XmlText): ProseMirrorNode[] {
-  return (text.toDelta() as Array<{ insert: unknown; attributes?: Record<string, Record<string, Json> | null> }>)
-    .filter((op): op is { insert: string; attributes?: Record<string, Record<string, Json> | null> } => typeof op.insert === 'string')
-    .map(({ insert, attributes }) => {
-      const node: ProseMirrorNode = { type: 'text', text: insert };
-      const marks = Object.entries(attributes ?? {}).map(([type, markAttrs]) => {
-        const attrs = toPgJson(markAttrs);
-        return attrs && typeof attrs === 'object' && Object.keys(attrs).length > 0 ? { type, attrs: attrs as Record<string, Json> } : { type };
-      });
-      if (marks.length > 0) node.marks = marks;
-      return node;
+  const nodes: ProseMirrorNode[] = [];
+  for (const op of text.toDelta() as Array<{ insert: unknown; attributes?: Record<string, Record<string, Json> | null> }>) {
+    if (typeof op.insert !== 'string') continue;
+    const marks = Object.entries(op.attributes ?? {}).map(([type, markAttrs]) => {
+      const attrs = toPgJson(markAttrs);
+      return attrs && typeof attrs === 'object' && Object.keys(attrs).length > 0 ? { type, attrs: attrs as Record<string, Json> } : { type };
     });
+    const last = nodes.at(-1);
+    if (last && JSON.stringify(last.marks ?? []) === JSON.stringify(marks)) {
+      last.text += op.insert;
+      continue;
+    }
+    const node: ProseMirrorNode = { type: 'text', text: op.insert };
+    if (marks.length > 0) node.marks = marks;
+    nodes.push(node);
+  }
+  return nodes;
 }
 
 /** The plain text of ProseMirror JSON: text nodes joined, one line per block. */

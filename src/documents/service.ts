@@ -64,15 +64,23 @@ export class DocumentService {
   async patch(principal: Principal, document: DocumentName, body: unknown): Promise<DocumentJson> {
     const parsed = patchSchemas[document.kind]!.safeParse(body);
     if (!parsed.success) throw new ConcordError('bad-request', `the patch is not valid: ${describeIssues(parsed.error)}`);
-    const context: ServerEditContext = { principal, origin: 'api' };
+    return this.edit(principal, document, 'api', (doc) => applyPatch(kindOf(document.kind).layout, doc, parsed.data));
+  }
+
+  /**
+   * A server-side edit through a Hocuspocus direct connection: `change` runs in
+   * one transaction on the live document, which becomes one update, logged
+   * with `origin` and the caller as author. Answers with the document as the
+   * edit left it, once that is committed (an edit that changed nothing answers
+   * the current version).
+   */
+  async edit(principal: Principal, document: DocumentName, origin: ServerEditContext['origin'], change: (doc: Y.Doc) => void): Promise<DocumentJson> {
+    const context: ServerEditContext = { principal, origin };
     const connection = await this.hocuspocus.openDirectConnection(document.name, context);
     try {
-      let content: Json = null;
-      await connection.transact((doc) => {
-        applyPatch(kindOf(document.kind).layout, doc, parsed.data);
-      });
-      content = renderDocument(document, connection.document!);
-      const version = context.committed ? await withinCommitWait(context.committed) : ((await this.store.read(document))?.version ?? 0);
+      await connection.transact(change);
+      const content = renderDocument(document, connection.document!);
+      const version = context.committed ? await withinCommitWait(context.committed) : await this.store.version(document);
       return { name: document.name, version, content };
     } finally {
       await connection.disconnect();

@@ -16,6 +16,8 @@ export interface HttpDependencies {
   refreshGauges(): void;
   /** Mounted at /api/documents. */
   documents: Hono<any>;
+  /** Mounted at /admin. */
+  admin: Hono;
 }
 
 const READINESS_TIMEOUT_MS = 2_000;
@@ -24,7 +26,7 @@ function errorBody(error: ConcordError) {
   return { error: error.toJSON() };
 }
 
-export function createHttpApp({ log, instance, metrics, readiness, refreshGauges, documents }: HttpDependencies): Hono {
+export function createHttpApp({ log, instance, metrics, readiness, refreshGauges, documents, admin }: HttpDependencies): Hono {
   const app = new Hono();
 
   app.get('/healthz', (c) => c.json({ status: 'ok', instance }));
@@ -46,6 +48,7 @@ export function createHttpApp({ log, instance, metrics, readiness, refreshGauges
   });
 
   app.route('/api/documents', documents);
+  app.route('/admin', admin);
 
   app.notFound((c) => c.json(errorBody(new ConcordError('not-found', `no route for ${c.req.method} ${c.req.path}`)), 404));
 

@@ -1,61 +1,43 @@
-import { Hono, type Context } from 'hono';
+import { Hono, type HonoRequest } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
-import { contentWriters, checkDocumentAccess } from '../auth/access.ts';
-import type { Principal, TokenVerifier } from '../auth/tokens.ts';
-import { parseDocumentName, type DocumentName } from '../documents/name.ts';
+import { contentWriters } from '../auth/access.ts';
 import type { DocumentService } from '../documents/service.ts';
 import { ConcordError } from '../errors.ts';
 import type { Presence } from '../presence/presence.ts';
+import { documentOf, type ApiEnv } from './api.ts';
 
-type Env = { Variables: { principal: Principal } };
+/** `GET` and `PATCH /api/documents/:kind/:id`, and who has it open (`/presence`). */
+export function documentRoutes(service: DocumentService, presence: Presence, maxBodyBytes: number): Hono<ApiEnv> {
+  const routes = new Hono<ApiEnv>();
 
-/**
- * `/api/documents/:kind/:id`: the tenant always comes from the bearer token,
- * never from the request.
- */
-export function documentRoutes(verify: TokenVerifier, service: DocumentService, presence: Presence, maxBodyBytes: number): Hono<Env> {
-  const api = new Hono<Env>();
+  routes.get('/:kind/:id', async (c) => c.json(await service.read(documentOf(c))));
 
-  api.use('*', async (c, next) => {
-    const header = c.req.header('authorization') ?? '';
-    const token = /^Bearer\s+(\S+)$/i.exec(header)?.[1];
-    if (!token) throw new ConcordError('bad-token', 'send the token as "Authorization: Bearer <token>"');
-    c.set('principal', await verify(token));
-    await next();
-  });
-
-  api.get('/:kind/:id', async (c) => c.json(await service.read(documentOf(c))));
-
-  api.get('/:kind/:id/presence', async (c) => {
+  routes.get('/:kind/:id/presence', async (c) => {
     const document = documentOf(c);
     return c.json({ name: document.name, ...(await presence.list(document.name)) });
   });
 
-  api.patch(
-    '/:kind/:id',
-    bodyLimit({
-      maxSize: maxBodyBytes,
-      onError: () => {
-        throw new ConcordError('too-large', `the body is larger than ${maxBodyBytes} bytes`);
-      },
-    }),
-    async (c) => {
-      const document = documentOf(c);
-      const principal = c.get('principal');
-      if (!contentWriters.has(principal.role)) throw new ConcordError('not-allowed', `role "${principal.role}" may not edit documents`);
-      const body = await c.req.json().catch(() => {
-        throw new ConcordError('bad-request', 'the body is not JSON');
-      });
-      return c.json(await service.patch(principal, document, body));
-    },
-  );
+  routes.patch('/:kind/:id', jsonBodyLimit(maxBodyBytes), async (c) => {
+    const document = documentOf(c);
+    const principal = c.get('principal');
+    if (!contentWriters.has(principal.role)) throw new ConcordError('not-allowed', `role "${principal.role}" may not edit documents`);
+    return c.json(await service.patch(principal, document, await jsonBody(c.req)));
+  });
 
-  return api;
+  return routes;
 }
 
-function documentOf(c: Context<Env>): DocumentName {
-  const principal = c.get('principal');
-  const document = parseDocumentName(`${principal.tenant}/${c.req.param('kind')}/${c.req.param('id')}`);
-  checkDocumentAccess(principal, document);
-  return document;
+export function jsonBodyLimit(maxBodyBytes: number) {
+  return bodyLimit({
+    maxSize: maxBodyBytes,
+    onError: () => {
+      throw new ConcordError('too-large', `the body is larger than ${maxBodyBytes} bytes`);
+    },
+  });
+}
+
+export async function jsonBody(request: HonoRequest): Promise<unknown> {
+  return request.json().catch(() => {
+    throw new ConcordError('bad-request', 'the body is not JSON');
+  });
 }

@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads';
-import { insertCheckpoint, latestCheckpoint, type Checkpoint } from '../db/checkpoints.ts';
+import { insertCheckpoint, latestCheckpoint, latestCheckpointSeq, type Checkpoint } from '../db/checkpoints.ts';
 import type { Database } from '../db/database.ts';
 import { readUpdates, type LoggedUpdate } from '../db/updates.ts';
 import type { DocumentName } from '../documents/name.ts';
@@ -30,7 +30,8 @@ export class Checkpointer {
   private readonly closing = new AbortController();
 
   private readonly db: Database;
-  private readonly every: number;
+  /** Updates between checkpoints: the most a load or a version read replays. */
+  readonly every: number;
   private readonly log: Logger;
   private readonly metrics: Metrics;
 
@@ -55,6 +56,24 @@ export class Checkpointer {
     if (!progress.writing && !this.closing.signal.aborted && progress.latestSeq - progress.checkpointSeq >= this.every) {
       progress.writing = this.writeUntilDone(progress);
     }
+  }
+
+  /**
+   * Makes sure version `seq` is at most `every` updates past a checkpoint: if
+   * the newest one at or before it is further back (a document written while
+   * this process was down, or imported, may have none), writes one at the
+   * multiple of `every` at or before `seq`, built from the log in one pass on
+   * the worker. Reading any version near it afterwards replays at most `every`
+   * updates.
+   */
+  async checkpointNear(document: DocumentName, seq: number): Promise<void> {
+    const base = (await this.db.transaction(document.tenant, (sql) => latestCheckpointSeq(sql, document.name, seq))) ?? 0;
+    if (seq - base > this.every) await this.write(document, Math.floor(seq / this.every) * this.every);
+  }
+
+  /** Writes the checkpoint at exactly `seq` (from the log), unless one is there already. */
+  async checkpointAt(document: DocumentName, seq: number): Promise<void> {
+    await this.write(document, seq);
   }
 
   /** How many documents have a checkpoint write under way. */

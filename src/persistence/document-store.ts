@@ -1,5 +1,4 @@
 import * as Y from 'yjs';
-import { latestCheckpoint } from '../db/checkpoints.ts';
 import type { Database, Sql } from '../db/database.ts';
 import type { Author } from '../context.ts';
 import { clearTablesStale, documentVersion, ensureDocument, lockDocuments, markTablesStale } from '../db/documents.ts';
@@ -12,14 +11,15 @@ import type { Logger } from '../log.ts';
 import { replaceTables } from '../projection/tables.ts';
 import { DocumentTracker } from '../projection/tracker.ts';
 import type { Checkpointer } from './checkpoints.ts';
-import { replay } from './replay.ts';
+import { replay, stateAt } from './replay.ts';
 import type { UpdateLog } from './update-log.ts';
 
 /**
- * Loading and storing for @hocuspocus/extension-database. The log is the
- * source of truth: a load is the latest checkpoint plus the updates after it,
- * and a "store" only waits until every update of the document is committed,
- * so Hocuspocus unloads a document only once nothing of it is at risk.
+ * Loading and storing for @hocuspocus/extension-database (through the
+ * persistence extension's `load`). The log is the source of truth: a load is the
+ * latest checkpoint plus the updates after it, and a "store" only waits until
+ * every update of the document is committed, so Hocuspocus unloads a
+ * document only once nothing of it is at risk.
  */
 export class DocumentStore {
   private readonly db: Database;
@@ -34,8 +34,13 @@ export class DocumentStore {
     this.checkpointer = checkpointer;
   }
 
-  /** The document's state as the log holds it, and the seq that is. */
-  async load(document: DocumentName): Promise<{ state: Uint8Array; version: number }> {
+  /**
+   * Loads the document into `into` (Hocuspocus's, still empty): its latest
+   * checkpoint, then the updates after it, applied one by one (merging them
+   * first, or replaying into another Y.Doc and encoding that, would cost whole
+   * extra passes over a long history's tombstones). Returns the seq it holds.
+   */
+  async load(document: DocumentName, into: Y.Doc): Promise<number> {
     let loaded;
     try {
       loaded = await this.db.transaction(document.tenant, async (sql) => {
@@ -49,13 +54,10 @@ export class DocumentStore {
     const { version, checkpoint, tail, tablesBehind } = loaded;
     this.updateLog.noteVersion(document.name, version);
     this.checkpointer.advance(document, version, checkpoint?.seq ?? 0);
-    const doc = replay(checkpoint, tail);
-    try {
-      if (version > 0 && tablesBehind) await this.rebuildTables(document, doc, version);
-      return { state: Y.encodeStateAsUpdate(doc), version };
-    } finally {
-      doc.destroy();
-    }
+    if (checkpoint) Y.applyUpdate(into, checkpoint.state);
+    for (const { update } of tail) Y.applyUpdate(into, update);
+    if (version > 0 && tablesBehind) await this.rebuildTables(document, into, version);
+    return version;
   }
 
   /**
@@ -139,10 +141,4 @@ async function partNotLogged(sql: Sql, document: DocumentName, update: Uint8Arra
   } finally {
     logged.destroy();
   }
-}
-
-/** What rebuilds a document at `version`: the latest checkpoint at or before it and the updates after that. */
-async function stateAt(sql: Sql, name: string, version: number) {
-  const checkpoint = await latestCheckpoint(sql, name, version);
-  return { checkpoint, tail: await readUpdates(sql, name, checkpoint?.seq ?? 0, version) };
 }

@@ -6,10 +6,11 @@ import {
   type beforeSyncPayload,
   type beforeUnloadDocumentPayload,
   type connectedPayload,
+  type onLoadDocumentPayload,
   type Extension,
 } from '@hocuspocus/server';
 import { messageYjsSyncStep1 } from 'y-protocols/sync';
-import type * as Y from 'yjs';
+import * as Y from 'yjs';
 import { authorOf, isServerEdit } from '../context.ts';
 import { toPgJson } from '../db/json.ts';
 import { kindOf } from '../documents/kinds.ts';
@@ -55,6 +56,8 @@ export class Persistence implements Extension {
   private readonly relayed?: RelayedContent;
   /** What each logged transaction changed, from `afterTransaction` until its `update` event. */
   private readonly changesOf = new WeakMap<Y.Transaction, DocumentChanges>();
+  /** Documents being loaded, with the timer of their load. */
+  private readonly loading = new WeakMap<Y.Doc, () => void>();
 
   constructor(
     updateLog: UpdateLog,
@@ -117,6 +120,18 @@ export class Persistence implements Extension {
     if (socket instanceof AckGatedSocket) connection.onClose(() => socket.forget(connection.messageAddress));
   }
 
+  /**
+   * Loads the document from the log straight into Hocuspocus's (still empty)
+   * document, for @hocuspocus/extension-database's fetch; timed until the
+   * tracker has read it, in afterLoadDocument.
+   */
+  async load({ document, documentName }: Pick<onLoadDocumentPayload, 'document' | 'documentName'>): Promise<void> {
+    this.loading.set(document, this.metrics.documentLoad.startTimer());
+    const name = parseDocumentName(documentName);
+    const version = await this.store.load(name, document);
+    this.relayed?.follower.loaded(name, Y.encodeStateAsUpdate(document), version);
+  }
+
   async afterLoadDocument({ document }: afterLoadDocumentPayload): Promise<void> {
     const name = parseDocumentName(document.name);
     let tracker: DocumentTracker | null = null;
@@ -128,6 +143,8 @@ export class Persistence implements Extension {
     }
     document.on('afterTransaction', (transaction: Y.Transaction) => tracker && this.track(name, tracker, transaction));
     document.on('update', (update: Uint8Array, origin: unknown, _doc: Y.Doc, transaction: Y.Transaction) => this.logUpdate(name, update, origin, transaction));
+    this.loading.get(document)?.();
+    this.loading.delete(document);
   }
 
   /**

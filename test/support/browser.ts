@@ -1,7 +1,11 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser } from 'playwright-core';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { onTestFailed } from 'vitest';
+import { waitFor } from './clients.ts';
+import { createStorage, type TestStorage } from './database.ts';
+import { ServerProcess } from './server.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -18,6 +22,22 @@ export async function launchChromium(): Promise<Browser> {
     executablePath: chromiumPath,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
   });
+}
+
+/**
+ * Chromium (first, so that a missing browser is the first thing a test
+ * reports), a fresh storage and a Concord server on it, each cleaned up after
+ * the test through `cleanups`; the server's output is printed if the test fails.
+ */
+export async function browserAndServer(cleanups: Array<() => Promise<void>>): Promise<{ browser: Browser; storage: TestStorage; server: ServerProcess }> {
+  const browser = await launchChromium();
+  cleanups.push(() => browser.close());
+  const storage = await createStorage();
+  cleanups.push(() => storage.drop());
+  const server = await new ServerProcess(storage.env).start();
+  cleanups.push(() => server.stop('SIGKILL'));
+  onTestFailed(() => console.error(`server output:\n${server.logs.slice(-8_000)}`));
+  return { browser, storage, server };
 }
 
 export interface ExampleServer {
@@ -56,4 +76,20 @@ export async function startReportEditorExample(): Promise<ExampleServer> {
       await exited;
     },
   };
+}
+
+/** The text of `selector` on the page. */
+export async function textOf(page: Page, selector: string): Promise<string> {
+  return (await page.locator(selector).textContent()) ?? '';
+}
+
+/** Waits until the text of `selector` on the page (as `read` reads it) satisfies `check`; returns that text. */
+export async function waitForText(page: Page, selector: string, check: (text: string) => boolean, read = textOf): Promise<string> {
+  let text = '';
+  try {
+    await waitFor(selector, async () => check((text = await read(page, selector))), 15_000);
+  } catch {
+    throw new Error(`timed out waiting for the text of ${selector}; it is ${JSON.stringify(text)}`);
+  }
+  return text;
 }

@@ -10,8 +10,8 @@ export interface Client {
   closeReasons: string[];
 }
 
-export function connect(url: string, name: string, token: string): Client {
-  const doc = new Y.Doc();
+/** A provider for `name`; on `doc` when given (a replica kept while offline syncs what it holds). */
+export function connect(url: string, name: string, token: string, doc = new Y.Doc()): Client {
   const client: Client = { doc, stateless: [], closeReasons: [], provider: undefined as never };
   client.provider = new HocuspocusProvider({
     url,

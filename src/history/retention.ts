@@ -1,0 +1,96 @@
+import type { Database } from '../db/database.ts';
+import { historyBounds } from '../db/documents.ts';
+import { documentsWithUpdatesBefore, pruneUpdatesBefore, seqsReceivedBefore } from '../db/updates.ts';
+import { parseDocumentName } from '../documents/name.ts';
+import type { Logger } from '../log.ts';
+import type { Checkpointer } from '../persistence/checkpoints.ts';
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+const PRUNE_EVERY_MS = 60 * 60 * 1000;
+
+export interface PruneResult {
+  documents: number;
+  updates: number;
+}
+
+/** Where pruning runs: the runtime database (per tenant) and, for the cross-tenant part, the table owner's. */
+export interface PruneTarget {
+  db: Database;
+  /** Called once per pass with the owner's database (MIGRATION_DATABASE_URL's role, or DATABASE_URL's). */
+  asOwner<T>(work: (owner: Database) => Promise<T>): Promise<T>;
+  checkpointer: Checkpointer;
+  log: Logger;
+}
+
+/**
+ * Retention (HISTORY_RETENTION_DAYS): prunes each document's history older
+ * than `before` down to checkpoints. For a document, the updates received
+ * before that moment form a prefix of its log, up to seq S. A checkpoint is
+ * made at S (from the log), then the updates before S are deleted: the
+ * document still loads, every version from S on stays exact, and older ones
+ * remain exactly where a checkpoint is. Only the owner role deletes; the
+ * runtime role cannot delete any update.
+ */
+export async function pruneHistory(target: PruneTarget, before: Date, shouldStop: () => boolean = () => false): Promise<PruneResult> {
+  const result: PruneResult = { documents: 0, updates: 0 };
+  await target.asOwner(async (owner) => {
+    const candidates = await owner.ownerTransaction((sql) => documentsWithUpdatesBefore(sql, before));
+    for (const { tenant_id: tenant, name } of candidates) {
+      if (shouldStop()) return;
+      const document = parseDocumentName(name);
+      const { upto, exactFrom } = await target.db.transaction(tenant, async (sql) => ({
+        upto: await seqsReceivedBefore(sql, name, before),
+        exactFrom: (await historyBounds(sql, name))?.exactFrom ?? 0,
+      }));
+      // Seq 1 alone has nothing before it; a prefix already pruned this far has nothing new.
+      if (upto <= 1 || upto <= exactFrom) continue;
+      await target.checkpointer.checkpointAt(document, upto);
+      const deleted = await owner.ownerTransaction((sql) => pruneUpdatesBefore(sql, tenant, name, upto));
+      if (deleted === 0) continue;
+      result.documents += 1;
+      result.updates += deleted;
+      target.log.info({ code: 'history-pruned', document: name, exactFrom: upto, deleted }, 'pruned old history down to checkpoints');
+    }
+  });
+  return result;
+}
+
+export function retentionCutoff(days: number, now = Date.now()): Date {
+  return new Date(now - days * DAY_MS);
+}
+
+/** Runs `pruneHistory` when the server starts and every hour after, never two at once; failures are logged and retried next time. */
+export class HistoryRetention {
+  private readonly target: PruneTarget;
+  private readonly days: number;
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | null = null;
+  private stopped = false;
+
+  constructor(target: PruneTarget, days: number) {
+    this.target = target;
+    this.days = days;
+  }
+
+  start(): void {
+    this.run();
+    this.timer = setInterval(() => this.run(), PRUNE_EVERY_MS).unref();
+  }
+
+  /** Stops scheduling and lets a pass under way end after its current document. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    await this.running;
+  }
+
+  private run(): void {
+    if (this.running || this.stopped) return;
+    this.running = pruneHistory(this.target, retentionCutoff(this.days), () => this.stopped)
+      .then(
+        (result) => void (result.updates > 0 && this.target.log.info({ code: 'history-retention', days: this.days, ...result }, 'history retention pass done')),
+        (error) => this.target.log.error({ err: error, code: 'history-prune-failed' }, 'pruning old history failed; retrying in an hour'),
+      )
+      .finally(() => (this.running = null));
+  }
+}

@@ -1,0 +1,41 @@
+import { Hono, type Context } from 'hono';
+import { checkDocumentAccess } from '../auth/access.ts';
+import type { Principal, TokenVerifier } from '../auth/tokens.ts';
+import { parseDocumentName, type DocumentName } from '../documents/name.ts';
+import { describeIssues } from '../documents/patch.ts';
+import { ConcordError } from '../errors.ts';
+import type { z } from 'zod';
+
+export type ApiEnv = { Variables: { principal: Principal } };
+
+/**
+ * `/api/documents`: every route group behind one bearer-token check. The
+ * tenant always comes from the token, never from the request.
+ */
+export function documentsApi(verify: TokenVerifier, groups: Array<Hono<ApiEnv>>): Hono<ApiEnv> {
+  const api = new Hono<ApiEnv>();
+  api.use('*', async (c, next) => {
+    const header = c.req.header('authorization') ?? '';
+    const token = /^Bearer\s+(\S+)$/i.exec(header)?.[1];
+    if (!token) throw new ConcordError('bad-token', 'send the token as "Authorization: Bearer <token>"');
+    c.set('principal', await verify(token));
+    await next();
+  });
+  for (const group of groups) api.route('/', group);
+  return api;
+}
+
+/** The document a `/:kind/:id` route addresses, in the caller's tenant, once the token may reach it. */
+export function documentOf(c: Context<ApiEnv>): DocumentName {
+  const principal = c.get('principal');
+  const document = parseDocumentName(`${principal.tenant}/${c.req.param('kind')}/${c.req.param('id')}`);
+  checkDocumentAccess(principal, document);
+  return document;
+}
+
+/** Validates input against a zod schema; a failure is a 400 saying what is wrong. */
+export function parsed<T>(schema: z.ZodType<T>, input: unknown, what: string): T {
+  const result = schema.safeParse(input);
+  if (!result.success) throw new ConcordError('bad-request', `${what} is not valid: ${describeIssues(result.error)}`);
+  return result.data;
+}
