@@ -65,19 +65,23 @@ export class Deployment {
     return deployment;
   }
 
-  /** Stops the servers and starts new ones on the same database: nothing is loaded, and a new profile begins. */
-  async restart(): Promise<void> {
+  /**
+   * Stops the servers and starts new ones on the same database, with `env`
+   * added to their settings: nothing is loaded, and a new profile begins,
+   * labelled with `purpose`.
+   */
+  async restart(purpose: string, env: Record<string, string> = {}): Promise<void> {
     await Promise.all(this.servers.map((server) => server.stop()));
     this.retired.push(...this.servers);
-    await this.startServers(`${this.description}, restarted`);
+    await this.startServers(`${this.description}, restarted: ${purpose}`, env);
   }
 
-  private async startServers(label: string): Promise<void> {
+  private async startServers(label: string, extraEnv: Record<string, string> = {}): Promise<void> {
     const script = this.kind === 'bare' ? 'bench/harness/bare-server.ts' : undefined;
     const dir = this.profileDir && join(this.profileDir, String(this.profiles.length));
     if (dir) this.profiles.push({ label, dir });
     const nodeArgs = dir ? ['--cpu-prof', '--cpu-prof-dir', dir] : [];
-    this.servers = this.env.map((env) => new ServerProcess(env, { script, nodeArgs }));
+    this.servers = this.env.map((env) => new ServerProcess({ ...env, ...extraEnv }, { script, nodeArgs }));
     await Promise.all(this.servers.map((server) => server.start()));
   }
 

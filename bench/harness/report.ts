@@ -14,7 +14,6 @@ export interface RunReport {
   failures: Array<{ id: string; error: string }>;
 }
 
-const TARGET_NAMES: Record<TargetKind, string> = { concord: 'Concord', bare: 'bare Hocuspocus' };
 
 export function barText(bar: Bar | undefined, unit: string): string {
   if (!bar) return '';
@@ -28,7 +27,6 @@ export function barText(bar: Bar | undefined, unit: string): string {
 function value(row: RowResult, kind: TargetKind): string {
   const figure = row[kind];
   if (figure !== null) return number(figure, row.digits);
-  if (row.unavailable.includes(kind)) return 'not available yet';
   return kind === 'bare' && row.bareless ? `n/a (${row.bareless})` : 'n/a';
 }
 
@@ -37,9 +35,8 @@ function number(figure: number, digits: number): string {
 }
 
 function verdict(row: RowResult): string {
-  if (row.met === true) return 'met';
-  if (row.met === false) return '**missed**';
-  return row.bar && row.unavailable.includes('concord') ? 'not available yet' : '';
+  if (row.met === null) return '';
+  return row.met ? 'met' : '**missed**';
 }
 
 /** The results table: one row per figure, Concord beside bare Hocuspocus. */
@@ -87,9 +84,6 @@ export function markdownReport(report: RunReport, chartFile: string): string {
 
 function scenarioSection(scenario: ScenarioResult): string[] {
   const out = [`## ${scenario.id}: ${scenario.title}`, '', scenario.description, ''];
-  for (const kind of ['concord', 'bare'] as const) {
-    if (scenario.unavailable[kind]) out.push(`**${TARGET_NAMES[kind]}: not available yet.** ${scenario.unavailable[kind]}`, '');
-  }
   const missed = scenario.rows.filter((row) => row.met === false);
   if (missed.length) {
     out.push(`**Missed:** ${missed.map((row) => `${row.label} ${number(row.concord!, row.digits)} ${row.unit} (bar ${barText(row.bar, row.unit)})`).join('; ')}.`, '');
@@ -119,7 +113,7 @@ const COLORS = { met: '#2e7d32', missed: '#c62828', plain: '#1565c0', bare: '#9e
  * each figure on its own scale, with the bar's limit as a dashed line.
  */
 export function svgChart(report: RunReport): string {
-  const rows = report.scenarios.flatMap((scenario) => scenario.rows.map((row) => ({ scenario, row }))).filter(({ row }) => row.concord !== null || row.bare !== null || row.unavailable.length);
+  const rows = report.scenarios.flatMap((scenario) => scenario.rows.map((row) => ({ scenario, row }))).filter(({ row }) => row.concord !== null || row.bare !== null);
   const height = 70 + rows.length * ROW_HEIGHT + 30;
   const width = LABEL_WIDTH + PLOT_WIDTH + 150;
   const parts = [
@@ -136,9 +130,7 @@ export function svgChart(report: RunReport): string {
     const color = row.met === true ? COLORS.met : row.met === false ? COLORS.missed : COLORS.plain;
     if (index > 0 && rows[index - 1]!.scenario !== scenario) parts.push(`<line x1="10" x2="${width - 10}" y1="${y - 3}" y2="${y - 3}" stroke="#e0e0e0"/>`);
     parts.push(`<text x="10" y="${y + 14}">${escape(`${scenario.id} ${row.label} (${row.unit})`)}</text>`);
-    for (const [kind, fill, offset] of [['concord', color, 2], ['bare', COLORS.bare, 14]] as const) {
-      const figure = row[kind];
-      if (row.unavailable.includes(kind)) parts.push(`<text x="${LABEL_WIDTH}" y="${y + offset + 10}" font-size="11" fill="${COLORS.missed}">${TARGET_NAMES[kind]}: not available yet</text>`);
+    for (const [figure, fill, offset] of [[row.concord, color, 2], [row.bare, COLORS.bare, 14]] as const) {
       if (figure === null || !Number.isFinite(figure)) continue;
       parts.push(`<rect x="${LABEL_WIDTH}" y="${y + offset}" width="${fixed(length(figure), 1)}" height="11" fill="${fill}"/>`);
       parts.push(`<text x="${LABEL_WIDTH + length(figure) + 4}" y="${y + offset + 10}" font-size="11">${escape(number(figure, row.digits))}</text>`);

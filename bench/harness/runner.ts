@@ -5,7 +5,7 @@ import { Deployment, type TargetKind } from './deployment.ts';
 import { LoadPool } from './load.ts';
 import { waitForQuiet, watchNoise, type Noise } from './machine.ts';
 import { summarizeProfiles, type ProfileSummary } from './profile.ts';
-import { NotAvailable, type Measured, type Row, type RunContext, type Scenario } from './scenario.ts';
+import type { Measured, Row, RunContext, Scenario } from './scenario.ts';
 import { fixed } from './stats.ts';
 
 export interface RowResult extends Row {
@@ -15,8 +15,6 @@ export interface RowResult extends Row {
   ratio: number | null;
   /** Whether the bar is met; null without a bar or without a figure. */
   met: boolean | null;
-  /** Targets on which this figure cannot be measured yet. */
-  unavailable: TargetKind[];
 }
 
 export interface ScenarioResult {
@@ -27,8 +25,6 @@ export interface ScenarioResult {
   rows: RowResult[];
   notes: string[];
   noise: Partial<Record<TargetKind, Noise>>;
-  /** Why a target could not be measured, wholly or in part (a feature not built yet). */
-  unavailable: Partial<Record<TargetKind, string>>;
   /** Where Concord's time went, per deployment of a profiled re-run, when a bar was missed. */
   profiles: Array<{ deployment: string; summary: ProfileSummary }>;
   seconds: number;
@@ -57,38 +53,22 @@ export async function runScenario(scenario: Scenario, options: RunOptions): Prom
     rows: [],
     notes: [],
     noise: {},
-    unavailable: {},
     profiles: [],
     seconds: 0,
   };
   const measured: Partial<Record<TargetKind, Measured>> = {};
-  const missing: Record<TargetKind, Set<string>> = { concord: new Set(), bare: new Set() };
   for (const kind of TARGETS) {
     if (options.quietWaitMs > 0) {
       const { waitedMs, quiet, others } = await waitForQuiet(options.quietWaitMs);
       if (!quiet) result.notes.push(`${kind}: the machine was still busy after waiting ${fixed(waitedMs / 60_000, 1)} min (other processes used ${fixed(others * 100, 0)}% of the CPU); measured anyway`);
     }
     options.log(`${scenario.id} ${kind}: ${scenario.title}`);
-    try {
-      const outcome = await measureOn(scenario, kind, options);
-      measured[kind] = outcome.measured;
-      result.noise[kind] = outcome.noise;
-      result.notes.push(...outcome.notes.map((note) => `${kind}: ${note}`));
-      if (outcome.unavailable) {
-        result.unavailable[kind] = outcome.unavailable.reason;
-        outcome.unavailable.keys.forEach((key) => missing[kind].add(key));
-      }
-    } catch (error) {
-      if (!(error instanceof NotAvailable)) throw error;
-      result.unavailable[kind] = error.message;
-      scenario.rows.forEach((row) => missing[kind].add(row.key));
-    }
-    if (result.unavailable[kind]) options.log(`${scenario.id} ${kind}: not available yet: ${result.unavailable[kind]}`);
+    const outcome = await measureOn(scenario, kind, options);
+    measured[kind] = outcome.measured;
+    result.noise[kind] = outcome.noise;
+    result.notes.push(...outcome.notes.map((note) => `${kind}: ${note}`));
   }
-  result.rows = scenario.rows.map((row) => ({
-    ...judge(row, measured.concord?.[row.key] ?? null, measured.bare?.[row.key] ?? null),
-    unavailable: TARGETS.filter((kind) => missing[kind].has(row.key)),
-  }));
+  result.rows = scenario.rows.map((row) => judge(row, measured.concord?.[row.key] ?? null, measured.bare?.[row.key] ?? null));
 
   if (options.profile && result.rows.some((row) => row.met === false)) {
     options.log(`${scenario.id}: a bar was missed; running Concord again under --cpu-prof`);
@@ -108,7 +88,6 @@ async function measureOn(scenario: Scenario, kind: TargetKind, options: RunOptio
   const deployments: Deployment[] = [];
   const pools: LoadPool[] = [];
   const notes: string[] = [];
-  let unavailable: { reason: string; keys: string[] } | undefined;
   const stopWatching = watchNoise(() => [...deployments.flatMap((d) => d.pids), ...pools.flatMap((p) => p.pids)]);
   const run: RunContext = {
     kind,
@@ -125,7 +104,6 @@ async function measureOn(scenario: Scenario, kind: TargetKind, options: RunOptio
     },
     note: (text) => notes.push(text),
     progress: (text) => options.log(`${scenario.id} ${kind}: ${text}`),
-    unavailable: (reason, keys) => (unavailable = { reason, keys }),
   };
   let measured: Measured;
   let noise: Noise;
@@ -146,10 +124,10 @@ async function measureOn(scenario: Scenario, kind: TargetKind, options: RunOptio
   }
   // The profiles are written as the server processes exit.
   const profiles = deployments.flatMap((deployment) => deployment.profiles).map(({ label, dir }) => ({ deployment: label, summary: summarizeProfiles(dir) }));
-  return { measured, noise, notes, unavailable, profiles };
+  return { measured, noise, notes, profiles };
 }
 
-function judge(row: Row, concord: number | null, bare: number | null): Omit<RowResult, 'unavailable'> {
+function judge(row: Row, concord: number | null, bare: number | null): RowResult {
   const ratio = concord !== null && bare !== null && bare !== 0 ? concord / bare : null;
   let met: boolean | null = null;
   if (row.bar && concord !== null) {

@@ -34,8 +34,6 @@ export interface RunContext {
   load(processes: number): LoadPool;
   note(text: string): void;
   progress(text: string): void;
-  /** These figures cannot be measured on this target yet (a feature not built): reported as such, never as figures. */
-  unavailable(reason: string, keys: string[]): void;
 }
 
 export interface Scenario {
@@ -47,11 +45,6 @@ export interface Scenario {
   /** Published figures of peers (other hardware) to read beside these. */
   peers?: string[];
   measure(run: RunContext): Promise<Measured>;
-}
-
-/** Thrown when the target lacks what the whole scenario needs (a feature not built yet). */
-export class NotAvailable extends Error {
-  override name = 'NotAvailable';
 }
 
 /** What a server did during a phase. */
