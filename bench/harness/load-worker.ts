@@ -12,8 +12,9 @@ import type { Activity, ClientSpec, Command, Phase, PhaseReport } from './load.t
 import { QuoteEditor } from './quote-editor.ts';
 import { Records } from './records.ts';
 
-// How often due awareness renewals are sent (y-protocols checks every 3 s too).
-const RENEW_CHECK_MS = 3_000;
+// Each client renews its awareness 15 s after its own last state, as a provider does; checking for due renewals
+// only every 3 s would send a whole process's renewals in bursts the server then has to absorb at once.
+const RENEW_CHECK_MS = 100;
 // A paced sender this far behind its schedule starts again from now instead of sending a burst.
 const MAX_CATCH_UP_MS = 1_000;
 // Tokens outlive any run, so no connection is closed at expiry mid-measurement.
