@@ -41,6 +41,8 @@ export interface RunOptions {
 }
 
 const TARGETS: TargetKind[] = ['concord', 'bare'];
+// A server start that ran less than this (started, then restarted with other settings) has nothing to show in a profile.
+const MIN_PROFILED_MS = 2_000;
 
 /** Runs a scenario against Concord and bare Hocuspocus, judges the bars, and profiles Concord where one is missed. */
 export async function runScenario(scenario: Scenario, options: RunOptions): Promise<ScenarioResult> {
@@ -123,7 +125,10 @@ async function measureOn(scenario: Scenario, kind: TargetKind, options: RunOptio
     if (figure !== null && !Number.isFinite(figure)) throw new Error(`${scenario.id} ${kind}: figure "${key}" is ${figure}`);
   }
   // The profiles are written as the server processes exit.
-  const profiles = deployments.flatMap((deployment) => deployment.profiles).map(({ label, dir }) => ({ deployment: label, summary: summarizeProfiles(dir) }));
+  const profiles = deployments
+    .flatMap((deployment) => deployment.profiles)
+    .map(({ label, dir }) => ({ deployment: label, summary: summarizeProfiles(dir) }))
+    .filter(({ summary }) => summary.busyMs >= MIN_PROFILED_MS);
   return { measured, noise, notes, profiles };
 }
 
