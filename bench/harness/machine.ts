@@ -5,6 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 // Linux reports process CPU time in clock ticks of 10 ms (CLK_TCK = 100 on every common build).
 const MS_PER_TICK = 10;
+const NOISE_SAMPLE_MS = 250;
 
 export interface Machine {
   cpu: string;
@@ -49,14 +50,14 @@ export function processUsage(pid: number): { cpuMs: number; rssBytes: number; st
   }
 }
 
-/** PostgreSQL backends serving `database` (their titles name it): the database's share of Postgres CPU. */
+/** PostgreSQL processes working on `database` (their titles name it: backends, autovacuum workers). */
 export function postgresBackends(database: string): number[] {
   const pids: number[] = [];
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const title = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
-      if (title.startsWith('postgres: ') && title.includes(` ${database} `)) pids.push(Number(entry));
+      if (title.startsWith('postgres: ') && title.includes(database)) pids.push(Number(entry));
     } catch {}
   }
   return pids;
@@ -89,23 +90,32 @@ export interface Noise {
  * Starts watching the machine; the returned function ends the window. `ours()`
  * lists the benchmark's processes (servers, load processes, Postgres backends,
  * Redis); their CPU is taken out of the machine's busy time, and what remains
- * is other people's work on this shared machine.
+ * is other people's work on this shared machine. They are sampled four times
+ * a second, so that a process that ends inside the window (a server restarted
+ * with other settings) keeps what it used.
  */
 export function watchNoise(ours: () => number[]): () => Noise {
   const [busy0, steal0, total0] = machineTicks();
   const startedAt = bootTicks();
-  const before = new Map<number, number>();
-  for (const pid of [process.pid, ...ours()]) before.set(pid, processUsage(pid)?.cpuMs ?? 0);
-  return () => {
-    const [busy1, steal1, total1] = machineTicks();
-    let oursMs = 0;
-    for (const pid of new Set([process.pid, ...ours(), ...before.keys()])) {
+  /** CPU of each process at the window's start (0 for one started inside it), and when last seen. */
+  const [first, last] = [new Map<number, number>(), new Map<number, number>()];
+  const sample = () => {
+    for (const pid of new Set([process.pid, ...ours(), ...last.keys()])) {
       const usage = processUsage(pid);
       if (!usage) continue;
-      // A process started inside the window counts whole; one from before counts from the window's start.
-      const from = before.get(pid) ?? (usage.startedAtTicks >= startedAt ? 0 : usage.cpuMs);
-      oursMs += usage.cpuMs - from;
+      if (!first.has(pid)) first.set(pid, usage.startedAtTicks >= startedAt ? 0 : usage.cpuMs);
+      last.set(pid, usage.cpuMs);
     }
+  };
+  sample();
+  const sampler = setInterval(sample, NOISE_SAMPLE_MS);
+  sampler.unref();
+  return () => {
+    clearInterval(sampler);
+    sample();
+    const [busy1, steal1, total1] = machineTicks();
+    let oursMs = 0;
+    for (const [pid, cpuMs] of last) oursMs += cpuMs - first.get(pid)!;
     const total = total1 - total0;
     const busy = (busy1 - busy0) / total;
     return {
