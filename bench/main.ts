@@ -22,7 +22,7 @@ const program = new Command()
   .option('--database-url <url>', 'PostgreSQL where each run creates its databases', process.env.BENCH_DATABASE_URL || process.env.TEST_DATABASE_URL || 'postgres://concord:concord@127.0.0.1:5432/postgres')
   .option('--no-profile', 'do not re-run Concord under --cpu-prof where a bar is missed')
   .addOption(
-    new Option('--quiet-wait <minutes>', 'before each measurement, wait up to this long for other processes to use under 10% of the CPU (default 5; 0 with --smoke)').argParser((minutes: string) => {
+    new Option('--quiet-wait <minutes>', 'before each measurement, wait up to this long for other processes to use under 10% of the CPU and steal to fall under 5% (default 5; 0 with --smoke)').argParser((minutes: string) => {
       const value = Number(minutes);
       if (!Number.isFinite(value) || value < 0) throw new InvalidArgumentError('a number of minutes, 0 or more');
       return value;

@@ -61,8 +61,12 @@ export async function runScenario(scenario: Scenario, options: RunOptions): Prom
   const measured: Partial<Record<TargetKind, Measured>> = {};
   for (const kind of TARGETS) {
     if (options.quietWaitMs > 0) {
-      const { waitedMs, quiet, others } = await waitForQuiet(options.quietWaitMs);
-      if (!quiet) result.notes.push(`${kind}: the machine was still busy after waiting ${fixed(waitedMs / 60_000, 1)} min (other processes used ${fixed(others * 100, 0)}% of the CPU); measured anyway`);
+      const { waitedMs, quiet, noise } = await waitForQuiet(options.quietWaitMs);
+      if (!quiet) {
+        result.notes.push(
+          `${kind}: the machine was still busy after waiting ${fixed(waitedMs / 60_000, 1)} min (other processes used ${fixed(noise.others * 100, 0)}% of the CPU, steal ${fixed(noise.steal * 100, 0)}%); measured anyway`,
+        );
+      }
     }
     options.log(`${scenario.id} ${kind}: ${scenario.title}`);
     const outcome = await measureOn(scenario, kind, options);
