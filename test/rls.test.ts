@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
-import type { Database } from '../src/db/database.ts';
+import { runTogether, type Database } from '../src/db/database.ts';
 import { migrate } from '../src/db/migrate.ts';
 import { insertCheckpoint } from '../src/db/checkpoints.ts';
 import { appendUpdates } from '../src/db/updates.ts';
@@ -27,8 +27,10 @@ async function project(db: Database, tenant: string): Promise<void> {
     await db.transaction(tenant, async (sql) => {
       await appendUpdates(sql, [{ document, update: Y.encodeStateAsUpdate(doc), userId: 'u1', origin: 'client', receivedAt: new Date() }]);
       await replaceTables(sql, document, new DocumentTracker(kindOf(kind), doc, 'p1').rows(), 1);
-      await insertFieldChanges(sql, [
-        { name: document.name, seq: 1, first_seq: 1, entity: kind, entity_id: 'p1', field: 'title', action: 'update', old_value: null, new_value: 'x', user_id: 'u1', changed_at: new Date().toISOString() },
+      await runTogether(sql, [
+        insertFieldChanges([
+          { name: document.name, seq: 1, first_seq: 1, entity: kind, entity_id: 'p1', field: 'title', action: 'update', old_value: null, new_value: 'x', user_id: 'u1', changed_at: new Date().toISOString() },
+        ])!,
       ]);
     });
   }

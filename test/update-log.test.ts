@@ -3,6 +3,7 @@ import * as Y from 'yjs';
 import pg from 'pg';
 import { AmbiguousCommitError, enterTenant, type Database } from '../src/db/database.ts';
 import { migrate } from '../src/db/migrate.ts';
+import { clientSql } from '../src/db/postgres.ts';
 import { parseDocumentName } from '../src/documents/name.ts';
 import { createLogger } from '../src/log.ts';
 import { createMetrics } from '../src/metrics.ts';
@@ -107,7 +108,7 @@ describe('update log', () => {
           const client = new pg.Client({ connectionString: pgStorage.databaseUrl });
           await client.connect();
           await client.query('BEGIN');
-          const sql = { query: (text: string, params?: unknown[]) => client.query(text, params) as never, exec: (script: string) => client.query(script) };
+          const sql = clientSql(client);
           await enterTenant(sql, tenant);
           await work(sql);
           slowCommit = new Promise((resolve) => setTimeout(resolve, 600)).then(() => client.query('COMMIT')).finally(() => client.end());

@@ -1,5 +1,5 @@
-import type { Sql } from '../db/database.ts';
-import { extendFieldChanges, insertFieldChanges, type FieldChangeRow } from '../db/field-changes.ts';
+import type { Statement } from '../db/database.ts';
+import { extendFieldChanges, insertedIds, insertFieldChanges, type FieldChangeRow } from '../db/field-changes.ts';
 import type { Recorded } from '../projection/recorder.ts';
 
 /** A text field's open burst of typing: its row grows while the same user keeps typing. */
@@ -9,6 +9,13 @@ interface Burst {
   rowId?: number;
   /** The row being inserted in the current commit, still open to extension. */
   pendingRow?: FieldChangeRow;
+}
+
+/** What a commit writes to the audit trail, and what to remember once it lands. */
+export interface AuditWrite {
+  statements: Statement[];
+  /** Given the statements' rows, in order: what to do once the commit lands. */
+  written(results: Array<{ rows: Record<string, unknown>[] }>): () => void;
 }
 
 /**
@@ -26,8 +33,11 @@ export class AuditTrail {
     this.burstMs = burstMs;
   }
 
-  /** Writes the rows of `updates` (all committed together); returns what to remember once the commit lands. */
-  async write(sql: Sql, updates: Array<Required<Recorded>>): Promise<() => void> {
+  /**
+   * The statements writing the rows of `updates` (all committed together), and,
+   * given their results, what to remember once the commit lands.
+   */
+  write(updates: Array<Required<Recorded>>): AuditWrite {
     const inserts: FieldChangeRow[] = [];
     const extensions = new Map<number, { id: number; seq: number; new_value: FieldChangeRow['new_value']; changed_at: string }>();
     // Bursts as this commit leaves them; remembered only if it lands.
@@ -71,8 +81,13 @@ export class AuditTrail {
       }
     }
 
-    const ids = await insertFieldChanges(sql, inserts);
-    await extendFieldChanges(sql, [...extensions.values()]);
+    const insert = insertFieldChanges(inserts);
+    const statements = [insert, extendFieldChanges([...extensions.values()])].filter((statement) => statement !== null);
+    return { statements, written: (results) => this.remember(touched, inserts, insert ? insertedIds(results[0]!.rows) : []) };
+  }
+
+  /** Once the commit landed: the bursts as it left them, with the ids their new rows got. */
+  private remember(touched: Map<string, Map<string, Burst>>, inserts: FieldChangeRow[], ids: number[]): () => void {
     return () => {
       const position = new Map(inserts.map((row, index) => [row, index]));
       for (const [name, perDocument] of touched) {

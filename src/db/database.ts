@@ -5,8 +5,35 @@
  */
 export interface Sql {
   query<Row = Record<string, unknown>>(text: string, params?: unknown[]): Promise<{ rows: Row[] }>;
-  /** Runs a script of several statements without parameters (migrations). */
-  exec(script: string): Promise<unknown>;
+  /** Runs a script of several statements without parameters in one round trip; each statement's rows, in order. */
+  exec(script: string): Promise<Array<{ rows: Record<string, unknown>[] }>>;
+}
+
+/** A statement with its parameters, built by a named SQL function to run alone or beside others (`runTogether`). */
+export interface Statement {
+  text: string;
+  params: Array<string | number | null>;
+}
+
+/**
+ * Runs statements in one round trip (a commit's audit rows and tables, say:
+ * every round trip holds the document's commit queue): several go as one
+ * script with their parameters inlined as escaped literals. Each statement's
+ * rows, in order. A failure fails the rest; the caller rolls back.
+ */
+export async function runTogether(sql: Sql, statements: Statement[]): Promise<Array<{ rows: Record<string, unknown>[] }>> {
+  if (statements.length === 1) return [await sql.query(statements[0]!.text, statements[0]!.params)];
+  if (statements.length === 0) return [];
+  const script = statements.map(({ text, params }) => text.replace(/\$(\d+)/g, (_, index: string) => sqlLiteral(params[Number(index) - 1]))).join(';\n');
+  return sql.exec(script);
+}
+
+/** A parameter as a literal; strings in E'' form, which reads the same whatever standard_conforming_strings says. */
+function sqlLiteral(value: string | number | null | undefined): string {
+  if (value === null) return 'NULL';
+  if (typeof value === 'number' && Number.isFinite(value)) return String(value);
+  if (typeof value !== 'string') throw new Error(`a statement parameter cannot be inlined: ${String(value)}`);
+  return `E'${value.replaceAll('\\', '\\\\').replaceAll("'", "''")}'`;
 }
 
 export interface Database {

@@ -1,5 +1,5 @@
 import type { Entity, Json } from '../documents/layout.ts';
-import type { Sql } from './database.ts';
+import type { Sql, Statement } from './database.ts';
 import { pgJson } from './json.ts';
 
 export interface FieldChangeRow {
@@ -16,11 +16,11 @@ export interface FieldChangeRow {
   changed_at: string;
 }
 
-/** Inserts audit rows in one statement; returns each row's id in input order. */
-export async function insertFieldChanges(sql: Sql, rows: FieldChangeRow[]): Promise<number[]> {
-  if (rows.length === 0) return [];
-  const { rows: inserted } = await sql.query<{ id: string; ord: string }>(
-    `WITH numbered AS (
+/** Inserts audit rows in one statement; its rows are each row's id and place in `rows` (see `insertedIds`). */
+export function insertFieldChanges(rows: FieldChangeRow[]): Statement | null {
+  if (rows.length === 0) return null;
+  return {
+    text: `WITH numbered AS (
        SELECT nextval(pg_get_serial_sequence('field_changes', 'id')) AS id, r.*
        FROM jsonb_to_recordset($1::jsonb) AS r(
          name text, seq bigint, first_seq bigint, entity text, entity_id text, field text, action text,
@@ -31,22 +31,26 @@ export async function insertFieldChanges(sql: Sql, rows: FieldChangeRow[]): Prom
        SELECT id, current_tenant(), name, seq, first_seq, entity, entity_id, field, action, old_value, new_value, user_id, changed_at FROM numbered
      )
      SELECT id, ord FROM numbered`,
-    [pgJson(rows.map((row, ord) => ({ ...row, ord })))],
-  );
+    params: [pgJson(rows.map((row, ord) => ({ ...row, ord })))],
+  };
+}
+
+/** The ids `insertFieldChanges` gave its rows, in input order. */
+export function insertedIds(inserted: Record<string, unknown>[]): number[] {
   const ids: number[] = [];
   for (const row of inserted) ids[Number(row.ord)] = Number(row.id);
   return ids;
 }
 
 /** Extends open text bursts: their rows now end at a later seq with a later text. */
-export async function extendFieldChanges(sql: Sql, rows: Array<{ id: number; seq: number; new_value: Json; changed_at: string }>): Promise<void> {
-  if (rows.length === 0) return;
-  await sql.query(
-    `UPDATE field_changes f SET seq = r.seq, new_value = r.new_value, changed_at = r.changed_at
+export function extendFieldChanges(rows: Array<{ id: number; seq: number; new_value: Json; changed_at: string }>): Statement | null {
+  if (rows.length === 0) return null;
+  return {
+    text: `UPDATE field_changes f SET seq = r.seq, new_value = r.new_value, changed_at = r.changed_at
      FROM jsonb_to_recordset($1::jsonb) AS r(id bigint, seq bigint, new_value jsonb, changed_at timestamptz)
      WHERE f.tenant_id = current_tenant() AND f.id = r.id`,
-    [pgJson(rows)],
-  );
+    params: [pgJson(rows)],
+  };
 }
 
 export interface FieldChangeFilter {

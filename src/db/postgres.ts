@@ -44,7 +44,7 @@ export function createPostgresDatabase(url: string, log: Logger): Database {
   /** `begin` opens the transaction (and may set it up in the same round trip: a simple query of several statements). */
   function run<T>(begin: (client: pg.PoolClient) => string, work: (sql: Sql) => Promise<T>): Promise<T> {
     return withClient(async (client) => {
-      const sql: Sql = { query: (text, params) => client.query(text, params) as never, exec: (script) => client.query(script) };
+      const sql = clientSql(client);
       await client.query(begin(client));
       const result = await work(sql);
       try {
@@ -61,6 +61,14 @@ export function createPostgresDatabase(url: string, log: Logger): Database {
     ownerTransaction: (work) => run(() => 'BEGIN', work),
     ping: () => withClient(async (client) => void (await client.query('SELECT 1'))),
     close: () => pool.end(),
+  };
+}
+
+/** A checked-out client as the Sql interface (a script's single result comes as a list too). */
+export function clientSql(client: pg.ClientBase): Sql {
+  return {
+    query: (text, params) => client.query(text, params) as never,
+    exec: async (script) => [(await client.query(script)) as never].flat(),
   };
 }
 

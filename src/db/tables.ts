@@ -1,6 +1,6 @@
 import type { Json } from '../documents/layout.ts';
 import type { TableSpec } from '../documents/kind.ts';
-import type { Sql } from './database.ts';
+import type { Sql, Statement } from './database.ts';
 import { pgJson } from './json.ts';
 
 // Table and column names come from the kind modules, never from input.
@@ -11,30 +11,30 @@ const quoted = (name: string) => `"${name}"`;
  * as one jsonb array and are typed by `jsonb_to_recordset`. Columns in
  * `keepOnConflict` are written only by the insert.
  */
-export async function upsertRows(sql: Sql, table: TableSpec, rows: Array<Record<string, Json>>, keepOnConflict: readonly string[] = []): Promise<void> {
-  if (rows.length === 0) return;
+export function upsertRows(table: TableSpec, rows: Array<Record<string, Json>>, keepOnConflict: readonly string[] = []): Statement | null {
+  if (rows.length === 0) return null;
   const columns = Object.keys(table.columns).map(quoted);
   const typed = Object.entries(table.columns).map(([column, type]) => `${quoted(column)} ${type}`);
   const updates = Object.keys(table.columns)
     .filter((column) => !table.key.includes(column) && !keepOnConflict.includes(column))
     .map((column) => `${quoted(column)} = EXCLUDED.${quoted(column)}`);
-  await sql.query(
-    `INSERT INTO ${table.name} (tenant_id, ${columns.join(', ')})
+  return {
+    text: `INSERT INTO ${table.name} (tenant_id, ${columns.join(', ')})
      SELECT current_tenant(), ${columns.join(', ')} FROM jsonb_to_recordset($1::jsonb) AS r(${typed.join(', ')})
      ON CONFLICT (tenant_id, ${table.key.map(quoted).join(', ')}) DO UPDATE SET ${updates.join(', ')}`,
-    [pgJson(rows)],
-  );
+    params: [pgJson(rows)],
+  };
 }
 
 /** Deletes member rows by (parent id, id). */
-export async function deleteMembers(sql: Sql, table: TableSpec & { parentColumn: string }, keys: Array<{ parent: string; id: string }>): Promise<void> {
-  if (keys.length === 0) return;
+export function deleteMembers(table: TableSpec & { parentColumn: string }, keys: Array<{ parent: string; id: string }>): Statement | null {
+  if (keys.length === 0) return null;
   const parent = quoted(table.parentColumn);
-  await sql.query(
-    `DELETE FROM ${table.name} t USING jsonb_to_recordset($1::jsonb) AS r(parent text, id text)
+  return {
+    text: `DELETE FROM ${table.name} t USING jsonb_to_recordset($1::jsonb) AS r(parent text, id text)
      WHERE t.tenant_id = current_tenant() AND t.${parent} = r.parent AND t.id = r.id`,
-    [pgJson(keys)],
-  );
+    params: [pgJson(keys)],
+  };
 }
 
 /** Deletes the member rows of one parent that are not in `keep`. */

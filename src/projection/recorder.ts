@@ -1,10 +1,10 @@
 import type { AuditTrail } from '../audit/trail.ts';
-import type { Sql } from '../db/database.ts';
+import { runTogether, type Sql, type Statement } from '../db/database.ts';
 import { markTablesStale } from '../db/documents.ts';
 import type { NewUpdate } from '../db/updates.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
-import { writeTableChanges } from './tables.ts';
+import { tableChanges } from './tables.ts';
 import type { DocumentChanges } from './tracker.ts';
 
 /** A logged update with what it changed (none when reading the transaction failed). */
@@ -40,7 +40,7 @@ export class Recorder {
     const tracked = updates.filter((recorded): recorded is Required<Recorded> => recorded.changes !== undefined);
     if (tracked.length === 0) return () => {};
     try {
-      return await this.underSavepoint(sql, () => this.write(sql, tracked));
+      return await this.write(sql, tracked);
     } catch {
       const remembers: Array<() => void> = [];
       for (const name of documentNames(tracked)) remembers.push(await this.recordOne(sql, name, tracked.filter((recorded) => recorded.update.document.name === name)));
@@ -55,7 +55,7 @@ export class Recorder {
 
   private async recordOne(sql: Sql, name: string, updates: Array<Required<Recorded>>): Promise<() => void> {
     try {
-      return await this.underSavepoint(sql, () => this.write(sql, updates));
+      return await this.write(sql, updates);
     } catch (error) {
       await markTablesStale(sql, [name]);
       this.metrics.persistenceErrors.inc({ operation: 'project' });
@@ -64,17 +64,17 @@ export class Recorder {
     }
   }
 
+  /**
+   * Audit rows and table rows in one round trip after a savepoint; on failure
+   * rolls back to it (which throws in turn if the connection is gone, failing
+   * the commit). Returns what to remember once the commit lands.
+   */
   private async write(sql: Sql, updates: Array<Required<Recorded>>): Promise<() => void> {
-    const remember = await this.audit.write(sql, updates);
-    await writeTableChanges(sql, updates);
-    return remember;
-  }
-
-  /** Runs `work`; on failure rolls back to before it (which throws in turn if the connection is gone, failing the commit). */
-  private async underSavepoint<T>(sql: Sql, work: () => Promise<T>): Promise<T> {
-    await sql.query('SAVEPOINT projection');
+    const audit = this.audit.write(updates);
+    const savepoint: Statement = { text: 'SAVEPOINT projection', params: [] };
     try {
-      return await work();
+      const results = await runTogether(sql, [savepoint, ...audit.statements, ...tableChanges(updates)]);
+      return audit.written(results.slice(1));
     } catch (error) {
       await sql.query('ROLLBACK TO SAVEPOINT projection');
       throw error;

@@ -1,4 +1,4 @@
-import type { Sql } from '../db/database.ts';
+import { runTogether, type Sql, type Statement } from '../db/database.ts';
 import { deleteMembers, deleteMembersExcept, upsertRows } from '../db/tables.ts';
 import type { DocumentName } from '../documents/name.ts';
 import type { Json } from '../documents/layout.ts';
@@ -19,11 +19,11 @@ interface DocumentRows {
 }
 
 /**
- * Writes the rows of a commit's updates to the kinds' tables, so the tables
- * show the document as of its last committed update (`version`). A commit with
- * many updates of one document writes each row once.
+ * The statements writing the rows of a commit's updates to the kinds' tables,
+ * so the tables show the document as of its last committed update
+ * (`version`). A commit with many updates of one document writes each row once.
  */
-export async function writeTableChanges(sql: Sql, updates: Array<Required<Recorded>>): Promise<void> {
+export function tableChanges(updates: Array<Required<Recorded>>): Statement[] {
   const byDocument = new Map<string, DocumentRows>();
   for (const { update, seq, changes } of updates) {
     const stamp: Stamp = { updated_at: update.receivedAt.toISOString(), updated_by: update.userId };
@@ -32,12 +32,12 @@ export async function writeTableChanges(sql: Sql, updates: Array<Required<Record
     for (const [id, member] of changes.rows.members) rows.members.set(id, member && { ...member, ...stamp });
     byDocument.set(update.document.name, rows);
   }
-  await writeRows(sql, [...byDocument.values()]);
+  return rowStatements([...byDocument.values()]);
 }
 
 /** Makes a document's tables equal `rows` (all of them) at `version`, removing members it no longer has. */
 export async function replaceTables(sql: Sql, document: DocumentName, rows: RowChanges, version: number): Promise<void> {
-  await writeRows(sql, [unattributed(document, rows, version)]);
+  await runTogether(sql, rowStatements([unattributed(document, rows, version)]));
   await deleteMembersExcept(sql, kindOf(document.kind).tables.members, document.id, [...rows.members.keys()]);
 }
 
@@ -47,7 +47,7 @@ export async function replaceTables(sql: Sql, document: DocumentName, rows: RowC
  * who changed a row and when stay as the logging instance wrote them.
  */
 export async function writeRelayedRows(sql: Sql, document: DocumentName, rows: RowChanges, version: number): Promise<void> {
-  await writeRows(sql, [unattributed(document, rows, version)], { keepStamps: true });
+  await runTogether(sql, rowStatements([unattributed(document, rows, version)], { keepStamps: true }));
 }
 
 /** Rows stamped "now, by nobody": what is known when they are not an update's own. */
@@ -60,18 +60,20 @@ function unattributed(document: DocumentName, rows: RowChanges, version: number)
 const stampColumns = { updated_at: 'timestamptz', updated_by: 'text' };
 
 /** One statement per table for all documents of a kind; `keepStamps` leaves existing rows' stamps as they are. */
-async function writeRows(sql: Sql, documents: DocumentRows[], { keepStamps = false } = {}): Promise<void> {
+function rowStatements(documents: DocumentRows[], { keepStamps = false } = {}): Statement[] {
   const keep = keepStamps ? Object.keys(stampColumns) : [];
-  for (const [kind, module] of Object.entries(kinds)) {
+  return Object.entries(kinds).flatMap(([kind, module]) => {
     const ofKind = documents.filter((rows) => rows.document.kind === kind);
-    if (ofKind.length === 0) continue;
+    if (ofKind.length === 0) return [];
     const { header, members } = module.tables;
     const removed = ofKind.flatMap((rows) => [...rows.members].filter(([, row]) => row === null).map(([id]) => ({ parent: rows.document.id, id })));
     const upserts = ofKind.flatMap((rows) =>
       [...rows.members.values()].filter((row) => row !== null).map((row) => ({ ...row, [members.parentColumn]: rows.document.id })),
     );
-    await upsertRows(sql, { ...header, columns: { ...header.columns, version: 'bigint', ...stampColumns } }, ofKind.map((rows) => rows.header), keep);
-    await deleteMembers(sql, members, removed);
-    await upsertRows(sql, { ...members, columns: { ...members.columns, ...stampColumns } }, upserts, keep);
-  }
+    return [
+      upsertRows({ ...header, columns: { ...header.columns, version: 'bigint', ...stampColumns } }, ofKind.map((rows) => rows.header), keep),
+      deleteMembers(members, removed),
+      upsertRows({ ...members, columns: { ...members.columns, ...stampColumns } }, upserts, keep),
+    ].filter((statement) => statement !== null);
+  });
 }

@@ -1,0 +1,44 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runTogether, type Database, type Statement } from '../src/db/database.ts';
+import { pgJson } from '../src/db/json.ts';
+import { createStorage, postgresUrl, type TestStorage } from './support/database.ts';
+import { openTestDatabase } from './support/inspect.ts';
+
+const backends = [
+  { kind: 'pglite' as const, reason: '' },
+  { kind: 'postgres' as const, reason: postgresUrl ? '' : 'TEST_DATABASE_URL is not set' },
+];
+
+// Values that break naive quoting: quotes, backslashes, escapes as text, what looks like a parameter, non-ASCII.
+const awkward = ["it's", 'C:\\temp\\new', '\\x00 and \\u0000 as text', 'E\'\'', '$1 and $2', '"quoted" — ü 😀', "'; DROP TABLE notes; --"];
+
+describe.each(backends)('statements run together on $kind', ({ kind, reason }) => {
+  let storage: TestStorage;
+  let db: Database;
+
+  beforeAll(async () => {
+    if (reason) return;
+    storage = await createStorage(kind);
+    db = await openTestDatabase(storage);
+    await db.ownerTransaction((sql) => sql.exec('CREATE TABLE notes (id integer PRIMARY KEY, body jsonb NOT NULL)'));
+  });
+  afterAll(async () => {
+    await db?.close();
+    await storage?.drop();
+  });
+
+  const insert = (id: number, body: unknown): Statement => ({ text: 'INSERT INTO notes (id, body) VALUES ($1, $2::jsonb) RETURNING id, body', params: [id, pgJson(body)] });
+
+  it('sends several statements at once, values inlined exactly, and answers each one\'s rows in order', async ({ skip }) => {
+    skip(!!reason, reason);
+    const results = await db.ownerTransaction((sql) => runTogether(sql, [insert(1, awkward), { text: 'SELECT count(*)::int AS n FROM notes', params: [] }, insert(2, { text: awkward.join('') })]));
+    expect(results.map((result) => result.rows)).toEqual([[{ id: 1, body: awkward }], [{ n: 1 }], [{ id: 2, body: { text: awkward.join('') } }]]);
+  });
+
+  it('fails as a whole when one statement fails, so the caller can roll back', async ({ skip }) => {
+    skip(!!reason, reason);
+    await expect(db.ownerTransaction((sql) => runTogether(sql, [insert(3, 'kept?'), insert(1, 'a duplicate id')]))).rejects.toThrow(/duplicate key/);
+    const ids = await db.ownerTransaction(async (sql) => (await sql.query<{ id: number }>('SELECT id FROM notes ORDER BY id')).rows.map((row) => row.id));
+    expect(ids).toEqual([1, 2]);
+  });
+});
