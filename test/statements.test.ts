@@ -41,4 +41,15 @@ describe.each(backends)('statements run together on $kind', ({ kind, reason }) =
     const ids = await db.ownerTransaction(async (sql) => (await sql.query<{ id: number }>('SELECT id FROM notes ORDER BY id')).rows.map((row) => row.id));
     expect(ids).toEqual([1, 2]);
   });
+
+  it('a transaction\'s first statement, sent with its BEGIN and its parameters inlined, reads exactly as when sent with parameters', async ({ skip }) => {
+    skip(!!reason, reason);
+    const text = 'SELECT $1::text[] AS texts, $2::bytea AS bytes, $3::timestamptz AS at, $4::jsonb AS body, $5::int AS n, $6::text AS missing';
+    const params = [[...awkward, 'a,b', '{x}', ''], new Uint8Array([0, 39, 92, 255]), new Date('2026-11-28T10:00:00.123Z'), pgJson({ awkward }), 42, null];
+    const [first, again] = await db.ownerTransaction(async (sql) => [(await sql.query(text, params)).rows, (await sql.query(text, params)).rows]);
+    expect(first).toEqual(again);
+    const { bytes, ...rest } = first[0] as { bytes: Uint8Array };
+    expect([...bytes]).toEqual([0, 39, 92, 255]);
+    expect(rest).toEqual({ texts: [...awkward, 'a,b', '{x}', ''], at: new Date('2026-11-28T10:00:00.123Z'), body: { awkward }, n: 42, missing: null });
+  });
 });

@@ -9,33 +9,6 @@ export interface Sql {
   exec(script: string): Promise<Array<{ rows: Record<string, unknown>[] }>>;
 }
 
-/** A statement with its parameters, built by a named SQL function to run alone or beside others (`runTogether`). */
-export interface Statement {
-  text: string;
-  params: Array<string | number | null>;
-}
-
-/**
- * Runs statements in one round trip (a commit's audit rows and tables, say:
- * every round trip holds the document's commit queue): several go as one
- * script with their parameters inlined as escaped literals. Each statement's
- * rows, in order. A failure fails the rest; the caller rolls back.
- */
-export async function runTogether(sql: Sql, statements: Statement[]): Promise<Array<{ rows: Record<string, unknown>[] }>> {
-  if (statements.length === 1) return [await sql.query(statements[0]!.text, statements[0]!.params)];
-  if (statements.length === 0) return [];
-  const script = statements.map(({ text, params }) => text.replace(/\$(\d+)/g, (_, index: string) => sqlLiteral(params[Number(index) - 1]))).join(';\n');
-  return sql.exec(script);
-}
-
-/** A parameter as a literal; strings in E'' form, which reads the same whatever standard_conforming_strings says. */
-function sqlLiteral(value: string | number | null | undefined): string {
-  if (value === null) return 'NULL';
-  if (typeof value === 'number' && Number.isFinite(value)) return String(value);
-  if (typeof value !== 'string') throw new Error(`a statement parameter cannot be inlined: ${String(value)}`);
-  return `E'${value.replaceAll('\\', '\\\\').replaceAll("'", "''")}'`;
-}
-
 export interface Database {
   /** Runs `work` in one transaction as `concord_app` with `app.tenant_id` = tenant. */
   transaction<T>(tenant: string, work: (sql: Sql) => Promise<T>): Promise<T>;
@@ -71,4 +44,49 @@ export async function enterTenant(sql: Sql, tenant: string): Promise<void> {
  */
 export function enterTenantStatement(tenantLiteral: string): string {
   return `SELECT set_config('role', '${RUNTIME_ROLE}', true), set_config('app.tenant_id', ${tenantLiteral}, true)`;
+}
+
+/** A statement with its parameters, built by a named SQL function to run alone or beside others (`runTogether`). */
+export interface Statement {
+  text: string;
+  params: unknown[];
+}
+
+/**
+ * Runs statements in one round trip (a commit's audit rows and tables, say:
+ * every round trip holds the document's commit queue): several go as one
+ * script with their parameters inlined. Each statement's rows, in order. A
+ * failure fails the rest; the caller rolls back.
+ */
+export async function runTogether(sql: Sql, statements: Statement[]): Promise<Array<{ rows: Record<string, unknown>[] }>> {
+  if (statements.length === 1) return [await sql.query(statements[0]!.text, statements[0]!.params)];
+  if (statements.length === 0) return [];
+  return sql.exec(statements.map(({ text, params }) => inlineParameters(text, params)).join(';\n'));
+}
+
+/**
+ * `text` with `$n` replaced by parameter n as a quoted literal of the text a
+ * driver would send for it: untyped, so Postgres types it from its context
+ * exactly as it types a parameter. E'' form, which reads the same whatever
+ * standard_conforming_strings says.
+ */
+export function inlineParameters(text: string, params: readonly unknown[]): string {
+  return text.replace(/\$(\d+)/g, (_, index: string) => {
+    const value = parameterText(params[Number(index) - 1]);
+    return value === null ? 'NULL' : `E'${value.replaceAll('\\', '\\\\').replaceAll("'", "''")}'`;
+  });
+}
+
+/** A parameter in Postgres's text input format (arrays as array literals, bytes as hex). */
+function parameterText(value: unknown): string | null {
+  if (value === null || value === undefined) return null;
+  if (value instanceof Date) return value.toISOString();
+  if (value instanceof Uint8Array) return `\\x${Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('hex')}`;
+  if (Array.isArray(value)) return `{${value.map((item) => (Array.isArray(item) ? parameterText(item) : arrayElement(parameterText(item)))).join(',')}}`;
+  if (typeof value === 'object') return JSON.stringify(value);
+  return String(value);
+}
+
+function arrayElement(text: string | null): string {
+  return text === null ? 'NULL' : `"${text.replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"`;
 }

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { AmbiguousCommitError, enterTenantStatement, type Database, type Sql } from './database.ts';
+import { AmbiguousCommitError, enterTenantStatement, inlineParameters, type Database, type Sql } from './database.ts';
 import type { Logger } from '../log.ts';
 
 // int8 (bigint) columns hold seq and version: well within 2^53, read them as numbers.
@@ -41,12 +41,21 @@ export function createPostgresDatabase(url: string, log: Logger): Database {
     }
   }
 
-  /** `begin` opens the transaction (and may set it up in the same round trip: a simple query of several statements). */
-  function run<T>(begin: (client: pg.PoolClient) => string, work: (sql: Sql) => Promise<T>): Promise<T> {
+  /**
+   * `begin` opens the transaction (one or more statements without parameters).
+   * It goes out with the transaction's first statement, in one round trip:
+   * every round trip of a commit holds the document's commit queue.
+   */
+  function run<T>(begin: (client: pg.PoolClient) => Opening, work: (sql: Sql) => Promise<T>): Promise<T> {
     return withClient(async (client) => {
-      const sql = clientSql(client);
-      await client.query(begin(client));
+      let opening: Opening | null = begin(client);
+      const sql = clientSql(client, () => {
+        const taken = opening;
+        opening = null;
+        return taken;
+      });
       const result = await work(sql);
+      if (opening !== null) return result; // nothing was sent: nothing to commit
       try {
         await client.query('COMMIT');
       } catch (error) {
@@ -57,18 +66,36 @@ export function createPostgresDatabase(url: string, log: Logger): Database {
   }
 
   return {
-    transaction: (tenant, work) => run((client) => `BEGIN; ${enterTenantStatement(client.escapeLiteral(tenant))}`, work),
-    ownerTransaction: (work) => run(() => 'BEGIN', work),
+    transaction: (tenant, work) => run((client) => ({ script: `BEGIN; ${enterTenantStatement(client.escapeLiteral(tenant))}`, statements: 2 }), work),
+    ownerTransaction: (work) => run(() => ({ script: 'BEGIN', statements: 1 }), work),
     ping: () => withClient(async (client) => void (await client.query('SELECT 1'))),
     close: () => pool.end(),
   };
 }
 
-/** A checked-out client as the Sql interface (a script's single result comes as a list too). */
-export function clientSql(client: pg.ClientBase): Sql {
+/** Statements to send ahead of a transaction's first one, and how many there are. */
+interface Opening {
+  script: string;
+  statements: number;
+}
+
+/**
+ * A checked-out client as the Sql interface. `takeOpening`, when it gives an
+ * opening (once), sends it ahead of the next statement in one simple query,
+ * that statement's parameters inlined; the opening's results are left out.
+ */
+export function clientSql(client: pg.ClientBase, takeOpening: () => Opening | null = () => null): Sql {
+  const script = async (text: string, skip = 0) => [(await client.query(text)) as never as { rows: Record<string, unknown>[] }].flat().slice(skip);
   return {
-    query: (text, params) => client.query(text, params) as never,
-    exec: async (script) => [(await client.query(script)) as never].flat(),
+    async query(text, params = []) {
+      const opening = takeOpening();
+      if (opening === null) return client.query(text, params) as never;
+      return (await script(`${opening.script};\n${inlineParameters(text, params)}`, opening.statements))[0] as never;
+    },
+    exec(text) {
+      const opening = takeOpening();
+      return opening === null ? script(text) : script(`${opening.script};\n${text}`, opening.statements);
+    },
   };
 }
 
