@@ -186,7 +186,7 @@ describe.skipIf(!postgresUrl)(`several instances through Redis ${skipReason}`, (
     await waitFor('tables show the merged quote', async () => {
       const [quote] = await rowsOf<Record<string, any>>(db, 'acme', 'SELECT * FROM quotes WHERE id = $1', [parseDocumentName(name).id]);
       return quote && Number(quote.discount_pct) === content.quote.discountPct && Number(quote.version) === version && Number(quote.total) === content.totals.total;
-    });
+    }, 30_000);
     const lines = await rowsOf<Record<string, any>>(db, 'acme', 'SELECT id, quantity, line_total, updated_by FROM quote_lines WHERE quote_id = $1 ORDER BY position', ['concurrent']);
     expect(lines.map((line) => [line.id, Number(line.quantity), line.updated_by])).toEqual([
       ['la', edits + 1, 'alice'],
