@@ -9,7 +9,7 @@ import { kindOf } from '../src/documents/kinds.ts';
 import { parseDocumentName } from '../src/documents/name.ts';
 import { replaceTables } from '../src/projection/tables.ts';
 import { DocumentTracker } from '../src/projection/tracker.ts';
-import { createStorage, postgresUrl, type TestStorage } from './support/database.ts';
+import { backends, createStorage, type TestStorage } from './support/database.ts';
 import { openTestDatabase } from './support/inspect.ts';
 
 const projectedTables = ['field_changes', 'quotes', 'quote_lines', 'reports', 'report_sections'];
@@ -36,10 +36,6 @@ async function project(db: Database, tenant: string): Promise<void> {
   }
 }
 
-const backends = [
-  { kind: 'pglite' as const, reason: '' },
-  { kind: 'postgres' as const, reason: postgresUrl ? '' : 'TEST_DATABASE_URL is not set' },
-];
 
 function someUpdate(text: string): Uint8Array {
   const doc = new Y.Doc();

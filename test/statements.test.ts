@@ -1,13 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runTogether, type Database, type Statement } from '../src/db/database.ts';
 import { pgJson } from '../src/db/json.ts';
-import { createStorage, postgresUrl, type TestStorage } from './support/database.ts';
+import { backends, createStorage, type TestStorage } from './support/database.ts';
 import { openTestDatabase } from './support/inspect.ts';
 
-const backends = [
-  { kind: 'pglite' as const, reason: '' },
-  { kind: 'postgres' as const, reason: postgresUrl ? '' : 'TEST_DATABASE_URL is not set' },
-];
 
 // Values that break naive quoting: quotes, backslashes, escapes as text, what looks like a parameter, non-ASCII.
 const awkward = ["it's", 'C:\\temp\\new', '\\x00 and \\u0000 as text', 'E\'\'', '$1 and $2', '"quoted" — ü 😀', "'; DROP TABLE notes; --"];

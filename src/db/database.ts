@@ -33,17 +33,16 @@ export class AmbiguousCommitError extends Error {
 /** Owns nothing, so row-level security always applies to it (created by schema/001). */
 const RUNTIME_ROLE = 'concord_app';
 
+const ENTER_TENANT = `SELECT set_config('role', '${RUNTIME_ROLE}', true), set_config('app.tenant_id', $1, true)`;
+
 /** Switches the current transaction to the runtime role and the tenant, in one round trip. */
 export async function enterTenant(sql: Sql, tenant: string): Promise<void> {
-  await sql.query(`SELECT set_config('role', '${RUNTIME_ROLE}', true), set_config('app.tenant_id', $1, true)`, [tenant]);
+  await sql.query(ENTER_TENANT, [tenant]);
 }
 
-/**
- * The same as a statement to send with BEGIN in one round trip; `tenantLiteral`
- * is the tenant quoted by the driver's literal escaping.
- */
-export function enterTenantStatement(tenantLiteral: string): string {
-  return `SELECT set_config('role', '${RUNTIME_ROLE}', true), set_config('app.tenant_id', ${tenantLiteral}, true)`;
+/** The same as a statement without parameters, to send ahead of others in one round trip. */
+export function enterTenantStatement(tenant: string): string {
+  return inlineParameters(ENTER_TENANT, [tenant]);
 }
 
 /** A statement with its parameters, built by a named SQL function to run alone or beside others (`runTogether`). */

@@ -42,20 +42,20 @@ export function createPostgresDatabase(url: string, log: Logger): Database {
   }
 
   /**
-   * `begin` opens the transaction (one or more statements without parameters).
-   * It goes out with the transaction's first statement, in one round trip:
-   * every round trip of a commit holds the document's commit queue.
+   * `opening` (statements without parameters) opens the transaction. It goes
+   * out with the transaction's first statement, in one round trip: every round
+   * trip of a commit holds the document's commit queue.
    */
-  function run<T>(begin: (client: pg.PoolClient) => Opening, work: (sql: Sql) => Promise<T>): Promise<T> {
+  function run<T>(opening: string[], work: (sql: Sql) => Promise<T>): Promise<T> {
     return withClient(async (client) => {
-      let opening: Opening | null = begin(client);
+      let pending: string[] | null = opening;
       const sql = clientSql(client, () => {
-        const taken = opening;
-        opening = null;
+        const taken = pending;
+        pending = null;
         return taken;
       });
       const result = await work(sql);
-      if (opening !== null) return result; // nothing was sent: nothing to commit
+      if (pending !== null) return result; // nothing was sent: nothing to commit
       try {
         await client.query('COMMIT');
       } catch (error) {
@@ -66,35 +66,30 @@ export function createPostgresDatabase(url: string, log: Logger): Database {
   }
 
   return {
-    transaction: (tenant, work) => run((client) => ({ script: `BEGIN; ${enterTenantStatement(client.escapeLiteral(tenant))}`, statements: 2 }), work),
-    ownerTransaction: (work) => run(() => ({ script: 'BEGIN', statements: 1 }), work),
+    transaction: (tenant, work) => run(['BEGIN', enterTenantStatement(tenant)], work),
+    ownerTransaction: (work) => run(['BEGIN'], work),
     ping: () => withClient(async (client) => void (await client.query('SELECT 1'))),
     close: () => pool.end(),
   };
 }
 
-/** Statements to send ahead of a transaction's first one, and how many there are. */
-interface Opening {
-  script: string;
-  statements: number;
-}
-
 /**
- * A checked-out client as the Sql interface. `takeOpening`, when it gives an
- * opening (once), sends it ahead of the next statement in one simple query,
- * that statement's parameters inlined; the opening's results are left out.
+ * A checked-out client as the Sql interface. `takeOpening`, when it gives
+ * statements (once), sends them ahead of the next statement in one simple
+ * query, that statement's parameters inlined; their results are left out.
  */
-export function clientSql(client: pg.ClientBase, takeOpening: () => Opening | null = () => null): Sql {
-  const script = async (text: string, skip = 0) => [(await client.query(text)) as never as { rows: Record<string, unknown>[] }].flat().slice(skip);
+export function clientSql(client: pg.ClientBase, takeOpening: () => string[] | null = () => null): Sql {
+  const script = async (statements: string[], skip: number) =>
+    [(await client.query(statements.join(';\n'))) as never as { rows: Record<string, unknown>[] }].flat().slice(skip);
   return {
     async query(text, params = []) {
       const opening = takeOpening();
       if (opening === null) return client.query(text, params) as never;
-      return (await script(`${opening.script};\n${inlineParameters(text, params)}`, opening.statements))[0] as never;
+      return (await script([...opening, inlineParameters(text, params)], opening.length))[0] as never;
     },
     exec(text) {
-      const opening = takeOpening();
-      return opening === null ? script(text) : script(`${opening.script};\n${text}`, opening.statements);
+      const opening = takeOpening() ?? [];
+      return script([...opening, text], opening.length);
     },
   };
 }

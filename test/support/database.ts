@@ -20,6 +20,12 @@ export interface TestStorage {
 
 export const postgresUrl = process.env.TEST_DATABASE_URL || undefined;
 
+/** Both backends, for suites that run on each; PostgreSQL's reason to skip when TEST_DATABASE_URL is not set. */
+export const backends = [
+  { kind: 'pglite' as const, reason: '' },
+  { kind: 'postgres' as const, reason: postgresUrl ? '' : 'TEST_DATABASE_URL is not set' },
+];
+
 export async function createStorage(kind: 'postgres' | 'pglite' = postgresUrl ? 'postgres' : 'pglite', adminUrl = postgresUrl): Promise<TestStorage> {
   const dataDir = mkdtempSync(join(tmpdir(), 'concord-test-'));
   if (kind === 'pglite') {
