@@ -11,6 +11,8 @@ export const errorCodes = {
   'not-allowed': 403,
   'read-only': 403,
   'comments-only': 403,
+  /** An update under a Yjs clientID that another user writes under. */
+  'foreign-client': 403,
   'bad-request': 400,
   'bad-document-name': 400,
   'unknown-kind': 400,
@@ -20,6 +22,8 @@ export const errorCodes = {
   /** A past version whose updates retention deleted (HISTORY_RETENTION_DAYS). */
   pruned: 404,
   'too-large': 413,
+  /** A limit (SPEC, Limits) was reached; HTTP answers carry Retry-After. */
+  'rate-limited': 429,
   'storage-unavailable': 503,
   'not-ready': 503,
   internal: 500,

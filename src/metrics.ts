@@ -55,6 +55,12 @@ export function createMetrics() {
       help: 'Relayed content logged by this instance because the instance that received it stopped before logging it',
       registers,
     }),
+    limitsReached: new Counter({
+      name: 'concord_limits_reached_total',
+      help: 'Messages, connections and requests refused because a limit was reached, by limit (the setting\'s name)',
+      labelNames: ['limit'] as const,
+      registers,
+    }),
     refusals: new Counter({ name: 'concord_refusals_total', help: 'Refused connections, messages and requests, by code', labelNames: ['code'] as const, registers }),
   };
 }
