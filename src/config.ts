@@ -38,6 +38,22 @@ const environment = z.object({
   MAX_BACKLOG_BYTES: positiveInt(256 * 1024 * 1024),
   /** Most update bytes written in one group commit. */
   COMMIT_BATCH_MAX_BYTES: positiveInt(8 * 1024 * 1024),
+  /** Awareness updates one document connection may send per second; more are dropped (`rate-limited`). Providers send one per cursor move. */
+  AWARENESS_UPDATES_PER_SECOND: positiveInt(20),
+  /** Awareness updates a connection may send beyond the rate, coming back over 10 s (a burst of cursor moves). */
+  AWARENESS_UPDATES_BURST: positiveInt(100),
+  /** Largest awareness state of one client, in bytes of its JSON; an update carrying a larger one is dropped. */
+  AWARENESS_STATE_MAX_BYTES: positiveInt(16 * 1024),
+  /** Most documents one WebSocket may have open (authenticated) at once. */
+  MAX_DOCUMENTS_PER_SOCKET: positiveInt(50),
+  /** Most documents one user may have open at once (over all sockets; over all instances with Redis). */
+  MAX_CONNECTIONS_PER_USER: positiveInt(200),
+  /** Most documents one tenant's users may have open at once (over all instances with Redis). */
+  MAX_CONNECTIONS_PER_TENANT: positiveInt(20_000),
+  /** Sync requests (sync step 1, each answered with all the sender lacks) per document connection per window; providers send one per connect. */
+  SYNC_REQUESTS_PER_WINDOW: positiveInt(20),
+  /** The window of SYNC_REQUESTS_PER_WINDOW, in seconds. */
+  SYNC_WINDOW_SECONDS: positiveInt(60),
   /** Documents whose whole history is kept in memory for fast version reads (0: every read from checkpoint and tail). */
   HISTORY_REPLICAS: z.coerce.number().int().min(0).max(1000).default(4),
   /** Updates older than this many days are pruned down to checkpoints; unset keeps everything. */

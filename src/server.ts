@@ -21,6 +21,7 @@ import { documentRoutes } from './http/documents.ts';
 import { historyRoutes } from './http/history.ts';
 import { DocumentService } from './documents/service.ts';
 import type { Logger } from './log.ts';
+import { Limits } from './limits/extension.ts';
 import { createMetrics } from './metrics.ts';
 import { AckGatedSocket } from './persistence/acknowledgements.ts';
 import { Checkpointer } from './persistence/checkpoints.ts';
@@ -110,11 +111,14 @@ export async function createConcord(config: Config, log: Logger) {
     log,
   });
 
+  const limits = new Limits({ settings: config, verify, redis, instance, log, metrics });
   const persistence = new Persistence(updateLog, store, recorder, log, metrics, config.MAX_BACKLOG_BYTES, relayed);
   const hocuspocus = new Hocuspocus({
     quiet: true,
     extensions: [
       new Authorization(verify, log, metrics),
+      // After Authorization (a refused token takes no place), before presence (a dropped awareness update is no activity).
+      limits,
       persistence,
       presence.sessions,
       new DatabaseExtension({
@@ -202,6 +206,7 @@ export async function createConcord(config: Config, log: Logger) {
       relayed?.follower.close();
       beacon?.close();
       stopWatching?.();
+      limits.close();
       // Taking this instance's users off the board is a courtesy (they expire anyway): Redis may not answer.
       await within(presence.close(), REDIS_GOODBYE_MS, () => undefined);
       await relay?.onDestroy();

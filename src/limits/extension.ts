@@ -1,0 +1,252 @@
+import type {
+  afterHandleMessagePayload,
+  beforeHandleAwarenessPayload,
+  beforeHandleMessagePayload,
+  Connection,
+  connectedPayload,
+  Extension,
+  onAuthenticatePayload,
+  onDisconnectPayload,
+} from '@hocuspocus/server';
+import { refusalMessage } from '../auth/extension.ts';
+import type { TokenVerifier } from '../auth/tokens.ts';
+import type { Redis } from '../cluster/redis.ts';
+import type { Config } from '../config.ts';
+import { ConcordError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import type { Metrics } from '../metrics.ts';
+import { ConnectionCounts, type Owner } from './connection-counts.ts';
+import { createLimiter, type Spend } from './limiter.ts';
+import { classifyMessage } from './messages.ts';
+
+// A place taken at authentication is confirmed when the connection is set up;
+// one never confirmed (the document failed to load: Hocuspocus has no hook
+// for that) is given back after this long.
+const UNCONFIRMED_PLACE_MS = 120_000;
+// The burst of AWARENESS_UPDATES_BURST comes back over this many seconds.
+const AWARENESS_BURST_SECONDS = 10;
+
+type LimitSettings = Pick<
+  Config,
+  | 'AWARENESS_UPDATES_PER_SECOND'
+  | 'AWARENESS_UPDATES_BURST'
+  | 'AWARENESS_STATE_MAX_BYTES'
+  | 'MAX_DOCUMENTS_PER_SOCKET'
+  | 'MAX_CONNECTIONS_PER_USER'
+  | 'MAX_CONNECTIONS_PER_TENANT'
+  | 'SYNC_REQUESTS_PER_WINDOW'
+  | 'SYNC_WINDOW_SECONDS'
+>;
+
+export interface LimitsConfiguration {
+  /** The bounds (see config.ts). */
+  settings: LimitSettings;
+  /**
+   * Who a connection is for. Hocuspocus hands every onAuthenticate hook the
+   * context as it was before the chain, so the principal Authorization found
+   * is not visible here: the token (already verified by then) is verified again.
+   */
+  verify: TokenVerifier;
+  /** With Redis, connections per user and per tenant are counted for the whole cluster. */
+  redis: Redis | null;
+  /** This instance's identity: its connections' members in Redis carry it. */
+  instance: string;
+  log: Logger;
+  metrics: Metrics;
+}
+
+/** What Limits adds to a connection's context at authentication. */
+interface LimitsContext {
+  place?: Place;
+}
+
+/** One document connection's share of the counts, given back once. */
+interface Place {
+  socketId: string;
+  member: string;
+  confirmed: boolean;
+  released: boolean;
+}
+
+/**
+ * The per-connection limits of SPEC "Limits" that Hocuspocus leaves open,
+ * each refused with `rate-limited` and counted under its setting's name:
+ *
+ * - at authentication (the provider's `authenticationFailed`): documents open
+ *   per socket, and connections (open documents) per user and per tenant,
+ *   for the whole cluster when Redis is configured;
+ * - per message, before Hocuspocus applies or relays it (stateless
+ *   `concord:refused`): awareness updates per second with a burst and bytes
+ *   per awareness state (dropped: the connection carries on), and sync step 1
+ *   requests per window (each is answered with the whole difference, so
+ *   unbounded requests amplify: the request is not answered and the
+ *   document's connection is closed).
+ */
+export class Limits implements Extension {
+  extensionName = 'concord-limits';
+
+  configuration: LimitsConfiguration;
+
+  private readonly connections: ConnectionCounts;
+  private readonly documentsPerSocket = new Map<string, number>();
+  private readonly awarenessRate: Spend;
+  private readonly awarenessBurst: Spend;
+  private readonly syncRequests: Spend;
+  /** Connections whose awareness message being handled is dropped. */
+  private readonly dropping = new WeakSet<Connection>();
+  /** Per connection and limit: until when it is not told again about a rate it keeps passing. */
+  private readonly toldUntil = new WeakMap<Connection, Map<string, number>>();
+
+  constructor(configuration: LimitsConfiguration) {
+    this.configuration = configuration;
+    const { settings, redis, instance } = configuration;
+    this.connections = new ConnectionCounts(redis, instance, {
+      perUser: settings.MAX_CONNECTIONS_PER_USER,
+      perTenant: settings.MAX_CONNECTIONS_PER_TENANT,
+    });
+    // Per connection: kept in this instance's memory.
+    this.awarenessRate = createLimiter({ name: 'AWARENESS_UPDATES_PER_SECOND', points: settings.AWARENESS_UPDATES_PER_SECOND, durationSeconds: 1 }, null);
+    this.awarenessBurst = createLimiter(
+      { name: 'AWARENESS_UPDATES_BURST', points: settings.AWARENESS_UPDATES_BURST, durationSeconds: AWARENESS_BURST_SECONDS },
+      null,
+    );
+    this.syncRequests = createLimiter(
+      { name: 'SYNC_REQUESTS_PER_WINDOW', points: settings.SYNC_REQUESTS_PER_WINDOW, durationSeconds: settings.SYNC_WINDOW_SECONDS },
+      null,
+    );
+  }
+
+  /** Runs after Authorization's: a refused token never takes a place. */
+  async onAuthenticate({ token, socketId, documentName }: onAuthenticatePayload): Promise<LimitsContext> {
+    const { settings } = this.configuration;
+    const principal = await this.configuration.verify(token);
+    const open = this.documentsPerSocket.get(socketId) ?? 0;
+    if (open >= settings.MAX_DOCUMENTS_PER_SOCKET) {
+      throw this.refusedAtConnect(
+        'MAX_DOCUMENTS_PER_SOCKET',
+        documentName,
+        principal,
+        `this socket has ${open} documents open, the most one socket may (MAX_DOCUMENTS_PER_SOCKET); close one first`,
+      );
+    }
+    // Counted before waiting for Redis, so that documents authenticating together on one socket see each other.
+    this.documentsPerSocket.set(socketId, open + 1);
+    const taken = await this.connections.take(principal);
+    if ('full' in taken) {
+      this.closeDocumentOf(socketId);
+      const whose = taken.full === 'MAX_CONNECTIONS_PER_USER' ? `user "${principal.userId}"` : `tenant "${principal.tenant}"`;
+      const bound = taken.full === 'MAX_CONNECTIONS_PER_USER' ? settings.MAX_CONNECTIONS_PER_USER : settings.MAX_CONNECTIONS_PER_TENANT;
+      throw this.refusedAtConnect(taken.full, documentName, principal, `${whose} has ${bound} documents open, the most allowed (${taken.full}); close one first`);
+    }
+    const place: Place = { socketId, member: taken.member, confirmed: false, released: false };
+    setTimeout(() => place.confirmed || this.release(place), UNCONFIRMED_PLACE_MS).unref();
+    return { place };
+  }
+
+  async connected({ context }: connectedPayload<LimitsContext>): Promise<void> {
+    if (context.place) context.place.confirmed = true;
+  }
+
+  async onDisconnect({ context }: onDisconnectPayload): Promise<void> {
+    const { place } = context as LimitsContext;
+    if (place) this.release(place);
+  }
+
+  /** Decides on the raw frame, before any extension or Hocuspocus reads its content. */
+  async beforeHandleMessage({ connection, update, documentName }: beforeHandleMessagePayload): Promise<void> {
+    const message = classifyMessage(update);
+    const { settings } = this.configuration;
+    const key = `${connection.socketId}\0${documentName}`;
+    if (message.kind === 'sync-request') {
+      const wait = await this.syncRequests(key);
+      if (wait === null) return;
+      const error = new ConcordError(
+        'rate-limited',
+        `more than ${settings.SYNC_REQUESTS_PER_WINDOW} sync requests in ${settings.SYNC_WINDOW_SECONDS} s on this document (SYNC_REQUESTS_PER_WINDOW); the request was not answered and the document was closed`,
+      );
+      this.refuse(connection, 'SYNC_REQUESTS_PER_WINDOW', error, 0);
+      // Hocuspocus answers every sync step 1 it handles; a throw is the only way not to.
+      throw error;
+    }
+    if (message.kind !== 'awareness') return;
+    if (message.largestStateBytes > settings.AWARENESS_STATE_MAX_BYTES) {
+      this.dropping.add(connection);
+      const error = new ConcordError(
+        'rate-limited',
+        `an awareness state of ${message.largestStateBytes} bytes is over AWARENESS_STATE_MAX_BYTES (${settings.AWARENESS_STATE_MAX_BYTES}); the update was not applied or relayed`,
+      );
+      this.refuse(connection, 'AWARENESS_STATE_MAX_BYTES', error, 0);
+      return;
+    }
+    const wait = await this.spendAwareness(key);
+    if (wait === null) return;
+    this.dropping.add(connection);
+    const error = new ConcordError(
+      'rate-limited',
+      `more than ${settings.AWARENESS_UPDATES_PER_SECOND} awareness updates per second (AWARENESS_UPDATES_PER_SECOND, with a burst of ${settings.AWARENESS_UPDATES_BURST} per ${AWARENESS_BURST_SECONDS} s); updates are dropped, not relayed, for the next ${Math.ceil(wait / 1000)} s`,
+    );
+    this.refuse(connection, 'AWARENESS_UPDATES_PER_SECOND', error, wait);
+  }
+
+  /** A dropped awareness message changes nothing: Hocuspocus applies and relays what is left in `states`. */
+  async beforeHandleAwareness({ connection, states }: beforeHandleAwarenessPayload): Promise<void> {
+    if (connection && this.dropping.has(connection)) states.clear();
+  }
+
+  async afterHandleMessage({ connection }: afterHandleMessagePayload): Promise<void> {
+    this.dropping.delete(connection);
+  }
+
+  /** Stops renewing this instance's connections in Redis (they expire there). */
+  close(): void {
+    this.connections.close();
+  }
+
+  /** The rate first; past it, the burst (rate-limiter-flexible's BurstyRateLimiter, over Spend). */
+  private async spendAwareness(key: string): Promise<number | null> {
+    const rateWait = await this.awarenessRate(key);
+    if (rateWait === null) return null;
+    const burstWait = await this.awarenessBurst(key);
+    return burstWait === null ? null : Math.min(rateWait, burstWait);
+  }
+
+  private release(place: Place): void {
+    if (place.released) return;
+    place.released = true;
+    this.closeDocumentOf(place.socketId);
+    this.connections.release(place.member);
+  }
+
+  private closeDocumentOf(socketId: string): void {
+    const open = (this.documentsPerSocket.get(socketId) ?? 0) - 1;
+    if (open > 0) this.documentsPerSocket.set(socketId, open);
+    else this.documentsPerSocket.delete(socketId);
+  }
+
+  private refusedAtConnect(limit: string, documentName: string, owner: Owner, message: string): ConcordError {
+    const error = new ConcordError('rate-limited', message);
+    this.counted(limit);
+    this.configuration.log.info({ code: error.code, limit, document: documentName.slice(0, 200), userId: owner.userId, tenant: owner.tenant, reason: message }, 'refused');
+    return error;
+  }
+
+  /**
+   * Counts every refused message; tells the client (stateless) and logs once
+   * per `quietMs`, so a flood is not answered message by message.
+   */
+  private refuse(connection: Connection, limit: string, error: ConcordError, quietMs: number): void {
+    this.counted(limit);
+    const now = Date.now();
+    const told = this.toldUntil.get(connection) ?? new Map<string, number>();
+    this.toldUntil.set(connection, told);
+    if (now < (told.get(limit) ?? 0)) return;
+    told.set(limit, now + quietMs);
+    connection.sendStateless(refusalMessage(error));
+    this.configuration.log.info({ code: error.code, limit, document: connection.document.name.slice(0, 200), reason: error.message }, 'refused');
+  }
+
+  private counted(limit: string): void {
+    this.configuration.metrics.limitsReached.inc({ limit });
+    this.configuration.metrics.refusals.inc({ code: 'rate-limited' });
+  }
+}
