@@ -21,7 +21,8 @@ import { classifyMessage } from './messages.ts';
 
 // A place taken at authentication is confirmed when the connection is set up;
 // one never confirmed (the document failed to load: Hocuspocus has no hook
-// for that) is given back after this long.
+// for that) is given back after this long. A load slower than that (a storage
+// outage) leaves its connection uncounted, never a place held for nothing.
 const UNCONFIRMED_PLACE_MS = 120_000;
 // The burst of AWARENESS_UPDATES_BURST comes back over this many seconds.
 const AWARENESS_BURST_SECONDS = 10;
