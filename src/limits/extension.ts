@@ -184,7 +184,7 @@ export class Limits implements Extension {
     this.dropping.add(connection);
     const error = new ConcordError(
       'rate-limited',
-      `more than ${settings.AWARENESS_UPDATES_PER_SECOND} awareness updates per second (AWARENESS_UPDATES_PER_SECOND, with a burst of ${settings.AWARENESS_UPDATES_BURST} per ${AWARENESS_BURST_SECONDS} s); updates are dropped, not relayed, for the next ${Math.ceil(wait / 1000)} s`,
+      `more than ${settings.AWARENESS_UPDATES_PER_SECOND} awareness updates per second (AWARENESS_UPDATES_PER_SECOND, with a burst of ${settings.AWARENESS_UPDATES_BURST} per ${AWARENESS_BURST_SECONDS} s); updates are dropped (not applied, not relayed) until the rate allows one again, in ${wait} ms`,
     );
     this.refuse(connection, 'AWARENESS_UPDATES_PER_SECOND', error, wait);
   }
