@@ -134,7 +134,7 @@ export class Limits implements Extension {
     this.documentsPerSocket.set(socketId, open + 1);
     const taken = await this.connections.take(principal);
     if ('full' in taken) {
-      this.closeDocumentOf(socketId);
+      this.documentLeftSocket(socketId);
       const whose = taken.full === 'MAX_CONNECTIONS_PER_USER' ? `user "${principal.userId}"` : `tenant "${principal.tenant}"`;
       const bound = taken.full === 'MAX_CONNECTIONS_PER_USER' ? settings.MAX_CONNECTIONS_PER_USER : settings.MAX_CONNECTIONS_PER_TENANT;
       throw this.refusedAtConnect(taken.full, documentName, principal, `${whose} has ${bound} documents open, the most allowed (${taken.full}); close one first`);
@@ -214,11 +214,11 @@ export class Limits implements Extension {
   private release(place: Place): void {
     if (place.released) return;
     place.released = true;
-    this.closeDocumentOf(place.socketId);
+    this.documentLeftSocket(place.socketId);
     this.connections.release(place.member);
   }
 
-  private closeDocumentOf(socketId: string): void {
+  private documentLeftSocket(socketId: string): void {
     const open = (this.documentsPerSocket.get(socketId) ?? 0) - 1;
     if (open > 0) this.documentsPerSocket.set(socketId, open);
     else this.documentsPerSocket.delete(socketId);
