@@ -1,5 +1,6 @@
 import * as decoding from 'lib0/decoding';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
 import WebSocket from 'ws';
 import * as Y from 'yjs';
 import { acknowledged, connect, goOffline, synced, waitFor, type Client } from './support/clients.ts';
@@ -298,6 +299,24 @@ describe.skipIf(!postgresUrl)(`connections per user and per tenant hold for the 
     }, 60_000);
     expect(fourth.provider.isSynced).toBe(true);
     expect(await attempt(fixture, second, 'acme/quote/u-5', 'alice')).toBe('rate-limited');
+  });
+
+  it('while Redis is away each instance holds the bound on its own connections, and puts them back once Redis answers', async () => {
+    const env = { MAX_CONNECTIONS_PER_USER: '2' };
+    const { servers, redis } = await fixture.start([env, env]);
+    const [first] = servers as [ServerProcess, ServerProcess];
+    expect(typeof (await attempt(fixture, first, 'acme/quote/r-1', 'alice'))).not.toBe('string');
+    await redis.stop();
+    expect(typeof (await attempt(fixture, first, 'acme/quote/r-2', 'alice'))).not.toBe('string');
+    expect(await attempt(fixture, first, 'acme/quote/r-3', 'alice')).toBe('rate-limited');
+
+    // A fresh Redis knows nothing: the instance's renewal puts its two connections back.
+    await redis.start();
+    const client = new Redis(redis.url);
+    fixture.defer(() => client.disconnect());
+    await waitFor('the connections back in Redis', async () => (await client.zcard('concord:connections:{acme}:alice')) === 2, 30_000);
+    await waitFor('the second instance on Redis again', async () => (await servers[1]!.get('/readyz')).status === 200, 30_000);
+    expect(await attempt(fixture, servers[1]!, 'acme/quote/r-3', 'alice')).toBe('rate-limited');
   });
 
   it('MAX_CONNECTIONS_PER_TENANT counts every user of the tenant on both instances, and only that tenant', async () => {
