@@ -49,6 +49,12 @@ describe.each(backends)('HTTP input on $kind', ({ kind, reason }) => {
     const listed = await request(server, '/api/documents?after=quote%00', { token: admin });
     expect(listed.status).toBe(400);
     expect(listed.body.error.message).toContain('after: contains NUL');
+    for (const patch of [{ notes: 'a\0b' }, { quote: { title: 'a\0b' } }, { lines: { add: [{ id: 'l\0' }] } }]) {
+      const answer = await request(server, '/api/documents/quote/q1', { token: admin, method: 'PATCH', type: 'application/json', body: JSON.stringify(patch) });
+      expect(answer.status, JSON.stringify(patch)).toBe(400);
+      expect(answer.body.error.message).toContain('contains NUL or a lone surrogate');
+    }
+    expect((await request(server, '/api/documents/quote/q1', { token: admin })).body.content).toMatchObject({ quote: { title: 'Pumps' }, notes: '', lines: [] });
     const claim = await request(server, '/api/documents', { token: await token({ sub: 'ada', role: 'admin', docs: ['quote/q1\0'] }) });
     expect(claim.status).toBe(401);
     expect(claim.body.error.code).toBe('bad-token');
