@@ -1,3 +1,5 @@
+import { mkdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import type { Browser, Page } from 'playwright-core';
 import { afterEach, describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
@@ -18,6 +20,7 @@ const quoteId = 'browser-q1';
 const documentName = `${tenant}/quote/${quoteId}`;
 const initialTitle = 'Pumps';
 const initialNotes = 'Delivery in May.';
+const outputDir = fileURLToPath(new URL('../test-output/', import.meta.url));
 
 /** The quote before anyone opens the page: two lines, l-1 priced so that binary rounding and decimal half-up differ. */
 async function createQuote(server: ServerProcess): Promise<void> {
@@ -202,6 +205,8 @@ describe('quote editor example in a browser', () => {
       await waitForText(page, '#subtotal', (text) => text === content.totals.subtotal.toFixed(2));
       await waitForText(page, '#total', (text) => text === content.totals.total.toFixed(2));
     }
+    mkdirSync(outputDir, { recursive: true });
+    await alice.page.screenshot({ path: `${outputDir}quote-editor-alice.png`, fullPage: true });
     expect([...alice.problems, ...bob.problems]).toEqual([]);
     await browser.close();
 
@@ -269,6 +274,8 @@ describe('quote editor example in a browser', () => {
     await commenter.page.click('#threads li .resolve');
     await allSaved(commenter);
     expect((await serverQuote(server)).comments).toEqual([expect.objectContaining({ authorId: 'carol', resolved: true })]);
+    mkdirSync(outputDir, { recursive: true });
+    await viewer.page.screenshot({ path: `${outputDir}quote-editor-viewer.png`, fullPage: true });
     expect([...viewer.problems, ...commenter.problems]).toEqual([]);
   });
 });
