@@ -116,6 +116,7 @@ function bind(replica: Replica, opened: DocumentSession, quoteId: string): () =>
     doc.off('update', render);
     unbindNotes();
     lineRows.replaceChildren();
+    main.hidden = true;
     bound = null;
   };
 }
@@ -390,7 +391,7 @@ function renderComments(comments: Fields[]): void {
     button.classList.toggle('has-comments', open > 0);
     button.classList.toggle('selected', button.dataset.anchor === commentAnchor);
   }
-  element('comment-target').textContent = commentAnchor ?? 'the quote';
+  element('comment-target').textContent = commentAnchor?.replace(':', ' ') ?? 'the quote';
   const thread = (parentId: string | null): HTMLLIElement[] =>
     comments
       .filter((comment) => comment.parentId === parentId && (parentId !== null || comment.anchor === commentAnchor))

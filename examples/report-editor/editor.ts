@@ -29,7 +29,7 @@ form.addEventListener('submit', (event) => {
     token: element<HTMLInputElement>('token').value.trim(),
     documentName: element<HTMLInputElement>('document').value.trim(),
     describeMode,
-    bind: (replica, session) => openSection(replica, session, sectionId),
+    bind: (replica, opened) => openSection(replica, opened, sectionId),
     onPresence: showPresence,
   });
 });
@@ -44,8 +44,8 @@ function describeMode(role: Role): string {
  * Binds an editor to the section's body, creating the section if it is missing and the user may write.
  * The page offers edits by the token's role; the server enforces the role, and its refusals reload the document.
  */
-function openSection({ provider, doc }: Replica, session: DocumentSession, sectionId: string): () => void {
-  const mayWrite = session.mayEditContent;
+function openSection({ provider, doc }: Replica, opened: DocumentSession, sectionId: string): () => void {
+  const mayWrite = opened.mayEditContent;
   const sections = doc.getArray<Y.Map<unknown>>('sections');
   let section = sections.toArray().find((candidate) => candidate.get('id') === sectionId);
   if (!section) {
@@ -66,8 +66,8 @@ function openSection({ provider, doc }: Replica, session: DocumentSession, secti
     return () => {};
   }
 
-  session.setPresence('focus', { sectionId });
-  session.setPresence('status', mayWrite ? 'editing' : 'viewing');
+  opened.setPresence('focus', { sectionId });
+  opened.setPresence('status', mayWrite ? 'editing' : 'viewing');
   const editor = new Editor({
     element: editorHost,
     editable: mayWrite,
@@ -77,7 +77,7 @@ function openSection({ provider, doc }: Replica, session: DocumentSession, secti
       StarterKit.configure({ undoRedo: false }),
       Collaboration.configure({ fragment: body }),
       // Also puts `user` into awareness, which is what the other pages label carets with.
-      CollaborationCaret.configure({ provider, user: session.user }),
+      CollaborationCaret.configure({ provider, user: opened.user }),
     ],
   });
   editorHost.dataset.editable = String(mayWrite);

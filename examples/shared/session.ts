@@ -306,7 +306,7 @@ export class DocumentSession {
   /** A socket that failed or dropped (the provider retries), or one document closed by the server (it does not). */
   private closed(event: { code: number; reason: string }): void {
     const { url, documentName } = this.options;
-    if (event.reason in refusalWords) {
+    if (Object.hasOwn(refusalWords, event.reason)) {
       this.dropReplica();
       showStatus('closed');
       showMessage(`The server closed ${documentName}: ${describeRefusal(event.reason)}.`);
