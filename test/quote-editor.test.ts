@@ -182,7 +182,8 @@ describe('quote editor example in a browser', () => {
     await enter(alice.page, lineInput('l-1', 'unitPrice'), '2');
     await waitForText(bob.page, '#saved', (text) => text.startsWith('saving'));
     proxy.restore();
-    await waitForText(bob.page, '#connection', (text) => text === '');
+    // The provider retries with a growing delay, up to about as long as it was offline.
+    await expect.poll(() => textOf(bob.page, '#connection'), { timeout: 60_000, message: "Bob's connection line" }).toBe('');
     for (const { page } of [alice, bob]) {
       await waitForValue(page, '#field-customerName', 'Offline Customer Ltd');
       await waitForValue(page, lineInput(added, 'description'), 'Valve, typed offline');
