@@ -1,8 +1,10 @@
 import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import fc from 'fast-check';
 import type { Browser, Page } from 'playwright-core';
 import { afterEach, describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
+import { textDifference } from '../examples/quote-editor/text-binding.ts';
 import { acknowledged, connect, synced } from './support/clients.ts';
 import { browserAndServer, startQuoteEditorExample, textOf, waitForText } from './support/browser.ts';
 import { openTestDatabase, rowsOf } from './support/inspect.ts';
@@ -278,5 +280,35 @@ describe('quote editor example in a browser', () => {
     mkdirSync(outputDir, { recursive: true });
     await viewer.page.screenshot({ path: `${outputDir}quote-editor-viewer.png`, fullPage: true });
     expect([...viewer.problems, ...commenter.problems]).toEqual([]);
+  });
+});
+
+describe('quote editor notes binding (examples/quote-editor/text-binding.ts)', () => {
+  it("sends a notes edit as one delete and insert that turn the text into the textarea's, never splitting a surrogate pair", () => {
+    // Emoji that share their first UTF-16 unit, so edits between them differ in the second unit only.
+    const character = fc.constantFrom('a', 'b', ' ', '\u{1F600}', '\u{1F603}', '\u{1F642}');
+    const text = fc.string({ unit: character });
+    fc.assert(
+      fc.property(text, text, (before, after) => {
+        const { start, deleted, inserted } = textDifference(before, after);
+        const notes = new Y.Doc().getText('notes');
+        notes.insert(0, before);
+        notes.delete(start, deleted);
+        notes.insert(start, inserted);
+        expect(notes.toString()).toBe(after);
+        for (const kept of [before.slice(0, start), before.slice(start + deleted), inserted]) expect(kept.isWellFormed()).toBe(true);
+      }),
+      { numRuns: 500 },
+    );
+    // Typing (an insertion anywhere) rewrites none of the existing text, beyond at most the one character it splits.
+    fc.assert(
+      fc.property(fc.array(character), fc.nat(), fc.string({ unit: character, minLength: 1 }), (characters, at, typed) => {
+        const position = at % (characters.length + 1);
+        const before = characters.join('');
+        const after = characters.slice(0, position).join('') + typed + characters.slice(position).join('');
+        expect(textDifference(before, after).deleted).toBeLessThanOrEqual(2);
+      }),
+      { numRuns: 500 },
+    );
   });
 });
