@@ -395,7 +395,8 @@ function renderPresence(): void {
     }
     if (where) {
       const tag = document.createElement('span');
-      tag.style.background = user.color ?? '#555';
+      // Only a plain colour from another browser reaches the style.
+      tag.style.background = /^#[0-9a-f]{6}$/i.test(user.color ?? '') ? user.color! : '#555';
       tag.textContent = focus?.lineId && focus.field ? `${user.name}: ${focus.field}` : user.name;
       where.append(tag);
     }

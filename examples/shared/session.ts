@@ -280,11 +280,13 @@ export class DocumentSession {
   }
 
   private dropReplica(): void {
+    const replica = this.replica;
+    // First, so that nothing the provider emits while it closes reaches the page.
+    this.replica = undefined;
     this.unbind?.();
     this.unbind = undefined;
-    this.replica?.provider.destroy();
-    this.replica?.doc.destroy();
-    this.replica = undefined;
+    replica?.provider.destroy();
+    replica?.doc.destroy();
   }
 
   private stateless(payload: string): void {
