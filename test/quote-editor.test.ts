@@ -94,7 +94,7 @@ async function serverQuote(server: ServerProcess): Promise<{ quote: Record<strin
 }
 
 describe('quote editor example in a browser', () => {
-  it('two editors edit one quote (header, lines, notes, a comment), see each other, match the server totals and merge an offline edit', async () => {
+  it('two editors edit one quote (header, lines, notes, a comment), see each other, match the server totals and merge an offline edit', { timeout: 240_000 }, async () => {
     const { browser, storage, server } = await browserAndServer(cleanups);
     await createQuote(server);
     const example = await startQuoteEditorExample();
@@ -228,7 +228,7 @@ describe('quote editor example in a browser', () => {
     ]);
   });
 
-  it('a viewer reads only and a commenter only comments; a forced write is refused in words and the page reloads the document', async () => {
+  it('a viewer reads only and a commenter only comments; a forced write is refused in words and the page reloads the document', { timeout: 240_000 }, async () => {
     const { browser, server } = await browserAndServer(cleanups);
     await createQuote(server);
     const example = await startQuoteEditorExample();
