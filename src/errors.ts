@@ -22,6 +22,8 @@ export const errorCodes = {
   /** A past version whose updates retention deleted (HISTORY_RETENTION_DAYS). */
   pruned: 404,
   'too-large': 413,
+  /** A request body that is not declared as JSON (`Content-Type: application/json`). */
+  'unsupported-media-type': 415,
   /** A limit (SPEC, Limits) was reached; HTTP answers carry Retry-After. */
   'rate-limited': 429,
   'storage-unavailable': 503,

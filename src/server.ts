@@ -10,6 +10,7 @@ import { resolveTokenKey } from './auth/keys.ts';
 import { createTokenVerifier } from './auth/tokens.ts';
 import type { Config } from './config.ts';
 import type { Database } from './db/database.ts';
+import { refuseRlsBypassingLogin } from './db/login-role.ts';
 import { migrate } from './db/migrate.ts';
 import { createPgliteDatabase } from './db/pglite.ts';
 import { createPostgresDatabase } from './db/postgres.ts';
@@ -19,6 +20,7 @@ import { adminPage } from './http/admin-page.ts';
 import { documentsApi } from './http/api.ts';
 import { documentRoutes } from './http/documents.ts';
 import { historyRoutes } from './http/history.ts';
+import { requestLimits } from './http/request-limits.ts';
 import { DocumentService } from './documents/service.ts';
 import type { Logger } from './log.ts';
 import { Limits } from './limits/extension.ts';
@@ -75,6 +77,7 @@ export function pruneTarget(config: Config, db: Database, checkpointer: Checkpoi
 export async function createConcord(config: Config, log: Logger) {
   const metrics = createMetrics();
   const db = await openDatabase(config, log);
+  if (config.DATABASE_URL && config.NODE_ENV === 'production') await refuseRlsBypassingLogin(db);
   await migrateSchema(config, db, log);
 
   const checkpointer = new Checkpointer(db, config.CHECKPOINT_EVERY, log, metrics);
@@ -155,6 +158,7 @@ export async function createConcord(config: Config, log: Logger) {
     },
     documents: documentsApi(verify, [documentRoutes(documents, presence, config.MAX_MESSAGE_BYTES), historyRoutes(history)]),
     admin: adminPage(),
+    limits: requestLimits(config, verify, redis, metrics),
     refreshGauges() {
       metrics.openConnections.set(hocuspocus.getConnectionsCount());
       metrics.loadedDocuments.set(hocuspocus.getDocumentsCount());
