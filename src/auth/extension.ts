@@ -36,7 +36,9 @@ export function refusalMessage(error: ConcordError): string {
  * Authenticates and authorizes every document of every socket on its own:
  * the token must verify, its tenant must be the document's, its `docs` list
  * (if any) must name the document, and only editors and admins may change
- * content; commenters may add comments, reply and resolve, and nothing else. Shortly before a token expires the server asks the provider for a
+ * content; commenters may add comments, reply and resolve, and nothing else.
+ * Whoever writes, new content goes only under a Yjs clientID of their own
+ * (see ClientOwners). Shortly before a token expires the server asks the provider for a
  * fresh one (the provider calls its `token` function); without one, the
  * connection to that document ends at expiry.
  */
