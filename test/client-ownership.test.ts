@@ -12,6 +12,7 @@ import { api } from './support/documents.ts';
 import { authFrame, updateFrame } from './support/frames.ts';
 import { fieldChanges, loggedUpdates, openTestDatabase, rowsOf } from './support/inspect.ts';
 import { ServerProcess } from './support/server.ts';
+import { TcpProxy } from './support/tcp-proxy.ts';
 import { token } from './support/tokens.ts';
 
 const cleanups: Array<() => Promise<void> | void> = [];
@@ -303,5 +304,60 @@ describe.skipIf(!postgresUrl)(`a clientID's owner holds across instances ${skipR
     expect(logged.map((row) => row.user_id)).toEqual([winner]);
     expect((await fromLog(db, name)).getMap('quote').get('title')).toBe(winner);
     expect((await fieldChanges(db, 'acme', name)).map((row) => [row.field, row.new_value, row.user_id])).toEqual([['title', winner, winner]]);
+  });
+
+  /** An instance that reaches PostgreSQL through a proxy the test cuts, beside instance-1 (direct), sharing Redis. */
+  async function besideOneBehindProxy() {
+    const { servers, storage, redis } = await start([{}]);
+    const db = await openTestDatabase(storage);
+    defer(() => db.close());
+    const database = new URL(storage.databaseUrl!);
+    const postgres = await new TcpProxy({ host: database.hostname, port: Number(database.port || 5432) }).listen();
+    defer(() => postgres.close());
+    database.port = String(postgres.port);
+    const cut = await new ServerProcess({ ...storage.env, DATABASE_URL: database.toString(), REDIS_URL: redis.url, INSTANCE_ID: 'cut-off' }).start();
+    defer(() => cut.stop('SIGKILL'));
+    return { direct: servers[0]!, cut, postgres, db };
+  }
+
+  it('while Postgres is away a new clientID is claimed on the instance (others are refused it) and its update\'s commit writes the claim', async () => {
+    const { cut, postgres, db } = await besideOneBehindProxy();
+    const name = 'acme/quote/claimed-in-outage';
+    const alice = await openOn(cut, name, 'alice');
+    postgres.cut();
+    alice.doc.getMap('quote').set('title', 'while Postgres was away');
+    const mallory = await rawClient(cut.wsUrl, name, await token({ sub: 'mallory' }));
+    await waitFor('the instance applied alice\'s title', async () => (await cut.metrics()).get('concord_updates_received_total')! >= 1);
+    mallory.send(updateUnder(alice.doc, alice.doc.clientID, (doc) => doc.getMap('quote').set('title', 'stolen')));
+    expect((await waitFor('mallory refused', () => mallory.refusals[0])).code).toBe('foreign-client');
+    postgres.restore();
+    await acknowledged(alice, 30_000);
+    expect(await owners(db, name)).toEqual([{ client_id: String(alice.doc.clientID), user_id: 'alice', origin: 'client' }]);
+    expect((await loggedUpdates(db, 'acme', name)).map((row) => row.user_id)).toEqual(['alice']);
+  });
+
+  it('a claim made while Postgres was away that another instance made first meanwhile: the update is logged, never acknowledged', async () => {
+    const { direct, cut, postgres, db } = await besideOneBehindProxy();
+    const name = 'acme/quote/late-claim';
+    const watchers = await Promise.all([openOn(cut, name, 'w1'), openOn(direct, name, 'w2')]);
+    const u1 = await rawClient(cut.wsUrl, name, await token({ sub: 'u1' }));
+    const u2 = await rawClient(direct.wsUrl, name, await token({ sub: 'u2' }));
+    const shared = 515_151;
+    postgres.cut();
+    const first = updateUnder(new Y.Doc(), shared, (doc) => doc.getMap('quote').set('title', 'u1'));
+    u1.send(first);
+    await waitFor('u1\'s title on the direct instance', () => watchers[1].doc.getMap('quote').get('title') === 'u1', 30_000);
+    // u2 writes next under the same clientID on the instance that reaches Postgres: the claim is u2's there.
+    const afterFirst = new Y.Doc();
+    Y.applyUpdate(afterFirst, first);
+    u2.send(updateUnder(afterFirst, shared, (doc) => doc.getMap('quote').set('customerName', 'u2')));
+    await waitFor('u2\'s claim', async () => (await owners(db, name)).length === 1, 30_000);
+    expect(await owners(db, name)).toEqual([{ client_id: String(shared), user_id: 'u2', origin: 'client' }]);
+    postgres.restore();
+    await waitFor('u1\'s update logged', async () => (await loggedUpdates(db, 'acme', name)).some((row) => row.user_id === 'u1'), 30_000);
+    await waitFor('u2 acknowledged', () => u2.syncStatuses.includes(true), 30_000);
+    await waitFor('the refusal logged by the cut-off instance', () => /"code":"foreign-client"/.test(cut.logs), 30_000);
+    expect(u1.syncStatuses).not.toContain(true);
+    expect((await loggedUpdates(db, 'acme', name)).map((row) => row.user_id).sort()).toEqual(['u1', 'u2']);
   });
 });
