@@ -300,6 +300,10 @@ describe.skipIf(!postgresUrl)(`several instances through Redis ${skipReason}`, (
       ...lineIds.alice.map((id) => ({ entity_id: id, user_id: 'alice', attribution: 'client-owner' })),
       ...lineIds.dave.map((id) => ({ entity_id: id, user_id: '', attribution: 'unknown' })),
     ]);
+    // The history API says how each author is known.
+    const { body } = await api(survivor.httpUrl, await token({ sub: 'ada', role: 'admin' }), 'GET', '/api/documents/quote/relayed/changes?entity=quote_line');
+    const created = body.changes.filter((change: any) => change.action === 'create');
+    expect(created.map((change: any) => [change.entityId, change.userId, change.attribution]).sort()).toEqual(creates.map((row) => [row.entity_id, row.user_id, row.attribution]));
     const recovered = await rowsOf<{ user_id: string; attribution: string }>(db, 'acme', `SELECT DISTINCT user_id, attribution FROM document_updates WHERE name = $1 AND attribution <> 'sender' ORDER BY user_id`, [name]);
     expect(recovered).toEqual([{ user_id: '', attribution: 'unknown' }, { user_id: 'alice', attribution: 'client-owner' }]);
     const rows = await rowsOf<{ id: string }>(db, 'acme', 'SELECT id FROM quote_lines WHERE quote_id = $1 ORDER BY position', ['relayed']);
