@@ -5,6 +5,7 @@ import { Database as DatabaseExtension } from '@hocuspocus/extension-database';
 import { Hocuspocus } from '@hocuspocus/server';
 import { getRequestListener } from '@hono/node-server';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import { ClientOwners } from './auth/client-owners.ts';
 import { Authorization } from './auth/extension.ts';
 import { resolveTokenKey } from './auth/keys.ts';
 import { createTokenVerifier } from './auth/tokens.ts';
@@ -83,6 +84,7 @@ export async function createConcord(config: Config, log: Logger) {
   const checkpointer = new Checkpointer(db, config.CHECKPOINT_EVERY, log, metrics);
   const retention = config.HISTORY_RETENTION_DAYS ? new HistoryRetention(pruneTarget(config, db, checkpointer, log), config.HISTORY_RETENTION_DAYS) : null;
   const recorder = new Recorder(new AuditTrail(config.AUDIT_TEXT_BURST_MS), log, metrics);
+  const clientOwners = new ClientOwners(db, log);
   const updateLog = new UpdateLog({
     db,
     log,
@@ -92,8 +94,9 @@ export async function createConcord(config: Config, log: Logger) {
     record: (sql, updates) => recorder.record(sql, updates),
     landedUnseen: (names) => recorder.forget(names),
     onCommitted: (committed) => committed.forEach(({ document, seq }) => checkpointer.advance(document, seq)),
+    claims: clientOwners,
   });
-  const store = new DocumentStore(db, updateLog, checkpointer, log);
+  const store = new DocumentStore(db, updateLog, checkpointer, recorder, log);
   const verify = createTokenVerifier(resolveTokenKey(config), { issuer: config.AUTH_ISSUER, audience: config.AUTH_AUDIENCE });
 
   // Several instances share documents and presence through Redis; without it this is the only one.
@@ -119,7 +122,7 @@ export async function createConcord(config: Config, log: Logger) {
   const hocuspocus = new Hocuspocus({
     quiet: true,
     extensions: [
-      new Authorization(verify, log, metrics),
+      new Authorization(verify, clientOwners, log, metrics),
       // After Authorization (a refused token takes no place), before presence (a dropped awareness update is no activity).
       limits,
       persistence,
@@ -137,7 +140,7 @@ export async function createConcord(config: Config, log: Logger) {
     ],
   });
 
-  const documents = new DocumentService(hocuspocus, store);
+  const documents = new DocumentService(hocuspocus, store, clientOwners);
   const history = new HistoryService(db, new Versions(db, checkpointer, log, config.HISTORY_REPLICAS), documents, metrics);
 
   const app = createHttpApp({

@@ -64,6 +64,7 @@ export class AuditTrail {
           old_value: change.oldValue,
           new_value: change.newValue,
           user_id: update.userId,
+          attribution: update.attribution ?? 'sender',
           changed_at: changedAt,
         };
         if (!change.text) {

@@ -1,6 +1,7 @@
 import type { Entity, Json } from '../documents/layout.ts';
 import type { Sql, Statement } from './database.ts';
 import { pgJson } from './json.ts';
+import type { Attribution } from './updates.ts';
 
 export interface FieldChangeRow {
   name: string;
@@ -13,6 +14,8 @@ export interface FieldChangeRow {
   old_value: Json;
   new_value: Json;
   user_id: string;
+  /** `sender` when not given. */
+  attribution?: Attribution;
   changed_at: string;
   /** The updates a text burst's row was made by (each it was extended with); absent: its own seq only. */
   seqs?: number[];
@@ -26,11 +29,11 @@ export function insertFieldChanges(rows: FieldChangeRow[]): Statement | null {
        SELECT nextval(pg_get_serial_sequence('field_changes', 'id')) AS id, r.*
        FROM jsonb_to_recordset($1::jsonb) AS r(
          name text, seq bigint, first_seq bigint, entity text, entity_id text, field text, action text,
-         old_value jsonb, new_value jsonb, user_id text, changed_at timestamptz, seqs bigint[], ord integer)
+         old_value jsonb, new_value jsonb, user_id text, attribution text, changed_at timestamptz, seqs bigint[], ord integer)
      ),
      inserted AS (
-       INSERT INTO field_changes (id, tenant_id, name, seq, first_seq, entity, entity_id, field, action, old_value, new_value, user_id, changed_at, seqs)
-       SELECT id, current_tenant(), name, seq, first_seq, entity, entity_id, field, action, old_value, new_value, user_id, changed_at,
+       INSERT INTO field_changes (id, tenant_id, name, seq, first_seq, entity, entity_id, field, action, old_value, new_value, user_id, attribution, changed_at, seqs)
+       SELECT id, current_tenant(), name, seq, first_seq, entity, entity_id, field, action, old_value, new_value, user_id, COALESCE(attribution, 'sender'), changed_at,
          ${SEQ_RANGES('coalesce(seqs, ARRAY[seq])')} FROM numbered
      )
      SELECT id, ord FROM numbered`,
@@ -77,7 +80,7 @@ export type StoredFieldChange = Omit<FieldChangeRow, 'changed_at'> & { id: numbe
 /** Audit rows of a document matching `filter`, in id (insertion) order, after the row `afterId`. */
 export async function fieldChangePage(sql: Sql, name: string, filter: FieldChangeFilter, afterId: number, limit: number): Promise<StoredFieldChange[]> {
   const { rows } = await sql.query<StoredFieldChange>(
-    `SELECT id, name, seq, first_seq, entity, entity_id, field, action, old_value, new_value, user_id, changed_at
+    `SELECT id, name, seq, first_seq, entity, entity_id, field, action, old_value, new_value, user_id, attribution, changed_at
      FROM field_changes
      WHERE tenant_id = current_tenant() AND name = $1 AND id > $2
        AND ($3::text IS NULL OR entity = $3) AND ($4::text IS NULL OR field = $4) AND ($5::text IS NULL OR user_id = $5)

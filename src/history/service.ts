@@ -71,6 +71,7 @@ export class HistoryService {
         receivedAt: update.received_at.toISOString(),
         userId: update.user_id,
         origin: update.origin,
+        attribution: update.attribution,
         bytes: update.bytes,
         fields: fieldsOf(update.seq, update.user_id, touched),
       })),
@@ -93,6 +94,7 @@ export class HistoryService {
       oldValue: row.old_value,
       newValue: row.new_value,
       userId: row.user_id,
+      attribution: row.attribution,
       changedAt: row.changed_at.toISOString(),
     }));
     return { name: document.name, changes, next: rows.length > page.limit ? changes.at(-1)!.id : null };
