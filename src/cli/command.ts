@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import { CommanderError, type Command } from 'commander';
 import type { Config } from '../config.ts';
 import type { Database } from '../db/database.ts';
 import { DatabaseInUseError } from '../db/pglite.ts';
@@ -8,12 +8,23 @@ import { createMetrics } from '../metrics.ts';
 import { Checkpointer } from '../persistence/checkpoints.ts';
 import { openDatabase } from '../server.ts';
 
-/** Parses the command line and runs the command; an error ends the process with status 1 and one line, `<command>: <why>`. */
+/**
+ * Parses the command line and runs the command (`--help` prints its usage);
+ * an error ends the process with status 1 and one line, `<command>: <why>`,
+ * bad arguments included.
+ */
 export async function runCommand(program: Command): Promise<void> {
+  program.exitOverride().configureOutput({ outputError: () => {} });
   try {
     await program.parseAsync();
   } catch (error) {
-    const why = error instanceof ConcordError ? `${error.code}: ${error.message}` : (error as Error).message || String(error);
+    if (error instanceof CommanderError && error.exitCode === 0) return;
+    const why =
+      error instanceof ConcordError
+        ? `${error.code}: ${error.message}`
+        : error instanceof CommanderError
+          ? error.message.replace(/^error: /, '')
+          : (error as Error).message || String(error);
     console.error(`${program.name()}: ${why.replace(/\s*\n\s*/g, ' ')}`);
     process.exit(1);
   }
