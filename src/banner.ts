@@ -1,6 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
-import { loadConfig, type Config } from './config.ts';
+import { DEFAULT_DATA_DIR, type Config } from './config.ts';
 
 /** Where a bound address is reached from this machine (an unspecified bind answers on loopback too). */
 export function reachableUrl(address: AddressInfo, scheme = 'http'): string {
@@ -16,7 +16,7 @@ export function reachableUrl(address: AddressInfo, scheme = 'http'): string {
 export function tokenHint(config: Config): { command: string; signedWith: string } | null {
   if (config.AUTH_PUBLIC_KEY || config.AUTH_JWKS_URL) return null;
   const dataDir = resolve(config.DATA_DIR);
-  const sameDataDir = dataDir === resolve(loadConfig({}).DATA_DIR) ? '' : `DATA_DIR=${shellWord(dataDir)} `;
+  const sameDataDir = dataDir === resolve(DEFAULT_DATA_DIR) ? '' : `DATA_DIR=${shellWord(dataDir)} `;
   const command = `TOKEN=$(${config.AUTH_JWT_SECRET ? '' : sameDataDir}npm run -s token -- --tenant acme --user alice --role editor --name Alice)`;
   const signedWith = config.AUTH_JWT_SECRET ? 'AUTH_JWT_SECRET (set it in that shell too)' : `the development secret in ${resolve(dataDir, 'dev-secret')}`;
   return { command, signedWith };

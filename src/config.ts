@@ -7,6 +7,9 @@ const optionalText = z
 const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
 const port = () => z.coerce.number<string | undefined>().int().min(0).max(65535);
 
+/** Where the embedded database and the development secret live unless DATA_DIR says otherwise. */
+export const DEFAULT_DATA_DIR = './data';
+
 const environment = z.object({
   NODE_ENV: z.string().default('development'),
   PORT: port().default(8787),
@@ -20,7 +23,7 @@ const environment = z.object({
   DATABASE_WAIT_MS: z.coerce.number().int().min(0).default(15_000),
   /** The owner role that applies migrations; DATABASE_URL's role then only needs membership in concord_app. */
   MIGRATION_DATABASE_URL: optionalText,
-  DATA_DIR: z.string().default('./data'),
+  DATA_DIR: z.string().default(DEFAULT_DATA_DIR),
   /** Redis for running several instances; unset means one instance. */
   REDIS_URL: optionalText.pipe(z.url({ protocol: /^rediss?$/ }).optional()),
   /** This instance's name in Redis and in presence; unset means host, pid and a random suffix. */

@@ -48,7 +48,7 @@ if (atTerminal) {
     `Concord listening on ws://${where} and http://${where}`,
   );
   const token = tokenHint(config);
-  if (token) log.info(`development tokens: ${token.command} (signed with ${token.signedWith})`);
+  if (token && !config.AUTH_JWT_SECRET) log.info(`development tokens: ${token.command} (signed with ${token.signedWith})`);
 }
 
 const SHUTDOWN_DEADLINE_MS = 25_000;
