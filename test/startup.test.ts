@@ -137,8 +137,11 @@ describe('starting up', () => {
     let output = '';
     child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
     cleanups.push(async () => {
-      const holder = JSON.parse(readFileSync(join(dataDir, 'pgdata.holder.json'), 'utf8'));
-      process.kill(holder.pid, 'SIGTERM');
+      if (child.exitCode !== null) return;
+      // The server (script's child) wrote its pid down once it held the database; ending it ends script.
+      const holder = existsSync(join(dataDir, 'pgdata.holder.json')) ? JSON.parse(readFileSync(join(dataDir, 'pgdata.holder.json'), 'utf8')) : null;
+      if (holder) process.kill(holder.pid, 'SIGTERM');
+      else child.kill('SIGTERM');
       await once(child, 'exit');
     });
     await waitFor('the banner', () => output.includes('Ctrl-C stops the server'), 60_000);
