@@ -8,9 +8,13 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund
 
 FROM node:24-bookworm-slim
+# /metrics has a port of its own, reachable from the container network (a
+# Prometheus beside it) and published by nobody: EXPOSE names only PORT.
 ENV NODE_ENV=production \
     HOST=0.0.0.0 \
     PORT=8787 \
+    METRICS_PORT=9464 \
+    METRICS_HOST=0.0.0.0 \
     DATA_DIR=/data
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules

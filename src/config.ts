@@ -5,15 +5,25 @@ const optionalText = z
   .optional()
   .transform((value) => (value === '' ? undefined : value));
 const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
+const port = () => z.coerce.number<string | undefined>().int().min(0).max(65535);
+
+/** Where the embedded database and the development secret live unless DATA_DIR says otherwise. */
+export const DEFAULT_DATA_DIR = './data';
 
 const environment = z.object({
   NODE_ENV: z.string().default('development'),
-  PORT: z.coerce.number().int().min(0).max(65535).default(8787),
+  PORT: port().default(8787),
   HOST: z.string().default('127.0.0.1'),
+  /** Serve /metrics on this port (and only there) instead of on PORT; unset keeps it on PORT. */
+  METRICS_PORT: optionalText.pipe(port().optional()),
+  /** The address METRICS_PORT binds to: keep it private. */
+  METRICS_HOST: z.string().default('127.0.0.1'),
   DATABASE_URL: optionalText,
+  /** At start, how long an unanswering PostgreSQL (DATABASE_URL) is retried before the start gives up. */
+  DATABASE_WAIT_MS: z.coerce.number().int().min(0).default(15_000),
   /** The owner role that applies migrations; DATABASE_URL's role then only needs membership in concord_app. */
   MIGRATION_DATABASE_URL: optionalText,
-  DATA_DIR: z.string().default('./data'),
+  DATA_DIR: z.string().default(DEFAULT_DATA_DIR),
   /** Redis for running several instances; unset means one instance. */
   REDIS_URL: optionalText.pipe(z.url({ protocol: /^rediss?$/ }).optional()),
   /** This instance's name in Redis and in presence; unset means host, pid and a random suffix. */
@@ -69,6 +79,7 @@ export type Config = z.infer<typeof environment>;
 /** Every environment variable Concord reads. */
 export const settingNames = Object.keys(environment.shape);
 
+/** A setting that keeps Concord from starting or a command from running; the message names it and the fix. */
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }
@@ -91,6 +102,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   if (config.MIGRATION_DATABASE_URL && !config.DATABASE_URL) {
     throw new ConfigError('MIGRATION_DATABASE_URL needs DATABASE_URL (the embedded database has no roles to separate)');
+  }
+  if (config.METRICS_PORT !== undefined && config.METRICS_PORT !== 0 && config.METRICS_PORT === config.PORT) {
+    throw new ConfigError(`METRICS_PORT must differ from PORT (${config.PORT}): it keeps /metrics off the public port`);
   }
   if (config.AUTH_JWT_SECRET && config.AUTH_JWT_SECRET.length < 32) {
     throw new ConfigError('AUTH_JWT_SECRET must be at least 32 characters');

@@ -1,6 +1,9 @@
+import { reachableUrl, startBanner, tokenHint } from './banner.ts';
 import { ConfigError, loadConfig } from './config.ts';
+import { announceServer, DatabaseInUseError } from './db/pglite.ts';
+import { ensureFree } from './http/bind.ts';
 import { createLogger } from './log.ts';
-import { createConcord } from './server.ts';
+import { createConcord, embeddedDatabaseDirectory, metricsBind, publicBind } from './server.ts';
 
 let config;
 try {
@@ -11,28 +14,41 @@ try {
   process.exit(1);
 }
 const log = createLogger(config.LOG_LEVEL);
+// A person at a terminal gets a short banner; logs collectors (not a TTY) get JSON lines only.
+const atTerminal = process.stdout.isTTY === true;
 
 // Hocuspocus calls some hooks without awaiting them (NOTES); Concord's own
 // never throw, and this keeps a stray rejection from ending every session.
 process.on('unhandledRejection', (reason) => log.error({ err: reason, code: 'unhandled-rejection' }, 'unhandled promise rejection'));
 
-let concord: Awaited<ReturnType<typeof createConcord>>;
-let address;
+let concord: Awaited<ReturnType<typeof createConcord>> | undefined;
+let addresses;
 try {
+  // Ports first: a port in use is known at once, not after opening and migrating the database.
+  for (const bind of [publicBind(config), metricsBind(config)]) if (bind) await ensureFree(bind);
   concord = await createConcord(config, log);
-  address = await concord.listen();
+  addresses = await concord.listen();
 } catch (error) {
-  log.fatal({ err: error, code: 'startup-failed' }, 'Concord could not start');
+  await concord?.close();
+  // A setting to fix is said in one line, naming it; anything else is a bug, logged with its stack.
+  const known = error instanceof ConfigError || error instanceof DatabaseInUseError;
+  if (known && !atTerminal) log.fatal({ code: 'startup-failed', reason: (error as Error).message }, 'Concord could not start');
+  if (!known) log.fatal({ err: error, code: 'startup-failed' }, 'Concord could not start');
   console.error(`concord: could not start: ${(error as Error).message}`);
   process.exit(1);
 }
-const where = `${address.address.includes(':') ? `[${address.address}]` : address.address}:${address.port}`;
-log.info(
-  { port: address.port, host: address.address, database: config.DATABASE_URL ? 'postgres' : 'embedded' },
-  `Concord listening on ws://${where} and http://${where}`,
-);
-if (!config.AUTH_JWT_SECRET && !config.AUTH_PUBLIC_KEY && !config.AUTH_JWKS_URL) {
-  log.info(`development tokens: npm run token -- --tenant acme --user alice --role editor (signed with the secret in ${config.DATA_DIR}/dev-secret)`);
+const { address, metricsAddress } = addresses;
+if (!config.DATABASE_URL) announceServer(embeddedDatabaseDirectory(config), reachableUrl(address));
+if (atTerminal) {
+  process.stdout.write(startBanner(config, address, metricsAddress));
+} else {
+  const where = `${address.address.includes(':') ? `[${address.address}]` : address.address}:${address.port}`;
+  log.info(
+    { port: address.port, host: address.address, metricsPort: metricsAddress?.port, database: config.DATABASE_URL ? 'postgres' : 'embedded' },
+    `Concord listening on ws://${where} and http://${where}`,
+  );
+  const token = tokenHint(config);
+  if (token && !config.AUTH_JWT_SECRET) log.info(`development tokens: ${token.command} (signed with ${token.signedWith})`);
 }
 
 const SHUTDOWN_DEADLINE_MS = 25_000;
@@ -46,7 +62,7 @@ async function stop(signal: string) {
     log.error({ code: 'shutdown-timeout' }, 'shutdown did not finish in time; exiting');
     process.exit(1);
   }, SHUTDOWN_DEADLINE_MS).unref();
-  await concord.close();
+  await concord!.close();
   process.exit(0);
 }
 process.on('SIGINT', () => void stop('SIGINT'));

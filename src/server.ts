@@ -13,10 +13,11 @@ import type { Config } from './config.ts';
 import type { Database } from './db/database.ts';
 import { refuseRlsBypassingLogin } from './db/login-role.ts';
 import { migrate } from './db/migrate.ts';
+import { connectPostgres } from './db/connect.ts';
 import { createPgliteDatabase } from './db/pglite.ts';
-import { createPostgresDatabase } from './db/postgres.ts';
 import { parseDocumentName } from './documents/name.ts';
-import { createHttpApp } from './http/app.ts';
+import { createHttpApp, createMetricsApp } from './http/app.ts';
+import { listenOn, type Bind } from './http/bind.ts';
 import { adminPage } from './http/admin-page.ts';
 import { documentsApi } from './http/api.ts';
 import { documentRoutes } from './http/documents.ts';
@@ -48,15 +49,21 @@ import { within } from './timeouts.ts';
 const SHUTDOWN_DRAIN_MS = 10_000;
 const REDIS_GOODBYE_MS = 1_000;
 
-export async function openDatabase(config: Config, log: Logger): Promise<Database> {
-  if (config.DATABASE_URL) return createPostgresDatabase(config.DATABASE_URL, log);
-  return createPgliteDatabase(join(config.DATA_DIR, 'pgdata'));
+/** Where the embedded database lives when DATABASE_URL is unset. */
+export function embeddedDatabaseDirectory(config: Config): string {
+  return join(config.DATA_DIR, 'pgdata');
+}
+
+/** `waitForHolderMs`: how long an embedded database held by another (perhaps dying) process is waited for. */
+export async function openDatabase(config: Config, log: Logger, waitForHolderMs?: number): Promise<Database> {
+  if (config.DATABASE_URL) return connectPostgres(config.DATABASE_URL, 'DATABASE_URL', log, config.DATABASE_WAIT_MS);
+  return createPgliteDatabase(embeddedDatabaseDirectory(config), log, waitForHolderMs);
 }
 
 /** Runs `work` as the role that owns the tables: MIGRATION_DATABASE_URL's when one is configured, else `db`'s own. */
 export async function asOwner<T>(config: Config, db: Database, log: Logger, work: (owner: Database) => Promise<T>): Promise<T> {
   if (!config.MIGRATION_DATABASE_URL) return work(db);
-  const owner = createPostgresDatabase(config.MIGRATION_DATABASE_URL, log);
+  const owner = await connectPostgres(config.MIGRATION_DATABASE_URL, 'MIGRATION_DATABASE_URL', log, config.DATABASE_WAIT_MS);
   try {
     return await work(owner);
   } finally {
@@ -143,6 +150,11 @@ export async function createConcord(config: Config, log: Logger) {
   const documents = new DocumentService(hocuspocus, store, clientOwners);
   const history = new HistoryService(db, new Versions(db, checkpointer, log, config.HISTORY_REPLICAS), documents, metrics);
 
+  const refreshGauges = () => {
+    metrics.openConnections.set(hocuspocus.getConnectionsCount());
+    metrics.loadedDocuments.set(hocuspocus.getDocumentsCount());
+    metrics.checkpointsUnderWay.set(checkpointer.writesUnderWay);
+  };
   const app = createHttpApp({
     log,
     metrics,
@@ -162,13 +174,12 @@ export async function createConcord(config: Config, log: Logger) {
     documents: documentsApi(verify, [documentRoutes(documents, presence, config.MAX_MESSAGE_BYTES), historyRoutes(history)]),
     admin: adminPage(),
     limits: requestLimits(config, verify, redis, metrics),
-    refreshGauges() {
-      metrics.openConnections.set(hocuspocus.getConnectionsCount());
-      metrics.loadedDocuments.set(hocuspocus.getDocumentsCount());
-      metrics.checkpointsUnderWay.set(checkpointer.writesUnderWay);
-    },
+    refreshGauges,
+    metricsOnOwnPort: config.METRICS_PORT !== undefined,
   });
   const httpServer = createServer(getRequestListener(app.fetch));
+  // Scrapes stay off the public port when METRICS_PORT is set.
+  const metricsServer = config.METRICS_PORT === undefined ? null : createServer(getRequestListener(createMetricsApp({ metrics, refreshGauges }).fetch));
   const sockets = new WebSocketServer({ noServer: true, maxPayload: config.MAX_MESSAGE_BYTES });
 
   function accept(ws: WebSocket, request: IncomingMessage): void {
@@ -191,19 +202,18 @@ export async function createConcord(config: Config, log: Logger) {
     hocuspocus,
     instance,
 
-    listen(): Promise<AddressInfo> {
-      return new Promise((resolve, reject) => {
-        httpServer.once('error', reject);
-        httpServer.listen(config.PORT, config.HOST, () => {
-          retention?.start();
-          resolve(httpServer.address() as AddressInfo);
-        });
-      });
+    /** Where HTTP and WebSocket clients are served, and /metrics when METRICS_PORT gives it a port of its own. */
+    async listen(): Promise<{ address: AddressInfo; metricsAddress: AddressInfo | null }> {
+      const address = await listenOn(httpServer, publicBind(config));
+      const metricsAddress = metricsServer && (await listenOn(metricsServer, metricsBind(config)!));
+      retention?.start();
+      return { address, metricsAddress };
     },
 
     /** Stops taking work, gives queued updates a bounded time to commit, then closes. */
     async close(): Promise<void> {
       httpServer.close();
+      metricsServer?.close();
       for (const ws of sockets.clients) ws.close(1012, 'server restarting');
       hocuspocus.closeConnections();
       await within(updateLog.whenDrained(), SHUTDOWN_DRAIN_MS, () => undefined);
@@ -224,6 +234,16 @@ export async function createConcord(config: Config, log: Logger) {
   };
 }
 
+/** The public port: HTTP and WebSocket. */
+export function publicBind(config: Config): Bind {
+  return { port: config.PORT, host: config.HOST, settings: { port: 'PORT', host: 'HOST' } };
+}
+
+/** The private metrics port, when METRICS_PORT sets one. */
+export function metricsBind(config: Config): Bind | null {
+  if (config.METRICS_PORT === undefined) return null;
+  return { port: config.METRICS_PORT, host: config.METRICS_HOST, settings: { port: 'METRICS_PORT', host: 'METRICS_HOST' } };
+}
 
 function toFetchRequest(request: IncomingMessage): Request {
   const headers = new Headers();

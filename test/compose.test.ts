@@ -6,7 +6,11 @@ import { loadConfig, settingNames } from '../src/config.ts';
 const root = new URL('../', import.meta.url);
 const compose = parse(readFileSync(new URL('docker-compose.yml', root), 'utf8'), { merge: true });
 const dockerfile = readFileSync(new URL('Dockerfile', root), 'utf8');
-const instances = Object.entries<any>(compose.services).filter(([, service]) => service.build === '.');
+/** The service that builds Concord's image, and every service that runs that image. */
+const builders = Object.entries<any>(compose.services).filter(([, service]) => service.build !== undefined);
+const concordImage = builders[0]?.[1].image;
+const instances = Object.entries<any>(compose.services).filter(([, service]) => service.image === concordImage);
+const publishedPorts = (service: any): string[] => service.ports.map((port: string) => port.split(':')[1]);
 /** The image's own environment (Dockerfile ENV), which the compose file adds to. */
 const imageEnv = Object.fromEntries([...dockerfile.matchAll(/^\s*(?:ENV\s+)?([A-Z_]+)=(\S+?)\s*\\?$/gm)].map((match) => [match[1]!, match[2]!]));
 
@@ -21,7 +25,7 @@ describe('docker-compose.yml', () => {
       expect(compose.services[database.hostname]?.image).toMatch(/^postgres:/);
       expect(compose.services[redis.hostname]?.image).toMatch(/^redis:/);
       expect(Object.keys(service.depends_on).sort()).toEqual([database.hostname, redis.hostname].sort());
-      expect(service.ports.map((port: string) => port.split(':')[1])).toEqual([imageEnv.PORT]);
+      expect(publishedPorts(service)).toEqual([imageEnv.PORT]);
     }
     expect(new Set(instances.flatMap(([, service]) => service.ports.map((port: string) => port.split(':')[0]))).size).toBe(2);
   });
@@ -36,6 +40,35 @@ describe('docker-compose.yml', () => {
       // Exactly this line: no SUPERUSER or BYPASSRLS on it.
       expect(roles).toMatch(new RegExp(`^CREATE ROLE ${login} LOGIN PASSWORD '${new URL(service.environment.DATABASE_URL).password}' IN ROLE concord_app;$`, 'm'));
       expect(new URL(service.environment.MIGRATION_DATABASE_URL).username).toBe(postgres.environment.POSTGRES_USER);
+    }
+  });
+
+  it('builds the image once: one service builds it from this directory, the other runs it and never pulls it', () => {
+    expect(builders.map(([, service]) => service.build)).toEqual(['.']);
+    expect(concordImage).toMatch(/^concord:/);
+    for (const [, service] of instances.filter(([, service]) => service.build === undefined)) expect(service.pull_policy).toBe('never');
+  });
+
+  it('keeps the token secret in .env, which git and the image never hold, so tokens can be minted later', () => {
+    const example = readFileSync(new URL('.env.example', root), 'utf8');
+    expect(example).toMatch(/^AUTH_JWT_SECRET=$/m);
+    const ignored = (file: string) => readFileSync(new URL(file, root), 'utf8').split('\n').map((line) => line.trim());
+    expect(ignored('.gitignore')).toContain('.env');
+    expect(ignored('.dockerignore')).toContain('.env');
+    for (const [, service] of instances) {
+      // Compose fills ${...} from .env; a missing secret stops `docker compose up` with this message.
+      expect(service.environment.AUTH_JWT_SECRET).toMatch(/^\$\{AUTH_JWT_SECRET:\?[^}]*\.env[^}]*\}$/);
+    }
+  });
+
+  it('serves /metrics on a port of its own that nothing publishes', () => {
+    expect(imageEnv.METRICS_PORT).toBeDefined();
+    expect(imageEnv.METRICS_PORT).not.toBe(imageEnv.PORT);
+    expect([...dockerfile.matchAll(/^EXPOSE\s+(.+)$/gm)].flatMap((match) => match[1]!.split(/\s+/))).toEqual([imageEnv.PORT]);
+    for (const [, service] of instances) {
+      const config = loadConfig({ ...imageEnv, ...service.environment, AUTH_JWT_SECRET: 'a-secret-of-at-least-32-characters!' });
+      expect(config.METRICS_PORT).toBe(Number(imageEnv.METRICS_PORT));
+      expect(publishedPorts(service)).not.toContain(imageEnv.METRICS_PORT);
     }
   });
 

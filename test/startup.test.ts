@@ -1,5 +1,10 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { exportJWK, generateKeyPair, exportSPKI, SignJWT } from 'jose';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -47,20 +52,106 @@ describe('starting up', () => {
   it('without auth settings uses a development secret in DATA_DIR that npm run token signs with', async () => {
     const { env } = await storage();
     const server = await serve({ ...env, AUTH_JWT_SECRET: '' });
-    await waitFor('the token hint', () => server.logs.includes('npm run token --'));
+    // The hint passes the server's DATA_DIR on, so the token tool finds the same secret.
+    await waitFor('the token hint', () => server.logs.includes(`TOKEN=$(DATA_DIR=${env.DATA_DIR} npm run -s token --`));
     const { stdout } = await node('src/cli/token.ts', env, ['--tenant', 'acme', '--user', 'alice', '--role', 'editor', '--ttl', '10m']);
     await connects(server, stdout.trim());
     expect(await refusal(server.wsUrl, 'acme/quote/keys', await token())).toBe('bad-token');
   });
 
-  it('refuses a second process on the same embedded database, and says which process holds it', async () => {
+  it('refuses a second live process on the same embedded database, in one line naming the process that holds it', async () => {
     const { env } = await storage('pglite');
     const first = await serve(env);
     const failure = await node('src/main.ts', { ...env, AUTH_JWT_SECRET: 'x'.repeat(32), PORT: '0' }).catch((error) => error);
     expect(failure.code).toBe(1);
-    expect(failure.stderr).toMatch(/in use by process \d+/);
-    expect((await node('src/cli/migrate.ts', env).catch((error) => error)).stderr).toMatch(/in use by process/);
+    expect(failure.stderr).toBe(
+      `concord: could not start: the embedded database in ${join(env.DATA_DIR!, 'pgdata')} is in use by process ${first.pid} on ${hostname()} (${first.httpUrl}): stop it first, or give this process its own DATA_DIR\n`,
+    );
     expect((await first.get('/readyz')).status).toBe(200);
+  });
+
+  it('a port in use fails the start at once, before the database is opened, naming PORT; the next start is not held up', async () => {
+    const { env, dataDir } = await storage('pglite');
+    const taken = createNetServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = String((taken.address() as AddressInfo).port);
+    cleanups.push(() => new Promise((resolve) => taken.close(() => resolve())));
+    const failure = await node('src/main.ts', { ...env, PORT: port, HOST: '127.0.0.1' }).catch((error) => error);
+    expect(failure.code).toBe(1);
+    expect(failure.stderr).toBe(`concord: could not start: port ${port} on 127.0.0.1 is already in use (another Concord?): stop that process, or set PORT to a free port\n`);
+    expect(failure.stdout).not.toMatch(/\n\s+at /);
+    expect(existsSync(join(dataDir, 'pgdata'))).toBe(false);
+    const next = await serve(env);
+    expect(next.logs).not.toMatch(/database-in-use/);
+  });
+
+  it('an unreachable DATABASE_URL is retried with a line per retry, then fails in one line naming DATABASE_URL', async () => {
+    const { env } = await storage('pglite');
+    const nobody = createNetServer();
+    await new Promise<void>((resolve) => nobody.listen(0, '127.0.0.1', resolve));
+    const port = (nobody.address() as AddressInfo).port;
+    await new Promise((resolve) => nobody.close(resolve));
+    const failure = await node('src/main.ts', { ...env, PORT: '0', DATABASE_URL: `postgres://concord:secret@127.0.0.1:${port}/concord`, DATABASE_WAIT_MS: '2500' }).catch((error) => error);
+    expect(failure.code).toBe(1);
+    const retries = failure.stdout.split('\n').filter((line: string) => line.includes('"code":"database-unreachable"'));
+    expect(retries.length).toBeGreaterThanOrEqual(1);
+    expect(retries[0]).toMatch(new RegExp(`PostgreSQL at 127.0.0.1:${port}/concord \\(DATABASE_URL\\) does not answer: connect ECONNREFUSED.*retrying in`));
+    expect(failure.stderr).toMatch(new RegExp(`^concord: could not start: PostgreSQL at 127.0.0.1:${port}/concord \\(DATABASE_URL\\) does not answer: .*Check that it runs and that DATABASE_URL is right.*\n$`));
+    expect(failure.stdout + failure.stderr).not.toMatch(/secret/);
+  });
+
+  it('METRICS_PORT serves /metrics on its own bind and takes it off the public port', async () => {
+    const { env } = await storage();
+    const probe = createNetServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    const metricsPort = (probe.address() as AddressInfo).port;
+    await new Promise((resolve) => probe.close(resolve));
+    const server = await serve({ ...env, METRICS_PORT: String(metricsPort), METRICS_HOST: '127.0.0.1' });
+    expect((await server.get('/metrics')).status).toBe(404);
+    const scraped = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
+    expect(scraped.status).toBe(200);
+    expect(await scraped.text()).toMatch(/^concord_/m);
+    expect((await fetch(`http://127.0.0.1:${metricsPort}/healthz`)).status).toBe(404);
+    expect((await server.get('/healthz')).status).toBe(200);
+  });
+
+  it('GET / is a page that says how to connect and links the admin page', async () => {
+    const { env } = await storage();
+    const server = await serve(env);
+    const response = await server.get('/');
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toMatch(/^text\/html/);
+    const page = await response.text();
+    expect(page).toContain('href="/admin"');
+    expect(page).toContain(`url: '${server.wsUrl}'`);
+    expect(page).toContain('npm run -s token --');
+  });
+
+  it('at a terminal, prints a banner with the URL, the copyable token command and /admin instead of JSON lines', async () => {
+    const { env, dataDir } = await storage('pglite');
+    // `script` gives the server a terminal, as a person running npm start has.
+    const child = spawn('script', ['-qfec', `${process.execPath} src/main.ts`, '/dev/null'], {
+      env: { ...process.env, ...env, AUTH_JWT_SECRET: '', NODE_ENV: 'development', PORT: '0', HOST: '127.0.0.1' },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    cleanups.push(async () => {
+      if (child.exitCode !== null) return;
+      // The server (script's child) wrote its pid down once it held the database; ending it ends script.
+      const holder = existsSync(join(dataDir, 'pgdata.holder.json')) ? JSON.parse(readFileSync(join(dataDir, 'pgdata.holder.json'), 'utf8')) : null;
+      if (holder) process.kill(holder.pid, 'SIGTERM');
+      else child.kill('SIGTERM');
+      await once(child, 'exit');
+    });
+    await waitFor('the banner', () => output.includes('Ctrl-C stops the server'), 60_000);
+    const url = /Concord is running on (http:\/\/127\.0\.0\.1:\d+) /.exec(output)?.[1];
+    expect(url).toBeDefined();
+    expect(output).toContain(`TOKEN=$(DATA_DIR=${dataDir} npm run -s token -- --tenant acme --user alice --role editor --name Alice)`);
+    expect(output).toContain(`signed with the development secret in ${join(dataDir, 'dev-secret')}`);
+    expect(output).toContain(`${url}/admin`);
+    expect(output).toContain('npm run example -- "$TOKEN" acme/quote/q-1001');
+    expect(output).not.toMatch(/"msg":"Concord listening/);
   });
 
   it('npm run migrate applies the schema once', async () => {

@@ -2,7 +2,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { ConfigError, loadConfig } from '../config.ts';
 import { pruneHistory, retentionCutoff } from '../history/retention.ts';
 import { migrateSchema, pruneTarget } from '../server.ts';
-import { runCommand, withHistoryStore } from './command.ts';
+import { runCommand, withHistoryStore, type RunningServer } from './command.ts';
 
 function days(value: string): number {
   const parsed = Number(value);
@@ -17,7 +17,12 @@ const program = new Command('prune')
     const config = loadConfig();
     const retentionDays = options.olderThanDays ?? config.HISTORY_RETENTION_DAYS;
     if (!retentionDays) throw new ConfigError('say how old: --older-than-days <days>, or set HISTORY_RETENTION_DAYS');
-    await withHistoryStore(config, async (db, checkpointer, log) => {
+    const serverPrunes = async (server: RunningServer) => {
+      throw new ConfigError(
+        `the server at ${server.url} (process ${server.pid}) holds the embedded database: it prunes by itself, at start and hourly, when HISTORY_RETENTION_DAYS is set; stop it to prune now`,
+      );
+    };
+    await withHistoryStore(config, serverPrunes, async (db, checkpointer, log) => {
       await migrateSchema(config, db, log);
       const before = retentionCutoff(retentionDays);
       const { documents, updates } = await pruneHistory(pruneTarget(config, db, checkpointer, log), before);

@@ -11,7 +11,9 @@ function identifier(value: string): string {
 }
 
 const program = new Command('token')
-  .description('Print a token signed with the configured HS256 secret (AUTH_JWT_SECRET or the development secret in DATA_DIR)')
+  .description(
+    "Print a token signed with the server's HS256 secret: AUTH_JWT_SECRET, or the development secret the server created in DATA_DIR. Which one is said on stderr, so TOKEN=$(npm run -s token -- ...) captures only the token",
+  )
   .requiredOption('--tenant <tenant>', 'tenant id', identifier)
   .requiredOption('--user <id>', 'user id (sub)')
   .addOption(new Option('--role <role>', 'role').choices(roles).default('viewer'))
@@ -20,7 +22,8 @@ const program = new Command('token')
   .option('--docs <list>', 'comma-separated <kind>/<id> the token is limited to', (value: string) => value.split(',').filter(Boolean))
   .action(async (options: { tenant: string; user: string; role: Role; name?: string; ttl: string; docs?: string[] }) => {
     const config = loadConfig();
-    const key = resolveTokenKey(config);
+    // Only the server creates the development secret: one made here would sign tokens the server refuses.
+    const key = resolveTokenKey(config, { create: false });
     if (key.kind !== 'secret') {
       throw new ConfigError('tokens for AUTH_PUBLIC_KEY or AUTH_JWKS_URL come from your identity provider; npm run token signs only with AUTH_JWT_SECRET or the development secret');
     }
@@ -35,6 +38,7 @@ const program = new Command('token')
       audience: config.AUTH_AUDIENCE,
     });
     console.log(token);
+    console.error(`token: signed with ${key.development ? `the development secret in ${key.source}` : key.source}`);
   });
 
 await runCommand(program);

@@ -1,8 +1,10 @@
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { PGlite } from '@electric-sql/pglite';
 import type { Transaction } from '@electric-sql/pglite';
+import lockfile from 'proper-lockfile';
+import type { Logger } from '../log.ts';
 import { enterTenant, type Database, type Sql } from './database.ts';
 
 function wrap(tx: Transaction): Sql {
@@ -18,9 +20,9 @@ function wrap(tx: Transaction): Sql {
  * superuser session and bypass RLS); every transaction switches to the runtime
  * role exactly as the pg backend does.
  */
-export async function createPgliteDatabase(directory: string): Promise<Database> {
+export async function createPgliteDatabase(directory: string, log: Logger, waitForHolderMs = HOLDER_GRACE_MS): Promise<Database> {
   mkdirSync(directory, { recursive: true });
-  const unlock = lockDirectory(directory);
+  const unlock = await lockDirectory(directory, log, waitForHolderMs);
   const db = await PGlite.create(directory);
   let closed = false;
 
@@ -39,50 +41,93 @@ export async function createPgliteDatabase(directory: string): Promise<Database>
     async close() {
       closed = true;
       await db.close();
-      unlock();
+      await unlock();
     },
   };
 }
 
 /**
- * PGlite is a whole Postgres in this process: two processes on one folder
- * would both write its files. A lock file naming host and pid keeps the folder
- * to one process. A file left by a process that no longer runs on this host
- * (killed, say) is taken over; one from another host (two containers sharing a
- * volume) cannot be checked, so it is refused.
+ * A lock holder refreshes its lock's mtime every second; one untouched for this
+ * long belongs to a process that is gone (killed, or its container removed),
+ * whatever host or pid it had. Starting PGlite stalls the event loop for about
+ * 0.2 s at most, far below this.
  */
-function lockDirectory(directory: string): () => void {
-  const file = join(directory, 'concord.lock');
-  const me = `${hostname()} ${process.pid}`;
-  for (;;) {
-    try {
-      writeFileSync(file, me, { flag: 'wx' });
-      return () => rmSync(file, { force: true });
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-    }
-    const holder = readFileSync(file, 'utf8');
-    const [host, pid] = holder.split(' ');
-    const stale = host === hostname() && (Number(pid) === process.pid || !isRunning(Number(pid)));
-    if (!stale) {
-      throw new DirectoryLockedError(
-        `the embedded database in ${directory} is in use by process ${pid} on ${host}; stop it first, or give this process its own DATA_DIR (delete ${file} if that process is gone)`,
-      );
-    }
-    rmSync(file, { force: true });
+const STALE_MS = 5_000;
+const HEARTBEAT_MS = 1_000;
+/** How long a start waits for a holder that may be dying before it refuses. */
+export const HOLDER_GRACE_MS = STALE_MS + 2_000;
+const RETRY_MS = 250;
+
+/** Who holds an embedded database, as its holder wrote it down. */
+export interface Holder {
+  pid: number;
+  host: string;
+  /** Where the holder serves HTTP, once it is a listening server. */
+  url?: string;
+}
+
+/** The embedded database is held by another live process (`holder`, when it could be read). */
+export class DatabaseInUseError extends Error {
+  override name = 'DatabaseInUseError';
+  readonly holder: Holder | null;
+
+  constructor(directory: string, holder: Holder | null) {
+    const who = holder ? `process ${holder.pid} on ${holder.host}${holder.url ? ` (${holder.url})` : ''}` : 'another process';
+    super(`the embedded database in ${directory} is in use by ${who}: stop it first, or give this process its own DATA_DIR`);
+    this.holder = holder;
   }
 }
 
-export class DirectoryLockedError extends Error {
-  override name = 'DirectoryLockedError';
+const holderFile = (directory: string) => `${directory}.holder.json`;
+
+/** The holder of `directory`'s embedded database, as it wrote itself down (null if it has not, or the note is unreadable). */
+export function readHolder(directory: string): Holder | null {
+  try {
+    const note = JSON.parse(readFileSync(holderFile(directory), 'utf8')) as Holder;
+    return Number.isInteger(note.pid) && typeof note.host === 'string' ? note : null;
+  } catch {
+    return null;
+  }
 }
 
-function isRunning(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
+/** Adds where this process serves HTTP to its holder note, so the command-line tools can reach it. */
+export function announceServer(directory: string, url: string): void {
+  writeFileSync(holderFile(directory), JSON.stringify({ pid: process.pid, host: hostname(), url } satisfies Holder));
+}
+
+/**
+ * PGlite is a whole Postgres in this process: two processes on one folder
+ * would both write its files. The lock (proper-lockfile: an atomic mkdir whose
+ * mtime the holder keeps fresh) dies with its holder: once the mtime is
+ * STALE_MS old the holder is gone, crashed or SIGKILLed, on this host or in a
+ * removed container, and the lock is taken over. No pid is asked: a killed
+ * process stays visible to kill(pid, 0) until it is reaped. A live holder is
+ * waited for up to `waitMs` (it may be dying), then refused.
+ */
+async function lockDirectory(directory: string, log: Logger, waitMs: number): Promise<() => Promise<void>> {
+  const deadline = Date.now() + waitMs;
+  for (let waited = false; ; waited = true) {
+    try {
+      const release = await lockfile.lock(directory, {
+        stale: STALE_MS,
+        update: HEARTBEAT_MS,
+        // Only a process whose event loop stalled for STALE_MS gets here: another may have taken the folder since.
+        onCompromised: (error) => {
+          log.fatal({ err: error, code: 'database-lock-lost' }, `lost the lock on the embedded database in ${directory}; stopping before two processes write it`);
+          process.exit(1);
+        },
+      });
+      writeFileSync(holderFile(directory), JSON.stringify({ pid: process.pid, host: hostname() } satisfies Holder));
+      return async () => {
+        rmSync(holderFile(directory), { force: true });
+        await release();
+      };
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ELOCKED') throw error;
+    }
+    const holder = readHolder(directory);
+    if (Date.now() + RETRY_MS > deadline) throw new DatabaseInUseError(directory, holder);
+    if (!waited) log.warn({ code: 'database-in-use', holder }, `waiting up to ${Math.round(waitMs / 1000)} s for ${holder ? `process ${holder.pid}` : 'the previous process'} to let go of the embedded database in ${directory}`);
+    await sleep(RETRY_MS);
   }
 }

@@ -1,9 +1,10 @@
-import { Hono, type MiddlewareHandler } from 'hono';
+import { Hono, type Context, type MiddlewareHandler } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { ConcordError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import { within } from '../timeouts.ts';
+import { landingPage } from './landing.ts';
 
 export interface HttpDependencies {
   log: Logger;
@@ -14,6 +15,8 @@ export interface HttpDependencies {
   readiness: Record<string, () => Promise<void>>;
   /** Brings gauges up to date just before a scrape. */
   refreshGauges(): void;
+  /** /metrics is served on a private port of its own (METRICS_PORT), not here. */
+  metricsOnOwnPort: boolean;
   /** Mounted at /api/documents. */
   documents: Hono<any>;
   /** Mounted at /admin. */
@@ -28,9 +31,10 @@ function errorBody(error: ConcordError) {
   return { error: error.toJSON() };
 }
 
-export function createHttpApp({ log, instance, metrics, readiness, refreshGauges, documents, admin, limits }: HttpDependencies): Hono {
+export function createHttpApp({ log, instance, metrics, readiness, refreshGauges, metricsOnOwnPort, documents, admin, limits }: HttpDependencies): Hono {
   const app = new Hono();
 
+  app.get('/', landingPage);
   app.get('/healthz', (c) => c.json({ status: 'ok', instance }));
 
   app.get('/readyz', async (c) => {
@@ -44,17 +48,14 @@ export function createHttpApp({ log, instance, metrics, readiness, refreshGauges
     return c.json({ ...errorBody(notReady), checks }, 503);
   });
 
-  app.get('/metrics', async (c) => {
-    refreshGauges();
-    return c.body(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType });
-  });
+  if (!metricsOnOwnPort) serveMetrics(app, { metrics, refreshGauges });
 
   // Registered after the probes and /metrics, which answer without it.
   app.use('*', limits);
   app.route('/api/documents', documents);
   app.route('/admin', admin);
 
-  app.notFound((c) => c.json(errorBody(new ConcordError('not-found', `no route for ${c.req.method} ${c.req.path}`)), 404));
+  app.notFound(notFound);
 
   app.onError((error, c) => {
     if (error instanceof ConcordError) {
@@ -66,6 +67,25 @@ export function createHttpApp({ log, instance, metrics, readiness, refreshGauges
   });
 
   return app;
+}
+
+/** The app of the private metrics port (METRICS_PORT): /metrics and nothing else. */
+export function createMetricsApp(source: Pick<HttpDependencies, 'metrics' | 'refreshGauges'>): Hono {
+  const app = new Hono();
+  serveMetrics(app, source);
+  app.notFound(notFound);
+  return app;
+}
+
+function serveMetrics(app: Hono, { metrics, refreshGauges }: Pick<HttpDependencies, 'metrics' | 'refreshGauges'>): void {
+  app.get('/metrics', async (c) => {
+    refreshGauges();
+    return c.body(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType });
+  });
+}
+
+function notFound(c: Context): Response {
+  return c.json(errorBody(new ConcordError('not-found', `no route for ${c.req.method} ${c.req.path}`)), 404);
 }
 
 async function answers(check: () => Promise<void>): Promise<boolean> {

@@ -64,11 +64,13 @@ export class ServerProcess {
     const killOnExit = () => child.kill('SIGKILL');
     process.once('exit', killOnExit);
     child.once('exit', () => process.off('exit', killOnExit));
+    // A restart's output follows the last run's: only this run's "listening" line counts.
+    const runStart = this.output.length;
     const listening = new Promise<number>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`server did not start:\n${this.output}`)), START_TIMEOUT_MS);
       child.stdout!.on('data', (chunk: Buffer) => {
         this.output += chunk.toString();
-        const match = /"port":(\d+).*listening on/.exec(this.output);
+        const match = /"port":(\d+).*listening on/.exec(this.output.slice(runStart));
         if (match) {
           clearTimeout(timer);
           resolve(Number(match[1]));
