@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
 import type { Redis } from '../cluster/redis.ts';
 import { within } from '../timeouts.ts';
 
@@ -108,10 +109,23 @@ export class ConnectionCounts {
 
   /** Takes the place in Redis; without an answer in time the local count decides (a place Redis takes later expires there unrenewed). */
   private async askRedis(member: string, owner: Owner): Promise<FullLimit | 'taken' | 'no answer'> {
-    if (this.redis?.status !== 'ready') return 'no answer';
+    if (!this.redis || !(await this.connected(this.redis))) return 'no answer';
     const taking = this.redis.eval(TAKE, 2, tenantSet(owner), userSet(owner), member, TTL_MS, this.bounds.perUser, this.bounds.perTenant) as Promise<FullLimit | null>;
     const answer = await within(taking, REDIS_WAIT_MS, () => 'no answer' as const).catch(() => 'no answer' as const);
     return answer ?? 'taken';
+  }
+
+  /**
+   * Whether Redis answers: at once when connected, else once it reconnects
+   * within the wait (a connection dropped for an unanswered ping comes back in
+   * milliseconds); a failed attempt or the end of the wait says no.
+   */
+  private async connected(redis: Redis): Promise<boolean> {
+    if (redis.status === 'ready') return true;
+    return once(redis, 'ready', { signal: AbortSignal.timeout(REDIS_WAIT_MS) }).then(
+      () => true,
+      () => false,
+    );
   }
 
   private fullHere(owner: Owner): FullLimit | undefined {
