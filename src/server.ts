@@ -110,7 +110,15 @@ export async function createConcord(config: Config, log: Logger) {
     log,
   });
 
-  const persistence = new Persistence(updateLog, store, recorder, log, metrics, config.MAX_BACKLOG_BYTES, relayed);
+  const persistence = new Persistence(
+    updateLog,
+    store,
+    recorder,
+    log,
+    metrics,
+    { maxBacklogBytes: config.MAX_BACKLOG_BYTES, parking: { maxBytes: config.MAX_PENDING_BYTES, maxAgeMs: config.MAX_PENDING_AGE_MS } },
+    relayed,
+  );
   const hocuspocus = new Hocuspocus({
     quiet: true,
     extensions: [
