@@ -71,8 +71,8 @@ interface RawClient {
   syncStatuses: boolean[];
 }
 
-async function rawClient(document: string, user = 'mallory'): Promise<RawClient> {
-  const ws = new WebSocket(server.wsUrl);
+async function rawClient(document: string, user = 'mallory', on = server): Promise<RawClient> {
+  const ws = new WebSocket(on.wsUrl);
   const client: RawClient = { ws, closeReasons: [], syncStatuses: [] };
   ws.on('message', (data: Buffer) => {
     const decoder = decoding.createDecoder(new Uint8Array(data));
@@ -95,8 +95,8 @@ async function sendAndProbe(client: RawClient, document: string, update: Uint8Ar
   return client.closeReasons.length === 0;
 }
 
-async function editor(document: string, user: string): Promise<Client> {
-  const client = connect(server.wsUrl, document, await token({ sub: user }));
+async function editor(document: string, user: string, on = server): Promise<Client> {
+  const client = connect(on.wsUrl, document, await token({ sub: user }));
   await synced(client, WAIT_MS);
   return client;
 }
@@ -116,8 +116,8 @@ async function keepEditing(client: Client, prefix: string, until: Promise<unknow
   return { edits, last };
 }
 
-async function metric(name: string): Promise<number> {
-  return (await server.metrics()).get(name) ?? 0;
+async function metric(name: string, on = server): Promise<number> {
+  return (await on.metrics()).get(name) ?? 0;
 }
 
 async function documentContent(document: string): Promise<{ quote: { title: string }; notes: string }> {
@@ -190,5 +190,48 @@ describe('pending (not yet applicable) update bytes per document are bounded by 
     latecomer.ws.close();
     bystander.provider.destroy();
     neighbour.provider.destroy();
+  });
+});
+
+describe('a parked write waits at most MAX_PENDING_AGE_MS for what it depends on', () => {
+  let ageStorage: TestStorage;
+  let aged: ServerProcess;
+
+  beforeAll(async () => {
+    ageStorage = await createStorage();
+    aged = await startServer({ ...ageStorage.env, MAX_PENDING_AGE_MS: '1000' });
+  });
+  afterAll(async () => {
+    await aged?.stop();
+    await ageStorage?.drop();
+  });
+
+  it("past it the document's parked writes are dropped and their sender is refused; other clients carry on", async () => {
+    const name = 'acme/quote/stale';
+    const bystander = await editor(name, 'bea', aged);
+    const droppedBefore = await metric('concord_limits_reached_total{limit="MAX_PENDING_AGE_MS"}', aged);
+    const attacker = await rawClient(name, 'mallory', aged);
+    const write = undeliverable(FIRST_FLOOD_CLIENT, 10);
+    expect(await sendAndProbe(attacker, name, write.parked, probes()())).toBe(true);
+
+    await waitFor('the parked write dropped', () => attacker.closeReasons.length > 0, WAIT_MS);
+    expect(attacker.closeReasons).toEqual(['rate-limited']);
+    expect(await metric('concord_limits_reached_total{limit="MAX_PENDING_AGE_MS"}', aged)).toBe(droppedBefore + 1);
+    // Never acknowledged: its only answer would have been "not applied".
+    expect(attacker.syncStatuses).toEqual([true]);
+
+    // What it depended on arrives now: the dropped write stays out.
+    const latecomer = await rawClient(name, 'dora', aged);
+    latecomer.ws.send(updateFrame(name, write.missing));
+    await waitFor('the missing write applied', () => latecomer.syncStatuses.length === 1, WAIT_MS);
+    expect(latecomer.syncStatuses).toEqual([true]);
+    await waitFor('the missing write at the bystander', () => bystander.doc.getText('notes').length > 0, WAIT_MS);
+    expect(bystander.doc.getText('notes').toString()).toBe('#');
+    bystander.doc.getMap('quote').set('title', 'still here');
+    await acknowledged(bystander, WAIT_MS);
+    expect(bystander.closeReasons).toEqual([]);
+    attacker.ws.close();
+    latecomer.ws.close();
+    bystander.provider.destroy();
   });
 });
