@@ -38,6 +38,8 @@ export class UpdateReach {
   private readonly needs = new Map<number, number>();
   /** Its own structs as runs of consecutive clocks [start, end), ascending. */
   private readonly runs = new Map<number, Array<[number, number]>>();
+  /** How many ranges it deletes. */
+  deleteRanges = 0;
 
   constructor(update: Uint8Array) {
     let decoded;
@@ -63,6 +65,7 @@ export class UpdateReach {
       }
     }
     for (const [client, deletes] of decoded.ds.clients) {
+      this.deleteRanges += deletes.length;
       for (const deleted of deletes) {
         raise(this.ends, client, deleted.clock + deleted.len);
         raise(this.needs, client, deleted.clock + deleted.len - 1);

@@ -116,7 +116,7 @@ export async function createConcord(config: Config, log: Logger) {
     recorder,
     log,
     metrics,
-    { maxBacklogBytes: config.MAX_BACKLOG_BYTES, parking: { maxBytes: config.MAX_PENDING_BYTES, maxAgeMs: config.MAX_PENDING_AGE_MS } },
+    { maxBacklogBytes: config.MAX_BACKLOG_BYTES, parking: { maxBytes: config.MAX_PENDING_BYTES, maxWrites: config.MAX_PENDING_WRITES, maxAgeMs: config.MAX_PENDING_AGE_MS } },
     relayed,
   );
   const hocuspocus = new Hocuspocus({

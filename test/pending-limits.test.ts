@@ -1,14 +1,17 @@
 import * as decoding from 'lib0/decoding';
+import * as encoding from 'lib0/encoding';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import * as Y from 'yjs';
 import { acknowledged, connect, synced, waitFor, type Client } from './support/clients.ts';
 import { createStorage, type TestStorage } from './support/database.ts';
+import { PARKED_DELETE_RANGE_BYTES } from '../src/persistence/parked-writes.ts';
 import { authFrame, updateFrame } from './support/frames.ts';
 import { startServer, type ServerProcess } from './support/server.ts';
 import { token } from './support/tokens.ts';
 
 const MAX_PENDING_BYTES = 1024 * 1024;
+const MAX_PENDING_WRITES = 20;
 const FLOOD_WRITES = 250;
 const FLOOD_WRITE_CHARS = 100_000;
 // Flood clients' ids all take the same varint length, so every flood write has the same size.
@@ -28,7 +31,7 @@ let server: ServerProcess;
 
 beforeAll(async () => {
   storage = await createStorage();
-  server = await startServer({ ...storage.env, MAX_PENDING_BYTES: String(MAX_PENDING_BYTES) });
+  server = await startServer({ ...storage.env, MAX_PENDING_BYTES: String(MAX_PENDING_BYTES), MAX_PENDING_WRITES: String(MAX_PENDING_WRITES) });
 });
 afterAll(async () => {
   await server?.stop();
@@ -48,6 +51,20 @@ function undeliverable(client: number, chars: number): { parked: Uint8Array; mis
   const before = Y.encodeStateVector(doc);
   notes.insert(1, 'x'.repeat(chars));
   return { parked: Y.encodeStateAsUpdate(doc, before), missing };
+}
+
+/** A Yjs update (v1) that only deletes `ranges` single characters of `client`, which the server never received. */
+function parkedDeletes(client: number, ranges: number): Uint8Array {
+  const encoder = encoding.createEncoder();
+  encoding.writeVarUint(encoder, 0); // no structs
+  encoding.writeVarUint(encoder, 1); // deletes of one client
+  encoding.writeVarUint(encoder, client);
+  encoding.writeVarUint(encoder, ranges);
+  for (let i = 0; i < ranges; i++) {
+    encoding.writeVarUint(encoder, 2 * i);
+    encoding.writeVarUint(encoder, 1);
+  }
+  return encoding.toUint8Array(encoder);
 }
 
 /**
@@ -190,6 +207,41 @@ describe('pending (not yet applicable) update bytes per document are bounded by 
     latecomer.ws.close();
     bystander.provider.destroy();
     neighbour.provider.destroy();
+  });
+});
+
+describe('pending writes per document are bounded by MAX_PENDING_WRITES, and parked deletes count against MAX_PENDING_BYTES', () => {
+  it('tiny undeliverable writes are refused at MAX_PENDING_WRITES and not before', async () => {
+    const name = 'acme/quote/tiny-flood';
+    const refusedBefore = await metric('concord_limits_reached_total{limit="MAX_PENDING_WRITES"}');
+    const attacker = await rawClient(name);
+    const probe = probes();
+    let parked = 0;
+    while (await sendAndProbe(attacker, name, undeliverable(FIRST_FLOOD_CLIENT + parked, 1).parked, probe())) parked++;
+    expect(parked).toBe(MAX_PENDING_WRITES);
+    expect(attacker.closeReasons).toEqual(['rate-limited']);
+    expect(await metric('concord_limits_reached_total{limit="MAX_PENDING_WRITES"}')).toBe(refusedBefore + 1);
+    attacker.ws.close();
+  });
+
+  it('a parked deleted range counts PARKED_DELETE_RANGE_BYTES: deletes of unseen content are refused at MAX_PENDING_BYTES', async () => {
+    const name = 'acme/quote/delete-flood';
+    const ranges = 9_000;
+    const first = parkedDeletes(FIRST_FLOOD_CLIENT, ranges);
+    const second = parkedDeletes(FIRST_FLOOD_CLIENT + 1, ranges);
+    const charge = (update: Uint8Array) => update.byteLength + PARKED_DELETE_RANGE_BYTES * ranges;
+    // The first fits, the second would not; their bytes alone would.
+    expect(charge(first)).toBeLessThanOrEqual(MAX_PENDING_BYTES);
+    expect(charge(first) + charge(second)).toBeGreaterThan(MAX_PENDING_BYTES);
+    expect(first.byteLength + second.byteLength).toBeLessThan(MAX_PENDING_BYTES);
+    const refusedBefore = await metric('concord_limits_reached_total{limit="MAX_PENDING_BYTES"}');
+    const attacker = await rawClient(name);
+    const probe = probes();
+    expect(await sendAndProbe(attacker, name, first, probe())).toBe(true);
+    expect(await sendAndProbe(attacker, name, second, probe())).toBe(false);
+    expect(attacker.closeReasons).toEqual(['rate-limited']);
+    expect(await metric('concord_limits_reached_total{limit="MAX_PENDING_BYTES"}')).toBe(refusedBefore + 1);
+    attacker.ws.close();
   });
 });
 

@@ -26,7 +26,7 @@ import { DocumentTracker, type DocumentChanges, type LayoutViolation } from '../
 import { readFrame, UpdateReach } from '../protocol.ts';
 import { AckGatedSocket } from './acknowledgements.ts';
 import type { DocumentStore } from './document-store.ts';
-import { ParkedWrites, type ParkingLimit, type ParkingLimits } from './parked-writes.ts';
+import { ParkedWrites, parkedBytes, type ParkingLimit, type ParkingLimits } from './parked-writes.ts';
 import type { LogFollower } from './log-follower.ts';
 import type { UpdateLog } from './update-log.ts';
 
@@ -94,7 +94,8 @@ export class Persistence implements Extension {
 
   /**
    * Refuses malformed frames and updates before they are applied, and writes
-   * Yjs would park beyond MAX_PENDING_BYTES; puts writes through the ack gate.
+   * Yjs would park beyond MAX_PENDING_BYTES or MAX_PENDING_WRITES; puts writes
+   * through the ack gate.
    */
   async beforeHandleMessage({ connection, document, update }: beforeHandleMessagePayload): Promise<void> {
     const frame = readFrame(update);
@@ -110,12 +111,13 @@ export class Persistence implements Extension {
       this.metrics.refusals.inc({ code: 'storage-unavailable' });
       throw new ConcordError('storage-unavailable', 'Postgres is not keeping up; the change was not applied, retry shortly');
     }
-    const bytes = frame.update.byteLength;
-    if (applies && !reach.appliesTo(document) && !this.parked.fits(document, bytes)) {
-      const refusal = this.pendingRefusal(connection, 'MAX_PENDING_BYTES');
+    const bytes = parkedBytes(frame.update, reach);
+    const exceeded = applies && !reach.appliesTo(document) ? this.parked.exceeded(document, bytes) : null;
+    if (exceeded) {
+      const refusal = this.pendingRefusal(connection, exceeded);
       connection.close(refusal.closeEvent);
       // What is parked already costs every later write of the document: it goes too.
-      this.parked.drop(document, 'MAX_PENDING_BYTES');
+      this.parked.drop(document, exceeded);
       throw refusal;
     }
     connection.webSocket.expectWrite(connection.messageAddress, {
@@ -202,7 +204,7 @@ export class Persistence implements Extension {
 
   /** A refusal by a bound on parked writes, counted and logged. */
   private pendingRefusal(connection: Connection, limit: ParkingLimit): ConcordError {
-    const what = limit === 'MAX_PENDING_BYTES' ? 'the document already holds as much of such changes as it may' : 'they waited too long';
+    const what = limit === 'MAX_PENDING_AGE_MS' ? 'they waited too long' : 'the document already holds as much of such changes as it may';
     const error = new ConcordError(
       'rate-limited',
       `changes from this connection depend on changes the server never received and ${what} (${limit}); they were not applied: reload the document`,

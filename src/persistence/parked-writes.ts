@@ -5,11 +5,25 @@ import type { UpdateReach } from '../protocol.ts';
 export interface ParkingLimits {
   /** MAX_PENDING_BYTES: most bytes of parked writes per document. */
   maxBytes: number;
+  /** MAX_PENDING_WRITES: most parked writes per document (each makes Yjs merge what is pending). */
+  maxWrites: number;
   /** MAX_PENDING_AGE_MS: longest a parked write waits for what it depends on. */
   maxAgeMs: number;
 }
 
-export type ParkingLimit = 'MAX_PENDING_BYTES' | 'MAX_PENDING_AGE_MS';
+export type ParkingLimit = 'MAX_PENDING_BYTES' | 'MAX_PENDING_WRITES' | 'MAX_PENDING_AGE_MS';
+
+/**
+ * What a parked deleted range counts against MAX_PENDING_BYTES: Yjs applies
+ * parked deletes again on every later write of the document, about 70 ns a
+ * range here, against a few bytes each on the wire.
+ */
+export const PARKED_DELETE_RANGE_BYTES = 64;
+
+/** What a write counts against MAX_PENDING_BYTES while it is parked. */
+export function parkedBytes(update: Uint8Array, reach: UpdateReach): number {
+  return update.byteLength + PARKED_DELETE_RANGE_BYTES * reach.deleteRanges;
+}
 
 /** A client write Yjs parked (pending structs) because it depends on changes the document lacks. */
 interface ParkedWrite {
@@ -25,6 +39,7 @@ interface DocumentParking {
   /** Per connection, in arrival order (a client's later writes depend on its earlier ones). */
   byConnection: Map<Connection, ParkedWrite[]>;
   bytes: number;
+  writes: number;
   ageTimer?: NodeJS.Timeout;
 }
 
@@ -54,9 +69,10 @@ export class ParkedWrites {
     this.events = events;
   }
 
-  /** True if a write of `bytes` more that will be parked stays within MAX_PENDING_BYTES. */
-  fits(document: Document, bytes: number): boolean {
-    return (this.parkingOf(document)?.bytes ?? 0) + bytes <= this.limits.maxBytes;
+  /** The bound one more parked write of `bytes` would take the document past, if any. */
+  exceeded(document: Document, bytes: number): ParkingLimit | null {
+    const parking = this.parkingOf(document);
+    return this.beyond((parking?.bytes ?? 0) + bytes, (parking?.writes ?? 0) + 1);
   }
 
   /** A write was parked by Yjs; the promise settles true once it is applied and committed, false if it is dropped. */
@@ -68,8 +84,10 @@ export class ParkedWrites {
       parking.byConnection.set(connection, writes);
     });
     parking.bytes += bytes;
-    // The write was expected to apply whole but Yjs parked it: the bound still holds.
-    if (parking.bytes > this.limits.maxBytes) this.drop(document, 'MAX_PENDING_BYTES');
+    parking.writes++;
+    // A write expected to apply whole that Yjs parked all the same: the bounds still hold.
+    const exceeded = this.beyond(parking.bytes, parking.writes);
+    if (exceeded) this.drop(document, exceeded);
     else this.watchAge(document, parking);
     return promise;
   }
@@ -83,6 +101,7 @@ export class ParkedWrites {
       while (writes.length > 0 && writes[0]!.reach.heldBy(document)) {
         const write = writes.shift()!;
         parking.bytes -= write.bytes;
+        parking.writes--;
         write.settle(this.events.committedSoFar(document.name).then(() => true));
       }
       if (writes.length === 0) parking.byConnection.delete(connection);
@@ -107,13 +126,19 @@ export class ParkedWrites {
     this.documents.delete(name);
   }
 
+  private beyond(bytes: number, writes: number): ParkingLimit | null {
+    if (bytes > this.limits.maxBytes) return 'MAX_PENDING_BYTES';
+    if (writes > this.limits.maxWrites) return 'MAX_PENDING_WRITES';
+    return null;
+  }
+
   private parkingOf(document: Document): DocumentParking | undefined {
     const parking = this.documents.get(document.name);
     return parking?.document === document ? parking : undefined;
   }
 
   private startParking(document: Document): DocumentParking {
-    const parking: DocumentParking = { document, byConnection: new Map(), bytes: 0 };
+    const parking: DocumentParking = { document, byConnection: new Map(), bytes: 0, writes: 0 };
     this.documents.set(document.name, parking);
     return parking;
   }
