@@ -216,11 +216,17 @@ export class Persistence implements Extension {
     return error;
   }
 
-  /** The document's pending structs were dropped: the connections still open whose writes were among them are closed. */
+  /**
+   * The document's pending structs were dropped: the connections still open
+   * whose writes were among them are closed, once the ack gate has answered
+   * those writes "not applied" (on the promises' own turn).
+   */
   private parkedDropped(document: Document, connections: Connection[], limit: ParkingLimit): void {
-    for (const connection of connections) {
-      if (document.hasConnection(connection)) connection.close(this.pendingRefusal(connection, limit).closeEvent);
-    }
+    setImmediate(() => {
+      for (const connection of connections) {
+        if (document.hasConnection(connection)) connection.close(this.pendingRefusal(connection, limit).closeEvent);
+      }
+    });
   }
 
   /** Every transaction moves the tracker on; those that will be logged keep what they changed, with the header row. */

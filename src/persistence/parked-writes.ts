@@ -55,8 +55,9 @@ export interface ParkingEvents {
  * not arrived, retried on every later update, so their cost falls on every
  * writer of the document) and answers the writes parked there: "applied" once
  * what they depend on arrives and their content is committed, "not applied"
- * when they are dropped. Past MAX_PENDING_BYTES or MAX_PENDING_AGE_MS the
- * document's pending structs are dropped (none of them was acknowledged).
+ * when they are dropped. Past MAX_PENDING_BYTES, MAX_PENDING_WRITES or
+ * MAX_PENDING_AGE_MS the document's pending structs are dropped (none of them
+ * was acknowledged).
  */
 export class ParkedWrites {
   /** By document name. */
