@@ -71,10 +71,9 @@ export class TcpProxy {
       });
     }
     client.on('data', (chunk: Buffer) => this.forwarding && upstream.write(chunk));
-    upstream.on('data', (chunk: Buffer) => {
-      if (!this.forwarding) return;
-      if (this.latencyMs === 0) client.write(chunk);
-      else setTimeout(() => client.write(chunk), this.latencyMs);
-    });
+    client.on('end', () => upstream.end());
+    const toClient = (send: () => void) => (this.latencyMs === 0 ? send() : setTimeout(send, this.latencyMs));
+    upstream.on('data', (chunk: Buffer) => this.forwarding && toClient(() => client.write(chunk)));
+    upstream.on('end', () => toClient(() => client.end()));
   }
 }
