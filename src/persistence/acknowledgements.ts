@@ -81,24 +81,28 @@ export class AckGatedSocket implements WebSocketLike {
       gate.tail = gate.tail.then(() => this.deliver(header.address, gate, frame));
       return;
     }
+    // A write that could not be committed is never acknowledged; the client
+    // keeps it as unsynced and sends it again when it reconnects.
+    const notCommitted = () => {};
     const parked = write.parked();
     if (parked) {
       void parked
         .then((applied) => Promise.all(write.commits).then(() => applied))
-        .then((applied) => this.answer(header.address, gate, write.startedAt, syncStatusFrame(header.address, applied)), () => {});
+        .then(
+          (applied) =>
+            applied
+              ? this.acknowledge(header.address, gate, write.startedAt, syncStatusFrame(header.address, true))
+              : this.deliver(header.address, gate, syncStatusFrame(header.address, false)),
+          notCommitted,
+        );
       return;
     }
     gate.tail = gate.tail
       .then(() => Promise.all(write.commits))
-      .then(
-        () => this.answer(header.address, gate, write.startedAt, frame),
-        // A write that could not be committed is never acknowledged; the
-        // client keeps it as unsynced and sends it again when it reconnects.
-        () => {},
-      );
+      .then(() => this.acknowledge(header.address, gate, write.startedAt, frame), notCommitted);
   }
 
-  private answer(address: string, gate: Gate, startedAt: number, frame: Uint8Array): void {
+  private acknowledge(address: string, gate: Gate, startedAt: number, frame: Uint8Array): void {
     this.metrics.ackLatency.observe((performance.now() - startedAt) / 1000);
     this.deliver(address, gate, frame);
   }
