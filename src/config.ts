@@ -46,6 +46,12 @@ const environment = z.object({
   COMMIT_BATCH_MAX: positiveInt(2000),
   /** Past this many bytes of uncommitted updates (Postgres away), new writes are refused. */
   MAX_BACKLOG_BYTES: positiveInt(256 * 1024 * 1024),
+  /** Most bytes of client writes one document may hold parked (Yjs pending: their dependencies never arrived; a deleted range counts 64); beyond, refused. */
+  MAX_PENDING_BYTES: positiveInt(1024 * 1024),
+  /** Most client writes one document may hold parked (each makes Yjs merge all that is pending). */
+  MAX_PENDING_WRITES: positiveInt(1000),
+  /** Longest a parked write may wait for what it depends on; then the document's pending writes are dropped. */
+  MAX_PENDING_AGE_MS: positiveInt(30_000),
   /** Most update bytes written in one group commit. */
   COMMIT_BATCH_MAX_BYTES: positiveInt(8 * 1024 * 1024),
   /** Awareness updates one document connection may send per second; more are dropped (`rate-limited`). Providers send one per cursor move. */

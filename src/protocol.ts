@@ -28,34 +28,74 @@ export function readFrame(bytes: Uint8Array): Frame {
 }
 
 /**
- * Fully decodes a Yjs update, so that garbage is refused before it reaches the
- * document, and returns how far it reaches per client (the end clock of its
- * inserts and deletes): a document whose state vector is short of that after
- * the apply has parked part of the update for missing dependencies.
+ * What a Yjs update reaches and needs, per client, read by fully decoding it
+ * (so that garbage is refused before it reaches the document).
  */
-export function readUpdateReach(update: Uint8Array): Map<number, number> {
-  let decoded;
-  try {
-    decoded = Y.decodeUpdate(update);
-  } catch (error) {
-    throw new ConcordError('bad-update', 'the update is not a valid Yjs update; it was not applied', { cause: error });
+export class UpdateReach {
+  /** The end clock of its inserts and deletes. */
+  private readonly ends = new Map<number, number>();
+  /** The highest clock it needs present: its own structs, what its items refer to (origins, parents), what it deletes. */
+  private readonly needs = new Map<number, number>();
+  /** Its own structs as runs of consecutive clocks [start, end), ascending. */
+  private readonly runs = new Map<number, Array<[number, number]>>();
+  /** How many ranges it deletes. */
+  deleteRanges = 0;
+
+  constructor(update: Uint8Array) {
+    let decoded;
+    try {
+      decoded = Y.decodeUpdate(update);
+    } catch (error) {
+      throw new ConcordError('bad-update', 'the update is not a valid Yjs update; it was not applied', { cause: error });
+    }
+    for (const struct of decoded.structs) {
+      if (struct instanceof Y.Skip) continue;
+      const { client, clock } = struct.id;
+      const end = clock + struct.length;
+      raise(this.ends, client, end);
+      raise(this.needs, client, end - 1);
+      const runs = this.runs.get(client) ?? [];
+      const last = runs.at(-1);
+      if (last && last[1] === clock) last[1] = end;
+      else runs.push([clock, end]);
+      this.runs.set(client, runs);
+      if (!(struct instanceof Y.Item)) continue;
+      for (const id of [struct.origin, struct.rightOrigin, struct.parent]) {
+        if (id instanceof Y.ID) raise(this.needs, id.client, id.clock);
+      }
+    }
+    for (const [client, deletes] of decoded.ds.clients) {
+      this.deleteRanges += deletes.length;
+      for (const deleted of deletes) {
+        raise(this.ends, client, deleted.clock + deleted.len);
+        raise(this.needs, client, deleted.clock + deleted.len - 1);
+      }
+    }
   }
-  const reach = new Map<number, number>();
-  const extend = (client: number, end: number) => reach.set(client, Math.max(reach.get(client) ?? 0, end));
-  for (const struct of decoded.structs) {
-    if (!(struct instanceof Y.Skip)) extend(struct.id.client, struct.id.clock + struct.length);
+
+  /** True if `doc` holds everything the update inserts and deletes (after an apply: nothing of it was parked). */
+  heldBy(doc: Y.Doc): boolean {
+    for (const [client, end] of this.ends) if (Y.getState(doc.store, client) < end) return false;
+    return true;
   }
-  for (const [client, deletes] of decoded.ds.clients) {
-    for (const deleted of deletes) extend(client, deleted.clock + deleted.len);
+
+  /**
+   * True if applying the update to `doc` would integrate all of it: everything
+   * it needs is in `doc` or in the update, reachable from `doc`'s state without
+   * a gap. Otherwise Yjs parks (part of) it as pending until the rest arrives.
+   */
+  appliesTo(doc: Y.Doc): boolean {
+    for (const [client, needed] of this.needs) {
+      let reached = Y.getState(doc.store, client);
+      for (const [start, end] of this.runs.get(client) ?? []) if (start <= reached) reached = Math.max(reached, end);
+      if (reached <= needed) return false;
+    }
+    return true;
   }
-  return reach;
 }
 
-/** True if `doc` holds everything `reach` (from readUpdateReach) refers to. */
-export function holdsAll(doc: Y.Doc, reach: Map<number, number>): boolean {
-  const state = Y.decodeStateVector(Y.encodeStateVector(doc));
-  for (const [client, end] of reach) if ((state.get(client) ?? 0) < end) return false;
-  return true;
+function raise(clocks: Map<number, number>, client: number, clock: number): void {
+  clocks.set(client, Math.max(clocks.get(client) ?? -1, clock));
 }
 
 /** The message type of an outgoing frame, or undefined if it cannot be read. */

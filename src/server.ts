@@ -125,7 +125,15 @@ export async function createConcord(config: Config, log: Logger) {
   });
 
   const limits = new Limits({ settings: config, verify, redis, instance, log, metrics });
-  const persistence = new Persistence(updateLog, store, recorder, log, metrics, config.MAX_BACKLOG_BYTES, relayed);
+  const persistence = new Persistence(
+    updateLog,
+    store,
+    recorder,
+    log,
+    metrics,
+    { maxBacklogBytes: config.MAX_BACKLOG_BYTES, parking: { maxBytes: config.MAX_PENDING_BYTES, maxWrites: config.MAX_PENDING_WRITES, maxAgeMs: config.MAX_PENDING_AGE_MS } },
+    relayed,
+  );
   const hocuspocus = new Hocuspocus({
     quiet: true,
     extensions: [

@@ -7,13 +7,18 @@ import { outgoingType, syncStatusFrame } from '../protocol.ts';
 export interface PendingWrite {
   /** Settles when everything of the document queued before this write is committed. */
   earlier: Promise<unknown>;
-  /** True if the write's content was parked by Yjs (missing dependencies) rather than applied. */
-  parked(): boolean;
+  /**
+   * Asked right after the apply. Undefined if the write's content is in the
+   * document (or Hocuspocus refused it); if Yjs parked it for missing
+   * dependencies, settles true once it is applied and committed, false if it
+   * never will be (dropped).
+   */
+  parked(): Promise<boolean> | undefined;
 }
 
 interface Gate {
   /** The write being handled now, with the commits it produced. */
-  current: { commits: Array<Promise<unknown>>; parked(): boolean; startedAt: number } | null;
+  current: { commits: Array<Promise<unknown>>; parked: PendingWrite['parked']; startedAt: number } | null;
   /** Acknowledgements not yet sent; later ones queue behind earlier ones. */
   tail: Promise<void>;
 }
@@ -23,8 +28,10 @@ interface Gate {
  * acknowledgement (SyncStatus) the moment the update is applied in memory;
  * this socket holds each acknowledgement of a write back until everything of
  * that document queued so far, including what the write produced, is
- * committed to Postgres, and sends them in order, per document. Every other
- * message (broadcasts to this client, sync replies, awareness) goes out at once.
+ * committed to Postgres, and sends them in order, per document. A write Yjs
+ * parked is answered apart from that order, once it is applied and committed
+ * (or dropped), so that it holds back no later answer. Every other message
+ * (broadcasts to this client, sync replies, awareness) goes out at once.
  */
 export class AckGatedSocket implements WebSocketLike {
   private readonly gates = new Map<string, Gate>();
@@ -74,19 +81,30 @@ export class AckGatedSocket implements WebSocketLike {
       gate.tail = gate.tail.then(() => this.deliver(header.address, gate, frame));
       return;
     }
-    // Decided now, right after the apply: a parked write is not in the document yet.
-    const answer = write.parked() ? syncStatusFrame(header.address, false) : frame;
+    // A write that could not be committed is never acknowledged; the client
+    // keeps it as unsynced and sends it again when it reconnects.
+    const notCommitted = () => {};
+    const parked = write.parked();
+    if (parked) {
+      void parked
+        .then((applied) => Promise.all(write.commits).then(() => applied))
+        .then(
+          (applied) =>
+            applied
+              ? this.acknowledge(header.address, gate, write.startedAt, syncStatusFrame(header.address, true))
+              : this.deliver(header.address, gate, syncStatusFrame(header.address, false)),
+          notCommitted,
+        );
+      return;
+    }
     gate.tail = gate.tail
       .then(() => Promise.all(write.commits))
-      .then(
-        () => {
-          this.metrics.ackLatency.observe((performance.now() - write.startedAt) / 1000);
-          this.deliver(header.address, gate, answer);
-        },
-        // A write that could not be committed is never acknowledged; the
-        // client keeps it as unsynced and sends it again when it reconnects.
-        () => {},
-      );
+      .then(() => this.acknowledge(header.address, gate, write.startedAt, frame), notCommitted);
+  }
+
+  private acknowledge(address: string, gate: Gate, startedAt: number, frame: Uint8Array): void {
+    this.metrics.ackLatency.observe((performance.now() - startedAt) / 1000);
+    this.deliver(address, gate, frame);
   }
 
   private deliver(address: string, gate: Gate, frame: Uint8Array): void {

@@ -1,5 +1,7 @@
 import {
   isTransactionOrigin,
+  type Connection,
+  type Document,
   type afterLoadDocumentPayload,
   type afterUnloadDocumentPayload,
   type beforeHandleMessagePayload,
@@ -11,7 +13,7 @@ import {
 } from '@hocuspocus/server';
 import { messageYjsSyncStep1 } from 'y-protocols/sync';
 import * as Y from 'yjs';
-import { authorOf, isServerEdit } from '../context.ts';
+import { authorOf, isServerEdit, type ConnectionContext } from '../context.ts';
 import { toPgJson } from '../db/json.ts';
 import { kindOf } from '../documents/kinds.ts';
 import { parseDocumentName, type DocumentName } from '../documents/name.ts';
@@ -21,9 +23,10 @@ import type { Metrics } from '../metrics.ts';
 import type { Recorder } from '../projection/recorder.ts';
 import type { RelayedRows } from '../projection/relayed-rows.ts';
 import { DocumentTracker, type DocumentChanges, type LayoutViolation } from '../projection/tracker.ts';
-import { holdsAll, readFrame, readUpdateReach } from '../protocol.ts';
+import { readFrame, UpdateReach } from '../protocol.ts';
 import { AckGatedSocket } from './acknowledgements.ts';
 import type { DocumentStore } from './document-store.ts';
+import { ParkedWrites, parkedBytes, type ParkingLimit, type ParkingLimits } from './parked-writes.ts';
 import type { LogFollower } from './log-follower.ts';
 import type { UpdateLog } from './update-log.ts';
 
@@ -31,6 +34,13 @@ import type { UpdateLog } from './update-log.ts';
 export interface RelayedContent {
   rows: RelayedRows;
   follower: LogFollower;
+}
+
+/** What the update log may hold uncommitted, and what a document may hold parked. */
+export interface PersistenceLimits {
+  /** MAX_BACKLOG_BYTES */
+  maxBacklogBytes: number;
+  parking: ParkingLimits;
 }
 
 function isRelayed(origin: unknown): boolean {
@@ -54,6 +64,7 @@ export class Persistence implements Extension {
   private readonly recorder: Recorder;
   private readonly maxBacklogBytes: number;
   private readonly relayed?: RelayedContent;
+  private readonly parked: ParkedWrites;
   /** What each logged transaction changed, from `afterTransaction` until its `update` event. */
   private readonly changesOf = new WeakMap<Y.Transaction, DocumentChanges>();
   /** Documents being loaded, with the timer of their load. */
@@ -65,7 +76,7 @@ export class Persistence implements Extension {
     recorder: Recorder,
     log: Logger,
     metrics: Metrics,
-    maxBacklogBytes: number,
+    limits: PersistenceLimits,
     relayed?: RelayedContent,
   ) {
     this.relayed = relayed;
@@ -74,30 +85,47 @@ export class Persistence implements Extension {
     this.recorder = recorder;
     this.log = log;
     this.metrics = metrics;
-    this.maxBacklogBytes = maxBacklogBytes;
+    this.maxBacklogBytes = limits.maxBacklogBytes;
+    this.parked = new ParkedWrites(limits.parking, {
+      committedSoFar: (document) => this.committedSoFar(document),
+      dropped: (document, connections, limit) => this.parkedDropped(document, connections, limit),
+    });
   }
 
-  /** Refuses malformed frames and updates before they are applied; puts writes through the ack gate. */
+  /**
+   * Refuses malformed frames and updates before they are applied, and writes
+   * Yjs would park beyond MAX_PENDING_BYTES or MAX_PENDING_WRITES; puts writes
+   * through the ack gate.
+   */
   async beforeHandleMessage({ connection, document, update }: beforeHandleMessagePayload): Promise<void> {
     const frame = readFrame(update);
     if (!frame.update) return;
-    const reach = readUpdateReach(frame.update);
+    const reach = new UpdateReach(frame.update);
     if (!(connection.webSocket instanceof AckGatedSocket)) return;
+    // Hocuspocus answers a read-only connection's write itself, without applying it.
+    const applies = !connection.readOnly;
     // While Postgres is away the backlog lives in memory: past the limit, writes
     // that bring anything new are refused (the client keeps them as unsynced)
     // instead of growing it.
-    if (!connection.readOnly && this.updateLog.backlogBytes > this.maxBacklogBytes && !holdsAll(document, reach)) {
+    if (applies && this.updateLog.backlogBytes > this.maxBacklogBytes && !reach.heldBy(document)) {
       this.metrics.refusals.inc({ code: 'storage-unavailable' });
       throw new ConcordError('storage-unavailable', 'Postgres is not keeping up; the change was not applied, retry shortly');
+    }
+    const bytes = parkedBytes(frame.update, reach);
+    const exceeded = applies && !reach.appliesTo(document) ? this.parked.exceeded(document, bytes) : null;
+    if (exceeded) {
+      const refusal = this.pendingRefusal(connection, exceeded);
+      connection.close(refusal.closeEvent);
+      // What is parked already costs every later write of the document: it goes too.
+      this.parked.drop(document, exceeded);
+      throw refusal;
     }
     connection.webSocket.expectWrite(connection.messageAddress, {
       // Even a write that adds nothing new (a resend after a reconnect, say) is
       // acknowledged only once what the document holds is committed, including
       // what other instances relayed to it.
-      earlier: this.relayed
-        ? Promise.all([this.updateLog.committedSoFar(document.name), this.relayed.follower.logged(document.name)])
-        : this.updateLog.committedSoFar(document.name),
-      parked: () => !holdsAll(document, reach),
+      earlier: this.committedSoFar(document.name),
+      parked: () => (applies && !reach.heldBy(document) ? this.parked.park(document, connection, reach, bytes) : undefined),
     });
   }
 
@@ -142,7 +170,10 @@ export class Persistence implements Extension {
       this.log.error({ err: error, code: 'tracking-failed', document: name.name }, 'could not read the document through its layout');
     }
     document.on('afterTransaction', (transaction: Y.Transaction) => tracker && this.track(name, tracker, transaction));
-    document.on('update', (update: Uint8Array, origin: unknown, _doc: Y.Doc, transaction: Y.Transaction) => this.logUpdate(name, update, origin, transaction));
+    document.on('update', (update: Uint8Array, origin: unknown, _doc: Y.Doc, transaction: Y.Transaction) => {
+      this.logUpdate(name, update, origin, transaction);
+      this.parked.settleHeld(document);
+    });
     this.loading.get(document)?.();
     this.loading.delete(document);
   }
@@ -160,9 +191,42 @@ export class Persistence implements Extension {
   }
 
   async afterUnloadDocument({ documentName }: afterUnloadDocumentPayload): Promise<void> {
+    this.parked.forget(documentName);
     this.store.unloaded(parseDocumentName(documentName));
     this.recorder.forget([documentName]);
     this.relayed?.follower.forget(documentName);
+  }
+
+  /** Settles once everything of the document queued so far is committed, including what other instances relayed to it. */
+  private committedSoFar(document: string): Promise<unknown> {
+    return this.relayed ? Promise.all([this.updateLog.committedSoFar(document), this.relayed.follower.logged(document)]) : this.updateLog.committedSoFar(document);
+  }
+
+  /** A refusal by a bound on parked writes, counted and logged. */
+  private pendingRefusal(connection: Connection, limit: ParkingLimit): ConcordError {
+    const what = limit === 'MAX_PENDING_AGE_MS' ? 'they waited too long' : 'the document already holds as much of such changes as it may';
+    const error = new ConcordError(
+      'rate-limited',
+      `changes from this connection depend on changes the server never received and ${what} (${limit}); they were not applied: reload the document`,
+    );
+    this.metrics.limitsReached.inc({ limit });
+    this.metrics.refusals.inc({ code: error.code });
+    const { principal } = connection.context as ConnectionContext;
+    this.log.warn({ code: error.code, limit, document: connection.document.name, user: principal.userId }, error.message);
+    return error;
+  }
+
+  /**
+   * The document's pending structs were dropped: the connections still open
+   * whose writes were among them are closed, once the ack gate has answered
+   * those writes "not applied" (on the promises' own turn).
+   */
+  private parkedDropped(document: Document, connections: Connection[], limit: ParkingLimit): void {
+    setImmediate(() => {
+      for (const connection of connections) {
+        if (document.hasConnection(connection)) connection.close(this.pendingRefusal(connection, limit).closeEvent);
+      }
+    });
   }
 
   /** Every transaction moves the tracker on; those that will be logged keep what they changed, with the header row. */

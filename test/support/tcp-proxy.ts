@@ -10,6 +10,10 @@ export class TcpProxy {
   private readonly sockets = new Set<Socket>();
   private readonly server = createServer((client) => this.accept(client));
   private up = true;
+  /** How much later what the target sends reaches the client. */
+  private latencyMs = 0;
+  /** False while the link silently loses everything (see stall). */
+  private forwarding = true;
   port = 0;
 
   private target: { host: string; port: number };
@@ -36,6 +40,17 @@ export class TcpProxy {
 
   restore(): void {
     this.up = true;
+    this.forwarding = true;
+  }
+
+  /** The link silently loses everything both ways, with the connections left open (until cut or restore). */
+  stall(): void {
+    this.forwarding = false;
+  }
+
+  /** From now on, what the target sends reaches the client `ms` later (a slow link), in order. */
+  delayAnswers(ms: number): void {
+    this.latencyMs = ms;
   }
 
   async close(): Promise<void> {
@@ -55,7 +70,10 @@ export class TcpProxy {
         upstream.destroy();
       });
     }
-    client.pipe(upstream);
-    upstream.pipe(client);
+    client.on('data', (chunk: Buffer) => this.forwarding && upstream.write(chunk));
+    client.on('end', () => upstream.end());
+    const toClient = (send: () => void) => (this.latencyMs === 0 ? send() : setTimeout(send, this.latencyMs));
+    upstream.on('data', (chunk: Buffer) => this.forwarding && toClient(() => client.write(chunk)));
+    upstream.on('end', () => toClient(() => client.end()));
   }
 }

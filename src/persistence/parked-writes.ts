@@ -1,0 +1,160 @@
+import type { Connection, Document } from '@hocuspocus/server';
+import type { UpdateReach } from '../protocol.ts';
+
+/** The settings that bound what one document holds parked. */
+export interface ParkingLimits {
+  /** MAX_PENDING_BYTES: most bytes of parked writes per document. */
+  maxBytes: number;
+  /** MAX_PENDING_WRITES: most parked writes per document (each makes Yjs merge what is pending). */
+  maxWrites: number;
+  /** MAX_PENDING_AGE_MS: longest a parked write waits for what it depends on. */
+  maxAgeMs: number;
+}
+
+export type ParkingLimit = 'MAX_PENDING_BYTES' | 'MAX_PENDING_WRITES' | 'MAX_PENDING_AGE_MS';
+
+/**
+ * What a parked deleted range counts against MAX_PENDING_BYTES: Yjs applies
+ * parked deletes again on every later write of the document, about 70 ns a
+ * range here, against a few bytes each on the wire.
+ */
+export const PARKED_DELETE_RANGE_BYTES = 64;
+
+/** What a write counts against MAX_PENDING_BYTES while it is parked. */
+export function parkedBytes(update: Uint8Array, reach: UpdateReach): number {
+  return update.byteLength + PARKED_DELETE_RANGE_BYTES * reach.deleteRanges;
+}
+
+/** A client write Yjs parked (pending structs) because it depends on changes the document lacks. */
+interface ParkedWrite {
+  reach: UpdateReach;
+  bytes: number;
+  parkedAt: number;
+  /** True once its content is applied and committed; false when it was dropped. */
+  settle(outcome: Promise<boolean> | boolean): void;
+}
+
+interface DocumentParking {
+  document: Document;
+  /** Per connection, in arrival order (a client's later writes depend on its earlier ones). */
+  byConnection: Map<Connection, ParkedWrite[]>;
+  bytes: number;
+  writes: number;
+  ageTimer?: NodeJS.Timeout;
+}
+
+export interface ParkingEvents {
+  /** Settles once everything of the document queued so far is committed. */
+  committedSoFar(document: string): Promise<unknown>;
+  /** The document's pending structs were dropped: the connections whose writes were among them (some may be closed). */
+  dropped(document: Document, connections: Connection[], limit: ParkingLimit): void;
+}
+
+/**
+ * Bounds what Yjs holds pending per document (updates whose dependencies have
+ * not arrived, retried on every later update, so their cost falls on every
+ * writer of the document) and answers the writes parked there: "applied" once
+ * what they depend on arrives and their content is committed, "not applied"
+ * when they are dropped. Past MAX_PENDING_BYTES, MAX_PENDING_WRITES or
+ * MAX_PENDING_AGE_MS the document's pending structs are dropped (none of them
+ * was acknowledged).
+ */
+export class ParkedWrites {
+  /** By document name. */
+  private readonly documents = new Map<string, DocumentParking>();
+  private readonly limits: ParkingLimits;
+  private readonly events: ParkingEvents;
+
+  constructor(limits: ParkingLimits, events: ParkingEvents) {
+    this.limits = limits;
+    this.events = events;
+  }
+
+  /** The bound one more parked write of `bytes` would take the document past, if any. */
+  exceeded(document: Document, bytes: number): ParkingLimit | null {
+    const parking = this.parkingOf(document);
+    return this.beyond((parking?.bytes ?? 0) + bytes, (parking?.writes ?? 0) + 1);
+  }
+
+  /** A write was parked by Yjs; the promise settles true once it is applied and committed, false if it is dropped. */
+  park(document: Document, connection: Connection, reach: UpdateReach, bytes: number): Promise<boolean> {
+    const parking = this.parkingOf(document) ?? this.startParking(document);
+    const promise = new Promise<boolean>((settle) => {
+      const writes = parking.byConnection.get(connection) ?? [];
+      writes.push({ reach, bytes, parkedAt: Date.now(), settle });
+      parking.byConnection.set(connection, writes);
+    });
+    parking.bytes += bytes;
+    parking.writes++;
+    // A write expected to apply whole that Yjs parked all the same: the bounds still hold.
+    const exceeded = this.beyond(parking.bytes, parking.writes);
+    if (exceeded) this.drop(document, exceeded);
+    else this.watchAge(document, parking);
+    return promise;
+  }
+
+  /** After a change of the document: parked writes whose content is now in it are answered once committed. */
+  settleHeld(document: Document): void {
+    const parking = this.parkingOf(document);
+    if (!parking) return;
+    for (const [connection, writes] of parking.byConnection) {
+      // A connection's later writes wait for its first one: checking stops there.
+      while (writes.length > 0 && writes[0]!.reach.heldBy(document)) {
+        const write = writes.shift()!;
+        parking.bytes -= write.bytes;
+        parking.writes--;
+        write.settle(this.events.committedSoFar(document.name).then(() => true));
+      }
+      if (writes.length === 0) parking.byConnection.delete(connection);
+    }
+    if (parking.byConnection.size === 0) this.forget(document.name);
+  }
+
+  /** Drops the document's pending structs: every write parked there is answered "not applied", its senders told. */
+  drop(document: Document, limit: ParkingLimit): void {
+    const parking = this.parkingOf(document);
+    if (!parking) return;
+    this.forget(document.name);
+    document.store.pendingStructs = null;
+    document.store.pendingDs = null;
+    for (const writes of parking.byConnection.values()) writes.forEach((write) => write.settle(false));
+    this.events.dropped(document, [...parking.byConnection.keys()], limit);
+  }
+
+  /** Nothing is parked in the document any more, or it was unloaded (with its pending structs). */
+  forget(name: string): void {
+    clearTimeout(this.documents.get(name)?.ageTimer);
+    this.documents.delete(name);
+  }
+
+  private beyond(bytes: number, writes: number): ParkingLimit | null {
+    if (bytes > this.limits.maxBytes) return 'MAX_PENDING_BYTES';
+    if (writes > this.limits.maxWrites) return 'MAX_PENDING_WRITES';
+    return null;
+  }
+
+  private parkingOf(document: Document): DocumentParking | undefined {
+    const parking = this.documents.get(document.name);
+    return parking?.document === document ? parking : undefined;
+  }
+
+  private startParking(document: Document): DocumentParking {
+    const parking: DocumentParking = { document, byConnection: new Map(), bytes: 0, writes: 0 };
+    this.documents.set(document.name, parking);
+    return parking;
+  }
+
+  /** Drops the document's pending structs once its oldest parked write is older than MAX_PENDING_AGE_MS. */
+  private watchAge(document: Document, parking: DocumentParking): void {
+    if (parking.ageTimer) return;
+    const oldest = Math.min(...[...parking.byConnection.values()].map((writes) => writes[0]!.parkedAt));
+    parking.ageTimer = setTimeout(() => {
+      parking.ageTimer = undefined;
+      if (this.parkingOf(document) !== parking) return;
+      const expired = [...parking.byConnection.values()].some((writes) => Date.now() - writes[0]!.parkedAt >= this.limits.maxAgeMs);
+      if (expired) this.drop(document, 'MAX_PENDING_AGE_MS');
+      else this.watchAge(document, parking);
+    }, Math.max(oldest + this.limits.maxAgeMs - Date.now(), 0));
+    parking.ageTimer.unref();
+  }
+}
