@@ -59,3 +59,12 @@ export class ConcordError extends Error {
     return { code: this.code, message: this.message };
   }
 }
+
+/**
+ * What a Hocuspocus hook throws to refuse: Hocuspocus sends only `reason` to
+ * the provider, and prints any thrown value that has a `message` with
+ * console.error, beside the JSON line Concord logs for the refusal.
+ */
+export function hookRefusal(error: unknown): { reason: string } {
+  return { reason: error instanceof ConcordError ? error.code : 'internal' };
+}
