@@ -34,7 +34,7 @@ type SocketLimit = 'SOCKET_MESSAGES_PER_SECOND' | 'SOCKET_BYTES_PER_SECOND' | 'U
 export interface SocketLimits {
   messages: Spend;
   bytes: Spend;
-  /** A socket refused this many messages, or bytes, in a row is closed: it is flooding, not bursting. */
+  /** A socket refused this many messages, or bytes, in a row (a whole burst's worth) is closed: it is flooding, not bursting. */
   floodMessages: number;
   floodBytes: number;
   unauthenticatedTimeoutMs: number;
@@ -44,8 +44,8 @@ export function createSocketLimits(config: Config): SocketLimits {
   return {
     messages: withBurst('SOCKET_MESSAGES_PER_SECOND', config.SOCKET_MESSAGES_PER_SECOND, config.SOCKET_MESSAGE_BURST),
     bytes: withBurst('SOCKET_BYTES_PER_SECOND', config.SOCKET_BYTES_PER_SECOND, config.SOCKET_BYTE_BURST),
-    floodMessages: config.SOCKET_MESSAGES_PER_SECOND,
-    floodBytes: config.SOCKET_BYTES_PER_SECOND,
+    floodMessages: config.SOCKET_MESSAGE_BURST,
+    floodBytes: config.SOCKET_BYTE_BURST,
     unauthenticatedTimeoutMs: config.UNAUTHENTICATED_TIMEOUT_MS,
   };
 }
@@ -208,7 +208,7 @@ export class SocketSession {
     const reason = `over ${limit}`;
     if (!header || ANSWERED.has(header.type)) return this.close(1008, 'rate-limited', `${reason}: a message that needs an answer`, header?.address);
     if (streak.messages >= this.deps.limits.floodMessages || streak.bytes >= this.deps.limits.floodBytes) {
-      return this.close(1008, 'rate-limited', `${reason}: still sending after a second's budget was refused`, header.address);
+      return this.close(1008, 'rate-limited', `${reason}: still sending after a whole burst was refused`, header.address);
     }
     if (streak.told.has(header.address)) return;
     streak.told.add(header.address);
