@@ -22,6 +22,13 @@ function refusals(socket: RawSocket, document: string): unknown[] {
 /** A sync step 1 with an empty state vector: answered with a sync step 2. */
 const syncStep1 = (document: string) => syncFrame(document, 0, new Uint8Array([0]));
 
+/** Authenticates `document` and waits until it is set up (its sync answered): nothing of it is buffered any more. */
+async function openDocument(socket: RawSocket, document: string): Promise<void> {
+  await socket.authenticate(document, await token());
+  socket.send(syncStep1(document));
+  await waitFor(`${document} set up`, () => socket.of(document).syncStep2s === 1, 20_000);
+}
+
 /** An update frame of exactly `size` bytes. */
 function updateFrameOfSize(document: string, size: number): Uint8Array {
   for (let length = size - 60; ; length++) {
@@ -159,20 +166,20 @@ describe('socket limits', () => {
       // 1,000 buffered messages are allowed; the next one closes the socket.
       const socket = await RawSocket.open(server.wsUrl);
       const open = 'acme/quote/limit-queue-open';
-      await socket.authenticate(open, await token());
+      await openDocument(socket, open);
       for (let i = 0; i < 1000; i++) socket.send(queryAwarenessFrame('acme/quote/limit-queue-waiting'));
       socket.send(syncStep1(open));
-      await waitFor('the open document answered', () => socket.of(open).syncStep2s === 1);
+      await waitFor('the open document answered', () => socket.of(open).syncStep2s === 2);
       expect(socket.isOpen).toBe(true);
       socket.send(queryAwarenessFrame('acme/quote/limit-queue-waiting'));
       expect(await socket.closed).toEqual({ code: 1008, reason: 'rate-limited' });
 
       // 100 documents may wait for authentication; the 101st closes the socket.
       const many = await RawSocket.open(server.wsUrl);
-      await many.authenticate(open, await token());
+      await openDocument(many, open);
       for (let i = 0; i < 100; i++) many.send(queryAwarenessFrame(`acme/quote/limit-pending-${i}`));
       many.send(syncStep1(open));
-      await waitFor('the open document answered', () => many.of(open).syncStep2s === 1);
+      await waitFor('the open document answered', () => many.of(open).syncStep2s === 2);
       expect(many.isOpen).toBe(true);
       many.send(queryAwarenessFrame('acme/quote/limit-pending-100'));
       expect(await many.closed).toEqual({ code: 1008, reason: 'rate-limited' });

@@ -72,6 +72,7 @@ export interface SocketDependencies {
 interface Pending {
   messages: number;
   bytes: number;
+  authSeen: boolean;
   authenticated: boolean;
 }
 
@@ -136,7 +137,7 @@ export class SocketSession {
       if (error instanceof FrameRefusal) return this.malformed(error);
       throw error;
     }
-    if (!this.mayQueue(frame.address, bytes.length)) return;
+    if (!this.mayQueue(frame.address, frame.type, bytes.length)) return;
     this.client.handleMessage(bytes);
   }
 
@@ -144,14 +145,19 @@ export class SocketSession {
    * Frames for a document still authenticating are buffered by Hocuspocus;
    * past its bounds the socket is closed here, before Hocuspocus does.
    */
-  private mayQueue(address: string, bytes: number): boolean {
+  private mayQueue(address: string, type: number, bytes: number): boolean {
     let entry = this.pending.get(address);
     if (!entry) {
       if (this.socket.isOpen(address)) return true;
-      entry = { messages: 0, bytes: 0, authenticated: false };
+      entry = { messages: 0, bytes: 0, authenticated: false, authSeen: false };
       this.pending.set(address, entry);
     } else if (entry.authenticated && this.established(address)) {
       this.pending.delete(address);
+      return true;
+    }
+    // As in Hocuspocus: a document's first authentication message is handled, not buffered.
+    if (type === MessageType.Auth && !entry.authSeen) {
+      entry.authSeen = true;
       return true;
     }
     entry.messages += 1;
