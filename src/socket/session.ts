@@ -102,8 +102,7 @@ export class SocketSession {
   constructor(ws: WebSocket, request: Request, deps: SocketDependencies) {
     this.ws = ws;
     this.deps = deps;
-    this.socket = new WatchedSocket(ws, deps.metrics);
-    this.socket.onSettled = (address) => this.settled(address);
+    this.socket = new WatchedSocket(ws, deps.metrics, (address) => this.settled(address));
     this.client = deps.hocuspocus.handleConnection(this.socket, request);
     this.unauthenticatedTimer = setTimeout(() => this.checkAuthenticated(), deps.limits.unauthenticatedTimeoutMs);
     this.unauthenticatedTimer.unref();

@@ -1,4 +1,6 @@
 import { MessageType } from '@hocuspocus/server';
+import type { WebSocket } from 'ws';
+import type { Metrics } from '../metrics.ts';
 import { AckGatedSocket } from '../persistence/acknowledgements.ts';
 import { AuthMessageType, readHeader } from '../protocol.ts';
 
@@ -13,7 +15,12 @@ export class WatchedSocket extends AckGatedSocket {
   authenticated = false;
   private readonly open = new Set<string>();
   /** Called when the server answers a document's authentication, either way, or closes it. */
-  onSettled: (address: string) => void = () => {};
+  private readonly onSettled: (address: string) => void;
+
+  constructor(ws: WebSocket, metrics: Metrics, onSettled: (address: string) => void) {
+    super(ws, metrics);
+    this.onSettled = onSettled;
+  }
 
   isOpen(address: string): boolean {
     return this.open.has(address);
