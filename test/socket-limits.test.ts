@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
-import { waitFor } from './support/clients.ts';
+import { acknowledged, connect, synced, waitFor } from './support/clients.ts';
 import { createStorage, type TestStorage } from './support/database.ts';
 import { authFrame, queryAwarenessFrame, syncFrame, updateFrame } from './support/frames.ts';
 import { nonJsonLines, RawSocket } from './support/raw-socket.ts';
@@ -87,6 +87,22 @@ describe('socket limits', () => {
       socket.send(updateFrame(document, Y.encodeStateAsUpdate(doc)));
       expect(await socket.closed).toEqual({ code: 1008, reason: 'rate-limited' });
       expect(socket.of(document).syncStatuses).toEqual([]);
+    });
+
+    it('a provider closed for writing over the budget reconnects, and its edits land', async () => {
+      const document = 'acme/quote/limit-messages-provider';
+      const writer = connect(server.wsUrl, document, await token({ sub: 'alice' }));
+      await synced(writer, 30_000);
+      const edits = RATE + BURST + 10;
+      for (let i = 0; i < edits; i++) writer.doc.getArray<number>('lines').push([i]);
+      await waitFor('the socket closed', () => writer.closeReasons.includes('rate-limited'), 30_000);
+      // Once its budget is back, its sync brings every edit in one message.
+      await acknowledged(writer, 90_000);
+      const reader = connect(server.wsUrl, document, await token({ sub: 'bea' }));
+      await synced(reader, 30_000);
+      expect(reader.doc.getArray<number>('lines').toArray()).toEqual(Array.from({ length: edits }, (_, i) => i));
+      writer.provider.destroy();
+      reader.provider.destroy();
     });
 
     it('a socket that goes on sending after a whole burst was refused is closed', async () => {
