@@ -48,6 +48,10 @@ const environment = z.object({
   MAX_BACKLOG_BYTES: positiveInt(256 * 1024 * 1024),
   /** Most update bytes written in one group commit. */
   COMMIT_BATCH_MAX_BYTES: positiveInt(8 * 1024 * 1024),
+  /** HTTP requests per minute per user (tenant and subject of the token), cluster-wide with Redis. */
+  HTTP_REQUESTS_PER_MINUTE: positiveInt(600),
+  /** HTTP requests per minute per client address without a valid token (none, or a refused one). */
+  HTTP_ANONYMOUS_REQUESTS_PER_MINUTE: positiveInt(120),
   /** Documents whose whole history is kept in memory for fast version reads (0: every read from checkpoint and tail). */
   HISTORY_REPLICAS: z.coerce.number().int().min(0).max(1000).default(4),
   /** Updates older than this many days are pruned down to checkpoints; unset keeps everything. */

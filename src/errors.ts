@@ -22,6 +22,8 @@ export const errorCodes = {
   /** A past version whose updates retention deleted (HISTORY_RETENTION_DAYS). */
   pruned: 404,
   'too-large': 413,
+  /** A request body that is not declared as JSON (`Content-Type: application/json`). */
+  'unsupported-media-type': 415,
   /** A limit (SPEC, Limits) was reached; HTTP answers carry Retry-After. */
   'rate-limited': 429,
   'storage-unavailable': 503,
@@ -61,10 +63,20 @@ export class ConcordError extends Error {
 }
 
 /**
- * What a Hocuspocus hook throws to refuse: Hocuspocus sends only `reason` to
- * the provider, and prints any thrown value that has a `message` with
- * console.error, beside the JSON line Concord logs for the refusal.
+ * What a Hocuspocus hook throws to refuse, or to veto what Hocuspocus is
+ * about to do (unload a document, say). Hocuspocus sends only `reason` to the
+ * provider, and prints any thrown value that has a `message` with
+ * console.error, beside the JSON line Concord logs: this one has none.
  */
-export function hookRefusal(error: unknown): { reason: string } {
-  return { reason: error instanceof ConcordError ? error.code : 'internal' };
+export class HookRefusal {
+  readonly reason: string;
+
+  constructor(reason: string) {
+    this.reason = reason;
+  }
+}
+
+/** A refusal for Hocuspocus to pass on: the error's code (`internal` for anything but a ConcordError). */
+export function hookRefusal(error: unknown): HookRefusal {
+  return new HookRefusal(error instanceof ConcordError ? error.code : 'internal');
 }

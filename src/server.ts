@@ -5,11 +5,13 @@ import { Database as DatabaseExtension } from '@hocuspocus/extension-database';
 import { Hocuspocus } from '@hocuspocus/server';
 import { getRequestListener } from '@hono/node-server';
 import { WebSocketServer } from 'ws';
+import { ClientOwners } from './auth/client-owners.ts';
 import { Authorization } from './auth/extension.ts';
 import { resolveTokenKey } from './auth/keys.ts';
 import { createTokenVerifier } from './auth/tokens.ts';
 import type { Config } from './config.ts';
 import type { Database } from './db/database.ts';
+import { refuseRlsBypassingLogin } from './db/login-role.ts';
 import { migrate } from './db/migrate.ts';
 import { createPgliteDatabase } from './db/pglite.ts';
 import { createPostgresDatabase } from './db/postgres.ts';
@@ -19,6 +21,7 @@ import { adminPage } from './http/admin-page.ts';
 import { documentsApi } from './http/api.ts';
 import { documentRoutes } from './http/documents.ts';
 import { historyRoutes } from './http/history.ts';
+import { requestLimits } from './http/request-limits.ts';
 import { DocumentService } from './documents/service.ts';
 import type { Logger } from './log.ts';
 import { createMetrics } from './metrics.ts';
@@ -74,11 +77,13 @@ export function pruneTarget(config: Config, db: Database, checkpointer: Checkpoi
 export async function createConcord(config: Config, log: Logger) {
   const metrics = createMetrics();
   const db = await openDatabase(config, log);
+  if (config.DATABASE_URL && config.NODE_ENV === 'production') await refuseRlsBypassingLogin(db);
   await migrateSchema(config, db, log);
 
   const checkpointer = new Checkpointer(db, config.CHECKPOINT_EVERY, log, metrics);
   const retention = config.HISTORY_RETENTION_DAYS ? new HistoryRetention(pruneTarget(config, db, checkpointer, log), config.HISTORY_RETENTION_DAYS) : null;
   const recorder = new Recorder(new AuditTrail(config.AUDIT_TEXT_BURST_MS), log, metrics);
+  const clientOwners = new ClientOwners(db, log);
   const updateLog = new UpdateLog({
     db,
     log,
@@ -88,8 +93,9 @@ export async function createConcord(config: Config, log: Logger) {
     record: (sql, updates) => recorder.record(sql, updates),
     landedUnseen: (names) => recorder.forget(names),
     onCommitted: (committed) => committed.forEach(({ document, seq }) => checkpointer.advance(document, seq)),
+    claims: clientOwners,
   });
-  const store = new DocumentStore(db, updateLog, checkpointer, log);
+  const store = new DocumentStore(db, updateLog, checkpointer, recorder, log);
   const verify = createTokenVerifier(resolveTokenKey(config), { issuer: config.AUTH_ISSUER, audience: config.AUTH_AUDIENCE });
 
   // Several instances share documents and presence through Redis; without it this is the only one.
@@ -115,7 +121,7 @@ export async function createConcord(config: Config, log: Logger) {
     quiet: true,
     ...unauthenticatedQueue,
     extensions: [
-      new Authorization(verify, log, metrics),
+      new Authorization(verify, clientOwners, log, metrics),
       persistence,
       presence.sessions,
       new DatabaseExtension({
@@ -131,7 +137,7 @@ export async function createConcord(config: Config, log: Logger) {
     ],
   });
 
-  const documents = new DocumentService(hocuspocus, store);
+  const documents = new DocumentService(hocuspocus, store, clientOwners);
   const history = new HistoryService(db, new Versions(db, checkpointer, log, config.HISTORY_REPLICAS), documents, metrics);
 
   const app = createHttpApp({
@@ -152,6 +158,7 @@ export async function createConcord(config: Config, log: Logger) {
     },
     documents: documentsApi(verify, [documentRoutes(documents, presence, config.MAX_MESSAGE_BYTES), historyRoutes(history)]),
     admin: adminPage(),
+    limits: requestLimits(config, verify, redis, metrics),
     refreshGauges() {
       metrics.openConnections.set(hocuspocus.getConnectionsCount());
       metrics.loadedDocuments.set(hocuspocus.getDocumentsCount());

@@ -26,6 +26,19 @@ describe('docker-compose.yml', () => {
     expect(new Set(instances.flatMap(([, service]) => service.ports.map((port: string) => port.split(':')[0]))).size).toBe(2);
   });
 
+  it('logs in as a role the production start accepts (no superuser, a member of concord_app) and migrates as the image\'s superuser', () => {
+    const postgres = compose.services.postgres;
+    const roles = readFileSync(new URL('docker/postgres-roles.sql', root), 'utf8');
+    expect(postgres.volumes).toContain('./docker/postgres-roles.sql:/docker-entrypoint-initdb.d/concord-roles.sql:ro');
+    for (const [, service] of instances) {
+      const login = new URL(service.environment.DATABASE_URL).username;
+      expect(login).not.toBe(postgres.environment.POSTGRES_USER);
+      // Exactly this line: no SUPERUSER or BYPASSRLS on it.
+      expect(roles).toMatch(new RegExp(`^CREATE ROLE ${login} LOGIN PASSWORD '${new URL(service.environment.DATABASE_URL).password}' IN ROLE concord_app;$`, 'm'));
+      expect(new URL(service.environment.MIGRATION_DATABASE_URL).username).toBe(postgres.environment.POSTGRES_USER);
+    }
+  });
+
   it('sets only settings Concord reads, and they load as they would in the container', () => {
     expect(imageEnv).toMatchObject({ NODE_ENV: 'production', HOST: '0.0.0.0' });
     for (const [, service] of instances) {

@@ -13,7 +13,8 @@ import { sharedServer } from './support/shared-server.ts';
 import { token } from './support/tokens.ts';
 
 const CHECKPOINT_EVERY = 4;
-const shared = sharedServer({ CHECKPOINT_EVERY: String(CHECKPOINT_EVERY) });
+// AUDIT_TEXT_BURST_MS: long enough that a loaded machine never splits one burst of typing.
+const shared = sharedServer({ CHECKPOINT_EVERY: String(CHECKPOINT_EVERY), AUDIT_TEXT_BURST_MS: '60000' });
 const { open } = shared;
 
 const adminToken = () => token({ sub: 'ada', role: 'admin' });
@@ -111,6 +112,52 @@ describe.skipIf(!postgresUrl)(`history API ${skipReason}`, () => {
     // The tenant's documents, for picking one.
     const listed = await get('/api/documents?limit=1000');
     expect(listed.body.documents).toContainEqual(expect.objectContaining({ name, kind: 'quote', id: 'hist', version: recorded.length }));
+  });
+
+  it('inside a burst of typing, each update lists exactly the fields it changed (an edit of another field between keystrokes is not typing)', async () => {
+    const name = 'acme/quote/burst-fields';
+    const alice = await open(name, 'alice');
+    const bob = await open(name, 'bob');
+    const notes = alice.doc.getText('notes');
+    // One step, one update, acknowledged before the next: update n is seq n.
+    const step = async (client: Client, edit: () => void) => {
+      edit();
+      await acknowledged(client);
+    };
+    await step(alice, () => notes.insert(0, 'A'));
+    await step(alice, () => notes.insert(1, 'B'));
+    await step(alice, () => alice.doc.getMap('quote').set('customerName', 'Acme Pumps'));
+    await step(alice, () => notes.insert(2, 'C'));
+    await waitFor('bob has alice\'s notes', () => bob.doc.getText('notes').toString() === 'ABC');
+    await step(bob, () => bob.doc.getMap('quote').set('title', 'By bob'));
+    await step(alice, () => notes.insert(3, 'D'));
+    await step(alice, () => alice.doc.getMap('quote').set('customerName', 'Acme Pumps Ltd'));
+    await step(alice, () => notes.insert(4, 'E'));
+
+    // Alice's typing is one burst (one row from her first key to her last)...
+    const audit = await fieldChanges(shared.db, 'acme', name);
+    expect(audit.filter((change) => change.field === 'notes').map((change) => [change.first_seq, change.seq, change.new_value])).toEqual([[1, 8, 'ABCDE']]);
+    // ...yet only the updates that typed are listed with notes.
+    const notesField = { entity: 'quote', entityId: 'burst-fields', field: 'notes' };
+    const customer = { entity: 'quote', entityId: 'burst-fields', field: 'customerName' };
+    const { body } = await get('/api/documents/quote/burst-fields/history');
+    expect(body.updates.map((update: any) => [update.seq, update.userId, update.fields])).toEqual([
+      [1, 'alice', [notesField]],
+      [2, 'alice', [notesField]],
+      [3, 'alice', [customer]],
+      [4, 'alice', [notesField]],
+      [5, 'bob', [{ entity: 'quote', entityId: 'burst-fields', field: 'title' }]],
+      [6, 'alice', [notesField]],
+      [7, 'alice', [customer]],
+      [8, 'alice', [notesField]],
+    ]);
+    // The same holds for the rows covering a range of updates.
+    const covering = async (from: number, to: number) =>
+      (await get(`/api/documents/quote/burst-fields/changes?fromSeq=${from}&toSeq=${to}`)).body.changes.map((change: any) => change.field);
+    expect(await covering(3, 3)).toEqual(['customerName']);
+    expect(await covering(5, 5)).toEqual(['title']);
+    expect(await covering(7, 7)).toEqual(['customerName']);
+    expect(await covering(3, 4)).toEqual(['notes', 'customerName']);
   });
 
   it('refuses what it must: non-admins 403, unknown documents and versions 404, bad parameters 400', async () => {

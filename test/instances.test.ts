@@ -258,7 +258,7 @@ describe.skipIf(!postgresUrl)(`several instances through Redis ${skipReason}`, (
 
   const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-  it('a write building on a relayed update is acknowledged only once that update is logged; if its instance dies, the survivor logs it once, with no author', async () => {
+  it('a write building on a relayed update is acknowledged only once that update is logged; if its instance dies, the survivor logs it once, for the owner of its clientID', async () => {
     const { survivor, doomed, db, name, carol } = await doomedBeside();
     carol.doc.getMap('quote').set('customerName', 'Carol Corp');
     await sleep(1_500);
@@ -268,10 +268,47 @@ describe.skipIf(!postgresUrl)(`several instances through Redis ${skipReason}`, (
     await acknowledged(carol, 30_000);
     // Acknowledged means logged, including the relayed title it was written on.
     expect(await fromLog(db, name)).toEqual(rendered(carol, name));
-    const logged = await loggedUpdates(db, 'acme', name);
-    expect(logged.map((row) => row.user_id).sort()).toEqual(['', 'alice', 'carol']);
-    expect(logged.find((row) => row.user_id === '')!.origin).toBe('client');
+    const logged = await rowsOf<{ user_id: string; origin: string; attribution: string }>(db, 'acme', 'SELECT user_id, origin, attribution FROM document_updates WHERE name = $1 ORDER BY seq', [name]);
+    // Alice's clientID was hers since her first (logged) write: the recovered title is hers.
+    expect(logged.map((row) => `${row.user_id}/${row.origin}/${row.attribution}`).sort()).toEqual(['alice/client/client-owner', 'alice/client/sender', 'carol/client/sender']);
     expect((await survivor.metrics()).get('concord_orphans_recovered_total')).toBe(1);
+    const titles = (await fieldChanges(db, 'acme', name)).filter((row) => row.field === 'title');
+    expect(titles.map((row) => [row.new_value, row.user_id])).toEqual([['Logged by the doomed instance', 'alice'], ['Only relayed', 'alice']]);
+  });
+
+  it('recovered content has its audit rows and table rows: a create row per line, by the owner of its clientID, or flagged unknown', async () => {
+    const { survivor, doomed, db, name, alice, carol } = await doomedBeside();
+    // Dave's first write reaches the doomed instance while it cannot reach Postgres: his clientID is claimed nowhere durable.
+    const dave = await open(doomed, name, 'dave');
+    const lineIds = { alice: ['a1', 'a2', 'a3', 'a4'], dave: ['d1', 'd2', 'd3'] };
+    for (const id of lineIds.alice) addLine(alice.doc, { id, sku: id, quantity: 1, unitPrice: 2 });
+    await waitFor('carol has alice\'s lines', () => lineById(carol.doc, 'a4'));
+    for (const id of lineIds.dave) addLine(dave.doc, { id, sku: id, quantity: 2, unitPrice: 3 });
+    await waitFor('carol has dave\'s lines', () => lineById(carol.doc, 'd3'));
+    await doomed.stop('SIGKILL');
+
+    const allLines = [...lineIds.alice, ...lineIds.dave];
+    await waitFor('the log holds every line', async () => ((await fromLog(db, name)) as any).lines.length === allLines.length, 30_000);
+    expect(await fromLog(db, name)).toEqual(rendered(carol, name));
+    const creates = await rowsOf<{ entity_id: string; user_id: string; attribution: string }>(
+      db,
+      'acme',
+      `SELECT entity_id, user_id, attribution FROM field_changes WHERE name = $1 AND entity = 'quote_line' AND action = 'create' ORDER BY entity_id`,
+      [name],
+    );
+    expect(creates).toEqual([
+      ...lineIds.alice.map((id) => ({ entity_id: id, user_id: 'alice', attribution: 'client-owner' })),
+      ...lineIds.dave.map((id) => ({ entity_id: id, user_id: '', attribution: 'unknown' })),
+    ]);
+    // The history API says how each author is known.
+    const { body } = await api(survivor.httpUrl, await token({ sub: 'ada', role: 'admin' }), 'GET', '/api/documents/quote/relayed/changes?entity=quote_line');
+    const created = body.changes.filter((change: any) => change.action === 'create');
+    expect(created.map((change: any) => [change.entityId, change.userId, change.attribution]).sort()).toEqual(creates.map((row) => [row.entity_id, row.user_id, row.attribution]));
+    const recovered = await rowsOf<{ user_id: string; attribution: string }>(db, 'acme', `SELECT DISTINCT user_id, attribution FROM document_updates WHERE name = $1 AND attribution <> 'sender' ORDER BY user_id`, [name]);
+    expect(recovered).toEqual([{ user_id: '', attribution: 'unknown' }, { user_id: 'alice', attribution: 'client-owner' }]);
+    const rows = await rowsOf<{ id: string }>(db, 'acme', 'SELECT id FROM quote_lines WHERE quote_id = $1 ORDER BY position', ['relayed']);
+    expect(rows.map((row) => row.id)).toEqual(allLines);
+    expect((await survivor.metrics()).get('concord_orphans_recovered_total')).toBeGreaterThanOrEqual(1);
   });
 
   it('a relayed update whose instance is alive but slow to log is waited for, never logged twice', async () => {

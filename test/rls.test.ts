@@ -3,6 +3,7 @@ import * as Y from 'yjs';
 import { runTogether, type Database } from '../src/db/database.ts';
 import { migrate } from '../src/db/migrate.ts';
 import { insertCheckpoint } from '../src/db/checkpoints.ts';
+import { claimClients } from '../src/db/client-owners.ts';
 import { appendUpdates } from '../src/db/updates.ts';
 import { insertFieldChanges } from '../src/db/field-changes.ts';
 import { kindOf } from '../src/documents/kinds.ts';
@@ -13,7 +14,7 @@ import { backends, createStorage, type TestStorage } from './support/database.ts
 import { openTestDatabase } from './support/inspect.ts';
 
 const projectedTables = ['field_changes', 'quotes', 'quote_lines', 'reports', 'report_sections'];
-const allTables = ['documents', 'document_updates', 'document_checkpoints', ...projectedTables];
+const allTables = ['documents', 'document_updates', 'document_checkpoints', 'document_clients', ...projectedTables];
 
 /** Rows in every projected table for one document of each kind, written as the server writes them. */
 async function project(db: Database, tenant: string): Promise<void> {
@@ -26,6 +27,7 @@ async function project(db: Database, tenant: string): Promise<void> {
     fill(doc);
     await db.transaction(tenant, async (sql) => {
       await appendUpdates(sql, [{ document, update: Y.encodeStateAsUpdate(doc), userId: 'u1', origin: 'client', receivedAt: new Date() }]);
+      await claimClients(sql, [{ name: document.name, client: doc.clientID, userId: 'u1', origin: 'client' }]);
       await replaceTables(sql, document, new DocumentTracker(kindOf(kind), doc, 'p1').rows(), 1);
       await runTogether(sql, [
         insertFieldChanges([
@@ -92,6 +94,9 @@ describe.each(backends)('row-level security on $kind', ({ kind, reason }) => {
     // The audit too, but for extending an open burst's end (seq, new text, time).
     await expect(db.transaction('tenant-a', (sql) => sql.query('UPDATE field_changes SET user_id = $1', ['mallory']))).rejects.toThrow(/permission denied/);
     await expect(db.transaction('tenant-a', (sql) => sql.query('DELETE FROM field_changes'))).rejects.toThrow(/permission denied/);
+    // A clientID's owner never changes.
+    await expect(db.transaction('tenant-a', (sql) => sql.query('UPDATE document_clients SET user_id = $1', ['mallory']))).rejects.toThrow(/permission denied/);
+    await expect(db.transaction('tenant-a', (sql) => sql.query('DELETE FROM document_clients'))).rejects.toThrow(/permission denied/);
   });
 
   it('RLS is enabled and forced on every table, and the runtime role owns none', async ({ skip }) => {

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runTogether, type Database, type Statement } from '../src/db/database.ts';
+import { inlineParameters, runTogether, type Database, type Statement } from '../src/db/database.ts';
 import { pgJson } from '../src/db/json.ts';
 import { backends, createStorage, type TestStorage } from './support/database.ts';
 import { openTestDatabase } from './support/inspect.ts';
@@ -47,5 +47,13 @@ describe.each(backends)('statements run together on $kind', ({ kind, reason }) =
     const { bytes, ...rest } = first[0] as { bytes: Uint8Array };
     expect([...bytes]).toEqual([0, 39, 92, 255]);
     expect(rest).toEqual({ texts: [...awkward, 'a,b', '{x}', ''], at: new Date('2026-11-28T10:00:00.123Z'), body: { awkward }, n: 42, missing: null });
+  });
+});
+
+describe('inlined literals', () => {
+  it('a parameter holding NUL is refused as a programming error before anything is sent (Postgres text cannot hold it; in a script it would end the statement)', () => {
+    expect(() => inlineParameters('SELECT $1::text, $2::text[]', ['fine', ['a\0b']])).toThrow(/parameter \$2 contains NUL/);
+    expect(() => inlineParameters('SELECT $1::text', ['a\0b'])).toThrow(/parameter \$1 contains NUL/);
+    expect(inlineParameters('SELECT $1::text', ['\\0 as text'])).toBe("SELECT E'\\\\0 as text'::text");
   });
 });

@@ -2,7 +2,7 @@ import * as encoding from 'lib0/encoding';
 import { describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
 import { commenterMay, commenterMayApply } from '../src/auth/access.ts';
-import { ClientOwners } from '../src/auth/client-owners.ts';
+import { newContentClients, structClients, wroteOnlyUnder } from '../src/auth/client-owners.ts';
 import { describeWrites } from '../src/documents/update-scope.ts';
 
 /** The root types an update would change. */
@@ -237,29 +237,35 @@ describe('hand-made updates a commenter could send', () => {
   });
 });
 
-describe('ClientOwners: a commenter writes only under a clientID that is theirs', () => {
-  it('refuses another user\'s clientID, claims a new one, and an unknown one only if all it wrote is comments', () => {
+describe('which clientIDs an update writes under (the owner check)', () => {
+  it('only content new to the server counts: content it holds and deletions (which name the deleted item\'s client) do not', () => {
     const { editor, server } = seeded();
-    const owners = new ClientOwners();
-    // An editor's transaction on the server, as the server records it.
-    const typist = replicaOf(server);
-    typist.clientID = 3000;
-    server.once('afterTransaction', (transaction: Y.Transaction) => owners.record(server, transaction, 'erin'));
-    typist.getText('notes').insert(0, 'x');
-    Y.applyUpdate(server, Y.encodeStateAsUpdate(typist, Y.encodeStateVector(server)));
-    expect(owners.mayUse(server, 3000, 'carl', 'comments')).toBe(false);
-    expect(owners.mayUse(server, 3000, 'erin', 'comments')).toBe(true);
-    // Seen before this load, it wrote notes: not claimable.
-    expect(owners.mayUse(server, editor.clientID, 'carl', 'comments')).toBe(false);
-    // A fresh clientID is claimed by the first who uses it.
-    expect(owners.mayUse(server, 4242, 'carl', 'comments')).toBe(true);
-    expect(owners.mayUse(server, 4242, 'dora', 'comments')).toBe(false);
-    // Seen before this load and all comments: claimable once.
+    const other = replicaOf(server);
+    other.clientID = 2000;
+    // Another user's structs the sender received earlier, sent back in its sync step 2, and a deletion of the editor's title.
+    other.getMap('quote').delete('title');
+    const deletionOnly = Y.encodeStateAsUpdate(other, Y.encodeStateVector(server));
+    expect(structClients(deletionOnly)).toEqual([]);
+    expect(newContentClients(server, deletionOnly)).toEqual([]);
+    other.getText('notes').insert(0, 'x');
+    const wholeState = Y.encodeStateAsUpdate(other);
+    expect(structClients(wholeState).sort()).toEqual([editor.clientID, 2000]);
+    expect(newContentClients(server, wholeState)).toEqual([2000]);
+    // Content under the editor's clientID at clocks the server lacks is new: a stolen clientID.
+    const thief = replicaOf(server);
+    thief.clientID = editor.clientID;
+    thief.getMap('quote').set('title', 'stolen');
+    expect(newContentClients(server, Y.encodeStateAsUpdate(thief, Y.encodeStateVector(server)))).toEqual([editor.clientID]);
+  });
+
+  it('a commenter may claim an unowned clientID that wrote before only if all it wrote is comments', () => {
+    const { editor, server } = seeded();
+    expect(wroteOnlyUnder(server, editor.clientID, 'comments')).toBe(false);
     const commenter = replicaOf(server);
     commenter.clientID = 5000;
     commenter.getArray('comments').push([comment({ id: 'c5' })]);
     Y.applyUpdate(server, Y.encodeStateAsUpdate(commenter, Y.encodeStateVector(server)));
-    expect(owners.mayUse(server, 5000, 'carl', 'comments')).toBe(true);
-    expect(owners.mayUse(server, 5000, 'dora', 'comments')).toBe(false);
+    expect(wroteOnlyUnder(server, 5000, 'comments')).toBe(true);
+    expect(wroteOnlyUnder(server, 4242, 'comments')).toBe(true);
   });
 });

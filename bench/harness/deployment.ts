@@ -48,9 +48,7 @@ export class Deployment {
     this.storage = storage;
     this.redis = redis;
     this.profileDir = options.profileDir;
-    // Load processes write at full speed over one socket each: the per-socket budgets would cap what is measured.
-    const unlimitedSockets = { SOCKET_MESSAGES_PER_SECOND: '10000000', SOCKET_MESSAGE_BURST: '10000000', SOCKET_BYTES_PER_SECOND: '1073741824', SOCKET_BYTE_BURST: '1073741824' };
-    const env = { ...storage?.env, ...(redis && { REDIS_URL: redis.url }), ...unlimitedSockets, NODE_ENV: 'production' };
+    const env = { ...storage?.env, ...(redis && { REDIS_URL: redis.url }), NODE_ENV: 'production' };
     this.env = Array.from({ length: instances }, (_, i) => ({ ...env, INSTANCE_ID: `bench-${i + 1}` }));
   }
 

@@ -11,6 +11,9 @@ interface Burst {
   pendingRow?: FieldChangeRow;
 }
 
+/** A committed burst row's new end, and the updates that extend it (`extendFieldChanges`). */
+type Extension = Parameters<typeof extendFieldChanges>[0][number];
+
 /** What a commit writes to the audit trail, and what to remember once it lands. */
 export interface AuditWrite {
   statements: Statement[];
@@ -22,7 +25,9 @@ export interface AuditWrite {
  * Writes `field_changes`: one row per changed field, attributed to the user of
  * the update it came from. Text fields are coalesced: while one user keeps
  * typing into one field (pauses shorter than `burstMs`), a single row grows,
- * keeping the text from before the burst and moving its new text and seq forward.
+ * keeping the text from before the burst and moving its new text and seq forward;
+ * it names the updates it was made by (`seqs`), so its author's other updates
+ * inside its span are not taken for typing.
  */
 export class AuditTrail {
   private readonly burstMs: number;
@@ -39,7 +44,7 @@ export class AuditTrail {
    */
   write(updates: Array<Required<Recorded>>): AuditWrite {
     const inserts: FieldChangeRow[] = [];
-    const extensions = new Map<number, { id: number; seq: number; new_value: FieldChangeRow['new_value']; changed_at: string }>();
+    const extensions = new Map<number, Extension>();
     // Bursts as this commit leaves them; remembered only if it lands.
     const touched = new Map<string, Map<string, Burst>>();
     const burstOf = (name: string, key: string) => touched.get(name)?.get(key) ?? this.bursts.get(name)?.get(key);
@@ -59,6 +64,7 @@ export class AuditTrail {
           old_value: change.oldValue,
           new_value: change.newValue,
           user_id: update.userId,
+          attribution: update.attribution ?? 'sender',
           changed_at: changedAt,
         };
         if (!change.text) {
@@ -71,10 +77,17 @@ export class AuditTrail {
         const perDocument = touched.get(name) ?? new Map<string, Burst>();
         touched.set(name, perDocument);
         if (burst && at - burst.lastAt <= this.burstMs) {
-          if (burst.pendingRow) Object.assign(burst.pendingRow, { seq, new_value: row.new_value, changed_at: changedAt });
-          else extensions.set(burst.rowId!, { id: burst.rowId!, seq, new_value: row.new_value, changed_at: changedAt });
+          const end = { seq, new_value: row.new_value, changed_at: changedAt };
+          if (burst.pendingRow) {
+            Object.assign(burst.pendingRow, end).seqs!.push(seq);
+          } else {
+            const extension: Extension = extensions.get(burst.rowId!) ?? { id: burst.rowId!, seqs: [], ...end };
+            extensions.set(burst.rowId!, Object.assign(extension, end));
+            extension.seqs.push(seq);
+          }
           perDocument.set(key, { ...burst, lastAt: at });
         } else {
+          row.seqs = [seq];
           inserts.push(row);
           perDocument.set(key, { lastAt: at, pendingRow: row });
         }

@@ -1,6 +1,7 @@
 import type {
   afterHandleMessagePayload,
   afterLoadDocumentPayload,
+  afterUnloadDocumentPayload,
   beforeHandleMessagePayload,
   connectedPayload,
   Connection,
@@ -9,7 +10,7 @@ import type {
   onTokenSyncPayload,
 } from '@hocuspocus/server';
 import * as Y from 'yjs';
-import { authorOf, type ConnectionContext } from '../context.ts';
+import type { ConnectionContext } from '../context.ts';
 import { parseDocumentName, type DocumentName } from '../documents/name.ts';
 import { describeWrites } from '../documents/update-scope.ts';
 import { ConcordError, hookRefusal } from '../errors.ts';
@@ -17,7 +18,7 @@ import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import { readFrame } from '../protocol.ts';
 import { checkDocumentAccess, commenterMay, commenterMayApply, COMMENTS, commentWriters, contentWriters } from './access.ts';
-import { ClientOwners } from './client-owners.ts';
+import { newContentClients, wroteOnlyUnder, type ClientOwners } from './client-owners.ts';
 import type { Principal, TokenVerifier } from './tokens.ts';
 
 // setTimeout's longest delay; a later moment is re-checked when it fires.
@@ -35,7 +36,9 @@ export function refusalMessage(error: ConcordError): string {
  * Authenticates and authorizes every document of every socket on its own:
  * the token must verify, its tenant must be the document's, its `docs` list
  * (if any) must name the document, and only editors and admins may change
- * content; commenters may add comments, reply and resolve, and nothing else. Shortly before a token expires the server asks the provider for a
+ * content; commenters may add comments, reply and resolve, and nothing else.
+ * Whoever writes, new content goes only under a Yjs clientID of their own
+ * (see ClientOwners). Shortly before a token expires the server asks the provider for a
  * fresh one (the provider calls its `token` function); without one, the
  * connection to that document ends at expiry.
  */
@@ -48,10 +51,11 @@ export class Authorization implements Extension {
   private readonly expiryTimers = new WeakMap<Connection, NodeJS.Timeout>();
   /** Connections made read-only for the one message being refused. */
   private readonly heldBack = new WeakSet<Connection>();
-  private readonly clientOwners = new ClientOwners();
+  private readonly clientOwners: ClientOwners;
 
-  constructor(verify: TokenVerifier, log: Logger, metrics: Metrics) {
+  constructor(verify: TokenVerifier, clientOwners: ClientOwners, log: Logger, metrics: Metrics) {
     this.verify = verify;
+    this.clientOwners = clientOwners;
     this.log = log;
     this.metrics = metrics;
   }
@@ -68,12 +72,13 @@ export class Authorization implements Extension {
     }
   }
 
-  /** Remembers who writes under which clientID (see ClientOwners). */
-  async afterLoadDocument({ document }: afterLoadDocumentPayload): Promise<void> {
-    document.on('afterTransaction', (transaction: Y.Transaction) => {
-      const author = authorOf(transaction.origin);
-      if (author) this.clientOwners.record(document, transaction, author.userId);
-    });
+  /** Learns who writes under which clientID (see ClientOwners). */
+  async afterLoadDocument({ documentName }: afterLoadDocumentPayload): Promise<void> {
+    await this.clientOwners.load(parseDocumentName(documentName));
+  }
+
+  async afterUnloadDocument({ documentName }: afterUnloadDocumentPayload): Promise<void> {
+    this.clientOwners.forget(documentName);
   }
 
   async connected({ connection, context }: connectedPayload<ConnectionContext>): Promise<void> {
@@ -103,28 +108,51 @@ export class Authorization implements Extension {
   }
 
   /**
-   * Refuses a write the role may not make, whole: Hocuspocus drops a read-only
-   * connection's update and answers it "not applied", so a commenter's
-   * connection is read-only for the one message that does more than comment. The client is told why in a stateless message.
+   * Refuses a write the role may not make, or one bringing content under a
+   * clientID another user writes under, whole: Hocuspocus drops a read-only
+   * connection's update and answers it "not applied", so the connection is
+   * read-only for the one message refused. The client is told why in a
+   * stateless message.
    */
   async beforeHandleMessage({ connection, update, document }: beforeHandleMessagePayload): Promise<void> {
     const frame = readFrame(update);
     if (!frame.update) return;
-    const { principal } = connection.context as ConnectionContext;
+    const { principal, document: name } = connection.context as ConnectionContext;
     if (connection.readOnly) {
       if (Y.snapshotContainsUpdate(Y.snapshot(document), frame.update)) return;
       this.refuse(connection, new ConcordError('read-only', `role "${principal.role}" may not change this document; the change was not applied`));
       return;
     }
-    if (contentWriters.has(principal.role)) return;
-    const writes = describeWrites(document, frame.update, (write) => !commenterMay(write, principal.userId));
-    const mayUseClient = (client: number) => this.clientOwners.mayUse(document, client, principal.userId, COMMENTS);
-    if (writes && commenterMayApply(writes, principal.userId, mayUseClient)) return;
+    const refusal = this.roleRefusal(principal, name, document, frame.update) ?? (await this.clientRefusal(principal, name, document, frame.update));
+    if (!refusal) return;
     connection.readOnly = true;
     this.heldBack.add(connection);
-    this.refuse(
-      connection,
-      new ConcordError('comments-only', `role "${principal.role}" may only add comments (as themselves), reply and resolve; the whole change was not applied`),
+    this.refuse(connection, refusal);
+  }
+
+  /** A commenter's write that does more than comment (see commenterMayApply). */
+  private roleRefusal(principal: Principal, name: DocumentName, document: Y.Doc, update: Uint8Array): ConcordError | null {
+    if (contentWriters.has(principal.role)) return null;
+    const writes = describeWrites(document, update, (write) => !commenterMay(write, principal.userId));
+    // An unowned clientID that already wrote (before ownership was recorded) is a commenter's to claim only if all it wrote is comments.
+    const mayUseClient = (client: number) => this.clientOwners.ownerOf(name.name, client) !== undefined || wroteOnlyUnder(document, client, COMMENTS);
+    if (writes && commenterMayApply(writes, principal.userId, mayUseClient)) return null;
+    return new ConcordError('comments-only', `role "${principal.role}" may only add comments (as themselves), reply and resolve; the whole change was not applied`);
+  }
+
+  /** New content under a clientID that is not the user's own (claimed now if nobody's). */
+  private async clientRefusal(principal: Principal, name: DocumentName, document: Y.Doc, update: Uint8Array): Promise<ConcordError | null> {
+    const clients = newContentClients(document, update);
+    if (clients.length === 0) return null;
+    const owners = await this.clientOwners.claim(name, clients, { userId: principal.userId, origin: 'client' });
+    const foreign = clients.filter((client) => {
+      const owner = owners.get(client);
+      return owner?.userId !== principal.userId || owner.origin !== 'client';
+    });
+    if (foreign.length === 0) return null;
+    return new ConcordError(
+      'foreign-client',
+      `the change writes under Yjs clientID ${foreign.join(', ')}, which another user (or the server) writes under; it was not applied: load the document again into a new Y.Doc`,
     );
   }
 

@@ -16,7 +16,7 @@ const claims = z.object({
   exp: z.number(),
   name: text.optional(),
   role: z.enum(roles).default('viewer'),
-  docs: z.array(z.string()).optional(),
+  docs: z.array(text).optional(),
 });
 
 /** Who is calling, as the token says. Trusted everywhere past verification. */

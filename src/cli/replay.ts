@@ -1,6 +1,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { loadConfig } from '../config.ts';
 import { parseDocumentName } from '../documents/name.ts';
+import { isPostgresTime } from '../documents/values.ts';
 import { readVersion } from '../history/service.ts';
 import { Versions } from '../history/versions.ts';
 import { runCommand, withHistoryStore } from './command.ts';
@@ -12,7 +13,9 @@ function seq(value: string): number {
 
 function time(value: string): Date {
   const at = new Date(value);
-  if (!/^\d{4}-\d{2}-\d{2}T/.test(value) || Number.isNaN(at.getTime())) throw new InvalidArgumentError('an ISO time, such as 2026-05-04T12:00:00Z');
+  if (!/^\d{4}-\d{2}-\d{2}T/.test(value) || Number.isNaN(at.getTime()) || !isPostgresTime(at)) {
+    throw new InvalidArgumentError('an ISO time in the years 0001 to 9999, such as 2026-05-04T12:00:00Z');
+  }
   return at;
 }
 

@@ -72,7 +72,10 @@ export async function runTogether(sql: Sql, statements: Statement[]): Promise<Ar
 export function inlineParameters(text: string, params: readonly unknown[]): string {
   return text.replace(/\$(\d+)/g, (_, index: string) => {
     const value = parameterText(params[Number(index) - 1]);
-    return value === null ? 'NULL' : `E'${value.replaceAll('\\', '\\\\').replaceAll("'", "''")}'`;
+    if (value === null) return 'NULL';
+    // Postgres text cannot hold NUL, and in a script it ends the statement (08P01): input reaching SQL is validated at the edge.
+    if (value.includes('\0')) throw new Error(`parameter $${index} contains NUL, which no Postgres text can hold: refuse it where it enters`);
+    return `E'${value.replaceAll('\\', '\\\\').replaceAll("'", "''")}'`;
   });
 }
 

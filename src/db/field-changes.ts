@@ -1,6 +1,7 @@
 import type { Entity, Json } from '../documents/layout.ts';
 import type { Sql, Statement } from './database.ts';
 import { pgJson } from './json.ts';
+import type { Attribution } from './updates.ts';
 
 export interface FieldChangeRow {
   name: string;
@@ -13,7 +14,11 @@ export interface FieldChangeRow {
   old_value: Json;
   new_value: Json;
   user_id: string;
+  /** `sender` when not given. */
+  attribution?: Attribution;
   changed_at: string;
+  /** The updates a text burst's row was made by (each it was extended with); absent: its own seq only. */
+  seqs?: number[];
 }
 
 /** Inserts audit rows in one statement; its rows are each row's id and place in `rows` (see `insertedIds`). */
@@ -24,11 +29,12 @@ export function insertFieldChanges(rows: FieldChangeRow[]): Statement | null {
        SELECT nextval(pg_get_serial_sequence('field_changes', 'id')) AS id, r.*
        FROM jsonb_to_recordset($1::jsonb) AS r(
          name text, seq bigint, first_seq bigint, entity text, entity_id text, field text, action text,
-         old_value jsonb, new_value jsonb, user_id text, changed_at timestamptz, ord integer)
+         old_value jsonb, new_value jsonb, user_id text, attribution text, changed_at timestamptz, seqs bigint[], ord integer)
      ),
      inserted AS (
-       INSERT INTO field_changes (id, tenant_id, name, seq, first_seq, entity, entity_id, field, action, old_value, new_value, user_id, changed_at)
-       SELECT id, current_tenant(), name, seq, first_seq, entity, entity_id, field, action, old_value, new_value, user_id, changed_at FROM numbered
+       INSERT INTO field_changes (id, tenant_id, name, seq, first_seq, entity, entity_id, field, action, old_value, new_value, user_id, attribution, changed_at, seqs)
+       SELECT id, current_tenant(), name, seq, first_seq, entity, entity_id, field, action, old_value, new_value, user_id, COALESCE(attribution, 'sender'), changed_at,
+         ${SEQ_RANGES('coalesce(seqs, ARRAY[seq])')} FROM numbered
      )
      SELECT id, ord FROM numbered`,
     params: [pgJson(rows.map((row, ord) => ({ ...row, ord })))],
@@ -42,12 +48,15 @@ export function insertedIds(inserted: Record<string, unknown>[]): number[] {
   return ids;
 }
 
-/** Extends open text bursts: their rows now end at a later seq with a later text. */
-export function extendFieldChanges(rows: Array<{ id: number; seq: number; new_value: Json; changed_at: string }>): Statement | null {
+/** The multirange of the seqs in a bigint[] expression (one range per run of consecutive seqs). */
+const SEQ_RANGES = (seqs: string) => `(SELECT range_agg(int8range(s, s, '[]')) FROM unnest(${seqs}) AS s)`;
+
+/** Extends open text bursts: their rows now end at a later seq with a later text, and cover the updates `seqs` too. */
+export function extendFieldChanges(rows: Array<{ id: number; seq: number; seqs: number[]; new_value: Json; changed_at: string }>): Statement | null {
   if (rows.length === 0) return null;
   return {
-    text: `UPDATE field_changes f SET seq = r.seq, new_value = r.new_value, changed_at = r.changed_at
-     FROM jsonb_to_recordset($1::jsonb) AS r(id bigint, seq bigint, new_value jsonb, changed_at timestamptz)
+    text: `UPDATE field_changes f SET seq = r.seq, new_value = r.new_value, changed_at = r.changed_at, seqs = f.seqs + ${SEQ_RANGES('r.seqs')}
+     FROM jsonb_to_recordset($1::jsonb) AS r(id bigint, seq bigint, seqs bigint[], new_value jsonb, changed_at timestamptz)
      WHERE f.tenant_id = current_tenant() AND f.id = r.id`,
     params: [pgJson(rows)],
   };
@@ -61,7 +70,7 @@ export interface FieldChangeFilter {
   since?: Date;
   /** `changed_at` at or before. */
   until?: Date;
-  /** Rows that cover an update in [fromSeq, toSeq] (a text burst covers first_seq to seq). */
+  /** Rows that cover an update in [fromSeq, toSeq] (a text burst covers the updates that typed into it). */
   fromSeq?: number;
   toSeq?: number;
 }
@@ -71,12 +80,13 @@ export type StoredFieldChange = Omit<FieldChangeRow, 'changed_at'> & { id: numbe
 /** Audit rows of a document matching `filter`, in id (insertion) order, after the row `afterId`. */
 export async function fieldChangePage(sql: Sql, name: string, filter: FieldChangeFilter, afterId: number, limit: number): Promise<StoredFieldChange[]> {
   const { rows } = await sql.query<StoredFieldChange>(
-    `SELECT id, name, seq, first_seq, entity, entity_id, field, action, old_value, new_value, user_id, changed_at
+    `SELECT id, name, seq, first_seq, entity, entity_id, field, action, old_value, new_value, user_id, attribution, changed_at
      FROM field_changes
      WHERE tenant_id = current_tenant() AND name = $1 AND id > $2
        AND ($3::text IS NULL OR entity = $3) AND ($4::text IS NULL OR field = $4) AND ($5::text IS NULL OR user_id = $5)
        AND ($6::timestamptz IS NULL OR changed_at >= $6) AND ($7::timestamptz IS NULL OR changed_at <= $7)
        AND ($8::bigint IS NULL OR seq >= $8) AND ($9::bigint IS NULL OR first_seq <= $9)
+       AND (seqs IS NULL OR seqs && int8range($8::bigint, $9::bigint, '[]'))
      ORDER BY id LIMIT $10`,
     [
       name,
@@ -94,15 +104,22 @@ export async function fieldChangePage(sql: Sql, name: string, filter: FieldChang
   return rows.map((row) => ({ ...row, id: Number(row.id), seq: Number(row.seq), first_seq: Number(row.first_seq) }));
 }
 
-export type FieldTouch = Pick<FieldChangeRow, 'seq' | 'first_seq' | 'entity' | 'entity_id' | 'field' | 'user_id'>;
+export type FieldTouch = Pick<FieldChangeRow, 'seq' | 'first_seq' | 'entity' | 'entity_id' | 'field' | 'user_id'> & {
+  /** The updates from `fromSeq` to `toSeq` the row was made by; null for rows older than that record (see schema/005). */
+  covered: number[] | null;
+};
 
 /** Which fields the audit rows covering updates `fromSeq` to `toSeq` name (without their values). */
 export async function fieldsTouched(sql: Sql, name: string, fromSeq: number, toSeq: number): Promise<FieldTouch[]> {
   const { rows } = await sql.query<FieldTouch>(
-    `SELECT seq, first_seq, entity, entity_id, field, user_id FROM field_changes
+    `SELECT seq, first_seq, entity, entity_id, field, user_id,
+       CASE WHEN seqs IS NOT NULL THEN ARRAY(
+         SELECT generate_series(lower(r), upper(r) - 1) FROM unnest(seqs * int8multirange(int8range($2, $3, '[]'))) AS r
+       ) END AS covered
+     FROM field_changes
      WHERE tenant_id = current_tenant() AND name = $1 AND seq >= $2 AND first_seq <= $3
      ORDER BY id`,
     [name, fromSeq, toSeq],
   );
-  return rows.map((row) => ({ ...row, seq: Number(row.seq), first_seq: Number(row.first_seq) }));
+  return rows.map((row) => ({ ...row, seq: Number(row.seq), first_seq: Number(row.first_seq), covered: row.covered?.map(Number) ?? null }));
 }

@@ -3,6 +3,13 @@ import type { DocumentName } from '../documents/name.ts';
 
 export type UpdateOrigin = 'client' | 'api' | 'restore';
 
+/**
+ * How an update's author is known: the connection or API caller it arrived
+ * from (`sender`), the owner of the clientIDs its content carries
+ * (`client-owner`: recovered content), or not at all (`unknown`, user id '').
+ */
+export type Attribution = 'sender' | 'client-owner' | 'unknown';
+
 export interface NewUpdate {
   document: DocumentName;
   update: Uint8Array;
@@ -10,6 +17,8 @@ export interface NewUpdate {
   origin: UpdateOrigin;
   /** When the server received it; a backlog written after an outage keeps its real times. */
   receivedAt: Date;
+  /** `sender` when not given. */
+  attribution?: Attribution;
 }
 
 export interface LoggedUpdate {
@@ -29,8 +38,8 @@ export async function appendUpdates(sql: Sql, updates: NewUpdate[]): Promise<num
     `WITH batch AS (
        SELECT t.*, row_number() OVER (PARTITION BY t.name ORDER BY t.ord) AS rn,
               count(*) OVER (PARTITION BY t.name) AS n
-       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[])
-            WITH ORDINALITY AS t(name, kind, doc_id, update_hex, user_id, origin, received_at, ord)
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::text[])
+            WITH ORDINALITY AS t(name, kind, doc_id, update_hex, user_id, origin, received_at, attribution, ord)
      ),
      bumped AS (
        INSERT INTO documents AS d (tenant_id, name, kind, doc_id, version)
@@ -39,8 +48,8 @@ export async function appendUpdates(sql: Sql, updates: NewUpdate[]): Promise<num
          DO UPDATE SET version = d.version + EXCLUDED.version, updated_at = now()
        RETURNING d.name, d.version
      )
-     INSERT INTO document_updates (tenant_id, name, seq, update, user_id, origin, received_at)
-     SELECT current_tenant(), b.name, bumped.version - b.n + b.rn, decode(b.update_hex, 'hex'), b.user_id, b.origin, b.received_at
+     INSERT INTO document_updates (tenant_id, name, seq, update, user_id, origin, received_at, attribution)
+     SELECT current_tenant(), b.name, bumped.version - b.n + b.rn, decode(b.update_hex, 'hex'), b.user_id, b.origin, b.received_at, b.attribution
      FROM batch b JOIN bumped ON bumped.name = b.name
      RETURNING name, seq`,
     [
@@ -51,6 +60,7 @@ export async function appendUpdates(sql: Sql, updates: NewUpdate[]): Promise<num
       updates.map((u) => u.userId),
       updates.map((u) => u.origin),
       updates.map((u) => u.receivedAt.toISOString()),
+      updates.map((u) => u.attribution ?? 'sender'),
     ],
   );
   const seqsByName = new Map<string, number[]>();
@@ -94,13 +104,14 @@ export interface UpdateEntry {
   received_at: Date;
   user_id: string;
   origin: UpdateOrigin;
+  attribution: Attribution;
   bytes: number;
 }
 
 /** Up to `limit` updates after `afterSeq`, in order, without their content. */
 export async function updatePage(sql: Sql, name: string, afterSeq: number, limit: number): Promise<UpdateEntry[]> {
   const { rows } = await sql.query<UpdateEntry>(
-    `SELECT seq, received_at, user_id, origin, octet_length(update) AS bytes FROM document_updates
+    `SELECT seq, received_at, user_id, origin, attribution, octet_length(update) AS bytes FROM document_updates
      WHERE tenant_id = current_tenant() AND name = $1 AND seq > $2
      ORDER BY seq LIMIT $3`,
     [name, afterSeq, limit],

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { CollectionLayout } from './layout.ts';
-import { isoTime, memberId, optionalText, text } from './values.ts';
+import { isoTime, memberId, optionalText, storableString, text } from './values.ts';
 
 /** Comments look the same in every kind; `anchor` is `line:<id>`, `field:<key>` or `section:<id>`. */
 export const comments: CollectionLayout = {
@@ -11,7 +11,7 @@ export const comments: CollectionLayout = {
     body: text.default(''),
     createdAt: isoTime.nullable().default(null),
     parentId: memberId.nullable().default(null),
-    anchor: z.string().regex(/^(line|field|section):.{1,200}$/).nullable().default(null),
+    anchor: storableString.regex(/^(line|field|section):.{1,200}$/).nullable().default(null),
     resolved: z.boolean().default(false),
   },
 };

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { ConcordError } from '../errors.ts';
 import type { CollectionLayout, Json, Layout } from './layout.ts';
 import { writeParagraphs } from './rich-text.ts';
-import { memberId } from './values.ts';
+import { memberId, storableString } from './values.ts';
 
 /**
  * A server-side edit (the body of `PATCH /api/documents/:kind/:id`), for any
@@ -31,7 +31,7 @@ function settable(schema: z.ZodType<Json>): z.ZodType<Json> {
 
 function memberSchema(layout: CollectionLayout) {
   const fields: Record<string, z.ZodType> = Object.fromEntries(Object.entries(layout.fields).map(([field, schema]) => [field, settable(schema).optional()]));
-  for (const textField of Object.values(layout.richText ?? {})) fields[textField] = z.string().max(1_000_000).optional();
+  for (const textField of Object.values(layout.richText ?? {})) fields[textField] = storableString.max(1_000_000).optional();
   return z.object(fields).extend({ id: memberId }).strict();
 }
 
@@ -42,7 +42,7 @@ export function patchSchema(layout: Layout): z.ZodType<Patch> {
       .strict()
       .optional(),
   };
-  for (const key of layout.texts) shape[key] = z.string().max(1_000_000).optional();
+  for (const key of layout.texts) shape[key] = storableString.max(1_000_000).optional();
   for (const [key, collection] of Object.entries(layout.collections)) {
     const member = memberSchema(collection);
     shape[key] = z

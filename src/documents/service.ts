@@ -1,5 +1,6 @@
 import type { Hocuspocus } from '@hocuspocus/server';
 import type * as Y from 'yjs';
+import type { ClientOwners } from '../auth/client-owners.ts';
 import type { Principal } from '../auth/tokens.ts';
 import type { ServerEditContext } from '../context.ts';
 import { ConcordError } from '../errors.ts';
@@ -39,10 +40,12 @@ export function renderDocument(document: DocumentName, doc: Y.Doc): Json {
 export class DocumentService {
   private readonly hocuspocus: Hocuspocus;
   private readonly store: DocumentStore;
+  private readonly clientOwners: ClientOwners;
 
-  constructor(hocuspocus: Hocuspocus, store: DocumentStore) {
+  constructor(hocuspocus: Hocuspocus, store: DocumentStore, clientOwners: ClientOwners) {
     this.hocuspocus = hocuspocus;
     this.store = store;
+    this.clientOwners = clientOwners;
   }
 
   /** The document as of its last committed update. */
@@ -70,14 +73,19 @@ export class DocumentService {
   /**
    * A server-side edit through a Hocuspocus direct connection: `change` runs in
    * one transaction on the live document, which becomes one update, logged
-   * with `origin` and the caller as author. Answers with the document as the
-   * edit left it, once that is committed (an edit that changed nothing answers
-   * the current version).
+   * with `origin` and the caller as author, under a clientID of the caller's
+   * server-side edits (never one a client writes under, see ClientOwners).
+   * Answers with the document as the edit left it, once that is committed (an
+   * edit that changed nothing answers the current version).
    */
   async edit(principal: Principal, document: DocumentName, origin: ServerEditContext['origin'], change: (doc: Y.Doc) => void): Promise<DocumentJson> {
     const context: ServerEditContext = { principal, origin };
     const connection = await this.hocuspocus.openDirectConnection(document.name, context);
     try {
+      const live = connection.document!;
+      const client = await this.clientOwners.serverClient(document, live, { userId: principal.userId, origin });
+      // Set right before the (synchronous) transaction: Yjs writes new content under doc.clientID.
+      live.clientID = client;
       await connection.transact(change);
       const content = renderDocument(document, connection.document!);
       const version = context.committed ? await withinCommitWait(context.committed) : await this.store.version(document);

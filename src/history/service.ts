@@ -71,6 +71,7 @@ export class HistoryService {
         receivedAt: update.received_at.toISOString(),
         userId: update.user_id,
         origin: update.origin,
+        attribution: update.attribution,
         bytes: update.bytes,
         fields: fieldsOf(update.seq, update.user_id, touched),
       })),
@@ -93,6 +94,7 @@ export class HistoryService {
       oldValue: row.old_value,
       newValue: row.new_value,
       userId: row.user_id,
+      attribution: row.attribution,
       changedAt: row.changed_at.toISOString(),
     }));
     return { name: document.name, changes, next: rows.length > page.limit ? changes.at(-1)!.id : null };
@@ -149,14 +151,15 @@ export async function readVersion(versions: Versions, document: DocumentName, se
 }
 
 /**
- * The fields an update changed, from the audit rows covering it: a row of its
- * own seq, or a text burst of its author's that spans it (a burst coalesces
- * one user's typing in one field from `first_seq` to `seq`).
+ * The fields an update changed, from the audit rows made by it: a row of its
+ * own seq, or a text burst it typed into (a burst coalesces one user's typing
+ * in one field from `first_seq` to `seq`, and names the updates it was made
+ * by; a row from before that record covers its author's updates in its span).
  */
 function fieldsOf(seq: number, userId: string, touched: FieldTouch[]): Array<{ entity: string; entityId: string | null; field: string }> {
   const fields = new Map<string, { entity: string; entityId: string | null; field: string }>();
   for (const row of touched) {
-    const covers = row.seq === seq || (row.first_seq <= seq && seq <= row.seq && row.user_id === userId);
+    const covers = row.covered ? row.covered.includes(seq) : row.seq === seq || (row.first_seq <= seq && seq <= row.seq && row.user_id === userId);
     if (covers) fields.set(`${row.entity}/${row.entity_id}/${row.field}`, { entity: row.entity, entityId: row.entity_id, field: row.field });
   }
   return [...fields.values()];

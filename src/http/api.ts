@@ -15,14 +15,18 @@ export type ApiEnv = { Variables: { principal: Principal } };
 export function documentsApi(verify: TokenVerifier, groups: Array<Hono<ApiEnv>>): Hono<ApiEnv> {
   const api = new Hono<ApiEnv>();
   api.use('*', async (c, next) => {
-    const header = c.req.header('authorization') ?? '';
-    const token = /^Bearer\s+(\S+)$/i.exec(header)?.[1];
+    const token = bearerToken(c.req.header('authorization'));
     if (!token) throw new ConcordError('bad-token', 'send the token as "Authorization: Bearer <token>"');
     c.set('principal', await verify(token));
     await next();
   });
   for (const group of groups) api.route('/', group);
   return api;
+}
+
+/** The token of an `Authorization: Bearer <token>` header, if that is what it holds. */
+export function bearerToken(header: string | undefined): string | undefined {
+  return /^Bearer\s+(\S+)$/i.exec(header ?? '')?.[1];
 }
 
 /** The document a `/:kind/:id` route addresses, in the caller's tenant, once the token may reach it. */

@@ -1,4 +1,4 @@
-import { Hono } from 'hono';
+import { Hono, type MiddlewareHandler } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { ConcordError } from '../errors.ts';
 import type { Logger } from '../log.ts';
@@ -18,6 +18,8 @@ export interface HttpDependencies {
   documents: Hono<any>;
   /** Mounted at /admin. */
   admin: Hono;
+  /** Runs before every route but the probes and /metrics (request-limits.ts). */
+  limits: MiddlewareHandler;
 }
 
 const READINESS_TIMEOUT_MS = 2_000;
@@ -26,7 +28,7 @@ function errorBody(error: ConcordError) {
   return { error: error.toJSON() };
 }
 
-export function createHttpApp({ log, instance, metrics, readiness, refreshGauges, documents, admin }: HttpDependencies): Hono {
+export function createHttpApp({ log, instance, metrics, readiness, refreshGauges, documents, admin, limits }: HttpDependencies): Hono {
   const app = new Hono();
 
   app.get('/healthz', (c) => c.json({ status: 'ok', instance }));
@@ -47,6 +49,8 @@ export function createHttpApp({ log, instance, metrics, readiness, refreshGauges
     return c.body(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType });
   });
 
+  // Registered after the probes and /metrics, which answer without it.
+  app.use('*', limits);
   app.route('/api/documents', documents);
   app.route('/admin', admin);
 

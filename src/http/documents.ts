@@ -36,7 +36,14 @@ export function jsonBodyLimit(maxBodyBytes: number) {
   });
 }
 
+/** `application/json` or a `+json` type, with or without parameters. */
+const jsonMediaType = /^application\/([\w.-]+\+)?json\s*(;|$)/i;
+
 export async function jsonBody(request: HonoRequest): Promise<unknown> {
+  const type = request.header('content-type');
+  if (!type || !jsonMediaType.test(type)) {
+    throw new ConcordError('unsupported-media-type', `the body must be JSON sent as "Content-Type: application/json" (got ${type ? `"${type.slice(0, 100)}"` : 'no Content-Type'})`);
+  }
   return request.json().catch(() => {
     throw new ConcordError('bad-request', 'the body is not JSON');
   });

@@ -1,7 +1,7 @@
 import { Hono, type Context } from 'hono';
 import { z } from 'zod';
 import type { Principal } from '../auth/tokens.ts';
-import { isoTime } from '../documents/values.ts';
+import { postgresTime, storableString } from '../documents/values.ts';
 import { ConcordError } from '../errors.ts';
 import type { HistoryService } from '../history/service.ts';
 import { documentOf, parsed, type ApiEnv } from './api.ts';
@@ -11,8 +11,7 @@ const MAX_PAGE = 1000;
 
 /** A seq or a cursor in a query string or path: digits only (no "1e3", no "0x10", no ""). */
 const wholeNumber = z.string().regex(/^\d{1,15}$/, 'expected a whole number').transform(Number);
-const time = isoTime.transform((value) => new Date(value));
-const name = z.string().min(1).max(256);
+const name = storableString.min(1).max(256);
 
 const page = {
   limit: wholeNumber.pipe(z.number().min(1).max(MAX_PAGE)).default(100),
@@ -20,11 +19,11 @@ const page = {
 };
 const historyQuery = z.object(page).strict();
 const changesQuery = z
-  .object({ ...page, entity: name.optional(), field: name.optional(), user: name.optional(), since: time.optional(), until: time.optional(), fromSeq: wholeNumber.optional(), toSeq: wholeNumber.optional() })
+  .object({ ...page, entity: name.optional(), field: name.optional(), user: name.optional(), since: postgresTime.optional(), until: postgresTime.optional(), fromSeq: wholeNumber.optional(), toSeq: wholeNumber.optional() })
   .strict();
-const versionAtQuery = z.object({ at: time }).strict();
+const versionAtQuery = z.object({ at: postgresTime }).strict();
 const restoreBody = z.object({ version: z.number().int().min(0) }).strict();
-const documentListQuery = z.object({ limit: page.limit, after: z.string().max(256).default('') }).strict();
+const documentListQuery = z.object({ limit: page.limit, after: storableString.max(256).default('') }).strict();
 
 /**
  * The admin routes under `/api/documents` (SPEC): history, audit rows,

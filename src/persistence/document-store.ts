@@ -1,15 +1,17 @@
 import * as Y from 'yjs';
-import type { Database, Sql } from '../db/database.ts';
-import type { Author } from '../context.ts';
-import { clearTablesStale, documentVersion, ensureDocument, lockDocuments, markTablesStale } from '../db/documents.ts';
+import { structClients } from '../auth/client-owners.ts';
+import { readClientOwners, type ClientOwner } from '../db/client-owners.ts';
+import type { Database } from '../db/database.ts';
+import { clearTablesStale, documentVersion, ensureDocument, lockDocuments } from '../db/documents.ts';
 import { headerVersion } from '../db/tables.ts';
-import { appendUpdates, readUpdates, type LoggedUpdate } from '../db/updates.ts';
+import { appendUpdates, readUpdates, type LoggedUpdate, type NewUpdate } from '../db/updates.ts';
 import { kindOf } from '../documents/kinds.ts';
 import type { DocumentName } from '../documents/name.ts';
 import { ConcordError } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import type { Recorded, Recorder } from '../projection/recorder.ts';
 import { replaceTables } from '../projection/tables.ts';
-import { DocumentTracker } from '../projection/tracker.ts';
+import { DocumentTracker, type DocumentChanges } from '../projection/tracker.ts';
 import type { Checkpointer } from './checkpoints.ts';
 import { replay, stateAt } from './replay.ts';
 import type { UpdateLog } from './update-log.ts';
@@ -25,11 +27,13 @@ export class DocumentStore {
   private readonly db: Database;
   private readonly updateLog: UpdateLog;
   private readonly checkpointer: Checkpointer;
+  private readonly recorder: Recorder;
   private readonly log: Logger;
 
-  constructor(db: Database, updateLog: UpdateLog, checkpointer: Checkpointer, log: Logger) {
+  constructor(db: Database, updateLog: UpdateLog, checkpointer: Checkpointer, recorder: Recorder, log: Logger) {
     this.db = db;
     this.log = log;
+    this.recorder = recorder;
     this.updateLog = updateLog;
     this.checkpointer = checkpointer;
   }
@@ -101,24 +105,37 @@ export class DocumentStore {
   }
 
   /**
-   * Logs, for `author`, the part of `update` the log does not hold; returns its
-   * seq, or null when the log holds all of it. Under the document's row lock,
-   * so of two instances doing this at once the second finds it logged.
+   * Logs relayed content that no instance logged (the instance that received
+   * it stopped first), the part the log does not hold, in order, with its
+   * audit and table rows read from the log's own document. Each run of
+   * updates is logged for the best author known: the owner of the clientIDs
+   * its content carries when one user owns them all (attribution
+   * `client-owner`), else nobody (user id '', attribution `unknown`). Under
+   * the document's row lock, so of two instances doing this at once the
+   * second finds it logged. Returns the seqs logged.
    */
-  async logUnlogged(document: DocumentName, update: Uint8Array, author: Author): Promise<number | null> {
-    const seq = await this.db.transaction(document.tenant, async (sql) => {
+  async logUnlogged(document: DocumentName, relayed: RelayedUpdate[]): Promise<number[]> {
+    const outcome = await this.db.transaction(document.tenant, async (sql) => {
       await lockDocuments(sql, [document.name]);
-      const part = await partNotLogged(sql, document, update);
-      if (!part) return null;
-      const [logged] = await appendUpdates(sql, [{ document, update: part, ...author, receivedAt: new Date() }]);
-      await markTablesStale(sql, [document.name]);
-      return logged!;
+      const version = (await documentVersion(sql, document.name)) ?? 0;
+      const { checkpoint, tail } = await stateAt(sql, document.name, version);
+      const logged = replay(checkpoint, tail);
+      try {
+        const owners = await readClientOwners(sql, document.name, [...new Set(relayed.flatMap(({ update }) => structClients(update)))]);
+        const parts = partsNotLogged(document, logged, attributed(document, relayed, owners));
+        if (parts.length === 0) return null;
+        const seqs = await appendUpdates(sql, parts.map((part) => part.update));
+        return { seqs, remember: await this.recorder.record(sql, parts.map((part, index) => ({ ...part, seq: seqs[index]! }))) };
+      } finally {
+        logged.destroy();
+      }
     });
-    if (seq !== null) {
-      this.updateLog.noteVersion(document.name, seq);
-      this.checkpointer.advance(document, seq);
-    }
-    return seq;
+    if (!outcome) return [];
+    outcome.remember();
+    const last = outcome.seqs.at(-1)!;
+    this.updateLog.noteVersion(document.name, last);
+    this.checkpointer.advance(document, last);
+    return outcome.seqs;
   }
 
   async allCommitted(document: DocumentName): Promise<void> {
@@ -131,14 +148,50 @@ export class DocumentStore {
   }
 }
 
-async function partNotLogged(sql: Sql, document: DocumentName, update: Uint8Array): Promise<Uint8Array | null> {
-  const version = (await documentVersion(sql, document.name)) ?? 0;
-  const { checkpoint, tail } = await stateAt(sql, document.name, version);
-  const logged = replay(checkpoint, tail);
-  try {
-    const part = Y.diffUpdate(update, Y.encodeStateVector(logged));
-    return Y.snapshotContainsUpdate(Y.snapshot(logged), part) ? null : part;
-  } finally {
-    logged.destroy();
+/** Relayed content as it arrived: what it brought, and when. */
+export interface RelayedUpdate {
+  update: Uint8Array;
+  receivedAt: Date;
+}
+
+/** Runs of relayed updates with one author each, in order (see DocumentStore.logUnlogged). */
+function attributed(document: DocumentName, relayed: RelayedUpdate[], owners: Map<number, ClientOwner>): NewUpdate[] {
+  const runs: Array<NewUpdate & { updates: Uint8Array[] }> = [];
+  for (const { update, receivedAt } of relayed) {
+    const found = new Map(structClients(update).map((client) => [client, owners.get(client)]));
+    const [first] = found.values();
+    const oneOwner = first !== undefined && [...found.values()].every((owner) => owner?.userId === first.userId && owner.origin === first.origin);
+    const author = oneOwner ? { ...first, attribution: 'client-owner' as const } : { userId: '', origin: 'client' as const, attribution: 'unknown' as const };
+    const last = runs.at(-1);
+    if (last && last.userId === author.userId && last.origin === author.origin && last.attribution === author.attribution) last.updates.push(update);
+    else runs.push({ document, update, receivedAt, ...author, updates: [update] });
   }
+  return runs.map(({ updates, ...run }) => ({ ...run, update: updates.length === 1 ? updates[0]! : Y.mergeUpdates(updates) }));
+}
+
+/** The parts of `updates` that `logged` lacks, each with what it changes there (applied to `logged` in turn). */
+function partsNotLogged(document: DocumentName, logged: Y.Doc, updates: NewUpdate[]): Array<Omit<Recorded, 'seq'>> {
+  let tracker: DocumentTracker | null = null;
+  try {
+    tracker = new DocumentTracker(kindOf(document.kind), logged, document.id);
+  } catch {
+    // Logged without audit rows; the recorder marks the tables to be rebuilt.
+  }
+  let changes: DocumentChanges | undefined;
+  logged.on('afterTransaction', (transaction: Y.Transaction) => {
+    try {
+      changes = tracker?.observe(transaction);
+    } catch {
+      changes = undefined;
+    }
+  });
+  const parts: Array<Omit<Recorded, 'seq'>> = [];
+  for (const update of updates) {
+    const part = Y.diffUpdate(update.update, Y.encodeStateVector(logged));
+    if (Y.snapshotContainsUpdate(Y.snapshot(logged), part)) continue;
+    changes = undefined;
+    Y.applyUpdate(logged, part);
+    parts.push({ update: { ...update, update: part }, changes });
+  }
+  return parts;
 }

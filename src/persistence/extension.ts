@@ -15,7 +15,7 @@ import { authorOf, isServerEdit } from '../context.ts';
 import { toPgJson } from '../db/json.ts';
 import { kindOf } from '../documents/kinds.ts';
 import { parseDocumentName, type DocumentName } from '../documents/name.ts';
-import { ConcordError } from '../errors.ts';
+import { ConcordError, HookRefusal } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Recorder } from '../projection/recorder.ts';
@@ -156,7 +156,7 @@ export class Persistence implements Extension {
     const follower = this.relayed?.follower;
     if (!this.updateLog.hasPending(documentName) && !follower?.hasUnlogged(documentName)) return;
     void Promise.all([this.updateLog.whenDrained(documentName), follower?.logged(documentName)]).then(() => instance.unloadDocument(document));
-    throw new Error(`${documentName} still has updates that are not logged`);
+    throw new HookRefusal(`${documentName} still has updates that are not logged`);
   }
 
   async afterUnloadDocument({ documentName }: afterUnloadDocumentPayload): Promise<void> {

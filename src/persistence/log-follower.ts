@@ -5,8 +5,6 @@ import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { DocumentStore } from './document-store.ts';
 
-/** Logged as the author of recovered content: no token has an empty `sub`, and who wrote it is not known here. */
-const UNKNOWN_AUTHOR = '';
 // Relayed content older than this that no live instance is still logging is recovered.
 const RECOVER_AFTER_MS = 3_000;
 const FIRST_CHECK_MS = 10;
@@ -159,13 +157,12 @@ export class LogFollower {
   }
 
   private async recover(document: DocumentName, stale: Relayed[]): Promise<void> {
-    const update = Y.mergeUpdates(stale.map((entry) => entry.update));
-    const seq = await this.store.logUnlogged(document, update, { userId: UNKNOWN_AUTHOR, origin: 'client' });
-    if (seq === null) return;
+    const seqs = await this.store.logUnlogged(document, stale.map(({ update, receivedAt }) => ({ update, receivedAt: new Date(receivedAt) })));
+    if (seqs.length === 0) return;
     this.metrics.orphansRecovered.inc();
     this.log.warn(
-      { code: 'orphan-recovered', document: document.name, seq },
-      'logged relayed content that no live instance logs (the instance that received it stopped first); its author is unknown',
+      { code: 'orphan-recovered', document: document.name, seqs },
+      'logged relayed content that no live instance logs (the instance that received it stopped first), for the owner of its clientIDs where one is known',
     );
   }
 }

@@ -1,7 +1,9 @@
+import { claimClients, claimKey, type ClientClaim, type ClientOwner } from '../db/client-owners.ts';
 import { AmbiguousCommitError, type Database, type Sql } from '../db/database.ts';
 import { lockDocuments } from '../db/documents.ts';
 import { appendUpdates, findLoggedUpdate, type NewUpdate } from '../db/updates.ts';
 import type { DocumentName } from '../documents/name.ts';
+import { ConcordError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Recorded } from '../projection/recorder.ts';
@@ -23,6 +25,20 @@ export interface Committed {
   seq: number;
 }
 
+/** Claims of clientIDs made while Postgres did not answer (see ClientOwners): the commit of their update writes them. */
+export interface UnconfirmedClaims {
+  /** The clients of `update`'s content whose claims its commit must write, for its author. */
+  unconfirmed(name: string, update: Uint8Array): number[];
+  /** Once committed: who owns each of them, as Postgres decided. */
+  confirmed(name: string, owners: Map<number, ClientOwner>): void;
+}
+
+/** A commit's claims: what Postgres holds for them, and the updates whose content is under another user's clientID. */
+interface WrittenClaims {
+  owners: Map<string, Map<number, ClientOwner>>;
+  foreign: Set<Queued>;
+}
+
 export interface UpdateLogOptions {
   db: Database;
   log: Logger;
@@ -37,6 +53,7 @@ export interface UpdateLogOptions {
   landedUnseen(names: string[]): void;
   /** Called after each commit with the last seq of every document in it. */
   onCommitted(committed: Committed[]): void;
+  claims?: UnconfirmedClaims;
 }
 
 /**
@@ -150,7 +167,7 @@ export class UpdateLog {
     // Once a COMMIT's outcome is lost, every retry must first find out whether
     // it landed: appending again could log the same updates twice.
     let uncertain = false;
-    let outcome: { seqs: number[]; remember(): void };
+    let outcome: { seqs: number[]; remember(): void; claims: WrittenClaims };
     try {
       outcome = await retryUntilDone(
         async () => {
@@ -158,11 +175,13 @@ export class UpdateLog {
             return await this.options.db.transaction(tenant, async (sql) => {
               if (uncertain) {
                 const landed = await this.findCommitted(sql, group);
-                if (landed) return { seqs: landed, remember: () => this.options.landedUnseen(documentNames(group)) };
+                // Its claims landed with it: writing them again only reads them.
+                if (landed) return { seqs: landed, remember: () => this.options.landedUnseen(documentNames(group)), claims: await this.writeClaims(sql, group) };
               }
               const seqs = await appendUpdates(sql, group);
+              const claims = await this.writeClaims(sql, group);
               const recorded = group.map((entry, index) => ({ update: entry, seq: seqs[index]!, changes: entry.changes }));
-              return { seqs, remember: await this.options.record(sql, recorded) };
+              return { seqs, remember: await this.options.record(sql, recorded), claims };
             });
           } catch (error) {
             uncertain ||= error instanceof AmbiguousCommitError;
@@ -188,7 +207,33 @@ export class UpdateLog {
     if (this.failing) this.options.log.info({ code: 'update-log-recovered' }, 'update log writes succeed again');
     this.failing = false;
     outcome.remember();
-    this.settle(group, outcome.seqs);
+    for (const [name, owners] of outcome.claims.owners) this.options.claims?.confirmed(name, owners);
+    this.settle(group, outcome.seqs, outcome.claims.foreign);
+  }
+
+  /**
+   * Writes the claims of clientIDs the group's updates write under that were
+   * made while Postgres did not answer. Should another instance have claimed
+   * one of them first, the update is logged regardless (this instance applied
+   * and relayed it) but never acknowledged.
+   */
+  private async writeClaims(sql: Sql, group: Queued[]): Promise<WrittenClaims> {
+    const written: WrittenClaims = { owners: new Map(), foreign: new Set() };
+    const claims = this.options.claims;
+    if (!claims) return written;
+    const wanted = group.flatMap((entry) =>
+      claims.unconfirmed(entry.document.name, entry.update).map((client): ClientClaim & { entry: Queued } => ({ name: entry.document.name, client, userId: entry.userId, origin: entry.origin, entry })),
+    );
+    if (wanted.length === 0) return written;
+    const owners = await claimClients(sql, wanted);
+    for (const claim of wanted) {
+      const owner = owners.get(claimKey(claim.name, claim.client));
+      if (!owner) continue;
+      const ofDocument = written.owners.get(claim.name) ?? new Map<number, ClientOwner>();
+      written.owners.set(claim.name, ofDocument.set(claim.client, owner));
+      if (owner.userId !== claim.userId || owner.origin !== claim.origin) written.foreign.add(claim.entry);
+    }
+    return written;
   }
 
   /**
@@ -217,13 +262,19 @@ export class UpdateLog {
     });
   }
 
-  private settle(group: Queued[], seqs: number[]): void {
+  private settle(group: Queued[], seqs: number[], foreign: Set<Queued>): void {
     const last = new Map<string, Committed>();
     group.forEach((entry, index) => {
       const seq = seqs[index]!;
       last.set(entry.document.name, { document: entry.document, seq });
       this.noteVersion(entry.document.name, seq);
-      entry.resolve(seq);
+      if (!foreign.has(entry)) return entry.resolve(seq);
+      this.options.metrics.refusals.inc({ code: 'foreign-client' });
+      this.options.log.warn(
+        { code: 'foreign-client', document: entry.document.name, seq, userId: entry.userId },
+        'an update was written under a clientID another instance gave another user while Postgres did not answer here; it is logged but never acknowledged',
+      );
+      entry.reject(new ConcordError('foreign-client', 'the update was written under a clientID another user writes under'));
     });
     this.options.metrics.updatesPersisted.inc(group.length);
     this.release(group);

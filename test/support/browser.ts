@@ -46,8 +46,17 @@ export interface ExampleServer {
 }
 
 /** Starts examples/report-editor/serve.ts as `npm run example:editor` does, on a free port. */
-export async function startReportEditorExample(): Promise<ExampleServer> {
-  const child = spawn(process.execPath, ['examples/report-editor/serve.ts', '--port', '0'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+export function startReportEditorExample(): Promise<ExampleServer> {
+  return startExample('report-editor');
+}
+
+/** Starts examples/quote-editor/serve.ts as `npm run example:quote` does, on a free port. */
+export function startQuoteEditorExample(): Promise<ExampleServer> {
+  return startExample('quote-editor');
+}
+
+async function startExample(example: string): Promise<ExampleServer> {
+  const child = spawn(process.execPath, [`examples/${example}/serve.ts`, '--port', '0'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
   const killOnExit = () => child.kill('SIGKILL');
   process.once('exit', killOnExit);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));

@@ -1,0 +1,67 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AuditTrail } from '../src/audit/trail.ts';
+import { runTogether, type Database } from '../src/db/database.ts';
+import { ensureDocument } from '../src/db/documents.ts';
+import { fieldsTouched } from '../src/db/field-changes.ts';
+import { migrate } from '../src/db/migrate.ts';
+import { parseDocumentName } from '../src/documents/name.ts';
+import type { Recorded } from '../src/projection/recorder.ts';
+import { backends, createStorage, type TestStorage } from './support/database.ts';
+import { openTestDatabase } from './support/inspect.ts';
+
+const document = parseDocumentName('acme/quote/bursts');
+const started = Date.now();
+
+/** Update `seq` by `user`, one second after the previous: a text change (`notes`) or a header field. */
+function edit(seq: number, user: string, field: 'notes' | 'customerName', value: string): Required<Recorded> {
+  return {
+    seq,
+    update: { document, update: new Uint8Array([seq]), userId: user, origin: 'client', receivedAt: new Date(started + seq * 1000) },
+    changes: {
+      fieldChanges: [{ entity: 'quote', entityId: 'bursts', field, action: 'update', oldValue: null, newValue: value, text: field === 'notes' }],
+      rows: { header: {}, members: new Map() },
+    },
+  };
+}
+
+describe.each(backends)('audit bursts on $kind', ({ kind, reason }) => {
+  let storage: TestStorage;
+  let db: Database;
+
+  beforeAll(async () => {
+    if (reason) return;
+    storage = await createStorage(kind);
+    db = await openTestDatabase(storage);
+    await migrate(db);
+  });
+  afterAll(async () => {
+    await db?.close();
+    await storage?.drop();
+  });
+
+  it('a burst row names exactly the updates that typed into it, whether extended within one commit or across commits', async ({ skip }) => {
+    skip(!!reason, reason);
+    const trail = new AuditTrail(5_000);
+    const commit = (updates: Array<Required<Recorded>>) =>
+      db.transaction('acme', async (sql) => {
+        await ensureDocument(sql, document);
+        const audit = trail.write(updates);
+        audit.written(await runTogether(sql, audit.statements))();
+      });
+    // One group commit: alice types, changes the customer, types again; bob types too.
+    await commit([edit(1, 'alice', 'notes', 'A'), edit(2, 'alice', 'customerName', 'Acme'), edit(3, 'alice', 'notes', 'AB'), edit(4, 'bob', 'notes', 'ABx')]);
+    // The next: alice changes the customer again and goes on typing in her burst.
+    await commit([edit(5, 'alice', 'customerName', 'Acme Ltd'), edit(6, 'alice', 'notes', 'ABxC')]);
+
+    const rows = await db.transaction('acme', (sql) => fieldsTouched(sql, document.name, 1, 6));
+    expect(rows.map((row) => ({ user: row.user_id, field: row.field, first: row.first_seq, last: row.seq, covered: row.covered }))).toEqual([
+      { user: 'alice', field: 'notes', first: 1, last: 6, covered: [1, 3, 6] },
+      { user: 'alice', field: 'customerName', first: 2, last: 2, covered: [2] },
+      { user: 'bob', field: 'notes', first: 4, last: 4, covered: [4] },
+      { user: 'alice', field: 'customerName', first: 5, last: 5, covered: [5] },
+    ]);
+    // Only the part of a row inside the range asked for.
+    const inside = await db.transaction('acme', (sql) => fieldsTouched(sql, document.name, 3, 5));
+    expect(inside.find((row) => row.field === 'notes' && row.user_id === 'alice')?.covered).toEqual([3]);
+  });
+});
