@@ -33,6 +33,7 @@ async function openDocument(socket: RawSocket, document: string): Promise<void> 
 function updateFrameOfSize(document: string, size: number): Uint8Array {
   for (let length = size - 60; ; length++) {
     const doc = new Y.Doc();
+    doc.clientID = 1_000_001; // a random one varies the update's length
     doc.getMap('quote').set('title', 'x'.repeat(length));
     const frame = updateFrame(document, Y.encodeStateAsUpdate(doc));
     if (frame.length === size) return frame;
