@@ -51,9 +51,9 @@ export function createSocketLimits(config: Config): SocketLimits {
 }
 
 /**
- * A rate per second, plus a reserve for bursts renewed every 10 s
- * (rate-limiter-flexible's BurstyRateLimiter, on createLimiter's budgets).
- * In memory: a socket lives on one instance.
+ * A rate per second, plus a reserve for bursts renewed every 10 s, spent
+ * only when the rate is used up (as rate-limiter-flexible's BurstyRateLimiter
+ * does, on createLimiter's budgets). In memory: a socket lives on one instance.
  */
 function withBurst(name: string, perSecond: number, burst: number): Spend {
   const steady = createLimiter({ name, points: perSecond, durationSeconds: 1 }, null);
