@@ -38,6 +38,16 @@ const environment = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Largest WebSocket message accepted; larger ones close the socket (1009). */
   MAX_MESSAGE_BYTES: positiveInt(4 * 1024 * 1024),
+  /** Messages a socket may send per second (all documents on it, writes included); see SOCKET_MESSAGE_BURST. */
+  SOCKET_MESSAGES_PER_SECOND: positiveInt(200),
+  /** Messages a socket may send beyond its rate, per 10 s: room for bursts such as opening many documents at once. */
+  SOCKET_MESSAGE_BURST: positiveInt(1000),
+  /** Bytes a socket may send per second; see SOCKET_BYTE_BURST. */
+  SOCKET_BYTES_PER_SECOND: positiveInt(1024 * 1024),
+  /** Bytes a socket may send beyond its rate, per 10 s; at least MAX_MESSAGE_BYTES, so that one largest message always fits. */
+  SOCKET_BYTE_BURST: positiveInt(8 * 1024 * 1024),
+  /** A socket that has not authenticated any document this long after it opened is closed. */
+  UNAUTHENTICATED_TIMEOUT_MS: positiveInt(10_000),
   /** A checkpoint is written once a document has this many updates after its last one. */
   CHECKPOINT_EVERY: positiveInt(500),
   /** A pause longer than this ends a burst of typing: the next text edit starts a new audit row. */
@@ -111,6 +121,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   if (config.METRICS_PORT !== undefined && config.METRICS_PORT !== 0 && config.METRICS_PORT === config.PORT) {
     throw new ConfigError(`METRICS_PORT must differ from PORT (${config.PORT}): it keeps /metrics off the public port`);
+  }
+  if (config.SOCKET_BYTE_BURST < config.MAX_MESSAGE_BYTES) {
+    throw new ConfigError('SOCKET_BYTE_BURST must be at least MAX_MESSAGE_BYTES (a socket must be able to send one largest message)');
   }
   if (config.AUTH_JWT_SECRET && config.AUTH_JWT_SECRET.length < 32) {
     throw new ConfigError('AUTH_JWT_SECRET must be at least 32 characters');

@@ -61,3 +61,22 @@ export class ConcordError extends Error {
     return { code: this.code, message: this.message };
   }
 }
+
+/**
+ * What a Hocuspocus hook throws to refuse, or to veto what Hocuspocus is
+ * about to do (unload a document, say). Hocuspocus sends only `reason` to the
+ * provider, and prints any thrown value that has a `message` with
+ * console.error, beside the JSON line Concord logs: this one has none.
+ */
+export class HookRefusal {
+  readonly reason: string;
+
+  constructor(reason: string) {
+    this.reason = reason;
+  }
+}
+
+/** A refusal for Hocuspocus to pass on: the error's code (`internal` for anything but a ConcordError). */
+export function hookRefusal(error: unknown): HookRefusal {
+  return new HookRefusal(error instanceof ConcordError ? error.code : 'internal');
+}

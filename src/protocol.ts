@@ -1,11 +1,18 @@
 import { MessageType } from '@hocuspocus/server';
 import * as decoding from 'lib0/decoding';
 import * as encoding from 'lib0/encoding';
-import { messageYjsSyncStep2, messageYjsUpdate } from 'y-protocols/sync';
+import { messageYjsSyncStep1, messageYjsSyncStep2, messageYjsUpdate } from 'y-protocols/sync';
 import * as Y from 'yjs';
 import { ConcordError } from './errors.ts';
 
-/** The parts of a Hocuspocus frame Concord looks at: `<address><type>[<sync step><update>]`. */
+/** Auth message subtypes (AuthMessageType in @hocuspocus/common, which Concord does not depend on directly). */
+export const AuthMessageType = { Token: 0, PermissionDenied: 1, Authenticated: 2 } as const;
+
+/**
+ * A client's Hocuspocus frame, fully read: `<address><type><payload>`. Only
+ * the parts Concord acts on are kept; everything else was read to prove the
+ * frame well formed.
+ */
 export interface Frame {
   address: string;
   type: number;
@@ -13,18 +20,134 @@ export interface Frame {
   update?: Uint8Array;
 }
 
-export function readFrame(bytes: Uint8Array): Frame {
-  try {
-    const decoder = decoding.createDecoder(bytes);
-    const address = decoding.readVarString(decoder);
-    const type = decoding.readVarUint(decoder);
-    if (type !== MessageType.Sync && type !== MessageType.SyncReply) return { address, type };
-    const step = decoding.readVarUint(decoder);
-    const carriesUpdate = step === messageYjsSyncStep2 || step === messageYjsUpdate;
-    return carriesUpdate ? { address, type, update: decoding.readVarUint8Array(decoder) } : { address, type };
-  } catch (error) {
-    throw new ConcordError('bad-frame', 'the message is not a well-formed Hocuspocus frame', { cause: error });
+/** A frame refused before Hocuspocus sees it; `address` is set when the frame's document could be read. */
+export class FrameRefusal extends ConcordError {
+  readonly address: string | undefined;
+
+  constructor(code: 'bad-frame' | 'bad-update', message: string, address: string | undefined, cause?: unknown) {
+    super(code, message, { cause });
+    this.address = address;
   }
+}
+
+// Frames are read once per message: the socket reads and validates each one
+// before Hocuspocus handles it, and the hooks that get the same bytes back
+// (beforeHandleMessage's `update`) find the result here.
+const framesRead = new WeakMap<Uint8Array, Frame>();
+
+/**
+ * Reads and validates every part of a client's frame, as Hocuspocus 4.7 would
+ * read it (MessageReceiver), so that a malformed one gets Concord's code
+ * before Hocuspocus closes the connection with a generic one. Throws a
+ * FrameRefusal: `bad-update` for an update that is not a Yjs update,
+ * `bad-frame` for anything else that is not well formed, for message types
+ * only the server sends, and for BroadcastStateless (server-internal).
+ */
+export function readFrame(bytes: Uint8Array): Frame {
+  const known = framesRead.get(bytes);
+  if (known) return known;
+  const decoder = decoding.createDecoder(bytes);
+  let address: string;
+  try {
+    address = decoding.readVarString(decoder);
+  } catch (error) {
+    throw new FrameRefusal('bad-frame', 'the message does not start with a readable document name', undefined, error);
+  }
+  const frame = readBody(decoder, address);
+  if (decoding.hasContent(decoder)) throw new FrameRefusal('bad-frame', 'the message has bytes after its end', address);
+  framesRead.set(bytes, frame);
+  return frame;
+}
+
+function readBody(decoder: decoding.Decoder, address: string): Frame {
+  const refuse = (what: string, cause?: unknown) => new FrameRefusal('bad-frame', what, address, cause);
+  try {
+    const type = decoding.readVarUint(decoder);
+    switch (type) {
+      case MessageType.Sync:
+      case MessageType.SyncReply:
+        return readSync(decoder, address, type);
+      case MessageType.Awareness:
+        readAwarenessUpdate(decoding.readVarUint8Array(decoder));
+        return { address, type };
+      case MessageType.Auth: {
+        const authType = decoding.readVarUint(decoder);
+        if (authType !== AuthMessageType.Token) throw refuse(`a client sends only token authentication messages, not type ${authType}`);
+        decoding.readVarString(decoder);
+        // Providers since 4.x add their version.
+        if (decoding.hasContent(decoder)) decoding.readVarString(decoder);
+        return { address, type };
+      }
+      case MessageType.Stateless:
+        decoding.readVarString(decoder);
+        return { address, type };
+      case MessageType.QueryAwareness:
+      case MessageType.CLOSE:
+        return { address, type };
+      case MessageType.BroadcastStateless:
+        throw refuse('BroadcastStateless is sent between servers only; clients send Stateless');
+      default:
+        throw refuse(`message type ${type} is not one a client sends`);
+    }
+  } catch (error) {
+    if (error instanceof FrameRefusal) throw error;
+    throw refuse('the message is not a well-formed Hocuspocus frame', error);
+  }
+}
+
+function readSync(decoder: decoding.Decoder, address: string, type: number): Frame {
+  const step = decoding.readVarUint(decoder);
+  if (step === messageYjsSyncStep1) {
+    readStateVector(decoding.readVarUint8Array(decoder));
+    return { address, type };
+  }
+  if (step !== messageYjsSyncStep2 && step !== messageYjsUpdate) {
+    throw new FrameRefusal('bad-frame', `unknown sync message type ${step}`, address);
+  }
+  const update = decoding.readVarUint8Array(decoder);
+  try {
+    readUpdateReach(update);
+  } catch (error) {
+    throw new FrameRefusal('bad-update', 'the update is not a valid Yjs update; it was not applied', address, error);
+  }
+  return { address, type, update };
+}
+
+/** A state vector: a count, then that many (client, clock) pairs, and nothing after. */
+function readStateVector(bytes: Uint8Array): void {
+  const decoder = decoding.createDecoder(bytes);
+  const clients = decoding.readVarUint(decoder);
+  for (let i = 0; i < clients; i++) {
+    decoding.readVarUint(decoder);
+    decoding.readVarUint(decoder);
+  }
+  if (decoding.hasContent(decoder)) throw new Error('bytes after the state vector');
+}
+
+/** An awareness update as y-protocols reads it: a count, then (client, clock, JSON state) triples, and nothing after. */
+function readAwarenessUpdate(bytes: Uint8Array): void {
+  const decoder = decoding.createDecoder(bytes);
+  const states = decoding.readVarUint(decoder);
+  for (let i = 0; i < states; i++) {
+    decoding.readVarUint(decoder);
+    decoding.readVarUint(decoder);
+    JSON.parse(decoding.readVarString(decoder));
+  }
+  if (decoding.hasContent(decoder)) throw new Error('bytes after the awareness states');
+}
+
+// An update's reach is read once: when its frame is validated (readFrame) and
+// again, from the same bytes, by the persistence hook.
+const reaches = new WeakMap<Uint8Array, UpdateReach>();
+
+/** The update's reach, decoded once per update (see UpdateReach). */
+export function readUpdateReach(update: Uint8Array): UpdateReach {
+  let reach = reaches.get(update);
+  if (!reach) {
+    reach = new UpdateReach(update);
+    reaches.set(update, reach);
+  }
+  return reach;
 }
 
 /**
@@ -96,6 +219,22 @@ export class UpdateReach {
 
 function raise(clocks: Map<number, number>, client: number, clock: number): void {
   clocks.set(client, Math.max(clocks.get(client) ?? -1, clock));
+}
+
+/**
+ * The start of a frame, in or out: its address, type and, where there is one,
+ * the number after the type (the sync step or auth message type). Undefined
+ * if even that cannot be read. Nothing else is checked.
+ */
+export function readHeader(bytes: Uint8Array): { address: string; type: number; subtype?: number } | undefined {
+  try {
+    const decoder = decoding.createDecoder(bytes);
+    const address = decoding.readVarString(decoder);
+    const type = decoding.readVarUint(decoder);
+    return decoding.hasContent(decoder) ? { address, type, subtype: decoding.readVarUint(decoder) } : { address, type };
+  } catch {
+    return undefined;
+  }
 }
 
 /** The message type of an outgoing frame, or undefined if it cannot be read. */

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Database as DatabaseExtension } from '@hocuspocus/extension-database';
 import { Hocuspocus } from '@hocuspocus/server';
 import { getRequestListener } from '@hono/node-server';
-import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import { WebSocketServer } from 'ws';
 import { ClientOwners } from './auth/client-owners.ts';
 import { Authorization } from './auth/extension.ts';
 import { resolveTokenKey } from './auth/keys.ts';
@@ -27,7 +27,6 @@ import { DocumentService } from './documents/service.ts';
 import type { Logger } from './log.ts';
 import { Limits } from './limits/extension.ts';
 import { createMetrics } from './metrics.ts';
-import { AckGatedSocket } from './persistence/acknowledgements.ts';
 import { Checkpointer } from './persistence/checkpoints.ts';
 import { DocumentStore } from './persistence/document-store.ts';
 import { Persistence, type RelayedContent } from './persistence/extension.ts';
@@ -43,6 +42,7 @@ import { UnloggedBeacon } from './cluster/unlogged-beacon.ts';
 import { Presence } from './presence/presence.ts';
 import { RedisPresenceBoard } from './presence/redis-board.ts';
 import { RelayedRows } from './projection/relayed-rows.ts';
+import { createSocketLimits, SocketSession, unauthenticatedQueue } from './socket/session.ts';
 import { Recorder } from './projection/recorder.ts';
 import { within } from './timeouts.ts';
 
@@ -136,6 +136,7 @@ export async function createConcord(config: Config, log: Logger) {
   );
   const hocuspocus = new Hocuspocus({
     quiet: true,
+    ...unauthenticatedQueue,
     extensions: [
       new Authorization(verify, clientOwners, log, metrics),
       // After Authorization (a refused token takes no place), before presence (a dropped awareness update is no activity).
@@ -190,19 +191,10 @@ export async function createConcord(config: Config, log: Logger) {
   const metricsServer = config.METRICS_PORT === undefined ? null : createServer(getRequestListener(createMetricsApp({ metrics, refreshGauges }).fetch));
   const sockets = new WebSocketServer({ noServer: true, maxPayload: config.MAX_MESSAGE_BYTES });
 
-  function accept(ws: WebSocket, request: IncomingMessage): void {
-    const client = hocuspocus.handleConnection(new AckGatedSocket(ws, metrics), toFetchRequest(request));
-    ws.on('message', (data: RawData, isBinary: boolean) => {
-      if (!isBinary) return ws.close(1003, 'bad-frame');
-      client.handleMessage(new Uint8Array(data as Buffer));
-    });
-    ws.on('close', (code, reason) => client.handleClose({ code, reason: reason.toString() }));
-    ws.on('error', (error) => log.info({ err: error, code: 'socket-error' }, 'WebSocket error'));
-  }
-
+  const socketLimits = createSocketLimits(config);
   httpServer.on('upgrade', (request, socket, head) => {
     socket.on('error', () => socket.destroy());
-    sockets.handleUpgrade(request, socket, head, (ws) => accept(ws, request));
+    sockets.handleUpgrade(request, socket, head, (ws) => new SocketSession(ws, toFetchRequest(request), { hocuspocus, limits: socketLimits, metrics, log }));
   });
 
   return {

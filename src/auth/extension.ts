@@ -13,7 +13,7 @@ import * as Y from 'yjs';
 import type { ConnectionContext } from '../context.ts';
 import { parseDocumentName, type DocumentName } from '../documents/name.ts';
 import { describeWrites } from '../documents/update-scope.ts';
-import { ConcordError } from '../errors.ts';
+import { ConcordError, hookRefusal } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import { readFrame } from '../protocol.ts';
@@ -68,7 +68,7 @@ export class Authorization implements Extension {
       return { principal, document };
     } catch (error) {
       this.refused(error, documentName);
-      throw error;
+      throw hookRefusal(error);
     }
   }
 
@@ -101,7 +101,9 @@ export class Authorization implements Extension {
       if (expiresLater) this.watchExpiry(connection, principal.expiresAt);
     } catch (error) {
       this.refused(error, documentName);
-      throw error;
+      // Closed here rather than thrown: Hocuspocus would print the error with console.error, then close the same way.
+      const refusal = error instanceof ConcordError ? error : new ConcordError('internal', 'the fresh token could not be checked');
+      connection.close(refusal.closeEvent);
     }
   }
 

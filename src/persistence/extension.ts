@@ -17,13 +17,13 @@ import { authorOf, isServerEdit, type ConnectionContext } from '../context.ts';
 import { toPgJson } from '../db/json.ts';
 import { kindOf } from '../documents/kinds.ts';
 import { parseDocumentName, type DocumentName } from '../documents/name.ts';
-import { ConcordError } from '../errors.ts';
+import { ConcordError, HookRefusal } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Recorder } from '../projection/recorder.ts';
 import type { RelayedRows } from '../projection/relayed-rows.ts';
 import { DocumentTracker, type DocumentChanges, type LayoutViolation } from '../projection/tracker.ts';
-import { readFrame, UpdateReach } from '../protocol.ts';
+import { readFrame, readUpdateReach } from '../protocol.ts';
 import { AckGatedSocket } from './acknowledgements.ts';
 import type { DocumentStore } from './document-store.ts';
 import { ParkedWrites, parkedBytes, type ParkingLimit, type ParkingLimits } from './parked-writes.ts';
@@ -100,7 +100,7 @@ export class Persistence implements Extension {
   async beforeHandleMessage({ connection, document, update }: beforeHandleMessagePayload): Promise<void> {
     const frame = readFrame(update);
     if (!frame.update) return;
-    const reach = new UpdateReach(frame.update);
+    const reach = readUpdateReach(frame.update);
     if (!(connection.webSocket instanceof AckGatedSocket)) return;
     // Hocuspocus answers a read-only connection's write itself, without applying it.
     const applies = !connection.readOnly;
@@ -187,7 +187,7 @@ export class Persistence implements Extension {
     const follower = this.relayed?.follower;
     if (!this.updateLog.hasPending(documentName) && !follower?.hasUnlogged(documentName)) return;
     void Promise.all([this.updateLog.whenDrained(documentName), follower?.logged(documentName)]).then(() => instance.unloadDocument(document));
-    throw new Error(`${documentName} still has updates that are not logged`);
+    throw new HookRefusal(`${documentName} still has updates that are not logged`);
   }
 
   async afterUnloadDocument({ documentName }: afterUnloadDocumentPayload): Promise<void> {

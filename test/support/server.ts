@@ -11,6 +11,8 @@ const START_TIMEOUT_MS = 60_000;
  * sets them (test/http-limits.test.ts does).
  */
 const unlimitedRequests = { HTTP_REQUESTS_PER_MINUTE: '1000000000', HTTP_ANONYMOUS_REQUESTS_PER_MINUTE: '1000000000' };
+/** Likewise the per-socket rates: suites write at full speed over one socket (test/socket-limits.test.ts sets them). */
+const unlimitedSockets = { SOCKET_MESSAGES_PER_SECOND: '1000000000', SOCKET_BYTES_PER_SECOND: '1000000000000' };
 // The server gives queued commits up to 10 s on SIGTERM.
 const STOP_TIMEOUT_MS = 15_000;
 
@@ -56,7 +58,7 @@ export class ServerProcess {
     const child = spawn(process.execPath, [...nodeArgs, script], {
       cwd: root,
       // Keep the port across restarts so reconnecting providers find the server again.
-      env: { ...process.env, AUTH_JWT_SECRET: TEST_SECRET, LOG_LEVEL: 'info', PORT: String(this.port), HOST: '127.0.0.1', ...unlimitedRequests, ...this.env },
+      env: { ...process.env, AUTH_JWT_SECRET: TEST_SECRET, LOG_LEVEL: 'info', PORT: String(this.port), HOST: '127.0.0.1', ...unlimitedRequests, ...unlimitedSockets, ...this.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.child = child;

@@ -1,0 +1,267 @@
+import { randomUUID } from 'node:crypto';
+import { MessageType, OutgoingMessage, type Hocuspocus } from '@hocuspocus/server';
+import type { RawData, WebSocket } from 'ws';
+import { refusalMessage } from '../auth/extension.ts';
+import type { Config } from '../config.ts';
+import { ConcordError } from '../errors.ts';
+import { createLimiter, type Spend } from '../limits/limiter.ts';
+import type { Logger } from '../log.ts';
+import type { Metrics } from '../metrics.ts';
+import { FrameRefusal, readFrame, readHeader } from '../protocol.ts';
+import { WatchedSocket } from './watched-socket.ts';
+
+// The burst budgets are renewed over this window (rate-limiter-flexible's fixed windows).
+const BURST_WINDOW_SECONDS = 10;
+
+/**
+ * What Hocuspocus buffers for documents that have not finished authenticating
+ * on one socket (its own defaults, set explicitly). The socket refuses a frame
+ * that would pass them before Hocuspocus sees it: Hocuspocus would close the
+ * socket too, but with a plain-text console line and a generic reason.
+ */
+export const unauthenticatedQueue = {
+  maxPendingDocuments: 100,
+  maxUnauthenticatedQueueMessages: 1_000,
+  maxUnauthenticatedQueueSize: 5 * 1024 * 1024,
+} as const;
+
+/** Message types a client needs answered: refusing one leaves its provider waiting, so the socket is closed instead. */
+const ANSWERED = new Set<number>([MessageType.Sync, MessageType.SyncReply, MessageType.Auth]);
+
+type SocketLimit = 'SOCKET_MESSAGES_PER_SECOND' | 'SOCKET_BYTES_PER_SECOND' | 'UNAUTHENTICATED_TIMEOUT_MS' | 'UNAUTHENTICATED_QUEUE';
+
+/** The per-socket budgets, shared by every socket of the process (each socket is its own key). */
+export interface SocketLimits {
+  messages: Spend;
+  bytes: Spend;
+  /** A socket refused this many messages, or bytes, in a row (a whole burst's worth) is closed: it is flooding, not bursting. */
+  floodMessages: number;
+  floodBytes: number;
+  unauthenticatedTimeoutMs: number;
+}
+
+export function createSocketLimits(config: Config): SocketLimits {
+  return {
+    messages: withBurst('SOCKET_MESSAGES_PER_SECOND', config.SOCKET_MESSAGES_PER_SECOND, config.SOCKET_MESSAGE_BURST),
+    bytes: withBurst('SOCKET_BYTES_PER_SECOND', config.SOCKET_BYTES_PER_SECOND, config.SOCKET_BYTE_BURST),
+    floodMessages: config.SOCKET_MESSAGE_BURST,
+    floodBytes: config.SOCKET_BYTE_BURST,
+    unauthenticatedTimeoutMs: config.UNAUTHENTICATED_TIMEOUT_MS,
+  };
+}
+
+/**
+ * A rate per second, plus a reserve for bursts renewed every 10 s, spent
+ * only when the rate is used up (as rate-limiter-flexible's BurstyRateLimiter
+ * does, on createLimiter's budgets). In memory: a socket lives on one instance.
+ */
+function withBurst(name: string, perSecond: number, burst: number): Spend {
+  const steady = createLimiter({ name, points: perSecond, durationSeconds: 1 }, null);
+  const reserve = createLimiter({ name: `${name}:burst`, points: burst, durationSeconds: BURST_WINDOW_SECONDS }, null);
+  return async (key, points) => ((await steady(key, points)) === null ? null : reserve(key, points));
+}
+
+export interface SocketDependencies {
+  hocuspocus: Hocuspocus;
+  limits: SocketLimits;
+  metrics: Metrics;
+  log: Logger;
+}
+
+/** What Concord tracks of a document that has not finished authenticating on this socket. */
+interface Pending {
+  messages: number;
+  bytes: number;
+  authSeen: boolean;
+  authenticated: boolean;
+}
+
+/**
+ * One WebSocket, from upgrade to close. Every frame is checked here before
+ * Hocuspocus handles it: against the socket's message and byte budgets, then
+ * read whole (protocol.ts readFrame), so that every refusal carries Concord's
+ * code and is logged as one JSON line. A malformed frame closes its document
+ * (`bad-frame`, or `bad-update`), or the whole socket when not even its
+ * document can be read. A socket that authenticates nothing within
+ * UNAUTHENTICATED_TIMEOUT_MS is closed.
+ */
+export class SocketSession {
+  private readonly ws: WebSocket;
+  private readonly socket: WatchedSocket;
+  private readonly client: ReturnType<Hocuspocus['handleConnection']>;
+  private readonly deps: SocketDependencies;
+  private readonly key = randomUUID();
+  private readonly pending = new Map<string, Pending>();
+  private readonly unauthenticatedTimer: NodeJS.Timeout;
+  /** Frames are handled one after another: budgets are spent asynchronously, and Hocuspocus must see them in order. */
+  private tail = Promise.resolve();
+  private closing = false;
+  /** Refused in a row since the last message within budget, and the documents told so. */
+  private streak = { messages: 0, bytes: 0, told: new Set<string>() };
+
+  constructor(ws: WebSocket, request: Request, deps: SocketDependencies) {
+    this.ws = ws;
+    this.deps = deps;
+    this.socket = new WatchedSocket(ws, deps.metrics, (address) => this.settled(address));
+    this.client = deps.hocuspocus.handleConnection(this.socket, request);
+    this.unauthenticatedTimer = setTimeout(() => this.checkAuthenticated(), deps.limits.unauthenticatedTimeoutMs);
+    this.unauthenticatedTimer.unref();
+
+    ws.on('message', (data: RawData, isBinary: boolean) => {
+      if (this.closing) return;
+      if (!isBinary) return this.close(1003, 'bad-frame', 'a text frame; Hocuspocus frames are binary');
+      const bytes = new Uint8Array(data as Buffer);
+      this.tail = this.tail.then(() => this.receive(bytes)).catch((error) => this.failed(error));
+    });
+    ws.on('close', (code, reason) => {
+      this.closing = true;
+      clearTimeout(this.unauthenticatedTimer);
+      this.client.handleClose({ code, reason: reason.toString() });
+    });
+    ws.on('error', (error) => deps.log.info({ err: error, code: 'socket-error' }, 'WebSocket error'));
+  }
+
+  private async receive(bytes: Uint8Array): Promise<void> {
+    const { limits } = this.deps;
+    const overMessages = (await limits.messages(this.key)) !== null;
+    const overBytes = (await limits.bytes(this.key, bytes.length)) !== null;
+    if (this.closing) return;
+    if (overMessages || overBytes) return this.overBudget(bytes, overMessages ? 'SOCKET_MESSAGES_PER_SECOND' : 'SOCKET_BYTES_PER_SECOND');
+    if (this.streak.messages > 0) this.streak = { messages: 0, bytes: 0, told: new Set() };
+
+    let frame;
+    try {
+      frame = readFrame(bytes);
+    } catch (error) {
+      if (error instanceof FrameRefusal) return this.malformed(error);
+      throw error;
+    }
+    if (!this.mayQueue(frame.address, frame.type, bytes.length)) return;
+    this.client.handleMessage(bytes);
+  }
+
+  /**
+   * Frames for a document still authenticating are buffered by Hocuspocus;
+   * past its bounds the socket is closed here, before Hocuspocus does.
+   */
+  private mayQueue(address: string, type: number, bytes: number): boolean {
+    let entry = this.pending.get(address);
+    if (!entry) {
+      if (this.socket.isOpen(address)) return true;
+      entry = { messages: 0, bytes: 0, authenticated: false, authSeen: false };
+      this.pending.set(address, entry);
+    } else if (entry.authenticated && this.established(address)) {
+      this.pending.delete(address);
+      return true;
+    }
+    // As in Hocuspocus: a document's first authentication message is handled, not buffered.
+    if (type === MessageType.Auth && !entry.authSeen) {
+      entry.authSeen = true;
+      return true;
+    }
+    entry.messages += 1;
+    entry.bytes += bytes;
+    if (this.withinQueueBounds()) return true;
+    // Documents that authenticated and were set up without another frame since are no longer buffered.
+    for (const [pendingAddress, { authenticated }] of this.pending) {
+      if (authenticated && this.established(pendingAddress)) this.pending.delete(pendingAddress);
+    }
+    if (this.withinQueueBounds()) return true;
+    this.limitReached('UNAUTHENTICATED_QUEUE', address);
+    this.close(1008, 'rate-limited', 'too much sent for documents that have not finished authenticating', address);
+    return false;
+  }
+
+  private withinQueueBounds(): boolean {
+    let messages = 0;
+    let bytes = 0;
+    for (const entry of this.pending.values()) {
+      messages += entry.messages;
+      bytes += entry.bytes;
+    }
+    const bounds = unauthenticatedQueue;
+    return this.pending.size <= bounds.maxPendingDocuments && messages <= bounds.maxUnauthenticatedQueueMessages && bytes <= bounds.maxUnauthenticatedQueueSize;
+  }
+
+  /** True once Hocuspocus has set up the document's connection on this socket (and drained what it buffered). */
+  private established(address: string): boolean {
+    const name = address.split('\0')[0]!;
+    return !!this.deps.hocuspocus.documents.get(name)?.getConnections().some((connection) => connection.webSocket === this.socket);
+  }
+
+  private settled(address: string): void {
+    const entry = this.pending.get(address);
+    if (entry && this.socket.isOpen(address)) entry.authenticated = true;
+    else this.pending.delete(address);
+  }
+
+  /**
+   * A message over budget is dropped. A write, a sync step or an
+   * authentication needs an answer the client would wait for forever (a
+   * dropped write would also leave every later write of that client parked),
+   * so then the socket is closed: the provider reconnects after its delay and
+   * sends again what the server lacks. Otherwise the document is told once per
+   * streak, and a socket that goes on sending while refused is closed.
+   */
+  private overBudget(bytes: Uint8Array, limit: SocketLimit): void {
+    const header = readHeader(bytes);
+    this.deps.metrics.limitsReached.inc({ limit });
+    this.deps.metrics.refusals.inc({ code: 'rate-limited' });
+    const streak = this.streak;
+    streak.messages += 1;
+    streak.bytes += bytes.length;
+    const reason = `over ${limit}`;
+    if (!header || ANSWERED.has(header.type)) return this.close(1008, 'rate-limited', `${reason}: a message that needs an answer`, header?.address);
+    if (streak.messages >= this.deps.limits.floodMessages || streak.bytes >= this.deps.limits.floodBytes) {
+      return this.close(1008, 'rate-limited', `${reason}: still sending after a whole burst was refused`, header.address);
+    }
+    if (streak.told.has(header.address)) return;
+    streak.told.add(header.address);
+    this.deps.log.info({ code: 'rate-limited', limit, document: header.address.slice(0, 200) }, 'refused');
+    const error = new ConcordError('rate-limited', `this socket sends more than ${limit} allows; the message was dropped`);
+    this.send(new OutgoingMessage(header.address).writeStateless(refusalMessage(error)).toUint8Array());
+  }
+
+  /** A malformed frame closes its document, or the socket when the frame's document cannot be read. */
+  private malformed(error: FrameRefusal): void {
+    const { address } = error;
+    if (address === undefined) return this.close(error.closeEvent.code, error.code, error.message);
+    this.deps.metrics.refusals.inc({ code: error.code });
+    this.deps.log.info({ code: error.code, document: address.slice(0, 200), reason: error.message }, 'refused');
+    const name = address.split('\0')[0]!;
+    const connection = this.deps.hocuspocus.documents.get(name)?.getConnections().find((open) => open.webSocket === this.socket);
+    // Hocuspocus sends the close message and forgets the document's connection.
+    if (connection) return connection.close(error.closeEvent);
+    this.send(new OutgoingMessage(address).writeCloseMessage(error.code).toUint8Array());
+  }
+
+  private checkAuthenticated(): void {
+    if (this.closing || this.socket.authenticated) return;
+    this.limitReached('UNAUTHENTICATED_TIMEOUT_MS');
+    this.close(1008, 'rate-limited', `no document authenticated within ${this.deps.limits.unauthenticatedTimeoutMs} ms`);
+  }
+
+  private limitReached(limit: SocketLimit, document?: string): void {
+    this.deps.metrics.limitsReached.inc({ limit });
+    this.deps.metrics.refusals.inc({ code: 'rate-limited' });
+    this.deps.log.info({ code: 'rate-limited', limit, document: document?.slice(0, 200) }, 'limit reached');
+  }
+
+  /** Closes the whole socket (Hocuspocus closes its documents when the socket's close event follows). */
+  private close(code: number, reason: string, why: string, document?: string): void {
+    if (this.closing) return;
+    this.closing = true;
+    if (reason !== 'rate-limited') this.deps.metrics.refusals.inc({ code: reason });
+    this.deps.log.info({ code: reason, closeCode: code, document: document?.slice(0, 200), reason: why }, 'socket closed');
+    this.ws.close(code, reason);
+  }
+
+  private send(frame: Uint8Array): void {
+    if (this.ws.readyState === this.ws.OPEN) this.ws.send(frame);
+  }
+
+  private failed(error: unknown): void {
+    this.deps.log.error({ err: error, code: 'internal' }, 'a socket message could not be handled');
+    this.close(1011, 'internal', 'internal error');
+  }
+}
