@@ -197,8 +197,9 @@ describe('pending (not yet applicable) update bytes per document are bounded by 
     expect((await documentContent(flooded)).quote.title).toBe(sameDocument.last);
     expect((await documentContent(elsewhere)).quote.title).toBe(otherDocument.last);
 
-    // What was parked was dropped: once what it depended on arrives, nothing of it applies.
-    const latecomer = await rawClient(flooded, 'dora');
+    // What was parked was dropped: once what it depended on arrives (from its owner: the clientID is
+    // mallory's, see client ownership), nothing of it applies.
+    const latecomer = await rawClient(flooded, 'mallory');
     for (const i of dropped) latecomer.ws.send(updateFrame(flooded, writes[i]!.missing));
     await waitFor('the missing writes applied', () => latecomer.syncStatuses.length === dropped.length, WAIT_MS);
     expect(latecomer.syncStatuses.every(Boolean)).toBe(true);
@@ -273,7 +274,7 @@ describe('a parked write waits at most MAX_PENDING_AGE_MS for what it depends on
     expect(attacker.syncStatuses).toEqual([true, false]);
 
     // What it depended on arrives now: the dropped write stays out.
-    const latecomer = await rawClient(name, 'dora', aged);
+    const latecomer = await rawClient(name, 'mallory', aged);
     latecomer.ws.send(updateFrame(name, write.missing));
     await waitFor('the missing write applied', () => latecomer.syncStatuses.length === 1, WAIT_MS);
     expect(latecomer.syncStatuses).toEqual([true]);
