@@ -12,7 +12,7 @@ import { refusalMessage } from '../auth/extension.ts';
 import type { TokenVerifier } from '../auth/tokens.ts';
 import type { Redis } from '../cluster/redis.ts';
 import type { Config } from '../config.ts';
-import { ConcordError } from '../errors.ts';
+import { ConcordError, HookRefusal, hookRefusal } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import { ConnectionCounts, type Owner } from './connection-counts.ts';
@@ -224,11 +224,12 @@ export class Limits implements Extension {
     else this.documentsPerSocket.delete(socketId);
   }
 
-  private refusedAtConnect(limit: string, documentName: string, owner: Owner, message: string): ConcordError {
+  /** Logged here; thrown as a HookRefusal, which Hocuspocus passes on as the reason without printing it. */
+  private refusedAtConnect(limit: string, documentName: string, owner: Owner, message: string): HookRefusal {
     const error = new ConcordError('rate-limited', message);
     this.counted(limit);
     this.configuration.log.info({ code: error.code, limit, document: documentName.slice(0, 200), userId: owner.userId, tenant: owner.tenant, reason: message }, 'refused');
-    return error;
+    return hookRefusal(error);
   }
 
   /**
