@@ -18,6 +18,8 @@ export interface Frame {
   type: number;
   /** A Yjs update carried by a sync step 2 or update message: the client writes. */
   update?: Uint8Array;
+  /** A sync step 1: the server answers with everything the sender's state vector lacks. */
+  syncRequest?: true;
 }
 
 /** A frame refused before Hocuspocus sees it; `address` is set when the frame's document could be read. */
@@ -99,7 +101,7 @@ function readSync(decoder: decoding.Decoder, address: string, type: number): Fra
   const step = decoding.readVarUint(decoder);
   if (step === messageYjsSyncStep1) {
     readStateVector(decoding.readVarUint8Array(decoder));
-    return { address, type };
+    return { address, type, syncRequest: true };
   }
   if (step !== messageYjsSyncStep2 && step !== messageYjsUpdate) {
     throw new FrameRefusal('bad-frame', `unknown sync message type ${step}`, address);

@@ -229,6 +229,8 @@ describe('per-connection limits (one instance)', () => {
     expect(raw.refusals('rate-limited')).toBe(1);
     expect(raw.stateless[0]!.message).toContain('SYNC_REQUESTS_PER_WINDOW');
     expect(await limitsReached(server, 'SYNC_REQUESTS_PER_WINDOW')).toBe(1);
+    // Refused before Hocuspocus handles it: no plain-text line beside the JSON log.
+    expect(server.logs.split('\n').filter((line) => line.trim() && !line.startsWith('{'))).toEqual([]);
     // The editor's session is untouched.
     editor.doc.getMap('quote').set('title', 'after');
     await acknowledged(editor);

@@ -35,8 +35,6 @@ type LimitSettings = Pick<
   | 'MAX_DOCUMENTS_PER_SOCKET'
   | 'MAX_CONNECTIONS_PER_USER'
   | 'MAX_CONNECTIONS_PER_TENANT'
-  | 'SYNC_REQUESTS_PER_WINDOW'
-  | 'SYNC_WINDOW_SECONDS'
 >;
 
 export interface LimitsConfiguration {
@@ -78,10 +76,10 @@ interface Place {
  *   for the whole cluster when Redis is configured;
  * - per message, before Hocuspocus applies or relays it (stateless
  *   `concord:refused`): awareness updates per second with a burst and bytes
- *   per awareness state (dropped: the connection carries on), and sync step 1
- *   requests per window (each is answered with the whole difference, so
- *   unbounded requests amplify: the request is not answered and the
- *   document's connection is closed).
+ *   per awareness state (dropped: the connection carries on).
+ *
+ * Sync requests per window are bounded by the socket (socket/session.ts),
+ * which can leave a request unanswered without an exception in Hocuspocus.
  */
 export class Limits implements Extension {
   extensionName = 'concord-limits';
@@ -92,7 +90,6 @@ export class Limits implements Extension {
   private readonly documentsPerSocket = new Map<string, number>();
   private readonly awarenessRate: Spend;
   private readonly awarenessBurst: Spend;
-  private readonly syncRequests: Spend;
   /** Connections whose awareness message being handled is dropped. */
   private readonly dropping = new WeakSet<Connection>();
   /** Per connection and limit: until when it is not told again about a rate it keeps passing. */
@@ -109,10 +106,6 @@ export class Limits implements Extension {
     this.awarenessRate = createLimiter({ name: 'AWARENESS_UPDATES_PER_SECOND', points: settings.AWARENESS_UPDATES_PER_SECOND, durationSeconds: 1 }, null);
     this.awarenessBurst = createLimiter(
       { name: 'AWARENESS_UPDATES_BURST', points: settings.AWARENESS_UPDATES_BURST, durationSeconds: AWARENESS_BURST_SECONDS },
-      null,
-    );
-    this.syncRequests = createLimiter(
-      { name: 'SYNC_REQUESTS_PER_WINDOW', points: settings.SYNC_REQUESTS_PER_WINDOW, durationSeconds: settings.SYNC_WINDOW_SECONDS },
       null,
     );
   }
@@ -158,17 +151,6 @@ export class Limits implements Extension {
     const message = classifyMessage(update);
     const { settings } = this.configuration;
     const key = `${connection.socketId}\0${documentName}`;
-    if (message.kind === 'sync-request') {
-      const wait = await this.syncRequests(key);
-      if (wait === null) return;
-      const error = new ConcordError(
-        'rate-limited',
-        `more than ${settings.SYNC_REQUESTS_PER_WINDOW} sync requests in ${settings.SYNC_WINDOW_SECONDS} s on this document (SYNC_REQUESTS_PER_WINDOW); the request was not answered and the document was closed`,
-      );
-      this.refuse(connection, 'SYNC_REQUESTS_PER_WINDOW', error, 0);
-      // Hocuspocus answers every sync step 1 it handles; a throw is the only way not to.
-      throw error;
-    }
     if (message.kind !== 'awareness') return;
     if (message.largestStateBytes > settings.AWARENESS_STATE_MAX_BYTES) {
       this.dropping.add(connection);

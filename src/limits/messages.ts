@@ -1,11 +1,8 @@
 import { MessageType } from '@hocuspocus/server';
 import * as decoding from 'lib0/decoding';
-import { messageYjsSyncStep1 } from 'y-protocols/sync';
 
 /** What a limit needs to know of one incoming frame. */
 export type LimitedMessage =
-  /** A sync step 1: the server answers with everything the sender's state vector lacks. */
-  | { kind: 'sync-request' }
   /** An awareness update, with the byte length of the largest client state (JSON) it carries. */
   | { kind: 'awareness'; largestStateBytes: number }
   | { kind: 'other' };
@@ -21,9 +18,6 @@ export function classifyMessage(frame: Uint8Array): LimitedMessage {
     const decoder = decoding.createDecoder(frame);
     decoding.readVarString(decoder);
     const type = decoding.readVarUint(decoder);
-    if (type === MessageType.Sync || type === MessageType.SyncReply) {
-      return decoding.readVarUint(decoder) === messageYjsSyncStep1 ? { kind: 'sync-request' } : { kind: 'other' };
-    }
     if (type === MessageType.Awareness) return { kind: 'awareness', largestStateBytes: largestState(decoding.readVarUint8Array(decoder)) };
     return { kind: 'other' };
   } catch {

@@ -28,12 +28,16 @@ export const unauthenticatedQueue = {
 /** Message types a client needs answered: refusing one leaves its provider waiting, so the socket is closed instead. */
 const ANSWERED = new Set<number>([MessageType.Sync, MessageType.SyncReply, MessageType.Auth]);
 
-type SocketLimit = 'SOCKET_MESSAGES_PER_SECOND' | 'SOCKET_BYTES_PER_SECOND' | 'UNAUTHENTICATED_TIMEOUT_MS' | 'UNAUTHENTICATED_QUEUE';
+type SocketLimit = 'SOCKET_MESSAGES_PER_SECOND' | 'SOCKET_BYTES_PER_SECOND' | 'SYNC_REQUESTS_PER_WINDOW' | 'UNAUTHENTICATED_TIMEOUT_MS' | 'UNAUTHENTICATED_QUEUE';
 
 /** The per-socket budgets, shared by every socket of the process (each socket is its own key). */
 export interface SocketLimits {
   messages: Spend;
   bytes: Spend;
+  /** Sync requests per document on the socket (a reopened document keeps its budget). */
+  syncRequests: Spend;
+  syncRequestsPerWindow: number;
+  syncWindowSeconds: number;
   /** A socket refused this many messages, or bytes, in a row (a whole burst's worth) is closed: it is flooding, not bursting. */
   floodMessages: number;
   floodBytes: number;
@@ -44,6 +48,9 @@ export function createSocketLimits(config: Config): SocketLimits {
   return {
     messages: withBurst('SOCKET_MESSAGES_PER_SECOND', config.SOCKET_MESSAGES_PER_SECOND, config.SOCKET_MESSAGE_BURST),
     bytes: withBurst('SOCKET_BYTES_PER_SECOND', config.SOCKET_BYTES_PER_SECOND, config.SOCKET_BYTE_BURST),
+    syncRequests: createLimiter({ name: 'SYNC_REQUESTS_PER_WINDOW', points: config.SYNC_REQUESTS_PER_WINDOW, durationSeconds: config.SYNC_WINDOW_SECONDS }, null),
+    syncRequestsPerWindow: config.SYNC_REQUESTS_PER_WINDOW,
+    syncWindowSeconds: config.SYNC_WINDOW_SECONDS,
     floodMessages: config.SOCKET_MESSAGE_BURST,
     floodBytes: config.SOCKET_BYTE_BURST,
     unauthenticatedTimeoutMs: config.UNAUTHENTICATED_TIMEOUT_MS,
@@ -92,6 +99,7 @@ export class SocketSession {
   private readonly deps: SocketDependencies;
   private readonly key = randomUUID();
   private readonly pending = new Map<string, Pending>();
+  private readonly closedForSyncRequests = new Set<string>();
   private readonly unauthenticatedTimer: NodeJS.Timeout;
   /** Frames are handled one after another: budgets are spent asynchronously, and Hocuspocus must see them in order. */
   private tail = Promise.resolve();
@@ -137,7 +145,28 @@ export class SocketSession {
       throw error;
     }
     if (!this.mayQueue(frame.address, frame.type, bytes.length)) return;
+    // A document closed for too many sync requests hears nothing more until it authenticates again.
+    if (frame.type === MessageType.Auth) this.closedForSyncRequests.delete(frame.address);
+    if (this.closedForSyncRequests.has(frame.address)) return;
+    if (frame.syncRequest && (await limits.syncRequests(`${this.key}\0${frame.address}`)) !== null) return this.tooManySyncRequests(frame.address);
     this.client.handleMessage(bytes);
+  }
+
+  /**
+   * Each sync request is answered with all the sender lacks (an empty state
+   * vector: the whole document), so past the budget one is not answered and
+   * its document is closed; the provider's next connect starts a new sync.
+   */
+  private tooManySyncRequests(address: string): void {
+    const { syncRequestsPerWindow, syncWindowSeconds } = this.deps.limits;
+    this.limitReached('SYNC_REQUESTS_PER_WINDOW', address);
+    const error = new ConcordError(
+      'rate-limited',
+      `more than ${syncRequestsPerWindow} sync requests in ${syncWindowSeconds} s on this document (SYNC_REQUESTS_PER_WINDOW); the request was not answered and the document was closed`,
+    );
+    this.send(new OutgoingMessage(address).writeStateless(refusalMessage(error)).toUint8Array());
+    this.closedForSyncRequests.add(address);
+    this.closeDocument(address, error);
   }
 
   /**
@@ -228,6 +257,11 @@ export class SocketSession {
     if (address === undefined) return this.close(error.closeEvent.code, error.code, error.message);
     this.deps.metrics.refusals.inc({ code: error.code });
     this.deps.log.info({ code: error.code, document: address.slice(0, 200), reason: error.message }, 'refused');
+    this.closeDocument(address, error);
+  }
+
+  /** Closes one document of the socket with the error's code as the reason. */
+  private closeDocument(address: string, error: ConcordError): void {
     const name = address.split('\0')[0]!;
     const connection = this.deps.hocuspocus.documents.get(name)?.getConnections().find((open) => open.webSocket === this.socket);
     // Hocuspocus sends the close message and forgets the document's connection.
