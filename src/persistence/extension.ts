@@ -18,9 +18,9 @@ import { parseDocumentName, type DocumentName } from '../documents/name.ts';
 import { ConcordError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
-import type { Recorder } from '../projection/recorder.ts';
+import type { RecordedChanges, Recorder } from '../projection/recorder.ts';
 import type { RelayedRows } from '../projection/relayed-rows.ts';
-import { DocumentTracker, type DocumentChanges, type LayoutViolation } from '../projection/tracker.ts';
+import { DocumentTracker, type LayoutViolation } from '../projection/tracker.ts';
 import { holdsAll, readFrame, readUpdateReach } from '../protocol.ts';
 import { AckGatedSocket } from './acknowledgements.ts';
 import type { DocumentStore } from './document-store.ts';
@@ -55,7 +55,7 @@ export class Persistence implements Extension {
   private readonly maxBacklogBytes: number;
   private readonly relayed?: RelayedContent;
   /** What each logged transaction changed, from `afterTransaction` until its `update` event. */
-  private readonly changesOf = new WeakMap<Y.Transaction, DocumentChanges>();
+  private readonly changesOf = new WeakMap<Y.Transaction, RecordedChanges>();
   /** Documents being loaded, with the timer of their load. */
   private readonly loading = new WeakMap<Y.Doc, () => void>();
 
@@ -165,13 +165,17 @@ export class Persistence implements Extension {
     this.relayed?.follower.forget(documentName);
   }
 
-  /** Every transaction moves the tracker on; those that will be logged keep what they changed, with the header row. */
+  /**
+   * Every transaction moves the tracker on; those that will be logged keep
+   * what they changed. With several instances, content that came from another
+   * one (relayed, or read from the log) gets its rows written here too.
+   */
   private track(document: DocumentName, tracker: DocumentTracker, transaction: Y.Transaction): void {
     try {
-      if (authorOf(transaction.origin)) this.changesOf.set(transaction, tracker.observe(transaction));
+      if (authorOf(transaction.origin)) this.changesOf.set(transaction, { ...tracker.observe(transaction), rowsNow: (ids) => tracker.rows(ids) });
       else {
-        const { rows } = tracker.follow(transaction);
-        if (isRelayed(transaction.origin)) this.relayed?.rows.touched(document, rows.members.keys(), (ids) => tracker.rows(ids));
+        const { rows, fieldChanges } = tracker.follow(transaction);
+        if (fieldChanges.length > 0 || rows.members.size > 0) this.relayed?.rows.touched(document, rows.members.keys(), (ids) => tracker.rows(ids));
       }
     } catch (error) {
       // Never let a projection bug stop an update from being applied and logged.

@@ -4,13 +4,12 @@ import { appendUpdates, findLoggedUpdate, type NewUpdate } from '../db/updates.t
 import type { DocumentName } from '../documents/name.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
-import type { Recorded } from '../projection/recorder.ts';
-import type { DocumentChanges } from '../projection/tracker.ts';
+import type { Recorded, RecordedChanges } from '../projection/recorder.ts';
 import { retryUntilDone } from './retry.ts';
 
 /** An update to log, with what it changed (for the audit rows and tables written in the same transaction). */
 export interface LogEntry extends NewUpdate {
-  changes?: DocumentChanges;
+  changes?: RecordedChanges;
 }
 
 interface Queued extends LogEntry {

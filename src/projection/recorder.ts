@@ -5,13 +5,21 @@ import type { NewUpdate } from '../db/updates.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import { tableChanges } from './tables.ts';
-import type { DocumentChanges } from './tracker.ts';
+import type { DocumentChanges, RowChanges } from './tracker.ts';
+
+/**
+ * What an update changed (its audit rows and which rows it touched), and a
+ * reader of its document's rows as they are when the commit writes them.
+ */
+export interface RecordedChanges extends DocumentChanges {
+  rowsNow(memberIds: ReadonlySet<string>): RowChanges;
+}
 
 /** A logged update with what it changed (none when reading the transaction failed). */
 export interface Recorded {
   update: NewUpdate;
   seq: number;
-  changes?: DocumentChanges;
+  changes?: RecordedChanges;
 }
 
 /**

@@ -22,12 +22,13 @@ interface Pending {
 
 /**
  * Keeps the tables right when several instances write one document. Each
- * instance projects the updates it logs from its own copy of the document,
- * which may not hold another instance's concurrent edit yet; so each instance
- * also writes the rows that relayed updates touched, after its own commits.
- * Every instance's last write is then of the document all of them converged
- * to, whichever lands last. Audit rows are never written here: they belong to
- * the instance that logged the update.
+ * instance writes the rows of the updates it logs; content that reaches this
+ * instance from another one (relayed through Redis, or read from the log)
+ * changes rows here too (another instance's concurrent lines move this one's),
+ * so this instance writes those rows as well. Like a commit's, the rows are
+ * read when written, under the document's row lock (see `tableChanges`): the
+ * last write of a row reads the document every copy converged to. Audit rows
+ * are never written here: they belong to the instance that logged the update.
  */
 export class RelayedRows {
   private readonly pending = new Map<string, Pending>();
@@ -72,7 +73,7 @@ export class RelayedRows {
   }
 
   private async flush(name: string): Promise<void> {
-    // After this instance's own commits of the document, so its writes land in the order its copy changed.
+    // Rows are read when written, so waiting is not needed for correctness; it saves writing what a commit on its way writes anyway.
     await this.updateLog.committedSoFar(name).catch(() => {});
     const pending = this.pending.get(name);
     if (!pending) return;
@@ -83,7 +84,7 @@ export class RelayedRows {
         () =>
           this.db.transaction(document.tenant, async (sql) => {
             await lockDocuments(sql, [name]);
-            // Read now, after this instance's own commits of what it held: never older than a row it logged.
+            // Read now, under the lock: never older than a row another write already landed.
             const rows = pending.rows(pending.memberIds);
             await writeRelayedRows(sql, document, rows, (await documentVersion(sql, name)) ?? 0);
           }),

@@ -22,17 +22,45 @@ interface DocumentRows {
  * The statements writing the rows of a commit's updates to the kinds' tables,
  * so the tables show the document as of its last committed update
  * (`version`). A commit with many updates of one document writes each row once.
+ *
+ * The rows' values are read from the document now, not when each update was
+ * applied: logging the updates holds the documents' row locks, so every write
+ * of a document's rows (this commit, another instance's commit, a relayed-rows
+ * write) reads its instance's copy while it is the only writer, and lands in
+ * the order it read. Each instance's copy only grows, and every change of a row
+ * in it is followed by such a write; so whichever write of a row lands last
+ * reads the document that every copy converged to. Values read when an update
+ * was applied could land after a newer write of the same row (another
+ * instance's concurrent lines had since moved it) and stay wrong.
  */
 export function tableChanges(updates: Array<Required<Recorded>>): Statement[] {
-  const byDocument = new Map<string, DocumentRows>();
+  const byDocument = new Map<string, Touched>();
   for (const { update, seq, changes } of updates) {
     const stamp: Stamp = { updated_at: update.receivedAt.toISOString(), updated_by: update.userId };
-    const rows = byDocument.get(update.document.name) ?? { document: update.document, header: {}, members: new Map() };
-    rows.header = { ...changes.rows.header, version: seq, ...stamp };
-    for (const [id, member] of changes.rows.members) rows.members.set(id, member && { ...member, ...stamp });
-    byDocument.set(update.document.name, rows);
+    const members = byDocument.get(update.document.name)?.members ?? new Map<string, Stamp>();
+    // Later updates override earlier ones: a row is stamped by the last update that touched it.
+    for (const id of changes.rows.members.keys()) members.set(id, stamp);
+    byDocument.set(update.document.name, { document: update.document, version: seq, stamp, members, rowsNow: changes.rowsNow });
   }
-  return rowStatements([...byDocument.values()]);
+  return rowStatements(
+    [...byDocument.values()].map(({ document, version, stamp, members, rowsNow }) => {
+      const rows = rowsNow(new Set(members.keys()));
+      return {
+        document,
+        header: { ...rows.header, version, ...stamp },
+        members: new Map([...rows.members].map(([id, row]) => [id, row && { ...row, ...members.get(id)! }])),
+      };
+    }),
+  );
+}
+
+/** What a commit's updates of one document touched: the header (always) and these members, each with its last update's stamp. */
+interface Touched {
+  document: DocumentName;
+  version: number;
+  stamp: Stamp;
+  members: Map<string, Stamp>;
+  rowsNow: (memberIds: ReadonlySet<string>) => RowChanges;
 }
 
 /** Makes a document's tables equal `rows` (all of them) at `version`, removing members it no longer has. */
