@@ -4,7 +4,7 @@ import { quote } from '../src/documents/quote.ts';
 import type { ServerProcess } from './support/server.ts';
 import { acknowledged, waitFor, type Client } from './support/clients.ts';
 import { clusterFixture } from './support/cluster.ts';
-import { postgresUrl } from './support/database.ts';
+import { postgresTitle, postgresUrl } from './support/database.ts';
 import { api, typeInto } from './support/documents.ts';
 import { openTestDatabase, rowsOf } from './support/inspect.ts';
 import { token } from './support/tokens.ts';
@@ -108,7 +108,7 @@ async function tableDifferences(db: Awaited<ReturnType<typeof openTestDatabase>>
   return differences;
 }
 
-describe.skipIf(!postgresUrl)('tables with concurrent writers on two instances (two instances share one PostgreSQL)', () => {
+describe.skipIf(!postgresUrl)(postgresTitle('tables with concurrent writers on two instances (they share one PostgreSQL)'), () => {
   it('four writers, two per instance, adding, moving, removing and editing lines at full speed: after quiet every row and column equals the document', async () => {
     const { servers, storage } = await start([{}, {}]);
     const db = await openTestDatabase(storage);

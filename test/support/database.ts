@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -13,6 +14,8 @@ export interface TestStorage {
   kind: 'postgres' | 'pglite';
   dataDir: string;
   databaseUrl?: string;
+  /** PGlite: where a running server answers a test's statements (test/support/pglite-window.ts). */
+  windowPort?: number;
   /** The env a server started on this storage needs. */
   env: Record<string, string>;
   drop(): Promise<void>;
@@ -20,16 +23,39 @@ export interface TestStorage {
 
 export const postgresUrl = process.env.TEST_DATABASE_URL || undefined;
 
+/**
+ * What every test that needs a real PostgreSQL says when it is skipped (in its
+ * title or its skip note): the run's summary (test/support/skip-summary.ts) and
+ * CI (.ci/run) count skipped tests by it.
+ */
+export const NEEDS_POSTGRES = 'needs PostgreSQL: set TEST_DATABASE_URL';
+
+/** Why a PostgreSQL-only test is skipped in this run: NEEDS_POSTGRES without TEST_DATABASE_URL, else ''. */
+export const postgresSkip = postgresUrl ? '' : NEEDS_POSTGRES;
+
+/** The title of a suite that needs PostgreSQL; naming the reason when it is skipped. */
+export function postgresTitle(title: string): string {
+  return postgresUrl ? title : `${title} [${NEEDS_POSTGRES}]`;
+}
+
 /** Both backends, for suites that run on each; PostgreSQL's reason to skip when TEST_DATABASE_URL is not set. */
 export const backends = [
   { kind: 'pglite' as const, reason: '' },
-  { kind: 'postgres' as const, reason: postgresUrl ? '' : 'TEST_DATABASE_URL is not set' },
+  { kind: 'postgres' as const, reason: postgresSkip },
 ];
 
 export async function createStorage(kind: 'postgres' | 'pglite' = postgresUrl ? 'postgres' : 'pglite', adminUrl = postgresUrl): Promise<TestStorage> {
   const dataDir = mkdtempSync(join(tmpdir(), 'concord-test-'));
   if (kind === 'pglite') {
-    return { kind, dataDir, env: { DATA_DIR: dataDir }, drop: async () => rmSync(dataDir, { recursive: true, force: true }) };
+    const windowPort = await freePort();
+    const window = `--import=${new URL('./pglite-window.ts', import.meta.url).href}`;
+    return {
+      kind,
+      dataDir,
+      windowPort,
+      env: { DATA_DIR: dataDir, PGLITE_WINDOW_PORT: String(windowPort), NODE_OPTIONS: [process.env.NODE_OPTIONS, window].filter(Boolean).join(' ') },
+      drop: async () => rmSync(dataDir, { recursive: true, force: true }),
+    };
   }
   if (!adminUrl) throw new Error('TEST_DATABASE_URL is not set');
   const database = `concord_test_${randomBytes(6).toString('hex')}`;
@@ -47,6 +73,16 @@ export async function createStorage(kind: 'postgres' | 'pglite' = postgresUrl ? 
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer().once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
 }
 
 async function adminQuery(adminUrl: string, text: string): Promise<void> {
