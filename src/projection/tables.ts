@@ -1,6 +1,7 @@
 import { runTogether, type Sql, type Statement } from '../db/database.ts';
-import { deleteMembers, deleteMembersExcept, upsertRows } from '../db/tables.ts';
+import { deleteMembers, deleteMembersExcept, differingRows, upsertRows } from '../db/tables.ts';
 import type { DocumentName } from '../documents/name.ts';
+import type { TableSpec } from '../documents/kind.ts';
 import type { Json } from '../documents/layout.ts';
 import { kindOf, kinds } from '../documents/kinds.ts';
 import type { Recorded } from './recorder.ts';
@@ -78,6 +79,22 @@ export async function writeRelayedRows(sql: Sql, document: DocumentName, rows: R
   await runTogether(sql, rowStatements([unattributed(document, rows, version)], { keepStamps: true }));
 }
 
+/**
+ * Compares a document's stored rows with `rows` (all of them: the document at
+ * `version`) and rewrites those that differ, keeping their stamps; returns the
+ * ids of the member rows that differed and whether the header row did.
+ */
+export async function repairTables(sql: Sql, document: DocumentName, rows: RowChanges, version: number): Promise<{ header: boolean; members: string[] }> {
+  const { header, members } = kindOf(document.kind).tables;
+  const headerDiffers = (await differingRows(sql, versioned(header), [{ ...rows.header, version }], { column: 'id', value: document.id })).length > 0;
+  const stored = [...rows.members.values()].filter((row) => row !== null).map((row) => ({ ...row, [members.parentColumn]: document.id }));
+  const memberIds = await differingRows(sql, members, stored, { column: members.parentColumn, value: document.id });
+  if (headerDiffers || memberIds.length > 0) {
+    await writeRelayedRows(sql, document, { header: rows.header, members: new Map(memberIds.map((id) => [id, rows.members.get(id) ?? null])) }, version);
+  }
+  return { header: headerDiffers, members: memberIds };
+}
+
 /** Rows stamped "now, by nobody": what is known when they are not an update's own. */
 function unattributed(document: DocumentName, rows: RowChanges, version: number): DocumentRows {
   const stamp: Stamp = { updated_at: new Date().toISOString(), updated_by: null };
@@ -86,6 +103,15 @@ function unattributed(document: DocumentName, rows: RowChanges, version: number)
 }
 
 const stampColumns = { updated_at: 'timestamptz', updated_by: 'text' };
+
+function stamped<Table extends TableSpec>(table: Table): Table {
+  return { ...table, columns: { ...table.columns, ...stampColumns } };
+}
+
+/** A header table with the version of the document its row shows. */
+function versioned(header: TableSpec): TableSpec {
+  return { ...header, columns: { ...header.columns, version: 'bigint' } };
+}
 
 /** One statement per table for all documents of a kind; `keepStamps` leaves existing rows' stamps as they are. */
 function rowStatements(documents: DocumentRows[], { keepStamps = false } = {}): Statement[] {
@@ -99,9 +125,9 @@ function rowStatements(documents: DocumentRows[], { keepStamps = false } = {}): 
       [...rows.members.values()].filter((row) => row !== null).map((row) => ({ ...row, [members.parentColumn]: rows.document.id })),
     );
     return [
-      upsertRows({ ...header, columns: { ...header.columns, version: 'bigint', ...stampColumns } }, ofKind.map((rows) => rows.header), keep),
+      upsertRows(stamped(versioned(header)), ofKind.map((rows) => rows.header), keep),
       deleteMembers(members, removed),
-      upsertRows({ ...members, columns: { ...members.columns, ...stampColumns } }, upserts, keep),
+      upsertRows(stamped(members), upserts, keep),
     ].filter((statement) => statement !== null);
   });
 }
