@@ -108,6 +108,7 @@ async function tableDifferences(db: Awaited<ReturnType<typeof openTestDatabase>>
   return differences;
 }
 
+// Instances share one database: the embedded PGlite is one process's, so this needs PostgreSQL.
 describe.skipIf(!postgresUrl)(postgresTitle('tables with concurrent writers on two instances (they share one PostgreSQL)'), () => {
   it('four writers, two per instance, adding, moving, removing and editing lines at full speed: after quiet every row and column equals the document', async () => {
     const { servers, storage } = await start([{}, {}]);

@@ -42,6 +42,7 @@ function rendered(client: Client, name: string) {
   return renderDocument(parseDocumentName(name), client.doc);
 }
 
+// Instances share one database: the embedded PGlite is one process's, so this needs PostgreSQL.
 describe.skipIf(!postgresUrl)(postgresTitle('several instances through Redis'), () => {
   it('edits and cursors cross both ways; presence on either instance lists both users; each instance has its own identity', async () => {
     const { servers, storage, redis } = await cluster(2);

@@ -47,6 +47,7 @@ async function listed(server: ServerProcess, name: string): Promise<{ users: str
   return { users: users.map((user) => `${user.userId}@${user.instance}`).sort(), complete };
 }
 
+// Instances share one database: the embedded PGlite is one process's, so this needs PostgreSQL.
 describe.skipIf(!postgresUrl)(postgresTitle('presence across instances'), () => {
   it('the first state a client sends already carries its token\'s identity; a CSS hex colour is kept, anything else dropped', async () => {
     const { servers } = await start([{}, {}]);
