@@ -6,7 +6,7 @@ import { parseDocumentName } from '../src/documents/name.ts';
 import { renderDocument } from '../src/documents/service.ts';
 import { runCli } from './support/cli.ts';
 import { acknowledged, connect, synced, waitFor } from './support/clients.ts';
-import { createStorage, postgresTitle, postgresUrl, type TestStorage } from './support/database.ts';
+import { createReadableStorage, postgresTitle, postgresUrl, type TestStorage } from './support/database.ts';
 import { addLine, api, lineById } from './support/documents.ts';
 import { loggedUpdates, openTestDatabase, rowsOf } from './support/inspect.ts';
 import { ServerProcess } from './support/server.ts';
@@ -21,7 +21,7 @@ afterEach(async () => {
 });
 
 async function setUp(env: Record<string, string> = {}) {
-  const storage = await createStorage();
+  const storage = await createReadableStorage();
   cleanups.push(() => storage.drop());
   const server = await new ServerProcess({ ...storage.env, CHECKPOINT_EVERY: String(CHECKPOINT_EVERY), ...env }).start();
   cleanups.push(() => server.stop('SIGKILL'));

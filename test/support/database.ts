@@ -47,15 +47,7 @@ export const backends = [
 export async function createStorage(kind: 'postgres' | 'pglite' = postgresUrl ? 'postgres' : 'pglite', adminUrl = postgresUrl): Promise<TestStorage> {
   const dataDir = mkdtempSync(join(tmpdir(), 'concord-test-'));
   if (kind === 'pglite') {
-    const windowPort = await freePort();
-    const window = `--import=${new URL('./pglite-window.ts', import.meta.url).href}`;
-    return {
-      kind,
-      dataDir,
-      windowPort,
-      env: { DATA_DIR: dataDir, PGLITE_WINDOW_PORT: String(windowPort), NODE_OPTIONS: [process.env.NODE_OPTIONS, window].filter(Boolean).join(' ') },
-      drop: async () => rmSync(dataDir, { recursive: true, force: true }),
-    };
+    return { kind, dataDir, env: { DATA_DIR: dataDir }, drop: async () => rmSync(dataDir, { recursive: true, force: true }) };
   }
   if (!adminUrl) throw new Error('TEST_DATABASE_URL is not set');
   const database = `concord_test_${randomBytes(6).toString('hex')}`;
@@ -73,6 +65,20 @@ export async function createStorage(kind: 'postgres' | 'pglite' = postgresUrl ? 
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Storage a test reads (with `openTestDatabase`) while a server runs on it.
+ * PGlite is the server process's alone, so there the server opens a window
+ * for the test (test/support/pglite-window.ts).
+ */
+export async function createReadableStorage(kind?: 'postgres' | 'pglite'): Promise<TestStorage> {
+  const storage = await createStorage(kind);
+  if (storage.kind !== 'pglite') return storage;
+  const windowPort = await freePort();
+  const window = `--import=${new URL('./pglite-window.ts', import.meta.url).href}`;
+  const NODE_OPTIONS = [process.env.NODE_OPTIONS, window].filter(Boolean).join(' ');
+  return { ...storage, windowPort, env: { ...storage.env, PGLITE_WINDOW_PORT: String(windowPort), NODE_OPTIONS } };
 }
 
 function freePort(): Promise<number> {

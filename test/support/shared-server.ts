@@ -1,7 +1,7 @@
 import { afterAll, beforeAll } from 'vitest';
 import type { Database } from '../../src/db/database.ts';
 import { connect, synced, type Client } from './clients.ts';
-import { createStorage, type TestStorage } from './database.ts';
+import { createReadableStorage, type TestStorage } from './database.ts';
 import { openTestDatabase } from './inspect.ts';
 import { ServerProcess } from './server.ts';
 import { token } from './tokens.ts';
@@ -29,7 +29,7 @@ export function sharedServer(env: Record<string, string> = {}) {
     },
   };
   beforeAll(async () => {
-    storage = await createStorage();
+    storage = await createReadableStorage();
     shared.server = await new ServerProcess({ ...storage.env, ...env }).start();
     shared.db = await openTestDatabase(storage);
   });
