@@ -160,7 +160,12 @@ export class UpdateLog {
                 if (landed) return { seqs: landed, remember: () => this.options.landedUnseen(documentNames(group)) };
               }
               const seqs = await appendUpdates(sql, group);
-              const recorded = group.map((entry, index) => ({ update: entry, seq: seqs[index]!, changes: entry.changes }));
+              const recorded = group.map((entry, index) => ({
+                update: entry,
+                seq: seqs[index]!,
+                changes: entry.changes,
+                newerQueued: () => this.queuedAfter(entry.document.name, group),
+              }));
               return { seqs, remember: await this.options.record(sql, recorded) };
             });
           } catch (error) {
@@ -188,6 +193,12 @@ export class UpdateLog {
     this.failing = false;
     outcome.remember();
     this.settle(group, outcome.seqs);
+  }
+
+  /** True while updates of `name` newer than those in `group` (being committed) wait to be committed. */
+  private queuedAfter(name: string, group: Queued[]): boolean {
+    const inGroup = group.filter((entry) => entry.document.name === name).length;
+    return (this.pending.get(name)?.count ?? 0) > inGroup;
   }
 
   /**

@@ -149,8 +149,12 @@ export class RelayedRows {
         return { version, ...(await repairTables(sql, document, copy.rows(), version)) };
       });
     });
-    if (repaired === undefined || repaired === 'gone' || this.pending.has(name) || this.checks.has(name)) return;
-    if (repaired === 'later') return this.scheduleCheck(document, copy);
+    if (repaired === undefined || repaired === 'gone') return;
+    if (repaired === 'later') {
+      // Unless a flush to come schedules one anyway.
+      if (!this.pending.has(name) && !this.checks.has(name)) this.scheduleCheck(document, copy);
+      return;
+    }
     if (!repaired.header && repaired.members.length === 0) return;
     this.metrics.persistenceErrors.inc({ operation: 'tables-out-of-step' });
     this.log.warn(

@@ -4,10 +4,10 @@ import type { DocumentName } from '../documents/name.ts';
 import type { TableSpec } from '../documents/kind.ts';
 import type { Json } from '../documents/layout.ts';
 import { kindOf, kinds } from '../documents/kinds.ts';
-import type { Recorded } from './recorder.ts';
+import type { Recorded, RecordedChanges } from './recorder.ts';
 import type { RowChanges } from './tracker.ts';
 
-interface Stamp {
+export interface Stamp {
   updated_at: string;
   updated_by: string | null;
 }
@@ -22,37 +22,54 @@ interface DocumentRows {
 /**
  * The statements writing the rows of a commit's updates to the kinds' tables,
  * so the tables show the document as of its last committed update
- * (`version`). A commit with many updates of one document writes each row once.
+ * (`version`). A commit with many updates of one document writes each row
+ * once. Also returns, per document of the commit, the rows owed after it.
  *
- * The rows' values are read from the document now, not when each update was
- * applied: logging the updates holds the documents' row locks, so every write
- * of a document's rows (this commit, another instance's commit, a relayed-rows
- * write) reads its instance's copy while it is the only writer, and lands in
- * the order it read. Each instance's copy only grows, and every change of a row
- * in it is followed by such a write; so whichever write of a row lands last
- * reads the document that every copy converged to. Values read when an update
- * was applied could land after a newer write of the same row (another
- * instance's concurrent lines had since moved it) and stay wrong.
+ * The rows' values are read from the document as it is now, not as it was
+ * when each update was applied: logging the updates holds the documents' row
+ * locks, so every write of a document's rows (this commit, another instance's
+ * commit, a relayed-rows write) reads its instance's copy while it is the only
+ * writer, and lands in the order it read. Each copy only grows, and every
+ * change of a row in it is followed by such a write; so whichever write of a
+ * row lands last reads the document every copy converged to. (Values read
+ * when an update was applied could land after another instance's newer write
+ * of the same row, its concurrent lines having moved it, and stay wrong.)
+ *
+ * Except while newer updates of the document wait to be committed here: the
+ * copy holds them, and the tables must never show what the log lacks (the
+ * process could die first). Then the rows are written as of this commit's
+ * last update and owed: the commit that empties the queue reads them again.
  */
-export function tableChanges(updates: Array<Required<Recorded>>): Statement[] {
+export function tableChanges(
+  updates: Array<Required<Recorded>>,
+  /** Per document, members whose rows an earlier commit wrote as they were when its updates were applied, with their stamps. */
+  owed: ReadonlyMap<string, ReadonlyMap<string, Stamp>>,
+): { statements: Statement[]; owed: Map<string, ReadonlyMap<string, Stamp> | null> } {
   const byDocument = new Map<string, Touched>();
-  for (const { update, seq, changes } of updates) {
+  for (const { update, seq, changes, newerQueued } of updates) {
+    const name = update.document.name;
     const stamp: Stamp = { updated_at: update.receivedAt.toISOString(), updated_by: update.userId };
-    const members = byDocument.get(update.document.name)?.members ?? new Map<string, Stamp>();
+    const previous = byDocument.get(name);
+    const members = previous?.members ?? new Map(owed.get(name));
+    const applied = previous?.applied ?? new Map<string, Record<string, Json> | null>();
     // Later updates override earlier ones: a row is stamped by the last update that touched it.
-    for (const id of changes.rows.members.keys()) members.set(id, stamp);
-    byDocument.set(update.document.name, { document: update.document, version: seq, stamp, members, rowsNow: changes.rowsNow });
+    for (const [id, row] of changes.rows.members) {
+      members.set(id, stamp);
+      applied.set(id, row && { ...row, ...stamp });
+    }
+    byDocument.set(name, { document: update.document, version: seq, stamp, members, applied, appliedHeader: changes.rows.header, rowsNow: changes.rowsNow, newerQueued });
   }
-  return rowStatements(
-    [...byDocument.values()].map(({ document, version, stamp, members, rowsNow }) => {
-      const rows = rowsNow(new Set(members.keys()));
-      return {
-        document,
-        header: { ...rows.header, version, ...stamp },
-        members: new Map([...rows.members].map(([id, row]) => [id, row && { ...row, ...members.get(id)! }])),
-      };
-    }),
-  );
+  const owedAfter = new Map<string, ReadonlyMap<string, Stamp> | null>();
+  const rows = [...byDocument.values()].map(({ document, version, stamp, members, applied, appliedHeader, rowsNow, newerQueued }): DocumentRows => {
+    if (newerQueued()) {
+      owedAfter.set(document.name, members);
+      return { document, header: { ...appliedHeader, version, ...stamp }, members: applied };
+    }
+    owedAfter.set(document.name, null);
+    const now = rowsNow(new Set(members.keys()));
+    return { document, header: { ...now.header, version, ...stamp }, members: new Map([...now.members].map(([id, row]) => [id, row && { ...row, ...members.get(id)! }])) };
+  });
+  return { statements: rowStatements(rows), owed: owedAfter };
 }
 
 /** What a commit's updates of one document touched: the header (always) and these members, each with its last update's stamp. */
@@ -61,7 +78,11 @@ interface Touched {
   version: number;
   stamp: Stamp;
   members: Map<string, Stamp>;
-  rowsNow: (memberIds: ReadonlySet<string>) => RowChanges;
+  /** The rows as they were when the updates were applied (the header: after the last one). */
+  applied: Map<string, Record<string, Json> | null>;
+  appliedHeader: Record<string, Json>;
+  rowsNow: RecordedChanges['rowsNow'];
+  newerQueued: () => boolean;
 }
 
 /** Makes a document's tables equal `rows` (all of them) at `version`, removing members it no longer has. */
