@@ -1,12 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
+import type { Database } from '../src/db/database.ts';
+import { parseDocumentName } from '../src/documents/name.ts';
 import { quote } from '../src/documents/quote.ts';
-import type { ServerProcess } from './support/server.ts';
-import { acknowledged, waitFor, type Client } from './support/clients.ts';
+import { renderDocument } from '../src/documents/service.ts';
+import { replay } from '../src/persistence/replay.ts';
+import { ServerProcess } from './support/server.ts';
+import { acknowledged, connect, synced, waitFor, type Client } from './support/clients.ts';
 import { clusterFixture } from './support/cluster.ts';
-import { postgresTitle, postgresUrl } from './support/database.ts';
+import { createStorage, postgresTitle, postgresUrl } from './support/database.ts';
 import { api, typeInto } from './support/documents.ts';
-import { openTestDatabase, rowsOf } from './support/inspect.ts';
+import { loggedUpdates, openTestDatabase, rowsOf } from './support/inspect.ts';
 import { token } from './support/tokens.ts';
 
 const { start, open, defer } = clusterFixture();
@@ -74,11 +78,32 @@ function comparable(column: string, value: unknown): unknown {
   return numericColumns.has(column) ? Number(value) : value;
 }
 
-/** Every way `quote_lines` and `quotes` differ from the document as the HTTP API reads it from the log, in words; empty when they agree. */
-async function tableDifferences(db: Awaited<ReturnType<typeof openTestDatabase>>, server: ServerProcess): Promise<string[]> {
+interface Logged {
+  version: number;
+  content: any;
+}
+
+/** The quote as the HTTP API reads it from the log. */
+async function throughApi(server: ServerProcess): Promise<Logged> {
   const read = await api(server.httpUrl, await token({ sub: 'checker', role: 'viewer' }), 'GET', `/api/documents/quote/${QUOTE_ID}`);
   expect(read.status).toBe(200);
-  const { version, content } = read.body as { version: number; content: any };
+  return read.body;
+}
+
+/** The quote replayed here from `document_updates`. */
+async function replayed(db: Database): Promise<Logged> {
+  const rows = await loggedUpdates(db, 'acme', NAME);
+  const doc = replay(null, rows);
+  try {
+    return { version: rows.length, content: renderDocument(parseDocumentName(NAME), doc) };
+  } finally {
+    doc.destroy();
+  }
+}
+
+/** Every way `quote_lines` and `quotes` differ from the logged document (through `server`'s API or, without one, replayed here), in words; empty when they agree. */
+async function tableDifferences(db: Database, server?: ServerProcess): Promise<string[]> {
+  const { version, content } = server ? await throughApi(server) : await replayed(db);
   const expected = new Map<string, Record<string, unknown>>();
   (content.lines as Array<Record<string, any>>).forEach((fields, position) => {
     // Of members sharing an id (two concurrent moves of one line), the first has the row.
@@ -183,5 +208,31 @@ describe.skipIf(!postgresUrl)(postgresTitle('tables with concurrent writers on t
     await waitFor('the repair in the log', () => repairs().length > 0);
     expect(repairs()).toEqual([expect.objectContaining({ level: 40, document: NAME, rows: 2, header: false })]);
     expect(repairs()[0].ids.sort()).toEqual(['b', 'c']);
+  });
+});
+
+describe('tables after a crash', () => {
+  it('SIGKILL while a writer adds, moves and edits lines: the tables equal the logged document, never an update the log lacks', async () => {
+    const storage = await createStorage();
+    defer(() => storage.drop());
+    const server = await new ServerProcess(storage.env).start();
+    defer(() => server.stop('SIGKILL'));
+    const writer = connect(server.wsUrl, NAME, await token({ sub: 'alice' }));
+    defer(() => writer.provider.destroy());
+    await synced(writer);
+    const next = random(Date.now());
+    // Edits keep arriving while earlier ones commit, until the process dies between two of them.
+    const until = Date.now() + 2_000;
+    for (let step = 0; Date.now() < until; step++) {
+      edit(writer, 'alice', step, next);
+      await new Promise((resolve) => setTimeout(resolve, 2));
+    }
+    await server.stop('SIGKILL');
+    writer.provider.destroy();
+
+    const db = await openTestDatabase(storage);
+    defer(() => db.close());
+    expect((await replayed(db)).version).toBeGreaterThan(50);
+    expect(await tableDifferences(db)).toEqual([]);
   });
 });
