@@ -96,19 +96,23 @@ export class RelayedRows {
   }
 
   private async flush(name: string): Promise<void> {
-    // Rows are read when written, so waiting is not needed for correctness; it saves writing what a commit on its way writes anyway.
-    await this.updateLog.committedSoFar(name).catch(() => {});
     const pending = this.pending.get(name);
     if (!pending) return;
     this.pending.delete(name);
     const { document, copy } = pending;
-    await this.retrying(name, 'relayed-rows-failed', 'writing rows of relayed changes', () =>
-      this.db.transaction(document.tenant, async (sql) => {
-        await lockDocuments(sql, [name]);
-        // Read now, under the lock: never older than a row another write already landed.
-        await writeRelayedRows(sql, document, copy.rows(pending.memberIds), (await documentVersion(sql, name)) ?? 0);
-      }),
-    );
+    for (let written: boolean | undefined = false; written === false; ) {
+      // The copy holds this instance's queued updates too, and the tables never show what the log lacks (see tableChanges).
+      await this.updateLog.committedSoFar(name).catch(() => {});
+      written = await this.retrying(name, 'relayed-rows-failed', 'writing rows of relayed changes', () =>
+        this.db.transaction(document.tenant, async (sql) => {
+          await lockDocuments(sql, [name]);
+          if (this.updateLog.hasPending(name)) return false;
+          // Read now, under the lock: never older than a row another write already landed.
+          await writeRelayedRows(sql, document, copy.rows(pending.memberIds), (await documentVersion(sql, name)) ?? 0);
+          return true;
+        }),
+      );
+    }
     if (!this.pending.has(name)) this.scheduleCheck(document, copy);
   }
 
