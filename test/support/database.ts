@@ -25,8 +25,9 @@ export const postgresUrl = process.env.TEST_DATABASE_URL || undefined;
 
 /**
  * What every test that needs a real PostgreSQL says when it is skipped (in its
- * title or its skip note): the run's summary (test/support/skip-summary.ts) and
- * CI (.ci/run) count skipped tests by it.
+ * title or its skip note): the run's summary (test/support/skip-summary.ts)
+ * counts skipped tests by it, and CI (.ci/check-results.ts) leaves it out of
+ * titles to match a test across its PostgreSQL and PGlite passes.
  */
 export const NEEDS_POSTGRES = 'needs PostgreSQL: set TEST_DATABASE_URL';
 
