@@ -1,4 +1,5 @@
 import { defineConfig } from 'vitest/config';
+import { SkipSummary } from './test/support/skip-summary.ts';
 
 export default defineConfig({
   test: {
@@ -7,5 +8,6 @@ export default defineConfig({
     fileParallelism: false,
     testTimeout: 120_000,
     hookTimeout: 120_000,
+    reporters: ['default', new SkipSummary()],
   },
 });

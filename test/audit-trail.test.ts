@@ -20,7 +20,9 @@ function edit(seq: number, user: string, field: 'notes' | 'customerName', value:
     changes: {
       fieldChanges: [{ entity: 'quote', entityId: 'bursts', field, action: 'update', oldValue: null, newValue: value, text: field === 'notes' }],
       rows: { header: {}, members: new Map() },
+      rowsNow: () => ({ header: {}, members: new Map() }),
     },
+    newerQueued: () => false,
   };
 }
 

@@ -6,7 +6,6 @@ import * as Y from 'yjs';
 import { parseDocumentName } from '../src/documents/name.ts';
 import { renderDocument } from '../src/documents/service.ts';
 import { acknowledged, connect, waitFor, type Client } from './support/clients.ts';
-import { postgresUrl } from './support/database.ts';
 import { addLine, api } from './support/documents.ts';
 import { boundary } from './support/random-edits.ts';
 import { sharedServer } from './support/shared-server.ts';
@@ -251,9 +250,7 @@ function headerAndLines(json: any) {
   return { header: Object.fromEntries(HEADER_FIELDS.map((field) => [field, json.quote[field]])), lines: Object.fromEntries(json.lines.map((line: any) => [line.id, line])) };
 }
 
-const skipReason = postgresUrl ? '' : 'needs a real PostgreSQL: set TEST_DATABASE_URL';
-
-describe.skipIf(!postgresUrl)(`history is exact: random sessions ${skipReason}`, () => {
+describe('history is exact: random sessions', () => {
   it('every version from the API equals what a client held right after that update; the audit replays to every version', async () => {
     const admin = await token({ sub: 'ada', role: 'admin' });
     await fc.assert(

@@ -6,7 +6,7 @@ import { parseDocumentName } from '../src/documents/name.ts';
 import { replay } from '../src/persistence/replay.ts';
 import { acknowledged, waitFor, type Client } from './support/clients.ts';
 import { clusterFixture, presence, stateOf } from './support/cluster.ts';
-import { postgresUrl } from './support/database.ts';
+import { postgresTitle, postgresUrl } from './support/database.ts';
 import { addLine, api, lineById } from './support/documents.ts';
 import { fieldChanges, loggedUpdates, openTestDatabase, rowsOf } from './support/inspect.ts';
 import { ServerProcess } from './support/server.ts';
@@ -42,9 +42,8 @@ function rendered(client: Client, name: string) {
   return renderDocument(parseDocumentName(name), client.doc);
 }
 
-const skipReason = postgresUrl ? '' : 'needs a real PostgreSQL: set TEST_DATABASE_URL';
-
-describe.skipIf(!postgresUrl)(`several instances through Redis ${skipReason}`, () => {
+// Instances share one database: the embedded PGlite is one process's, so this needs PostgreSQL.
+describe.skipIf(!postgresUrl)(postgresTitle('several instances through Redis'), () => {
   it('edits and cursors cross both ways; presence on either instance lists both users; each instance has its own identity', async () => {
     const { servers, storage, redis } = await cluster(2);
     const [one, two] = servers as [ServerProcess, ServerProcess];

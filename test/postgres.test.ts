@@ -3,14 +3,13 @@ import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
 import { acknowledged, connect, refusal, synced, waitFor, type Client } from './support/clients.ts';
-import { createStorage, postgresUrl } from './support/database.ts';
+import { createStorage, postgresSkip } from './support/database.ts';
 import { loggedUpdates, openTestDatabase } from './support/inspect.ts';
 import { ServerProcess } from './support/server.ts';
 import { TcpProxy } from './support/tcp-proxy.ts';
 import { replay } from '../src/persistence/replay.ts';
 import { token } from './support/tokens.ts';
 
-const skipReason = postgresUrl ? '' : 'needs a real PostgreSQL: set TEST_DATABASE_URL';
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
@@ -43,7 +42,7 @@ async function serverBehindProxy(env: Record<string, string> = {}) {
 
 describe('with a real PostgreSQL', () => {
   it('Postgres going away: no acknowledgement, /readyz 503, server up; back: every edit logged once, in order', async ({ skip }) => {
-    skip(!!skipReason, skipReason);
+    skip(!!postgresSkip, postgresSkip);
     const { storage, proxy, server } = await serverBehindProxy();
 
     const name = 'acme/quote/outage';
@@ -80,7 +79,7 @@ describe('with a real PostgreSQL', () => {
   });
 
   it('a document holding uncommitted updates stays loaded until they are committed; loading meanwhile is refused clearly', async ({ skip }) => {
-    skip(!!skipReason, skipReason);
+    skip(!!postgresSkip, postgresSkip);
     const { proxy, server } = await serverBehindProxy();
     const loadedDocuments = async () => (await server.metrics()).get('concord_loaded_documents');
 
@@ -104,7 +103,7 @@ describe('with a real PostgreSQL', () => {
   });
 
   it('a client that reconnects while Postgres is away gets no acknowledgement until its edits are committed', async ({ skip }) => {
-    skip(!!skipReason, skipReason);
+    skip(!!postgresSkip, postgresSkip);
     const { proxy, server } = await serverBehindProxy();
     const name = 'acme/quote/reconnect-in-outage';
     const alice = connect(server.wsUrl, name, await token({ sub: 'alice' }));
@@ -132,7 +131,7 @@ describe('with a real PostgreSQL', () => {
   });
 
   it('past MAX_BACKLOG_BYTES of uncommitted updates, new writes are refused, not queued; the accepted ones land', async ({ skip }) => {
-    skip(!!skipReason, skipReason);
+    skip(!!postgresSkip, postgresSkip);
     const { storage, proxy, server } = await serverBehindProxy({ MAX_BACKLOG_BYTES: '4096' });
     const name = 'acme/quote/backlog';
     const alice = connect(server.wsUrl, name, await token({ sub: 'alice' }));
@@ -165,7 +164,7 @@ describe('with a real PostgreSQL', () => {
   });
 
   it('two instances writing one document at once: seq gap-free, nothing doubled', async ({ skip }) => {
-    skip(!!skipReason, skipReason);
+    skip(!!postgresSkip, postgresSkip);
     const storage = await createStorage('postgres');
     cleanups.push(() => storage.drop());
     const servers = await Promise.all([new ServerProcess(storage.env).start(), new ServerProcess(storage.env).start()]);
@@ -194,7 +193,7 @@ describe('with a real PostgreSQL', () => {
   });
 
   it('runs as a login role that owns nothing, with the migrations applied by another', async ({ skip }) => {
-    skip(!!skipReason, skipReason);
+    skip(!!postgresSkip, postgresSkip);
     const storage = await createStorage('postgres');
     cleanups.push(() => storage.drop());
     const ownerUrl = storage.databaseUrl!;

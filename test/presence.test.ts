@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { applyAwarenessUpdate } from 'y-protocols/awareness';
 import { goOffline, synced, waitFor, type Client } from './support/clients.ts';
 import { clusterFixture, presence, stateOf } from './support/cluster.ts';
-import { postgresUrl } from './support/database.ts';
+import { postgresTitle, postgresUrl } from './support/database.ts';
 import type { ServerProcess } from './support/server.ts';
 import { TcpProxy } from './support/tcp-proxy.ts';
 import { token } from './support/tokens.ts';
@@ -47,9 +47,8 @@ async function listed(server: ServerProcess, name: string): Promise<{ users: str
   return { users: users.map((user) => `${user.userId}@${user.instance}`).sort(), complete };
 }
 
-const skipReason = postgresUrl ? '' : 'needs a real PostgreSQL: set TEST_DATABASE_URL';
-
-describe.skipIf(!postgresUrl)(`presence across instances ${skipReason}`, () => {
+// Instances share one database: the embedded PGlite is one process's, so this needs PostgreSQL.
+describe.skipIf(!postgresUrl)(postgresTitle('presence across instances'), () => {
   it('the first state a client sends already carries its token\'s identity; a CSS hex colour is kept, anything else dropped', async () => {
     const { servers } = await start([{}, {}]);
     const [one, two] = servers as [ServerProcess, ServerProcess];

@@ -2,7 +2,6 @@ import { isDeepStrictEqual } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
 import { acknowledged, goOffline, waitFor } from './support/clients.ts';
-import { postgresUrl } from './support/database.ts';
 import { addComment, addLine, api, lineById, typeInto } from './support/documents.ts';
 import { fieldChanges, rowsOf } from './support/inspect.ts';
 import { sharedServer } from './support/shared-server.ts';
@@ -21,9 +20,7 @@ function lineRows(quoteId: string) {
   return rowsOf<Record<string, any>>(shared.db, 'acme', 'SELECT * FROM quote_lines WHERE quote_id = $1 ORDER BY position', [quoteId]);
 }
 
-const skipReason = postgresUrl ? '' : 'needs a real PostgreSQL: set TEST_DATABASE_URL';
-
-describe.skipIf(!postgresUrl)(`quotes: audit rows and tables ${skipReason}`, () => {
+describe('quotes: audit rows and tables', () => {
   it('offline merge: both users edit offline, reconnect, converge; every audit row names its author; tables show the merge', async () => {
     const name = 'acme/quote/merge';
     const alice = await open(name, 'alice');

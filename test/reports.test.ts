@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
 import { acknowledged, waitFor } from './support/clients.ts';
-import { postgresUrl } from './support/database.ts';
 import { addLine, api } from './support/documents.ts';
 import { fieldChanges, rowsOf } from './support/inspect.ts';
 import { sharedServer } from './support/shared-server.ts';
@@ -40,9 +39,7 @@ function sectionRows(reportId: string) {
   return rowsOf<Record<string, any>>(shared.db, 'acme', 'SELECT * FROM report_sections WHERE report_id = $1 ORDER BY position', [reportId]);
 }
 
-const skipReason = postgresUrl ? '' : 'needs a real PostgreSQL: set TEST_DATABASE_URL';
-
-describe.skipIf(!postgresUrl)(`reports: sections as ProseMirror JSON and plain text ${skipReason}`, () => {
+describe('reports: sections as ProseMirror JSON and plain text', () => {
   it('section bodies are stored as ProseMirror JSON and plain text; typing is one audit row per user and burst', async () => {
     const name = 'acme/report/monthly';
     const rita = await open(name, 'rita');

@@ -8,7 +8,7 @@ import { parseDocumentName } from '../src/documents/name.ts';
 import { createLogger } from '../src/log.ts';
 import { createMetrics } from '../src/metrics.ts';
 import { UpdateLog } from '../src/persistence/update-log.ts';
-import { createStorage, postgresUrl, type TestStorage } from './support/database.ts';
+import { createStorage, NEEDS_POSTGRES, postgresUrl, type TestStorage } from './support/database.ts';
 import { loggedUpdates, openTestDatabase } from './support/inspect.ts';
 
 /**
@@ -88,7 +88,7 @@ describe('update log', () => {
   });
 
   it('a lost COMMIT that is still in flight is waited for, not raced, on PostgreSQL', async ({ skip }) => {
-    skip(!postgresUrl, 'needs a real PostgreSQL: set TEST_DATABASE_URL');
+    skip(!postgresUrl, NEEDS_POSTGRES);
     const pgStorage = await createStorage('postgres');
     const pgDb = await openTestDatabase(pgStorage);
     try {

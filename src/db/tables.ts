@@ -50,3 +50,23 @@ export async function headerVersion(sql: Sql, table: TableSpec, id: string): Pro
   const { rows } = await sql.query<{ version: string }>(`SELECT version FROM ${table.name} WHERE tenant_id = current_tenant() AND id = $1`, [id]);
   return rows[0] ? Number(rows[0].version) : null;
 }
+
+/**
+ * Ids of the rows that differ from the stored ones in any column of `table`:
+ * rows stored differently or not at all, and stored rows (of `scope`) that
+ * `rows` lacks (each row has every column, `scope`'s included). Postgres
+ * compares the values as typed (12.5 equals 12.50).
+ */
+export async function differingRows(sql: Sql, table: TableSpec, rows: Array<Record<string, Json>>, scope: { column: string; value: string }): Promise<string[]> {
+  const columns = Object.keys(table.columns);
+  const typed = Object.entries(table.columns).map(([column, type]) => `${quoted(column)} ${type}`);
+  const { rows: differing } = await sql.query<{ id: string }>(
+    `SELECT coalesce(s.id, r.id) AS id
+     FROM (SELECT * FROM ${table.name} WHERE tenant_id = current_tenant() AND ${quoted(scope.column)} = $2) s
+     FULL JOIN jsonb_to_recordset($1::jsonb) AS r(${typed.join(', ')}) ON s.id = r.id
+     WHERE s.id IS NULL OR r.id IS NULL
+        OR ROW(${columns.map((column) => `s.${quoted(column)}`).join(', ')}) IS DISTINCT FROM ROW(${columns.map((column) => `r.${quoted(column)}`).join(', ')})`,
+    [pgJson(rows), scope.value],
+  );
+  return differing.map((row) => row.id);
+}

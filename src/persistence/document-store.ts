@@ -9,9 +9,9 @@ import { kindOf } from '../documents/kinds.ts';
 import type { DocumentName } from '../documents/name.ts';
 import { ConcordError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import type { Recorded, Recorder } from '../projection/recorder.ts';
+import type { Recorded, RecordedChanges, Recorder } from '../projection/recorder.ts';
 import { replaceTables } from '../projection/tables.ts';
-import { DocumentTracker, type DocumentChanges } from '../projection/tracker.ts';
+import { DocumentTracker } from '../projection/tracker.ts';
 import type { Checkpointer } from './checkpoints.ts';
 import { replay, stateAt } from './replay.ts';
 import type { UpdateLog } from './update-log.ts';
@@ -177,10 +177,12 @@ function partsNotLogged(document: DocumentName, logged: Y.Doc, updates: NewUpdat
   } catch {
     // Logged without audit rows; the recorder marks the tables to be rebuilt.
   }
-  let changes: DocumentChanges | undefined;
+  let changes: RecordedChanges | undefined;
   logged.on('afterTransaction', (transaction: Y.Transaction) => {
     try {
-      changes = tracker?.observe(transaction);
+      // The rows are read when the recovery commits: as `logged` holds them after every part.
+      const reader = tracker;
+      changes = reader ? { ...reader.observe(transaction), rowsNow: (ids) => reader.rows(ids) } : undefined;
     } catch {
       changes = undefined;
     }
@@ -191,7 +193,8 @@ function partsNotLogged(document: DocumentName, logged: Y.Doc, updates: NewUpdat
     if (Y.snapshotContainsUpdate(Y.snapshot(logged), part)) continue;
     changes = undefined;
     Y.applyUpdate(logged, part);
-    parts.push({ update: { ...update, update: part }, changes });
+    // Recovered alone, in one commit: nothing of the document is queued behind it.
+    parts.push({ update: { ...update, update: part }, changes, newerQueued: () => false });
   }
   return parts;
 }

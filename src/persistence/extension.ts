@@ -20,9 +20,9 @@ import { parseDocumentName, type DocumentName } from '../documents/name.ts';
 import { ConcordError, HookRefusal } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
-import type { Recorder } from '../projection/recorder.ts';
-import type { RelayedRows } from '../projection/relayed-rows.ts';
-import { DocumentTracker, type DocumentChanges, type LayoutViolation } from '../projection/tracker.ts';
+import type { RecordedChanges, Recorder } from '../projection/recorder.ts';
+import type { DocumentCopy, RelayedRows } from '../projection/relayed-rows.ts';
+import { DocumentTracker, type LayoutViolation } from '../projection/tracker.ts';
 import { readFrame, readUpdateReach } from '../protocol.ts';
 import { AckGatedSocket } from './acknowledgements.ts';
 import type { DocumentStore } from './document-store.ts';
@@ -66,7 +66,7 @@ export class Persistence implements Extension {
   private readonly relayed?: RelayedContent;
   private readonly parked: ParkedWrites;
   /** What each logged transaction changed, from `afterTransaction` until its `update` event. */
-  private readonly changesOf = new WeakMap<Y.Transaction, DocumentChanges>();
+  private readonly changesOf = new WeakMap<Y.Transaction, RecordedChanges>();
   /** Documents being loaded, with the timer of their load. */
   private readonly loading = new WeakMap<Y.Doc, () => void>();
 
@@ -169,7 +169,8 @@ export class Persistence implements Extension {
       // The document still loads and its updates are logged; its tables are rebuilt at the next load.
       this.log.error({ err: error, code: 'tracking-failed', document: name.name }, 'could not read the document through its layout');
     }
-    document.on('afterTransaction', (transaction: Y.Transaction) => tracker && this.track(name, tracker, transaction));
+    const copy = tracker && this.copyOf(name, document, tracker);
+    document.on('afterTransaction', (transaction: Y.Transaction) => tracker && this.track(name, tracker, copy, transaction));
     document.on('update', (update: Uint8Array, origin: unknown, _doc: Y.Doc, transaction: Y.Transaction) => {
       this.logUpdate(name, update, origin, transaction);
       this.parked.settleHeld(document);
@@ -195,6 +196,7 @@ export class Persistence implements Extension {
     this.store.unloaded(parseDocumentName(documentName));
     this.recorder.forget([documentName]);
     this.relayed?.follower.forget(documentName);
+    this.relayed?.rows.forget(documentName);
   }
 
   /** Settles once everything of the document queued so far is committed, including what other instances relayed to it. */
@@ -229,19 +231,34 @@ export class Persistence implements Extension {
     });
   }
 
-  /** Every transaction moves the tracker on; those that will be logged keep what they changed, with the header row. */
-  private track(document: DocumentName, tracker: DocumentTracker, transaction: Y.Transaction): void {
+  /**
+   * Every transaction moves the tracker on; those that will be logged keep
+   * what they changed. With several instances, content that came from another
+   * one (relayed, or read from the log) gets its rows written here too.
+   */
+  private track(document: DocumentName, tracker: DocumentTracker, copy: DocumentCopy | null, transaction: Y.Transaction): void {
     try {
-      if (authorOf(transaction.origin)) this.changesOf.set(transaction, tracker.observe(transaction));
+      if (authorOf(transaction.origin)) this.changesOf.set(transaction, { ...tracker.observe(transaction), rowsNow: (ids) => tracker.rows(ids) });
       else {
-        const { rows } = tracker.follow(transaction);
-        if (isRelayed(transaction.origin)) this.relayed?.rows.touched(document, rows.members.keys(), (ids) => tracker.rows(ids));
+        const { rows, fieldChanges } = tracker.follow(transaction);
+        if (copy && (fieldChanges.length > 0 || rows.members.size > 0)) this.relayed?.rows.touched(document, rows.members.keys(), copy);
       }
     } catch (error) {
       // Never let a projection bug stop an update from being applied and logged.
       this.metrics.persistenceErrors.inc({ operation: 'track' });
       this.log.error({ err: error, code: 'tracking-failed', document: document.name }, 'could not read what an update changed; it is logged without audit rows');
     }
+  }
+
+  /** With several instances: the document as the tables are written from it (see RelayedRows). */
+  private copyOf(name: DocumentName, document: Y.Doc, tracker: DocumentTracker): DocumentCopy | null {
+    const follower = this.relayed?.follower;
+    if (!follower) return null;
+    return {
+      rows: (ids) => tracker.rows(ids),
+      upToLog: () => follower.bringUpToLog(name.name, document),
+      holdsUnlogged: () => this.updateLog.hasPending(name.name) || follower.hasUnlogged(name.name),
+    };
   }
 
   private violated(document: DocumentName, violation: LayoutViolation): void {

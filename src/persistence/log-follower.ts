@@ -76,12 +76,17 @@ export class LogFollower {
     this.followed.set(document.name, { document, logged, seq, relayed: [], checking: null });
   }
 
-  /** Applies to `live` what the log holds that it lacks (updates other instances logged), as not to be logged again. */
-  async bringUpToLog(name: string, live: Y.Doc): Promise<void> {
+  /**
+   * Applies to `live` what the log holds that it lacks (updates other
+   * instances logged), as not to be logged again; resolves with the seq `live`
+   * then holds all of (null: the document is not followed).
+   */
+  async bringUpToLog(name: string, live: Y.Doc): Promise<number | null> {
     const followed = this.followed.get(name);
-    if (!followed) return;
+    if (!followed) return null;
     await this.caughtUp(followed);
     Y.applyUpdate(live, Y.encodeStateAsUpdate(followed.logged, Y.encodeStateVector(live)), FROM_LOG);
+    return followed.seq;
   }
 
   /** A relayed update brought `update` (what was new here) to the document. */

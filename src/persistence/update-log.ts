@@ -6,13 +6,12 @@ import type { DocumentName } from '../documents/name.ts';
 import { ConcordError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
-import type { Recorded } from '../projection/recorder.ts';
-import type { DocumentChanges } from '../projection/tracker.ts';
+import type { Recorded, RecordedChanges } from '../projection/recorder.ts';
 import { retryUntilDone } from './retry.ts';
 
 /** An update to log, with what it changed (for the audit rows and tables written in the same transaction). */
 export interface LogEntry extends NewUpdate {
-  changes?: DocumentChanges;
+  changes?: RecordedChanges;
 }
 
 interface Queued extends LogEntry {
@@ -180,7 +179,12 @@ export class UpdateLog {
               }
               const seqs = await appendUpdates(sql, group);
               const claims = await this.writeClaims(sql, group);
-              const recorded = group.map((entry, index) => ({ update: entry, seq: seqs[index]!, changes: entry.changes }));
+              const recorded = group.map((entry, index) => ({
+                update: entry,
+                seq: seqs[index]!,
+                changes: entry.changes,
+                newerQueued: () => this.queuedAfter(entry.document.name, group),
+              }));
               return { seqs, remember: await this.options.record(sql, recorded), claims };
             });
           } catch (error) {
@@ -234,6 +238,12 @@ export class UpdateLog {
       if (owner.userId !== claim.userId || owner.origin !== claim.origin) written.foreign.add(claim.entry);
     }
     return written;
+  }
+
+  /** True while updates of `name` newer than those in `group` (being committed) wait to be committed. */
+  private queuedAfter(name: string, group: Queued[]): boolean {
+    const inGroup = group.filter((entry) => entry.document.name === name).length;
+    return (this.pending.get(name)?.count ?? 0) > inGroup;
   }
 
   /**

@@ -4,14 +4,24 @@ import { markTablesStale } from '../db/documents.ts';
 import type { NewUpdate } from '../db/updates.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
-import { tableChanges } from './tables.ts';
-import type { DocumentChanges } from './tracker.ts';
+import { tableChanges, type Stamp } from './tables.ts';
+import type { DocumentChanges, RowChanges } from './tracker.ts';
+
+/**
+ * What an update changed (its audit rows and which rows it touched), and a
+ * reader of its document's rows as they are when the commit writes them.
+ */
+export interface RecordedChanges extends DocumentChanges {
+  rowsNow(memberIds: ReadonlySet<string>): RowChanges;
+}
 
 /** A logged update with what it changed (none when reading the transaction failed). */
 export interface Recorded {
   update: NewUpdate;
   seq: number;
-  changes?: DocumentChanges;
+  changes?: RecordedChanges;
+  /** True while newer updates of its document wait to be committed here. */
+  newerQueued: () => boolean;
 }
 
 /**
@@ -26,6 +36,8 @@ export class Recorder {
   private readonly audit: AuditTrail;
   private readonly log: Logger;
   private readonly metrics: Metrics;
+  /** Per document, rows a commit wrote as they were when its updates were applied (see tableChanges). */
+  private readonly owed = new Map<string, ReadonlyMap<string, Stamp>>();
 
   constructor(audit: AuditTrail, log: Logger, metrics: Metrics) {
     this.audit = audit;
@@ -48,9 +60,12 @@ export class Recorder {
     }
   }
 
-  /** Ends the documents' open text bursts: unloaded, or their commit's outcome was learned too late to remember them. */
+  /** Ends the documents' open text bursts and owed rows: unloaded, or their commit's outcome was learned too late to remember them. */
   forget(names: string[]): void {
-    for (const name of names) this.audit.forget(name);
+    for (const name of names) {
+      this.audit.forget(name);
+      this.owed.delete(name);
+    }
   }
 
   private async recordOne(sql: Sql, name: string, updates: Array<Required<Recorded>>): Promise<() => void> {
@@ -60,7 +75,7 @@ export class Recorder {
       await markTablesStale(sql, [name]);
       this.metrics.persistenceErrors.inc({ operation: 'project' });
       this.log.error({ err: error, code: 'projection-failed', document: name }, 'audit rows and tables could not be written; the updates are logged and the tables will be rebuilt');
-      return () => this.audit.forget(name);
+      return () => this.forget([name]);
     }
   }
 
@@ -71,10 +86,18 @@ export class Recorder {
    */
   private async write(sql: Sql, updates: Array<Required<Recorded>>): Promise<() => void> {
     const audit = this.audit.write(updates);
+    const tables = tableChanges(updates, this.owed);
     const savepoint: Statement = { text: 'SAVEPOINT projection', params: [] };
     try {
-      const results = await runTogether(sql, [savepoint, ...audit.statements, ...tableChanges(updates)]);
-      return audit.written(results.slice(1));
+      const results = await runTogether(sql, [savepoint, ...audit.statements, ...tables.statements]);
+      const remember = audit.written(results.slice(1));
+      return () => {
+        remember();
+        for (const [name, members] of tables.owed) {
+          if (members) this.owed.set(name, members);
+          else this.owed.delete(name);
+        }
+      };
     } catch (error) {
       await sql.query('ROLLBACK TO SAVEPOINT projection');
       throw error;

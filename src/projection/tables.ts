@@ -1,12 +1,13 @@
 import { runTogether, type Sql, type Statement } from '../db/database.ts';
-import { deleteMembers, deleteMembersExcept, upsertRows } from '../db/tables.ts';
+import { deleteMembers, deleteMembersExcept, differingRows, upsertRows } from '../db/tables.ts';
 import type { DocumentName } from '../documents/name.ts';
+import type { TableSpec } from '../documents/kind.ts';
 import type { Json } from '../documents/layout.ts';
 import { kindOf, kinds } from '../documents/kinds.ts';
-import type { Recorded } from './recorder.ts';
+import type { Recorded, RecordedChanges } from './recorder.ts';
 import type { RowChanges } from './tracker.ts';
 
-interface Stamp {
+export interface Stamp {
   updated_at: string;
   updated_by: string | null;
 }
@@ -21,18 +22,67 @@ interface DocumentRows {
 /**
  * The statements writing the rows of a commit's updates to the kinds' tables,
  * so the tables show the document as of its last committed update
- * (`version`). A commit with many updates of one document writes each row once.
+ * (`version`). A commit with many updates of one document writes each row
+ * once. Also returns, per document of the commit, the rows owed after it.
+ *
+ * The rows' values are read from the document as it is now, not as it was
+ * when each update was applied: logging the updates holds the documents' row
+ * locks, so every write of a document's rows (this commit, another instance's
+ * commit, a relayed-rows write) reads its instance's copy while it is the only
+ * writer, and lands in the order it read. Each copy only grows, and every
+ * change of a row in it is followed by such a write; so whichever write of a
+ * row lands last reads the document every copy converged to. (Values read
+ * when an update was applied could land after another instance's newer write
+ * of the same row, its concurrent lines having moved it, and stay wrong.)
+ *
+ * Except while newer updates of the document wait to be committed here: the
+ * copy holds them, and the tables must never show what the log lacks (the
+ * process could die first). Then the rows are written as of this commit's
+ * last update and owed: the commit that empties the queue reads them again.
  */
-export function tableChanges(updates: Array<Required<Recorded>>): Statement[] {
-  const byDocument = new Map<string, DocumentRows>();
-  for (const { update, seq, changes } of updates) {
+export function tableChanges(
+  updates: Array<Required<Recorded>>,
+  /** Per document, members whose rows an earlier commit wrote as they were when its updates were applied, with their stamps. */
+  owed: ReadonlyMap<string, ReadonlyMap<string, Stamp>>,
+): { statements: Statement[]; owed: Map<string, ReadonlyMap<string, Stamp> | null> } {
+  const byDocument = new Map<string, Touched>();
+  for (const { update, seq, changes, newerQueued } of updates) {
+    const name = update.document.name;
     const stamp: Stamp = { updated_at: update.receivedAt.toISOString(), updated_by: update.userId };
-    const rows = byDocument.get(update.document.name) ?? { document: update.document, header: {}, members: new Map() };
-    rows.header = { ...changes.rows.header, version: seq, ...stamp };
-    for (const [id, member] of changes.rows.members) rows.members.set(id, member && { ...member, ...stamp });
-    byDocument.set(update.document.name, rows);
+    const previous = byDocument.get(name);
+    const members = previous?.members ?? new Map(owed.get(name));
+    const applied = previous?.applied ?? new Map<string, Record<string, Json> | null>();
+    // Later updates override earlier ones: a row is stamped by the last update that touched it.
+    for (const [id, row] of changes.rows.members) {
+      members.set(id, stamp);
+      applied.set(id, row && { ...row, ...stamp });
+    }
+    byDocument.set(name, { document: update.document, version: seq, stamp, members, applied, appliedHeader: changes.rows.header, rowsNow: changes.rowsNow, newerQueued });
   }
-  return rowStatements([...byDocument.values()]);
+  const owedAfter = new Map<string, ReadonlyMap<string, Stamp> | null>();
+  const rows = [...byDocument.values()].map(({ document, version, stamp, members, applied, appliedHeader, rowsNow, newerQueued }): DocumentRows => {
+    if (newerQueued()) {
+      owedAfter.set(document.name, members);
+      return { document, header: { ...appliedHeader, version, ...stamp }, members: applied };
+    }
+    owedAfter.set(document.name, null);
+    const now = rowsNow(new Set(members.keys()));
+    return { document, header: { ...now.header, version, ...stamp }, members: new Map([...now.members].map(([id, row]) => [id, row && { ...row, ...members.get(id)! }])) };
+  });
+  return { statements: rowStatements(rows), owed: owedAfter };
+}
+
+/** What a commit's updates of one document touched: the header (always) and these members, each with its last update's stamp. */
+interface Touched {
+  document: DocumentName;
+  version: number;
+  stamp: Stamp;
+  members: Map<string, Stamp>;
+  /** The rows as they were when the updates were applied (the header: after the last one). */
+  applied: Map<string, Record<string, Json> | null>;
+  appliedHeader: Record<string, Json>;
+  rowsNow: RecordedChanges['rowsNow'];
+  newerQueued: () => boolean;
 }
 
 /** Makes a document's tables equal `rows` (all of them) at `version`, removing members it no longer has. */
@@ -50,6 +100,22 @@ export async function writeRelayedRows(sql: Sql, document: DocumentName, rows: R
   await runTogether(sql, rowStatements([unattributed(document, rows, version)], { keepStamps: true }));
 }
 
+/**
+ * Compares a document's stored rows with `rows` (all of them: the document at
+ * `version`) and rewrites those that differ, keeping their stamps; returns the
+ * ids of the member rows that differed and whether the header row did.
+ */
+export async function repairTables(sql: Sql, document: DocumentName, rows: RowChanges, version: number): Promise<{ header: boolean; members: string[] }> {
+  const { header, members } = kindOf(document.kind).tables;
+  const headerDiffers = (await differingRows(sql, versioned(header), [{ ...rows.header, version }], { column: 'id', value: document.id })).length > 0;
+  const stored = [...rows.members.values()].filter((row) => row !== null).map((row) => ({ ...row, [members.parentColumn]: document.id }));
+  const memberIds = await differingRows(sql, members, stored, { column: members.parentColumn, value: document.id });
+  if (headerDiffers || memberIds.length > 0) {
+    await writeRelayedRows(sql, document, { header: rows.header, members: new Map(memberIds.map((id) => [id, rows.members.get(id) ?? null])) }, version);
+  }
+  return { header: headerDiffers, members: memberIds };
+}
+
 /** Rows stamped "now, by nobody": what is known when they are not an update's own. */
 function unattributed(document: DocumentName, rows: RowChanges, version: number): DocumentRows {
   const stamp: Stamp = { updated_at: new Date().toISOString(), updated_by: null };
@@ -58,6 +124,15 @@ function unattributed(document: DocumentName, rows: RowChanges, version: number)
 }
 
 const stampColumns = { updated_at: 'timestamptz', updated_by: 'text' };
+
+function stamped<Table extends TableSpec>(table: Table): Table {
+  return { ...table, columns: { ...table.columns, ...stampColumns } };
+}
+
+/** A header table with the version of the document its row shows. */
+function versioned(header: TableSpec): TableSpec {
+  return { ...header, columns: { ...header.columns, version: 'bigint' } };
+}
 
 /** One statement per table for all documents of a kind; `keepStamps` leaves existing rows' stamps as they are. */
 function rowStatements(documents: DocumentRows[], { keepStamps = false } = {}): Statement[] {
@@ -71,9 +146,9 @@ function rowStatements(documents: DocumentRows[], { keepStamps = false } = {}): 
       [...rows.members.values()].filter((row) => row !== null).map((row) => ({ ...row, [members.parentColumn]: rows.document.id })),
     );
     return [
-      upsertRows({ ...header, columns: { ...header.columns, version: 'bigint', ...stampColumns } }, ofKind.map((rows) => rows.header), keep),
+      upsertRows(stamped(versioned(header)), ofKind.map((rows) => rows.header), keep),
       deleteMembers(members, removed),
-      upsertRows({ ...members, columns: { ...members.columns, ...stampColumns } }, upserts, keep),
+      upsertRows(stamped(members), upserts, keep),
     ].filter((statement) => statement !== null);
   });
 }

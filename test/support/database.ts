@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -13,6 +14,8 @@ export interface TestStorage {
   kind: 'postgres' | 'pglite';
   dataDir: string;
   databaseUrl?: string;
+  /** PGlite: where a running server answers a test's statements (test/support/pglite-window.ts). */
+  windowPort?: number;
   /** The env a server started on this storage needs. */
   env: Record<string, string>;
   drop(): Promise<void>;
@@ -20,10 +23,26 @@ export interface TestStorage {
 
 export const postgresUrl = process.env.TEST_DATABASE_URL || undefined;
 
+/**
+ * What every test that needs a real PostgreSQL says when it is skipped (in its
+ * title or its skip note): the run's summary (test/support/skip-summary.ts)
+ * counts skipped tests by it, and CI (.ci/check-results.ts) leaves it out of
+ * titles to match a test across its PostgreSQL and PGlite passes.
+ */
+export const NEEDS_POSTGRES = 'needs PostgreSQL: set TEST_DATABASE_URL';
+
+/** Why a PostgreSQL-only test is skipped in this run: NEEDS_POSTGRES without TEST_DATABASE_URL, else ''. */
+export const postgresSkip = postgresUrl ? '' : NEEDS_POSTGRES;
+
+/** The title of a suite that needs PostgreSQL; naming the reason when it is skipped. */
+export function postgresTitle(title: string): string {
+  return postgresUrl ? title : `${title} [${NEEDS_POSTGRES}]`;
+}
+
 /** Both backends, for suites that run on each; PostgreSQL's reason to skip when TEST_DATABASE_URL is not set. */
 export const backends = [
   { kind: 'pglite' as const, reason: '' },
-  { kind: 'postgres' as const, reason: postgresUrl ? '' : 'TEST_DATABASE_URL is not set' },
+  { kind: 'postgres' as const, reason: postgresSkip },
 ];
 
 export async function createStorage(kind: 'postgres' | 'pglite' = postgresUrl ? 'postgres' : 'pglite', adminUrl = postgresUrl): Promise<TestStorage> {
@@ -47,6 +66,30 @@ export async function createStorage(kind: 'postgres' | 'pglite' = postgresUrl ? 
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Storage a test reads (with `openTestDatabase`) while a server runs on it.
+ * PGlite is the server process's alone, so there the server opens a window
+ * for the test (test/support/pglite-window.ts).
+ */
+export async function createReadableStorage(kind?: 'postgres' | 'pglite'): Promise<TestStorage> {
+  const storage = await createStorage(kind);
+  if (storage.kind !== 'pglite') return storage;
+  const windowPort = await freePort();
+  const window = `--import=${new URL('./pglite-window.ts', import.meta.url).href}`;
+  const NODE_OPTIONS = [process.env.NODE_OPTIONS, window].filter(Boolean).join(' ');
+  return { ...storage, windowPort, env: { ...storage.env, PGLITE_WINDOW_PORT: String(windowPort), NODE_OPTIONS } };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer().once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
 }
 
 async function adminQuery(adminUrl: string, text: string): Promise<void> {

@@ -1,14 +1,50 @@
 import type { Config } from '../../src/config.ts';
 import { loadConfig } from '../../src/config.ts';
-import type { Database } from '../../src/db/database.ts';
+import type { Database, Sql } from '../../src/db/database.ts';
 import { createLogger } from '../../src/log.ts';
 import { openDatabase } from '../../src/server.ts';
 import type { TestStorage } from './database.ts';
+import { fromWire, toWire } from './wire.ts';
 
-/** Opens a test's database in this process, through Concord's own database layer. */
-export function openTestDatabase(storage: TestStorage): Promise<Database> {
+/**
+ * Opens a test's database in this process, through Concord's own database
+ * layer; on PGlite while a server holds it, through that server's window.
+ */
+export async function openTestDatabase(storage: TestStorage): Promise<Database> {
+  if (storage.windowPort && (await windowOpen(storage.windowPort))) return throughWindow(storage.windowPort);
   const config: Config = loadConfig({ ...storage.env, AUTH_JWT_SECRET: 'x'.repeat(32) });
   return openDatabase(config, createLogger('silent'));
+}
+
+async function windowOpen(port: number): Promise<boolean> {
+  return fetch(`http://127.0.0.1:${port}`, { method: 'POST', body: toWire({ tenant: null, text: 'SELECT 1' }) }).then(
+    (response) => response.ok,
+    () => false,
+  );
+}
+
+/**
+ * The server's PGlite through its window (test/support/pglite-window.ts): each
+ * statement is a transaction of its own, which is all reading what a server
+ * wrote (or appending a few updates) needs.
+ */
+function throughWindow(port: number): Database {
+  const send = async (tenant: string | null, text: string, params: unknown[] | undefined, script: boolean) => {
+    const response = await fetch(`http://127.0.0.1:${port}`, { method: 'POST', body: toWire({ tenant, text, params, script }) });
+    const body = await response.text();
+    if (!response.ok) throw new Error(`PGlite window: ${JSON.parse(body).message}`);
+    return fromWire(body);
+  };
+  const sql = (tenant: string | null): Sql => ({
+    query: async (text, params) => (await send(tenant, text, params, false)) as { rows: never[] },
+    exec: async (script) => (await send(tenant, script, undefined, true)) as Array<{ rows: Record<string, unknown>[] }>,
+  });
+  return {
+    transaction: (tenant, work) => work(sql(tenant)),
+    ownerTransaction: (work) => work(sql(null)),
+    ping: async () => void (await send(null, 'SELECT 1', undefined, false)),
+    close: async () => {},
+  };
 }
 
 export interface LoggedRow {

@@ -1,15 +1,15 @@
 import { afterAll, beforeAll } from 'vitest';
 import type { Database } from '../../src/db/database.ts';
 import { connect, synced, type Client } from './clients.ts';
-import { createStorage, postgresUrl, type TestStorage } from './database.ts';
+import { createReadableStorage, type TestStorage } from './database.ts';
 import { openTestDatabase } from './inspect.ts';
 import { ServerProcess } from './server.ts';
 import { token } from './tokens.ts';
 
 /**
- * One server on a fresh PostgreSQL database for a whole test file, with the
- * database open in the test process to read what the server wrote. Nothing
- * starts without TEST_DATABASE_URL (the file's suites skip, saying why).
+ * One server on fresh storage for a whole test file (PostgreSQL with
+ * TEST_DATABASE_URL, else PGlite), with the database open in the test process
+ * to read what the server wrote.
  */
 export function sharedServer(env: Record<string, string> = {}) {
   let storage: TestStorage | undefined;
@@ -29,8 +29,7 @@ export function sharedServer(env: Record<string, string> = {}) {
     },
   };
   beforeAll(async () => {
-    if (!postgresUrl) return;
-    storage = await createStorage('postgres');
+    storage = await createReadableStorage();
     shared.server = await new ServerProcess({ ...storage.env, ...env }).start();
     shared.db = await openTestDatabase(storage);
   });
