@@ -43,4 +43,7 @@ const skippedOnPglite = [...pglite.tests.values()].filter((status) => status !==
 console.log(
   `PostgreSQL: ${postgres.report.numPassedTests} passed; PGlite: ${pglite.report.numPassedTests} passed, ${skippedOnPglite} skipped there (they need PostgreSQL)`,
 );
+const failed = postgres.report.numFailedTests + pglite.report.numFailedTests;
+// The plain closing line CI reads.
+console.log(`${postgres.report.numPassedTests + pglite.report.numPassedTests} passed, ${failed} failed`);
 process.exit(problems.length > 0 ? 1 : 0);
