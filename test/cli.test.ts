@@ -1,28 +1,17 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { acknowledged, connect, synced } from './support/clients.ts';
 import { runCli } from './support/cli.ts';
-import { createStorage } from './support/database.ts';
+import { perTestCleanups } from './support/cleanups.ts';
 import { addLine, api } from './support/documents.ts';
 import { ServerProcess } from './support/server.ts';
 import { token } from './support/tokens.ts';
 
-const cleanups: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-
-async function pgliteStorage() {
-  const storage = await createStorage('pglite');
-  cleanups.push(() => storage.drop());
-  return storage;
-}
+const { later, pgliteStorage, track } = perTestCleanups();
 
 async function serve(env: Record<string, string>) {
-  const server = await new ServerProcess(env).start();
-  cleanups.push(() => server.stop());
-  return server;
+  return track(await new ServerProcess(env).start());
 }
 
 /** A refusal: status 1 and one human line on stderr, without an error class's name. */
@@ -51,7 +40,7 @@ describe('command-line tools', () => {
     const server = await serve(env);
     const name = 'acme/quote/replayed';
     const rosa = connect(server.wsUrl, name, await token({ sub: 'rosa' }));
-    cleanups.push(async () => rosa.provider.destroy());
+    later(() => rosa.provider.destroy());
     await synced(rosa);
     rosa.doc.getMap('quote').set('title', 'First');
     await acknowledged(rosa);
@@ -106,7 +95,7 @@ describe('command-line tools', () => {
     expect(minted.code).toBe(0);
     expect(minted.stderr).toBe(`token: signed with the development secret in ${join(dataDir, 'dev-secret')}\n`);
     const client = connect(server.wsUrl, 'acme/quote/minted', minted.stdout.trim());
-    cleanups.push(async () => client.provider.destroy());
+    later(() => client.provider.destroy());
     await synced(client);
 
     const withSecret = await runCli('token', mint, env);

@@ -1,27 +1,13 @@
 import { mkdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { acknowledged, connect, synced } from './support/clients.ts';
-import { createStorage } from './support/database.ts';
+import { perTestCleanups } from './support/cleanups.ts';
 import { api } from './support/documents.ts';
 import { ServerProcess } from './support/server.ts';
 import { token } from './support/tokens.ts';
 
-const cleanups: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-
-async function pgliteStorage() {
-  const storage = await createStorage('pglite');
-  cleanups.push(() => storage.drop());
-  return storage;
-}
-
-function track(server: ServerProcess): ServerProcess {
-  cleanups.push(() => server.stop());
-  return server;
-}
+const { pgliteStorage, track } = perTestCleanups();
 
 const RESTARTS = 10;
 
