@@ -61,7 +61,8 @@ function prune(storage: TestStorage, ...args: string[]) {
 }
 
 describe('history retention', () => {
-  // The embedded database is the server's alone: a CLI beside a running server needs PostgreSQL.
+  // On the embedded database `npm run prune` refuses while the server runs (the server prunes by
+  // itself, HISTORY_RETENTION_DAYS; test/cli.test.ts): pruning beside a running server needs PostgreSQL.
   it.skipIf(!postgresUrl)(postgresTitle('npm run prune deletes old updates down to checkpoints; the API says which versions stay exact; the document loads and restores as before'), async () => {
     const { storage, server, db } = await setUp();
     const name = 'acme/quote/aged';
