@@ -190,6 +190,8 @@ describe('pending (not yet applicable) update bytes per document are bounded by 
     // 25 MB of parked writes went in; the server never held more than the bound of them at once.
     const rssGrowth = (await metric('concord_process_resident_memory_bytes')) - rssBefore;
     expect(rssGrowth).toBeLessThan(RSS_GROWTH_BOUND);
+    // Refused without an exception inside Hocuspocus: the log stays one JSON line per event.
+    expect(server.logs.split('\n').filter((line) => line.trim() && !line.startsWith('{'))).toEqual([]);
 
     // Both editors' writes were acknowledged throughout and are in Postgres.
     expect(bystander.closeReasons).toEqual([]);

@@ -43,6 +43,17 @@ export interface PersistenceLimits {
   parking: ParkingLimits;
 }
 
+/**
+ * Refuses the write being handled and closes the document's connection
+ * without throwing inside Hocuspocus (which would print the error beside the
+ * JSON log): Hocuspocus drops a read-only connection's writes, this one's and
+ * any still queued behind it, and answers them "not applied".
+ */
+function refuseAndClose(connection: Connection, error: ConcordError): void {
+  connection.readOnly = true;
+  connection.close(error.closeEvent);
+}
+
 function isRelayed(origin: unknown): boolean {
   return isTransactionOrigin(origin) && origin.source === 'redis';
 }
@@ -109,16 +120,15 @@ export class Persistence implements Extension {
     // instead of growing it.
     if (applies && this.updateLog.backlogBytes > this.maxBacklogBytes && !reach.heldBy(document)) {
       this.metrics.refusals.inc({ code: 'storage-unavailable' });
-      throw new ConcordError('storage-unavailable', 'Postgres is not keeping up; the change was not applied, retry shortly');
+      return refuseAndClose(connection, new ConcordError('storage-unavailable', 'Postgres is not keeping up; the change was not applied, retry shortly'));
     }
     const bytes = parkedBytes(frame.update, reach);
     const exceeded = applies && !reach.appliesTo(document) ? this.parked.exceeded(document, bytes) : null;
     if (exceeded) {
-      const refusal = this.pendingRefusal(connection, exceeded);
-      connection.close(refusal.closeEvent);
+      refuseAndClose(connection, this.pendingRefusal(connection, exceeded));
       // What is parked already costs every later write of the document: it goes too.
       this.parked.drop(document, exceeded);
-      throw refusal;
+      return;
     }
     connection.webSocket.expectWrite(connection.messageAddress, {
       // Even a write that adds nothing new (a resend after a reconnect, say) is
