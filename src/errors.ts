@@ -24,7 +24,7 @@ export const errorCodes = {
   'too-large': 413,
   /** A request body that is not declared as JSON (`Content-Type: application/json`). */
   'unsupported-media-type': 415,
-  /** A limit (SPEC, Limits) was reached; HTTP answers carry Retry-After. */
+  /** A limit (docs/configuration.md) was reached; HTTP answers carry Retry-After. */
   'rate-limited': 429,
   'storage-unavailable': 503,
   'not-ready': 503,

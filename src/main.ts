@@ -17,7 +17,7 @@ const log = createLogger(config.LOG_LEVEL);
 // A person at a terminal gets a short banner; logs collectors (not a TTY) get JSON lines only.
 const atTerminal = process.stdout.isTTY === true;
 
-// Hocuspocus calls some hooks without awaiting them (NOTES); Concord's own
+// Hocuspocus calls some hooks without awaiting them; Concord's own
 // never throw, and this keeps a stray rejection from ending every session.
 process.on('unhandledRejection', (reason) => log.error({ err: reason, code: 'unhandled-rejection' }, 'unhandled promise rejection'));
 

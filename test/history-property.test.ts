@@ -20,7 +20,7 @@ import { token } from './support/tokens.ts';
  *
  * How "right after update N" is known: steps run one at a time, and each step
  * makes at most one update. An online edit is one transaction; once the
- * server acknowledges it (committed, see README: Durability), its seq is the
+ * server acknowledges it (committed, see docs/durability.md), its seq is the
  * previous one plus one, and the editor, which held every earlier update
  * (all online replicas converge before the next step), holds exactly what the
  * server held after it. An offline user keeps their replica and edits it with

@@ -1,6 +1,6 @@
 /**
- * The browser side of the quote editor example: a whole Concord quote (SPEC,
- * "Quote") in plain DOM. Header fields, lines, notes and comments are read and
+ * The browser side of the quote editor example: a whole Concord quote (docs/documents.md)
+ * in plain DOM. Header fields, lines, notes and comments are read and
  * written straight on the Yjs document; totals come from the server's own code
  * (src/documents/quote.ts through the projection's DocumentTracker, bundled for
  * the browser), so the page shows what the `quotes` table will hold. The
@@ -17,7 +17,7 @@ import { DocumentTracker } from '../../src/projection/tracker.ts';
 import { DocumentSession, element, othersPresent, showMessage, type Replica, type Role } from '../shared/session.ts';
 import { bindText } from './text-binding.ts';
 
-/** The quote's JSON form (SPEC, "JSON form of a document"). */
+/** The quote's JSON form (docs/documents.md). */
 interface QuoteJson {
   quote: Fields;
   notes: string;
@@ -32,7 +32,7 @@ type Parse = (input: HTMLInputElement | HTMLSelectElement) => Json;
 const text: Parse = (input) => input.value;
 const orNull: Parse = (input) => input.value || null;
 const currency: Parse = (input) => input.value.toUpperCase() || null;
-/** Amounts may be empty (null, SPEC); percentages default to 0. */
+/** Amounts may be empty (null); percentages default to 0. */
 const amount: Parse = (input) => (input.value === '' ? null : Number(input.value));
 const percentage: Parse = (input) => (input.value === '' ? 0 : Number(input.value));
 
@@ -260,7 +260,7 @@ threads.addEventListener('click', (event) => {
   }
 });
 
-// ---- Presence: which field or line each user is in (SPEC, Presence).
+// ---- Presence: which field or line each user is in (docs/several-instances.md, Presence).
 
 main.addEventListener('focusin', (event) => {
   const target = event.target as HTMLElement;

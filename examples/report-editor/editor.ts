@@ -4,7 +4,7 @@
  * other people editing that section. serve.ts bundles this file for the page;
  * the connection, role and refusal handling is examples/shared/session.ts.
  *
- * The report layout it relies on (see the SPEC): `sections` is a Y.Array of
+ * The report layout it relies on (docs/documents.md): `sections` is a Y.Array of
  * Y.Map, each with `id`, `title` and `body`, a Y.XmlFragment of rich text.
  */
 import { Editor } from '@tiptap/core';

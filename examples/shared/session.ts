@@ -21,25 +21,25 @@ export interface Claims {
   role: Role;
 }
 
-/** What a page shows of a user, and what it puts in awareness as `user` (SPEC, Presence). */
+/** What a page shows of a user, and what it puts in awareness as `user` (docs/several-instances.md, Presence). */
 export interface User {
   id: string;
   name: string;
   color: string;
 }
 
-/** The awareness state Concord clients set (SPEC, Presence). */
+/** The awareness state Concord clients set (docs/several-instances.md, Presence). */
 export interface PresenceState {
   user?: Partial<User>;
   focus?: { field?: string; lineId?: string; sectionId?: string } | null;
   status?: string;
 }
 
-/** SPEC, Roles: who may change content, and who may write comments. */
+/** docs/protocol.md: who may change content, and who may write comments. */
 export const mayEditContent = (role: Role): boolean => role === 'editor' || role === 'admin';
 export const mayComment = (role: Role): boolean => role !== 'viewer';
 
-/** Every refusal code a client can meet (README, "Refusal reasons"), in words a person can act on. */
+/** Every refusal code a client can meet (docs/protocol.md, "Refusal reasons"), in words a person can act on. */
 const refusalWords: Record<string, string> = {
   'bad-token': 'the server does not accept this token (wrong secret, issuer or audience, or a missing claim); mint one with npm run -s token for this server',
   'token-expired': 'the token has expired; mint a new one and connect again',
@@ -81,7 +81,7 @@ export function readClaims(token: string): Claims {
   return {
     sub: claims.sub,
     name: typeof claims.name === 'string' ? claims.name : undefined,
-    // An absent role means viewer (SPEC, Tokens); an unknown one gets no more than that here.
+    // An absent role means viewer (docs/protocol.md); an unknown one gets no more than that here.
     role: roles.includes(claims.role) ? (claims.role as Role) : 'viewer',
   };
 }

@@ -3,7 +3,7 @@ import type { Write } from '../documents/update-scope.ts';
 import { ConcordError } from '../errors.ts';
 import type { Principal, Role } from './tokens.ts';
 
-/** Who may change what (SPEC, Roles): content, or comments only. */
+/** Who may change what (docs/protocol.md): content, or comments only. */
 export const contentWriters: ReadonlySet<Role> = new Set(['editor', 'admin']);
 export const commentWriters: ReadonlySet<Role> = new Set(['commenter', 'editor', 'admin']);
 

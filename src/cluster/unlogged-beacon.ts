@@ -11,7 +11,7 @@ const TTL_MS = 3_000;
  * keeps refreshing it (every second, while its update log has the document
  * pending), so a killed instance's beacons expire by themselves. Another
  * instance logs relayed content nobody logged only when no live instance
- * holds unlogged updates of that document (see RelayedUpdates).
+ * holds unlogged updates of that document (see LogFollower).
  */
 export class UnloggedBeacon {
   private readonly redis: Redis;

@@ -17,6 +17,6 @@ export async function refuseRlsBypassingLogin(db: Database): Promise<void> {
   throw new ConfigError(
     `DATABASE_URL logs in as "${login.role}", ${what}, which row-level security does not hold; with NODE_ENV=production ` +
       `move that URL to MIGRATION_DATABASE_URL and set DATABASE_URL to a role without SUPERUSER or BYPASSRLS that only belongs to concord_app ` +
-      `(CREATE ROLE concord_server LOGIN PASSWORD '...'; GRANT concord_app TO concord_server; see the README, Postgres)`,
+      `(CREATE ROLE concord_server LOGIN PASSWORD '...'; GRANT concord_app TO concord_server; see docs/postgres.md)`,
   );
 }

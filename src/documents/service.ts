@@ -30,7 +30,7 @@ function withinCommitWait(committed: Promise<number>): Promise<number> {
 
 const patchSchemas = Object.fromEntries(Object.entries(kinds).map(([kind, module]) => [kind, patchSchema(module.layout)]));
 
-/** A document in its JSON form (SPEC, "JSON form of a document"). */
+/** A document in its JSON form (docs/documents.md). */
 export function renderDocument(document: DocumentName, doc: Y.Doc): Json {
   const kind = kindOf(document.kind);
   return kind.render(new DocumentTracker(kind, doc, document.id));

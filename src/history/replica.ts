@@ -104,7 +104,7 @@ class Segments {
  * without applying anything. Building it costs one replay of the log;
  * afterwards a version costs a scan of flat arrays, however far back it is
  * (a checkpoint of a long history is mostly tombstones, and applying one
- * costs about as much as that replay: see README, Performance).
+ * costs about as much as that replay: see bench/README.md).
  */
 export class HistoryReplica {
   /** The first version it can show: the checkpoint it started from (0: the empty document). */

@@ -26,7 +26,7 @@ export interface VersionJson extends DocumentJson {
 }
 
 /**
- * What admins read and do with a document's past (SPEC, admin routes): its
+ * What admins read and do with a document's past (docs/history.md): its
  * updates, its audit rows, any version in its JSON form, and restoring one.
  */
 export class HistoryService {

@@ -26,7 +26,7 @@ const restoreBody = z.object({ version: z.number().int().min(0) }).strict();
 const documentListQuery = z.object({ limit: page.limit, after: storableString.max(256).default('') }).strict();
 
 /**
- * The admin routes under `/api/documents` (SPEC): history, audit rows,
+ * The admin routes under `/api/documents` (docs/history.md): history, audit rows,
  * versions by seq or time, restore, and the list of the tenant's documents.
  * Pages are `?limit=` (1-1000, default 100) and `?after=<cursor>`, where the
  * cursor is the previous page's `next` (null on the last page).

@@ -68,7 +68,7 @@ interface Place {
 }
 
 /**
- * The per-connection limits of SPEC "Limits" that Hocuspocus leaves open,
+ * The per-connection limits (docs/configuration.md) that Hocuspocus leaves open,
  * each refused with `rate-limited` and counted under its setting's name:
  *
  * - at authentication (the provider's `authenticationFailed`): documents open

@@ -6,7 +6,7 @@ import { readUpdates, type LoggedUpdate } from '../db/updates.ts';
 /**
  * A document rebuilt from a checkpoint and the updates after it. Updates are
  * applied one by one (microseconds each); Y.mergeUpdates over thousands of
- * small updates is super-linear, see NOTES.
+ * small updates is super-linear.
  */
 export function replay(checkpoint: Checkpoint | null, updates: LoggedUpdate[]): Y.Doc {
   const doc = new Y.Doc();

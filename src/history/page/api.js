@@ -1,5 +1,5 @@
 /**
- * The history page's calls to Concord's admin API (README: History). The
+ * The history page's calls to Concord's admin API (docs/history.md). The
  * token lives in this module and in the tab's sessionStorage (so a reload
  * keeps the session), is sent only as an Authorization header, and never
  * appears in a URL.
@@ -54,7 +54,7 @@ export async function call(path, options = {}) {
 }
 
 /**
- * Every page of a paged listing (README: Paging), up to `max` items.
+ * Every page of a paged listing (docs/history.md, Paging), up to `max` items.
  * @param {(after: string) => string} pathAfter the path for the page after a cursor
  * @param {string} listKey the array in each answer
  * @param {string} [firstCursor]

@@ -1,5 +1,5 @@
 /**
- * A version's JSON form (SPEC, "JSON form of a document") drawn as the
+ * A version's JSON form (docs/documents.md) drawn as the
  * quote or report it is. Document content is text from users: it only ever
  * goes into the page as text nodes, never as HTML.
  */
