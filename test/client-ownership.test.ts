@@ -7,7 +7,7 @@ import type { Database } from '../src/db/database.ts';
 import { replay } from '../src/persistence/replay.ts';
 import { acknowledged, connect, goOffline, synced, waitFor, type Client } from './support/clients.ts';
 import { clusterFixture } from './support/cluster.ts';
-import { backends, createStorage, postgresUrl } from './support/database.ts';
+import { backends, createStorage, postgresUrl, postgresTitle } from './support/database.ts';
 import { api } from './support/documents.ts';
 import { authFrame, updateFrame } from './support/frames.ts';
 import { fieldChanges, loggedUpdates, openTestDatabase, rowsOf } from './support/inspect.ts';
@@ -246,9 +246,8 @@ describe.each(backends)('a clientID belongs to the first user who writes under i
   });
 });
 
-const skipReason = postgresUrl ? '' : 'needs a real PostgreSQL: set TEST_DATABASE_URL';
 
-describe.skipIf(!postgresUrl)(`a clientID's owner holds across instances ${skipReason}`, () => {
+describe.skipIf(!postgresUrl)(postgresTitle("a clientID's owner holds across instances"), () => {
   const { start, defer } = clusterFixture();
 
   async function twoInstances() {

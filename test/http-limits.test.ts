@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clusterFixture } from './support/cluster.ts';
-import { backends, createStorage, postgresUrl, type TestStorage } from './support/database.ts';
+import { backends, createStorage, postgresUrl, type TestStorage, postgresTitle } from './support/database.ts';
 import { ServerProcess } from './support/server.ts';
 import { token } from './support/tokens.ts';
 
@@ -179,7 +179,7 @@ describe('HTTP request limits', () => {
 
 const cluster = clusterFixture();
 
-describe.skipIf(!postgresUrl)(`HTTP request limits across instances ${postgresUrl ? '' : '(needs TEST_DATABASE_URL)'}`, () => {
+describe.skipIf(!postgresUrl)(postgresTitle('HTTP request limits across instances'), () => {
   it('two instances on one Redis share each budget: requests alternating between them are refused at the bound', async () => {
     const { servers } = await cluster.start([smallLimits, smallLimits]);
     await checkRequestLimits(servers);

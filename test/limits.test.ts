@@ -5,7 +5,7 @@ import WebSocket from 'ws';
 import * as Y from 'yjs';
 import { acknowledged, connect, goOffline, synced, waitFor, type Client } from './support/clients.ts';
 import { clusterFixture } from './support/cluster.ts';
-import { createStorage, postgresUrl, type TestStorage } from './support/database.ts';
+import { createStorage, postgresUrl, type TestStorage, postgresTitle } from './support/database.ts';
 import { authFrame, awarenessFrame, awarenessUpdate, frame, syncFrame } from './support/frames.ts';
 import { startServer, type ServerProcess } from './support/server.ts';
 import { token } from './support/tokens.ts';
@@ -266,9 +266,8 @@ async function attempt(fixture: ReturnType<typeof clusterFixture>, server: Serve
   return outcome;
 }
 
-const skipReason = postgresUrl ? '' : 'needs a real PostgreSQL: set TEST_DATABASE_URL';
 
-describe.skipIf(!postgresUrl)(`connections per user and per tenant hold for the whole cluster ${skipReason}`, () => {
+describe.skipIf(!postgresUrl)(postgresTitle('connections per user and per tenant hold for the whole cluster'), () => {
   const fixture = clusterFixture();
 
   it('MAX_CONNECTIONS_PER_USER counts both instances; a place frees up when a connection closes and when its instance is killed', async () => {

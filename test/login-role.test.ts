@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createStorage, postgresUrl } from './support/database.ts';
+import { createStorage, postgresUrl, postgresTitle } from './support/database.ts';
 import { ServerProcess } from './support/server.ts';
 import { TEST_SECRET } from './support/tokens.ts';
 
@@ -59,9 +59,9 @@ async function loginRole(adminUrl: string, attributes: string) {
   return login;
 }
 
-const withoutSuperuser = superuserUrl ? '' : '(needs TEST_SUPERUSER_DATABASE_URL, a superuser login: .ci/run creates concord_super)';
 
-describe.skipIf(!superuserUrl || !postgresUrl)(`production refuses a login role that row-level security does not hold ${withoutSuperuser}`, () => {
+// Also needs TEST_SUPERUSER_DATABASE_URL, a superuser login (.ci/run creates concord_super): without it this skips, and CI fails on the skip.
+describe.skipIf(!superuserUrl || !postgresUrl)(postgresTitle('production refuses a login role that row-level security does not hold'), () => {
   it('a superuser DATABASE_URL: exit 1 with one line saying to move it to MIGRATION_DATABASE_URL and log in as a member of concord_app; nothing is migrated', async () => {
     const { env, databaseUrl } = await database();
     const superuser = new URL(superuserUrl!);
@@ -86,7 +86,7 @@ describe.skipIf(!superuserUrl || !postgresUrl)(`production refuses a login role 
   });
 });
 
-describe.skipIf(!postgresUrl)(`production starts with a login role that row-level security holds ${postgresUrl ? '' : '(needs TEST_DATABASE_URL)'}`, () => {
+describe.skipIf(!postgresUrl)(postgresTitle('production starts with a login role that row-level security holds'), () => {
   it('the owner of the tables (no superuser), and a member of concord_app beside the owner as MIGRATION_DATABASE_URL', async () => {
     const { env, databaseUrl } = await database();
     const owner = await new ServerProcess({ ...env, ...production }).start();
