@@ -21,6 +21,8 @@ export interface Layout {
 
 export interface CollectionLayout {
   entity: Entity;
+  /** What one member is called where it is pointed at: a comment's anchor `<member>:<id>`, a presence focus `<member>Id`. */
+  member?: string;
   fields: Record<string, z.ZodType<Json>>;
   /** Keys holding a `Y.XmlFragment` (read as ProseMirror JSON), each with the field that gets its plain text. */
   richText?: Record<string, string>;

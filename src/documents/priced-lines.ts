@@ -63,10 +63,11 @@ export const lineTotals = {
   remove: (totals: LineTotals, member: Member) => countLine(totals, member, -1),
 };
 
-/** The `lines` collection, audited as `entity`. */
+/** The `lines` collection, audited as `entity`; comments anchor a line as `line:<id>`. */
 export function pricedLines(entity: Entity): CollectionLayout {
   return {
     entity,
+    member: 'line',
     fields: {
       id: memberId,
       sku: optionalText,

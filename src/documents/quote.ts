@@ -1,6 +1,6 @@
 import type Big from 'big.js';
 import { z } from 'zod';
-import { comments } from './comments.ts';
+import { commentsOn } from './comments.ts';
 import type { DocumentKindModule, DocumentView } from './kind.ts';
 import { type LineTotals, lineTotals, money, plusPercent, pricedLineRow, pricedLines, pricedLineTable, subtotalOf, totalsJson } from './priced-lines.ts';
 import { currencyCode, isoDate, optionalText, percent } from './values.ts';
@@ -14,6 +14,8 @@ function quoteTotals(view: DocumentView<LineTotals>): { subtotal: Big | null; to
   if (subtotal === null || typeof discountPct !== 'number' || typeof taxPct !== 'number') return { subtotal, total: null };
   return { subtotal, total: money(plusPercent(plusPercent(subtotal, -discountPct), taxPct)) };
 }
+
+const lines = pricedLines('quote_line');
 
 /** A sales quote: `<tenant>/quote/<id>`. */
 export const quote: DocumentKindModule<LineTotals> = {
@@ -34,10 +36,7 @@ export const quote: DocumentKindModule<LineTotals> = {
       },
     },
     texts: ['notes'],
-    collections: {
-      lines: pricedLines('quote_line'),
-      comments,
-    },
+    collections: { lines, comments: commentsOn(lines) },
   },
   tableCollection: 'lines',
 

@@ -1,7 +1,7 @@
 /**
  * The history page: sign in with an admin token, pick a document, see its
- * updates on a timeline, slide through its versions (rendered as the quote
- * or report they were), read the field changes and the differences between
+ * updates on a timeline, slide through its versions (drawn from their kind's
+ * layout), read the field changes and the differences between
  * two versions, and restore one. Everything comes from the admin API.
  */
 import { allPages, ApiError, call, forgetToken, hasToken, setToken } from './api.js';
