@@ -3,7 +3,7 @@ import type { z } from 'zod';
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 export type Fields = Record<string, Json>;
 
-/** What an audit row (`field_changes.entity`) is about: `quote`, `quote_line`, `report`, `report_section`, `comment`; each kind names its own. */
+/** What an audit row (`field_changes.entity`) is about (`quote`, `quote_line`, `comment`, ...); each kind names its own. */
 export type Entity = string;
 
 /**
