@@ -48,4 +48,20 @@ export const kindSamples: Record<DocumentKind, KindSample> = {
     },
     patch: { header: { title: 'Platform report (final)' }, member: { collection: 'sections', id: 'risks', fields: { title: 'Open risks' } } },
   },
+  invoice: {
+    content: {
+      invoice: { number: 'INV-2026-0042', quoteId: 'q-1001', customerId: 'c-7', customerName: 'Riverside Water', status: 'issued', currency: 'EUR', issueDate: '2026-12-01', dueDate: '2026-12-31', taxPct: 19 },
+      notes: 'Payable within 30 days.',
+      lines: {
+        add: [
+          { id: 'l1', sku: 'P-100', description: 'Pump', quantity: 3, unitPrice: 19.99, discountPct: 10 },
+          { id: 'l2', sku: 'S-1', description: 'Installation', quantity: 2.5, unitPrice: 80.01 },
+        ],
+      },
+      comments: { add: [{ id: 'c1', authorId: 'ina', body: 'Matches the delivery note', anchor: 'line:l2' }] },
+    },
+    // 3 * 19.99 * 0.9 = 53.973 -> 53.97; 2.5 * 80.01 = 200.025 -> 200.03; 254.00 * 1.19 = 302.26.
+    totals: { subtotal: 254, total: 302.26 },
+    patch: { header: { status: 'paid' }, member: { collection: 'lines', id: 'l1', fields: { unitPrice: 21.5 } } },
+  },
 };
