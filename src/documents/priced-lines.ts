@@ -94,7 +94,7 @@ export function pricedLineTable(name: string, parentColumn: string): TableSpec &
       quantity: 'numeric',
       unit_price: 'numeric',
       discount_pct: 'numeric',
-      line_total: 'numeric',
+      line_total: 'numeric(14,2)',
     },
   };
 }
