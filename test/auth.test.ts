@@ -49,7 +49,7 @@ describe('refusals reach a real provider with their own reason', () => {
     expect(await refusal(server.wsUrl, 'acme/quote', valid)).toBe('bad-document-name');
     expect(await refusal(server.wsUrl, 'acme/quote/has space', valid)).toBe('bad-document-name');
     expect(await refusal(server.wsUrl, `acme/quote/${'x'.repeat(65)}`, valid)).toBe('bad-document-name');
-    expect(await refusal(server.wsUrl, 'acme/invoice/i1', valid)).toBe('unknown-kind');
+    expect(await refusal(server.wsUrl, 'acme/no-such-kind/i1', valid)).toBe('unknown-kind');
   });
 
   it.each([

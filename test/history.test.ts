@@ -193,7 +193,7 @@ describe('history API', () => {
       ['/api/documents/quote/guarded/history?after=x', 400, 'bad-request'],
       ['/api/documents/quote/guarded/history?page=2', 400, 'bad-request'],
       ['/api/documents/quote/guarded/changes?since=monday', 400, 'bad-request'],
-      ['/api/documents/invoice/guarded/history', 400, 'unknown-kind'],
+      ['/api/documents/no-such-kind/guarded/history', 400, 'unknown-kind'],
     ];
     for (const [path, status, code] of expectations) {
       const { status: got, body } = await get(path);
@@ -264,7 +264,7 @@ describe('npm run replay beside a running server', () => {
       [[name, '--version', 'two'], /a whole number/],
       [[name, '--at', 'tuesday'], /an ISO time/],
       [[name, '--version', '1', '--at', between.toISOString()], /cannot be used with/],
-      [['acme/invoice/x', '--version', '1'], /unknown-kind|not a document kind/],
+      [['acme/no-such-kind/x', '--version', '1'], /unknown-kind|not a document kind/],
       [['acme/quote/never-opened', '--version', '0'], /not-found/],
     ];
     for (const [args, reason] of refusals) {

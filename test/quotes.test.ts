@@ -273,7 +273,7 @@ describe('quotes: audit rows and tables', () => {
     // The tenant comes from the token: another tenant's token addresses its own (absent) document.
     expect((await api(shared.server.httpUrl, await token({ tenant: 'globex' }), 'GET', path)).status).toBe(404);
     expect((await api(shared.server.httpUrl, editor, 'GET', '/api/documents/quote/never-written')).status).toBe(404);
-    expect((await api(shared.server.httpUrl, editor, 'GET', '/api/documents/invoice/i1')).body.error.code).toBe('unknown-kind');
+    expect((await api(shared.server.httpUrl, editor, 'GET', '/api/documents/no-such-kind/i1')).body.error.code).toBe('unknown-kind');
     const big = await api(shared.server.httpUrl, editor, 'PATCH', path, { notes: 'x'.repeat(5 * 1024 * 1024) });
     expect(big.status).toBe(413);
   });

@@ -12,7 +12,8 @@
  */
 import * as Y from 'yjs';
 import type { Fields, Json } from '../../src/documents/layout.ts';
-import { lineTotal, quote } from '../../src/documents/quote.ts';
+import { lineTotal } from '../../src/documents/priced-lines.ts';
+import { quote } from '../../src/documents/quote.ts';
 import { DocumentTracker } from '../../src/projection/tracker.ts';
 import { DocumentSession, element, othersPresent, showMessage, type Replica, type Role } from '../shared/session.ts';
 import { bindText } from './text-binding.ts';

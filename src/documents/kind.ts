@@ -10,7 +10,7 @@ export interface DocumentView<Totals = unknown> {
   totals: Totals;
 }
 
-/** A relational table a kind keeps in step: its columns with their Postgres types, and its key. */
+/** A relational table a kind keeps in step: its columns with their Postgres types (`numeric(14,2)` for money), and its key. */
 export interface TableSpec {
   name: string;
   columns: Record<string, string>;

@@ -3,7 +3,7 @@ import type { z } from 'zod';
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 export type Fields = Record<string, Json>;
 
-/** What an audit row (`field_changes.entity`) is about: `quote`, `quote_line`, `report`, `report_section`, `comment`; each kind names its own. */
+/** What an audit row (`field_changes.entity`) is about (`quote`, `quote_line`, `comment`, ...); each kind names its own. */
 export type Entity = string;
 
 /**
@@ -21,6 +21,8 @@ export interface Layout {
 
 export interface CollectionLayout {
   entity: Entity;
+  /** What one member is called where it is pointed at: a comment's anchor `<member>:<id>`, a presence focus `<member>Id`. */
+  member?: string;
   fields: Record<string, z.ZodType<Json>>;
   /** Keys holding a `Y.XmlFragment` (read as ProseMirror JSON), each with the field that gets its plain text. */
   richText?: Record<string, string>;

@@ -1,53 +1,24 @@
-import Big from 'big.js';
+import type Big from 'big.js';
 import { z } from 'zod';
-import { comments } from './comments.ts';
+import { commentsOn } from './comments.ts';
 import type { DocumentKindModule, DocumentView } from './kind.ts';
-import type { Fields, Member } from './layout.ts';
-import { amount, isoDate, memberId, optionalText, percent } from './values.ts';
+import { type LineTotals, lineTotals, money, plusPercent, pricedLineRow, pricedLines, pricedLineTable, subtotalOf, totalsJson } from './priced-lines.ts';
+import { currencyCode, isoDate, optionalText, percent } from './values.ts';
 
 export const quoteStatuses = ['draft', 'sent', 'accepted', 'rejected', 'expired'] as const;
 
-interface QuoteTotals {
-  lineCount: number;
-  /** Sum of the line totals that could be computed. */
-  sum: Big;
-  /** Lines whose total cannot be computed (a value breaks the layout): the subtotal is then unknown. */
-  unknownLines: number;
-}
-
-// numeric(14,2)
-const MAX_MONEY = new Big('1e12');
-
-/** round2(quantity * unitPrice * (1 - discountPct/100)), in decimal; null when a value is missing or broken. */
-export function lineTotal(fields: Fields): Big | null {
-  const { quantity, unitPrice, discountPct } = fields;
-  if (typeof quantity !== 'number' || typeof unitPrice !== 'number' || typeof discountPct !== 'number') return null;
-  return money(new Big(quantity).times(unitPrice).times(new Big(100).minus(discountPct).div(100)));
-}
-
-function money(value: Big): Big | null {
-  const rounded = value.round(2, Big.roundHalfUp);
-  return rounded.abs().gte(MAX_MONEY) ? null : rounded;
-}
-
-function quoteTotals(view: DocumentView<QuoteTotals>): { subtotal: Big | null; total: Big | null } {
-  const { sum, unknownLines } = view.totals;
+/** round2(subtotal * (1 - discountPct/100) * (1 + taxPct/100)). */
+function quoteTotals(view: DocumentView<LineTotals>): { subtotal: Big | null; total: Big | null } {
+  const subtotal = subtotalOf(view.totals);
   const { discountPct, taxPct } = view.header;
-  const subtotal = unknownLines > 0 ? null : money(sum);
   if (subtotal === null || typeof discountPct !== 'number' || typeof taxPct !== 'number') return { subtotal, total: null };
-  const total = money(subtotal.times(new Big(100).minus(discountPct).div(100)).times(new Big(100).plus(taxPct).div(100)));
-  return { subtotal, total };
+  return { subtotal, total: money(plusPercent(plusPercent(subtotal, -discountPct), taxPct)) };
 }
 
-function countLine(totals: QuoteTotals, member: Member, sign: 1 | -1): void {
-  totals.lineCount += sign;
-  const total = lineTotal(member.fields);
-  if (total === null) totals.unknownLines += sign;
-  else totals.sum = sign === 1 ? totals.sum.plus(total) : totals.sum.minus(total);
-}
+const lines = pricedLines('quote_line');
 
 /** A sales quote: `<tenant>/quote/<id>`. */
-export const quote: DocumentKindModule<QuoteTotals> = {
+export const quote: DocumentKindModule<LineTotals> = {
   layout: {
     header: {
       key: 'quote',
@@ -58,35 +29,18 @@ export const quote: DocumentKindModule<QuoteTotals> = {
         customerId: optionalText,
         customerName: optionalText,
         status: z.enum(quoteStatuses).default('draft'),
-        currency: z.string().regex(/^[A-Z]{3}$/).nullable().default(null),
+        currency: currencyCode,
         validUntil: isoDate.nullable().default(null),
         discountPct: percent.default(0),
         taxPct: percent.default(0),
       },
     },
     texts: ['notes'],
-    collections: {
-      lines: {
-        entity: 'quote_line',
-        fields: {
-          id: memberId,
-          sku: optionalText,
-          description: optionalText,
-          quantity: amount.nullable().default(null),
-          unitPrice: amount.nullable().default(null),
-          discountPct: percent.default(0),
-        },
-      },
-      comments,
-    },
+    collections: { lines, comments: commentsOn(lines) },
   },
   tableCollection: 'lines',
 
-  totals: {
-    empty: () => ({ lineCount: 0, sum: new Big(0), unknownLines: 0 }),
-    add: (totals, member) => countLine(totals, member, 1),
-    remove: (totals, member) => countLine(totals, member, -1),
-  },
+  totals: lineTotals,
 
   render(view) {
     const { subtotal, total } = quoteTotals(view);
@@ -95,7 +49,7 @@ export const quote: DocumentKindModule<QuoteTotals> = {
       notes: view.texts.notes ?? '',
       lines: view.members('lines').map((line) => line.fields),
       comments: view.members('comments').map((comment) => comment.fields),
-      totals: { subtotal: subtotal?.toNumber() ?? null, total: total?.toNumber() ?? null },
+      totals: totalsJson(subtotal, total),
     };
   },
 
@@ -116,26 +70,11 @@ export const quote: DocumentKindModule<QuoteTotals> = {
         tax_pct: 'numeric',
         notes: 'text',
         line_count: 'integer',
-        subtotal: 'numeric',
-        total: 'numeric',
+        subtotal: 'numeric(14,2)',
+        total: 'numeric(14,2)',
       },
     },
-    members: {
-      name: 'quote_lines',
-      parentColumn: 'quote_id',
-      key: ['quote_id', 'id'],
-      columns: {
-        quote_id: 'text',
-        id: 'text',
-        position: 'integer',
-        sku: 'text',
-        description: 'text',
-        quantity: 'numeric',
-        unit_price: 'numeric',
-        discount_pct: 'numeric',
-        line_total: 'numeric',
-      },
-    },
+    members: pricedLineTable('quote_lines', 'quote_id'),
   },
 
   headerRow(view) {
@@ -159,17 +98,5 @@ export const quote: DocumentKindModule<QuoteTotals> = {
     };
   },
 
-  memberRow(line, position) {
-    const { fields } = line;
-    return {
-      id: line.id,
-      position,
-      sku: fields.sku!,
-      description: fields.description!,
-      quantity: fields.quantity!,
-      unit_price: fields.unitPrice!,
-      discount_pct: fields.discountPct!,
-      line_total: lineTotal(fields)?.toFixed(2) ?? null,
-    };
-  },
+  memberRow: pricedLineRow,
 };

@@ -1,9 +1,12 @@
 import { z } from 'zod';
-import { comments } from './comments.ts';
+import { commentsOn } from './comments.ts';
 import type { DocumentKindModule } from './kind.ts';
+import type { CollectionLayout } from './layout.ts';
 import { isoMonth, memberId, optionalText } from './values.ts';
 
 export const reportStatuses = ['draft', 'in_review', 'approved'] as const;
+
+const sections: CollectionLayout = { entity: 'report_section', member: 'section', fields: { id: memberId, title: optionalText }, richText: { body: 'text' } };
 
 /** A project's monthly report: `<tenant>/report/<id>`; each section body is rich text a Tiptap editor binds to. */
 export const report: DocumentKindModule<null> = {
@@ -19,10 +22,7 @@ export const report: DocumentKindModule<null> = {
       },
     },
     texts: [],
-    collections: {
-      sections: { entity: 'report_section', fields: { id: memberId, title: optionalText }, richText: { body: 'text' } },
-      comments,
-    },
+    collections: { sections, comments: commentsOn(sections) },
   },
   tableCollection: 'sections',
 

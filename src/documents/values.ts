@@ -9,6 +9,8 @@ export const optionalText = text.nullable().default(null);
 export const amount = z.number().min(0).max(1e12);
 export const percent = z.number().min(0).max(100);
 export const memberId = storableString.min(1).max(200);
+/** An ISO 4217 code (`EUR`), or null. */
+export const currencyCode = z.string().regex(/^[A-Z]{3}$/).nullable().default(null);
 
 /** `YYYY-MM-DD`, a real calendar day Postgres accepts. */
 export const isoDate = z

@@ -1,12 +1,20 @@
 import { z } from 'zod';
+import { kinds } from '../documents/kinds.ts';
 
 export const presenceStatus = z.enum(['viewing', 'editing', 'idle']);
 
-/** What a user works on, as its client declares it in the awareness `focus`. */
+const focusField = z.string().max(256);
+
+/** Every name a kind's collection gives its members (`line`, `section`), once. */
+const memberNames = [...new Set(Object.values(kinds).flatMap((kind) => Object.values(kind.layout.collections).map((collection) => collection.member)))].filter((member) => member !== undefined);
+
+/**
+ * What a user works on, as its client declares it in the awareness `focus`:
+ * a member of a collection (`{ lineId, field }`, `{ sectionId }`), or a header field.
+ */
 export const focusSchema = z.union([
-  z.object({ lineId: z.string().max(256), field: z.string().max(256) }),
-  z.object({ sectionId: z.string().max(256) }),
-  z.object({ field: z.string().max(256) }),
+  ...memberNames.map((member) => z.object({ [`${member}Id`]: focusField, field: focusField.optional() })),
+  z.object({ field: focusField }),
 ]);
 export type Focus = z.infer<typeof focusSchema>;
 

@@ -1,7 +1,7 @@
 /**
  * The history page: sign in with an admin token, pick a document, see its
- * updates on a timeline, slide through its versions (rendered as the quote
- * or report they were), read the field changes and the differences between
+ * updates on a timeline, slide through its versions (drawn from their kind's
+ * layout), read the field changes and the differences between
  * two versions, and restore one. Everything comes from the admin API.
  */
 import { allPages, ApiError, call, forgetToken, hasToken, setToken } from './api.js';
@@ -108,9 +108,13 @@ async function pick(name) {
 
 /** Loads the document's recent history and shows its latest version. */
 async function load(selected = Number.POSITIVE_INFINITY) {
-  const first = await call(`${documentPath()}/history?limit=1`);
+  const picked = state.document;
+  const path = documentPath();
+  const first = await call(`${path}/history?limit=1`);
   const from = Math.max(first.exactFrom > 0 ? first.exactFrom - 1 : 0, first.version - MAX_UPDATES);
-  const updates = await allPages((after) => `${documentPath()}/history?limit=1000&after=${after}`, 'updates', String(from), MAX_UPDATES);
+  const updates = await allPages((after) => `${path}/history?limit=1000&after=${after}`, 'updates', String(from), MAX_UPDATES);
+  // Another document was picked meanwhile: its own load shows it (these versions are not its).
+  if (state.document !== picked) return;
   const loaded = { latest: first.version, exactFrom: first.exactFrom, exactCheckpoints: first.exactCheckpoints, updates, from: Math.max(from, first.exactFrom) };
   state.loaded = loaded;
   const current = /** @type {DocumentEntry} */ (state.document);

@@ -1,8 +1,18 @@
 /**
- * A version's JSON form (docs/documents.md) drawn as the
- * quote or report it is. Document content is text from users: it only ever
- * goes into the page as text nodes, never as HTML.
+ * A version's JSON form (docs/documents.md) drawn from its kind's layout
+ * (`kinds.json`, served from the kind registry): header fields, texts, each
+ * collection as a table (or, with rich text, its plain text), totals, comments.
+ * Document content is text from users: it only ever goes into the page as
+ * text nodes, never as HTML.
  */
+
+/**
+ * @typedef {{ key: string, fields: string[], richText: Record<string, string> }} CollectionOutline
+ * @typedef {{ header: { key: string, fields: string[] }, texts: string[], collections: CollectionOutline[] }} KindOutline
+ */
+
+/** @type {Record<string, KindOutline>} */
+const layouts = await (await fetch(new URL('kinds.json', import.meta.url))).json();
 
 /**
  * An element with attributes and children (strings become text nodes).
@@ -37,75 +47,75 @@ function money(amount) {
 }
 
 /**
- * @param {any} content a quote's JSON form
+ * A layout key as a label: `validUntil` → `Valid until`, `discountPct` → `Discount %`.
+ * @param {string} key
  */
-function quote(content) {
-  const header = content.quote;
-  const lines = h('table', {}, [
-    h('thead', {}, [h('tr', {}, ['#', 'id', 'SKU', 'description', 'quantity', 'unit price', 'discount %'].map((label) => h('th', {}, [label])))]),
+function label(key) {
+  const words = key.replace(/Pct$/, ' %').replace(/([a-z])([A-Z])/g, '$1 $2').toLowerCase();
+  return words.charAt(0).toUpperCase() + words.slice(1);
+}
+
+/**
+ * A collection's members as a table, one column per field.
+ * @param {CollectionOutline} collection
+ * @param {any[]} members
+ */
+function table(collection, members) {
+  return h('table', {}, [
+    h('thead', {}, [h('tr', {}, ['#', ...collection.fields].map((key) => h('th', {}, [key === '#' ? key : label(key)])))]),
     h(
       'tbody',
       {},
-      content.lines.map((/** @type {any} */ line, /** @type {number} */ index) =>
-        h('tr', {}, [
-          h('td', { class: 'number' }, [String(index + 1)]),
-          h('td', {}, [show(line.id)]),
-          h('td', {}, [show(line.sku)]),
-          h('td', {}, [show(line.description)]),
-          h('td', { class: 'number' }, [show(line.quantity)]),
-          h('td', { class: 'number' }, [show(line.unitPrice)]),
-          h('td', { class: 'number' }, [show(line.discountPct)]),
-        ]),
+      members.map((member, index) =>
+        h('tr', {}, [h('td', { class: 'number' }, [String(index + 1)]), ...collection.fields.map((key) => h('td', typeof member[key] === 'number' ? { class: 'number' } : {}, [show(member[key])]))]),
       ),
     ),
   ]);
-  return [
-    fields([
-      ['Number', header.number],
-      ['Title', header.title],
-      ['Customer', [header.customerName, header.customerId].filter(Boolean).join(' · ')],
-      ['Status', header.status],
-      ['Currency', header.currency],
-      ['Valid until', header.validUntil],
-      ['Discount %', header.discountPct],
-      ['Tax %', header.taxPct],
-    ]),
-    h('h3', {}, ['Notes']),
-    h('div', { class: 'notes' }, [content.notes || '—']),
-    h('h3', {}, [`Lines (${content.lines.length})`]),
-    lines,
-    h('p', { class: 'totals', 'data-testid': 'totals' }, [`Subtotal ${money(content.totals.subtotal)} · Total ${money(content.totals.total)} ${header.currency ?? ''}`]),
-  ];
 }
 
 /**
- * @param {any} content a report's JSON form
+ * Members with rich text: each one's plain fields, then the plain text of each rich-text field.
+ * @param {CollectionOutline} collection
+ * @param {any[]} members
  */
-function report(content) {
-  const header = content.report;
+function richMembers(collection, members) {
+  const richFields = new Set(Object.entries(collection.richText).flat());
+  return members.flatMap((member) => [
+    h('h3', {}, [collection.fields.filter((key) => !richFields.has(key)).map((key) => show(member[key])).join(' · ')]),
+    ...Object.values(collection.richText).map((textField) => h('div', { class: 'section-text' }, [member[textField] ?? '(not rich text)'])),
+  ]);
+}
+
+/** @param {any[]} comments */
+function commentList(comments) {
+  if (!comments.length) return [];
   return [
-    fields([
-      ['Title', header.title],
-      ['Project', header.projectId],
-      ['Period', header.period],
-      ['Status', header.status],
-    ]),
-    ...content.sections.flatMap((/** @type {any} */ section) => [
-      h('h3', {}, [`${show(section.title)} `, h('small', {}, [`(${show(section.id)})`])]),
-      h('div', { class: 'section-text' }, [section.text ?? '(not rich text)']),
-    ]),
+    h('h3', {}, [`Comments (${comments.length})`]),
+    h('ul', {}, comments.map((comment) => h('li', {}, [`${show(comment.authorId)}: ${show(comment.body)}${comment.resolved ? ' (resolved)' : ''}`]))),
   ];
 }
 
 /**
- * Draws `content` of a `kind` into `target`, with its comments.
+ * Draws `content` of a `kind` into `target`.
  * @param {HTMLElement} target
  * @param {string} kind
  * @param {any} content
  */
 export function renderVersion(target, kind, content) {
-  const comments = content.comments.length
-    ? [h('h3', {}, [`Comments (${content.comments.length})`]), h('ul', {}, content.comments.map((/** @type {any} */ comment) => h('li', {}, [`${show(comment.authorId)}: ${show(comment.body)}${comment.resolved ? ' (resolved)' : ''}`])))]
-    : [];
-  target.replaceChildren(...(kind === 'quote' ? quote(content) : report(content)), ...comments);
+  const layout = layouts[kind];
+  if (!layout) throw new Error(`the page knows no kind "${kind}"`);
+  const header = content[layout.header.key];
+  const parts = [fields(layout.header.fields.map((key) => [label(key), header[key]]))];
+  for (const key of layout.texts) parts.push(h('h3', {}, [label(key)]), h('div', { class: 'notes' }, [content[key] || '—']));
+  for (const collection of layout.collections) {
+    const members = content[collection.key];
+    if (collection.key === 'comments') continue;
+    parts.push(h('h3', {}, [`${label(collection.key)} (${members.length})`]));
+    parts.push(...(Object.keys(collection.richText).length ? richMembers(collection, members) : [table(collection, members)]));
+  }
+  if (content.totals) {
+    const amounts = Object.entries(content.totals).map(([key, amount]) => `${label(key)} ${money(amount)}`);
+    parts.push(h('p', { class: 'totals', 'data-testid': 'totals' }, [`${amounts.join(' · ')} ${header.currency ?? ''}`.trim()]));
+  }
+  target.replaceChildren(...parts, ...commentList(content.comments));
 }
