@@ -62,6 +62,8 @@ const environment = z.object({
   MAX_PENDING_WRITES: positiveInt(1000),
   /** Longest a parked write may wait for what it depends on; then the document's pending writes are dropped. */
   MAX_PENDING_AGE_MS: positiveInt(30_000),
+  /** Most Yjs clientIDs new to a document that one update may write under (each is claimed for good in document_clients). */
+  MAX_NEW_CLIENTS_PER_UPDATE: positiveInt(64),
   /** Most update bytes written in one group commit. */
   COMMIT_BATCH_MAX_BYTES: positiveInt(8 * 1024 * 1024),
   /** Awareness updates one document connection may send per second; more are dropped (`rate-limited`). Providers send one per cursor move. */

@@ -138,7 +138,7 @@ export async function createConcord(config: Config, log: Logger) {
     quiet: true,
     ...unauthenticatedQueue,
     extensions: [
-      new Authorization(verify, clientOwners, log, metrics),
+      new Authorization(verify, clientOwners, log, metrics, config.MAX_NEW_CLIENTS_PER_UPDATE),
       // After Authorization (a refused token takes no place), before presence (a dropped awareness update is no activity).
       limits,
       persistence,

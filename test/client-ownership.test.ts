@@ -87,10 +87,10 @@ async function quoteRow(db: Database, id: string): Promise<Record<string, any> |
 }
 
 describe.each(backends)('a clientID belongs to the first user who writes under it, on $kind', ({ kind, reason }) => {
-  async function serverAndDatabase() {
+  async function serverAndDatabase(env: Record<string, string> = {}) {
     const storage = await createStorage(kind);
     cleanups.push(() => storage.drop());
-    const server = await new ServerProcess(storage.env).start();
+    const server = await new ServerProcess({ ...storage.env, ...env }).start();
     cleanups.push(() => server.stop('SIGKILL'));
     // PGlite's folder belongs to one process: the test reads it once the server has stopped.
     const database = async () => {
@@ -200,6 +200,37 @@ describe.each(backends)('a clientID belongs to the first user who writes under i
       { client_id: String(patchClient), user_id: 'bob', origin: 'api' },
     ]);
     expect(await quoteRow(db, 'patched')).toMatchObject({ title: 'by the API', version: 4 });
+  });
+
+  it('an update may write under at most MAX_NEW_CLIENTS_PER_UPDATE clientIDs new to the document, and one more is refused whole', async ({ skip }) => {
+    skip(!!reason, reason);
+    const { server, database } = await serverAndDatabase({ MAX_NEW_CLIENTS_PER_UPDATE: '3' });
+    const name = 'acme/quote/many-clients';
+    const mallory = await rawClient(server.wsUrl, name, await token({ sub: 'mallory' }));
+    /** One update with a title under each of `count` clientIDs from `first` on. */
+    const underClients = (first: number, count: number) =>
+      Y.mergeUpdates(
+        Array.from({ length: count }, (_, index) => {
+          const doc = new Y.Doc();
+          doc.clientID = first + index;
+          doc.getMap('quote').set('title', `by ${doc.clientID}`);
+          return Y.encodeStateAsUpdate(doc);
+        }),
+      );
+    mallory.send(underClients(1000, 3));
+    await waitFor('the first update answered', () => mallory.syncStatuses.length === 1);
+    mallory.send(underClients(2000, 4));
+    const refused = await waitFor('mallory refused', () => mallory.refusals[0]);
+    expect(refused.code).toBe('rate-limited');
+    expect(refused.message).toContain('MAX_NEW_CLIENTS_PER_UPDATE');
+    await waitFor('the second update answered', () => mallory.syncStatuses.length === 2);
+    expect(mallory.syncStatuses).toEqual([true, false]);
+    await server.stop();
+
+    const db = await database();
+    expect((await owners(db, name)).map((owner) => Number(owner.client_id)).sort()).toEqual([1000, 1001, 1002]);
+    expect(structClients((await loggedUpdates(db, 'acme', name))[0]!.update).sort()).toEqual([1000, 1001, 1002]);
+    expect(await loggedUpdates(db, 'acme', name)).toHaveLength(1);
   });
 
   it('ordinary flows: two tabs of one user, an offline merge of two users carrying each other\'s content, overwriting another\'s value', async ({ skip }) => {

@@ -52,10 +52,12 @@ export class Authorization implements Extension {
   /** Connections made read-only for the one message being refused. */
   private readonly heldBack = new WeakSet<Connection>();
   private readonly clientOwners: ClientOwners;
+  private readonly maxNewClientsPerUpdate: number;
 
-  constructor(verify: TokenVerifier, clientOwners: ClientOwners, log: Logger, metrics: Metrics) {
+  constructor(verify: TokenVerifier, clientOwners: ClientOwners, log: Logger, metrics: Metrics, maxNewClientsPerUpdate: number) {
     this.verify = verify;
     this.clientOwners = clientOwners;
+    this.maxNewClientsPerUpdate = maxNewClientsPerUpdate;
     this.log = log;
     this.metrics = metrics;
   }
@@ -144,6 +146,15 @@ export class Authorization implements Extension {
   private async clientRefusal(principal: Principal, name: DocumentName, document: Y.Doc, update: Uint8Array): Promise<ConcordError | null> {
     const clients = newContentClients(document, update);
     if (clients.length === 0) return null;
+    // Each new clientID is a row in document_clients for good: an update may not bring many at once.
+    const unclaimed = clients.filter((client) => this.clientOwners.ownerOf(name.name, client) === undefined).length;
+    if (unclaimed > this.maxNewClientsPerUpdate) {
+      this.metrics.limitsReached.inc({ limit: 'MAX_NEW_CLIENTS_PER_UPDATE' });
+      return new ConcordError(
+        'rate-limited',
+        `the change writes under ${unclaimed} Yjs clientIDs new to this document, more than MAX_NEW_CLIENTS_PER_UPDATE (${this.maxNewClientsPerUpdate}); it was not applied`,
+      );
+    }
     const owners = await this.clientOwners.claim(name, clients, { userId: principal.userId, origin: 'client' });
     const foreign = clients.filter((client) => {
       const owner = owners.get(client);

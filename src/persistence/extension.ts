@@ -99,6 +99,8 @@ export class Persistence implements Extension {
     this.maxBacklogBytes = limits.maxBacklogBytes;
     this.parked = new ParkedWrites(limits.parking, {
       committedSoFar: (document) => this.committedSoFar(document),
+      logAlone: (document, write) =>
+        this.updateLog.append({ document: parseDocumentName(document.name), update: write.update, userId: write.userId, origin: 'client', receivedAt: new Date() }),
       dropped: (document, connections, limit) => this.parkedDropped(document, connections, limit),
     });
   }
@@ -135,7 +137,10 @@ export class Persistence implements Extension {
       // acknowledged only once what the document holds is committed, including
       // what other instances relayed to it.
       earlier: this.committedSoFar(document.name),
-      parked: () => (applies && !reach.heldBy(document) ? this.parked.park(document, connection, reach, bytes) : undefined),
+      parked: () =>
+        applies && !reach.heldBy(document)
+          ? this.parked.park(document, connection, { update: frame.update!, userId: (connection.context as ConnectionContext).principal.userId, reach, bytes })
+          : undefined,
     });
   }
 
@@ -183,7 +188,7 @@ export class Persistence implements Extension {
     document.on('afterTransaction', (transaction: Y.Transaction) => tracker && this.track(name, tracker, copy, transaction));
     document.on('update', (update: Uint8Array, origin: unknown, _doc: Y.Doc, transaction: Y.Transaction) => {
       this.logUpdate(name, update, origin, transaction);
-      this.parked.settleHeld(document);
+      this.parked.settleHeld(document, authorOf(origin) !== null);
     });
     this.loading.get(document)?.();
     this.loading.delete(document);

@@ -26,7 +26,10 @@ export function parkedBytes(update: Uint8Array, reach: UpdateReach): number {
 }
 
 /** A client write Yjs parked (pending structs) because it depends on changes the document lacks. */
-interface ParkedWrite {
+export interface ParkedWrite {
+  /** The write as it arrived, and who sent it: logged on its own if its content lands in a transaction this instance does not log. */
+  update: Uint8Array;
+  userId: string;
   reach: UpdateReach;
   bytes: number;
   parkedAt: number;
@@ -46,6 +49,8 @@ interface DocumentParking {
 export interface ParkingEvents {
   /** Settles once everything of the document queued so far is committed. */
   committedSoFar(document: string): Promise<unknown>;
+  /** Logs a parked write on its own (its content landed in a transaction that is not logged here); settles once committed. */
+  logAlone(document: Document, write: ParkedWrite): Promise<unknown>;
   /** The document's pending structs were dropped: the connections whose writes were among them (some may be closed). */
   dropped(document: Document, connections: Connection[], limit: ParkingLimit): void;
 }
@@ -77,11 +82,12 @@ export class ParkedWrites {
   }
 
   /** A write was parked by Yjs; the promise settles true once it is applied and committed, false if it is dropped. */
-  park(document: Document, connection: Connection, reach: UpdateReach, bytes: number): Promise<boolean> {
+  park(document: Document, connection: Connection, write: Pick<ParkedWrite, 'update' | 'userId' | 'reach' | 'bytes'>): Promise<boolean> {
     const parking = this.parkingOf(document) ?? this.startParking(document);
+    const { bytes } = write;
     const promise = new Promise<boolean>((settle) => {
       const writes = parking.byConnection.get(connection) ?? [];
-      writes.push({ reach, bytes, parkedAt: Date.now(), settle });
+      writes.push({ ...write, parkedAt: Date.now(), settle });
       parking.byConnection.set(connection, writes);
     });
     parking.bytes += bytes;
@@ -93,8 +99,15 @@ export class ParkedWrites {
     return promise;
   }
 
-  /** After a change of the document: parked writes whose content is now in it are answered once committed. */
-  settleHeld(document: Document): void {
+  /**
+   * After a change of the document: parked writes whose content is now in it
+   * are answered once committed. `logged` says whether the change is logged
+   * here (a client's or server-side edit, whose update carries what it
+   * integrated). If not (the log's own updates, applied to catch up, or a
+   * relay), a parked write integrated with it would be in memory only: it is
+   * logged on its own.
+   */
+  settleHeld(document: Document, logged: boolean): void {
     const parking = this.parkingOf(document);
     if (!parking) return;
     for (const [connection, writes] of parking.byConnection) {
@@ -103,7 +116,8 @@ export class ParkedWrites {
         const write = writes.shift()!;
         parking.bytes -= write.bytes;
         parking.writes--;
-        write.settle(this.events.committedSoFar(document.name).then(() => true));
+        const committed = logged ? this.events.committedSoFar(document.name) : this.events.logAlone(document, write);
+        write.settle(committed.then(() => true));
       }
       if (writes.length === 0) parking.byConnection.delete(connection);
     }

@@ -93,7 +93,13 @@ export class UpdateLog {
     const committed = new Promise<number>((resolve, reject) => this.queue.push({ ...update, resolve, reject }));
     const name = update.document.name;
     this.queuedBytes += update.update.byteLength;
-    this.pending.set(name, { count: (this.pending.get(name)?.count ?? 0) + 1, newest: committed });
+    // Later writes wait on `newest` to mean "committed so far": an update logged but refused its
+    // acknowledgement (foreign-client) is committed all the same.
+    const landed = committed.catch((error: unknown) => {
+      if (!(error instanceof ConcordError && error.code === 'foreign-client')) throw error;
+    });
+    landed.catch(() => {}); // a failed commit is reported to whoever awaits it
+    this.pending.set(name, { count: (this.pending.get(name)?.count ?? 0) + 1, newest: landed });
     if (!this.writing) {
       this.writing = true;
       // setImmediate lets every message already read from the sockets join this batch.

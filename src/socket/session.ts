@@ -148,7 +148,9 @@ export class SocketSession {
     // A document closed for too many sync requests hears nothing more until it authenticates again.
     if (frame.type === MessageType.Auth) this.closedForSyncRequests.delete(frame.address);
     if (this.closedForSyncRequests.has(frame.address)) return;
-    if (frame.syncRequest && (await limits.syncRequests(`${this.key}\0${frame.address}`)) !== null) return this.tooManySyncRequests(frame.address);
+    // Keyed by the document's name: Hocuspocus answers a request for `<name>\0<anything>` from the document's connection too.
+    const syncKey = `${this.key}\0${frame.address.split('\0')[0]}`;
+    if (frame.syncRequest && (await limits.syncRequests(syncKey)) !== null) return this.tooManySyncRequests(frame.address);
     this.client.handleMessage(bytes);
   }
 
@@ -263,7 +265,10 @@ export class SocketSession {
   /** Closes one document of the socket with the error's code as the reason. */
   private closeDocument(address: string, error: ConcordError): void {
     const name = address.split('\0')[0]!;
-    const connection = this.deps.hocuspocus.documents.get(name)?.getConnections().find((open) => open.webSocket === this.socket);
+    const connection = this.deps.hocuspocus.documents
+      .get(name)
+      ?.getConnections()
+      .find((open) => open.webSocket === this.socket && open.messageAddress === address);
     // Hocuspocus sends the close message and forgets the document's connection.
     if (connection) return connection.close(error.closeEvent);
     this.send(new OutgoingMessage(address).writeCloseMessage(error.code).toUint8Array());
