@@ -84,8 +84,10 @@ export class ClientOwners {
       if (!claimed) this.log.warn({ code: 'client-claim-deferred', document: document.name, clients: unknown }, 'Postgres did not answer a clientID claim; the commit of the update writes it');
       for (const client of unknown) {
         const answer = claimed?.get(claimKey(document.name, client));
-        // A rival claim made here meanwhile keeps its place.
-        if (answer) known.set(client, { ...answer, durable: true });
+        // A rival claim made here meanwhile keeps its place: content under it may be applied already (its commit settles it).
+        const local = known.get(client);
+        const rivalHere = local !== undefined && !local.durable && (local.userId !== answer?.userId || local.origin !== answer?.origin);
+        if (answer && !rivalHere) known.set(client, { ...answer, durable: true });
         else if (!claimed && !known.has(client)) known.set(client, { ...owner, durable: false });
       }
       if (!claimed) this.withUnconfirmed.add(document.name);
@@ -99,10 +101,13 @@ export class ClientOwners {
   }
 
   /** The clients of a logged update's content whose claims were made while Postgres did not answer: its commit writes them. */
-  unconfirmed(name: string, update: Uint8Array): number[] {
+  unconfirmed(name: string, update: Uint8Array): Array<{ client: number; owner: ClientOwner }> {
     if (!this.withUnconfirmed.has(name)) return [];
     const known = this.byDocument.get(name);
-    return structClients(update).filter((client) => known?.get(client)?.durable === false);
+    return structClients(update).flatMap((client) => {
+      const claimed = known?.get(client);
+      return claimed?.durable === false ? [{ client, owner: { userId: claimed.userId, origin: claimed.origin } }] : [];
+    });
   }
 
   /** What Postgres holds for claims a commit wrote: the owner of each clientID. */

@@ -27,7 +27,7 @@ export interface Committed {
 /** Claims of clientIDs made while Postgres did not answer (see ClientOwners): the commit of their update writes them. */
 export interface UnconfirmedClaims {
   /** The clients of `update`'s content whose claims its commit must write, for its author. */
-  unconfirmed(name: string, update: Uint8Array): number[];
+  unconfirmed(name: string, update: Uint8Array): Array<{ client: number; owner: ClientOwner }>;
   /** Once committed: who owns each of them, as Postgres decided. */
   confirmed(name: string, owners: Map<number, ClientOwner>): void;
 }
@@ -232,7 +232,8 @@ export class UpdateLog {
     const claims = this.options.claims;
     if (!claims) return written;
     const wanted = group.flatMap((entry) =>
-      claims.unconfirmed(entry.document.name, entry.update).map((client): ClientClaim & { entry: Queued } => ({ name: entry.document.name, client, userId: entry.userId, origin: entry.origin, entry })),
+      // Claimed for whom the instance gave it to: an update may carry another user's parked content it filled in.
+      claims.unconfirmed(entry.document.name, entry.update).map(({ client, owner }): ClientClaim & { entry: Queued } => ({ name: entry.document.name, client, ...owner, entry })),
     );
     if (wanted.length === 0) return written;
     const owners = await claimClients(sql, wanted);
