@@ -1,14 +1,26 @@
-import type Big from 'big.js';
 import { z } from 'zod';
 import { commentsOn } from './comments.ts';
 import type { DocumentKindModule, DocumentView } from './kind.ts';
-import { type LineTotals, lineTotals, money, plusPercent, pricedLineRow, pricedLines, pricedLineTable, subtotalOf, totalsJson } from './priced-lines.ts';
+import {
+  type LineTotals,
+  lineTotals,
+  money,
+  plusPercent,
+  pricedLineRow,
+  pricedLines,
+  pricedLineTable,
+  pricedSummaryColumns,
+  pricedSummaryRow,
+  type PricedTotals,
+  renderPriced,
+  subtotalOf,
+} from './priced-lines.ts';
 import { currencyCode, isoDate, memberId, optionalText, percent } from './values.ts';
 
 export const invoiceStatuses = ['draft', 'issued', 'paid', 'void'] as const;
 
 /** round2(subtotal * (1 + taxPct/100)): a quote's totals without the header discount. */
-function invoiceTotals(view: DocumentView<LineTotals>): { subtotal: Big | null; total: Big | null } {
+function invoiceTotals(view: DocumentView<LineTotals>): PricedTotals {
   const subtotal = subtotalOf(view.totals);
   const { taxPct } = view.header;
   if (subtotal === null || typeof taxPct !== 'number') return { subtotal, total: null };
@@ -43,14 +55,7 @@ export const invoice: DocumentKindModule<LineTotals> = {
   totals: lineTotals,
 
   render(view) {
-    const { subtotal, total } = invoiceTotals(view);
-    return {
-      invoice: view.header,
-      notes: view.texts.notes ?? '',
-      lines: view.members('lines').map((line) => line.fields),
-      comments: view.members('comments').map((comment) => comment.fields),
-      totals: totalsJson(subtotal, total),
-    };
+    return renderPriced('invoice', view, invoiceTotals(view));
   },
 
   tables: {
@@ -68,10 +73,7 @@ export const invoice: DocumentKindModule<LineTotals> = {
         issue_date: 'date',
         due_date: 'date',
         tax_pct: 'numeric',
-        notes: 'text',
-        line_count: 'integer',
-        subtotal: 'numeric(14,2)',
-        total: 'numeric(14,2)',
+        ...pricedSummaryColumns,
       },
     },
     members: pricedLineTable('invoice_lines', 'invoice_id'),
@@ -79,7 +81,6 @@ export const invoice: DocumentKindModule<LineTotals> = {
 
   headerRow(view) {
     const { header } = view;
-    const { subtotal, total } = invoiceTotals(view);
     return {
       id: view.id,
       number: header.number!,
@@ -91,10 +92,7 @@ export const invoice: DocumentKindModule<LineTotals> = {
       issue_date: header.issueDate!,
       due_date: header.dueDate!,
       tax_pct: header.taxPct!,
-      notes: view.texts.notes ?? '',
-      line_count: view.totals.lineCount,
-      subtotal: subtotal?.toFixed(2) ?? null,
-      total: total?.toFixed(2) ?? null,
+      ...pricedSummaryRow(view, invoiceTotals(view)),
     };
   },
 

@@ -1,5 +1,5 @@
 import Big from 'big.js';
-import type { TableSpec } from './kind.ts';
+import type { DocumentView, TableSpec } from './kind.ts';
 import type { CollectionLayout, Entity, Fields, Json, Member } from './layout.ts';
 import { amount, memberId, optionalText, percent } from './values.ts';
 
@@ -44,9 +44,29 @@ export function subtotalOf(totals: LineTotals): Big | null {
   return totals.unknownLines > 0 ? null : money(totals.sum);
 }
 
-/** A JSON form's `totals`. */
-export function totalsJson(subtotal: Big | null, total: Big | null): { subtotal: number | null; total: number | null } {
-  return { subtotal: subtotal?.toNumber() ?? null, total: total?.toNumber() ?? null };
+/** A priced document's subtotal and total (each kind computes its total from the subtotal its own way). */
+export interface PricedTotals {
+  subtotal: Big | null;
+  total: Big | null;
+}
+
+/** The JSON form of a priced document: its header under `headerKey`, then notes, lines, comments and totals. */
+export function renderPriced(headerKey: string, view: DocumentView<LineTotals>, { subtotal, total }: PricedTotals): Json {
+  return {
+    [headerKey]: view.header,
+    notes: view.texts.notes ?? '',
+    lines: view.members('lines').map((line) => line.fields),
+    comments: view.members('comments').map((comment) => comment.fields),
+    totals: { subtotal: subtotal?.toNumber() ?? null, total: total?.toNumber() ?? null },
+  };
+}
+
+/** The columns a priced document's header table ends with: its notes, and its lines' count and totals. */
+export const pricedSummaryColumns = { notes: 'text', line_count: 'integer', subtotal: 'numeric(14,2)', total: 'numeric(14,2)' } as const;
+
+/** Those columns' values. */
+export function pricedSummaryRow(view: DocumentView<LineTotals>, { subtotal, total }: PricedTotals): Record<keyof typeof pricedSummaryColumns, Json> {
+  return { notes: view.texts.notes ?? '', line_count: view.totals.lineCount, subtotal: subtotal?.toFixed(2) ?? null, total: total?.toFixed(2) ?? null };
 }
 
 function countLine(totals: LineTotals, member: Member, sign: 1 | -1): void {

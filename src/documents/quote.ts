@@ -1,14 +1,26 @@
-import type Big from 'big.js';
 import { z } from 'zod';
 import { commentsOn } from './comments.ts';
 import type { DocumentKindModule, DocumentView } from './kind.ts';
-import { type LineTotals, lineTotals, money, plusPercent, pricedLineRow, pricedLines, pricedLineTable, subtotalOf, totalsJson } from './priced-lines.ts';
+import {
+  type LineTotals,
+  lineTotals,
+  money,
+  plusPercent,
+  pricedLineRow,
+  pricedLines,
+  pricedLineTable,
+  pricedSummaryColumns,
+  pricedSummaryRow,
+  type PricedTotals,
+  renderPriced,
+  subtotalOf,
+} from './priced-lines.ts';
 import { currencyCode, isoDate, optionalText, percent } from './values.ts';
 
 export const quoteStatuses = ['draft', 'sent', 'accepted', 'rejected', 'expired'] as const;
 
 /** round2(subtotal * (1 - discountPct/100) * (1 + taxPct/100)). */
-function quoteTotals(view: DocumentView<LineTotals>): { subtotal: Big | null; total: Big | null } {
+function quoteTotals(view: DocumentView<LineTotals>): PricedTotals {
   const subtotal = subtotalOf(view.totals);
   const { discountPct, taxPct } = view.header;
   if (subtotal === null || typeof discountPct !== 'number' || typeof taxPct !== 'number') return { subtotal, total: null };
@@ -43,14 +55,7 @@ export const quote: DocumentKindModule<LineTotals> = {
   totals: lineTotals,
 
   render(view) {
-    const { subtotal, total } = quoteTotals(view);
-    return {
-      quote: view.header,
-      notes: view.texts.notes ?? '',
-      lines: view.members('lines').map((line) => line.fields),
-      comments: view.members('comments').map((comment) => comment.fields),
-      totals: totalsJson(subtotal, total),
-    };
+    return renderPriced('quote', view, quoteTotals(view));
   },
 
   tables: {
@@ -68,10 +73,7 @@ export const quote: DocumentKindModule<LineTotals> = {
         valid_until: 'date',
         discount_pct: 'numeric',
         tax_pct: 'numeric',
-        notes: 'text',
-        line_count: 'integer',
-        subtotal: 'numeric(14,2)',
-        total: 'numeric(14,2)',
+        ...pricedSummaryColumns,
       },
     },
     members: pricedLineTable('quote_lines', 'quote_id'),
@@ -79,7 +81,6 @@ export const quote: DocumentKindModule<LineTotals> = {
 
   headerRow(view) {
     const { header } = view;
-    const { subtotal, total } = quoteTotals(view);
     return {
       id: view.id,
       number: header.number!,
@@ -91,10 +92,7 @@ export const quote: DocumentKindModule<LineTotals> = {
       valid_until: header.validUntil!,
       discount_pct: header.discountPct!,
       tax_pct: header.taxPct!,
-      notes: view.texts.notes ?? '',
-      line_count: view.totals.lineCount,
-      subtotal: subtotal?.toFixed(2) ?? null,
-      total: total?.toFixed(2) ?? null,
+      ...pricedSummaryRow(view, quoteTotals(view)),
     };
   },
 
