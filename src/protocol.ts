@@ -5,6 +5,9 @@ import { messageYjsSyncStep1, messageYjsSyncStep2, messageYjsUpdate } from 'y-pr
 import * as Y from 'yjs';
 import { ConcordError } from './errors.ts';
 
+// As lib0's readVarString decodes (what y-protocols reads awareness states with).
+const utf8 = new TextDecoder();
+
 /** Auth message subtypes (AuthMessageType in @hocuspocus/common, which Concord does not depend on directly). */
 export const AuthMessageType = { Token: 0, PermissionDenied: 1, Authenticated: 2 } as const;
 
@@ -20,6 +23,8 @@ export interface Frame {
   update?: Uint8Array;
   /** A sync step 1: the server answers with everything the sender's state vector lacks. */
   syncRequest?: true;
+  /** An awareness update: the byte length of the largest client state (JSON) it carries. */
+  largestAwarenessState?: number;
 }
 
 /** A frame refused before Hocuspocus sees it; `address` is set when the frame's document could be read. */
@@ -70,8 +75,7 @@ function readBody(decoder: decoding.Decoder, address: string): Frame {
       case MessageType.SyncReply:
         return readSync(decoder, address, type);
       case MessageType.Awareness:
-        readAwarenessUpdate(decoding.readVarUint8Array(decoder));
-        return { address, type };
+        return { address, type, largestAwarenessState: readAwarenessUpdate(decoding.readVarUint8Array(decoder)) };
       case MessageType.Auth: {
         const authType = decoding.readVarUint(decoder);
         if (authType !== AuthMessageType.Token) throw refuse(`a client sends only token authentication messages, not type ${authType}`);
@@ -126,16 +130,20 @@ function readStateVector(bytes: Uint8Array): void {
   if (decoding.hasContent(decoder)) throw new Error('bytes after the state vector');
 }
 
-/** An awareness update as y-protocols reads it: a count, then (client, clock, JSON state) triples, and nothing after. */
-function readAwarenessUpdate(bytes: Uint8Array): void {
+/** An awareness update as y-protocols reads it: a count, then (client, clock, JSON state) triples, and nothing after; returns the largest state's bytes. */
+function readAwarenessUpdate(bytes: Uint8Array): number {
   const decoder = decoding.createDecoder(bytes);
   const states = decoding.readVarUint(decoder);
+  let largest = 0;
   for (let i = 0; i < states; i++) {
     decoding.readVarUint(decoder);
     decoding.readVarUint(decoder);
-    JSON.parse(decoding.readVarString(decoder));
+    const state = decoding.readVarUint8Array(decoder);
+    largest = Math.max(largest, state.byteLength);
+    JSON.parse(utf8.decode(state));
   }
   if (decoding.hasContent(decoder)) throw new Error('bytes after the awareness states');
+  return largest;
 }
 
 // An update's reach is read once: when its frame is validated (readFrame) and

@@ -15,9 +15,9 @@ import type { Config } from '../config.ts';
 import { ConcordError, HookRefusal, hookRefusal } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
+import { readFrame } from '../protocol.ts';
 import { ConnectionCounts, type Owner } from './connection-counts.ts';
 import { createLimiter, type Spend } from './limiter.ts';
-import { classifyMessage } from './messages.ts';
 
 // A place taken at authentication is confirmed when the connection is set up;
 // one never confirmed (the document failed to load: Hocuspocus has no hook
@@ -148,15 +148,16 @@ export class Limits implements Extension {
 
   /** Decides on the raw frame, before any extension or Hocuspocus reads its content. */
   async beforeHandleMessage({ connection, update, documentName }: beforeHandleMessagePayload): Promise<void> {
-    const message = classifyMessage(update);
+    // Read (and validated) once by the socket before Hocuspocus handled it: this is the cached reading.
+    const { largestAwarenessState } = readFrame(update);
     const { settings } = this.configuration;
     const key = `${connection.socketId}\0${documentName}`;
-    if (message.kind !== 'awareness') return;
-    if (message.largestStateBytes > settings.AWARENESS_STATE_MAX_BYTES) {
+    if (largestAwarenessState === undefined) return;
+    if (largestAwarenessState > settings.AWARENESS_STATE_MAX_BYTES) {
       this.dropping.add(connection);
       const error = new ConcordError(
         'rate-limited',
-        `an awareness state of ${message.largestStateBytes} bytes is over AWARENESS_STATE_MAX_BYTES (${settings.AWARENESS_STATE_MAX_BYTES}); the update was not applied or relayed`,
+        `an awareness state of ${largestAwarenessState} bytes is over AWARENESS_STATE_MAX_BYTES (${settings.AWARENESS_STATE_MAX_BYTES}); the update was not applied or relayed`,
       );
       this.refuse(connection, 'AWARENESS_STATE_MAX_BYTES', error, 0);
       return;
