@@ -62,7 +62,7 @@ export async function createStorage(kind: 'postgres' | 'pglite' = postgresUrl ? 
     databaseUrl,
     env: { DATA_DIR: dataDir, DATABASE_URL: databaseUrl },
     async drop() {
-      await adminQuery(adminUrl, `DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+      await dropDatabase(adminUrl, database);
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
@@ -90,6 +90,22 @@ function freePort(): Promise<number> {
       server.close(() => resolve(port));
     });
   });
+}
+
+/**
+ * DROP ... WITH (FORCE) refuses (42501) to end an autovacuum worker for a role
+ * that is not a member of pg_signal_backend (.ci/run grants it); such a worker
+ * is done within seconds, so the drop is tried again meanwhile.
+ */
+async function dropDatabase(adminUrl: string, database: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await adminQuery(adminUrl, `DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+    } catch (error) {
+      if ((error as { code?: string }).code !== '42501' || attempt === 20) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+  }
 }
 
 async function adminQuery(adminUrl: string, text: string): Promise<void> {
