@@ -32,6 +32,8 @@ import { DocumentStore } from './persistence/document-store.ts';
 import { Persistence, type RelayedContent } from './persistence/extension.ts';
 import { UpdateLog } from './persistence/update-log.ts';
 import { AuditTrail } from './audit/trail.ts';
+import { CommitPipeline } from './commit/pipeline.ts';
+import { TableWriter } from './projection/tables.ts';
 import { HistoryRetention, type PruneTarget } from './history/retention.ts';
 import { HistoryService } from './history/service.ts';
 import { Versions } from './history/versions.ts';
@@ -43,7 +45,6 @@ import { Presence } from './presence/presence.ts';
 import { RedisPresenceBoard } from './presence/redis-board.ts';
 import { RelayedRows } from './projection/relayed-rows.ts';
 import { createSocketLimits, SocketSession, unauthenticatedQueue } from './socket/session.ts';
-import { Recorder } from './projection/recorder.ts';
 import { within } from './timeouts.ts';
 
 const SHUTDOWN_DRAIN_MS = 10_000;
@@ -90,7 +91,8 @@ export async function createConcord(config: Config, log: Logger) {
 
   const checkpointer = new Checkpointer(db, config.CHECKPOINT_EVERY, log, metrics);
   const retention = config.HISTORY_RETENTION_DAYS ? new HistoryRetention(pruneTarget(config, db, checkpointer, log), config.HISTORY_RETENTION_DAYS) : null;
-  const recorder = new Recorder(new AuditTrail(config.AUDIT_TEXT_BURST_MS), log, metrics);
+  // What a commit writes besides the log, in the same transaction (the acknowledgement waits for all of it).
+  const pipeline = new CommitPipeline({ writers: [new AuditTrail(config.AUDIT_TEXT_BURST_MS), new TableWriter()], log, metrics });
   const clientOwners = new ClientOwners(db, log);
   const updateLog = new UpdateLog({
     db,
@@ -98,12 +100,11 @@ export async function createConcord(config: Config, log: Logger) {
     metrics,
     batchMax: config.COMMIT_BATCH_MAX,
     batchMaxBytes: config.COMMIT_BATCH_MAX_BYTES,
-    record: (sql, updates) => recorder.record(sql, updates),
-    landedUnseen: (names) => recorder.forget(names),
-    onCommitted: (committed) => committed.forEach(({ document, seq }) => checkpointer.advance(document, seq)),
+    pipeline,
     claims: clientOwners,
   });
-  const store = new DocumentStore(db, updateLog, checkpointer, recorder, log);
+  updateLog.on('committed', (committed) => committed.forEach(({ document, seq }) => checkpointer.advance(document, seq)));
+  const store = new DocumentStore(db, updateLog, checkpointer, pipeline, log);
   const verify = createTokenVerifier(resolveTokenKey(config), { issuer: config.AUTH_ISSUER, audience: config.AUTH_AUDIENCE });
 
   // Several instances share documents and presence through Redis; without it this is the only one.
@@ -128,7 +129,7 @@ export async function createConcord(config: Config, log: Logger) {
   const persistence = new Persistence(
     updateLog,
     store,
-    recorder,
+    pipeline,
     log,
     metrics,
     { maxBacklogBytes: config.MAX_BACKLOG_BYTES, parking: { maxBytes: config.MAX_PENDING_BYTES, maxWrites: config.MAX_PENDING_WRITES, maxAgeMs: config.MAX_PENDING_AGE_MS } },

@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuditTrail } from '../src/audit/trail.ts';
+import type { TrackedEntry } from '../src/commit/writer.ts';
 import { runTogether, type Database } from '../src/db/database.ts';
 import { ensureDocument } from '../src/db/documents.ts';
 import { fieldsTouched } from '../src/db/field-changes.ts';
 import { migrate } from '../src/db/migrate.ts';
 import { parseDocumentName } from '../src/documents/name.ts';
-import type { Recorded } from '../src/projection/recorder.ts';
 import { backends, createStorage, type TestStorage } from './support/database.ts';
 import { openTestDatabase } from './support/inspect.ts';
 
@@ -13,7 +13,7 @@ const document = parseDocumentName('acme/quote/bursts');
 const started = Date.now();
 
 /** Update `seq` by `user`, one second after the previous: a text change (`notes`) or a header field. */
-function edit(seq: number, user: string, field: 'notes' | 'customerName', value: string): Required<Recorded> {
+function edit(seq: number, user: string, field: 'notes' | 'customerName', value: string): TrackedEntry {
   return {
     seq,
     update: { document, update: new Uint8Array([seq]), userId: user, origin: 'client', receivedAt: new Date(started + seq * 1000) },
@@ -44,11 +44,11 @@ describe.each(backends)('audit bursts on $kind', ({ kind, reason }) => {
   it('a burst row names exactly the updates that typed into it, whether extended within one commit or across commits', async ({ skip }) => {
     skip(!!reason, reason);
     const trail = new AuditTrail(5_000);
-    const commit = (updates: Array<Required<Recorded>>) =>
+    const commit = (updates: Array<TrackedEntry>) =>
       db.transaction('acme', async (sql) => {
         await ensureDocument(sql, document);
-        const audit = trail.write(updates);
-        audit.written(await runTogether(sql, audit.statements))();
+        const audit = trail.prepare(updates);
+        audit.committed(await runTogether(sql, audit.statements));
       });
     // One group commit: alice types, changes the customer, types again; bob types too.
     await commit([edit(1, 'alice', 'notes', 'A'), edit(2, 'alice', 'customerName', 'Acme'), edit(3, 'alice', 'notes', 'AB'), edit(4, 'bob', 'notes', 'ABx')]);

@@ -8,8 +8,16 @@ import { parseDocumentName } from '../src/documents/name.ts';
 import { createLogger } from '../src/log.ts';
 import { createMetrics } from '../src/metrics.ts';
 import { UpdateLog } from '../src/persistence/update-log.ts';
+import { CommitPipeline } from '../src/commit/pipeline.ts';
 import { createStorage, NEEDS_POSTGRES, postgresUrl, type TestStorage } from './support/database.ts';
 import { loggedUpdates, openTestDatabase } from './support/inspect.ts';
+
+/** An update log on `db` whose commits write nothing besides the log. */
+function updateLogOn(db: Database): UpdateLog {
+  const log = createLogger('silent');
+  const metrics = createMetrics();
+  return new UpdateLog({ db, log, metrics, batchMax: 100, batchMaxBytes: 1 << 20, pipeline: new CommitPipeline({ writers: [], log, metrics }) });
+}
 
 /**
  * A real database whose connection "fails" on cue: either right after a
@@ -53,7 +61,7 @@ describe('update log', () => {
 
   it('a commit whose outcome was lost is looked up, even when the lookup fails first, and never logged twice', async () => {
     const { db: flakyDb, script } = flaky(db);
-    const log = new UpdateLog({ db: flakyDb, log: createLogger('silent'), metrics: createMetrics(), batchMax: 100, batchMaxBytes: 1 << 20, record: async () => () => {}, landedUnseen: () => {}, onCommitted: () => {} });
+    const log = updateLogOn(flakyDb);
     const document = parseDocumentName('acme/quote/lost-outcome');
     const doc = new Y.Doc();
     const first = await log.append({ document, update: edit(doc, 1), userId: 'alice', origin: 'client', receivedAt: new Date() });
@@ -78,7 +86,7 @@ describe('update log', () => {
   });
 
   it('keeps the receive time of each update, not the time of the commit', async () => {
-    const log = new UpdateLog({ db, log: createLogger('silent'), metrics: createMetrics(), batchMax: 100, batchMaxBytes: 1 << 20, record: async () => () => {}, landedUnseen: () => {}, onCommitted: () => {} });
+    const log = updateLogOn(db);
     const document = parseDocumentName('acme/quote/received-at');
     const receivedAt = new Date(Date.now() - 60_000);
     await log.append({ document, update: edit(new Y.Doc(), 1), userId: 'alice', origin: 'client', receivedAt });
@@ -95,7 +103,7 @@ describe('update log', () => {
       await migrate(pgDb);
       const document = parseDocumentName('acme/quote/in-flight');
       const doc = new Y.Doc();
-      const log = new UpdateLog({ db: pgDb, log: createLogger('silent'), metrics: createMetrics(), batchMax: 100, batchMaxBytes: 1 << 20, record: async () => () => {}, landedUnseen: () => {}, onCommitted: () => {} });
+      const log = updateLogOn(pgDb);
       await log.append({ document, update: edit(doc, 1), userId: 'alice', origin: 'client', receivedAt: new Date() });
 
       // The next write is really made on its own connection, whose COMMIT lands
@@ -115,7 +123,7 @@ describe('update log', () => {
           throw new AmbiguousCommitError(new Error('connection lost during COMMIT'));
         },
       };
-      const racingLog = new UpdateLog({ db: racing, log: createLogger('silent'), metrics: createMetrics(), batchMax: 100, batchMaxBytes: 1 << 20, record: async () => () => {}, landedUnseen: () => {}, onCommitted: () => {} });
+      const racingLog = updateLogOn(racing);
       racingLog.noteVersion(document.name, 1);
       const seq = await racingLog.append({ document, update: edit(doc, 2), userId: 'alice', origin: 'client', receivedAt: new Date() });
       await slowCommit;

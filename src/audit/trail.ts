@@ -1,6 +1,5 @@
-import type { Statement } from '../db/database.ts';
+import type { CommitWriter, PreparedWrite, TrackedEntry } from '../commit/writer.ts';
 import { extendFieldChanges, insertedIds, insertFieldChanges, type FieldChangeRow } from '../db/field-changes.ts';
-import type { Recorded } from '../projection/recorder.ts';
 
 /** A text field's open burst of typing: its row grows while the same user keeps typing. */
 interface Burst {
@@ -14,13 +13,6 @@ interface Burst {
 /** A committed burst row's new end, and the updates that extend it (`extendFieldChanges`). */
 type Extension = Parameters<typeof extendFieldChanges>[0][number];
 
-/** What a commit writes to the audit trail, and what to remember once it lands. */
-export interface AuditWrite {
-  statements: Statement[];
-  /** Given the statements' rows, in order: what to do once the commit lands. */
-  written(results: Array<{ rows: Record<string, unknown>[] }>): () => void;
-}
-
 /**
  * Writes `field_changes`: one row per changed field, attributed to the user of
  * the update it came from. Text fields are coalesced: while one user keeps
@@ -29,7 +21,8 @@ export interface AuditWrite {
  * it names the updates it was made by (`seqs`), so its author's other updates
  * inside its span are not taken for typing.
  */
-export class AuditTrail {
+export class AuditTrail implements CommitWriter {
+  readonly name = 'audit-trail';
   private readonly burstMs: number;
   /** Per document, per `entity/entityId/field/user`: two people typing in one field each have their burst. */
   private readonly bursts = new Map<string, Map<string, Burst>>();
@@ -38,18 +31,15 @@ export class AuditTrail {
     this.burstMs = burstMs;
   }
 
-  /**
-   * The statements writing the rows of `updates` (all committed together), and,
-   * given their results, what to remember once the commit lands.
-   */
-  write(updates: Array<Required<Recorded>>): AuditWrite {
+  /** The statements writing the rows of `entries` (all committed together); the bursts they leave are remembered once the commit lands. */
+  prepare(entries: TrackedEntry[]): PreparedWrite {
     const inserts: FieldChangeRow[] = [];
     const extensions = new Map<number, Extension>();
     // Bursts as this commit leaves them; remembered only if it lands.
     const touched = new Map<string, Map<string, Burst>>();
     const burstOf = (name: string, key: string) => touched.get(name)?.get(key) ?? this.bursts.get(name)?.get(key);
 
-    for (const { update, seq, changes } of updates) {
+    for (const { update, seq, changes } of entries) {
       const name = update.document.name;
       const changedAt = update.receivedAt.toISOString();
       for (const change of changes.fieldChanges) {
@@ -96,26 +86,24 @@ export class AuditTrail {
 
     const insert = insertFieldChanges(inserts);
     const statements = [insert, extendFieldChanges([...extensions.values()])].filter((statement) => statement !== null);
-    return { statements, written: (results) => this.remember(touched, inserts, insert ? insertedIds(results[0]!.rows) : []) };
+    return { statements, committed: (results) => this.remember(touched, inserts, insert ? insertedIds(results[0]!.rows) : []) };
+  }
+
+  /** Ends the documents' open bursts. */
+  forget(names: string[]): void {
+    for (const name of names) this.bursts.delete(name);
   }
 
   /** Once the commit landed: the bursts as it left them, with the ids their new rows got. */
-  private remember(touched: Map<string, Map<string, Burst>>, inserts: FieldChangeRow[], ids: number[]): () => void {
-    return () => {
-      const position = new Map(inserts.map((row, index) => [row, index]));
-      for (const [name, perDocument] of touched) {
-        const remembered = this.bursts.get(name) ?? new Map<string, Burst>();
-        for (const [key, burst] of perDocument) {
-          const rowId = burst.pendingRow ? ids[position.get(burst.pendingRow)!] : burst.rowId;
-          remembered.set(key, { lastAt: burst.lastAt, rowId });
-        }
-        this.bursts.set(name, remembered);
+  private remember(touched: Map<string, Map<string, Burst>>, inserts: FieldChangeRow[], ids: number[]): void {
+    const position = new Map(inserts.map((row, index) => [row, index]));
+    for (const [name, perDocument] of touched) {
+      const remembered = this.bursts.get(name) ?? new Map<string, Burst>();
+      for (const [key, burst] of perDocument) {
+        const rowId = burst.pendingRow ? ids[position.get(burst.pendingRow)!] : burst.rowId;
+        remembered.set(key, { lastAt: burst.lastAt, rowId });
       }
-    };
-  }
-
-  /** Ends every open burst of a document (unloaded, or its commit's outcome learned too late). */
-  forget(name: string): void {
-    this.bursts.delete(name);
+      this.bursts.set(name, remembered);
+    }
   }
 }

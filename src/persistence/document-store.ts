@@ -1,4 +1,6 @@
 import * as Y from 'yjs';
+import type { CommitPipeline } from '../commit/pipeline.ts';
+import type { CommitEntry, UpdateChanges } from '../commit/writer.ts';
 import { structClients } from '../auth/client-owners.ts';
 import { readClientOwners, type ClientOwner } from '../db/client-owners.ts';
 import type { Database } from '../db/database.ts';
@@ -9,7 +11,6 @@ import { kindOf } from '../documents/kinds.ts';
 import type { DocumentName } from '../documents/name.ts';
 import { ConcordError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import type { Recorded, RecordedChanges, Recorder } from '../projection/recorder.ts';
 import { replaceTables } from '../projection/tables.ts';
 import { DocumentTracker } from '../projection/tracker.ts';
 import type { Checkpointer } from './checkpoints.ts';
@@ -27,13 +28,13 @@ export class DocumentStore {
   private readonly db: Database;
   private readonly updateLog: UpdateLog;
   private readonly checkpointer: Checkpointer;
-  private readonly recorder: Recorder;
+  private readonly pipeline: CommitPipeline;
   private readonly log: Logger;
 
-  constructor(db: Database, updateLog: UpdateLog, checkpointer: Checkpointer, recorder: Recorder, log: Logger) {
+  constructor(db: Database, updateLog: UpdateLog, checkpointer: Checkpointer, pipeline: CommitPipeline, log: Logger) {
     this.db = db;
     this.log = log;
-    this.recorder = recorder;
+    this.pipeline = pipeline;
     this.updateLog = updateLog;
     this.checkpointer = checkpointer;
   }
@@ -125,13 +126,13 @@ export class DocumentStore {
         const parts = partsNotLogged(document, logged, attributed(document, relayed, owners));
         if (parts.length === 0) return null;
         const seqs = await appendUpdates(sql, parts.map((part) => part.update));
-        return { seqs, remember: await this.recorder.record(sql, parts.map((part, index) => ({ ...part, seq: seqs[index]! }))) };
+        return { seqs, afterCommit: await this.pipeline.write(sql, parts.map((part, index) => ({ ...part, seq: seqs[index]! }))) };
       } finally {
         logged.destroy();
       }
     });
     if (!outcome) return [];
-    outcome.remember();
+    outcome.afterCommit();
     const last = outcome.seqs.at(-1)!;
     this.updateLog.noteVersion(document.name, last);
     this.checkpointer.advance(document, last);
@@ -170,14 +171,14 @@ function attributed(document: DocumentName, relayed: RelayedUpdate[], owners: Ma
 }
 
 /** The parts of `updates` that `logged` lacks, each with what it changes there (applied to `logged` in turn). */
-function partsNotLogged(document: DocumentName, logged: Y.Doc, updates: NewUpdate[]): Array<Omit<Recorded, 'seq'>> {
+function partsNotLogged(document: DocumentName, logged: Y.Doc, updates: NewUpdate[]): Array<Omit<CommitEntry, 'seq'>> {
   let tracker: DocumentTracker | null = null;
   try {
     tracker = new DocumentTracker(kindOf(document.kind), logged, document.id);
   } catch {
-    // Logged without audit rows; the recorder marks the tables to be rebuilt.
+    // Logged without audit rows; the commit pipeline marks the tables to be rebuilt.
   }
-  let changes: RecordedChanges | undefined;
+  let changes: UpdateChanges | undefined;
   logged.on('afterTransaction', (transaction: Y.Transaction) => {
     try {
       // The rows are read when the recovery commits: as `logged` holds them after every part.
@@ -187,7 +188,7 @@ function partsNotLogged(document: DocumentName, logged: Y.Doc, updates: NewUpdat
       changes = undefined;
     }
   });
-  const parts: Array<Omit<Recorded, 'seq'>> = [];
+  const parts: Array<Omit<CommitEntry, 'seq'>> = [];
   for (const update of updates) {
     const part = Y.diffUpdate(update.update, Y.encodeStateVector(logged));
     if (Y.snapshotContainsUpdate(Y.snapshot(logged), part)) continue;

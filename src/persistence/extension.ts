@@ -13,6 +13,8 @@ import {
 } from '@hocuspocus/server';
 import { messageYjsSyncStep1 } from 'y-protocols/sync';
 import * as Y from 'yjs';
+import type { CommitPipeline } from '../commit/pipeline.ts';
+import type { UpdateChanges } from '../commit/writer.ts';
 import { authorOf, isServerEdit, type ConnectionContext } from '../context.ts';
 import { toPgJson } from '../db/json.ts';
 import { kindOf } from '../documents/kinds.ts';
@@ -20,7 +22,6 @@ import { parseDocumentName, type DocumentName } from '../documents/name.ts';
 import { ConcordError, HookRefusal } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
-import type { RecordedChanges, Recorder } from '../projection/recorder.ts';
 import type { DocumentCopy, RelayedRows } from '../projection/relayed-rows.ts';
 import { DocumentTracker, type LayoutViolation } from '../projection/tracker.ts';
 import { readFrame, readUpdateReach } from '../protocol.ts';
@@ -72,19 +73,19 @@ export class Persistence implements Extension {
   private readonly store: DocumentStore;
   private readonly log: Logger;
   private readonly metrics: Metrics;
-  private readonly recorder: Recorder;
+  private readonly pipeline: CommitPipeline;
   private readonly maxBacklogBytes: number;
   private readonly relayed?: RelayedContent;
   private readonly parked: ParkedWrites;
   /** What each logged transaction changed, from `afterTransaction` until its `update` event. */
-  private readonly changesOf = new WeakMap<Y.Transaction, RecordedChanges>();
+  private readonly changesOf = new WeakMap<Y.Transaction, UpdateChanges>();
   /** Documents being loaded, with the timer of their load. */
   private readonly loading = new WeakMap<Y.Doc, () => void>();
 
   constructor(
     updateLog: UpdateLog,
     store: DocumentStore,
-    recorder: Recorder,
+    pipeline: CommitPipeline,
     log: Logger,
     metrics: Metrics,
     limits: PersistenceLimits,
@@ -93,7 +94,7 @@ export class Persistence implements Extension {
     this.relayed = relayed;
     this.updateLog = updateLog;
     this.store = store;
-    this.recorder = recorder;
+    this.pipeline = pipeline;
     this.log = log;
     this.metrics = metrics;
     this.maxBacklogBytes = limits.maxBacklogBytes;
@@ -209,7 +210,7 @@ export class Persistence implements Extension {
   async afterUnloadDocument({ documentName }: afterUnloadDocumentPayload): Promise<void> {
     this.parked.forget(documentName);
     this.store.unloaded(parseDocumentName(documentName));
-    this.recorder.forget([documentName]);
+    this.pipeline.forget([documentName]);
     this.relayed?.follower.forget(documentName);
     this.relayed?.rows.forget(documentName);
   }

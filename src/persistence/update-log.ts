@@ -1,3 +1,6 @@
+import { EventEmitter } from 'node:events';
+import type { CommitPipeline } from '../commit/pipeline.ts';
+import type { UpdateChanges } from '../commit/writer.ts';
 import { claimClients, claimKey, type ClientClaim, type ClientOwner } from '../db/client-owners.ts';
 import { AmbiguousCommitError, type Database, type Sql } from '../db/database.ts';
 import { lockDocuments } from '../db/documents.ts';
@@ -6,12 +9,11 @@ import type { DocumentName } from '../documents/name.ts';
 import { ConcordError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
-import type { Recorded, RecordedChanges } from '../projection/recorder.ts';
 import { retryUntilDone } from './retry.ts';
 
-/** An update to log, with what it changed (for the audit rows and tables written in the same transaction). */
+/** An update to log, with what it changed (for what the commit pipeline writes in the same transaction). */
 export interface LogEntry extends NewUpdate {
-  changes?: RecordedChanges;
+  changes?: UpdateChanges;
 }
 
 interface Queued extends LogEntry {
@@ -22,6 +24,11 @@ interface Queued extends LogEntry {
 export interface Committed {
   document: DocumentName;
   seq: number;
+}
+
+export interface UpdateLogEvents {
+  /** After each commit: the last seq of every document in it. */
+  committed: [Committed[]];
 }
 
 /** Claims of clientIDs made while Postgres did not answer (see ClientOwners): the commit of their update writes them. */
@@ -46,12 +53,8 @@ export interface UpdateLogOptions {
   batchMax: number;
   /** Most update bytes in one group commit (a larger single update goes alone). */
   batchMaxBytes: number;
-  /** Writes what the updates mean in their transaction; returns what to remember once it commits. */
-  record(sql: Sql, updates: Recorded[]): Promise<() => void>;
-  /** A transaction that wrote these documents landed, but that was learned only on a retry. */
-  landedUnseen(names: string[]): void;
-  /** Called after each commit with the last seq of every document in it. */
-  onCommitted(committed: Committed[]): void;
+  /** What each commit writes besides the log, in the same transaction. */
+  pipeline: CommitPipeline;
   claims?: UnconfirmedClaims;
 }
 
@@ -62,7 +65,7 @@ export interface UpdateLogOptions {
  * A failed write is retried (with backoff) until it lands: entries stay in
  * order, nothing is dropped, and nothing is acknowledged meanwhile.
  */
-export class UpdateLog {
+export class UpdateLog extends EventEmitter<UpdateLogEvents> {
   private readonly options: UpdateLogOptions;
   private readonly queue: Queued[] = [];
   /** Per document: how many updates wait, and the commit of the newest. */
@@ -75,6 +78,7 @@ export class UpdateLog {
   private queuedBytes = 0;
 
   constructor(options: UpdateLogOptions) {
+    super();
     this.options = options;
   }
 
@@ -172,7 +176,7 @@ export class UpdateLog {
     // Once a COMMIT's outcome is lost, every retry must first find out whether
     // it landed: appending again could log the same updates twice.
     let uncertain = false;
-    let outcome: { seqs: number[]; remember(): void; claims: WrittenClaims };
+    let outcome: { seqs: number[]; afterCommit(): void; claims: WrittenClaims };
     try {
       outcome = await retryUntilDone(
         async () => {
@@ -180,18 +184,19 @@ export class UpdateLog {
             return await this.options.db.transaction(tenant, async (sql) => {
               if (uncertain) {
                 const landed = await this.findCommitted(sql, group);
-                // Its claims landed with it: writing them again only reads them.
-                if (landed) return { seqs: landed, remember: () => this.options.landedUnseen(documentNames(group)), claims: await this.writeClaims(sql, group) };
+                // Its claims landed with it: writing them again only reads them. What the
+                // pipeline's writers would have remembered of it is lost: they start afresh.
+                if (landed) return { seqs: landed, afterCommit: () => this.options.pipeline.forget(documentNames(group)), claims: await this.writeClaims(sql, group) };
               }
               const seqs = await appendUpdates(sql, group);
               const claims = await this.writeClaims(sql, group);
-              const recorded = group.map((entry, index) => ({
+              const entries = group.map((entry, index) => ({
                 update: entry,
                 seq: seqs[index]!,
                 changes: entry.changes,
                 newerQueued: () => this.queuedAfter(entry.document.name, group),
               }));
-              return { seqs, remember: await this.options.record(sql, recorded), claims };
+              return { seqs, afterCommit: await this.options.pipeline.write(sql, entries), claims };
             });
           } catch (error) {
             uncertain ||= error instanceof AmbiguousCommitError;
@@ -216,7 +221,7 @@ export class UpdateLog {
     }
     if (this.failing) this.options.log.info({ code: 'update-log-recovered' }, 'update log writes succeed again');
     this.failing = false;
-    outcome.remember();
+    outcome.afterCommit();
     for (const [name, owners] of outcome.claims.owners) this.options.claims?.confirmed(name, owners);
     this.settle(group, outcome.seqs, outcome.claims.foreign);
   }
@@ -295,7 +300,7 @@ export class UpdateLog {
     });
     this.options.metrics.updatesPersisted.inc(group.length);
     this.release(group);
-    this.options.onCommitted([...last.values()]);
+    this.emit('committed', [...last.values()]);
   }
 
   private abandon(entries: Queued[]): void {

@@ -1,13 +1,13 @@
+import type { CommitWriter, PreparedWrite, TrackedEntry, UpdateChanges } from '../commit/writer.ts';
 import { runTogether, type Sql, type Statement } from '../db/database.ts';
 import { deleteMembers, deleteMembersExcept, differingRows, upsertRows } from '../db/tables.ts';
 import type { DocumentName } from '../documents/name.ts';
 import type { TableSpec } from '../documents/kind.ts';
 import type { Json } from '../documents/layout.ts';
 import { kindOf, kinds } from '../documents/kinds.ts';
-import type { Recorded, RecordedChanges } from './recorder.ts';
 import type { RowChanges } from './tracker.ts';
 
-export interface Stamp {
+interface Stamp {
   updated_at: string;
   updated_by: string | null;
 }
@@ -20,10 +20,9 @@ interface DocumentRows {
 }
 
 /**
- * The statements writing the rows of a commit's updates to the kinds' tables,
- * so the tables show the document as of its last committed update
- * (`version`). A commit with many updates of one document writes each row
- * once. Also returns, per document of the commit, the rows owed after it.
+ * Writes the rows of a commit's updates to the kinds' tables, so the tables
+ * show the document as of its last committed update (`version`). A commit
+ * with many updates of one document writes each row once.
  *
  * The rows' values are read from the document as it is now, not as it was
  * when each update was applied: logging the updates holds the documents' row
@@ -40,13 +39,36 @@ interface DocumentRows {
  * process could die first). Then the rows are written as of this commit's
  * last update and owed: the commit that empties the queue reads them again.
  */
-export function tableChanges(
-  updates: Array<Required<Recorded>>,
+export class TableWriter implements CommitWriter {
+  readonly name = 'tables';
   /** Per document, members whose rows an earlier commit wrote as they were when its updates were applied, with their stamps. */
+  private readonly owed = new Map<string, ReadonlyMap<string, Stamp>>();
+
+  prepare(entries: TrackedEntry[]): PreparedWrite {
+    const { statements, owed } = tableChanges(entries, this.owed);
+    return {
+      statements,
+      committed: () => {
+        for (const [name, members] of owed) {
+          if (members) this.owed.set(name, members);
+          else this.owed.delete(name);
+        }
+      },
+    };
+  }
+
+  forget(names: string[]): void {
+    for (const name of names) this.owed.delete(name);
+  }
+}
+
+/** The statements writing the rows of `entries`, and per document the rows owed after them (see TableWriter). */
+function tableChanges(
+  entries: TrackedEntry[],
   owed: ReadonlyMap<string, ReadonlyMap<string, Stamp>>,
 ): { statements: Statement[]; owed: Map<string, ReadonlyMap<string, Stamp> | null> } {
   const byDocument = new Map<string, Touched>();
-  for (const { update, seq, changes, newerQueued } of updates) {
+  for (const { update, seq, changes, newerQueued } of entries) {
     const name = update.document.name;
     const stamp: Stamp = { updated_at: update.receivedAt.toISOString(), updated_by: update.userId };
     const previous = byDocument.get(name);
@@ -81,7 +103,7 @@ interface Touched {
   /** The rows as they were when the updates were applied (the header: after the last one). */
   applied: Map<string, Record<string, Json> | null>;
   appliedHeader: Record<string, Json>;
-  rowsNow: RecordedChanges['rowsNow'];
+  rowsNow: UpdateChanges['rowsNow'];
   newerQueued: () => boolean;
 }
 

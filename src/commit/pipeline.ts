@@ -1,0 +1,91 @@
+import { runTogether, type Sql, type Statement } from '../db/database.ts';
+import { markTablesStale } from '../db/documents.ts';
+import type { Logger } from '../log.ts';
+import type { Metrics } from '../metrics.ts';
+import type { CommitEntry, CommitWriter, PreparedWrite, TrackedEntry } from './writer.ts';
+
+export interface CommitPipelineConfiguration {
+  /** What a commit writes besides the log, in this order. */
+  writers: CommitWriter[];
+  log: Logger;
+  metrics: Metrics;
+}
+
+/**
+ * Everything a commit writes besides the log, inside the transaction that
+ * logs its updates: each writer's statements, in one round trip. An
+ * acknowledgement therefore implies all of them. Should Postgres still refuse
+ * some of it (a bug, or a value no check foresaw), the updates are logged
+ * regardless: that document's writes are rolled back to a savepoint, the
+ * document is marked, and its tables are rebuilt from the log when it next
+ * loads. Other documents of the same commit are unaffected. So is a document
+ * whose changes could not be read: it is logged and marked the same way.
+ */
+export class CommitPipeline {
+  private readonly configuration: CommitPipelineConfiguration;
+
+  constructor(configuration: CommitPipelineConfiguration) {
+    this.configuration = configuration;
+  }
+
+  /** Writes what `entries` mean in the transaction of `sql`; returns what to do once it commits. */
+  async write(sql: Sql, entries: CommitEntry[]): Promise<() => void> {
+    const untracked = documentNames(entries.filter((entry) => !entry.changes));
+    if (untracked.length > 0) await markTablesStale(sql, untracked);
+    const tracked = entries.filter((entry): entry is TrackedEntry => entry.changes !== undefined);
+    if (tracked.length === 0) return () => {};
+    try {
+      return await this.writeAll(sql, tracked);
+    } catch {
+      const afterCommit: Array<() => void> = [];
+      for (const name of documentNames(tracked)) afterCommit.push(await this.writeOne(sql, name, tracked.filter((entry) => entry.update.document.name === name)));
+      return () => afterCommit.forEach((done) => done());
+    }
+  }
+
+  /** Ends what the writers remember of these documents. */
+  forget(names: string[]): void {
+    for (const writer of this.configuration.writers) writer.forget(names);
+  }
+
+  private async writeOne(sql: Sql, name: string, entries: TrackedEntry[]): Promise<() => void> {
+    try {
+      return await this.writeAll(sql, entries);
+    } catch (error) {
+      await markTablesStale(sql, [name]);
+      this.configuration.metrics.persistenceErrors.inc({ operation: 'project' });
+      this.configuration.log.error(
+        { err: error, code: 'projection-failed', document: name },
+        'audit rows and tables could not be written; the updates are logged and the tables will be rebuilt',
+      );
+      return () => this.forget([name]);
+    }
+  }
+
+  /**
+   * Every writer's statements in one round trip after a savepoint; on failure
+   * rolls back to it (which throws in turn if the connection is gone, failing
+   * the commit).
+   */
+  private async writeAll(sql: Sql, entries: TrackedEntry[]): Promise<() => void> {
+    const writes: PreparedWrite[] = this.configuration.writers.map((writer) => writer.prepare(entries));
+    const savepoint: Statement = { text: 'SAVEPOINT commit_writers', params: [] };
+    try {
+      const results = await runTogether(sql, [savepoint, ...writes.flatMap((write) => write.statements)]);
+      return () => {
+        let next = 1;
+        for (const write of writes) {
+          write.committed(results.slice(next, next + write.statements.length));
+          next += write.statements.length;
+        }
+      };
+    } catch (error) {
+      await sql.query('ROLLBACK TO SAVEPOINT commit_writers');
+      throw error;
+    }
+  }
+}
+
+function documentNames(entries: CommitEntry[]): string[] {
+  return [...new Set(entries.map(({ update }) => update.document.name))];
+}

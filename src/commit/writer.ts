@@ -1,0 +1,46 @@
+import type { Statement } from '../db/database.ts';
+import type { NewUpdate } from '../db/updates.ts';
+import type { DocumentChanges, RowChanges } from '../projection/tracker.ts';
+
+/**
+ * What an update changed (its field changes and the rows it touched), read by
+ * its document's tracker while the transaction's deleted content was still
+ * there, and a reader of the document's rows as they are when the commit
+ * writes them.
+ */
+export interface UpdateChanges extends DocumentChanges {
+  rowsNow(memberIds: ReadonlySet<string>): RowChanges;
+}
+
+/** An update in the commit under way: its seq, and what it changed (none when reading its transaction failed). */
+export interface CommitEntry {
+  update: NewUpdate;
+  seq: number;
+  changes?: UpdateChanges;
+  /** True while newer updates of its document wait to be committed here. */
+  newerQueued(): boolean;
+}
+
+/** An entry whose changes are known: what a writer is given. */
+export type TrackedEntry = Required<CommitEntry>;
+
+/** What a writer adds to one commit. */
+export interface PreparedWrite {
+  statements: Statement[];
+  /** Once the commit landed, with the results of `statements` in order. */
+  committed(results: Array<{ rows: Record<string, unknown>[] }>): void;
+}
+
+/**
+ * One kind of row a commit writes beside the log (the audit trail, the
+ * tables): statements for a batch of updates, then what to remember once the
+ * batch committed. Writers run in the order they are registered (src/server.ts)
+ * and never see each other.
+ */
+export interface CommitWriter {
+  /** Names the writer in logs. */
+  readonly name: string;
+  prepare(entries: TrackedEntry[]): PreparedWrite;
+  /** Drops what it remembers of these documents: unloaded, or a commit's outcome learned too late to remember it. */
+  forget(names: string[]): void;
+}
