@@ -9,7 +9,7 @@ import { insertFieldChanges } from '../src/db/field-changes.ts';
 import { kindOf } from '../src/documents/kinds.ts';
 import { parseDocumentName } from '../src/documents/name.ts';
 import { replaceTables } from '../src/projection/tables.ts';
-import { DocumentTracker } from '../src/projection/tracker.ts';
+import { DocumentReader } from '../src/projection/view.ts';
 import { backends, createStorage, type TestStorage } from './support/database.ts';
 import { openTestDatabase } from './support/inspect.ts';
 
@@ -28,7 +28,7 @@ async function project(db: Database, tenant: string): Promise<void> {
     await db.transaction(tenant, async (sql) => {
       await appendUpdates(sql, [{ document, update: Y.encodeStateAsUpdate(doc), userId: 'u1', origin: 'client', receivedAt: new Date() }]);
       await claimClients(sql, [{ name: document.name, client: doc.clientID, userId: 'u1', origin: 'client' }]);
-      await replaceTables(sql, document, new DocumentTracker(kindOf(kind), doc, 'p1').rows(), 1);
+      await replaceTables(sql, document, new DocumentReader(kindOf(kind), doc, 'p1').rows(), 1);
       await runTogether(sql, [
         insertFieldChanges([
           { name: document.name, seq: 1, first_seq: 1, entity: kind, entity_id: 'p1', field: 'title', action: 'update', old_value: null, new_value: 'x', user_id: 'u1', changed_at: new Date().toISOString() },

@@ -1,6 +1,7 @@
 import type { Statement } from '../db/database.ts';
 import type { NewUpdate } from '../db/updates.ts';
-import type { DocumentChanges, RowChanges } from '../projection/tracker.ts';
+import type { DocumentChanges } from '../projection/tracker.ts';
+import type { RowChanges } from '../projection/view.ts';
 
 /**
  * What an update changed (its field changes and the rows it touched), read by

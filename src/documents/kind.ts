@@ -1,6 +1,6 @@
 import type { Json, Layout, Member, Fields } from './layout.ts';
 
-/** A document as read through its kind's layout (see projection/tracker.ts). */
+/** A document as read through its kind's layout (see projection/view.ts). */
 export interface DocumentView<Totals = unknown> {
   id: string;
   header: Fields;

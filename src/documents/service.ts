@@ -6,7 +6,7 @@ import type { ServerEditContext } from '../context.ts';
 import { ConcordError } from '../errors.ts';
 import { within } from '../timeouts.ts';
 import type { DocumentStore } from '../persistence/document-store.ts';
-import { DocumentTracker } from '../projection/tracker.ts';
+import { DocumentReader } from '../projection/view.ts';
 import type { Json } from './layout.ts';
 import { kindOf, kinds } from './kinds.ts';
 import type { DocumentName } from './name.ts';
@@ -32,8 +32,7 @@ const patchSchemas = Object.fromEntries(Object.entries(kinds).map(([kind, module
 
 /** A document in its JSON form (docs/documents.md). */
 export function renderDocument(document: DocumentName, doc: Y.Doc): Json {
-  const kind = kindOf(document.kind);
-  return kind.render(new DocumentTracker(kind, doc, document.id));
+  return new DocumentReader(kindOf(document.kind), doc, document.id).render();
 }
 
 /** Reading and editing documents over HTTP: reads come from the log, edits go through Hocuspocus like a client's. */

@@ -13,6 +13,7 @@ import { ConcordError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { replaceTables } from '../projection/tables.ts';
 import { DocumentTracker } from '../projection/tracker.ts';
+import { DocumentReader } from '../projection/view.ts';
 import type { Checkpointer } from './checkpoints.ts';
 import { replay, stateAt } from './replay.ts';
 import type { UpdateLog } from './update-log.ts';
@@ -73,7 +74,7 @@ export class DocumentStore {
    */
   private async rebuildTables(document: DocumentName, doc: Y.Doc, version: number): Promise<void> {
     try {
-      const rows = new DocumentTracker(kindOf(document.kind), doc, document.id).rows();
+      const rows = new DocumentReader(kindOf(document.kind), doc, document.id).rows();
       await this.db.transaction(document.tenant, async (sql) => {
         await lockDocuments(sql, [document.name]);
         if ((await documentVersion(sql, document.name)) !== version) return;

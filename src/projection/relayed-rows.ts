@@ -7,7 +7,7 @@ import type { Metrics } from '../metrics.ts';
 import { retryUntilDone } from '../persistence/retry.ts';
 import type { UpdateLog } from '../persistence/update-log.ts';
 import { repairTables, writeRelayedRows } from './tables.ts';
-import type { RowChanges } from './tracker.ts';
+import type { RowChanges } from './view.ts';
 
 // Relayed changes arrive in bursts; one write per burst.
 const FLUSH_DELAY_MS = 100;

@@ -5,7 +5,7 @@ import type { DocumentName } from '../documents/name.ts';
 import type { TableSpec } from '../documents/kind.ts';
 import type { Json } from '../documents/layout.ts';
 import { kindOf, kinds } from '../documents/kinds.ts';
-import type { RowChanges } from './tracker.ts';
+import type { RowChanges } from './view.ts';
 
 interface Stamp {
   updated_at: string;

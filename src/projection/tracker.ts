@@ -1,7 +1,7 @@
 import * as Y from 'yjs';
-import type { DocumentKindModule, DocumentView } from '../documents/kind.ts';
-import type { CollectionLayout, Entity, Fields, Json, Member } from '../documents/layout.ts';
-import { fragmentToProseMirror, proseMirrorText } from '../documents/rich-text.ts';
+import type { DocumentKindModule } from '../documents/kind.ts';
+import type { CollectionLayout, Entity, Json, Member } from '../documents/layout.ts';
+import { DocumentReader, type CollectionState, type LayoutViolation, type PlacedMember, type RowChanges } from './view.ts';
 
 /** One audit row before it has a seq, an author and a time. */
 export interface FieldChange {
@@ -15,34 +15,9 @@ export interface FieldChange {
   text: boolean;
 }
 
-/** Table rows a change produces: the header row and member rows by id (null: the member is gone). */
-export interface RowChanges {
-  header: Record<string, Json>;
-  members: Map<string, Record<string, Json> | null>;
-}
-
 export interface DocumentChanges {
   fieldChanges: FieldChange[];
   rows: RowChanges;
-}
-
-/** A stored value that breaks the layout: it reads as null. */
-export interface LayoutViolation {
-  entity: Entity;
-  entityId: string | null;
-  field: string;
-  value: unknown;
-}
-
-interface Tracked extends Member {
-  position: number;
-}
-
-interface CollectionState {
-  array: Y.Array<unknown>;
-  layout: CollectionLayout;
-  members: Map<Y.Map<unknown>, Tracked>;
-  order: Y.Map<unknown>[];
 }
 
 /** What a transaction touched: header keys, text keys, and collection members with the keys touched inside them. */
@@ -53,47 +28,25 @@ interface Touched {
 }
 
 /**
- * Keeps a document's fields as its kind reads them, and turns each Yjs
- * transaction into field changes and table rows. A transaction is read through
- * the items it added and deleted (never a whole-array or whole-text delta), and
- * only the entities those items belong to are read again, so editing a field or
- * appending a line costs the same in a 10-line and a 2,000-line quote (removing
- * a line or inserting one mid-array renumbers the positions after it). Deleted
- * members' last fields come from the kept copy: a deleted Y.Map reads as empty.
+ * Keeps a document's fields as its kind reads them (a DocumentReader kept up
+ * to date), and turns each Yjs transaction into field changes and table rows.
+ * A transaction is read through the items it added and deleted (never a
+ * whole-array or whole-text delta), and only the entities those items belong
+ * to are read again, so editing a field or appending a line costs the same in
+ * a 10-line and a 2,000-line quote (removing a line or inserting one
+ * mid-array renumbers the positions after it). Deleted members' last fields
+ * come from the kept copy: a deleted Y.Map reads as empty.
  */
-export class DocumentTracker<Totals = unknown> implements DocumentView<Totals> {
-  readonly id: string;
-  header: Fields = {};
-  texts: Record<string, string> = {};
-  totals: Totals;
-
-  private readonly kind: DocumentKindModule<Totals>;
-  private readonly doc: Y.Doc;
-  private readonly onViolation: (violation: LayoutViolation) => void;
+export class DocumentTracker<Totals = unknown> extends DocumentReader<Totals> {
+  /** Each root type of the layout, by its key: where a transaction's items are located. */
   private readonly roots = new Map<Y.AbstractType<any>, string>();
-  private readonly collections = new Map<string, CollectionState>();
 
-  constructor(kind: DocumentKindModule<Totals>, doc: Y.Doc, id: string, onViolation: (violation: LayoutViolation) => void = () => {}) {
-    this.kind = kind;
-    this.doc = doc;
-    this.id = id;
-    this.onViolation = onViolation;
-    this.totals = kind.totals.empty();
-    const { header, texts, collections } = kind.layout;
-    // Defining the root types up front makes each key read as its layout type.
+  constructor(kind: DocumentKindModule<Totals>, doc: Y.Doc, id: string, onViolation?: (violation: LayoutViolation) => void) {
+    super(kind, doc, id, onViolation);
+    const { header, texts } = kind.layout;
     this.roots.set(doc.getMap(header.key), header.key);
     for (const key of texts) this.roots.set(doc.getText(key), key);
-    for (const [key, layout] of Object.entries(collections)) {
-      const array = doc.getArray(key);
-      this.roots.set(array, key);
-      this.collections.set(key, { array, layout, members: new Map(), order: [] });
-    }
-    this.readAll();
-  }
-
-  members(collection: string): Member[] {
-    const state = this.collections.get(collection)!;
-    return state.order.map((map) => state.members.get(map)!);
+    for (const [key, state] of this.collections) this.roots.set(state.array, key);
   }
 
   /** Reads what `transaction` changed; call it from the doc's `afterTransaction`, before deleted content is collected. */
@@ -111,38 +64,6 @@ export class DocumentTracker<Totals = unknown> implements DocumentView<Totals> {
     this.observeTexts(touched.texts, changes);
     for (const [key, items] of touched.members) this.observeCollection(this.collections.get(key)!, key, items, transaction, changes);
     return changes;
-  }
-
-  /**
-   * The header row and the current rows of the members with `ids` (null: no
-   * such member now); of every member when `ids` is not given.
-   */
-  rows(ids?: ReadonlySet<string>): RowChanges {
-    const members = new Map<string, Record<string, Json> | null>();
-    for (const id of ids ?? []) members.set(id, null);
-    const state = this.collections.get(this.kind.tableCollection)!;
-    for (const map of state.order) {
-      const member = state.members.get(map)!;
-      // The first of members sharing an id has the row.
-      if (member.id === null || (ids && !ids.has(member.id)) || members.get(member.id)) continue;
-      members.set(member.id, this.memberRow(member));
-    }
-    return { header: this.kind.headerRow(this), members };
-  }
-
-  private readAll(): void {
-    const { header, texts } = this.kind.layout;
-    for (const field of Object.keys(header.fields)) this.header[field] = this.readHeaderField(field, false);
-    for (const key of texts) this.texts[key] = this.doc.getText(key).toString();
-    for (const [key, state] of this.collections) {
-      state.array.forEach((value) => {
-        if (!(value instanceof Y.Map)) return;
-        const member = { ...this.readMember(state.layout, value, 'all', undefined, false), position: state.order.length };
-        state.members.set(value, member);
-        state.order.push(value);
-        if (key === this.kind.tableCollection) this.kind.totals.add(this.totals, member);
-      });
-    }
   }
 
   private collectTouched(transaction: Y.Transaction): Touched {
@@ -214,7 +135,7 @@ export class DocumentTracker<Totals = unknown> implements DocumentView<Totals> {
   private observeCollection(state: CollectionState, key: string, items: Map<Y.Item, Set<string> | 'all'>, transaction: Y.Transaction, changes: DocumentChanges): void {
     const { entity } = state.layout;
     const tabled = key === this.kind.tableCollection;
-    const changedRows = new Set<Tracked>();
+    const changedRows = new Set<PlacedMember>();
     const createdItems: Y.Item[] = [];
     let removed = false;
     for (const [item, keys] of items) {
@@ -231,7 +152,7 @@ export class DocumentTracker<Totals = unknown> implements DocumentView<Totals> {
         removed ||= previous !== undefined;
         continue;
       }
-      const next: Tracked = { ...this.readMember(state.layout, map, previous ? keys : 'all', previous, true), position: previous?.position ?? -1 };
+      const next: PlacedMember = { ...this.readMember(state.layout, map, previous ? keys : 'all', previous, true), position: previous?.position ?? -1 };
       if (previous && previous.id === next.id) {
         if (!this.diffMember(state.layout, previous, next, changes)) continue;
         if (tabled) this.kind.totals.remove(this.totals, previous);
@@ -249,7 +170,7 @@ export class DocumentTracker<Totals = unknown> implements DocumentView<Totals> {
     for (const member of changedRows) if (member.id !== null) changes.rows.members.set(member.id, this.memberRow(member));
   }
 
-  private removeMember(state: CollectionState, map: Y.Map<unknown>, member: Tracked, tabled: boolean, changes: DocumentChanges, changedRows: Set<Tracked>): void {
+  private removeMember(state: CollectionState, map: Y.Map<unknown>, member: PlacedMember, tabled: boolean, changes: DocumentChanges, changedRows: Set<PlacedMember>): void {
     state.members.delete(map);
     changes.fieldChanges.push({ entity: state.layout.entity, entityId: member.id, field: '*', action: 'delete', oldValue: member.fields, newValue: null, text: false });
     if (!tabled) return;
@@ -282,7 +203,7 @@ export class DocumentTracker<Totals = unknown> implements DocumentView<Totals> {
    * positions without reading the array; returns false when the new items are
    * not all at the end.
    */
-  private append(state: CollectionState, createdItems: Y.Item[], changedRows: Set<Tracked>): boolean {
+  private append(state: CollectionState, createdItems: Y.Item[], changedRows: Set<PlacedMember>): boolean {
     const created = new Set(createdItems);
     const atEnd = new Set<Y.Item>();
     for (const item of createdItems) {
@@ -310,7 +231,7 @@ export class DocumentTracker<Totals = unknown> implements DocumentView<Totals> {
   }
 
   /** After members came or went anywhere: their positions, and the rows whose position moved. */
-  private reorder(state: CollectionState, changedRows: Set<Tracked>): void {
+  private reorder(state: CollectionState, changedRows: Set<PlacedMember>): void {
     state.order = state.array.toArray().filter((value): value is Y.Map<unknown> => value instanceof Y.Map && state.members.has(value));
     state.order.forEach((map, position) => {
       const member = state.members.get(map)!;
@@ -320,50 +241,6 @@ export class DocumentTracker<Totals = unknown> implements DocumentView<Totals> {
     });
   }
 
-  private memberRow(member: Tracked): Record<string, Json> {
-    return this.kind.memberRow(member as Tracked & { id: string }, member.position);
-  }
-
-  private readHeaderField(field: string, report: boolean): Json {
-    const { key, entity, fields } = this.kind.layout.header;
-    return this.read(fields[field]!, this.doc.getMap(key).get(field), report ? { entity, entityId: this.id, field } : null);
-  }
-
-  /** Reads a member's fields: all of them, or only the touched ones (the rest are kept from `previous`). */
-  private readMember(layout: CollectionLayout, map: Y.Map<unknown>, keys: Set<string> | 'all', previous: Member | undefined, report: boolean): Member {
-    const fields: Fields = { ...previous?.fields };
-    const id = this.read(layout.fields.id!, map.get('id'), null);
-    const entityId = typeof id === 'string' ? id : null;
-    const touched = (field: string) => keys === 'all' || keys.has(field);
-    for (const [field, schema] of Object.entries(layout.fields)) {
-      if (touched(field)) fields[field] = this.read(schema, map.get(field), report ? { entity: layout.entity, entityId, field } : null);
-    }
-    for (const [field, textField] of Object.entries(layout.richText ?? {})) {
-      if (!touched(field)) continue;
-      const raw = map.get(field);
-      const body = raw instanceof Y.XmlFragment ? fragmentToProseMirror(raw) : null;
-      if (body) {
-        fields[field] = body as unknown as Json;
-        fields[textField] = proseMirrorText(body);
-      } else {
-        fields[field] = raw === undefined ? emptyDocument() : null;
-        fields[textField] = raw === undefined ? '' : null;
-        if (raw !== undefined && report) this.onViolation({ entity: layout.entity, entityId, field, value: raw });
-      }
-    }
-    return { id: entityId, fields };
-  }
-
-  private read(schema: { safeParse(value: unknown): { success: boolean; data?: unknown } }, raw: unknown, violation: Omit<LayoutViolation, 'value'> | null): Json {
-    const result = schema.safeParse(raw);
-    if (result.success) return result.data as Json;
-    if (raw !== undefined && violation) this.onViolation({ ...violation, value: raw });
-    return null;
-  }
-}
-
-function emptyDocument(): Json {
-  return { type: 'doc', content: [] };
 }
 
 function same(a: Json, b: Json): boolean {
