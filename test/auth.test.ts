@@ -1,55 +1,44 @@
 import { HocuspocusProvider, HocuspocusProviderWebsocket } from '@hocuspocus/provider';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
 import { acknowledged, connect, refusal, synced, waitFor } from './support/clients.ts';
-import { createStorage, type TestStorage } from './support/database.ts';
-import { startServer, type ServerProcess } from './support/server.ts';
+import { serverForSuite } from './support/suite-server.ts';
 import { token } from './support/tokens.ts';
 
-let storage: TestStorage;
-let server: ServerProcess;
-
-beforeAll(async () => {
-  storage = await createStorage();
-  server = await startServer(storage.env);
-});
-afterAll(async () => {
-  await server?.stop();
-  await storage?.drop();
-});
+const suite = serverForSuite();
 
 describe('refusals reach a real provider with their own reason', () => {
   it('bad-token: a token that is not a JWT, or signed with another key', async () => {
-    expect(await refusal(server.wsUrl, 'acme/quote/q1', 'not-a-token')).toBe('bad-token');
-    expect(await refusal(server.wsUrl, 'acme/quote/q1', await token({ secret: 'another-secret-another-secret-0000' }))).toBe('bad-token');
+    expect(await refusal(suite.server.wsUrl, 'acme/quote/q1', 'not-a-token')).toBe('bad-token');
+    expect(await refusal(suite.server.wsUrl, 'acme/quote/q1', await token({ secret: 'another-secret-another-secret-0000' }))).toBe('bad-token');
   });
 
   it('bad-token: a token without the tenant claim', async () => {
-    expect(await refusal(server.wsUrl, 'acme/quote/q1', await token({ tenant: '' }))).toBe('bad-token');
+    expect(await refusal(suite.server.wsUrl, 'acme/quote/q1', await token({ tenant: '' }))).toBe('bad-token');
   });
 
   it('token-expired: a token past its exp', async () => {
-    expect(await refusal(server.wsUrl, 'acme/quote/q1', await token({ expiresIn: -60 }))).toBe('token-expired');
+    expect(await refusal(suite.server.wsUrl, 'acme/quote/q1', await token({ expiresIn: -60 }))).toBe('token-expired');
   });
 
   it('wrong-tenant: a document of another tenant', async () => {
-    expect(await refusal(server.wsUrl, 'globex/quote/q1', await token({ tenant: 'acme' }))).toBe('wrong-tenant');
+    expect(await refusal(suite.server.wsUrl, 'globex/quote/q1', await token({ tenant: 'acme' }))).toBe('wrong-tenant');
   });
 
   it('not-allowed: a document outside the token\'s docs list', async () => {
     const limited = await token({ docs: ['quote/q1'] });
-    expect(await refusal(server.wsUrl, 'acme/quote/q2', limited)).toBe('not-allowed');
-    const allowed = connect(server.wsUrl, 'acme/quote/q1', limited);
+    expect(await refusal(suite.server.wsUrl, 'acme/quote/q2', limited)).toBe('not-allowed');
+    const allowed = connect(suite.server.wsUrl, 'acme/quote/q1', limited);
     await synced(allowed);
     allowed.provider.destroy();
   });
 
   it('bad-document-name and unknown-kind', async () => {
     const valid = await token();
-    expect(await refusal(server.wsUrl, 'acme/quote', valid)).toBe('bad-document-name');
-    expect(await refusal(server.wsUrl, 'acme/quote/has space', valid)).toBe('bad-document-name');
-    expect(await refusal(server.wsUrl, `acme/quote/${'x'.repeat(65)}`, valid)).toBe('bad-document-name');
-    expect(await refusal(server.wsUrl, 'acme/no-such-kind/i1', valid)).toBe('unknown-kind');
+    expect(await refusal(suite.server.wsUrl, 'acme/quote', valid)).toBe('bad-document-name');
+    expect(await refusal(suite.server.wsUrl, 'acme/quote/has space', valid)).toBe('bad-document-name');
+    expect(await refusal(suite.server.wsUrl, `acme/quote/${'x'.repeat(65)}`, valid)).toBe('bad-document-name');
+    expect(await refusal(suite.server.wsUrl, 'acme/no-such-kind/i1', valid)).toBe('unknown-kind');
   });
 
   it.each([
@@ -57,8 +46,8 @@ describe('refusals reach a real provider with their own reason', () => {
     ['commenter', 'comments-only'],
   ])('a %s cannot change the content of a document and is told why (%s)', async (role, code) => {
     const name = `acme/quote/read-only-${role}`;
-    const editor = connect(server.wsUrl, name, await token({ sub: 'erin', role: 'editor' }));
-    const reader = connect(server.wsUrl, name, await token({ sub: 'vic', role }));
+    const editor = connect(suite.server.wsUrl, name, await token({ sub: 'erin', role: 'editor' }));
+    const reader = connect(suite.server.wsUrl, name, await token({ sub: 'vic', role }));
     await Promise.all([synced(editor), synced(reader)]);
 
     reader.doc.getMap('quote').set('title', 'changed by a reader');
@@ -74,7 +63,7 @@ describe('refusals reach a real provider with their own reason', () => {
     editor.provider.destroy();
     reader.provider.destroy();
 
-    const fresh = connect(server.wsUrl, name, await token({ sub: 'fay' }));
+    const fresh = connect(suite.server.wsUrl, name, await token({ sub: 'fay' }));
     await synced(fresh);
     expect(fresh.doc.getMap('quote').toJSON()).toEqual({ status: 'draft' });
     fresh.provider.destroy();
@@ -86,7 +75,7 @@ describe('a connection does not outlive its token', () => {
     const closeReasons: string[] = [];
     let calls = 0;
     const provider = new HocuspocusProvider({
-      url: server.wsUrl,
+      url: suite.server.wsUrl,
       name,
       document: new Y.Doc(),
       token: () => tokens[Math.min(calls++, tokens.length - 1)]!(),
@@ -114,7 +103,7 @@ describe('a connection does not outlive its token', () => {
   });
 
   it('closes the document with token-expired at exp', async () => {
-    const client = connect(server.wsUrl, 'acme/quote/expiring', await token({ expiresIn: 2 }));
+    const client = connect(suite.server.wsUrl, 'acme/quote/expiring', await token({ expiresIn: 2 }));
     await synced(client);
     await waitFor('close at expiry', () => client.closeReasons.includes('token-expired'), 8_000);
     client.provider.destroy();
@@ -123,7 +112,7 @@ describe('a connection does not outlive its token', () => {
 
 describe('every document on a multiplexed socket is authorized on its own', () => {
   it('refuses the foreign document and keeps serving the allowed one', async () => {
-    const socket = new HocuspocusProviderWebsocket({ url: server.wsUrl });
+    const socket = new HocuspocusProviderWebsocket({ url: suite.server.wsUrl });
     const acmeToken = await token({ tenant: 'acme' });
     const mine = new HocuspocusProvider({ websocketProvider: socket, name: 'acme/quote/shared-socket', token: acmeToken, document: new Y.Doc() });
     let foreignReason = '';
@@ -150,16 +139,16 @@ describe('every document on a multiplexed socket is authorized on its own', () =
 
 describe('HTTP', () => {
   it('answers /healthz, /readyz and /metrics, and a JSON 404', async () => {
-    expect((await server.get('/healthz')).status).toBe(200);
-    const ready = await server.get('/readyz');
+    expect((await suite.server.get('/healthz')).status).toBe(200);
+    const ready = await suite.server.get('/readyz');
     expect(ready.status).toBe(200);
     expect(await ready.json()).toMatchObject({ checks: { postgres: 'up' } });
-    const metrics = await (await server.get('/metrics')).text();
+    const metrics = await (await suite.server.get('/metrics')).text();
     for (const name of ['concord_open_connections', 'concord_loaded_documents', 'concord_updates_received_total', 'concord_updates_persisted_total', 'concord_ack_latency_seconds_bucket', 'concord_persistence_errors_total']) {
       expect(metrics).toContain(name);
     }
     expect(metrics).toMatch(/concord_refusals_total\{code="wrong-tenant"\} [1-9]/);
-    const missing = await server.get('/nope');
+    const missing = await suite.server.get('/nope');
     expect(missing.status).toBe(404);
     expect(await missing.json()).toEqual({ error: { code: 'not-found', message: expect.any(String) } });
   });

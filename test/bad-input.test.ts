@@ -1,25 +1,14 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import * as Y from 'yjs';
 import { acknowledged, connect, synced, waitFor } from './support/clients.ts';
-import { createStorage, type TestStorage } from './support/database.ts';
 import { authFrame, truncatedSyncFrame, updateFrame } from './support/frames.ts';
-import { startServer, type ServerProcess } from './support/server.ts';
+import { serverForSuite } from './support/suite-server.ts';
 import { token } from './support/tokens.ts';
 import * as decoding from 'lib0/decoding';
 
 const MAX_MESSAGE_BYTES = 64 * 1024;
-let storage: TestStorage;
-let server: ServerProcess;
-
-beforeAll(async () => {
-  storage = await createStorage();
-  server = await startServer({ ...storage.env, MAX_MESSAGE_BYTES: String(MAX_MESSAGE_BYTES) });
-});
-afterAll(async () => {
-  await server?.stop();
-  await storage?.drop();
-});
+const suite = serverForSuite({ MAX_MESSAGE_BYTES: String(MAX_MESSAGE_BYTES) });
 
 interface RawClient {
   ws: WebSocket;
@@ -31,7 +20,7 @@ interface RawClient {
 }
 
 async function rawClient(document: string): Promise<RawClient> {
-  const ws = new WebSocket(server.wsUrl);
+  const ws = new WebSocket(suite.server.wsUrl);
   const closeReasons: string[] = [];
   const syncStatuses: boolean[] = [];
   const closed = new Promise<{ code: number }>((resolve) => ws.on('close', (code) => resolve({ code })));
@@ -49,7 +38,7 @@ async function rawClient(document: string): Promise<RawClient> {
 
 /** An editor on `name` whose session must come through every misbehaviour of others intact. */
 async function bystander(name: string) {
-  const client = connect(server.wsUrl, name, await token({ sub: 'bea' }));
+  const client = connect(suite.server.wsUrl, name, await token({ sub: 'bea' }));
   await synced(client);
   return client;
 }
@@ -57,8 +46,8 @@ async function bystander(name: string) {
 async function stillServes(client: Awaited<ReturnType<typeof bystander>>, value: string) {
   client.doc.getMap('quote').set('title', value);
   await acknowledged(client);
-  expect((await server.get('/healthz')).status).toBe(200);
-  expect(server.running).toBe(true);
+  expect((await suite.server.get('/healthz')).status).toBe(200);
+  expect(suite.server.running).toBe(true);
 }
 
 describe('bad input never stops the server or harms another connection', () => {
@@ -118,12 +107,12 @@ describe('bad input never stops the server or harms another connection', () => {
 
   it('bytes that are no frame at all, and text frames, close only that socket', async () => {
     const other = await bystander('acme/quote/noise');
-    const noise = new WebSocket(server.wsUrl);
+    const noise = new WebSocket(suite.server.wsUrl);
     await new Promise((resolve) => noise.once('open', resolve));
     const noiseClosed = new Promise((resolve) => noise.on('close', resolve));
     noise.send(new Uint8Array([255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 1]));
     await noiseClosed;
-    const text = new WebSocket(server.wsUrl);
+    const text = new WebSocket(suite.server.wsUrl);
     await new Promise((resolve) => text.once('open', resolve));
     const textClosed = new Promise<number>((resolve) => text.on('close', (code) => resolve(code)));
     text.send('hello');

@@ -1,11 +1,10 @@
 import * as encoding from 'lib0/encoding';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
 import { acknowledged, connect, refusal, synced, waitFor } from './support/clients.ts';
-import { createStorage, type TestStorage } from './support/database.ts';
 import { awarenessFrame, awarenessUpdate, frame, statelessFrame, syncFrame, truncatedSyncFrame, updateFrame } from './support/frames.ts';
 import { nonJsonLines, RawSocket } from './support/raw-socket.ts';
-import { startServer, type ServerProcess } from './support/server.ts';
+import { serverForSuite } from './support/suite-server.ts';
 import { token } from './support/tokens.ts';
 
 /** Frames that are malformed after a readable document name: each closes that document with its code. */
@@ -32,24 +31,14 @@ const socketRefusals: Array<[string, Uint8Array]> = [
 ];
 
 describe('malformed frames', () => {
-  let storage: TestStorage;
-  let server: ServerProcess;
-
-  beforeAll(async () => {
-    storage = await createStorage();
-    server = await startServer(storage.env);
-  });
-  afterAll(async () => {
-    await server?.stop();
-    await storage?.drop();
-  });
+  const suite = serverForSuite();
 
   it.each(documentRefusals)('%s closes that document with its code; the socket\'s other document and other clients go on', async (what, code, malformed) => {
     const slug = what.replace(/[^a-z0-9]+/gi, '-').slice(0, 40);
     const [target, sibling] = [`acme/quote/frames-${slug}`, `acme/quote/frames-${slug}-sibling`];
-    const bystander = connect(server.wsUrl, target, await token({ sub: 'bea' }));
+    const bystander = connect(suite.server.wsUrl, target, await token({ sub: 'bea' }));
     await synced(bystander);
-    const raw = await RawSocket.open(server.wsUrl);
+    const raw = await RawSocket.open(suite.server.wsUrl);
     const editor = await token();
     await raw.authenticate(target, editor);
     await raw.authenticate(sibling, editor);
@@ -68,30 +57,30 @@ describe('malformed frames', () => {
 
     bystander.doc.getMap('quote').set('title', `after ${what}`);
     await acknowledged(bystander);
-    expect((await server.get('/healthz')).status).toBe(200);
+    expect((await suite.server.get('/healthz')).status).toBe(200);
     raw.close();
     bystander.provider.destroy();
   });
 
   it.each(socketRefusals)('%s closes the socket with bad-frame, not Unauthorized', async (_what, malformed) => {
-    const raw = await RawSocket.open(server.wsUrl);
+    const raw = await RawSocket.open(suite.server.wsUrl);
     raw.send(malformed);
     expect(await raw.closed).toEqual({ code: 4400, reason: 'bad-frame' });
-    expect((await server.get('/healthz')).status).toBe(200);
+    expect((await suite.server.get('/healthz')).status).toBe(200);
   });
 
   it('a text frame closes the socket with 1003 bad-frame', async () => {
-    const raw = await RawSocket.open(server.wsUrl);
+    const raw = await RawSocket.open(suite.server.wsUrl);
     raw.ws.send('hello');
     expect(await raw.closed).toEqual({ code: 1003, reason: 'bad-frame' });
   });
 
   it('refusals are counted by code and logged as JSON lines only (Hocuspocus prints nothing of its own)', async () => {
-    expect(await refusal(server.wsUrl, 'acme/quote/frames-bad-token', 'not a token')).toBe('bad-token');
-    const metrics = await server.metrics();
+    expect(await refusal(suite.server.wsUrl, 'acme/quote/frames-bad-token', 'not a token')).toBe('bad-token');
+    const metrics = await suite.server.metrics();
     expect(metrics.get('concord_refusals_total{code="bad-frame"}')).toBeGreaterThanOrEqual(documentRefusals.length - 1 + socketRefusals.length + 1);
     expect(metrics.get('concord_refusals_total{code="bad-token"}')).toBeGreaterThanOrEqual(1);
-    expect(server.logs).toContain('"code":"bad-token"');
-    expect(nonJsonLines(server.logs)).toEqual([]);
+    expect(suite.server.logs).toContain('"code":"bad-token"');
+    expect(nonJsonLines(suite.server.logs)).toEqual([]);
   });
 });

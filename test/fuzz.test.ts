@@ -1,11 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
 import { acknowledged, connect, synced, type Client } from './support/clients.ts';
-import { createStorage, type TestStorage } from './support/database.ts';
 import { authFrame, awarenessFrame, awarenessUpdate, frame, queryAwarenessFrame, statelessFrame, syncFrame, updateFrame } from './support/frames.ts';
 import { loggedUpdates, openTestDatabase } from './support/inspect.ts';
 import { nonJsonLines, RawSocket } from './support/raw-socket.ts';
-import { startServer, type ServerProcess } from './support/server.ts';
+import { serverForSuite } from './support/suite-server.ts';
 import { token } from './support/tokens.ts';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 0x5eed_c0c0);
@@ -102,17 +101,8 @@ function socketFrames(random: Random, valid: Uint8Array[], count: number): Uint8
 }
 
 describe('fuzzed frames', () => {
-  let storage: TestStorage;
-  let server: ServerProcess;
-  beforeAll(async () => {
-    storage = await createStorage();
-    // Fuzzed under the default socket budgets (test servers lift them otherwise).
-    server = await startServer({ ...storage.env, SOCKET_MESSAGES_PER_SECOND: '200', SOCKET_BYTES_PER_SECOND: String(1024 * 1024) });
-  });
-  afterAll(async () => {
-    await server?.stop();
-    await storage?.drop();
-  });
+  // Fuzzed under the default socket budgets (test servers lift them otherwise).
+  const suite = serverForSuite({ SOCKET_MESSAGES_PER_SECOND: '200', SOCKET_BYTES_PER_SECOND: String(1024 * 1024) });
 
   it(`${FRAMES} random and corrupted frames on many sockets: the server stays up, a provider's edits all land, logs stay JSON`, async () => {
     console.log(`fuzz seed ${SEED} (set FUZZ_SEED to replay another)`);
@@ -121,7 +111,7 @@ describe('fuzzed frames', () => {
     const valid = validFrames(editorToken);
 
     // A legitimate editor types into the fuzzed document all along.
-    const writer: Client = connect(server.wsUrl, DOCUMENT, await token({ sub: 'alice' }));
+    const writer: Client = connect(suite.server.wsUrl, DOCUMENT, await token({ sub: 'alice' }));
     await synced(writer, 30_000);
     const markers: string[] = [];
     const type = () => {
@@ -138,7 +128,7 @@ describe('fuzzed frames', () => {
     const sockets = plans.length;
     let sent = 0;
     const fuzzOneSocket = async (frames: Uint8Array[]) => {
-      const socket = await RawSocket.open(server.wsUrl);
+      const socket = await RawSocket.open(suite.server.wsUrl);
       for (const [i, bytes] of frames.entries()) {
         socket.send(bytes);
         sent += 1;
@@ -153,30 +143,30 @@ describe('fuzzed frames', () => {
           for (let plan = plans.shift(); plan; plan = plans.shift()) await fuzzOneSocket(plan);
         }),
       );
-      expect((await server.get('/healthz')).status).toBe(200);
+      expect((await suite.server.get('/healthz')).status).toBe(200);
     } finally {
       clearInterval(typing);
     }
     for (let i = 0; i < 10; i++) type();
     await acknowledged(writer, 60_000);
-    const metrics = await server.metrics();
+    const metrics = await suite.server.metrics();
     const refused = [...metrics].filter(([series]) => series.startsWith('concord_refusals_total{')).map(([series, count]) => `${series.slice(22, -1)} ${count}`);
     console.log(`fuzz: ${sent} frames on ${sockets} sockets, ${markers.length} edits by the provider; refusals: ${refused.join(', ')}`);
 
     expect(sent).toBeGreaterThanOrEqual(FRAMES);
     // The frames reached the server's checks (most malformed frames close their document once, then wait for authentication).
     expect((metrics.get('concord_refusals_total{code="bad-frame"}') ?? 0) + (metrics.get('concord_refusals_total{code="bad-update"}') ?? 0)).toBeGreaterThan(FRAMES / 20);
-    expect(server.running).toBe(true);
-    expect((await server.get('/healthz')).status).toBe(200);
-    expect(server.logs).not.toMatch(/unhandled|uncaught/i);
-    expect(nonJsonLines(server.logs)).toEqual([]);
+    expect(suite.server.running).toBe(true);
+    expect((await suite.server.get('/healthz')).status).toBe(200);
+    expect(suite.server.logs).not.toMatch(/unhandled|uncaught/i);
+    expect(nonJsonLines(suite.server.logs)).toEqual([]);
     const expected = markers.join('');
     expect(writer.doc.getText('legit').toString()).toBe(expected);
     writer.provider.destroy();
 
     // Everything the provider had acknowledged is in the log.
-    await server.stop();
-    const db = await openTestDatabase(storage);
+    await suite.server.stop();
+    const db = await openTestDatabase(suite.storage);
     try {
       const replayed = new Y.Doc();
       for (const row of await loggedUpdates(db, 'acme', DOCUMENT)) Y.applyUpdate(replayed, row.update);

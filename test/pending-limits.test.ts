@@ -1,13 +1,12 @@
 import * as decoding from 'lib0/decoding';
 import * as encoding from 'lib0/encoding';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import * as Y from 'yjs';
 import { acknowledged, connect, synced, waitFor, type Client } from './support/clients.ts';
-import { createStorage, type TestStorage } from './support/database.ts';
 import { PARKED_DELETE_RANGE_BYTES } from '../src/persistence/parked-writes.ts';
 import { authFrame, updateFrame } from './support/frames.ts';
-import { startServer, type ServerProcess } from './support/server.ts';
+import { serverForSuite } from './support/suite-server.ts';
 import { token } from './support/tokens.ts';
 
 const MAX_PENDING_BYTES = 1024 * 1024;
@@ -26,17 +25,7 @@ const WAIT_MS = 60_000;
  */
 const RSS_GROWTH_BOUND = 160 * MAX_PENDING_BYTES;
 
-let storage: TestStorage;
-let server: ServerProcess;
-
-beforeAll(async () => {
-  storage = await createStorage();
-  server = await startServer({ ...storage.env, MAX_PENDING_BYTES: String(MAX_PENDING_BYTES), MAX_PENDING_WRITES: String(MAX_PENDING_WRITES) });
-});
-afterAll(async () => {
-  await server?.stop();
-  await storage?.drop();
-});
+const suite = serverForSuite({ MAX_PENDING_BYTES: String(MAX_PENDING_BYTES), MAX_PENDING_WRITES: String(MAX_PENDING_WRITES) });
 
 /**
  * A write of `client` that Yjs must park: it inserts `chars` characters after
@@ -88,7 +77,7 @@ interface RawClient {
   syncStatuses: boolean[];
 }
 
-async function rawClient(document: string, user = 'mallory', on = server): Promise<RawClient> {
+async function rawClient(document: string, user = 'mallory', on = suite.server): Promise<RawClient> {
   const ws = new WebSocket(on.wsUrl);
   const client: RawClient = { ws, closeReasons: [], syncStatuses: [] };
   ws.on('message', (data: Buffer) => {
@@ -112,7 +101,7 @@ async function sendAndProbe(client: RawClient, document: string, update: Uint8Ar
   return client.closeReasons.length === 0;
 }
 
-async function editor(document: string, user: string, on = server): Promise<Client> {
+async function editor(document: string, user: string, on = suite.server): Promise<Client> {
   const client = connect(on.wsUrl, document, await token({ sub: user }));
   await synced(client, WAIT_MS);
   return client;
@@ -133,13 +122,13 @@ async function keepEditing(client: Client, prefix: string, until: Promise<unknow
   return { edits, last };
 }
 
-async function metric(name: string, on = server): Promise<number> {
+async function metric(name: string, on = suite.server): Promise<number> {
   return (await on.metrics()).get(name) ?? 0;
 }
 
 async function documentContent(document: string): Promise<{ quote: { title: string }; notes: string }> {
   const [, kind, id] = document.split('/');
-  const response = await server.get(`/api/documents/${kind}/${id}`, await token({ sub: 'reader', role: 'viewer' }));
+  const response = await suite.server.get(`/api/documents/${kind}/${id}`, await token({ sub: 'reader', role: 'viewer' }));
   expect(response.status).toBe(200);
   return ((await response.json()) as { content: { quote: { title: string }; notes: string } }).content;
 }
@@ -191,7 +180,7 @@ describe('pending (not yet applicable) update bytes per document are bounded by 
     const rssGrowth = (await metric('concord_process_resident_memory_bytes')) - rssBefore;
     expect(rssGrowth).toBeLessThan(RSS_GROWTH_BOUND);
     // Refused without an exception inside Hocuspocus: the log stays one JSON line per event.
-    expect(server.logs.split('\n').filter((line) => line.trim() && !line.startsWith('{'))).toEqual([]);
+    expect(suite.server.logs.split('\n').filter((line) => line.trim() && !line.startsWith('{'))).toEqual([]);
 
     // Both editors' writes were acknowledged throughout and are in Postgres.
     expect(bystander.closeReasons).toEqual([]);
@@ -249,34 +238,24 @@ describe('pending writes per document are bounded by MAX_PENDING_WRITES, and par
 });
 
 describe('a parked write waits at most MAX_PENDING_AGE_MS for what it depends on', () => {
-  let ageStorage: TestStorage;
-  let aged: ServerProcess;
-
-  beforeAll(async () => {
-    ageStorage = await createStorage();
-    aged = await startServer({ ...ageStorage.env, MAX_PENDING_AGE_MS: '1000' });
-  });
-  afterAll(async () => {
-    await aged?.stop();
-    await ageStorage?.drop();
-  });
+  const aged = serverForSuite({ MAX_PENDING_AGE_MS: '1000' });
 
   it("past it the document's parked writes are dropped and their sender is refused; other clients carry on", async () => {
     const name = 'acme/quote/stale';
-    const bystander = await editor(name, 'bea', aged);
-    const droppedBefore = await metric('concord_limits_reached_total{limit="MAX_PENDING_AGE_MS"}', aged);
-    const attacker = await rawClient(name, 'mallory', aged);
+    const bystander = await editor(name, 'bea', aged.server);
+    const droppedBefore = await metric('concord_limits_reached_total{limit="MAX_PENDING_AGE_MS"}', aged.server);
+    const attacker = await rawClient(name, 'mallory', aged.server);
     const write = undeliverable(FIRST_FLOOD_CLIENT, 10);
     expect(await sendAndProbe(attacker, name, write.parked, probes()())).toBe(true);
 
     await waitFor('the parked write dropped', () => attacker.closeReasons.length > 0, WAIT_MS);
     expect(attacker.closeReasons).toEqual(['rate-limited']);
-    expect(await metric('concord_limits_reached_total{limit="MAX_PENDING_AGE_MS"}', aged)).toBe(droppedBefore + 1);
+    expect(await metric('concord_limits_reached_total{limit="MAX_PENDING_AGE_MS"}', aged.server)).toBe(droppedBefore + 1);
     // The probe was acknowledged; the dropped write was answered "not applied" before the close.
     expect(attacker.syncStatuses).toEqual([true, false]);
 
     // What it depended on arrives now: the dropped write stays out.
-    const latecomer = await rawClient(name, 'mallory', aged);
+    const latecomer = await rawClient(name, 'mallory', aged.server);
     latecomer.ws.send(updateFrame(name, write.missing));
     await waitFor('the missing write applied', () => latecomer.syncStatuses.length === 1, WAIT_MS);
     expect(latecomer.syncStatuses).toEqual([true]);
