@@ -15,7 +15,7 @@ import { refuseRlsBypassingLogin } from './db/login-role.ts';
 import { migrate } from './db/migrate.ts';
 import { connectPostgres } from './db/connect.ts';
 import { createPgliteDatabase } from './db/pglite.ts';
-import { parseDocumentName } from './documents/name.ts';
+import { parseDocumentName } from './documents/kinds.ts';
 import { createHttpApp, createMetricsApp } from './http/app.ts';
 import { listenOn, type Bind } from './http/bind.ts';
 import { adminPage } from './http/admin-page.ts';

@@ -5,7 +5,7 @@ import { runTogether, type Database } from '../src/db/database.ts';
 import { ensureDocument } from '../src/db/documents.ts';
 import { fieldsTouched } from '../src/db/field-changes.ts';
 import { migrate } from '../src/db/migrate.ts';
-import { parseDocumentName } from '../src/documents/name.ts';
+import { parseDocumentName } from '../src/documents/kinds.ts';
 import { backends, createStorage, type TestStorage } from './support/database.ts';
 import { openTestDatabase } from './support/inspect.ts';
 

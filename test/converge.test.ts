@@ -1,8 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
-import { kindOf } from '../src/documents/kinds.ts';
-import { parseDocumentName } from '../src/documents/name.ts';
+import { kindOf, parseDocumentName } from '../src/documents/kinds.ts';
 import { renderDocument } from '../src/documents/service.ts';
 import { convergeTo } from '../src/history/converge.ts';
 import { apply, copyOf, ops } from './support/random-edits.ts';

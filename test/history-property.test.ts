@@ -3,7 +3,7 @@ import type { HocuspocusProvider } from '@hocuspocus/provider';
 import { isDeepStrictEqual } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
-import { parseDocumentName } from '../src/documents/name.ts';
+import { parseDocumentName } from '../src/documents/kinds.ts';
 import { renderDocument } from '../src/documents/service.ts';
 import { acknowledged, connect, waitFor, type Client } from './support/clients.ts';
 import { addLine, api } from './support/documents.ts';

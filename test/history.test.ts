@@ -2,7 +2,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
 import { appendUpdates } from '../src/db/updates.ts';
-import { parseDocumentName } from '../src/documents/name.ts';
+import { parseDocumentName } from '../src/documents/kinds.ts';
 import { renderDocument } from '../src/documents/service.ts';
 import { runCli } from './support/cli.ts';
 import { acknowledged, waitFor, type Client } from './support/clients.ts';

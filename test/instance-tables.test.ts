@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
 import type { Database } from '../src/db/database.ts';
-import { parseDocumentName } from '../src/documents/name.ts';
+import { parseDocumentName } from '../src/documents/kinds.ts';
 import { quote } from '../src/documents/quote.ts';
 import { renderDocument } from '../src/documents/service.ts';
 import { replay } from '../src/persistence/replay.ts';

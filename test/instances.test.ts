@@ -2,7 +2,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import type { Database } from '../src/db/database.ts';
 import { renderDocument } from '../src/documents/service.ts';
-import { parseDocumentName } from '../src/documents/name.ts';
+import { parseDocumentName } from '../src/documents/kinds.ts';
 import { replay } from '../src/persistence/replay.ts';
 import { acknowledged, waitFor, type Client } from './support/clients.ts';
 import { clusterFixture, presence, stateOf } from './support/cluster.ts';

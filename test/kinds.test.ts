@@ -1,9 +1,9 @@
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DocumentKindModule, DocumentView } from '../src/documents/kind.ts';
-import { kindOf, kinds } from '../src/documents/kinds.ts';
-import type { Fields, Json, Member } from '../src/documents/layout.ts';
-import type { DocumentKind } from '../src/documents/name.ts';
+import { type DocumentKind, kindOf, kinds } from '../src/documents/kinds.ts';
+import type { Fields, Member } from '../src/documents/layout.ts';
+import type { Json } from '../src/json.ts';
 import { applyPatch } from '../src/documents/patch.ts';
 import { launchChromium, textOf, waitForText } from './support/browser.ts';
 import { acknowledged } from './support/clients.ts';

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
 import type { Database } from '../src/db/database.ts';
 import { appendUpdates } from '../src/db/updates.ts';
-import { parseDocumentName } from '../src/documents/name.ts';
+import { parseDocumentName } from '../src/documents/kinds.ts';
 import { renderDocument } from '../src/documents/service.ts';
 import { runCli } from './support/cli.ts';
 import { acknowledged, connect, synced, waitFor } from './support/clients.ts';

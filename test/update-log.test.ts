@@ -4,7 +4,7 @@ import pg from 'pg';
 import { AmbiguousCommitError, enterTenant, type Database } from '../src/db/database.ts';
 import { migrate } from '../src/db/migrate.ts';
 import { clientSql } from '../src/db/postgres.ts';
-import { parseDocumentName } from '../src/documents/name.ts';
+import { parseDocumentName } from '../src/documents/kinds.ts';
 import { createLogger } from '../src/log.ts';
 import { createMetrics } from '../src/metrics.ts';
 import { UpdateLog } from '../src/persistence/update-log.ts';

@@ -1,7 +1,7 @@
 import * as Y from 'yjs';
 import type { Database } from '../../src/db/database.ts';
 import { appendUpdates, type NewUpdate } from '../../src/db/updates.ts';
-import { parseDocumentName } from '../../src/documents/name.ts';
+import { parseDocumentName } from '../../src/documents/kinds.ts';
 import { renderDocument } from '../../src/documents/service.ts';
 import { waitFor } from '../../test/support/clients.ts';
 import { addLine, api } from '../../test/support/documents.ts';

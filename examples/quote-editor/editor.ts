@@ -11,7 +11,8 @@
  * not per keystroke. Notes are a Y.Text, edited character-wise.
  */
 import * as Y from 'yjs';
-import type { Fields, Json } from '../../src/documents/layout.ts';
+import type { Fields } from '../../src/documents/layout.ts';
+import type { Json } from '../../src/json.ts';
 import { lineTotal } from '../../src/documents/priced-lines.ts';
 import { quote } from '../../src/documents/quote.ts';
 import { DocumentTracker } from '../../src/projection/tracker.ts';

@@ -11,7 +11,8 @@ import type {
 } from '@hocuspocus/server';
 import * as Y from 'yjs';
 import type { ConnectionContext } from '../context.ts';
-import { parseDocumentName, type DocumentName } from '../documents/name.ts';
+import { type DocumentName } from '../documents/name.ts';
+import { parseDocumentName } from '../documents/kinds.ts';
 import { describeWrites } from '../documents/update-scope.ts';
 import { ConcordError, hookRefusal } from '../errors.ts';
 import type { Logger } from '../log.ts';

@@ -1,4 +1,4 @@
-import type { Entity, Json } from '../documents/layout.ts';
+import type { Json } from '../json.ts';
 import type { Sql, Statement } from './database.ts';
 import { pgJson } from './json.ts';
 import type { Attribution } from './updates.ts';
@@ -7,7 +7,8 @@ export interface FieldChangeRow {
   name: string;
   seq: number;
   first_seq: number;
-  entity: Entity;
+  /** What the row is about: `quote`, `quote_line`, `comment`, ... (each kind names its own). */
+  entity: string;
   entity_id: string | null;
   field: string;
   action: 'create' | 'update' | 'delete';

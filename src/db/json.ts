@@ -1,4 +1,4 @@
-import type { Json } from '../documents/layout.ts';
+import type { Json } from '../json.ts';
 
 /** Deeper JSON than this is cut off (read as null) rather than risk the stack or Postgres's limits. */
 const MAX_DEPTH = 100;

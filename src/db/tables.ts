@@ -1,7 +1,13 @@
-import type { Json } from '../documents/layout.ts';
-import type { TableSpec } from '../documents/kind.ts';
+import type { Json } from '../json.ts';
 import type { Sql, Statement } from './database.ts';
 import { pgJson } from './json.ts';
+
+/** A relational table a kind keeps in step: its columns with their Postgres types (`numeric(14,2)` for money), and its key. */
+export interface TableSpec {
+  name: string;
+  columns: Record<string, string>;
+  key: readonly string[];
+}
 
 // Table and column names come from the kind modules, never from input.
 const quoted = (name: string) => `"${name}"`;

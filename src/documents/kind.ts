@@ -1,4 +1,6 @@
-import type { Json, Layout, Member, Fields } from './layout.ts';
+import type { Layout, Member, Fields } from './layout.ts';
+import type { TableSpec } from '../db/tables.ts';
+import type { Json } from '../json.ts';
 
 /** A document as read through its kind's layout (see projection/view.ts). */
 export interface DocumentView<Totals = unknown> {
@@ -8,13 +10,6 @@ export interface DocumentView<Totals = unknown> {
   members(collection: string): Member[];
   /** The running aggregate over the table collection (quote totals, say). */
   totals: Totals;
-}
-
-/** A relational table a kind keeps in step: its columns with their Postgres types (`numeric(14,2)` for money), and its key. */
-export interface TableSpec {
-  name: string;
-  columns: Record<string, string>;
-  key: readonly string[];
 }
 
 /**

@@ -1,6 +1,6 @@
 import type { z } from 'zod';
+import type { Json } from '../json.ts';
 
-export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 export type Fields = Record<string, Json>;
 
 /** What an audit row (`field_changes.entity`) is about (`quote`, `quote_line`, `comment`, ...); each kind names its own. */

@@ -1,7 +1,8 @@
 import * as Y from 'yjs';
 import { z } from 'zod';
 import { ConcordError } from '../errors.ts';
-import type { CollectionLayout, Json, Layout } from './layout.ts';
+import type { CollectionLayout, Layout } from './layout.ts';
+import type { Json } from '../json.ts';
 import { writeParagraphs } from './rich-text.ts';
 import { memberId, storableString } from './values.ts';
 

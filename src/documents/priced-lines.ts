@@ -1,6 +1,8 @@
 import Big from 'big.js';
-import type { DocumentView, TableSpec } from './kind.ts';
-import type { CollectionLayout, Entity, Fields, Json, Member } from './layout.ts';
+import type { TableSpec } from '../db/tables.ts';
+import type { DocumentView } from './kind.ts';
+import type { CollectionLayout, Entity, Fields, Member } from './layout.ts';
+import type { Json } from '../json.ts';
 import { amount, memberId, optionalText, percent } from './values.ts';
 
 /**

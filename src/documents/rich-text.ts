@@ -1,6 +1,6 @@
 import * as Y from 'yjs';
 import { toPgJson } from '../db/json.ts';
-import type { Json } from './layout.ts';
+import type { Json } from '../json.ts';
 
 interface ProseMirrorNode {
   type: string;

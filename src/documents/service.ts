@@ -7,7 +7,7 @@ import { ConcordError } from '../errors.ts';
 import { within } from '../timeouts.ts';
 import type { DocumentStore } from '../persistence/document-store.ts';
 import { DocumentReader } from '../projection/view.ts';
-import type { Json } from './layout.ts';
+import type { Json } from '../json.ts';
 import { kindOf, kinds } from './kinds.ts';
 import type { DocumentName } from './name.ts';
 import { applyPatch, describeIssues, patchSchema } from './patch.ts';

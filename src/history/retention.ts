@@ -1,7 +1,7 @@
 import type { Database } from '../db/database.ts';
 import { historyBounds } from '../db/documents.ts';
 import { documentsWithUpdatesBefore, pruneUpdatesBefore, seqsReceivedBefore } from '../db/updates.ts';
-import { parseDocumentName } from '../documents/name.ts';
+import { parseDocumentName } from '../documents/kinds.ts';
 import type { Logger } from '../log.ts';
 import type { Checkpointer } from '../persistence/checkpoints.ts';
 

@@ -1,7 +1,8 @@
 import { Hono, type Context } from 'hono';
 import { checkDocumentAccess } from '../auth/access.ts';
 import type { Principal, TokenVerifier } from '../auth/tokens.ts';
-import { parseDocumentName, type DocumentName } from '../documents/name.ts';
+import { type DocumentName } from '../documents/name.ts';
+import { parseDocumentName } from '../documents/kinds.ts';
 import { describeIssues } from '../documents/patch.ts';
 import { ConcordError } from '../errors.ts';
 import type { z } from 'zod';

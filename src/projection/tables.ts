@@ -1,9 +1,8 @@
 import type { CommitWriter, PreparedWrite, TrackedEntry, UpdateChanges } from '../commit/writer.ts';
 import { runTogether, type Sql, type Statement } from '../db/database.ts';
-import { deleteMembers, deleteMembersExcept, differingRows, upsertRows } from '../db/tables.ts';
+import { deleteMembers, deleteMembersExcept, differingRows, upsertRows, type TableSpec } from '../db/tables.ts';
 import type { DocumentName } from '../documents/name.ts';
-import type { TableSpec } from '../documents/kind.ts';
-import type { Json } from '../documents/layout.ts';
+import type { Json } from '../json.ts';
 import { kindOf, kinds } from '../documents/kinds.ts';
 import type { RowChanges } from './view.ts';
 

@@ -1,6 +1,7 @@
 import * as Y from 'yjs';
 import type { DocumentKindModule } from '../documents/kind.ts';
-import type { CollectionLayout, Entity, Json, Member } from '../documents/layout.ts';
+import type { CollectionLayout, Entity, Member } from '../documents/layout.ts';
+import type { Json } from '../json.ts';
 import { DocumentReader, type CollectionState, type LayoutViolation, type PlacedMember, type RowChanges } from './view.ts';
 
 /** One audit row before it has a seq, an author and a time. */

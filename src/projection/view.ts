@@ -1,6 +1,7 @@
 import * as Y from 'yjs';
 import type { DocumentKindModule, DocumentView } from '../documents/kind.ts';
-import type { CollectionLayout, Entity, Fields, Json, Member } from '../documents/layout.ts';
+import type { CollectionLayout, Entity, Fields, Member } from '../documents/layout.ts';
+import type { Json } from '../json.ts';
 import { fragmentToProseMirror, proseMirrorText } from '../documents/rich-text.ts';
 
 /** Table rows a change produces: the header row and member rows by id (null: the member is gone). */

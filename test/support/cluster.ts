@@ -1,5 +1,5 @@
 import { afterEach, expect } from 'vitest';
-import { parseDocumentName } from '../../src/documents/name.ts';
+import { parseDocumentName } from '../../src/documents/kinds.ts';
 import type { PresenceEntry } from '../../src/presence/entry.ts';
 import { connect, synced, type Client } from './clients.ts';
 import { createStorage, type TestStorage } from './database.ts';

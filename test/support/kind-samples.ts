@@ -1,4 +1,4 @@
-import type { DocumentKind } from '../../src/documents/name.ts';
+import type { DocumentKind } from '../../src/documents/kinds.ts';
 import type { Patch } from '../../src/documents/patch.ts';
 
 /**
