@@ -46,6 +46,9 @@ import { RedisPresenceBoard } from './presence/redis-board.ts';
 import { RelayedRows } from './projection/relayed-rows.ts';
 import { createSocketLimits, SocketSession, unauthenticatedQueue } from './socket/session.ts';
 import { within } from './timeouts.ts';
+import { PostgresStorage } from './storage/postgres.ts';
+import { PostgresDocuments } from './storage/postgres-documents.ts';
+import { PostgresHistory, PostgresRetention } from './storage/postgres-history.ts';
 
 const SHUTDOWN_DRAIN_MS = 10_000;
 const REDIS_GOODBYE_MS = 1_000;
@@ -79,7 +82,7 @@ export function migrateSchema(config: Config, db: Database, log: Logger): Promis
 
 /** What history retention needs: the runtime database, the owner's, and the checkpoint builder. */
 export function pruneTarget(config: Config, db: Database, checkpointer: Checkpointer, log: Logger): PruneTarget {
-  return { db, checkpointer, log, asOwner: (work) => asOwner(config, db, log, work) };
+  return { checkpointer, log, asOwner: (work) => asOwner(config, db, log, (owner) => work(new PostgresRetention(db, owner))) };
 }
 
 /** The composition root: every concern is built and registered here, once. */
@@ -89,11 +92,13 @@ export async function createConcord(config: Config, log: Logger) {
   if (config.DATABASE_URL && config.NODE_ENV === 'production') await refuseRlsBypassingLogin(db);
   await migrateSchema(config, db, log);
 
-  const checkpointer = new Checkpointer(db, config.CHECKPOINT_EVERY, log, metrics);
+  const storage = new PostgresStorage(db);
+  const stored = new PostgresDocuments(db);
+  const checkpointer = new Checkpointer(storage, config.CHECKPOINT_EVERY, log, metrics);
   const retention = config.HISTORY_RETENTION_DAYS ? new HistoryRetention(pruneTarget(config, db, checkpointer, log), config.HISTORY_RETENTION_DAYS) : null;
   // What a commit writes besides the log, in the same transaction (the acknowledgement waits for all of it).
   const pipeline = new CommitPipeline({ writers: [new AuditTrail(config.AUDIT_TEXT_BURST_MS), new TableWriter()], log, metrics });
-  const clientOwners = new ClientOwners(db, log);
+  const clientOwners = new ClientOwners(stored, log);
   const updateLog = new UpdateLog({
     db,
     log,
@@ -104,7 +109,7 @@ export async function createConcord(config: Config, log: Logger) {
     claims: clientOwners,
   });
   updateLog.on('committed', (committed) => committed.forEach(({ document, seq }) => checkpointer.advance(document, seq)));
-  const store = new DocumentStore(db, updateLog, checkpointer, pipeline, log);
+  const store = new DocumentStore(storage, stored, updateLog, checkpointer, pipeline, log);
   const verify = createTokenVerifier(resolveTokenKey(config), { issuer: config.AUTH_ISSUER, audience: config.AUTH_AUDIENCE });
 
   // Several instances share documents and presence through Redis; without it this is the only one.
@@ -115,7 +120,7 @@ export async function createConcord(config: Config, log: Logger) {
   const stopWatching = redis && relay && watchResponsiveness([redis, ...relay.connections], log);
   const beacon = redis && new UnloggedBeacon(redis, instance, () => updateLog.pendingDocuments(), log);
   const relayed: RelayedContent | undefined = beacon
-    ? { rows: new RelayedRows(db, updateLog, log, metrics), follower: new LogFollower(store, beacon, log, metrics) }
+    ? { rows: new RelayedRows(stored, updateLog, log, metrics), follower: new LogFollower(store, beacon, log, metrics) }
     : undefined;
   const presence = new Presence({
     instance,
@@ -158,7 +163,8 @@ export async function createConcord(config: Config, log: Logger) {
   });
 
   const documents = new DocumentService(hocuspocus, store, clientOwners);
-  const history = new HistoryService(db, new Versions(db, checkpointer, log, config.HISTORY_REPLICAS), documents, metrics);
+  const storedHistory = new PostgresHistory(db);
+  const history = new HistoryService(storedHistory, new Versions(storage, storedHistory, checkpointer, log, config.HISTORY_REPLICAS), documents, metrics);
 
   const refreshGauges = () => {
     metrics.openConnections.set(hocuspocus.getConnectionsCount());

@@ -1,10 +1,10 @@
 import { randomInt } from 'node:crypto';
 import * as Y from 'yjs';
-import type { Database } from '../db/database.ts';
-import { claimClients, claimKey, readClientOwners, type ClientOwner } from '../db/client-owners.ts';
+import { claimKey, type ClientOwner } from '../db/client-owners.ts';
 import type { DocumentName } from '../documents/name.ts';
 import { ConcordError } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import type { PostgresDocuments } from '../storage/postgres-documents.ts';
 import { within } from '../timeouts.ts';
 
 export type { ClientOwner };
@@ -32,7 +32,7 @@ interface Known extends ClientOwner {
  * its update writes it (see `unconfirmed`).
  */
 export class ClientOwners {
-  private readonly db: Database;
+  private readonly stored: PostgresDocuments;
   private readonly log: Logger;
   private readonly byDocument = new Map<string, Map<number, Known>>();
   /** Documents with claims made while Postgres did not answer. */
@@ -40,15 +40,15 @@ export class ClientOwners {
   /** Per loaded document: the clientID this instance's server-side edits write under, per caller and origin. */
   private readonly serverClients = new Map<string, Map<string, number>>();
 
-  constructor(db: Database, log: Logger) {
-    this.db = db;
+  constructor(stored: PostgresDocuments, log: Logger) {
+    this.stored = stored;
     this.log = log;
   }
 
   /** Learns a document's owners as it loads; should Postgres fail here, they are learned claim by claim. */
   async load(document: DocumentName): Promise<void> {
     try {
-      const owners = await this.db.transaction(document.tenant, (sql) => readClientOwners(sql, document.name));
+      const owners = await this.stored.clientOwners(document);
       const known = this.ownersOf(document.name);
       for (const [client, owner] of owners) known.set(client, { ...owner, durable: true });
     } catch (error) {
@@ -77,7 +77,7 @@ export class ClientOwners {
     if (unknown.length > 0) {
       const claims = unknown.map((client) => ({ name: document.name, client, ...owner }));
       const claimed = await within(
-        this.db.transaction(document.tenant, (sql) => claimClients(sql, claims)),
+        this.stored.claimClients(document.tenant, claims),
         CLAIM_WAIT_MS,
         () => null,
       ).catch(() => null);

@@ -7,6 +7,7 @@ import { createLogger, type Logger } from '../log.ts';
 import { createMetrics } from '../metrics.ts';
 import { Checkpointer } from '../persistence/checkpoints.ts';
 import { openDatabase } from '../server.ts';
+import { PostgresStorage } from '../storage/postgres.ts';
 
 /**
  * Parses the command line and runs the command (`--help` prints its usage);
@@ -78,7 +79,7 @@ export function withHistoryStore<T>(
   work: (db: Database, checkpointer: Checkpointer, log: Logger) => Promise<T>,
 ): Promise<T> {
   return withDatabase(config, whenServerHolds, async (db, log) => {
-    const checkpointer = new Checkpointer(db, config.CHECKPOINT_EVERY, log, createMetrics());
+    const checkpointer = new Checkpointer(new PostgresStorage(db), config.CHECKPOINT_EVERY, log, createMetrics());
     try {
       return await work(db, checkpointer, log);
     } finally {

@@ -7,6 +7,8 @@ import { parseDocumentName } from '../documents/kinds.ts';
 import { isPostgresTime } from '../documents/values.ts';
 import { readVersion } from '../history/service.ts';
 import { Versions } from '../history/versions.ts';
+import { PostgresStorage } from '../storage/postgres.ts';
+import { PostgresHistory } from '../storage/postgres-history.ts';
 import { runCommand, withHistoryStore, type RunningServer } from './command.ts';
 
 function seq(value: string): number {
@@ -60,7 +62,7 @@ const program = new Command('replay')
       (server) => readFromServer(config, server, document, which),
       async (db, checkpointer, log) => {
         // One read: no replica to keep.
-        const versions = new Versions(db, checkpointer, log, 0);
+        const versions = new Versions(new PostgresStorage(db), new PostgresHistory(db), checkpointer, log, 0);
         const seq = 'version' in which ? which.version : await versions.seqAt(document, which.at);
         return (await readVersion(versions, document, seq)).version;
       },

@@ -1,9 +1,7 @@
-import type { Database } from '../db/database.ts';
-import { historyBounds } from '../db/documents.ts';
-import { documentsWithUpdatesBefore, pruneUpdatesBefore, seqsReceivedBefore } from '../db/updates.ts';
 import { parseDocumentName } from '../documents/kinds.ts';
 import type { Logger } from '../log.ts';
 import type { Checkpointer } from '../persistence/checkpoints.ts';
+import type { PostgresRetention } from '../storage/postgres-history.ts';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 const PRUNE_EVERY_MS = 60 * 60 * 1000;
@@ -13,11 +11,10 @@ export interface PruneResult {
   updates: number;
 }
 
-/** Where pruning runs: the runtime database (per tenant) and, for the cross-tenant part, the table owner's. */
+/** Where pruning runs: per tenant as the runtime role and, to find documents and delete, as the table owner. */
 export interface PruneTarget {
-  db: Database;
-  /** Called once per pass with the owner's database (MIGRATION_DATABASE_URL's role, or DATABASE_URL's). */
-  asOwner<T>(work: (owner: Database) => Promise<T>): Promise<T>;
+  /** Called once per pass with the storage as the owner (MIGRATION_DATABASE_URL's role, or DATABASE_URL's) sees it. */
+  asOwner<T>(work: (retention: PostgresRetention) => Promise<T>): Promise<T>;
   checkpointer: Checkpointer;
   log: Logger;
 }
@@ -33,19 +30,16 @@ export interface PruneTarget {
  */
 export async function pruneHistory(target: PruneTarget, before: Date, shouldStop: () => boolean = () => false): Promise<PruneResult> {
   const result: PruneResult = { documents: 0, updates: 0 };
-  await target.asOwner(async (owner) => {
-    const candidates = await owner.ownerTransaction((sql) => documentsWithUpdatesBefore(sql, before));
+  await target.asOwner(async (retention) => {
+    const candidates = await retention.documentsWithUpdatesBefore(before);
     for (const { tenant_id: tenant, name } of candidates) {
       if (shouldStop()) return;
-      const document = parseDocumentName(name);
-      const { upto, exactFrom } = await target.db.transaction(tenant, async (sql) => ({
-        upto: await seqsReceivedBefore(sql, name, before),
-        exactFrom: (await historyBounds(sql, name))?.exactFrom ?? 0,
-      }));
+      const document = { ...parseDocumentName(name), tenant };
+      const { upto, exactFrom } = await retention.prefixBefore(document, before);
       // Seq 1 alone has nothing before it; a prefix already pruned this far has nothing new.
       if (upto <= 1 || upto <= exactFrom) continue;
       await target.checkpointer.checkpointAt(document, upto);
-      const deleted = await owner.ownerTransaction((sql) => pruneUpdatesBefore(sql, tenant, name, upto));
+      const deleted = await retention.storage.prune(document, upto);
       if (deleted === 0) continue;
       result.documents += 1;
       result.updates += deleted;

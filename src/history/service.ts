@@ -1,13 +1,10 @@
 import type { Principal } from '../auth/tokens.ts';
-import { checkpointSeqsBelow } from '../db/checkpoints.ts';
-import type { Database } from '../db/database.ts';
-import { listDocuments } from '../db/documents.ts';
-import { fieldChangePage, fieldsTouched, type FieldChangeFilter, type FieldTouch } from '../db/field-changes.ts';
-import { updatePage } from '../db/updates.ts';
+import type { FieldChangeFilter, FieldTouch } from '../db/field-changes.ts';
 import { kindOf } from '../documents/kinds.ts';
 import type { DocumentName } from '../documents/name.ts';
 import { renderDocument, type DocumentJson, type DocumentService } from '../documents/service.ts';
 import type { Metrics } from '../metrics.ts';
+import type { PostgresHistory } from '../storage/postgres-history.ts';
 import { convergeTo } from './converge.ts';
 import type { Version, Versions } from './versions.ts';
 
@@ -30,13 +27,13 @@ export interface VersionJson extends DocumentJson {
  * updates, its audit rows, any version in its JSON form, and restoring one.
  */
 export class HistoryService {
-  private readonly db: Database;
+  private readonly stored: PostgresHistory;
   private readonly versions: Versions;
   private readonly documents: DocumentService;
   private readonly metrics: Metrics;
 
-  constructor(db: Database, versions: Versions, documents: DocumentService, metrics: Metrics) {
-    this.db = db;
+  constructor(stored: PostgresHistory, versions: Versions, documents: DocumentService, metrics: Metrics) {
+    this.stored = stored;
     this.versions = versions;
     this.documents = documents;
     this.metrics = metrics;
@@ -45,7 +42,7 @@ export class HistoryService {
   /** The documents of the caller's tenant (those its token's `docs` names, if it has that limit), by name. */
   async documentList(principal: Principal, page: { after: string; limit: number }) {
     const only = principal.docs?.map((doc) => `${principal.tenant}/${doc}`);
-    const rows = await this.db.transaction(principal.tenant, (sql) => listDocuments(sql, page.after, page.limit + 1, only));
+    const rows = await this.stored.documents(principal.tenant, page.after, page.limit + 1, only);
     const documents = rows.slice(0, page.limit).map((row) => ({ name: row.name, kind: row.kind, id: row.doc_id, version: row.version, updatedAt: row.updated_at.toISOString() }));
     return { documents, next: rows.length > page.limit ? documents.at(-1)!.name : null };
   }
@@ -53,13 +50,7 @@ export class HistoryService {
   /** The updates after `page.after`, in order: who, when, how, how many bytes, and the fields their audit rows name. */
   async history(document: DocumentName, page: Page) {
     const bounds = await this.versions.bounds(document);
-    const { updates, touched, exactCheckpoints } = await this.db.transaction(document.tenant, async (sql) => {
-      const updates = await updatePage(sql, document.name, page.after, page.limit + 1);
-      const shown = updates.slice(0, page.limit);
-      const touched = shown.length > 0 ? await fieldsTouched(sql, document.name, shown[0]!.seq, shown.at(-1)!.seq) : [];
-      const exactCheckpoints = bounds.exactFrom > 0 ? await checkpointSeqsBelow(sql, document.name, bounds.exactFrom) : [];
-      return { updates, touched, exactCheckpoints };
-    });
+    const { updates, touched, exactCheckpoints } = await this.stored.updatePage(document, page.after, page.limit + 1, page.limit, bounds.exactFrom);
     const shown = updates.slice(0, page.limit);
     return {
       name: document.name,
@@ -82,7 +73,7 @@ export class HistoryService {
   /** Audit rows matching `filter`, in the order they were written. */
   async changes(document: DocumentName, filter: FieldChangeFilter, page: Page) {
     await this.versions.bounds(document);
-    const rows = await this.db.transaction(document.tenant, (sql) => fieldChangePage(sql, document.name, filter, page.after, page.limit + 1));
+    const rows = await this.stored.fieldChanges(document, filter, page.after, page.limit + 1);
     const changes = rows.slice(0, page.limit).map((row) => ({
       id: row.id,
       seq: row.seq,

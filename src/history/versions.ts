@@ -1,27 +1,21 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type * as Y from 'yjs';
-import { latestCheckpoint, latestCheckpointSeq } from '../db/checkpoints.ts';
-import type { Database, Sql } from '../db/database.ts';
-import { historyBounds } from '../db/documents.ts';
-import { readUpdates, seqReceivedBy, updatePage, type UpdateOrigin } from '../db/updates.ts';
+import type { UpdateOrigin } from '../db/updates.ts';
 import { kindOf } from '../documents/kinds.ts';
 import type { DocumentName } from '../documents/name.ts';
 import { ConcordError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Checkpointer } from '../persistence/checkpoints.ts';
-import { replay, tailAfter } from '../persistence/replay.ts';
+import { replay } from '../persistence/replay.ts';
+import type { PostgresHistory } from '../storage/postgres-history.ts';
+import type { HistoryBounds, Storage } from '../storage/storage.ts';
 import { HistoryReplica } from './replica.ts';
+
+export type { HistoryBounds };
 
 /** Updates read per query while building a replica, and applied between two turns of the event loop. */
 const READ_CHUNK = 2_000;
 const APPLY_CHUNK = 250;
-
-export interface HistoryBounds {
-  /** The document's version: its last committed update. */
-  latest: number;
-  /** Every version from this one on is exact; 0 unless retention pruned older updates. */
-  exactFrom: number;
-}
 
 /** A past version, rebuilt: the caller destroys `doc`. */
 export interface Version extends HistoryBounds {
@@ -53,7 +47,8 @@ interface Held {
  *    anything, and catches up with the log as the document grows.
  */
 export class Versions {
-  private readonly db: Database;
+  private readonly storage: Storage;
+  private readonly history: PostgresHistory;
   private readonly checkpointer: Checkpointer;
   private readonly log: Logger;
   /** How many documents' replicas are kept (the most recently read); 0 reads every version from the log. */
@@ -61,8 +56,9 @@ export class Versions {
   private readonly replicas = new Map<string, Held>();
   private readonly building = new Map<string, Promise<void>>();
 
-  constructor(db: Database, checkpointer: Checkpointer, log: Logger, replicasKept: number) {
-    this.db = db;
+  constructor(storage: Storage, history: PostgresHistory, checkpointer: Checkpointer, log: Logger, replicasKept: number) {
+    this.storage = storage;
+    this.history = history;
     this.checkpointer = checkpointer;
     this.log = log;
     this.replicasKept = replicasKept;
@@ -70,50 +66,38 @@ export class Versions {
 
   /** The document's version and how far back its history is exact; not-found if it was never opened. */
   async bounds(document: DocumentName): Promise<HistoryBounds> {
-    return this.db.transaction(document.tenant, (sql) => boundsOf(sql, document));
+    return found(document, await this.storage.bounds(document));
   }
 
   /** The document exactly as it was after update `seq` (0: before the first). */
   async read(document: DocumentName, seq: number): Promise<Version> {
-    const found = await this.db.transaction(document.tenant, async (sql) => {
-      const bounds = await boundsOf(sql, document);
-      if (seq > bounds.latest) throw new ConcordError('not-found', `${document.kind}/${document.id} has no version ${seq}; its latest is ${bounds.latest}`);
-      if (seq < bounds.exactFrom && (await latestCheckpointSeq(sql, document.name, seq)) !== seq) {
-        throw new ConcordError('pruned', `version ${seq} of ${document.kind}/${document.id} is older than the history kept: every version from ${bounds.exactFrom} on is kept, older ones only where a checkpoint is (see exactCheckpoints in its history)`);
-      }
-      const [update] = seq > 0 ? await updatePage(sql, document.name, seq - 1, 1) : [];
-      return { ...bounds, version: seq, update: update?.seq === seq ? { receivedAt: update.received_at, userId: update.user_id, origin: update.origin } : null };
-    });
+    const known = await this.history.version(document, seq);
+    const bounds = found(document, known.bounds);
+    if (seq > bounds.latest) throw new ConcordError('not-found', `${document.kind}/${document.id} has no version ${seq}; its latest is ${bounds.latest}`);
+    if (seq < bounds.exactFrom && !known.checkpointed) {
+      throw new ConcordError('pruned', `version ${seq} of ${document.kind}/${document.id} is older than the history kept: every version from ${bounds.exactFrom} on is kept, older ones only where a checkpoint is (see exactCheckpoints in its history)`);
+    }
+    const update = known.update && { receivedAt: known.update.received_at, userId: known.update.user_id, origin: known.update.origin };
     const copied = await this.fromReplica(document, seq);
-    this.keepReplica(document, found);
-    return { ...found, ...(copied ? { doc: copied, from: 'replica' } : { doc: await this.fromLog(document, seq), from: 'log' }) };
+    this.keepReplica(document, bounds);
+    return { ...bounds, version: seq, update, ...(copied ? { doc: copied, from: 'replica' } : { doc: await this.fromLog(document, seq), from: 'log' }) };
   }
 
   /** The version current at `at`: the one made by the last update received at or before it. */
   async seqAt(document: DocumentName, at: Date): Promise<number> {
-    return this.db.transaction(document.tenant, async (sql) => {
-      const { exactFrom } = await boundsOf(sql, document);
-      const seq = await seqReceivedBy(sql, document.name, at);
-      if (seq !== null) return seq;
-      if (exactFrom > 0) throw new ConcordError('pruned', `${document.kind}/${document.id} at ${at.toISOString()} is older than the history kept (every version from ${exactFrom} on is kept)`);
-      return 0;
-    });
+    const received = await this.history.seqReceivedBy(document, at);
+    const { exactFrom } = found(document, received.bounds);
+    if (received.seq !== null) return received.seq;
+    if (exactFrom > 0) throw new ConcordError('pruned', `${document.kind}/${document.id} at ${at.toISOString()} is older than the history kept (every version from ${exactFrom} on is kept)`);
+    return 0;
   }
 
   /** Checkpoint and tail; if the tail would be longer than CHECKPOINT_EVERY, a checkpoint is written near `seq` first. */
   private async fromLog(document: DocumentName, seq: number): Promise<Y.Doc> {
-    const read = (mayFill: boolean) =>
-      this.db.transaction(document.tenant, async (sql) => {
-        const checkpoint = await latestCheckpoint(sql, document.name, seq);
-        if (mayFill && seq - (checkpoint?.seq ?? 0) > this.checkpointer.every) return null;
-        return { checkpoint, tail: await tailAfter(sql, document.name, checkpoint, seq) };
-      });
-    let found = await read(true);
-    if (!found) {
-      await this.checkpointer.checkpointNear(document, seq);
-      found = (await read(false))!;
-    }
-    return replay(found.checkpoint, found.tail);
+    await this.checkpointer.checkpointNear(document, seq);
+    const logged = await this.storage.load(document, seq);
+    if (!logged) throw new ConcordError('not-found', `${document.kind}/${document.id} does not exist`);
+    return replay(logged.checkpoint, logged.tail);
   }
 
   /** The version copied out of the document's replica, caught up to it first; null when there is none that holds it. */
@@ -153,7 +137,7 @@ export class Versions {
 
   private async build(document: DocumentName, bounds: HistoryBounds): Promise<HistoryReplica> {
     // Retention keeps a checkpoint where the log now starts.
-    const base = bounds.exactFrom > 0 ? await this.db.transaction(document.tenant, (sql) => latestCheckpoint(sql, document.name, bounds.exactFrom)) : null;
+    const base = bounds.exactFrom > 0 ? await this.storage.latestCheckpoint(document, bounds.exactFrom) : null;
     const replica = new HistoryReplica(base);
     for (;;) {
       const before = replica.seq;
@@ -164,7 +148,7 @@ export class Versions {
 
   /** Applies the logged updates after the replica's version up to `seq` (fewer if the log ends earlier), a few at a time. */
   private async catchUp(document: DocumentName, replica: HistoryReplica, seq: number): Promise<void> {
-    const updates = await this.db.transaction(document.tenant, (sql) => readUpdates(sql, document.name, replica.seq, seq));
+    const updates = await this.storage.readUpdates(document, replica.seq, seq);
     for (let index = 0; index < updates.length; index++) {
       replica.apply(updates[index]!.seq, updates[index]!.update);
       // Building a long history must not hold up the edits this process relays.
@@ -173,8 +157,8 @@ export class Versions {
   }
 }
 
-async function boundsOf(sql: Sql, document: DocumentName): Promise<HistoryBounds> {
-  const bounds = await historyBounds(sql, document.name);
+/** The bounds of a document that exists; not-found otherwise. */
+function found(document: DocumentName, bounds: HistoryBounds | null): HistoryBounds {
   if (!bounds) throw new ConcordError('not-found', `${document.kind}/${document.id} does not exist`);
   return bounds;
 }

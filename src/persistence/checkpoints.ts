@@ -1,10 +1,10 @@
 import { Worker } from 'node:worker_threads';
-import { insertCheckpoint, latestCheckpoint, latestCheckpointSeq, type Checkpoint } from '../db/checkpoints.ts';
-import type { Database } from '../db/database.ts';
-import { readUpdates, type LoggedUpdate } from '../db/updates.ts';
+import type { Checkpoint } from '../db/checkpoints.ts';
+import type { LoggedUpdate } from '../db/updates.ts';
 import type { DocumentName } from '../documents/name.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
+import type { Storage } from '../storage/storage.ts';
 import type { BuildResponse } from './checkpoint-worker.ts';
 import { retryUntilDone } from './retry.ts';
 
@@ -29,14 +29,14 @@ export class Checkpointer {
   private readonly builder = new CheckpointBuilder();
   private readonly closing = new AbortController();
 
-  private readonly db: Database;
+  private readonly storage: Storage;
   /** Updates between checkpoints: the most a load or a version read replays. */
   readonly every: number;
   private readonly log: Logger;
   private readonly metrics: Metrics;
 
-  constructor(db: Database, every: number, log: Logger, metrics: Metrics) {
-    this.db = db;
+  constructor(storage: Storage, every: number, log: Logger, metrics: Metrics) {
+    this.storage = storage;
     this.every = every;
     this.log = log;
     this.metrics = metrics;
@@ -67,7 +67,7 @@ export class Checkpointer {
    * updates.
    */
   async checkpointNear(document: DocumentName, seq: number): Promise<void> {
-    const base = (await this.db.transaction(document.tenant, (sql) => latestCheckpointSeq(sql, document.name, seq))) ?? 0;
+    const base = (await this.storage.latestCheckpointSeq(document, seq)) ?? 0;
     if (seq - base > this.every) await this.write(document, Math.floor(seq / this.every) * this.every);
   }
 
@@ -118,14 +118,11 @@ export class Checkpointer {
   }
 
   private async write(document: DocumentName, seq: number): Promise<number> {
-    const { base, tail } = await this.db.transaction(document.tenant, async (sql) => {
-      const base = await latestCheckpoint(sql, document.name, seq);
-      return { base, tail: await readUpdates(sql, document.name, base?.seq ?? 0, seq) };
-    });
-    if (tail.length === 0) return base?.seq ?? 0;
-    const state = await this.builder.build(base, tail);
-    const checkpointSeq = tail.at(-1)!.seq;
-    await this.db.transaction(document.tenant, (sql) => insertCheckpoint(sql, document.name, { seq: checkpointSeq, state }));
+    const logged = await this.storage.load(document, seq);
+    if (!logged || logged.tail.length === 0) return logged?.checkpoint?.seq ?? 0;
+    const state = await this.builder.build(logged.checkpoint, logged.tail);
+    const checkpointSeq = logged.tail.at(-1)!.seq;
+    await this.storage.writeCheckpoint(document, { seq: checkpointSeq, state });
     this.metrics.checkpointsWritten.inc();
     return checkpointSeq;
   }

@@ -3,19 +3,17 @@ import type { CommitPipeline } from '../commit/pipeline.ts';
 import type { CommitEntry, UpdateChanges } from '../commit/writer.ts';
 import { structClients } from '../auth/client-owners.ts';
 import { readClientOwners, type ClientOwner } from '../db/client-owners.ts';
-import type { Database } from '../db/database.ts';
-import { clearTablesStale, documentVersion, ensureDocument, lockDocuments } from '../db/documents.ts';
-import { headerVersion } from '../db/tables.ts';
-import { appendUpdates, readUpdates, type LoggedUpdate, type NewUpdate } from '../db/updates.ts';
+import { appendUpdates, type LoggedUpdate, type NewUpdate } from '../db/updates.ts';
 import { kindOf } from '../documents/kinds.ts';
 import type { DocumentName } from '../documents/name.ts';
 import { ConcordError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { replaceTables } from '../projection/tables.ts';
 import { DocumentTracker } from '../projection/tracker.ts';
 import { DocumentReader } from '../projection/view.ts';
+import type { PostgresDocuments } from '../storage/postgres-documents.ts';
+import type { Storage } from '../storage/storage.ts';
 import type { Checkpointer } from './checkpoints.ts';
-import { replay, stateAt } from './replay.ts';
+import { replay } from './replay.ts';
 import type { UpdateLog } from './update-log.ts';
 
 /**
@@ -26,14 +24,16 @@ import type { UpdateLog } from './update-log.ts';
  * document only once nothing of it is at risk.
  */
 export class DocumentStore {
-  private readonly db: Database;
+  private readonly storage: Storage;
+  private readonly stored: PostgresDocuments;
   private readonly updateLog: UpdateLog;
   private readonly checkpointer: Checkpointer;
   private readonly pipeline: CommitPipeline;
   private readonly log: Logger;
 
-  constructor(db: Database, updateLog: UpdateLog, checkpointer: Checkpointer, pipeline: CommitPipeline, log: Logger) {
-    this.db = db;
+  constructor(storage: Storage, stored: PostgresDocuments, updateLog: UpdateLog, checkpointer: Checkpointer, pipeline: CommitPipeline, log: Logger) {
+    this.storage = storage;
+    this.stored = stored;
     this.log = log;
     this.pipeline = pipeline;
     this.updateLog = updateLog;
@@ -49,11 +49,7 @@ export class DocumentStore {
   async load(document: DocumentName, into: Y.Doc): Promise<number> {
     let loaded;
     try {
-      loaded = await this.db.transaction(document.tenant, async (sql) => {
-        const { version, tablesStale } = await ensureDocument(sql, document);
-        const tablesBehind = tablesStale || (await headerVersion(sql, kindOf(document.kind).tables.header, document.id)) !== version;
-        return { version, tablesBehind, ...(await stateAt(sql, document.name, version)) };
-      });
+      loaded = await this.stored.loadForServing(document);
     } catch (error) {
       throw new ConcordError('storage-unavailable', `${document.name} could not be loaded from Postgres; try again shortly`, { cause: error });
     }
@@ -75,12 +71,7 @@ export class DocumentStore {
   private async rebuildTables(document: DocumentName, doc: Y.Doc, version: number): Promise<void> {
     try {
       const rows = new DocumentReader(kindOf(document.kind), doc, document.id).rows();
-      await this.db.transaction(document.tenant, async (sql) => {
-        await lockDocuments(sql, [document.name]);
-        if ((await documentVersion(sql, document.name)) !== version) return;
-        await replaceTables(sql, document, rows, version);
-        await clearTablesStale(sql, document.name);
-      });
+      await this.stored.rebuildTables(document, rows, version);
     } catch (error) {
       // Stale tables are better than a document no one can open; the next load tries again.
       this.log.error({ err: error, code: 'tables-rebuild-failed', document: document.name }, 'the tables could not be rebuilt; the document loads regardless');
@@ -89,21 +80,18 @@ export class DocumentStore {
 
   /** The committed document at its latest version, as a fresh Y.Doc (the caller destroys it); null if it was never opened. */
   async read(document: DocumentName): Promise<{ version: number; doc: Y.Doc } | null> {
-    const found = await this.db.transaction(document.tenant, async (sql) => {
-      const version = await documentVersion(sql, document.name);
-      return version === null ? null : { version, ...(await stateAt(sql, document.name, version)) };
-    });
+    const found = await this.storage.load(document);
     return found && { version: found.version, doc: replay(found.checkpoint, found.tail) };
   }
 
   /** The document's last committed seq (0 when it was never written). */
   async version(document: DocumentName): Promise<number> {
-    return (await this.db.transaction(document.tenant, (sql) => documentVersion(sql, document.name))) ?? 0;
+    return (await this.storage.bounds(document))?.latest ?? 0;
   }
 
   /** The document's logged updates after `afterSeq`, in order. */
   async updatesAfter(document: DocumentName, afterSeq: number): Promise<LoggedUpdate[]> {
-    return this.db.transaction(document.tenant, (sql) => readUpdates(sql, document.name, afterSeq));
+    return this.storage.readUpdates(document, afterSeq);
   }
 
   /**
@@ -117,10 +105,7 @@ export class DocumentStore {
    * second finds it logged. Returns the seqs logged.
    */
   async logUnlogged(document: DocumentName, relayed: RelayedUpdate[]): Promise<number[]> {
-    const outcome = await this.db.transaction(document.tenant, async (sql) => {
-      await lockDocuments(sql, [document.name]);
-      const version = (await documentVersion(sql, document.name)) ?? 0;
-      const { checkpoint, tail } = await stateAt(sql, document.name, version);
+    const outcome = await this.stored.underLock(document, async (sql, { checkpoint, tail }) => {
       const logged = replay(checkpoint, tail);
       try {
         const owners = await readClientOwners(sql, document.name, [...new Set(relayed.flatMap(({ update }) => structClients(update)))]);

@@ -1,12 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Database } from '../db/database.ts';
-import { documentVersion, lockDocuments } from '../db/documents.ts';
 import type { DocumentName } from '../documents/name.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import { retryUntilDone } from '../persistence/retry.ts';
 import type { UpdateLog } from '../persistence/update-log.ts';
-import { repairTables, writeRelayedRows } from './tables.ts';
+import type { PostgresDocuments } from '../storage/postgres-documents.ts';
 import type { RowChanges } from './view.ts';
 
 // Relayed changes arrive in bursts; one write per burst.
@@ -51,13 +49,13 @@ export class RelayedRows {
   private readonly flushes = new Map<string, Promise<void>>();
   private readonly checks = new Map<string, NodeJS.Timeout>();
   private readonly closing = new AbortController();
-  private readonly db: Database;
+  private readonly stored: PostgresDocuments;
   private readonly updateLog: UpdateLog;
   private readonly log: Logger;
   private readonly metrics: Metrics;
 
-  constructor(db: Database, updateLog: UpdateLog, log: Logger, metrics: Metrics) {
-    this.db = db;
+  constructor(stored: PostgresDocuments, updateLog: UpdateLog, log: Logger, metrics: Metrics) {
+    this.stored = stored;
     this.updateLog = updateLog;
     this.log = log;
     this.metrics = metrics;
@@ -104,13 +102,8 @@ export class RelayedRows {
       // The copy holds this instance's queued updates too, and the tables never show what the log lacks (see tableChanges).
       await this.updateLog.committedSoFar(name).catch(() => {});
       written = await this.retrying(name, 'relayed-rows-failed', 'writing rows of relayed changes', () =>
-        this.db.transaction(document.tenant, async (sql) => {
-          await lockDocuments(sql, [name]);
-          if (this.updateLog.hasPending(name)) return false;
-          // Read now, under the lock: never older than a row another write already landed.
-          await writeRelayedRows(sql, document, copy.rows(pending.memberIds), (await documentVersion(sql, name)) ?? 0);
-          return true;
-        }),
+        // Not while updates of this instance wait to be committed: their commit writes the rows.
+        this.stored.writeRelayedRows(document, () => (this.updateLog.hasPending(name) ? null : copy.rows(pending.memberIds))),
       );
     }
     if (!this.pending.has(name)) this.scheduleCheck(document, copy);
@@ -146,12 +139,7 @@ export class RelayedRows {
       if (busy()) return 'later';
       const seq = await copy.upToLog();
       if (seq === null) return 'gone';
-      return this.db.transaction(document.tenant, async (sql) => {
-        await lockDocuments(sql, [name]);
-        const version = (await documentVersion(sql, name)) ?? 0;
-        if (version !== seq || busy()) return 'later';
-        return { version, ...(await repairTables(sql, document, copy.rows(), version)) };
-      });
+      return (await this.stored.repairTables(document, (version) => (version !== seq || busy() ? null : copy.rows()))) ?? 'later';
     });
     if (repaired === undefined || repaired === 'gone') return;
     if (repaired === 'later') {

@@ -1,0 +1,96 @@
+import { claimClients, readClientOwners, type ClientClaim, type ClientOwner } from '../db/client-owners.ts';
+import type { Database, Sql } from '../db/database.ts';
+import { clearTablesStale, documentVersion, ensureDocument, lockDocuments } from '../db/documents.ts';
+import { headerVersion } from '../db/tables.ts';
+import { kindOf } from '../documents/kinds.ts';
+import type { DocumentName } from '../documents/name.ts';
+import { repairTables, replaceTables, writeRelayedRows } from '../projection/tables.ts';
+import type { RowChanges } from '../projection/view.ts';
+import { logAt } from './postgres.ts';
+import type { LoadedLog } from './storage.ts';
+
+/**
+ * What Postgres keeps of a document besides its log, read and written beside
+ * it: its tables, who writes under which clientID, and the recovery of
+ * content no instance logged. Postgres-only, so not part of `Storage`; each
+ * method is one transaction of the document's tenant.
+ */
+export class PostgresDocuments {
+  private readonly db: Database;
+
+  constructor(db: Database) {
+    this.db = db;
+  }
+
+  /** Opens the document (creating its row) and loads its log, saying whether its tables lag it (marked stale, or of another version). */
+  loadForServing(document: DocumentName): Promise<LoadedLog & { tablesBehind: boolean }> {
+    return this.db.transaction(document.tenant, async (sql) => {
+      const { version, tablesStale } = await ensureDocument(sql, document);
+      const tablesBehind = tablesStale || (await headerVersion(sql, kindOf(document.kind).tables.header, document.id)) !== version;
+      return { ...(await logAt(sql, document.name, version)), tablesBehind };
+    });
+  }
+
+  /** Makes the tables equal `rows` at `version`, under the document's row lock, unless an update was logged since (its writer wrote newer rows). */
+  rebuildTables(document: DocumentName, rows: RowChanges, version: number): Promise<void> {
+    return this.db.transaction(document.tenant, async (sql) => {
+      await lockDocuments(sql, [document.name]);
+      if ((await documentVersion(sql, document.name)) !== version) return;
+      await replaceTables(sql, document, rows, version);
+      await clearTablesStale(sql, document.name);
+    });
+  }
+
+  /**
+   * Under the document's row lock, writes the rows `read` gives, read then:
+   * never older than a row another write already landed. False, writing
+   * nothing, when `read` gives null (not now).
+   */
+  writeRelayedRows(document: DocumentName, read: () => RowChanges | null): Promise<boolean> {
+    return this.db.transaction(document.tenant, async (sql) => {
+      await lockDocuments(sql, [document.name]);
+      const rows = read();
+      if (!rows) return false;
+      await writeRelayedRows(sql, document, rows, (await documentVersion(sql, document.name)) ?? 0);
+      return true;
+    });
+  }
+
+  /**
+   * Under the document's row lock, compares the stored rows with those `read`
+   * gives for the document's version, and rewrites the ones out of step
+   * (which it returns). Null, comparing nothing, when `read` gives null.
+   */
+  repairTables(document: DocumentName, read: (version: number) => RowChanges | null): Promise<{ version: number; header: boolean; members: string[] } | null> {
+    return this.db.transaction(document.tenant, async (sql) => {
+      await lockDocuments(sql, [document.name]);
+      const version = (await documentVersion(sql, document.name)) ?? 0;
+      const rows = read(version);
+      return rows && { version, ...(await repairTables(sql, document, rows, version)) };
+    });
+  }
+
+  /** The owners of the document's clientIDs. */
+  clientOwners(document: DocumentName): Promise<Map<number, ClientOwner>> {
+    return this.db.transaction(document.tenant, (sql) => readClientOwners(sql, document.name));
+  }
+
+  /** Claims clientIDs of the tenant's documents; each one's owner (the first claimant's), keyed by `claimKey`. */
+  claimClients(tenant: string, claims: ClientClaim[]): Promise<Map<string, ClientOwner>> {
+    return this.db.transaction(tenant, (sql) => claimClients(sql, claims));
+  }
+
+  /**
+   * Runs `work` under the document's row lock with its log as it stands (a
+   * commit still in flight is waited for): the recovery of relayed content no
+   * instance logged (DocumentStore.logUnlogged) appends what the log lacks,
+   * with its audit and table rows, in this one transaction.
+   */
+  underLock<T>(document: DocumentName, work: (sql: Sql, logged: LoadedLog) => Promise<T>): Promise<T> {
+    return this.db.transaction(document.tenant, async (sql) => {
+      await lockDocuments(sql, [document.name]);
+      const version = (await documentVersion(sql, document.name)) ?? 0;
+      return work(sql, await logAt(sql, document.name, version));
+    });
+  }
+}
