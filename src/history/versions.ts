@@ -48,7 +48,7 @@ interface Held {
  */
 export class Versions {
   private readonly storage: Storage;
-  private readonly history: PostgresHistory;
+  private readonly stored: PostgresHistory;
   private readonly checkpointer: Checkpointer;
   private readonly log: Logger;
   /** How many documents' replicas are kept (the most recently read); 0 reads every version from the log. */
@@ -56,9 +56,9 @@ export class Versions {
   private readonly replicas = new Map<string, Held>();
   private readonly building = new Map<string, Promise<void>>();
 
-  constructor(storage: Storage, history: PostgresHistory, checkpointer: Checkpointer, log: Logger, replicasKept: number) {
+  constructor(storage: Storage, stored: PostgresHistory, checkpointer: Checkpointer, log: Logger, replicasKept: number) {
     this.storage = storage;
-    this.history = history;
+    this.stored = stored;
     this.checkpointer = checkpointer;
     this.log = log;
     this.replicasKept = replicasKept;
@@ -71,7 +71,7 @@ export class Versions {
 
   /** The document exactly as it was after update `seq` (0: before the first). */
   async read(document: DocumentName, seq: number): Promise<Version> {
-    const known = await this.history.version(document, seq);
+    const known = await this.stored.version(document, seq);
     const bounds = found(document, known.bounds);
     if (seq > bounds.latest) throw new ConcordError('not-found', `${document.kind}/${document.id} has no version ${seq}; its latest is ${bounds.latest}`);
     if (seq < bounds.exactFrom && !known.checkpointed) {
@@ -85,7 +85,7 @@ export class Versions {
 
   /** The version current at `at`: the one made by the last update received at or before it. */
   async seqAt(document: DocumentName, at: Date): Promise<number> {
-    const received = await this.history.seqReceivedBy(document, at);
+    const received = await this.stored.seqReceivedBy(document, at);
     const { exactFrom } = found(document, received.bounds);
     if (received.seq !== null) return received.seq;
     if (exactFrom > 0) throw new ConcordError('pruned', `${document.kind}/${document.id} at ${at.toISOString()} is older than the history kept (every version from ${exactFrom} on is kept)`);
