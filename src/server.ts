@@ -93,12 +93,12 @@ export async function createConcord(config: Config, log: Logger) {
   await migrateSchema(config, db, log);
 
   const storage = new PostgresStorage(db);
-  const stored = new PostgresDocuments(db);
+  const postgresDocuments = new PostgresDocuments(db);
   const checkpointer = new Checkpointer(storage, config.CHECKPOINT_EVERY, log, metrics);
   const retention = config.HISTORY_RETENTION_DAYS ? new HistoryRetention(pruneTarget(config, db, checkpointer, log), config.HISTORY_RETENTION_DAYS) : null;
   // What a commit writes besides the log, in the same transaction (the acknowledgement waits for all of it).
   const pipeline = new CommitPipeline({ writers: [new AuditTrail(config.AUDIT_TEXT_BURST_MS), new TableWriter()], log, metrics });
-  const clientOwners = new ClientOwners(stored, log);
+  const clientOwners = new ClientOwners(postgresDocuments, log);
   const updateLog = new UpdateLog({
     db,
     log,
@@ -109,7 +109,7 @@ export async function createConcord(config: Config, log: Logger) {
     claims: clientOwners,
   });
   updateLog.on('committed', (committed) => committed.forEach(({ document, seq }) => checkpointer.advance(document, seq)));
-  const store = new DocumentStore(storage, stored, updateLog, checkpointer, pipeline, log);
+  const store = new DocumentStore(storage, postgresDocuments, updateLog, checkpointer, pipeline, log);
   const verify = createTokenVerifier(resolveTokenKey(config), { issuer: config.AUTH_ISSUER, audience: config.AUTH_AUDIENCE });
 
   // Several instances share documents and presence through Redis; without it this is the only one.
@@ -120,7 +120,7 @@ export async function createConcord(config: Config, log: Logger) {
   const stopWatching = redis && relay && watchResponsiveness([redis, ...relay.connections], log);
   const beacon = redis && new UnloggedBeacon(redis, instance, () => updateLog.pendingDocuments(), log);
   const relayed: RelayedContent | undefined = beacon
-    ? { rows: new RelayedRows(stored, updateLog, log, metrics), follower: new LogFollower(store, beacon, log, metrics) }
+    ? { rows: new RelayedRows(postgresDocuments, updateLog, log, metrics), follower: new LogFollower(store, beacon, log, metrics) }
     : undefined;
   const presence = new Presence({
     instance,
@@ -163,8 +163,8 @@ export async function createConcord(config: Config, log: Logger) {
   });
 
   const documents = new DocumentService(hocuspocus, store, clientOwners);
-  const storedHistory = new PostgresHistory(db);
-  const history = new HistoryService(storedHistory, new Versions(storage, storedHistory, checkpointer, log, config.HISTORY_REPLICAS), documents, metrics);
+  const postgresHistory = new PostgresHistory(db);
+  const history = new HistoryService(postgresHistory, new Versions(storage, postgresHistory, checkpointer, log, config.HISTORY_REPLICAS), documents, metrics);
 
   const refreshGauges = () => {
     metrics.openConnections.set(hocuspocus.getConnectionsCount());
