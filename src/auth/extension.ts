@@ -10,7 +10,7 @@ import type {
   onTokenSyncPayload,
 } from '@hocuspocus/server';
 import * as Y from 'yjs';
-import type { ConnectionContext } from '../context.ts';
+import type { AuthorizedContext, ConnectionContext } from '../context.ts';
 import { parseDocumentName, type DocumentName } from '../documents/name.ts';
 import { describeWrites } from '../documents/update-scope.ts';
 import { ConcordError, hookRefusal } from '../errors.ts';
@@ -62,7 +62,7 @@ export class Authorization implements Extension {
     this.metrics = metrics;
   }
 
-  async onAuthenticate({ token, documentName, connectionConfig }: onAuthenticatePayload): Promise<ConnectionContext> {
+  async onAuthenticate({ token, documentName, connectionConfig }: onAuthenticatePayload): Promise<AuthorizedContext> {
     try {
       const document = parseDocumentName(documentName);
       const principal = await this.authorize(token, document);
