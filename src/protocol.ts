@@ -5,8 +5,9 @@ import { messageYjsSyncStep1, messageYjsSyncStep2, messageYjsUpdate } from 'y-pr
 import * as Y from 'yjs';
 import { ConcordError } from './errors.ts';
 
-// As lib0's readVarString decodes (what y-protocols reads awareness states with).
-const utf8 = new TextDecoder();
+// As lib0's readVarString decodes (what y-protocols reads awareness states with):
+// invalid UTF-8 throws there, so it must be refused here, before Hocuspocus sees it.
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** Auth message subtypes (AuthMessageType in @hocuspocus/common, which Concord does not depend on directly). */
 export const AuthMessageType = { Token: 0, PermissionDenied: 1, Authenticated: 2 } as const;
