@@ -1,17 +1,34 @@
 import { isTransactionOrigin } from '@hocuspocus/server';
+import type * as Y from 'yjs';
+import type { UpdateChanges } from './commit/writer.ts';
 import type { Principal } from './auth/tokens.ts';
 import type { DocumentName } from './documents/name.ts';
+import type { Acknowledgements } from './persistence/acknowledgements.ts';
 
-/** What Concord keeps on every authenticated document connection. */
-export interface ConnectionContext {
+/**
+ * What the socket session hands Hocuspocus with its socket, as the default
+ * context: Hocuspocus copies it into the context of every document the socket
+ * opens, so each extension finds the socket's parts it needs there.
+ */
+export interface SocketContext {
+  /** The socket's gate on acknowledgements (AckGatedSocket). */
+  acknowledgements: Acknowledgements;
+}
+
+/** What Authorization adds to a document connection's context once the token is checked. */
+export interface AuthorizedContext {
   principal: Principal;
   document: DocumentName;
 }
 
+/** What Concord keeps on every authenticated document connection. */
+export type ConnectionContext = SocketContext & AuthorizedContext;
+
 /**
  * The context of a server-side edit (an API PATCH or a restore), made through
  * a Hocuspocus direct connection: the caller is the author, and the edit's
- * commit is handed back so the caller can answer with the new version.
+ * commit is handed back here (by the AcknowledgementGate) so the caller can
+ * answer with the new version.
  */
 export interface ServerEditContext {
   principal: Principal;
@@ -41,3 +58,41 @@ export function authorOf(transactionOrigin: unknown): Author | null {
   }
   return null;
 }
+
+/**
+ * One kind of value a Yjs transaction carries from one extension's listener
+ * to another's, on `transaction.meta` (the Map Yjs gives every transaction for
+ * this). Yjs emits `afterTransaction` to every listener before `update`, so a
+ * value set in `afterTransaction` is there for every `update` listener; the
+ * listeners of one event run in the order they were registered, which is the
+ * order of the extensions (each registers its own in afterLoadDocument).
+ */
+export class TransactionValue<T> {
+  private readonly key: symbol;
+
+  constructor(name: string) {
+    this.key = Symbol(name);
+  }
+
+  get(transaction: Y.Transaction): T | undefined {
+    return transaction.meta.get(this.key) as T | undefined;
+  }
+
+  set(transaction: Y.Transaction, value: T): void {
+    transaction.meta.set(this.key, value);
+  }
+}
+
+/**
+ * What the transaction changed, read by Projection in `afterTransaction`
+ * (while its deleted content is still there); absent when the document has no
+ * tracker or the reading failed.
+ */
+export const transactionChanges = new TransactionValue<UpdateChanges>('concord:changes');
+
+/**
+ * The commit of the transaction's update, set by Persistence's `update`
+ * listener when it queues the update for the log (client updates and
+ * server-side edits only); read by the AcknowledgementGate's, registered after it.
+ */
+export const transactionCommit = new TransactionValue<Promise<number>>('concord:commit');

@@ -3,7 +3,8 @@ import { ConfigError, loadConfig } from './config.ts';
 import { announceServer, DatabaseInUseError } from './db/pglite.ts';
 import { ensureFree } from './http/bind.ts';
 import { createLogger } from './log.ts';
-import { createConcord, embeddedDatabaseDirectory, metricsBind, publicBind } from './server.ts';
+import { embeddedDatabaseDirectory } from './database.ts';
+import { createConcord, metricsBind, publicBind } from './server.ts';
 
 let config;
 try {

@@ -5,8 +5,9 @@ import { messageYjsSyncStep1, messageYjsSyncStep2, messageYjsUpdate } from 'y-pr
 import * as Y from 'yjs';
 import { ConcordError } from './errors.ts';
 
-// As lib0's readVarString decodes (what y-protocols reads awareness states with).
-const utf8 = new TextDecoder();
+// As lib0's readVarString decodes (what y-protocols reads awareness states with):
+// invalid UTF-8 throws there, so it must be refused here, before Hocuspocus sees it.
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** Auth message subtypes (AuthMessageType in @hocuspocus/common, which Concord does not depend on directly). */
 export const AuthMessageType = { Token: 0, PermissionDenied: 1, Authenticated: 2 } as const;
@@ -146,8 +147,8 @@ function readAwarenessUpdate(bytes: Uint8Array): number {
   return largest;
 }
 
-// An update's reach is read once: when its frame is validated (readFrame) and
-// again, from the same bytes, by the persistence hook.
+// An update's reach is read once, when its frame is validated (readFrame); the
+// hooks that read the same update (authorization, the acknowledgement gate) find it here.
 const reaches = new WeakMap<Uint8Array, UpdateReach>();
 
 /** The update's reach, decoded once per update (see UpdateReach). */
@@ -204,6 +205,17 @@ export class UpdateReach {
         raise(this.needs, client, deleted.clock + deleted.len - 1);
       }
     }
+  }
+
+  /**
+   * The clients under which the update brings content `doc` does not hold
+   * yet: what an owner check is about (see ClientOwners). Content the doc
+   * holds (another user's structs a client received and sends back in a sync)
+   * changes nothing, and deletions are not judged by client: a delete set
+   * names the deleted item's client, not the deleter's.
+   */
+  newContentClients(doc: Y.Doc): number[] {
+    return [...this.runs].filter(([client, runs]) => runs.at(-1)![1] > Y.getState(doc.store, client)).map(([client]) => client);
   }
 
   /** True if `doc` holds everything the update inserts and deletes (after an apply: nothing of it was parked). */

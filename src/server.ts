@@ -1,7 +1,5 @@
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
-import { Database as DatabaseExtension } from '@hocuspocus/extension-database';
 import { Hocuspocus } from '@hocuspocus/server';
 import { getRequestListener } from '@hono/node-server';
 import { WebSocketServer } from 'ws';
@@ -10,12 +8,8 @@ import { Authorization } from './auth/extension.ts';
 import { resolveTokenKey } from './auth/keys.ts';
 import { createTokenVerifier } from './auth/tokens.ts';
 import type { Config } from './config.ts';
-import type { Database } from './db/database.ts';
 import { refuseRlsBypassingLogin } from './db/login-role.ts';
-import { migrate } from './db/migrate.ts';
-import { connectPostgres } from './db/connect.ts';
-import { createPgliteDatabase } from './db/pglite.ts';
-import { parseDocumentName } from './documents/kinds.ts';
+import { migrateSchema, openDatabase, pruneTarget } from './database.ts';
 import { createHttpApp, createMetricsApp } from './http/app.ts';
 import { listenOn, type Bind } from './http/bind.ts';
 import { adminPage } from './http/admin-page.ts';
@@ -29,15 +23,17 @@ import { Limits } from './limits/extension.ts';
 import { createMetrics } from './metrics.ts';
 import { Checkpointer } from './persistence/checkpoints.ts';
 import { DocumentStore } from './persistence/document-store.ts';
-import { Persistence, type RelayedContent } from './persistence/extension.ts';
+import { AcknowledgementGate } from './persistence/acknowledgement-gate.ts';
+import { Persistence } from './persistence/extension.ts';
 import { UpdateLog } from './persistence/update-log.ts';
 import { AuditTrail } from './audit/trail.ts';
 import { CommitPipeline } from './commit/pipeline.ts';
 import { TableWriter } from './projection/tables.ts';
-import { HistoryRetention, type PruneTarget } from './history/retention.ts';
+import { HistoryRetention } from './history/retention.ts';
 import { HistoryService } from './history/service.ts';
 import { Versions } from './history/versions.ts';
 import { connectRedis, instanceIdentity, watchResponsiveness } from './cluster/redis.ts';
+import { ClusterFollower, followingLoads } from './cluster/follower.ts';
 import { ensureUniqueIdentity, InstanceRelay } from './cluster/relay.ts';
 import { LogFollower } from './persistence/log-follower.ts';
 import { UnloggedBeacon } from './cluster/unlogged-beacon.ts';
@@ -45,45 +41,14 @@ import { Presence } from './presence/presence.ts';
 import { RedisPresenceBoard } from './presence/redis-board.ts';
 import { RelayedRows } from './projection/relayed-rows.ts';
 import { createSocketLimits, SocketSession, unauthenticatedQueue } from './socket/session.ts';
+import { Projection } from './projection/extension.ts';
 import { within } from './timeouts.ts';
 import { PostgresStorage } from './storage/postgres.ts';
 import { PostgresDocuments } from './storage/postgres-documents.ts';
-import { PostgresHistory, PostgresRetention } from './storage/postgres-history.ts';
+import { PostgresHistory } from './storage/postgres-history.ts';
 
 const SHUTDOWN_DRAIN_MS = 10_000;
 const REDIS_GOODBYE_MS = 1_000;
-
-/** Where the embedded database lives when DATABASE_URL is unset. */
-export function embeddedDatabaseDirectory(config: Config): string {
-  return join(config.DATA_DIR, 'pgdata');
-}
-
-/** `waitForHolderMs`: how long an embedded database held by another (perhaps dying) process is waited for. */
-export async function openDatabase(config: Config, log: Logger, waitForHolderMs?: number): Promise<Database> {
-  if (config.DATABASE_URL) return connectPostgres(config.DATABASE_URL, 'DATABASE_URL', log, config.DATABASE_WAIT_MS);
-  return createPgliteDatabase(embeddedDatabaseDirectory(config), log, waitForHolderMs);
-}
-
-/** Runs `work` as the role that owns the tables: MIGRATION_DATABASE_URL's when one is configured, else `db`'s own. */
-export async function asOwner<T>(config: Config, db: Database, log: Logger, work: (owner: Database) => Promise<T>): Promise<T> {
-  if (!config.MIGRATION_DATABASE_URL) return work(db);
-  const owner = await connectPostgres(config.MIGRATION_DATABASE_URL, 'MIGRATION_DATABASE_URL', log, config.DATABASE_WAIT_MS);
-  try {
-    return await work(owner);
-  } finally {
-    await owner.close();
-  }
-}
-
-/** Applies pending migrations, as the migration role when one is configured. */
-export function migrateSchema(config: Config, db: Database, log: Logger): Promise<string[]> {
-  return asOwner(config, db, log, migrate);
-}
-
-/** What history retention needs: the runtime database, the owner's, and the checkpoint builder. */
-export function pruneTarget(config: Config, db: Database, checkpointer: Checkpointer, log: Logger): PruneTarget {
-  return { checkpointer, log, asOwner: (work) => asOwner(config, db, log, (owner) => work(new PostgresRetention(db, owner))) };
-}
 
 /** The composition root: every concern is built and registered here, once. */
 export async function createConcord(config: Config, log: Logger) {
@@ -100,7 +65,7 @@ export async function createConcord(config: Config, log: Logger) {
   const pipeline = new CommitPipeline({ writers: [new AuditTrail(config.AUDIT_TEXT_BURST_MS), new TableWriter()], log, metrics });
   const clientOwners = new ClientOwners(postgresDocuments, log);
   const updateLog = new UpdateLog({
-    db,
+    storage,
     log,
     metrics,
     batchMax: config.COMMIT_BATCH_MAX,
@@ -119,9 +84,8 @@ export async function createConcord(config: Config, log: Logger) {
   const relay = redis && new InstanceRelay(redis, instance, log);
   const stopWatching = redis && relay && watchResponsiveness([redis, ...relay.connections], log);
   const beacon = redis && new UnloggedBeacon(redis, instance, () => updateLog.pendingDocuments(), log);
-  const relayed: RelayedContent | undefined = beacon
-    ? { rows: new RelayedRows(postgresDocuments, updateLog, log, metrics), follower: new LogFollower(store, beacon, log, metrics) }
-    : undefined;
+  // What is done here with content other instances relayed or logged (see ClusterFollower).
+  const cluster = beacon && { follower: new LogFollower(store, beacon, log, metrics), rows: new RelayedRows(postgresDocuments, updateLog, log, metrics) };
   const presence = new Presence({
     instance,
     idleMs: config.PRESENCE_IDLE_MS,
@@ -131,33 +95,31 @@ export async function createConcord(config: Config, log: Logger) {
   });
 
   const limits = new Limits({ settings: config, verify, redis, instance, log, metrics });
-  const persistence = new Persistence(
-    updateLog,
-    store,
-    pipeline,
-    log,
-    metrics,
-    { maxBacklogBytes: config.MAX_BACKLOG_BYTES, parking: { maxBytes: config.MAX_PENDING_BYTES, maxWrites: config.MAX_PENDING_WRITES, maxAgeMs: config.MAX_PENDING_AGE_MS } },
-    relayed,
-  );
   const hocuspocus = new Hocuspocus({
     quiet: true,
     ...unauthenticatedQueue,
+    // Hooks run extension by extension in this order, and each document's Yjs
+    // listeners are registered in it (afterLoadDocument): see the comments.
     extensions: [
       new Authorization(verify, clientOwners, log, metrics, config.MAX_NEW_CLIENTS_PER_UPDATE),
       // After Authorization (a refused token takes no place), before presence (a dropped awareness update is no activity).
       limits,
-      persistence,
-      presence.sessions,
-      new DatabaseExtension({
-        // The log's checkpoint and tail go straight into Hocuspocus's document: nothing is left to apply.
-        fetch: async (payload) => {
-          await persistence.load(payload);
-          return null;
-        },
-        // A "store" only waits until every update of the document is committed: the log is the store.
-        store: ({ documentName }) => store.allCommitted(parseDocumentName(documentName)),
+      new Projection({ pipeline, log, metrics }),
+      // After Projection: a load is timed until the tracker has read the document.
+      new Persistence({ store, loader: cluster ? followingLoads(store, cluster.follower) : store, updateLog, log, metrics }),
+      // After Authorization and Limits (a write they refuse is not waited for), and
+      // after Persistence (its update listener reads the commit Persistence's put on the transaction).
+      new AcknowledgementGate({
+        updateLog,
+        follower: cluster?.follower,
+        maxBacklogBytes: config.MAX_BACKLOG_BYTES,
+        parking: { maxBytes: config.MAX_PENDING_BYTES, maxWrites: config.MAX_PENDING_WRITES, maxAgeMs: config.MAX_PENDING_AGE_MS },
+        log,
+        metrics,
       }),
+      ...(cluster ? [new ClusterFollower({ ...cluster, updateLog, log })] : []),
+      presence.sessions,
+      // InstanceRelay's priority (50) puts it after all of the above.
       ...(relay ? [relay] : []),
     ],
   });
@@ -226,8 +188,8 @@ export async function createConcord(config: Config, log: Logger) {
       await within(updateLog.whenDrained(), SHUTDOWN_DRAIN_MS, () => undefined);
       updateLog.close();
       await retention?.stop();
-      relayed?.rows.close();
-      relayed?.follower.close();
+      cluster?.rows.close();
+      cluster?.follower.close();
       beacon?.close();
       stopWatching?.();
       limits.close();

@@ -11,6 +11,8 @@ import { token } from './support/tokens.ts';
 const documentRefusals: Array<[string, string, (document: string) => Uint8Array]> = [
   ['garbage awareness', 'bad-frame', (document) => awarenessFrame(document, new Uint8Array([200, 1, 2, 3]))],
   ['an awareness state that is not JSON', 'bad-frame', (document) => awarenessFrame(document, awarenessUpdate([{ client: 7, clock: 1, state: '{"user": nope' }]))],
+  // One state, the bytes `"`, 0xff, `"`: JSON once decoded leniently ("\ufffd"), but not UTF-8, which y-protocols' decoding refuses with an exception.
+  ['an awareness state that is not UTF-8', 'bad-frame', (document) => awarenessFrame(document, new Uint8Array([1, 7, 1, 3, 0x22, 0xff, 0x22]))],
   ['garbage sync step 1', 'bad-frame', (document) => syncFrame(document, 0, new Uint8Array([5, 255, 255]))],
   ['an unknown sync subtype', 'bad-frame', (document) => syncFrame(document, 7, new Uint8Array([0, 0]))],
   ['a truncated sync message', 'bad-frame', truncatedSyncFrame],

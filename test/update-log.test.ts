@@ -9,6 +9,7 @@ import { createLogger } from '../src/log.ts';
 import { createMetrics } from '../src/metrics.ts';
 import { UpdateLog } from '../src/persistence/update-log.ts';
 import { CommitPipeline } from '../src/commit/pipeline.ts';
+import { PostgresStorage } from '../src/storage/postgres.ts';
 import { createStorage, NEEDS_POSTGRES, postgresUrl, type TestStorage } from './support/database.ts';
 import { loggedUpdates, openTestDatabase } from './support/inspect.ts';
 
@@ -16,7 +17,7 @@ import { loggedUpdates, openTestDatabase } from './support/inspect.ts';
 function updateLogOn(db: Database): UpdateLog {
   const log = createLogger('silent');
   const metrics = createMetrics();
-  return new UpdateLog({ db, log, metrics, batchMax: 100, batchMaxBytes: 1 << 20, pipeline: new CommitPipeline({ writers: [], log, metrics }) });
+  return new UpdateLog({ storage: new PostgresStorage(db), log, metrics, batchMax: 100, batchMaxBytes: 1 << 20, pipeline: new CommitPipeline({ writers: [], log, metrics }) });
 }
 
 /**

@@ -2,8 +2,9 @@ import * as encoding from 'lib0/encoding';
 import { describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
 import { commenterMay, commenterMayApply } from '../src/auth/access.ts';
-import { newContentClients, structClients, wroteOnlyUnder } from '../src/auth/client-owners.ts';
+import { structClients, wroteOnlyUnder } from '../src/auth/client-owners.ts';
 import { describeWrites } from '../src/documents/update-scope.ts';
+import { readUpdateReach } from '../src/protocol.ts';
 
 /** The root types an update would change. */
 function rootsTouched(doc: Y.Doc, update: Uint8Array): Set<string> | null {
@@ -246,16 +247,16 @@ describe('which clientIDs an update writes under (the owner check)', () => {
     other.getMap('quote').delete('title');
     const deletionOnly = Y.encodeStateAsUpdate(other, Y.encodeStateVector(server));
     expect(structClients(deletionOnly)).toEqual([]);
-    expect(newContentClients(server, deletionOnly)).toEqual([]);
+    expect(readUpdateReach(deletionOnly).newContentClients(server)).toEqual([]);
     other.getText('notes').insert(0, 'x');
     const wholeState = Y.encodeStateAsUpdate(other);
     expect(structClients(wholeState).sort()).toEqual([editor.clientID, 2000]);
-    expect(newContentClients(server, wholeState)).toEqual([2000]);
+    expect(readUpdateReach(wholeState).newContentClients(server)).toEqual([2000]);
     // Content under the editor's clientID at clocks the server lacks is new: a stolen clientID.
     const thief = replicaOf(server);
     thief.clientID = editor.clientID;
     thief.getMap('quote').set('title', 'stolen');
-    expect(newContentClients(server, Y.encodeStateAsUpdate(thief, Y.encodeStateVector(server)))).toEqual([editor.clientID]);
+    expect(readUpdateReach(Y.encodeStateAsUpdate(thief, Y.encodeStateVector(server))).newContentClients(server)).toEqual([editor.clientID]);
   });
 
   it('a commenter may claim an unowned clientID that wrote before only if all it wrote is comments', () => {

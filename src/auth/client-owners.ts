@@ -159,22 +159,6 @@ export function structClients(update: Uint8Array): number[] {
   return [...new Set(decode(update).structs.filter((struct) => !(struct instanceof Y.Skip)).map((struct) => struct.id.client))];
 }
 
-/**
- * The clients under which an update brings content `doc` does not hold yet:
- * what an owner check is about. Content the doc holds (another user's
- * structs a client received and sends back in a sync) changes nothing, and
- * deletions are not judged by client: a delete set names the deleted item's
- * client, not the deleter's.
- */
-export function newContentClients(doc: Y.Doc, update: Uint8Array): number[] {
-  const clients = new Set<number>();
-  for (const struct of decode(update).structs) {
-    if (struct instanceof Y.Skip) continue;
-    if (struct.id.clock + struct.length > Y.getState(doc.store, struct.id.client)) clients.add(struct.id.client);
-  }
-  return [...clients];
-}
-
 /** Whether everything `doc` holds under `client` sits in the root `rootKey` (a commenter may claim such an unowned clientID). */
 export function wroteOnlyUnder(doc: Y.Doc, client: number, rootKey: string): boolean {
   const structs = doc.store.clients.get(client) ?? [];

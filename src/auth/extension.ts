@@ -10,16 +10,16 @@ import type {
   onTokenSyncPayload,
 } from '@hocuspocus/server';
 import * as Y from 'yjs';
-import type { ConnectionContext } from '../context.ts';
-import { type DocumentName } from '../documents/name.ts';
+import type { AuthorizedContext, ConnectionContext } from '../context.ts';
 import { parseDocumentName } from '../documents/kinds.ts';
+import type { DocumentName } from '../documents/name.ts';
 import { describeWrites } from '../documents/update-scope.ts';
 import { ConcordError, hookRefusal } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
-import { readFrame } from '../protocol.ts';
+import { readFrame, readUpdateReach } from '../protocol.ts';
 import { checkDocumentAccess, commenterMay, commenterMayApply, COMMENTS, commentWriters, contentWriters } from './access.ts';
-import { newContentClients, wroteOnlyUnder, type ClientOwners } from './client-owners.ts';
+import { wroteOnlyUnder, type ClientOwners } from './client-owners.ts';
 import type { Principal, TokenVerifier } from './tokens.ts';
 
 // setTimeout's longest delay; a later moment is re-checked when it fires.
@@ -63,7 +63,7 @@ export class Authorization implements Extension {
     this.metrics = metrics;
   }
 
-  async onAuthenticate({ token, documentName, connectionConfig }: onAuthenticatePayload): Promise<ConnectionContext> {
+  async onAuthenticate({ token, documentName, connectionConfig }: onAuthenticatePayload): Promise<AuthorizedContext> {
     try {
       const document = parseDocumentName(documentName);
       const principal = await this.authorize(token, document);
@@ -145,7 +145,8 @@ export class Authorization implements Extension {
 
   /** New content under a clientID that is not the user's own (claimed now if nobody's). */
   private async clientRefusal(principal: Principal, name: DocumentName, document: Y.Doc, update: Uint8Array): Promise<ConcordError | null> {
-    const clients = newContentClients(document, update);
+    // The update was decoded once already, when its frame was read.
+    const clients = readUpdateReach(update).newContentClients(document);
     if (clients.length === 0) return null;
     // Each new clientID is a row in document_clients for good: an update may not bring many at once.
     const unclaimed = clients.filter((client) => this.clientOwners.ownerOf(name.name, client) === undefined).length;

@@ -6,7 +6,7 @@ import { ConcordError } from '../errors.ts';
 import { createLogger, type Logger } from '../log.ts';
 import { createMetrics } from '../metrics.ts';
 import { Checkpointer } from '../persistence/checkpoints.ts';
-import { openDatabase } from '../server.ts';
+import { openDatabase } from '../database.ts';
 import { PostgresStorage } from '../storage/postgres.ts';
 
 /**

@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { loadConfig } from '../config.ts';
-import { migrateSchema } from '../server.ts';
+import { migrateSchema } from '../database.ts';
 import { runCommand, withDatabase } from './command.ts';
 
 const program = new Command('migrate')

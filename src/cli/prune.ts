@@ -1,7 +1,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { ConfigError, loadConfig } from '../config.ts';
 import { pruneHistory, retentionCutoff } from '../history/retention.ts';
-import { migrateSchema, pruneTarget } from '../server.ts';
+import { migrateSchema, pruneTarget } from '../database.ts';
 import { runCommand, withHistoryStore, type RunningServer } from './command.ts';
 
 function days(value: string): number {

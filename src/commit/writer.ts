@@ -10,7 +10,8 @@ import type { RowChanges } from '../projection/view.ts';
  * writes them.
  */
 export interface UpdateChanges extends DocumentChanges {
-  rowsNow(memberIds: ReadonlySet<string>): RowChanges;
+  /** The header row and the current rows of the members with these ids (null: no such member now); of every member without ids. */
+  rowsNow(memberIds?: ReadonlySet<string>): RowChanges;
 }
 
 /** An update in the commit under way: its seq, and what it changed (none when reading its transaction failed). */

@@ -16,6 +16,16 @@ export interface PendingWrite {
   parked(): Promise<boolean> | undefined;
 }
 
+/** What the AcknowledgementGate extension tells a socket's gate, per document connection (by its message address). */
+export interface Acknowledgements {
+  /** A write for `address` is about to be applied. */
+  expectWrite(address: string, write: PendingWrite): void;
+  /** The write being applied produced an update that is committed when `committed` settles. */
+  holdUntil(address: string, committed: Promise<unknown>): void;
+  /** The document connection closed: acknowledgements still queued for it are dropped. */
+  forget(address: string): void;
+}
+
 interface Gate {
   /** The write being handled now, with the commits it produced. */
   current: { commits: Array<Promise<unknown>>; parked: PendingWrite['parked']; startedAt: number } | null;
@@ -33,7 +43,7 @@ interface Gate {
  * (or dropped), so that it holds back no later answer. Every other message
  * (broadcasts to this client, sync replies, awareness) goes out at once.
  */
-export class AckGatedSocket implements WebSocketLike {
+export class AckGatedSocket implements WebSocketLike, Acknowledgements {
   private readonly gates = new Map<string, Gate>();
   private readonly socket: WebSocket;
   private readonly metrics: Metrics;
@@ -51,17 +61,14 @@ export class AckGatedSocket implements WebSocketLike {
     this.socket.close(code, reason);
   }
 
-  /** A write for `address` is about to be applied. */
   expectWrite(address: string, write: PendingWrite): void {
     this.gate(address).current = { commits: [write.earlier], parked: write.parked, startedAt: performance.now() };
   }
 
-  /** The write being applied produced an update that is committed when `committed` settles. */
   holdUntil(address: string, committed: Promise<unknown>): void {
     this.gates.get(address)?.current?.commits.push(committed);
   }
 
-  /** The document connection closed: acknowledgements still queued for it are dropped. */
   forget(address: string): void {
     this.gates.delete(address);
   }

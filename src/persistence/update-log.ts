@@ -2,13 +2,14 @@ import { EventEmitter } from 'node:events';
 import type { CommitPipeline } from '../commit/pipeline.ts';
 import type { UpdateChanges } from '../commit/writer.ts';
 import { claimClients, claimKey, type ClientClaim, type ClientOwner } from '../db/client-owners.ts';
-import { AmbiguousCommitError, type Database, type Sql } from '../db/database.ts';
+import { AmbiguousCommitError, type Sql } from '../db/database.ts';
 import { lockDocuments } from '../db/documents.ts';
 import { appendUpdates, findLoggedUpdate, type NewUpdate } from '../db/updates.ts';
 import type { DocumentName } from '../documents/name.ts';
 import { ConcordError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
+import type { PostgresStorage } from '../storage/postgres.ts';
 import { retryUntilDone } from './retry.ts';
 
 /** An update to log, with what it changed (for what the commit pipeline writes in the same transaction). */
@@ -46,7 +47,8 @@ interface WrittenClaims {
 }
 
 export interface UpdateLogOptions {
-  db: Database;
+  /** Where the group commit runs: one transaction per tenant and batch. */
+  storage: Pick<PostgresStorage, 'commit'>;
   log: Logger;
   metrics: Metrics;
   /** Most updates in one group commit. */
@@ -181,7 +183,7 @@ export class UpdateLog extends EventEmitter<UpdateLogEvents> {
       outcome = await retryUntilDone(
         async () => {
           try {
-            return await this.options.db.transaction(tenant, async (sql) => {
+            return await this.options.storage.commit(tenant, async (sql) => {
               if (uncertain) {
                 const landed = await this.findCommitted(sql, group);
                 // Its claims landed with it: writing them again only reads them. What the

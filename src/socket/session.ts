@@ -3,6 +3,7 @@ import { MessageType, OutgoingMessage, type Hocuspocus } from '@hocuspocus/serve
 import type { RawData, WebSocket } from 'ws';
 import { refusalMessage } from '../auth/extension.ts';
 import type { Config } from '../config.ts';
+import type { SocketContext } from '../context.ts';
 import { ConcordError } from '../errors.ts';
 import { createLimiter, type Spend } from '../limits/limiter.ts';
 import type { Logger } from '../log.ts';
@@ -111,7 +112,7 @@ export class SocketSession {
     this.ws = ws;
     this.deps = deps;
     this.socket = new WatchedSocket(ws, deps.metrics, (address) => this.settled(address));
-    this.client = deps.hocuspocus.handleConnection(this.socket, request);
+    this.client = deps.hocuspocus.handleConnection(this.socket, request, { acknowledgements: this.socket } satisfies SocketContext);
     this.unauthenticatedTimer = setTimeout(() => this.checkAuthenticated(), deps.limits.unauthenticatedTimeoutMs);
     this.unauthenticatedTimer.unref();
 

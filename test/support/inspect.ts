@@ -2,7 +2,7 @@ import type { Config } from '../../src/config.ts';
 import { loadConfig } from '../../src/config.ts';
 import type { Database, Sql } from '../../src/db/database.ts';
 import { createLogger } from '../../src/log.ts';
-import { openDatabase } from '../../src/server.ts';
+import { openDatabase } from '../../src/database.ts';
 import type { TestStorage } from './database.ts';
 import { fromWire, toWire } from './wire.ts';
 
