@@ -17,8 +17,8 @@ import { replay } from './replay.ts';
 import type { UpdateLog } from './update-log.ts';
 
 /**
- * Loading and storing for @hocuspocus/extension-database (through the
- * persistence extension's `load`). The log is the source of truth: a load is the
+ * Loading and storing for the Persistence extension (on
+ * @hocuspocus/extension-database, whose fetch calls `load`). The log is the source of truth: a load is the
  * latest checkpoint plus the updates after it, and a "store" only waits until
  * every update of the document is committed, so Hocuspocus unloads a
  * document only once nothing of it is at risk.

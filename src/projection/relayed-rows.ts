@@ -35,7 +35,7 @@ interface Pending {
  * instance from another one (relayed through Redis, or read from the log)
  * changes rows here too (another instance's concurrent lines move this one's),
  * so this instance writes those rows as well. Like a commit's, the rows are
- * read when written, under the document's row lock (see `tableChanges`): the
+ * read when written, under the document's row lock (see TableWriter in tables.ts): the
  * last write of a row reads the document every copy converged to. Audit rows
  * are never written here: they belong to the instance that logged the update.
  *
@@ -99,7 +99,7 @@ export class RelayedRows {
     this.pending.delete(name);
     const { document, copy } = pending;
     for (let written: boolean | undefined = false; written === false; ) {
-      // The copy holds this instance's queued updates too, and the tables never show what the log lacks (see tableChanges).
+      // The copy holds this instance's queued updates too, and the tables never show what the log lacks (see TableWriter).
       await this.updateLog.committedSoFar(name).catch(() => {});
       written = await this.retrying(name, 'relayed-rows-failed', 'writing rows of relayed changes', () =>
         // Not while updates of this instance wait to be committed: their commit writes the rows.
