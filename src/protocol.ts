@@ -195,7 +195,13 @@ export class UpdateReach {
       this.runs.set(client, runs);
       if (!(struct instanceof Y.Item)) continue;
       for (const id of [struct.origin, struct.rightOrigin, struct.parent]) {
-        if (id instanceof Y.ID) raise(this.needs, id.client, id.clock);
+        if (!(id instanceof Y.ID)) continue;
+        // What an item refers to existed before it: a reference to its own client at or after its own
+        // clock is no Yjs update, and Yjs throws on it while integrating (it checks only other clients).
+        if (id.client === client && id.clock >= clock) {
+          throw new ConcordError('bad-update', 'the update is not a valid Yjs update (an item refers to itself or to later content); it was not applied');
+        }
+        raise(this.needs, id.client, id.clock);
       }
     }
     for (const [client, deletes] of decoded.ds.clients) {

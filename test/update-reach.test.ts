@@ -71,4 +71,23 @@ describe('UpdateReach', () => {
   it('refuses what is not a Yjs update with bad-update', () => {
     expect(() => new UpdateReach(new Uint8Array([1, 200, 3, 250, 255, 255, 255, 255, 7]))).toThrow(expect.objectContaining({ code: 'bad-update' }));
   });
+
+  it('refuses with bad-update an item that refers to its own client at or after its own clock, which Yjs throws on while integrating', () => {
+    const doc = new Y.Doc();
+    doc.getText('t').insert(0, 'a');
+    doc.getText('t').insert(0, 'b');
+    const forged = (reference: 'origin' | 'rightOrigin') => {
+      const copy = new Y.Doc();
+      Y.applyUpdate(copy, Y.encodeStateAsUpdate(doc));
+      const [first] = copy.store.clients.get(doc.clientID)! as Y.Item[];
+      first![reference] = new Y.ID(doc.clientID, 1);
+      return Y.encodeStateAsUpdate(copy);
+    };
+    for (const reference of ['origin', 'rightOrigin'] as const) {
+      const update = forged(reference);
+      expect(() => Y.applyUpdate(new Y.Doc(), update)).toThrow();
+      expect(() => new UpdateReach(update)).toThrow(expect.objectContaining({ code: 'bad-update' }));
+    }
+    expect(() => new UpdateReach(Y.encodeStateAsUpdate(doc))).not.toThrow();
+  });
 });
