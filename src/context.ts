@@ -33,6 +33,8 @@ export type ConnectionContext = SocketContext & AuthorizedContext;
 export interface ServerEditContext {
   principal: Principal;
   origin: 'api' | 'restore';
+  /** For a restore: the version it makes the document equal to. */
+  restoredFrom?: number;
   committed?: Promise<number>;
 }
 
@@ -45,6 +47,7 @@ export function isServerEdit(context: unknown): context is ServerEditContext {
 export interface Author {
   userId: string;
   origin: 'client' | 'api' | 'restore';
+  restoredFrom?: number;
 }
 
 /** Client updates and server-side edits have an author; loads and relayed updates do not (they are not logged). */
@@ -54,7 +57,8 @@ export function authorOf(transactionOrigin: unknown): Author | null {
     return { userId: (transactionOrigin.connection.context as ConnectionContext).principal.userId, origin: 'client' };
   }
   if (transactionOrigin.source === 'local' && isServerEdit(transactionOrigin.context)) {
-    return { userId: transactionOrigin.context.principal.userId, origin: transactionOrigin.context.origin };
+    const { principal, origin, restoredFrom } = transactionOrigin.context;
+    return { userId: principal.userId, origin, ...(restoredFrom !== undefined && { restoredFrom }) };
   }
   return null;
 }

@@ -29,6 +29,7 @@ import { UpdateLog } from './persistence/update-log.ts';
 import { AuditTrail } from './audit/trail.ts';
 import { CommitPipeline } from './commit/pipeline.ts';
 import { TableWriter } from './projection/tables.ts';
+import { EventWriter } from './events/writer.ts';
 import { HistoryRetention } from './history/retention.ts';
 import { HistoryService } from './history/service.ts';
 import { Versions } from './history/versions.ts';
@@ -62,7 +63,8 @@ export async function createConcord(config: Config, log: Logger) {
   const checkpointer = new Checkpointer(storage, config.CHECKPOINT_EVERY, log, metrics);
   const retention = config.HISTORY_RETENTION_DAYS ? new HistoryRetention(pruneTarget(config, db, checkpointer, log), config.HISTORY_RETENTION_DAYS) : null;
   // What a commit writes besides the log, in the same transaction (the acknowledgement waits for all of it).
-  const pipeline = new CommitPipeline({ writers: [new AuditTrail(config.AUDIT_TEXT_BURST_MS), new TableWriter()], log, metrics });
+  const events = new EventWriter();
+  const pipeline = new CommitPipeline({ writers: [new AuditTrail(config.AUDIT_TEXT_BURST_MS), new TableWriter(), events], log, metrics });
   const clientOwners = new ClientOwners(postgresDocuments, log);
   const updateLog = new UpdateLog({
     storage,

@@ -21,6 +21,7 @@ function edit(seq: number, user: string, field: 'notes' | 'customerName', value:
       fieldChanges: [{ entity: 'quote', entityId: 'bursts', field, action: 'update', oldValue: null, newValue: value, text: field === 'notes' }],
       rows: { header: {}, members: new Map() },
       rowsNow: () => ({ header: {}, members: new Map() }),
+      memberNow: () => null,
     },
     newerQueued: () => false,
   };

@@ -1,7 +1,8 @@
 import type { Statement } from '../db/database.ts';
 import type { NewUpdate } from '../db/updates.ts';
 import type { DocumentChanges } from '../projection/tracker.ts';
-import type { RowChanges } from '../projection/view.ts';
+import type { DocumentReader, RowChanges } from '../projection/view.ts';
+import type { Json } from '../json.ts';
 
 /**
  * What an update changed (its field changes and the rows it touched), read by
@@ -12,6 +13,17 @@ import type { RowChanges } from '../projection/view.ts';
 export interface UpdateChanges extends DocumentChanges {
   /** The header row and the current rows of the members with these ids (null: no such member now); of every member without ids. */
   rowsNow(memberIds?: ReadonlySet<string>): RowChanges;
+  /** The fields of the collection's member with this id as they are now, or null. */
+  memberNow(collection: string, id: string | null): Record<string, Json> | null;
+}
+
+/** What `reader` read of a transaction, with reads of the document as it is when the commit writes. */
+export function updateChanges(changes: DocumentChanges, reader: DocumentReader): UpdateChanges {
+  return {
+    ...changes,
+    rowsNow: (ids) => reader.rows(ids),
+    memberNow: (collection, id) => reader.members(collection).find((member) => member.id === id)?.fields ?? null,
+  };
 }
 
 /** An update in the commit under way: its seq, and what it changed (none when reading its transaction failed). */

@@ -19,6 +19,8 @@ export interface NewUpdate {
   receivedAt: Date;
   /** `sender` when not given. */
   attribution?: Attribution;
+  /** For a restore: the version it made the document equal to (its event names it; not a column). */
+  restoredFrom?: number;
 }
 
 export interface LoggedUpdate {

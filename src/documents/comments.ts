@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { CollectionLayout } from './layout.ts';
+import { MAX_MENTIONS } from '../events/event.ts';
 import { isoTime, memberId, optionalText, storableString, text } from './values.ts';
 
 /**
@@ -19,6 +20,8 @@ export function commentsOn(...anchored: CollectionLayout[]): CollectionLayout {
       parentId: memberId.nullable().default(null),
       anchor: storableString.regex(new RegExp(`^(${prefixes.join('|')}):.{1,200}$`)).nullable().default(null),
       resolved: z.boolean().default(false),
+      // Who the comment notifies (one comment.mentioned event each); absent reads as null.
+      mentions: z.array(memberId).max(MAX_MENTIONS).nullable().default(null),
     },
   };
 }

@@ -66,7 +66,7 @@ export class DocumentService {
   async patch(principal: Principal, document: DocumentName, body: unknown): Promise<DocumentJson> {
     const parsed = patchSchemas[document.kind]!.safeParse(body);
     if (!parsed.success) throw new ConcordError('bad-request', `the patch is not valid: ${describeIssues(parsed.error)}`);
-    return this.edit(principal, document, 'api', (doc) => applyPatch(kindOf(document.kind).layout, doc, parsed.data));
+    return this.edit(principal, document, { origin: 'api' }, (doc) => applyPatch(kindOf(document.kind).layout, doc, parsed.data));
   }
 
   /**
@@ -77,8 +77,14 @@ export class DocumentService {
    * Answers with the document as the edit left it, once that is committed (an
    * edit that changed nothing answers the current version).
    */
-  async edit(principal: Principal, document: DocumentName, origin: ServerEditContext['origin'], change: (doc: Y.Doc) => void): Promise<DocumentJson> {
-    const context: ServerEditContext = { principal, origin };
+  async edit(
+    principal: Principal,
+    document: DocumentName,
+    how: Pick<ServerEditContext, 'origin' | 'restoredFrom'>,
+    change: (doc: Y.Doc) => void,
+  ): Promise<DocumentJson> {
+    const context: ServerEditContext = { principal, ...how };
+    const { origin } = how;
     const connection = await this.hocuspocus.openDirectConnection(document.name, context);
     try {
       const live = connection.document!;

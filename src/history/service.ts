@@ -113,7 +113,7 @@ export class HistoryService {
     const target = await this.versions.read(document, seq);
     try {
       const layout = kindOf(document.kind).layout;
-      const restored = await this.documents.edit(principal, document, 'restore', (live) => convergeTo(layout, live, target.doc));
+      const restored = await this.documents.edit(principal, document, { origin: 'restore', restoredFrom: seq }, (live) => convergeTo(layout, live, target.doc));
       return { ...restored, restoredFrom: seq };
     } finally {
       target.doc.destroy();

@@ -1,6 +1,6 @@
 import * as Y from 'yjs';
 import type { CommitPipeline } from '../commit/pipeline.ts';
-import type { CommitEntry, UpdateChanges } from '../commit/writer.ts';
+import { updateChanges, type CommitEntry, type UpdateChanges } from '../commit/writer.ts';
 import { structClients } from '../auth/client-owners.ts';
 import { readClientOwners, type ClientOwner } from '../db/client-owners.ts';
 import { appendUpdates, type LoggedUpdate, type NewUpdate } from '../db/updates.ts';
@@ -169,7 +169,7 @@ function partsNotLogged(document: DocumentName, logged: Y.Doc, updates: NewUpdat
     try {
       // The rows are read when the recovery commits: as `logged` holds them after every part.
       const reader = tracker;
-      changes = reader ? { ...reader.observe(transaction), rowsNow: (ids) => reader.rows(ids) } : undefined;
+      changes = reader ? updateChanges(reader.observe(transaction), reader) : undefined;
     } catch {
       changes = undefined;
     }

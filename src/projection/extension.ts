@@ -1,6 +1,7 @@
 import type { afterLoadDocumentPayload, afterUnloadDocumentPayload, Extension } from '@hocuspocus/server';
 import type * as Y from 'yjs';
 import type { CommitPipeline } from '../commit/pipeline.ts';
+import { updateChanges } from '../commit/writer.ts';
 import { authorOf, transactionChanges } from '../context.ts';
 import { toPgJson } from '../db/json.ts';
 import { kindOf } from '../documents/kinds.ts';
@@ -65,7 +66,7 @@ export class Projection implements Extension {
   private track(document: DocumentName, tracker: DocumentTracker, transaction: Y.Transaction): void {
     try {
       const changes = authorOf(transaction.origin) ? tracker.observe(transaction) : tracker.follow(transaction);
-      transactionChanges.set(transaction, { ...changes, rowsNow: (ids) => tracker.rows(ids) });
+      transactionChanges.set(transaction, updateChanges(changes, tracker));
     } catch (error) {
       // Never let a projection bug stop an update from being applied and logged.
       this.metrics.persistenceErrors.inc({ operation: 'track' });
