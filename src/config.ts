@@ -90,6 +90,12 @@ const environment = z.object({
   HISTORY_REPLICAS: z.coerce.number().int().min(0).max(1000).default(4),
   /** Updates older than this many days are pruned down to checkpoints; unset keeps everything. */
   HISTORY_RETENTION_DAYS: optionalText.pipe(z.coerce.number<string | undefined>().int().min(1).max(36_500).optional()),
+
+  // Change events (src/events, docs/events.md).
+  /** Events older than this many days are pruned; a cursor from before them gets 410 `cursor-expired`. */
+  EVENTS_RETENTION_DAYS: z.coerce.number().int().min(1).max(36_500).default(30),
+  /** How often waiting readers, webhooks and NATS look for events other instances committed (this instance's wake them at once). */
+  EVENTS_POLL_MS: z.coerce.number().int().min(50).max(60_000).default(1_000),
 });
 
 export type Config = z.infer<typeof environment>;

@@ -13,7 +13,7 @@ import { migrateSchema, openDatabase, pruneTarget } from './database.ts';
 import { createHttpApp, createMetricsApp } from './http/app.ts';
 import { listenOn, type Bind } from './http/bind.ts';
 import { adminPage } from './http/admin-page.ts';
-import { documentsApi } from './http/api.ts';
+import { authenticatedApi } from './http/api.ts';
 import { documentRoutes } from './http/documents.ts';
 import { historyRoutes } from './http/history.ts';
 import { requestLimits } from './http/request-limits.ts';
@@ -151,7 +151,10 @@ export async function createConcord(config: Config, log: Logger) {
         },
       }),
     },
-    documents: documentsApi(verify, [documentRoutes(documents, presence, config.MAX_MESSAGE_BYTES), historyRoutes(history)]),
+    api: authenticatedApi(verify, [
+      ['/documents', documentRoutes(documents, presence, config.MAX_MESSAGE_BYTES)],
+      ['/documents', historyRoutes(history)],
+    ]),
     admin: adminPage(),
     limits: requestLimits(config, verify, redis, metrics),
     refreshGauges,

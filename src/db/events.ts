@@ -12,7 +12,7 @@ export function insertEvents(events: NewEvent[]): Statement | null {
   if (events.length === 0) return null;
   return {
     text: `WITH new_events AS (
-       SELECT * FROM jsonb_to_recordset($1::jsonb) WITH ORDINALITY AS e(
+       SELECT * FROM jsonb_to_recordset($1::jsonb) AS e(
          id uuid, type text, name text, seq bigint, actor text, origin text, occurred_at timestamptz, data jsonb, ord bigint)
      ),
      feed AS (
@@ -26,7 +26,8 @@ export function insertEvents(events: NewEvent[]): Statement | null {
      RETURNING position`,
     params: [
       pgJson(
-        events.map((event) => ({
+        events.map((event, index) => ({
+          ord: index + 1,
           id: event.id,
           type: event.type,
           name: event.name,

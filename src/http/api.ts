@@ -10,10 +10,11 @@ import type { z } from 'zod';
 export type ApiEnv = { Variables: { principal: Principal } };
 
 /**
- * `/api/documents`: every route group behind one bearer-token check. The
- * tenant always comes from the token, never from the request.
+ * `/api`: every route group behind one bearer-token check, each mounted at its
+ * path (`/documents`, `/events`, ...). The tenant always comes from the token,
+ * never from the request.
  */
-export function documentsApi(verify: TokenVerifier, groups: Array<Hono<ApiEnv>>): Hono<ApiEnv> {
+export function authenticatedApi(verify: TokenVerifier, groups: Array<[path: string, routes: Hono<ApiEnv>]>): Hono<ApiEnv> {
   const api = new Hono<ApiEnv>();
   api.use('*', async (c, next) => {
     const token = bearerToken(c.req.header('authorization'));
@@ -21,7 +22,7 @@ export function documentsApi(verify: TokenVerifier, groups: Array<Hono<ApiEnv>>)
     c.set('principal', await verify(token));
     await next();
   });
-  for (const group of groups) api.route('/', group);
+  for (const [path, routes] of groups) api.route(path, routes);
   return api;
 }
 

@@ -17,8 +17,8 @@ export interface HttpDependencies {
   refreshGauges(): void;
   /** /metrics is served on a private port of its own (METRICS_PORT), not here. */
   metricsOnOwnPort: boolean;
-  /** Mounted at /api/documents. */
-  documents: Hono<any>;
+  /** Mounted at /api. */
+  api: Hono<any>;
   /** Mounted at /admin. */
   admin: Hono;
   /** Runs before every route but the probes and /metrics (request-limits.ts). */
@@ -31,7 +31,7 @@ function errorBody(error: ConcordError) {
   return { error: error.toJSON() };
 }
 
-export function createHttpApp({ log, instance, metrics, readiness, refreshGauges, metricsOnOwnPort, documents, admin, limits }: HttpDependencies): Hono {
+export function createHttpApp({ log, instance, metrics, readiness, refreshGauges, metricsOnOwnPort, api, admin, limits }: HttpDependencies): Hono {
   const app = new Hono();
 
   app.get('/', landingPage);
@@ -52,7 +52,7 @@ export function createHttpApp({ log, instance, metrics, readiness, refreshGauges
 
   // Registered after the probes and /metrics, which answer without it.
   app.use('*', limits);
-  app.route('/api/documents', documents);
+  app.route('/api', api);
   app.route('/admin', admin);
 
   app.notFound(notFound);
