@@ -96,6 +96,8 @@ const environment = z.object({
   EVENTS_RETENTION_DAYS: z.coerce.number().int().min(1).max(36_500).default(30),
   /** How often waiting readers, webhooks and NATS look for events other instances committed (this instance's wake them at once). */
   EVENTS_POLL_MS: z.coerce.number().int().min(50).max(60_000).default(1_000),
+  /** Most readers of one tenant's events waiting at once on one instance (long polls and streams); more get `rate-limited`. */
+  EVENTS_MAX_WAITING_PER_TENANT: positiveInt(50),
 });
 
 export type Config = z.infer<typeof environment>;

@@ -21,6 +21,8 @@ export const errorCodes = {
   'not-found': 404,
   /** A past version whose updates retention deleted (HISTORY_RETENTION_DAYS). */
   pruned: 404,
+  /** An events cursor from before the events retention pruned (EVENTS_RETENTION_DAYS). */
+  'cursor-expired': 410,
   'too-large': 413,
   /** A request body that is not declared as JSON (`Content-Type: application/json`). */
   'unsupported-media-type': 415,

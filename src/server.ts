@@ -9,7 +9,7 @@ import { resolveTokenKey } from './auth/keys.ts';
 import { createTokenVerifier } from './auth/tokens.ts';
 import type { Config } from './config.ts';
 import { refuseRlsBypassingLogin } from './db/login-role.ts';
-import { migrateSchema, openDatabase, pruneTarget } from './database.ts';
+import { asOwner, migrateSchema, openDatabase, pruneTarget } from './database.ts';
 import { createHttpApp, createMetricsApp } from './http/app.ts';
 import { listenOn, type Bind } from './http/bind.ts';
 import { adminPage } from './http/admin-page.ts';
@@ -30,7 +30,10 @@ import { AuditTrail } from './audit/trail.ts';
 import { CommitPipeline } from './commit/pipeline.ts';
 import { TableWriter } from './projection/tables.ts';
 import { EventWriter } from './events/writer.ts';
-import { HistoryRetention } from './history/retention.ts';
+import { EventFeed } from './events/feed.ts';
+import { eventRetention } from './events/retention.ts';
+import { documentEventRoutes, eventRoutes } from './http/events.ts';
+import { historyRetention } from './history/retention.ts';
 import { HistoryService } from './history/service.ts';
 import { Versions } from './history/versions.ts';
 import { connectRedis, instanceIdentity, watchResponsiveness } from './cluster/redis.ts';
@@ -61,10 +64,12 @@ export async function createConcord(config: Config, log: Logger) {
   const storage = new PostgresStorage(db);
   const postgresDocuments = new PostgresDocuments(db);
   const checkpointer = new Checkpointer(storage, config.CHECKPOINT_EVERY, log, metrics);
-  const retention = config.HISTORY_RETENTION_DAYS ? new HistoryRetention(pruneTarget(config, db, checkpointer, log), config.HISTORY_RETENTION_DAYS) : null;
+  const retention = config.HISTORY_RETENTION_DAYS ? historyRetention(pruneTarget(config, db, checkpointer, log), config.HISTORY_RETENTION_DAYS) : null;
   // What a commit writes besides the log, in the same transaction (the acknowledgement waits for all of it).
   const events = new EventWriter();
   const pipeline = new CommitPipeline({ writers: [new AuditTrail(config.AUDIT_TEXT_BURST_MS), new TableWriter(), events], log, metrics });
+  const feed = new EventFeed({ db, writer: events, pollMs: config.EVENTS_POLL_MS, maxWaitingPerTenant: config.EVENTS_MAX_WAITING_PER_TENANT });
+  const eventsPruning = eventRetention((work) => asOwner(config, db, log, work), config.EVENTS_RETENTION_DAYS, log);
   const clientOwners = new ClientOwners(postgresDocuments, log);
   const updateLog = new UpdateLog({
     storage,
@@ -154,6 +159,8 @@ export async function createConcord(config: Config, log: Logger) {
     api: authenticatedApi(verify, [
       ['/documents', documentRoutes(documents, presence, config.MAX_MESSAGE_BYTES)],
       ['/documents', historyRoutes(history)],
+      ['/documents', documentEventRoutes(feed)],
+      ['/events', eventRoutes(feed)],
     ]),
     admin: adminPage(),
     limits: requestLimits(config, verify, redis, metrics),
@@ -181,6 +188,7 @@ export async function createConcord(config: Config, log: Logger) {
       const address = await listenOn(httpServer, publicBind(config));
       const metricsAddress = metricsServer && (await listenOn(metricsServer, metricsBind(config)!));
       retention?.start();
+      eventsPruning.start();
       return { address, metricsAddress };
     },
 
@@ -193,6 +201,7 @@ export async function createConcord(config: Config, log: Logger) {
       await within(updateLog.whenDrained(), SHUTDOWN_DRAIN_MS, () => undefined);
       updateLog.close();
       await retention?.stop();
+      await eventsPruning.stop();
       cluster?.rows.close();
       cluster?.follower.close();
       beacon?.close();

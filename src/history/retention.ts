@@ -2,9 +2,10 @@ import { parseDocumentName } from '../documents/kinds.ts';
 import type { Logger } from '../log.ts';
 import type { Checkpointer } from '../persistence/checkpoints.ts';
 import type { PostgresRetention } from '../storage/postgres-history.ts';
+import { Periodic } from '../periodic.ts';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
-const PRUNE_EVERY_MS = 60 * 60 * 1000;
+export const PRUNE_EVERY_MS = 60 * 60 * 1000;
 
 export interface PruneResult {
   documents: number;
@@ -53,38 +54,12 @@ export function retentionCutoff(days: number, now = Date.now()): Date {
   return new Date(now - days * DAY_MS);
 }
 
-/** Runs `pruneHistory` when the server starts and every hour after, never two at once; failures are logged and retried next time. */
-export class HistoryRetention {
-  private readonly target: PruneTarget;
-  private readonly days: number;
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | null = null;
-  private stopped = false;
-
-  constructor(target: PruneTarget, days: number) {
-    this.target = target;
-    this.days = days;
-  }
-
-  start(): void {
-    this.run();
-    this.timer = setInterval(() => this.run(), PRUNE_EVERY_MS).unref();
-  }
-
-  /** Stops scheduling and lets a pass under way end after its current document. */
-  async stop(): Promise<void> {
-    this.stopped = true;
-    clearInterval(this.timer);
-    await this.running;
-  }
-
-  private run(): void {
-    if (this.running || this.stopped) return;
-    this.running = pruneHistory(this.target, retentionCutoff(this.days), () => this.stopped)
-      .then(
-        (result) => void (result.updates > 0 && this.target.log.info({ code: 'history-retention', days: this.days, ...result }, 'history retention pass done')),
-        (error) => this.target.log.error({ err: error, code: 'history-prune-failed' }, 'pruning old history failed; retrying in an hour'),
-      )
-      .finally(() => (this.running = null));
-  }
+/** Runs `pruneHistory` when the server starts and every hour after (a pass under way stops after its current document). */
+export function historyRetention(target: PruneTarget, days: number): Periodic {
+  return new Periodic(PRUNE_EVERY_MS, (shouldStop) =>
+    pruneHistory(target, retentionCutoff(days), shouldStop).then(
+      (result) => void (result.updates > 0 && target.log.info({ code: 'history-retention', days, ...result }, 'history retention pass done')),
+      (error) => target.log.error({ err: error, code: 'history-prune-failed' }, 'pruning old history failed; retrying in an hour'),
+    ),
+  );
 }

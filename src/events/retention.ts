@@ -1,0 +1,22 @@
+import type { Database } from '../db/database.ts';
+import { pruneEventsBefore } from '../db/events.ts';
+import { PRUNE_EVERY_MS, retentionCutoff } from '../history/retention.ts';
+import type { Logger } from '../log.ts';
+import { Periodic } from '../periodic.ts';
+
+/**
+ * Prunes change events older than `days` when the server starts and every
+ * hour after, as the owner (the runtime role cannot delete an event); each
+ * feed remembers how far it was pruned, so an older cursor is refused
+ * (`cursor-expired`) instead of silently missing events.
+ */
+export function eventRetention(asOwner: <T>(work: (owner: Database) => Promise<T>) => Promise<T>, days: number, log: Logger): Periodic {
+  return new Periodic(PRUNE_EVERY_MS, async () => {
+    try {
+      const deleted = await asOwner((owner) => owner.ownerTransaction((sql) => pruneEventsBefore(sql, retentionCutoff(days))));
+      if (deleted > 0) log.info({ code: 'events-retention', days, deleted }, 'pruned old change events');
+    } catch (error) {
+      log.error({ err: error, code: 'events-prune-failed' }, 'pruning old change events failed; retrying in an hour');
+    }
+  });
+}
