@@ -152,9 +152,17 @@ describe('quote editor example in a browser', () => {
     await bob.page.click('tr[data-line-id="l-1"] .comment-on');
     await waitForText(bob.page, '#threads', (text) => text.includes('Alice Editor: Is 1.005 the list price?'));
     await bob.page.click('#threads li .reply');
-    await bob.page.fill('#comment-body', 'Yes, until June.');
+    await bob.page.fill('#comment-body', 'Yes, until June. @alice');
     await bob.page.click('#add-comment');
-    await waitForText(alice.page, '#threads', (text) => text.includes('Bob Builder: Yes, until June.'));
+    await waitForText(alice.page, '#threads', (text) => text.includes('Bob Builder: Yes, until June. @alice (notifies Alice Editor)'));
+    // The mention is in the document and became a comment.mentioned event for alice.
+    await allSaved(bob);
+    const reply = (await serverQuote(server)).comments.find((comment) => comment.body === 'Yes, until June. @alice');
+    expect(reply).toMatchObject({ authorId: 'bob', mentions: ['alice'] });
+    const feed = await server.get(`/api/documents/quote/${quoteId}/events?type=comment.mentioned`, await token({ tenant, sub: 'reader', role: 'viewer' }));
+    expect(((await feed.json()) as { events: Array<{ actor: string; data: unknown }> }).events.map(({ actor, data }) => ({ actor, data }))).toEqual([
+      { actor: 'bob', data: { commentId: reply!.id, userId: 'alice' } },
+    ]);
 
     // Who is where: a header field, a line cell.
     await alice.page.focus('#field-customerName');
@@ -202,7 +210,7 @@ describe('quote editor example in a browser', () => {
     ]);
     expect(content.comments).toEqual([
       expect.objectContaining({ authorId: 'alice', anchor: 'line:l-1', parentId: null, body: 'Is 1.005 the list price?' }),
-      expect.objectContaining({ authorId: 'bob', parentId: content.comments[0]!.id, body: 'Yes, until June.' }),
+      expect.objectContaining({ authorId: 'bob', parentId: content.comments[0]!.id, body: 'Yes, until June. @alice', mentions: ['alice'] }),
     ]);
     for (const { page } of [alice, bob]) {
       await waitForText(page, '#subtotal', (text) => text === content.totals.subtotal.toFixed(2));

@@ -236,6 +236,8 @@ addComment.addEventListener('click', () => {
     ['parentId', replyTo ? (replyTo.id as string) : null],
     ['anchor', replyTo ? replyTo.anchor : commentAnchor],
     ['resolved', false],
+    // `@user-id` in the text notifies that user: one comment.mentioned event each (docs/events.md).
+    ['mentions', mentionedIn(body)],
   ]);
   bound.replica.doc.getArray('comments').push([comment]);
   commentBody.value = '';
@@ -327,6 +329,11 @@ function renderLines(array: Y.Array<unknown>, lines: Fields[]): void {
   });
 }
 
+/** The distinct user ids written as `@user-id` in a comment's text. */
+function mentionedIn(body: string): string[] {
+  return [...new Set([...body.matchAll(/(?:^|\s)@([A-Za-z0-9_-]{1,64})/g)].map((match) => match[1]!))];
+}
+
 function renderComments(comments: Fields[]): void {
   const mayComment = bound!.session.mayComment;
   // Badges: open threads per anchor.
@@ -348,7 +355,8 @@ function renderComments(comments: Fields[]): void {
         const words = document.createElement('span');
         words.className = 'comment-text';
         // textContent, never innerHTML: comments come from other people's browsers.
-        words.textContent = `${nameOf(String(comment.authorId))}: ${comment.body}${comment.resolved ? ' (resolved)' : ''}`;
+        const mentions = Array.isArray(comment.mentions) && comment.mentions.length > 0 ? ` (notifies ${comment.mentions.map((id) => nameOf(String(id))).join(', ')})` : '';
+        words.textContent = `${nameOf(String(comment.authorId))}: ${comment.body}${mentions}${comment.resolved ? ' (resolved)' : ''}`;
         item.append(words, button('reply', 'Reply', !mayComment), button('resolve', comment.resolved ? 'Reopen' : 'Resolve', !mayComment));
         const replies = thread(String(comment.id));
         if (replies.length > 0) {

@@ -1,7 +1,9 @@
 import { z } from 'zod';
 import type { CollectionLayout } from './layout.ts';
-import { MAX_MENTIONS } from '../events/event.ts';
 import { isoTime, memberId, optionalText, storableString, text } from './values.ts';
+
+/** Most users one comment may mention (each gets a comment.mentioned event: a comment naming the whole tenant is no notification). */
+export const MAX_MENTIONS = 50;
 
 /**
  * Comments look the same in every kind; `anchor` is `field:<key>` or

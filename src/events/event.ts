@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { TrackedEntry } from '../commit/writer.ts';
 import type { UpdateOrigin } from '../db/updates.ts';
+import { MAX_MENTIONS } from '../documents/comments.ts';
 import { kindOf } from '../documents/kinds.ts';
 import { splitDocumentName } from '../documents/name.ts';
 import type { Json } from '../json.ts';
@@ -45,9 +46,6 @@ export interface NewEvent {
   occurredAt: Date;
   data: Json;
 }
-
-/** Most `comment.mentioned` events one comment yields (a comment naming the whole tenant is not a notification). */
-export const MAX_MENTIONS = 50;
 
 /**
  * The events of one committed update. Every update that changed something
