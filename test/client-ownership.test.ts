@@ -159,6 +159,10 @@ describe.each(backends)('a clientID belongs to the first user who writes under i
     expect(titles.map((row) => [row.new_value, row.user_id])).toEqual([['first', 'alice'], ['second', 'alice'], ['third', 'alice']]);
     expect(await quoteRow(db, 'stolen')).toMatchObject({ title: 'third', version: 4, updated_by: 'alice' });
     expect(await owners(db, name)).toEqual([{ client_id: String(alice.doc.clientID), user_id: 'alice', origin: 'client' }]);
+    // The refused writes left no event: one covering event per logged update, all alice's.
+    const events = await rowsOf<{ type: string; actor: string; seq_first: string }>(db, 'acme', 'SELECT type, actor, seq_first FROM change_events WHERE name = $1 ORDER BY position', [name]);
+    expect(events.filter((event) => event.type.startsWith('document.')).map((event) => [Number(event.seq_first), event.actor])).toEqual(logged.map((row) => [row.seq, 'alice']));
+    expect(new Set(events.map((event) => event.actor))).toEqual(new Set(['alice']));
     expect(server.logs).toMatch(/"code":"foreign-client"/);
   });
 
