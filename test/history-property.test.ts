@@ -264,6 +264,8 @@ describe('history is exact: random sessions', () => {
           const { body } = await api(shared.server.httpUrl, admin, 'GET', `/api/documents/quote/${id}/versions/${seq}`);
           expect(body.content, `version ${seq}`).toEqual(json);
         }
+        // A session whose edits all found nothing to change logged nothing: nothing more to compare.
+        if (lastSeq === 0) return;
         const rows = await allChanges(id);
         const first = recorded.get(1)!.json;
         for (const [seq, { json }] of recorded) {

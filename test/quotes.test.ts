@@ -354,6 +354,11 @@ describe('quotes: audit rows and tables', () => {
     expect(await quoteRow('poisoned')).toBeUndefined();
     expect(await quoteRow('healthy')).toMatchObject({ title: 'fine', version: 1 });
     expect(shared.server.logs).toMatch(/"code":"projection-failed","document":"acme\/quote\/poisoned"/);
+    // Its audit rows went with the tables, but its change event did not: an event exists for every committed change.
+    expect(await fieldChanges(shared.db, 'acme', 'acme/quote/poisoned')).toEqual([]);
+    const events = await rowsOf<{ type: string; data: any }>(shared.db, 'acme', "SELECT type, data FROM change_events WHERE name = 'acme/quote/poisoned' ORDER BY position");
+    expect(events.map((event) => event.type)).toEqual(['document.created']);
+    expect(events[0]!.data.changes.map((change: { field: string }) => change.field).sort()).toEqual(['*', 'title']);
 
     await shared.db.ownerTransaction((sql) => sql.exec('DROP TRIGGER refuse_poison ON quotes; DROP FUNCTION refuse_poison();'));
     shared.closeAll();

@@ -58,7 +58,26 @@ export class CommitPipeline {
         { err: error, code: 'projection-failed', document: name },
         'audit rows and tables could not be written; the updates are logged and the tables will be rebuilt',
       );
-      return () => this.forget([name]);
+      const essentials = await this.writeEssentials(sql, name, entries);
+      return () => {
+        this.forget([name]);
+        essentials();
+      };
+    }
+  }
+
+  /** The essential writers' rows alone (the change events), once the others' failed for a document. */
+  private async writeEssentials(sql: Sql, name: string, entries: TrackedEntry[]): Promise<() => void> {
+    const essential = this.configuration.writers.filter((writer) => writer.essential);
+    if (essential.length === 0) return () => {};
+    try {
+      return await this.writeAll(sql, entries, essential);
+    } catch (error) {
+      this.configuration.log.error(
+        { err: error, code: 'events-failed', document: name, writers: essential.map((writer) => writer.name) },
+        'not even the essential rows (change events) could be written; the updates are logged without them',
+      );
+      return () => {};
     }
   }
 
@@ -67,8 +86,8 @@ export class CommitPipeline {
    * rolls back to it (which throws in turn if the connection is gone, failing
    * the commit).
    */
-  private async writeAll(sql: Sql, entries: TrackedEntry[]): Promise<() => void> {
-    const writes: PreparedWrite[] = this.configuration.writers.map((writer) => writer.prepare(entries));
+  private async writeAll(sql: Sql, entries: TrackedEntry[], writers = this.configuration.writers): Promise<() => void> {
+    const writes: PreparedWrite[] = writers.map((writer) => writer.prepare(entries));
     const savepoint: Statement = { text: 'SAVEPOINT commit_writers', params: [] };
     try {
       const results = await runTogether(sql, [savepoint, ...writes.flatMap((write) => write.statements)]);

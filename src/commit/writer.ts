@@ -54,6 +54,12 @@ export interface PreparedWrite {
 export interface CommitWriter {
   /** Names the writer in logs. */
   readonly name: string;
+  /**
+   * Its rows must exist for every committed update (the change events): when
+   * the writers' rows of a document cannot be written, the pipeline still
+   * tries this writer's alone.
+   */
+  readonly essential?: boolean;
   prepare(entries: TrackedEntry[]): PreparedWrite;
   /** Drops what it remembers of these documents: unloaded, or a commit's outcome learned too late to remember it. */
   forget(names: string[]): void;

@@ -15,6 +15,8 @@ export interface EventWriterEvents {
  */
 export class EventWriter extends EventEmitter<EventWriterEvents> implements CommitWriter {
   readonly name = 'events';
+  /** An event exists for every committed change, even one whose audit rows or tables could not be written. */
+  readonly essential = true;
 
   prepare(entries: TrackedEntry[]): PreparedWrite {
     const insert = insertEvents(entries.flatMap(eventsOf));
