@@ -1,6 +1,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { ConfigError, loadConfig } from '../config.ts';
-import { pruneHistory, retentionCutoff } from '../history/retention.ts';
+import { pruneHistory } from '../history/retention.ts';
+import { retentionCutoff } from '../maintenance.ts';
 import { migrateSchema, pruneTarget } from '../database.ts';
 import { runCommand, withHistoryStore, type RunningServer } from './command.ts';
 

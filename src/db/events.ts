@@ -1,6 +1,34 @@
-import type { EventRow, EventType, NewEvent } from '../events/event.ts';
+import type { Json } from '../json.ts';
 import type { Sql, Statement } from './database.ts';
 import { pgJson } from './json.ts';
+import type { UpdateOrigin } from './updates.ts';
+
+/** An event to insert (src/events/event.ts derives them); the feed gives it its position. */
+export interface NewEventRow {
+  id: string;
+  type: string;
+  name: string;
+  seq: number;
+  actor: string;
+  origin: UpdateOrigin;
+  occurredAt: Date;
+  data: Json;
+}
+
+/** A `change_events` row as the driver returns it. */
+export interface EventRow {
+  tenant_id: string;
+  position: string | number;
+  id: string;
+  type: string;
+  name: string;
+  seq_first: string | number;
+  seq_last: string | number;
+  actor: string;
+  origin: UpdateOrigin;
+  occurred_at: string | Date;
+  data: Json;
+}
 
 /**
  * Inserts a commit's events in one statement, at the next positions of the
@@ -8,7 +36,7 @@ import { pgJson } from './json.ts';
  * so positions are handed out in commit order (schema/008_events.sql). Rows:
  * the last position handed out.
  */
-export function insertEvents(events: NewEvent[]): Statement | null {
+export function insertEvents(events: NewEventRow[]): Statement | null {
   if (events.length === 0) return null;
   return {
     text: `WITH new_events AS (
@@ -47,7 +75,7 @@ export interface EventQuery {
   /** Events after this position. */
   after: number;
   limit: number;
-  types?: readonly EventType[];
+  types?: readonly string[];
   /** One document's events only. */
   name?: string;
 }

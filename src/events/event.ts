@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { TrackedEntry } from '../commit/writer.ts';
+import type { EventRow, NewEventRow } from '../db/events.ts';
 import type { UpdateOrigin } from '../db/updates.ts';
 import { MAX_MENTIONS } from '../documents/comments.ts';
 import { kindOf } from '../documents/kinds.ts';
@@ -36,15 +37,8 @@ export interface ChangeEvent {
 }
 
 /** An event derived in a commit, before the feed gives it a position. */
-export interface NewEvent {
-  id: string;
+export interface NewEvent extends NewEventRow {
   type: EventType;
-  name: string;
-  seq: number;
-  actor: string;
-  origin: UpdateOrigin;
-  occurredAt: Date;
-  data: Json;
 }
 
 /**
@@ -118,7 +112,8 @@ export function envelope(row: EventRow): ChangeEvent {
   return {
     id: row.id,
     position: Number(row.position),
-    type: row.type,
+    // Only eventsOf writes the column.
+    type: row.type as EventType,
     tenant: row.tenant_id,
     document: { name: row.name, kind: document.kind, id: document.id },
     seq: [Number(row.seq_first), Number(row.seq_last)],
@@ -127,19 +122,4 @@ export function envelope(row: EventRow): ChangeEvent {
     occurredAt: new Date(row.occurred_at).toISOString(),
     data: row.data,
   };
-}
-
-/** A `change_events` row as the driver returns it. */
-export interface EventRow {
-  tenant_id: string;
-  position: string | number;
-  id: string;
-  type: EventType;
-  name: string;
-  seq_first: string | number;
-  seq_last: string | number;
-  actor: string;
-  origin: UpdateOrigin;
-  occurred_at: string | Date;
-  data: Json;
 }

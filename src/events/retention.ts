@@ -1,8 +1,7 @@
 import type { Database } from '../db/database.ts';
 import { pruneEventsBefore } from '../db/events.ts';
-import { PRUNE_EVERY_MS, retentionCutoff } from '../history/retention.ts';
 import type { Logger } from '../log.ts';
-import { Periodic } from '../periodic.ts';
+import { Periodic, RETENTION_EVERY_MS, retentionCutoff } from '../maintenance.ts';
 
 /**
  * Prunes change events older than `days` when the server starts and every
@@ -11,7 +10,7 @@ import { Periodic } from '../periodic.ts';
  * (`cursor-expired`) instead of silently missing events.
  */
 export function eventRetention(asOwner: <T>(work: (owner: Database) => Promise<T>) => Promise<T>, days: number, log: Logger): Periodic {
-  return new Periodic(PRUNE_EVERY_MS, async () => {
+  return new Periodic(RETENTION_EVERY_MS, async () => {
     try {
       const deleted = await asOwner((owner) => owner.ownerTransaction((sql) => pruneEventsBefore(sql, retentionCutoff(days))));
       if (deleted > 0) log.info({ code: 'events-retention', days, deleted }, 'pruned old change events');

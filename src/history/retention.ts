@@ -2,10 +2,8 @@ import { parseDocumentName } from '../documents/kinds.ts';
 import type { Logger } from '../log.ts';
 import type { Checkpointer } from '../persistence/checkpoints.ts';
 import type { PostgresRetention } from '../storage/postgres-history.ts';
-import { Periodic } from '../periodic.ts';
+import { Periodic, RETENTION_EVERY_MS, retentionCutoff } from '../maintenance.ts';
 
-const DAY_MS = 24 * 60 * 60 * 1000;
-export const PRUNE_EVERY_MS = 60 * 60 * 1000;
 
 export interface PruneResult {
   documents: number;
@@ -50,13 +48,9 @@ export async function pruneHistory(target: PruneTarget, before: Date, shouldStop
   return result;
 }
 
-export function retentionCutoff(days: number, now = Date.now()): Date {
-  return new Date(now - days * DAY_MS);
-}
-
 /** Runs `pruneHistory` when the server starts and every hour after (a pass under way stops after its current document). */
 export function historyRetention(target: PruneTarget, days: number): Periodic {
-  return new Periodic(PRUNE_EVERY_MS, (shouldStop) =>
+  return new Periodic(RETENTION_EVERY_MS, (shouldStop) =>
     pruneHistory(target, retentionCutoff(days), shouldStop).then(
       (result) => void (result.updates > 0 && target.log.info({ code: 'history-retention', days, ...result }, 'history retention pass done')),
       (error) => target.log.error({ err: error, code: 'history-prune-failed' }, 'pruning old history failed; retrying in an hour'),

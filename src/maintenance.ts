@@ -1,3 +1,13 @@
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+/** How often retention passes run (history, events). */
+export const RETENTION_EVERY_MS = 60 * 60 * 1000;
+
+/** The moment before which what is older than `days` is pruned. */
+export function retentionCutoff(days: number, now = Date.now()): Date {
+  return new Date(now - days * DAY_MS);
+}
+
 /**
  * Runs a maintenance pass when started and every `everyMs` after, never two
  * at once; `stop` lets a pass under way finish. The pass reports its own
