@@ -8,12 +8,15 @@ import { appendUpdates } from '../src/db/updates.ts';
 import { insertFieldChanges } from '../src/db/field-changes.ts';
 import { kindOf, parseDocumentName } from '../src/documents/kinds.ts';
 import { replaceTables } from '../src/projection/tables.ts';
+import { insertEvents } from '../src/db/events.ts';
+import { leaseSubscription } from '../src/db/subscriptions.ts';
+import { randomUUID } from 'node:crypto';
 import { DocumentReader } from '../src/projection/view.ts';
 import { backends, createStorage, type TestStorage } from './support/database.ts';
 import { openTestDatabase } from './support/inspect.ts';
 
 const projectedTables = ['field_changes', 'quotes', 'quote_lines', 'reports', 'report_sections'];
-const allTables = ['documents', 'document_updates', 'document_checkpoints', 'document_clients', ...projectedTables];
+const allTables = ['documents', 'document_updates', 'document_checkpoints', 'document_clients', 'change_events', 'event_feeds', 'event_subscriptions', ...projectedTables];
 
 /** Rows in every projected table for one document of each kind, written as the server writes them. */
 async function project(db: Database, tenant: string): Promise<void> {
@@ -32,7 +35,9 @@ async function project(db: Database, tenant: string): Promise<void> {
         insertFieldChanges([
           { name: document.name, seq: 1, first_seq: 1, entity: kind, entity_id: 'p1', field: 'title', action: 'update', old_value: null, new_value: 'x', user_id: 'u1', changed_at: new Date().toISOString() },
         ])!,
+        insertEvents([{ id: randomUUID(), type: 'document.created', name: document.name, seq: 1, actor: 'u1', origin: 'client', occurredAt: new Date(), data: {} }])!,
       ]);
+      await leaseSubscription(sql, 'nats', 'instance-1', 10_000);
     });
   }
 }
@@ -93,6 +98,9 @@ describe.each(backends)('row-level security on $kind', ({ kind, reason }) => {
     // The audit too, but for extending an open burst's end (seq, new text, time).
     await expect(db.transaction('tenant-a', (sql) => sql.query('UPDATE field_changes SET user_id = $1', ['mallory']))).rejects.toThrow(/permission denied/);
     await expect(db.transaction('tenant-a', (sql) => sql.query('DELETE FROM field_changes'))).rejects.toThrow(/permission denied/);
+    // Nor can an event be changed or taken back.
+    await expect(db.transaction('tenant-a', (sql) => sql.query('UPDATE change_events SET actor = $1', ['mallory']))).rejects.toThrow(/permission denied/);
+    await expect(db.transaction('tenant-a', (sql) => sql.query('DELETE FROM change_events'))).rejects.toThrow(/permission denied/);
     // A clientID's owner never changes.
     await expect(db.transaction('tenant-a', (sql) => sql.query('UPDATE document_clients SET user_id = $1', ['mallory']))).rejects.toThrow(/permission denied/);
     await expect(db.transaction('tenant-a', (sql) => sql.query('DELETE FROM document_clients'))).rejects.toThrow(/permission denied/);
