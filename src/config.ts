@@ -98,6 +98,24 @@ const environment = z.object({
   EVENTS_POLL_MS: z.coerce.number().int().min(50).max(60_000).default(1_000),
   /** Most readers of one tenant's events waiting at once on one instance (long polls and streams); more get `rate-limited`. */
   EVENTS_MAX_WAITING_PER_TENANT: positiveInt(50),
+
+  // Webhooks (src/webhooks, docs/webhooks.md).
+  /** Allow webhook endpoints on loopback, private, link-local and other non-public addresses (server-side request forgery otherwise). */
+  WEBHOOK_ALLOW_PRIVATE: z.enum(['true', 'false']).default('false').transform((value) => value === 'true'),
+  /** Longest a webhook request may take, connecting through reading the answer; then it is retried. */
+  WEBHOOK_TIMEOUT_MS: positiveInt(10_000),
+  /** Documents whose deliveries go to one endpoint at once (one delivery at a time per document). */
+  WEBHOOK_CONCURRENCY: positiveInt(8),
+  /** Seconds before each retry of a failed delivery (less up to a fifth, jitter); after the last, the delivery is dead-lettered. */
+  WEBHOOK_RETRY_SCHEDULE: z
+    .string()
+    .default('5,30,120,600,1800,3600,7200,14400,28800,36000')
+    .pipe(z.string().regex(/^\d+(\.\d+)?(,\d+(\.\d+)?)*$/, 'comma-separated seconds'))
+    .transform((value) => value.split(',').map(Number)),
+  /** An endpoint whose deliveries are dead-lettered this many times in a row (no success between) is disabled. */
+  WEBHOOK_DISABLE_AFTER: positiveInt(10),
+  /** Past this many pending deliveries an endpoint gets no new ones until some are done (a dead receiver does not grow the log without bound). */
+  WEBHOOK_MAX_PENDING: positiveInt(1000),
 });
 
 export type Config = z.infer<typeof environment>;

@@ -18,6 +18,8 @@ export const errorCodes = {
   'unknown-kind': 400,
   'bad-frame': 400,
   'bad-update': 400,
+  /** A webhook URL on a loopback, private or other non-public address (unless WEBHOOK_ALLOW_PRIVATE), or one that does not resolve. */
+  'bad-webhook-url': 400,
   'not-found': 404,
   /** A past version whose updates retention deleted (HISTORY_RETENTION_DAYS). */
   pruned: 404,

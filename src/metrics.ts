@@ -61,6 +61,19 @@ export function createMetrics() {
       labelNames: ['limit'] as const,
       registers,
     }),
+    webhookDeliveries: new Counter({
+      name: 'concord_webhook_deliveries_total',
+      help: 'Webhook delivery attempts, by outcome: delivered, retried (to be tried again) or dead (dead-lettered)',
+      labelNames: ['outcome'] as const,
+      registers,
+    }),
+    webhooksInFlight: new Gauge({ name: 'concord_webhook_requests_in_flight', help: 'Webhook requests sent and not yet answered', registers }),
+    webhookLag: new Histogram({
+      name: 'concord_webhook_lag_seconds',
+      help: 'From an event occurring to the receiver taking the delivery that carries it (the first event of each delivery)',
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400],
+      registers,
+    }),
     refusals: new Counter({ name: 'concord_refusals_total', help: 'Refused connections, messages and requests, by code', labelNames: ['code'] as const, registers }),
   };
 }

@@ -16,6 +16,7 @@ import { adminPage } from './http/admin-page.ts';
 import { authenticatedApi } from './http/api.ts';
 import { documentRoutes } from './http/documents.ts';
 import { historyRoutes } from './http/history.ts';
+import { webhookRoutes } from './http/webhooks.ts';
 import { requestLimits } from './http/request-limits.ts';
 import { DocumentService } from './documents/service.ts';
 import type { Logger } from './log.ts';
@@ -34,6 +35,8 @@ import { EventFeed } from './events/feed.ts';
 import { eventRetention } from './events/retention.ts';
 import { documentEventRoutes, eventRoutes } from './http/events.ts';
 import { historyRetention } from './history/retention.ts';
+import { WebhookDispatcher } from './webhooks/dispatcher.ts';
+import { WebhookEndpoints } from './webhooks/endpoints.ts';
 import { HistoryService } from './history/service.ts';
 import { Versions } from './history/versions.ts';
 import { connectRedis, instanceIdentity, watchResponsiveness } from './cluster/redis.ts';
@@ -134,6 +137,8 @@ export async function createConcord(config: Config, log: Logger) {
   const documents = new DocumentService(hocuspocus, store, clientOwners);
   const postgresHistory = new PostgresHistory(db);
   const history = new HistoryService(postgresHistory, new Versions(storage, postgresHistory, checkpointer, log, config.HISTORY_REPLICAS), documents, metrics);
+  // Pushes committed events to the tenants' webhook endpoints (the feed's commits wake it).
+  const webhooks = new WebhookDispatcher({ db, events, instance, settings: config, log, metrics });
 
   const refreshGauges = () => {
     metrics.openConnections.set(hocuspocus.getConnectionsCount());
@@ -161,6 +166,7 @@ export async function createConcord(config: Config, log: Logger) {
       ['/documents', historyRoutes(history)],
       ['/documents', documentEventRoutes(feed)],
       ['/events', eventRoutes(feed)],
+      ['/webhooks', webhookRoutes(new WebhookEndpoints(db, config.WEBHOOK_ALLOW_PRIVATE))],
     ]),
     admin: adminPage(),
     limits: requestLimits(config, verify, redis, metrics),
@@ -189,6 +195,7 @@ export async function createConcord(config: Config, log: Logger) {
       const metricsAddress = metricsServer && (await listenOn(metricsServer, metricsBind(config)!));
       retention?.start();
       eventsPruning.start();
+      webhooks.start();
       return { address, metricsAddress };
     },
 
@@ -212,6 +219,7 @@ export async function createConcord(config: Config, log: Logger) {
       await relay?.onDestroy();
       redis?.disconnect();
       await checkpointer.close();
+      await webhooks.stop();
       await db.close();
     },
   };
