@@ -233,6 +233,8 @@ export interface DeliveryLogRow {
   number: string;
   id: string;
   name: string;
+  first_position: string;
+  last_position: string;
   event_ids: string[];
   status: 'pending' | 'delivered' | 'dead';
   attempts: number;
@@ -246,7 +248,7 @@ export interface DeliveryLogRow {
 /** The endpoint's delivery log, newest first, before log number `before` (0: from the newest). */
 export async function deliveryLog(sql: Sql, endpointId: string, page: { before: number; limit: number }): Promise<DeliveryLogRow[]> {
   const { rows } = await sql.query<DeliveryLogRow>(
-    `SELECT number, id, name, event_ids, status, attempts, next_attempt_at, last_status, last_error, created_at, updated_at
+    `SELECT number, id, name, first_position, last_position, event_ids, status, attempts, next_attempt_at, last_status, last_error, created_at, updated_at
      FROM webhook_deliveries
      WHERE tenant_id = current_tenant() AND endpoint_id = $1 AND ($2 = 0 OR number < $2)
      ORDER BY number DESC

@@ -77,8 +77,10 @@ export function subscriptionOf(endpointId: string): string {
 export class WebhookDispatcher {
   private readonly options: DispatcherOptions;
   private readonly workers = new Map<string, EndpointWorker>();
+  /** Each tenant's enabled endpoints as last listed, and when: commits list them again at most every EVENTS_POLL_MS. */
+  private readonly endpointsOf = new Map<string, { ids: string[]; listedAt: number }>();
   /** Tenants whose endpoints are being listed after a commit, and whether another commit came meanwhile. */
-  private readonly waking = new Map<string, boolean>();
+  private readonly listing = new Map<string, boolean>();
   private owner: { db: Database; close(): Promise<void> } | null = null;
   private timer: NodeJS.Timeout | undefined;
   private polling = false;
@@ -104,17 +106,23 @@ export class WebhookDispatcher {
   }
 
   private readonly onCommitted = (tenant: string): void => {
-    if (this.waking.has(tenant)) return void this.waking.set(tenant, true);
-    this.waking.set(tenant, false);
+    const listed = this.endpointsOf.get(tenant);
+    if (listed && Date.now() - listed.listedAt < this.options.settings.EVENTS_POLL_MS) return listed.ids.forEach((id) => this.work(tenant, id));
+    if (this.listing.has(tenant)) return void this.listing.set(tenant, true);
+    this.listing.set(tenant, false);
     this.options.db
       .transaction(tenant, listEndpoints)
       .then(
-        (endpoints) => endpoints.filter((endpoint) => endpoint.enabled).forEach((endpoint) => this.work(tenant, endpoint.id)),
+        (endpoints) => {
+          const ids = endpoints.filter((endpoint) => endpoint.enabled).map((endpoint) => endpoint.id);
+          this.endpointsOf.set(tenant, { ids, listedAt: Date.now() });
+          ids.forEach((id) => this.work(tenant, id));
+        },
         (error) => this.options.log.warn({ err: error, code: 'webhook-wake-failed', tenant }, 'listing webhook endpoints failed; the next poll finds the work'),
       )
       .finally(() => {
-        const again = this.waking.get(tenant);
-        this.waking.delete(tenant);
+        const again = this.listing.get(tenant);
+        this.listing.delete(tenant);
         if (again) this.onCommitted(tenant);
       });
   };
@@ -122,6 +130,7 @@ export class WebhookDispatcher {
   private async poll(): Promise<void> {
     if (this.polling || this.stopped) return;
     this.polling = true;
+    for (const [tenant, { listedAt }] of this.endpointsOf) if (Date.now() - listedAt >= this.options.settings.EVENTS_POLL_MS) this.endpointsOf.delete(tenant);
     try {
       this.owner ??= await ownerDatabase(this.options);
       const { instance, settings } = this.options;

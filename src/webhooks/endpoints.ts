@@ -90,6 +90,8 @@ export class WebhookEndpoints {
         deliveries: rows.map((row) => ({
           id: row.id,
           document: row.name,
+          // The feed positions of its first and last event: `replay` from firstPosition - 1 sends it again.
+          positions: [Number(row.first_position), Number(row.last_position)],
           eventIds: row.event_ids,
           status: row.status,
           attempts: row.attempts,
