@@ -63,3 +63,6 @@ CREATE POLICY tenant_wall ON webhook_deliveries
 -- retry due) reads across tenants, as the owner (like schema/009).
 CREATE POLICY webhook_dispatch_read ON webhook_endpoints FOR SELECT TO CURRENT_USER USING (true);
 CREATE POLICY webhook_dispatch_read ON webhook_deliveries FOR SELECT TO CURRENT_USER USING (true);
+-- The delivery log is kept as long as the events (EVENTS_RETENTION_DAYS); the owner prunes it.
+CREATE POLICY webhook_log_prune ON webhook_deliveries FOR DELETE TO CURRENT_USER USING (true);
+CREATE INDEX webhook_deliveries_age ON webhook_deliveries (updated_at) WHERE status <> 'pending';

@@ -280,3 +280,13 @@ export async function endpointsWithWork(sql: Sql, owner: string, maxPending: num
   );
   return rows;
 }
+
+/** As the owner, across tenants: deletes delivered and dead deliveries last touched before `before`. Returns how many. */
+export async function pruneDeliveriesBefore(sql: Sql, before: Date): Promise<number> {
+  const { rows } = await sql.query<{ deleted: string }>(
+    `WITH deleted AS (DELETE FROM webhook_deliveries WHERE status <> 'pending' AND updated_at < $1 RETURNING 1)
+     SELECT count(*) AS deleted FROM deleted`,
+    [before],
+  );
+  return Number(rows[0]!.deleted);
+}

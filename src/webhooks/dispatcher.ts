@@ -15,6 +15,7 @@ import {
   listEndpoints,
   lockSubscription,
   pendingDeliveryCount,
+  pruneDeliveriesBefore,
   recordDead,
   recordDelivered,
   recordRetry,
@@ -24,7 +25,9 @@ import {
 } from '../db/webhooks.ts';
 import { envelope, type ChangeEvent, type EventRow } from '../events/event.ts';
 import type { EventWriterEvents } from '../events/writer.ts';
+import { PRUNE_EVERY_MS, retentionCutoff } from '../history/retention.ts';
 import type { Logger } from '../log.ts';
+import { Periodic } from '../periodic.ts';
 import type { Metrics } from '../metrics.ts';
 import { sendOnce, type Attempt } from './sender.ts';
 
@@ -46,6 +49,7 @@ export type WebhookSettings = Pick<
   | 'WEBHOOK_RETRY_SCHEDULE'
   | 'WEBHOOK_DISABLE_AFTER'
   | 'WEBHOOK_MAX_PENDING'
+  | 'EVENTS_RETENTION_DAYS'
   | 'MIGRATION_DATABASE_URL'
   | 'DATABASE_WAIT_MS'
 >;
@@ -81,7 +85,9 @@ export class WebhookDispatcher {
   private readonly endpointsOf = new Map<string, { ids: string[]; listedAt: number }>();
   /** Tenants whose endpoints are being listed after a commit, and whether another commit came meanwhile. */
   private readonly listing = new Map<string, boolean>();
-  private owner: { db: Database; close(): Promise<void> } | null = null;
+  private owner: Promise<{ db: Database; close(): Promise<void> }> | null = null;
+  /** The delivery log is kept as long as the events it names (EVENTS_RETENTION_DAYS). */
+  private readonly logPruning = new Periodic(PRUNE_EVERY_MS, () => this.pruneLog());
   private timer: NodeJS.Timeout | undefined;
   private polling = false;
   private stopped = false;
@@ -94,6 +100,7 @@ export class WebhookDispatcher {
     this.options.events.on('committed', this.onCommitted);
     this.timer = setInterval(() => void this.poll(), this.options.settings.EVENTS_POLL_MS).unref();
     void this.poll();
+    this.logPruning.start();
   }
 
   /** Starts no more work, lets requests under way end (within WEBHOOK_TIMEOUT_MS) and releases the leases. */
@@ -101,8 +108,29 @@ export class WebhookDispatcher {
     this.stopped = true;
     clearInterval(this.timer);
     this.options.events.off('committed', this.onCommitted);
-    await Promise.all([...this.workers.values()].map((worker) => worker.stop()));
-    await this.owner?.close();
+    await Promise.all([this.logPruning.stop(), ...[...this.workers.values()].map((worker) => worker.stop())]);
+    await this.owner?.then((owner) => owner.close(), () => {});
+  }
+
+  /** The owner role's database for work across tenants: MIGRATION_DATABASE_URL's (opened once, kept open) when set, else the runtime one's. */
+  private ownerDatabase(): Promise<Database> {
+    const { db, settings, log } = this.options;
+    this.owner ??= settings.MIGRATION_DATABASE_URL
+      ? connectPostgres(settings.MIGRATION_DATABASE_URL, 'MIGRATION_DATABASE_URL', log, settings.DATABASE_WAIT_MS).then((owner) => ({ db: owner, close: () => owner.close() }))
+      : Promise.resolve({ db, close: async () => {} });
+    // A failed connection is tried again next time.
+    this.owner.catch(() => (this.owner = null));
+    return this.owner.then((owner) => owner.db);
+  }
+
+  private async pruneLog(): Promise<void> {
+    try {
+      const owner = await this.ownerDatabase();
+      const deleted = await owner.ownerTransaction((sql) => pruneDeliveriesBefore(sql, retentionCutoff(this.options.settings.EVENTS_RETENTION_DAYS)));
+      if (deleted > 0) this.options.log.info({ code: 'webhook-log-retention', deleted }, 'pruned old webhook deliveries from the log');
+    } catch (error) {
+      this.options.log.error({ err: error, code: 'webhook-log-prune-failed' }, 'pruning the webhook delivery log failed; retrying in an hour');
+    }
   }
 
   private readonly onCommitted = (tenant: string): void => {
@@ -132,9 +160,9 @@ export class WebhookDispatcher {
     this.polling = true;
     for (const [tenant, { listedAt }] of this.endpointsOf) if (Date.now() - listedAt >= this.options.settings.EVENTS_POLL_MS) this.endpointsOf.delete(tenant);
     try {
-      this.owner ??= await ownerDatabase(this.options);
+      const owner = await this.ownerDatabase();
       const { instance, settings } = this.options;
-      const endpoints = await this.owner.db.ownerTransaction((sql) => endpointsWithWork(sql, instance, settings.WEBHOOK_MAX_PENDING));
+      const endpoints = await owner.ownerTransaction((sql) => endpointsWithWork(sql, instance, settings.WEBHOOK_MAX_PENDING));
       for (const { tenant_id, id } of endpoints) this.work(tenant_id, id);
     } catch (error) {
       this.options.log.warn({ err: error, code: 'webhook-poll-failed' }, 'looking for webhook work failed; trying again');
@@ -156,13 +184,6 @@ export class WebhookDispatcher {
       if (worker.wokenAtEnd) this.work(tenant, endpointId);
     });
   }
-}
-
-/** The owner role's database for the poll across tenants: MIGRATION_DATABASE_URL's (kept open) when set, else the runtime one's. */
-async function ownerDatabase({ db, settings, log }: DispatcherOptions): Promise<{ db: Database; close(): Promise<void> }> {
-  if (!settings.MIGRATION_DATABASE_URL) return { db, close: async () => {} };
-  const owner = await connectPostgres(settings.MIGRATION_DATABASE_URL, 'MIGRATION_DATABASE_URL', log, settings.DATABASE_WAIT_MS);
-  return { db: owner, close: () => owner.close() };
 }
 
 /**
