@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { Webhook } from 'standardwebhooks';
 import type { Database } from '../src/db/database.ts';
@@ -6,7 +8,7 @@ import { sendOnce } from '../src/webhooks/sender.ts';
 import { acknowledged, connect, synced, waitFor, type Client } from './support/clients.ts';
 import { clusterFixture } from './support/cluster.ts';
 import { perTestCleanups } from './support/cleanups.ts';
-import { createReadableStorage, postgresTitle, postgresUrl } from './support/database.ts';
+import { createReadableStorage, createStorage, postgresTitle, postgresUrl } from './support/database.ts';
 import { addComment, api } from './support/documents.ts';
 import { openTestDatabase, rowsOf } from './support/inspect.ts';
 import { Receiver } from './support/receiver.ts';
@@ -298,6 +300,39 @@ describe('webhooks across a crash', () => {
     await allReceived(db, tenant, hook);
     expect(new Set(hook.taken.map((event) => event.id))).toEqual(new Set(committed.map((event) => event.id)));
     expectOrderPerDocument(hook.taken);
+  });
+});
+
+describe.skipIf(!postgresUrl)(postgresTitle('webhooks with a runtime role that owns nothing'), () => {
+  const cleanups = perTestCleanups();
+
+  it('retries come due through the poll, which reads across tenants as the MIGRATION_DATABASE_URL owner', async () => {
+    const storage = await createStorage('postgres');
+    cleanups.later(() => storage.drop());
+    const ownerUrl = storage.databaseUrl!;
+    const role = `concord_hooks_${randomBytes(4).toString('hex')}`;
+    const owner = new pg.Client({ connectionString: ownerUrl });
+    await owner.connect();
+    cleanups.later(async () => {
+      await owner.query(`DROP ROLE IF EXISTS ${role}`).catch(() => {});
+      await owner.end();
+    });
+    await owner.query(`CREATE ROLE ${role} LOGIN PASSWORD 'hooks-secret'`);
+    await new ServerProcess(storage.env).start().then((migrated) => migrated.stop());
+    await owner.query(`GRANT concord_app TO ${role}`);
+    const runtimeUrl = new URL(ownerUrl);
+    runtimeUrl.username = role;
+    runtimeUrl.password = 'hooks-secret';
+    const server = cleanups.track(await new ServerProcess({ ...storage.env, ...webhookEnv, DATABASE_URL: runtimeUrl.toString(), MIGRATION_DATABASE_URL: ownerUrl }).start());
+
+    // The first attempt fails: the worker ends with nothing due, and only the poll brings the retry back.
+    const hook = await new Receiver(({ index }) => (index === 0 ? 500 : 200)).start();
+    cleanups.later(() => hook.stop());
+    const tenant = freshTenant();
+    await register(server, tenant, { url: hook.url });
+    await edit(server, tenant, ['a'], 1);
+    await waitFor('the retried delivery taken', () => hook.taken.length > 0, WAIT_MS);
+    expect(hook.requests.map((request) => request.status)).toEqual([500, 200]);
   });
 });
 
