@@ -103,7 +103,7 @@ export class WebhookDispatcher {
     this.logPruning.start();
   }
 
-  /** Starts no more work, lets requests under way end (within WEBHOOK_TIMEOUT_MS) and releases the leases. */
+  /** Starts no more work, cuts off requests under way (they are sent again) and releases the leases. */
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.timer);
@@ -200,6 +200,8 @@ class EndpointWorker {
   private readonly inFlight = new Map<string, Promise<void>>();
   private woken = false;
   private resolveWake: (() => void) | null = null;
+  /** Cuts off requests under way when the server stops: they stay pending, and are sent again (at least once). */
+  private readonly shutdown = new AbortController();
   private ended = false;
   private stopping = false;
   private leaseLost = false;
@@ -231,6 +233,7 @@ class EndpointWorker {
 
   async stop(): Promise<void> {
     this.stopping = true;
+    this.shutdown.abort();
     this.wake();
     await this.running;
   }
@@ -327,6 +330,8 @@ class EndpointWorker {
     const events = (await this.transaction((sql) => eventsByIds(sql, delivery.event_ids))).map(envelope);
     const attempt: Attempt =
       events.length === 0 ? { outcome: 'failed', status: null, error: 'its events were pruned (EVENTS_RETENTION_DAYS) before it was delivered' } : await this.send(endpoint, delivery.id, events);
+    // Cut off by the stop: not the receiver's failure; whoever holds the lease next sends it at once.
+    if (attempt.outcome !== 'delivered' && this.shutdown.signal.aborted) return;
     const result = { status: attempt.status, error: attempt.outcome === 'delivered' ? null : attempt.error };
     const where = { code: 'webhook', tenant: this.tenant, endpoint: this.endpointId, delivery: delivery.id, attempt: delivery.attempts + 1, status: attempt.status };
 
@@ -366,7 +371,11 @@ class EndpointWorker {
     };
     metrics.webhooksInFlight.inc();
     try {
-      return await sendOnce(new URL(endpoint.url), headers, body, { timeoutMs: settings.WEBHOOK_TIMEOUT_MS, allowPrivate: settings.WEBHOOK_ALLOW_PRIVATE });
+      return await sendOnce(new URL(endpoint.url), headers, body, {
+        timeoutMs: settings.WEBHOOK_TIMEOUT_MS,
+        allowPrivate: settings.WEBHOOK_ALLOW_PRIVATE,
+        signal: this.shutdown.signal,
+      });
     } finally {
       metrics.webhooksInFlight.dec();
     }

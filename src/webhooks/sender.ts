@@ -11,6 +11,8 @@ export type Attempt =
 export interface SendOptions {
   timeoutMs: number;
   allowPrivate: boolean;
+  /** Cuts the request off before its timeout (the server is stopping). */
+  signal?: AbortSignal;
 }
 
 /** How much of a refusing receiver's answer is kept in the delivery log. */
@@ -32,7 +34,7 @@ export function sendOnce(url: URL, headers: Record<string, string>, body: string
       method: 'POST',
       headers: { ...headers, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), 'user-agent': 'Concord-Webhooks' },
       lookup: checkedLookup(options.allowPrivate),
-      signal: AbortSignal.timeout(options.timeoutMs),
+      signal: options.signal ? AbortSignal.any([AbortSignal.timeout(options.timeoutMs), options.signal]) : AbortSignal.timeout(options.timeoutMs),
     });
     outgoing.on('response', (response) => {
       const status = response.statusCode ?? 0;
