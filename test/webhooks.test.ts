@@ -141,6 +141,9 @@ describe('webhooks', () => {
     const log = await deliveryLog(shared.server, tenant, endpoint.id);
     expect(log.every((delivery) => delivery.status === 'delivered' && delivery.attempts === 1)).toBe(true);
     expect(log.flatMap((delivery) => delivery.eventIds).sort()).toEqual(committed.map((event) => event.id).sort());
+    const metrics = await shared.server.metrics();
+    expect(metrics.get('concord_webhook_deliveries_total{outcome="delivered"}')).toBeGreaterThanOrEqual(log.length);
+    expect(metrics.get('concord_webhook_lag_seconds_count')).toBeGreaterThanOrEqual(log.length);
   });
 
   it('a receiver answering 500 (then 503 with Retry-After) before 200 gets everything, in order', async () => {
