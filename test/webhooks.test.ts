@@ -280,6 +280,36 @@ describe('webhooks: server-side request forgery', () => {
   });
 });
 
+describe('webhooks: an endpoint with WEBHOOK_MAX_PENDING deliveries waiting', () => {
+  const suite = serverForSuite({ ...webhookEnv, WEBHOOK_MAX_PENDING: '1', WEBHOOK_RETRY_SCHEDULE: Array(200).fill('0.05').join(',') });
+  const cleanups = perTestCleanups();
+
+  it('claims no more events until the backlog drains, then gets them all', async () => {
+    let answer = 503;
+    const hook = await new Receiver(() => answer).start();
+    cleanups.later(() => hook.stop());
+    const tenant = freshTenant();
+    const endpoint = await register(suite.server, tenant, { url: hook.url });
+    await edit(suite.server, tenant, ['a'], 1);
+    const first = await waitFor('the first delivery retried', async () => (await deliveryLog(suite.server, tenant, endpoint.id)).find((delivery) => delivery.attempts >= 1), WAIT_MS);
+    await edit(suite.server, tenant, ['b', 'c'], 1);
+    // Retries go on after b and c committed, and each pass of the dispatcher would have claimed them: it did not.
+    const later = await waitFor(
+      'more retries',
+      async () => {
+        const log = await deliveryLog(suite.server, tenant, endpoint.id);
+        return log.find((delivery) => delivery.id === first.id && delivery.attempts >= first.attempts + 5) && log;
+      },
+      WAIT_MS,
+    );
+    expect(later.map((delivery) => delivery.id)).toEqual([first.id]);
+
+    answer = 200;
+    await waitFor('every document\'s events', () => new Set(hook.taken.map((event) => event.document.name)).size === 3, WAIT_MS);
+    expectOrderPerDocument(hook.taken);
+  });
+});
+
 describe('webhooks across a crash', () => {
   const cleanups = perTestCleanups();
 
