@@ -1,5 +1,5 @@
-import type { EventRow, EventType } from '../events/event.ts';
 import type { Sql } from './database.ts';
+import type { EventRow } from './events.ts';
 
 // Webhook endpoints and their delivery log (schema/010_webhooks.sql). Every
 // function runs in a tenant transaction, except `endpointsWithWork` (the owner, across tenants).
@@ -7,7 +7,7 @@ import type { Sql } from './database.ts';
 export interface EndpointRow {
   id: string;
   url: string;
-  types: EventType[] | null;
+  types: string[] | null;
   secret: string;
   enabled: boolean;
   disabled_reason: string | null;
@@ -17,7 +17,7 @@ export interface EndpointRow {
 export interface NewEndpoint {
   id: string;
   url: string;
-  types: readonly EventType[] | null;
+  types: readonly string[] | null;
   secret: string;
 }
 

@@ -23,11 +23,11 @@ import {
   type EndpointRow,
   type NewDelivery,
 } from '../db/webhooks.ts';
-import { envelope, type ChangeEvent, type EventRow } from '../events/event.ts';
+import type { EventRow } from '../db/events.ts';
+import { envelope, type ChangeEvent } from '../events/event.ts';
 import type { EventWriterEvents } from '../events/writer.ts';
-import { PRUNE_EVERY_MS, retentionCutoff } from '../history/retention.ts';
 import type { Logger } from '../log.ts';
-import { Periodic } from '../periodic.ts';
+import { Periodic, RETENTION_EVERY_MS, retentionCutoff } from '../maintenance.ts';
 import type { Metrics } from '../metrics.ts';
 import { sendOnce, type Attempt } from './sender.ts';
 
@@ -87,7 +87,7 @@ export class WebhookDispatcher {
   private readonly listing = new Map<string, boolean>();
   private owner: Promise<{ db: Database; close(): Promise<void> }> | null = null;
   /** The delivery log is kept as long as the events it names (EVENTS_RETENTION_DAYS). */
-  private readonly logPruning = new Periodic(PRUNE_EVERY_MS, () => this.pruneLog());
+  private readonly logPruning = new Periodic(RETENTION_EVERY_MS, () => this.pruneLog());
   private timer: NodeJS.Timeout | undefined;
   private polling = false;
   private stopped = false;

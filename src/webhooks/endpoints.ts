@@ -40,7 +40,8 @@ function newSecret(): string {
 }
 
 function shown(row: EndpointRow): Endpoint {
-  return { id: row.id, url: row.url, types: row.types, enabled: row.enabled, disabledReason: row.disabled_reason, createdAt: new Date(row.created_at).toISOString() };
+  // Written from validated event types only (registration).
+  return { id: row.id, url: row.url, types: row.types as EventType[] | null, enabled: row.enabled, disabledReason: row.disabled_reason, createdAt: new Date(row.created_at).toISOString() };
 }
 
 /** A tenant's webhook endpoints: registering, listing, removing, their delivery logs, replays (docs/webhooks.md). */
