@@ -2,7 +2,7 @@ import type { Sql } from './database.ts';
 import type { EventRow } from './events.ts';
 
 // Webhook endpoints and their delivery log (schema/010_webhooks.sql). Every
-// function runs in a tenant transaction, except `endpointsWithWork` (the owner, across tenants).
+// function runs in a tenant transaction, except those that say they run as the owner, across tenants.
 
 export interface EndpointRow {
   id: string;

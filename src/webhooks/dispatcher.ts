@@ -7,6 +7,7 @@ import type { Database, Sql } from '../db/database.ts';
 import { feedState, readEvents } from '../db/events.ts';
 import { advanceSubscription, leaseSubscription, releaseSubscription } from '../db/subscriptions.ts';
 import {
+  deleteSubscription,
   dueDeliveries,
   endpointById,
   endpointsWithWork,
@@ -247,10 +248,12 @@ class EndpointWorker {
     const leased = await this.transaction((sql) => leaseSubscription(sql, this.subscription, instance, LEASE_MS));
     if (leased === null) return void (this.ended = true);
     const renewal = setInterval(() => void this.renew(), LEASE_MS / 3);
+    let removed = false;
     try {
       for (;;) {
         this.woken = false;
         const endpoint = await this.transaction((sql) => endpointById(sql, this.endpointId));
+        removed = endpoint === null;
         if (this.stopping || this.leaseLost || !endpoint?.enabled) break;
         const claimed = await this.claim(endpoint);
         const started = this.leaseLost ? 0 : await this.sendDue(endpoint);
@@ -262,7 +265,8 @@ class EndpointWorker {
       clearInterval(renewal);
       await Promise.all(this.inFlight.values());
       this.ended = true;
-      await this.transaction((sql) => releaseSubscription(sql, this.subscription, instance)).catch(() => {});
+      // A renewal may have put back the subscription of an endpoint removed meanwhile: it goes with the endpoint.
+      await this.transaction((sql) => (removed ? deleteSubscription(sql, this.subscription) : releaseSubscription(sql, this.subscription, instance))).catch(() => {});
     }
   }
 
