@@ -7,6 +7,9 @@ const optionalText = z
 const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
 const port = () => z.coerce.number<string | undefined>().int().min(0).max(65535);
 
+/** One NATS server or several, comma-separated: `nats://host:port` (or `host:port`). */
+const natsServers = /^(nats:\/\/)?[^\s,/@]+(,\s*(nats:\/\/)?[^\s,/@]+)*$/;
+
 /** Where the embedded database and the development secret live unless DATA_DIR says otherwise. */
 export const DEFAULT_DATA_DIR = './data';
 
@@ -98,6 +101,12 @@ const environment = z.object({
   EVENTS_POLL_MS: z.coerce.number().int().min(50).max(60_000).default(1_000),
   /** Most readers of one tenant's events waiting at once on one instance (long polls and streams); more get `rate-limited`. */
   EVENTS_MAX_WAITING_PER_TENANT: positiveInt(50),
+
+  // NATS JetStream (src/events/nats.ts, docs/nats.md).
+  /** NATS servers to publish every change event to (`nats://host:4222`, several comma-separated); unset: no NATS. */
+  NATS_URL: optionalText.pipe(z.string().regex(natsServers, 'nats://host:port, several comma-separated').optional()),
+  /** The JetStream stream events go to; created over `concord.>` when missing. */
+  NATS_STREAM: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'letters, digits, "_" or "-", at most 64').default('concord'),
 });
 
 export type Config = z.infer<typeof environment>;

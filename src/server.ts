@@ -34,6 +34,8 @@ import { EventFeed } from './events/feed.ts';
 import { eventRetention } from './events/retention.ts';
 import { documentEventRoutes, eventRoutes } from './http/events.ts';
 import { historyRetention } from './history/retention.ts';
+import { NatsPublisher } from './events/nats.ts';
+import { tenantsBehind } from './db/subscriptions.ts';
 import { HistoryService } from './history/service.ts';
 import { Versions } from './history/versions.ts';
 import { connectRedis, instanceIdentity, watchResponsiveness } from './cluster/redis.ts';
@@ -93,6 +95,20 @@ export async function createConcord(config: Config, log: Logger) {
   const beacon = redis && new UnloggedBeacon(redis, instance, () => updateLog.pendingDocuments(), log);
   // What is done here with content other instances relayed or logged (see ClusterFollower).
   const cluster = beacon && { follower: new LogFollower(store, beacon, log, metrics), rows: new RelayedRows(postgresDocuments, updateLog, log, metrics) };
+  // Every change event also goes to JetStream when NATS_URL is set (one instance per tenant at a time).
+  const nats = config.NATS_URL
+    ? new NatsPublisher({
+        servers: config.NATS_URL.split(',').map((server) => server.trim()),
+        stream: config.NATS_STREAM,
+        db,
+        tenantsBehind: () => asOwner(config, db, log, (owner) => owner.ownerTransaction((sql) => tenantsBehind(sql, 'nats'))),
+        writer: events,
+        instance,
+        pollMs: config.EVENTS_POLL_MS,
+        log,
+        metrics,
+      })
+    : null;
   const presence = new Presence({
     instance,
     idleMs: config.PRESENCE_IDLE_MS,
@@ -155,6 +171,7 @@ export async function createConcord(config: Config, log: Logger) {
           await redis.ping();
         },
       }),
+      ...(nats && { nats: () => nats.check() }),
     },
     api: authenticatedApi(verify, [
       ['/documents', documentRoutes(documents, presence, config.MAX_MESSAGE_BYTES)],
@@ -189,6 +206,7 @@ export async function createConcord(config: Config, log: Logger) {
       const metricsAddress = metricsServer && (await listenOn(metricsServer, metricsBind(config)!));
       retention?.start();
       eventsPruning.start();
+      nats?.start();
       return { address, metricsAddress };
     },
 
@@ -212,6 +230,7 @@ export async function createConcord(config: Config, log: Logger) {
       await relay?.onDestroy();
       redis?.disconnect();
       await checkpointer.close();
+      await nats?.close();
       await db.close();
     },
   };
