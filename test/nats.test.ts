@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import type { Database } from '../src/db/database.ts';
 import { acknowledged, connect, synced, waitFor, type Client } from './support/clients.ts';
 import { perTestCleanups } from './support/cleanups.ts';
-import { createReadableStorage } from './support/database.ts';
+import { clusterFixture } from './support/cluster.ts';
+import { createReadableStorage, postgresTitle, postgresUrl } from './support/database.ts';
 import { addComment, api } from './support/documents.ts';
 import { openTestDatabase, rowsOf } from './support/inspect.ts';
 import { NatsProcess, StreamReader, type StreamMessage } from './support/nats.ts';
@@ -20,10 +21,10 @@ interface CommittedEvent {
 }
 
 /** A fresh database, a nats-server of its own, and a Concord server publishing to it. */
-async function setUp(env: Record<string, string> = {}) {
+async function setUp(env: Record<string, string> = {}, nats = new NatsProcess()) {
   const storage = await createReadableStorage();
   later(() => storage.drop());
-  const nats = await new NatsProcess().start();
+  await nats.start();
   later(() => nats.drop());
   const server = track(await new ServerProcess({ ...storage.env, NATS_URL: nats.url, EVENTS_POLL_MS: '100', ...env }).start());
   const db = await openTestDatabase(storage);
@@ -31,18 +32,19 @@ async function setUp(env: Record<string, string> = {}) {
   return { storage, nats, server, db, reader: new StreamReader(nats.url) };
 }
 
-function committedEvents(db: Database): Promise<CommittedEvent[]> {
-  return rowsOf<CommittedEvent>(db, 'acme', 'SELECT id, position, name, seq_first, type FROM change_events ORDER BY position');
+async function committedEvents(db: Database, tenants = ['acme']): Promise<CommittedEvent[]> {
+  const rows = await Promise.all(tenants.map((tenant) => rowsOf<CommittedEvent>(db, tenant, 'SELECT id, position, name, seq_first, type FROM change_events ORDER BY position')));
+  return rows.flat();
 }
 
 /** Waits until the stream holds every committed event, then answers both. */
-async function allPublished(db: Database, reader: StreamReader, timeoutMs = 30_000) {
+async function allPublished(db: Database, reader: StreamReader, tenants?: string[], timeoutMs = 30_000) {
   let committed: CommittedEvent[] = [];
   let messages: StreamMessage[] = [];
   await waitFor(
     'every committed event on NATS',
     async () => {
-      committed = await committedEvents(db);
+      committed = await committedEvents(db, tenants);
       messages = await reader.read();
       const published = new Set(messages.map((message) => message.msgId));
       return committed.length > 0 && committed.every((event) => published.has(event.id));
@@ -133,6 +135,41 @@ describe('publishing change events to NATS JetStream', () => {
     await waitFor('/readyz to say NATS is up', async () => (await readiness(server)).nats === 'up');
   });
 
+  it('starts while NATS is away and publishes everything once it comes', { timeout: 90_000 }, async () => {
+    const nats = new NatsProcess();
+    const { server, db, reader } = await setUp({}, nats);
+    await nats.stop();
+    await server.stop();
+    await server.start();
+    expect(await readiness(server)).toEqual({ status: 503, nats: 'down' });
+    const client = await editor(server, 'acme/quote/early');
+    for (let edit = 1; edit <= 20; edit++) client.doc.getMap('quote').set('title', `edit ${edit}`);
+    await acknowledged(client);
+
+    await nats.start();
+    const { committed, messages } = await allPublished(db, reader);
+    expectPublishedOnce(committed, messages);
+    await waitFor('/readyz to say NATS is up', async () => (await readiness(server)).nats === 'up');
+  });
+
+  it('publishes an event larger than the server takes without its data, and goes on', { timeout: 90_000 }, async () => {
+    const { server, db, reader } = await setUp({}, new NatsProcess({ maxPayload: 4096 }));
+    const client = await editor(server, 'acme/quote/long');
+    client.doc.getMap('quote').set('title', 'before the long comment');
+    await acknowledged(client);
+    addComment(client.doc, { id: 'c-long', body: 'x'.repeat(6000) });
+    await acknowledged(client);
+    client.doc.getMap('quote').set('title', 'after the long comment');
+    await acknowledged(client);
+
+    const { committed, messages } = await allPublished(db, reader);
+    expectPublishedOnce(committed, messages);
+    const long = messages.find((message) => message.event.type === 'document.changed' && message.event.seq[0] === 2)!;
+    expect(long.event).toMatchObject({ data: null, truncated: true, document: { name: 'acme/quote/long' } });
+    expect(messages.find((message) => message.event.type === 'comment.added')!.event.data).toEqual({ commentId: 'c-long', parentId: null, anchor: null });
+    expect(messages.at(-1)!.event.data).toMatchObject({ changes: [{ field: 'title', new: 'after the long comment' }] });
+  });
+
   it('publishes every committed event after a SIGKILL mid-publishing, each once', { timeout: 120_000 }, async () => {
     const { server, db, reader } = await setUp();
     const client = await editor(server, 'acme/quote/killed');
@@ -154,3 +191,34 @@ describe('publishing change events to NATS JetStream', () => {
   });
 });
 
+
+describe.skipIf(!postgresUrl)(postgresTitle('two instances publishing to NATS'), () => {
+  const cluster = clusterFixture();
+
+  it('publishes each event once, each tenant by one instance at a time', { timeout: 90_000 }, async () => {
+    const nats = await new NatsProcess().start();
+    cluster.defer(() => nats.drop());
+    const env = { NATS_URL: nats.url, EVENTS_POLL_MS: '100' };
+    const { storage, servers } = await cluster.start([env, env]);
+    const [a, b] = servers as [ServerProcess, ServerProcess];
+    const db = await openTestDatabase(storage);
+    cluster.defer(() => db.close());
+    const writers = [
+      await cluster.open(a, 'acme/quote/shared', 'alice'),
+      await cluster.open(b, 'acme/quote/shared', 'bob'),
+      await cluster.open(b, 'acme/quote/on-b', 'bob'),
+      cluster.connect(a, 'globex/quote/g-1', await token({ tenant: 'globex', sub: 'gina' })),
+    ];
+    await synced(writers[3]!);
+    for (let edit = 1; edit <= 30; edit++) {
+      for (const [index, writer] of writers.entries()) writer.doc.getMap('quote').set(index % 2 ? 'title' : 'customerName', `edit ${edit} by ${index}`);
+    }
+    await Promise.all(writers.map((writer) => acknowledged(writer)));
+
+    const { committed, messages } = await allPublished(db, new StreamReader(nats.url), ['acme', 'globex']);
+    expectPublishedOnce(committed, messages);
+    const counts = await Promise.all(servers.map((server) => server.metrics()));
+    expect(counts.reduce((sum, metrics) => sum + (metrics.get('concord_nats_published_total{result="stored"}') ?? 0), 0)).toBe(committed.length);
+    for (const metrics of counts) expect(metrics.get('concord_nats_published_total{result="duplicate"}') ?? 0).toBe(0);
+  });
+});

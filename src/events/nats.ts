@@ -20,6 +20,10 @@ const PUBLISH_TIMEOUT_MS = 5_000;
 /** How long a first connection attempt (and a readiness probe) waits for the server. */
 const CONNECT_TIMEOUT_MS = 5_000;
 const PROBE_TIMEOUT_MS = 2_000;
+/** Room left in the server's max_payload for the headers (Nats-Msg-Id). */
+const HEADER_ROOM_BYTES = 1024;
+/** NATS's default max_payload, until the server says its own. */
+const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
 const FIRST_RETRY_MS = 250;
 const LONGEST_RETRY_MS = 30_000;
 
@@ -44,6 +48,18 @@ export interface NatsPublisherOptions {
 /** Where an event goes: `concord.<tenant>.<kind>.<id>.<type>` (tenants and ids are valid subject tokens: idPattern). */
 export function natsSubject(event: ChangeEvent): string {
   return `concord.${event.tenant}.${event.document.kind}.${event.document.id}.${event.type}`;
+}
+
+/**
+ * The message of an event: its envelope JSON, or, when that is more than the
+ * server takes (max_payload, 1 MB by default: a long text pasted, say), the
+ * envelope with `data: null` and `truncated: true` (the whole event is in the
+ * feed) rather than an event that could never be published and would hold up
+ * every one after it.
+ */
+export function natsPayload(event: ChangeEvent, maxBytes: number): string {
+  const whole = JSON.stringify(event);
+  return Buffer.byteLength(whole) <= maxBytes ? whole : JSON.stringify({ ...event, data: null, truncated: true });
 }
 
 /**
@@ -173,12 +189,13 @@ export class NatsPublisher {
     const { metrics } = this.options;
     const acknowledged = this.acknowledged.get(tenant) ?? new Map<string, number>();
     this.acknowledged.set(tenant, acknowledged);
+    const maxBytes = (this.connection?.info?.max_payload ?? DEFAULT_MAX_PAYLOAD) - HEADER_ROOM_BYTES;
     const chains = Map.groupBy(events, (event) => event.document.name).values();
     const results = await Promise.allSettled(
       [...chains].map(async (chain) => {
         for (const event of chain) {
           if (acknowledged.has(event.id)) continue;
-          const ack = await js.publish(natsSubject(event), JSON.stringify(event), { msgID: event.id, timeout: PUBLISH_TIMEOUT_MS });
+          const ack = await js.publish(natsSubject(event), natsPayload(event, maxBytes), { msgID: event.id, timeout: PUBLISH_TIMEOUT_MS });
           acknowledged.set(event.id, event.position);
           metrics.natsPublished.inc({ result: ack.duplicate ? 'duplicate' : 'stored' });
           metrics.natsLag.observe((Date.now() - Date.parse(event.occurredAt)) / 1000);

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,7 +16,13 @@ import type { ChangeEvent } from '../../src/events/event.ts';
 export class NatsProcess {
   port = 0;
   readonly storeDir = mkdtempSync(join(tmpdir(), 'concord-nats-'));
+  private readonly maxPayload: number | undefined;
   private child: ChildProcess | undefined;
+
+  /** `maxPayload`: the largest message the server takes (its max_payload; NATS's default is 1 MB). */
+  constructor(options: { maxPayload?: number } = {}) {
+    this.maxPayload = options.maxPayload;
+  }
 
   get url(): string {
     return `nats://127.0.0.1:${this.port}`;
@@ -29,7 +35,13 @@ export class NatsProcess {
 
   async start(): Promise<this> {
     this.port ||= await freePort();
-    const child = spawn('nats-server', ['-js', '-a', '127.0.0.1', '-p', String(this.port), '-sd', this.storeDir], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const args = ['-js', '-a', '127.0.0.1', '-p', String(this.port), '-sd', this.storeDir];
+    if (this.maxPayload) {
+      const config = join(this.storeDir, 'nats.conf');
+      writeFileSync(config, `max_payload: ${this.maxPayload}\n`);
+      args.push('-c', config);
+    }
+    const child = spawn('nats-server', args, { stdio: ['ignore', 'ignore', 'pipe'] });
     this.child = child;
     let output = '';
     child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
