@@ -172,11 +172,23 @@ export class NatsPublisher {
       if (!batch) return;
       this.leased.add(tenant);
       if (batch.events.length === 0) return;
-      const { through, failure } = await this.publish(js, tenant, batch.position, batch.events);
+      const { through, failure } = await this.whileLeased(tenant, () => this.publish(js, tenant, batch.position, batch.events));
       // A lost lease (this instance was too slow): the new holder goes on from the position, which this one no longer moves.
       if (through > batch.position && !(await db.transaction(tenant, (sql) => advanceSubscription(sql, SUBSCRIPTION, instance, through)))) return;
       if (failure) throw failure;
       if (batch.events.length < BATCH_EVENTS) return;
+    }
+  }
+
+  /** Runs `work` renewing the tenant's lease meanwhile (a batch waiting on a slow NATS may take longer than a lease). */
+  private async whileLeased<T>(tenant: string, work: () => Promise<T>): Promise<T> {
+    const { db, instance } = this.options;
+    const renew = () => db.transaction(tenant, (sql) => leaseSubscription(sql, SUBSCRIPTION, instance, LEASE_MS)).catch(() => null);
+    const renewal = setInterval(() => void renew(), LEASE_MS / 3);
+    try {
+      return await work();
+    } finally {
+      clearInterval(renewal);
     }
   }
 
