@@ -99,6 +99,7 @@ export async function createConcord(config: Config, log: Logger) {
   const nats = config.NATS_URL
     ? new NatsPublisher({
         servers: config.NATS_URL.split(',').map((server) => server.trim()),
+        credentials: { user: config.NATS_USER, pass: config.NATS_PASSWORD, token: config.NATS_TOKEN },
         stream: config.NATS_STREAM,
         db,
         tenantsBehind: () => asOwner(config, db, log, (owner) => owner.ownerTransaction((sql) => tenantsBehind(sql, 'nats'))),

@@ -29,7 +29,7 @@ async function setUp(env: Record<string, string> = {}, nats = new NatsProcess())
   const server = track(await new ServerProcess({ ...storage.env, NATS_URL: nats.url, EVENTS_POLL_MS: '100', ...env }).start());
   const db = await openTestDatabase(storage);
   later(() => db.close());
-  return { storage, nats, server, db, reader: new StreamReader(nats.url) };
+  return { storage, nats, server, db, reader: new StreamReader(nats) };
 }
 
 async function committedEvents(db: Database, tenants = ['acme']): Promise<CommittedEvent[]> {
@@ -159,6 +159,17 @@ describe('publishing change events to NATS JetStream', () => {
     await waitFor('/readyz to say NATS is up', async () => (await readiness(server)).nats === 'up');
   });
 
+  it('connects with NATS_USER and NATS_PASSWORD to a server that asks for them', { timeout: 90_000 }, async () => {
+    const credentials = { user: 'concord', pass: 'a-nats-password' };
+    const { server, db, reader } = await setUp({ NATS_USER: credentials.user, NATS_PASSWORD: credentials.pass }, new NatsProcess({ credentials }));
+    const client = await editor(server, 'acme/quote/authenticated');
+    client.doc.getMap('quote').set('title', 'signed in');
+    await acknowledged(client);
+    const { committed, messages } = await allPublished(db, reader);
+    expectPublishedOnce(committed, messages);
+    expect(await readiness(server)).toEqual({ status: 200, nats: 'up' });
+  });
+
   it('publishes an event larger than the server takes without its data, and goes on', { timeout: 90_000 }, async () => {
     const { server, db, reader } = await setUp({}, new NatsProcess({ maxPayload: 4096 }));
     const client = await editor(server, 'acme/quote/long');
@@ -222,7 +233,7 @@ describe.skipIf(!postgresUrl)(postgresTitle('two instances publishing to NATS'),
     }
     await Promise.all(writers.map((writer) => acknowledged(writer)));
 
-    const { committed, messages } = await allPublished(db, new StreamReader(nats.url), ['acme', 'globex']);
+    const { committed, messages } = await allPublished(db, new StreamReader(nats), ['acme', 'globex']);
     expectPublishedOnce(committed, messages);
     const stored = (all: Array<Map<string, number>>) => all.reduce((sum, metrics) => sum + (metrics.get('concord_nats_published_total{result="stored"}') ?? 0), 0);
     const counts = await waitFor('the published counts', async () => {

@@ -30,6 +30,8 @@ const LONGEST_RETRY_MS = 30_000;
 export interface NatsPublisherOptions {
   /** NATS_URL: the servers to connect to. */
   servers: string[];
+  /** NATS_USER and NATS_PASSWORD, or NATS_TOKEN. */
+  credentials: { user?: string; pass?: string; token?: string };
   /** NATS_STREAM: the JetStream stream, created over `concord.>` when missing. */
   stream: string;
   db: Database;
@@ -240,8 +242,8 @@ export class NatsPublisher {
   }
 
   private async connect(): Promise<NatsConnection> {
-    const { servers, instance, log } = this.options;
-    const connection = await connect({ servers, name: `concord ${instance}`, maxReconnectAttempts: -1, reconnectTimeWait: 1_000, timeout: CONNECT_TIMEOUT_MS });
+    const { servers, credentials, instance, log } = this.options;
+    const connection = await connect({ servers, ...credentials, name: `concord ${instance}`, maxReconnectAttempts: -1, reconnectTimeWait: 1_000, timeout: CONNECT_TIMEOUT_MS });
     this.connected = true;
     log.info({ code: 'nats-connected', server: connection.getServer() }, 'connected to NATS');
     void this.follow(connection);

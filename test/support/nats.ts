@@ -5,7 +5,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DeliverPolicy, jetstream, jetstreamManager, JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { connect, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
 import type { ChangeEvent } from '../../src/events/event.ts';
 
 /**
@@ -17,11 +17,22 @@ export class NatsProcess {
   port = 0;
   readonly storeDir = mkdtempSync(join(tmpdir(), 'concord-nats-'));
   private readonly maxPayload: number | undefined;
+  private readonly credentials: { user: string; pass: string } | undefined;
   private child: ChildProcess | undefined;
 
-  /** `maxPayload`: the largest message the server takes (its max_payload; NATS's default is 1 MB). */
-  constructor(options: { maxPayload?: number } = {}) {
+  /**
+   * `maxPayload`: the largest message the server takes (its max_payload;
+   * NATS's default is 1 MB); `credentials`: the user and password it asks of
+   * every client.
+   */
+  constructor(options: { maxPayload?: number; credentials?: { user: string; pass: string } } = {}) {
     this.maxPayload = options.maxPayload;
+    this.credentials = options.credentials;
+  }
+
+  /** How a client connects to it (once started). */
+  get connectOptions(): ConnectionOptions {
+    return { servers: this.url, ...this.credentials, reconnect: false };
   }
 
   get url(): string {
@@ -36,6 +47,7 @@ export class NatsProcess {
   async start(): Promise<this> {
     this.port ||= await freePort();
     const args = ['-js', '-a', '127.0.0.1', '-p', String(this.port), '-sd', this.storeDir];
+    if (this.credentials) args.push('--user', this.credentials.user, '--pass', this.credentials.pass);
     if (this.maxPayload) {
       const config = join(this.storeDir, 'nats.conf');
       writeFileSync(config, `max_payload: ${this.maxPayload}\n`);
@@ -74,7 +86,7 @@ export class NatsProcess {
     const started = Date.now();
     for (;;) {
       try {
-        const connection = await connect({ servers: this.url, reconnect: false });
+        const connection = await connect(this.connectOptions);
         try {
           await (await jetstreamManager(connection)).getAccountInfo();
           return;
@@ -105,17 +117,17 @@ export interface StreamMessage {
  */
 export class StreamReader {
   readonly messages: StreamMessage[] = [];
-  private readonly url: string;
+  private readonly nats: NatsProcess;
   private readonly stream: string;
 
-  constructor(url: string, stream = 'concord') {
-    this.url = url;
+  constructor(nats: NatsProcess, stream = 'concord') {
+    this.nats = nats;
     this.stream = stream;
   }
 
   /** Every message received so far, after taking in what the stream holds now (none while the stream does not exist). */
   async read(): Promise<StreamMessage[]> {
-    const connection = await connect({ servers: this.url, reconnect: false });
+    const connection = await connect(this.nats.connectOptions);
     try {
       const stored = await this.storedCount(connection);
       const after = this.messages.at(-1)?.seq ?? 0;
