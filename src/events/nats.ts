@@ -116,7 +116,7 @@ export class NatsPublisher {
     });
   }
 
-  /** Stops publishing, lets rounds under way end (bounded by the publish timeout), releases the leases and disconnects. */
+  /** Stops publishing, lets the batches under way end (bounded by the publish timeout), releases the leases and disconnects. */
   async close(): Promise<void> {
     this.closed = true;
     this.options.writer.off('committed', this.wake);
@@ -165,7 +165,7 @@ export class NatsPublisher {
   private async drain(tenant: string): Promise<void> {
     const { db, instance } = this.options;
     const js = await this.jetstream();
-    for (;;) {
+    while (!this.closed) {
       const batch = await db.transaction(tenant, async (sql) => {
         const position = await leaseSubscription(sql, SUBSCRIPTION, instance, LEASE_MS);
         return position === null ? null : { position, events: (await readEvents(sql, { after: position, limit: BATCH_EVENTS })).map(envelope) };
