@@ -142,6 +142,25 @@ describe('publishing change events to NATS JetStream', () => {
     await waitFor('/readyz to say NATS is up', async () => (await readiness(server)).nats === 'up');
   });
 
+  it('keeps each document in order when NATS is killed mid-publishing', { timeout: 120_000 }, async () => {
+    const { server, db, nats, reader } = await setUp();
+    const writers = [await editor(server, 'acme/quote/stream-1'), await editor(server, 'acme/quote/stream-2')];
+    let edit = 0;
+    const writing = setInterval(() => writers.forEach((writer) => writer.doc.getMap('quote').set('title', `edit ${++edit}`)), 2);
+    later(() => clearInterval(writing));
+    await waitFor('some events on NATS', async () => (await reader.read()).length >= 50);
+    await nats.stop();
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await nats.start();
+    const killedAt = (await reader.read()).length;
+    await waitFor('more events on NATS', async () => (await reader.read()).length >= killedAt + 50);
+    clearInterval(writing);
+    await Promise.all(writers.map((writer) => acknowledged(writer)));
+
+    const { committed, messages } = await allPublished(db, reader);
+    expectPublishedOnce(committed, messages);
+  });
+
   it('starts while NATS is away and publishes everything once it comes', { timeout: 90_000 }, async () => {
     const nats = new NatsProcess();
     const { server, db, reader } = await setUp({}, nats);

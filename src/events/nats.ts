@@ -70,10 +70,10 @@ export function natsPayload(event: ChangeEvent, maxBytes: number): string {
  * lease reads the events after its position, publishes them with
  * `Nats-Msg-Id` = the event id (JetStream drops a repeat within the stream's
  * duplicate window), and moves the position only over events JetStream
- * acknowledged. Each document's events go one after another, each once the
- * one before is acknowledged, so the stream holds them in seq order whatever
- * fails; documents go side by side. NATS or Postgres down: publishing stops,
- * and is retried with growing backoff from the position, losing nothing.
+ * acknowledged: a batch at a time, in feed order, so the stream holds each
+ * document's events in seq order (see publish). NATS or Postgres down:
+ * publishing stops, and is retried with growing backoff from the position,
+ * losing nothing.
  */
 export class NatsPublisher {
   private readonly options: NatsPublisherOptions;
@@ -195,26 +195,29 @@ export class NatsPublisher {
   }
 
   /**
-   * Publishes a batch, each document's events in order, and answers the
-   * position every event up to which JetStream acknowledged, with the first
-   * failure if any (a document's chain stops at its failed event).
+   * Publishes a batch, all at once in feed order, and answers the position
+   * every event up to which JetStream acknowledged, with the first failure if
+   * any. One connection carries them in that order and JetStream stores them
+   * in the order they arrive; a lost connection loses the rest of what was
+   * sent (the client drops its unsent buffer when it dials again), so what is
+   * stored of a batch is a prefix, and a retry from the first unacknowledged
+   * event keeps each document's events in seq order (the stored ones come
+   * back as duplicates).
    */
   private async publish(js: JetStreamClient, tenant: string, position: number, events: ChangeEvent[]): Promise<{ through: number; failure?: unknown }> {
     const { metrics } = this.options;
     const acknowledged = this.acknowledged.get(tenant) ?? new Map<string, number>();
     this.acknowledged.set(tenant, acknowledged);
     const maxBytes = (this.connection?.info?.max_payload ?? DEFAULT_MAX_PAYLOAD) - HEADER_ROOM_BYTES;
-    const chains = Map.groupBy(events, (event) => event.document.name).values();
     const results = await Promise.allSettled(
-      [...chains].map(async (chain) => {
-        for (const event of chain) {
-          if (acknowledged.has(event.id)) continue;
+      events
+        .filter((event) => !acknowledged.has(event.id))
+        .map(async (event) => {
           const ack = await js.publish(natsSubject(event), natsPayload(event, maxBytes), { msgID: event.id, timeout: PUBLISH_TIMEOUT_MS });
           acknowledged.set(event.id, event.position);
           metrics.natsPublished.inc({ result: ack.duplicate ? 'duplicate' : 'stored' });
           metrics.natsLag.observe((Date.now() - Date.parse(event.occurredAt)) / 1000);
-        }
-      }),
+        }),
     );
     const missing = events.findIndex((event) => !acknowledged.has(event.id));
     const through = missing === -1 ? events.at(-1)!.position : missing === 0 ? position : events[missing - 1]!.position;
