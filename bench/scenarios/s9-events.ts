@@ -33,7 +33,7 @@ export const events: Scenario = {
   description:
     `Concord on PostgreSQL publishing every change event to a JetStream stream (a nats-server of the benchmark's own, NATS_URL); a JetStream consumer in the harness. ` +
     `One writer paced at ${PACED_RATE} updates/s (10 s, one event per update): event lag is from the update's acknowledgement reaching its writer to its event reaching the consumer, ` +
-    `matched by the document's seq, on the machine's monotonic clock; the acknowledgements of the same phase beside S2's (which ran without events). ` +
+    `matched by the document's seq, on the machine's monotonic clock; the acknowledgements of the same phase, to read beside S2's paced ones (S2 writes the events but publishes none). ` +
     `Then ${MANY_WRITERS} writers at full speed (${WINDOW} edits in flight each, 10 s): events reaching the consumer per second. Bare Hocuspocus publishes nothing: only its acknowledgements are measured.`,
   rows: natsRows,
   async measure(run) {
