@@ -11,7 +11,7 @@ import type { EventWriter } from './writer.ts';
 
 /** The row of event_subscriptions that holds NATS's place in each tenant's feed. */
 const SUBSCRIPTION = 'nats';
-/** One instance at a time publishes a tenant's events; a dead one's lease lapses after this (renewed every batch). */
+/** One instance at a time publishes a tenant's events; a dead one's lease lapses after this (renewed every batch, and while one is published). */
 const LEASE_MS = 10_000;
 /** Events read and published per round (and per lease renewal). */
 const BATCH_EVENTS = 500;
