@@ -7,6 +7,9 @@ const optionalText = z
 const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
 const port = () => z.coerce.number<string | undefined>().int().min(0).max(65535);
 
+/** One NATS server or several, comma-separated: `nats://host:port` (or `host:port`). */
+const natsServers = /^(nats:\/\/)?[^\s,/@]+(,\s*(nats:\/\/)?[^\s,/@]+)*$/;
+
 /** Where the embedded database and the development secret live unless DATA_DIR says otherwise. */
 export const DEFAULT_DATA_DIR = './data';
 
@@ -116,6 +119,16 @@ const environment = z.object({
   WEBHOOK_DISABLE_AFTER: positiveInt(10),
   /** Past this many pending deliveries an endpoint gets no new ones until some are done (a dead receiver does not grow the log without bound). */
   WEBHOOK_MAX_PENDING: positiveInt(1000),
+  // NATS JetStream (src/events/nats.ts, docs/nats.md).
+  /** NATS servers to publish every change event to (`nats://host:4222`, several comma-separated); unset: no NATS. */
+  NATS_URL: optionalText.pipe(z.string().regex(natsServers, 'nats://host:port, several comma-separated').optional()),
+  /** NATS user and password, when the server asks for them (set both). */
+  NATS_USER: optionalText,
+  NATS_PASSWORD: optionalText,
+  /** NATS token, when the server authenticates by token (instead of NATS_USER and NATS_PASSWORD). */
+  NATS_TOKEN: optionalText,
+  /** The JetStream stream events go to; created over `concord.>` when missing. */
+  NATS_STREAM: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'letters, digits, "_" or "-", at most 64').default('concord'),
 });
 
 export type Config = z.infer<typeof environment>;
@@ -152,6 +165,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   if (config.SOCKET_BYTE_BURST < config.MAX_MESSAGE_BYTES) {
     throw new ConfigError('SOCKET_BYTE_BURST must be at least MAX_MESSAGE_BYTES (a socket must be able to send one largest message)');
+  }
+  if (!config.NATS_USER !== !config.NATS_PASSWORD) {
+    throw new ConfigError('set NATS_USER and NATS_PASSWORD together');
+  }
+  if (config.NATS_TOKEN && config.NATS_USER) {
+    throw new ConfigError('set NATS_TOKEN or NATS_USER and NATS_PASSWORD, not both');
   }
   if (config.AUTH_JWT_SECRET && config.AUTH_JWT_SECRET.length < 32) {
     throw new ConfigError('AUTH_JWT_SECRET must be at least 32 characters');

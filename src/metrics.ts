@@ -75,6 +75,18 @@ export function createMetrics() {
       registers,
     }),
     refusals: new Counter({ name: 'concord_refusals_total', help: 'Refused connections, messages and requests, by code', labelNames: ['code'] as const, registers }),
+    natsPublished: new Counter({
+      name: 'concord_nats_published_total',
+      help: 'Change events JetStream acknowledged, by result (stored, or duplicate: dropped as a repeat of its Nats-Msg-Id)',
+      labelNames: ['result'] as const,
+      registers,
+    }),
+    natsLag: new Histogram({
+      name: 'concord_nats_lag_seconds',
+      help: 'From the update an event describes arriving to JetStream acknowledging the event',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+      registers,
+    }),
   };
 }
 

@@ -37,6 +37,8 @@ import { documentEventRoutes, eventRoutes } from './http/events.ts';
 import { historyRetention } from './history/retention.ts';
 import { WebhookDispatcher } from './webhooks/dispatcher.ts';
 import { WebhookEndpoints } from './webhooks/endpoints.ts';
+import { NatsPublisher } from './events/nats.ts';
+import { tenantsBehind } from './db/subscriptions.ts';
 import { HistoryService } from './history/service.ts';
 import { Versions } from './history/versions.ts';
 import { connectRedis, instanceIdentity, watchResponsiveness } from './cluster/redis.ts';
@@ -96,6 +98,21 @@ export async function createConcord(config: Config, log: Logger) {
   const beacon = redis && new UnloggedBeacon(redis, instance, () => updateLog.pendingDocuments(), log);
   // What is done here with content other instances relayed or logged (see ClusterFollower).
   const cluster = beacon && { follower: new LogFollower(store, beacon, log, metrics), rows: new RelayedRows(postgresDocuments, updateLog, log, metrics) };
+  // Every change event also goes to JetStream when NATS_URL is set (one instance per tenant at a time).
+  const nats = config.NATS_URL
+    ? new NatsPublisher({
+        servers: config.NATS_URL.split(',').map((server) => server.trim()),
+        credentials: { user: config.NATS_USER, pass: config.NATS_PASSWORD, token: config.NATS_TOKEN },
+        stream: config.NATS_STREAM,
+        db,
+        tenantsBehind: () => asOwner(config, db, log, (owner) => owner.ownerTransaction((sql) => tenantsBehind(sql, 'nats'))),
+        writer: events,
+        instance,
+        pollMs: config.EVENTS_POLL_MS,
+        log,
+        metrics,
+      })
+    : null;
   const presence = new Presence({
     instance,
     idleMs: config.PRESENCE_IDLE_MS,
@@ -160,6 +177,7 @@ export async function createConcord(config: Config, log: Logger) {
           await redis.ping();
         },
       }),
+      ...(nats && { nats: () => nats.check() }),
     },
     api: authenticatedApi(verify, [
       ['/documents', documentRoutes(documents, presence, config.MAX_MESSAGE_BYTES)],
@@ -196,6 +214,7 @@ export async function createConcord(config: Config, log: Logger) {
       retention?.start();
       eventsPruning.start();
       webhooks.start();
+      nats?.start();
       return { address, metricsAddress };
     },
 
@@ -220,6 +239,7 @@ export async function createConcord(config: Config, log: Logger) {
       redis?.disconnect();
       await checkpointer.close();
       await webhooks.stop();
+      await nats?.close();
       await db.close();
     },
   };

@@ -7,6 +7,7 @@ import { acrossInstances } from './s5-across-instances.ts';
 import { history } from './s6-history.ts';
 import { idle } from './s7-idle.ts';
 import { documentSize } from './s8-document-size.ts';
+import { events } from './s9-events.ts';
 
 /** Every scenario, in the order they run. */
-export const scenarios: Scenario[] = [fanOut, acknowledged, manyDocuments, awareness, acrossInstances, history, idle, documentSize];
+export const scenarios: Scenario[] = [fanOut, acknowledged, manyDocuments, awareness, acrossInstances, history, idle, documentSize, events];
