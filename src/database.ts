@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import type { Config } from './config.ts';
 import { connectPostgres } from './db/connect.ts';
-import type { Database } from './db/database.ts';
+import type { Database, OwnerDatabase } from './db/database.ts';
 import { migrate } from './db/migrate.ts';
 import { createPgliteDatabase } from './db/pglite.ts';
 import type { PruneTarget } from './history/retention.ts';
@@ -33,6 +33,28 @@ export async function asOwner<T>(config: Config, db: Database, log: Logger, work
   } finally {
     await owner.close();
   }
+}
+
+/**
+ * The owner role's database kept for the server's life: MIGRATION_DATABASE_URL's,
+ * connected at first use (a failed connection is tried again at the next), or
+ * `db`'s own role when none is set.
+ */
+export function ownerDatabase(config: Config, db: Database, log: Logger): OwnerDatabase {
+  if (!config.MIGRATION_DATABASE_URL) return { transaction: (work) => db.ownerTransaction(work), close: async () => {} };
+  const url = config.MIGRATION_DATABASE_URL;
+  let owner: Promise<Database> | null = null;
+  const connected = () => {
+    owner ??= connectPostgres(url, 'MIGRATION_DATABASE_URL', log, config.DATABASE_WAIT_MS);
+    owner.catch(() => (owner = null));
+    return owner;
+  };
+  return {
+    transaction: async (work) => (await connected()).ownerTransaction(work),
+    close: async () => {
+      await owner?.then((database) => database.close(), () => {});
+    },
+  };
 }
 
 /** Applies pending migrations, as the migration role when one is configured. */

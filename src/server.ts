@@ -9,7 +9,7 @@ import { resolveTokenKey } from './auth/keys.ts';
 import { createTokenVerifier } from './auth/tokens.ts';
 import type { Config } from './config.ts';
 import { refuseRlsBypassingLogin } from './db/login-role.ts';
-import { asOwner, migrateSchema, openDatabase, pruneTarget } from './database.ts';
+import { migrateSchema, openDatabase, ownerDatabase, pruneTarget } from './database.ts';
 import { createHttpApp, createMetricsApp } from './http/app.ts';
 import { listenOn, type Bind } from './http/bind.ts';
 import { adminPage } from './http/admin-page.ts';
@@ -74,7 +74,9 @@ export async function createConcord(config: Config, log: Logger) {
   const events = new EventWriter();
   const pipeline = new CommitPipeline({ writers: [new AuditTrail(config.AUDIT_TEXT_BURST_MS), new TableWriter(), events], log, metrics });
   const feed = new EventFeed({ db, writer: events, pollMs: config.EVENTS_POLL_MS, maxWaitingPerTenant: config.EVENTS_MAX_WAITING_PER_TENANT });
-  const eventsPruning = eventRetention((work) => asOwner(config, db, log, work), config.EVENTS_RETENTION_DAYS, log);
+  // Work across tenants (pruning events, finding what waits to be pushed) runs as the owner role.
+  const owner = ownerDatabase(config, db, log);
+  const eventsPruning = eventRetention(owner, config.EVENTS_RETENTION_DAYS, log);
   const clientOwners = new ClientOwners(postgresDocuments, log);
   const updateLog = new UpdateLog({
     storage,
@@ -105,7 +107,7 @@ export async function createConcord(config: Config, log: Logger) {
         credentials: { user: config.NATS_USER, pass: config.NATS_PASSWORD, token: config.NATS_TOKEN },
         stream: config.NATS_STREAM,
         db,
-        tenantsBehind: () => asOwner(config, db, log, (owner) => owner.ownerTransaction((sql) => tenantsBehind(sql, 'nats'))),
+        tenantsBehind: () => owner.transaction((sql) => tenantsBehind(sql, 'nats')),
         writer: events,
         instance,
         pollMs: config.EVENTS_POLL_MS,
@@ -155,7 +157,7 @@ export async function createConcord(config: Config, log: Logger) {
   const postgresHistory = new PostgresHistory(db);
   const history = new HistoryService(postgresHistory, new Versions(storage, postgresHistory, checkpointer, log, config.HISTORY_REPLICAS), documents, metrics);
   // Pushes committed events to the tenants' webhook endpoints (the feed's commits wake it).
-  const webhooks = new WebhookDispatcher({ db, events, instance, settings: config, log, metrics });
+  const webhooks = new WebhookDispatcher({ db, owner, events, instance, settings: config, log, metrics });
 
   const refreshGauges = () => {
     metrics.openConnections.set(hocuspocus.getConnectionsCount());
@@ -240,6 +242,7 @@ export async function createConcord(config: Config, log: Logger) {
       await checkpointer.close();
       await webhooks.stop();
       await nats?.close();
+      await owner.close();
       await db.close();
     },
   };

@@ -19,6 +19,12 @@ export interface Database {
   close(): Promise<void>;
 }
 
+/** Transactions as the owner role, for maintenance across tenants (pruning events, finding the tenants events wait to be pushed for). */
+export interface OwnerDatabase {
+  transaction<T>(work: (sql: Sql) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
 /**
  * Thrown when the connection failed while COMMIT was in flight: the
  * transaction may or may not have landed, and the caller must find out.

@@ -1,4 +1,4 @@
-import type { Database } from '../db/database.ts';
+import type { OwnerDatabase } from '../db/database.ts';
 import { pruneEventsBefore } from '../db/events.ts';
 import type { Logger } from '../log.ts';
 import { Periodic, RETENTION_EVERY_MS, retentionCutoff } from '../maintenance.ts';
@@ -9,10 +9,10 @@ import { Periodic, RETENTION_EVERY_MS, retentionCutoff } from '../maintenance.ts
  * feed remembers how far it was pruned, so an older cursor is refused
  * (`cursor-expired`) instead of silently missing events.
  */
-export function eventRetention(asOwner: <T>(work: (owner: Database) => Promise<T>) => Promise<T>, days: number, log: Logger): Periodic {
+export function eventRetention(owner: OwnerDatabase, days: number, log: Logger): Periodic {
   return new Periodic(RETENTION_EVERY_MS, async () => {
     try {
-      const deleted = await asOwner((owner) => owner.ownerTransaction((sql) => pruneEventsBefore(sql, retentionCutoff(days))));
+      const deleted = await owner.transaction((sql) => pruneEventsBefore(sql, retentionCutoff(days)));
       if (deleted > 0) log.info({ code: 'events-retention', days, deleted }, 'pruned old change events');
     } catch (error) {
       log.error({ err: error, code: 'events-prune-failed' }, 'pruning old change events failed; retrying in an hour');

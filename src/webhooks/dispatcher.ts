@@ -2,8 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { EventEmitter } from 'node:events';
 import { Webhook } from 'standardwebhooks';
 import type { Config } from '../config.ts';
-import { connectPostgres } from '../db/connect.ts';
-import type { Database, Sql } from '../db/database.ts';
+import type { Database, OwnerDatabase, Sql } from '../db/database.ts';
 import { feedState, readEvents } from '../db/events.ts';
 import { advanceSubscription, leaseSubscription, releaseSubscription } from '../db/subscriptions.ts';
 import {
@@ -51,12 +50,12 @@ export type WebhookSettings = Pick<
   | 'WEBHOOK_DISABLE_AFTER'
   | 'WEBHOOK_MAX_PENDING'
   | 'EVENTS_RETENTION_DAYS'
-  | 'MIGRATION_DATABASE_URL'
-  | 'DATABASE_WAIT_MS'
 >;
 
 export interface DispatcherOptions {
   db: Database;
+  /** For the poll across tenants and pruning the log. */
+  owner: OwnerDatabase;
   /** Emits `committed` with the tenant after each commit that wrote events. */
   events: EventEmitter<EventWriterEvents>;
   /** This instance's name: the owner of the leases it takes. */
@@ -86,7 +85,6 @@ export class WebhookDispatcher {
   private readonly endpointsOf = new Map<string, { ids: string[]; listedAt: number }>();
   /** Tenants whose endpoints are being listed after a commit, and whether another commit came meanwhile. */
   private readonly listing = new Map<string, boolean>();
-  private owner: Promise<{ db: Database; close(): Promise<void> }> | null = null;
   /** The delivery log is kept as long as the events it names (EVENTS_RETENTION_DAYS). */
   private readonly logPruning = new Periodic(RETENTION_EVERY_MS, () => this.pruneLog());
   private timer: NodeJS.Timeout | undefined;
@@ -110,24 +108,11 @@ export class WebhookDispatcher {
     clearInterval(this.timer);
     this.options.events.off('committed', this.onCommitted);
     await Promise.all([this.logPruning.stop(), ...[...this.workers.values()].map((worker) => worker.stop())]);
-    await this.owner?.then((owner) => owner.close(), () => {});
-  }
-
-  /** The owner role's database for work across tenants: MIGRATION_DATABASE_URL's (opened once, kept open) when set, else the runtime one's. */
-  private ownerDatabase(): Promise<Database> {
-    const { db, settings, log } = this.options;
-    this.owner ??= settings.MIGRATION_DATABASE_URL
-      ? connectPostgres(settings.MIGRATION_DATABASE_URL, 'MIGRATION_DATABASE_URL', log, settings.DATABASE_WAIT_MS).then((owner) => ({ db: owner, close: () => owner.close() }))
-      : Promise.resolve({ db, close: async () => {} });
-    // A failed connection is tried again next time.
-    this.owner.catch(() => (this.owner = null));
-    return this.owner.then((owner) => owner.db);
   }
 
   private async pruneLog(): Promise<void> {
     try {
-      const owner = await this.ownerDatabase();
-      const deleted = await owner.ownerTransaction((sql) => pruneDeliveriesBefore(sql, retentionCutoff(this.options.settings.EVENTS_RETENTION_DAYS)));
+      const deleted = await this.options.owner.transaction((sql) => pruneDeliveriesBefore(sql, retentionCutoff(this.options.settings.EVENTS_RETENTION_DAYS)));
       if (deleted > 0) this.options.log.info({ code: 'webhook-log-retention', deleted }, 'pruned old webhook deliveries from the log');
     } catch (error) {
       this.options.log.error({ err: error, code: 'webhook-log-prune-failed' }, 'pruning the webhook delivery log failed; retrying in an hour');
@@ -161,9 +146,8 @@ export class WebhookDispatcher {
     this.polling = true;
     for (const [tenant, { listedAt }] of this.endpointsOf) if (Date.now() - listedAt >= this.options.settings.EVENTS_POLL_MS) this.endpointsOf.delete(tenant);
     try {
-      const owner = await this.ownerDatabase();
       const { instance, settings } = this.options;
-      const endpoints = await owner.ownerTransaction((sql) => endpointsWithWork(sql, instance, settings.WEBHOOK_MAX_PENDING));
+      const endpoints = await this.options.owner.transaction((sql) => endpointsWithWork(sql, instance, settings.WEBHOOK_MAX_PENDING));
       for (const { tenant_id, id } of endpoints) this.work(tenant_id, id);
     } catch (error) {
       this.options.log.warn({ err: error, code: 'webhook-poll-failed' }, 'looking for webhook work failed; trying again');

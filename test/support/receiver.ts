@@ -22,6 +22,8 @@ export type Answer = (request: { index: number; events: ChangeEvent[] }) => numb
 export class Receiver {
   readonly requests: ReceivedRequest[] = [];
   answer: Answer;
+  /** Told of each request's events as it arrives, before it is answered (the benchmark times arrivals). */
+  onEvents: (events: ChangeEvent[]) => void = () => {};
   port = 0;
   private server: Server | undefined;
 
@@ -45,6 +47,7 @@ export class Receiver {
       request.on('end', () => {
         const body = Buffer.concat(chunks).toString('utf8');
         const events = (JSON.parse(body) as { events: ChangeEvent[] }).events;
+        this.onEvents(events);
         const answer = this.answer({ index: this.requests.length, events });
         const { status, headers = {}, delayMs = 0 } = typeof answer === 'number' ? { status: answer } : answer;
         setTimeout(() => {
