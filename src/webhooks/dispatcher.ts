@@ -35,6 +35,12 @@ import { sendOnce, type Attempt } from './sender.ts';
 export const MAX_EVENTS_PER_DELIVERY = 100;
 /** Most events read from the feed in one claim. */
 const CLAIM_EVENTS = 1000;
+/**
+ * While requests are under way, new events are claimed at most this often: a
+ * busy document's events then gather into fewer, larger deliveries instead of
+ * a queue of small ones sent one after another (an idle endpoint claims at once).
+ */
+const BUSY_CLAIM_INTERVAL_MS = 100;
 /** A subscription lease: renewed every third of it while its worker runs; after a crash another instance waits at most this long. */
 const LEASE_MS = 15_000;
 /** Each retry waits its scheduled delay less up to this fraction (jitter: retries of many deliveries spread out). */
@@ -191,6 +197,9 @@ class EndpointWorker {
   private stopping = false;
   private leaseLost = false;
   private running: Promise<void> | null = null;
+  private lastClaimAt = 0;
+  /** Waiting out BUSY_CLAIM_INTERVAL_MS: commits do not wake it, ended requests do. */
+  private claimsPutOff = false;
 
   constructor(tenant: string, endpointId: string, options: DispatcherOptions) {
     this.tenant = tenant;
@@ -204,7 +213,14 @@ class EndpointWorker {
     return this.ended && this.woken;
   }
 
+  /** New events (a commit, a poll): claimed at once, or with the next claim when claims are put off. */
   wake(): void {
+    this.woken = true;
+    if (!this.claimsPutOff) this.resolveWake?.();
+  }
+
+  /** A request ended, or the work must stop: go on at once. */
+  private resume(): void {
     this.woken = true;
     this.resolveWake?.();
   }
@@ -219,7 +235,7 @@ class EndpointWorker {
   async stop(): Promise<void> {
     this.stopping = true;
     this.shutdown.abort();
-    this.wake();
+    this.resume();
     await this.running;
   }
 
@@ -239,11 +255,12 @@ class EndpointWorker {
         const endpoint = await this.transaction((sql) => endpointById(sql, this.endpointId));
         removed = endpoint === null;
         if (this.stopping || this.leaseLost || !endpoint?.enabled) break;
-        const claimed = await this.claim(endpoint);
+        const claimNow = this.inFlight.size === 0 || Date.now() - this.lastClaimAt >= BUSY_CLAIM_INTERVAL_MS;
+        const claimed = claimNow ? await this.claim(endpoint) : 0;
         const started = this.leaseLost ? 0 : await this.sendDue(endpoint);
         if (claimed > 0 || started > 0) continue;
         if (this.inFlight.size === 0 && !this.woken) break;
-        await this.nextWake();
+        await this.nextWake(claimNow ? undefined : BUSY_CLAIM_INTERVAL_MS - (Date.now() - this.lastClaimAt));
       }
     } finally {
       clearInterval(renewal);
@@ -254,16 +271,30 @@ class EndpointWorker {
     }
   }
 
-  private nextWake(): Promise<void> {
-    if (this.woken) return Promise.resolve();
-    return new Promise<void>((resolve) => (this.resolveWake = resolve)).then(() => void (this.resolveWake = null));
+  /**
+   * Resolves when woken; with `ms` (claims put off), when a request ends or
+   * after `ms`, whichever is first, however many commits come meanwhile.
+   */
+  private nextWake(ms?: number): Promise<void> {
+    this.claimsPutOff = ms !== undefined;
+    if (this.woken && !this.claimsPutOff) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = ms === undefined ? undefined : setTimeout(resolve, Math.max(0, ms));
+      this.resolveWake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    }).then(() => {
+      this.resolveWake = null;
+      this.claimsPutOff = false;
+    });
   }
 
   private async renew(): Promise<void> {
     const position = await this.transaction((sql) => leaseSubscription(sql, this.subscription, this.options.instance, LEASE_MS)).catch(() => undefined);
     if (position === null) {
       this.leaseLost = true;
-      this.wake();
+      this.resume();
     }
   }
 
@@ -276,6 +307,7 @@ class EndpointWorker {
   private claim(endpoint: EndpointRow): Promise<number> {
     const { instance, settings } = this.options;
     return this.transaction(async (sql) => {
+      this.lastClaimAt = Date.now();
       const position = await lockSubscription(sql, this.subscription, instance);
       if (position === null) {
         this.leaseLost = true;
@@ -306,7 +338,7 @@ class EndpointWorker {
         )
         .finally(() => {
           this.inFlight.delete(delivery.name);
-          this.wake();
+          this.resume();
         });
       this.inFlight.set(delivery.name, request);
     }
@@ -343,7 +375,7 @@ class EndpointWorker {
     log.warn({ ...where, error: dead.error }, 'webhook delivery dead-lettered');
     if (!enabled) {
       log.warn({ ...where, code: 'webhook-disabled' }, `webhook endpoint disabled: ${settings.WEBHOOK_DISABLE_AFTER} deliveries in a row dead-lettered; a replay enables it`);
-      this.wake();
+      this.resume();
     }
   }
 
