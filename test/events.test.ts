@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
 import type { ChangeEvent } from '../src/events/event.ts';
 import { acknowledged, connect, synced, waitFor } from './support/clients.ts';
-import { addComment, api } from './support/documents.ts';
+import { addComment, api, typeInto } from './support/documents.ts';
 import { loggedUpdates, rowsOf } from './support/inspect.ts';
 import { sharedServer } from './support/shared-server.ts';
 import { token } from './support/tokens.ts';
@@ -98,6 +98,24 @@ describe('change events', () => {
     const activity = await api(shared.server.httpUrl, await token({ sub: 'vic', role: 'viewer' }), 'GET', '/api/documents/quote/events-1/events?limit=1000');
     expect(activity.status).toBe(200);
     expect(activity.body.events.map((event: ChangeEvent) => event.id)).toEqual(events.map((event) => event.id));
+  });
+
+  it('updates of one author committed together share one covering event: its seq range, the text from before the first to after the last', async () => {
+    const name = 'acme/quote/events-typing';
+    const { next } = await allEvents();
+    const typist = await open(name, 'tess');
+    typeInto(typist.doc.getText('notes'), 0, 'typed fast, one keystroke per update');
+    await acknowledged(typist);
+    const { events } = await allEvents('&document=quote/events-typing', next);
+    const logged = await loggedUpdates(shared.db, 'acme', name);
+    const covering = events.filter((event) => COVERING.has(event.type));
+    // Every update is covered once, in order, whatever the commits grouped.
+    const covered = covering.flatMap(({ seq: [first, last] }) => Array.from({ length: last - first + 1 }, (_, at) => first + at));
+    expect(covered).toEqual(logged.map((row) => row.seq));
+    const notes = covering.map((event) => (event.data as any).changes.find((change: any) => change.field === 'notes'));
+    expect(notes[0].old).toBe('');
+    expect(notes.at(-1).new).toBe('typed fast, one keystroke per update');
+    for (let at = 1; at < notes.length; at += 1) expect(notes[at].old).toBe(notes[at - 1].new);
   });
 
   it('long-polls until an event commits, streams as Server-Sent Events resumable from Last-Event-ID', async () => {

@@ -35,7 +35,7 @@ async function project(db: Database, tenant: string): Promise<void> {
         insertFieldChanges([
           { name: document.name, seq: 1, first_seq: 1, entity: kind, entity_id: 'p1', field: 'title', action: 'update', old_value: null, new_value: 'x', user_id: 'u1', changed_at: new Date().toISOString() },
         ])!,
-        insertEvents([{ id: randomUUID(), type: 'document.created', name: document.name, seq: 1, actor: 'u1', origin: 'client', occurredAt: new Date(), data: {} }])!,
+        insertEvents([{ id: randomUUID(), type: 'document.created', name: document.name, seqFirst: 1, seqLast: 1, actor: 'u1', origin: 'client', occurredAt: new Date(), data: {} }])!,
       ]);
       await leaseSubscription(sql, 'nats', 'instance-1', 10_000);
     });

@@ -170,7 +170,7 @@ async function measureWebhooks(run: RunContext): Promise<Measured> {
 
 /** What a consumer (a webhook receiver, a JetStream consumer) got: when each event first arrived, on the monotonic clock the load processes share. */
 class Arrivals {
-  /** `<document>#<seq>` of each event to its first arrival. */
+  /** `<document>#<seq>` of each update an event covers to that event's first arrival. */
   readonly receivedAt = new Map<string, number>();
   readonly arrivals: number[] = [];
   received = 0;
@@ -189,8 +189,10 @@ class Arrivals {
       this.ids.add(event.id);
       this.received += 1;
       this.arrivals.push(at);
-      const key = `${event.document.name}#${event.seq[0]}`;
-      if (!this.receivedAt.has(key)) this.receivedAt.set(key, at);
+      for (let seq = event.seq[0]; seq <= event.seq[1]; seq += 1) {
+        const key = `${event.document.name}#${seq}`;
+        if (!this.receivedAt.has(key)) this.receivedAt.set(key, at);
+      }
     }
   }
 

@@ -8,7 +8,9 @@ export interface NewEventRow {
   id: string;
   type: string;
   name: string;
-  seq: number;
+  /** The document updates it covers. */
+  seqFirst: number;
+  seqLast: number;
   actor: string;
   origin: UpdateOrigin;
   occurredAt: Date;
@@ -41,7 +43,7 @@ export function insertEvents(events: NewEventRow[]): Statement | null {
   return {
     text: `WITH new_events AS (
        SELECT * FROM jsonb_to_recordset($1::jsonb) AS e(
-         id uuid, type text, name text, seq bigint, actor text, origin text, occurred_at timestamptz, data jsonb, ord bigint)
+         id uuid, type text, name text, seq_first bigint, seq_last bigint, actor text, origin text, occurred_at timestamptz, data jsonb, ord bigint)
      ),
      feed AS (
        INSERT INTO event_feeds AS f (tenant_id, last_position) VALUES (current_tenant(), $2)
@@ -49,7 +51,7 @@ export function insertEvents(events: NewEventRow[]): Statement | null {
        RETURNING last_position
      )
      INSERT INTO change_events (tenant_id, position, id, type, name, seq_first, seq_last, actor, origin, occurred_at, data)
-     SELECT current_tenant(), feed.last_position - $2 + e.ord, e.id, e.type, e.name, e.seq, e.seq, e.actor, e.origin, e.occurred_at, e.data
+     SELECT current_tenant(), feed.last_position - $2 + e.ord, e.id, e.type, e.name, e.seq_first, e.seq_last, e.actor, e.origin, e.occurred_at, e.data
      FROM new_events e CROSS JOIN feed
      RETURNING position`,
     params: [
@@ -59,7 +61,8 @@ export function insertEvents(events: NewEventRow[]): Statement | null {
           id: event.id,
           type: event.type,
           name: event.name,
-          seq: event.seq,
+          seq_first: event.seqFirst,
+          seq_last: event.seqLast,
           actor: event.actor,
           origin: event.origin,
           occurred_at: event.occurredAt.toISOString(),

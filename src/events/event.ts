@@ -42,44 +42,88 @@ export interface NewEvent extends NewEventRow {
 }
 
 /**
- * The events of one committed update. Every update that changed something
- * gets exactly one event that covers it and carries its field changes (as in
+ * The events of a commit's updates. Every update that changed something is
+ * covered by exactly one event that carries its field changes (as in
  * `field_changes`): `document.restored` for a restore, `document.created` for
- * a document's first update, `document.changed` otherwise. What it did that
- * other systems wait for follows, under the same seq: `status.changed`,
+ * a document's first update, `document.changed` otherwise. Consecutive
+ * updates of one document by one author in one commit (typing at full speed)
+ * share that event, its `seq` their range and its changes merged per field
+ * (the old value before the first, the new after the last): a keystroke's
+ * event would otherwise carry the whole text twice. What an update did that
+ * other systems wait for follows under its own seq: `status.changed`,
  * `comment.added`, `comment.resolved`, one `comment.mentioned` per newly
  * mentioned user.
  */
-export function eventsOf({ update, seq, changes }: TrackedEntry): NewEvent[] {
-  const { fieldChanges } = changes;
-  if (fieldChanges.length === 0 && seq !== 1) return [];
-  const event = (type: EventType, data: Json): NewEvent => ({
+export function eventsOf(entries: TrackedEntry[]): NewEvent[] {
+  const events: NewEvent[] = [];
+  for (const updates of Map.groupBy(entries, (entry) => entry.update.document.name).values()) {
+    let run: TrackedEntry[] = [];
+    for (const entry of updates) {
+      if (run.length > 0 && !continues(run.at(-1)!, entry)) {
+        events.push(...eventsOfRun(run));
+        run = [];
+      }
+      run.push(entry);
+    }
+    events.push(...eventsOfRun(run));
+  }
+  return events;
+}
+
+/** Whether `next` joins the event of `previous`: the next update, by the same author, the same way (a restore stands alone). */
+function continues(previous: TrackedEntry, next: TrackedEntry): boolean {
+  const [a, b] = [previous.update, next.update];
+  return next.seq === previous.seq + 1 && a.userId === b.userId && a.origin === b.origin && b.origin !== 'restore';
+}
+
+function eventsOfRun(run: TrackedEntry[]): NewEvent[] {
+  const first = run[0]!;
+  const last = run.at(-1)!;
+  if (first.seq !== 1 && run.every((entry) => entry.changes.fieldChanges.length === 0)) return [];
+  const { update } = first;
+  const event = (type: EventType, data: Json, seqFirst = first.seq, seqLast = last.seq): NewEvent => ({
     id: randomUUID(),
     type,
     name: update.document.name,
-    seq,
+    seqFirst,
+    seqLast,
     actor: update.userId,
     origin: update.origin,
-    occurredAt: update.receivedAt,
+    occurredAt: last.update.receivedAt,
     data,
   });
-  const listed = fieldChanges.map(asChange);
+  const changes = mergedChanges(run.flatMap((entry) => entry.changes.fieldChanges));
   const events = [
     update.origin === 'restore'
-      ? event('document.restored', { version: update.restoredFrom ?? null, changes: listed })
-      : seq === 1
-        ? event('document.created', { changes: listed })
-        : event('document.changed', { changes: listed }),
+      ? event('document.restored', { version: update.restoredFrom ?? null, changes })
+      : first.seq === 1
+        ? event('document.created', { changes })
+        : event('document.changed', { changes }),
   ];
   const header = kindOf(update.document.kind).layout.header.entity;
-  for (const change of fieldChanges) {
-    if (change.entity === header && change.field === 'status') {
-      events.push(event('status.changed', { from: change.oldValue, to: change.newValue }));
-    } else if (change.entity === 'comment') {
-      events.push(...commentEvents(change, changes.memberNow('comments', change.entityId), event));
+  for (const { seq, changes } of run) {
+    const own = (type: EventType, data: Json) => event(type, data, seq, seq);
+    for (const change of changes.fieldChanges) {
+      if (change.entity === header && change.field === 'status') {
+        events.push(own('status.changed', { from: change.oldValue, to: change.newValue }));
+      } else if (change.entity === 'comment') {
+        events.push(...commentEvents(change, changes.memberNow('comments', change.entityId), own));
+      }
     }
   }
   return events;
+}
+
+/** One change per field: the old value before the first change, the action and the new value of the last (a member created then changed stays created). */
+function mergedChanges(changes: FieldChange[]): Json[] {
+  const merged = new Map<string, { entity: string; entityId: string | null; field: string; action: FieldChange['action']; old: Json; new: Json }>();
+  for (const change of changes) {
+    const key = JSON.stringify([change.entity, change.entityId, change.field]);
+    const earlier = merged.get(key);
+    const action = earlier?.action === 'create' && change.action !== 'delete' ? 'create' : change.action;
+    merged.set(key, { entity: change.entity, entityId: change.entityId, field: change.field, action, old: earlier ? earlier.old : change.oldValue, new: change.newValue });
+  }
+  return [...merged.values()];
 }
 
 function commentEvents(change: FieldChange, now: Record<string, Json> | null, event: (type: EventType, data: Json) => NewEvent): NewEvent[] {
@@ -100,10 +144,6 @@ function commentEvents(change: FieldChange, now: Record<string, Json> | null, ev
 
 function userIds(value: Json | undefined): string[] {
   return Array.isArray(value) ? [...new Set(value.filter((id): id is string => typeof id === 'string'))] : [];
-}
-
-function asChange(change: FieldChange): Json {
-  return { entity: change.entity, entityId: change.entityId, field: change.field, action: change.action, old: change.oldValue, new: change.newValue };
 }
 
 /** A stored event row in the envelope every consumer reads. */

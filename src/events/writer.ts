@@ -19,7 +19,7 @@ export class EventWriter extends EventEmitter<EventWriterEvents> implements Comm
   readonly essential = true;
 
   prepare(entries: TrackedEntry[]): PreparedWrite {
-    const insert = insertEvents(entries.flatMap(eventsOf));
+    const insert = insertEvents(eventsOf(entries));
     if (!insert) return { statements: [], committed: () => {} };
     const tenant = entries[0]!.update.document.tenant;
     return { statements: [insert], committed: () => this.emit('committed', tenant) };
