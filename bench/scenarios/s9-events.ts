@@ -61,13 +61,7 @@ async function measureNats(run: RunContext): Promise<Measured> {
   const nats = run.kind === 'concord' ? await new NatsProcess().start() : null;
   try {
     if (nats) await deployment.restart('events published to NATS', { NATS_URL: nats.url, EVENTS_POLL_MS: '1000' });
-    const pool = run.load(2);
-    const many = Array.from({ length: MANY_WRITERS }, (_, i) => `s9-many-${i}`);
-    await pool.open([
-      ...editors(deployment, 's9-paced', 1, { prefix: 'paced', group: 'paced', record: false }),
-      ...many.flatMap((document, i) => editors(deployment, document, 1, { prefix: `many-${i}`, group: 'many', record: false })),
-    ]);
-    const paced = { paced: { editsPerSecond: PACED_RATE, timeAcks: true } };
+    const pool = await writers(run, deployment);
     await runPhase(deployment, pool, paced, warmUp);
     const consumer = nats && (await EventConsumer.start(nats.url));
     const firstSeq = nats ? (await documentVersion(deployment, 's9-paced')) + 1 : 0;
@@ -122,13 +116,7 @@ async function measureWebhooks(run: RunContext): Promise<Measured> {
       if (registered.status !== 201) throw new Error(`registering the webhook failed: ${registered.status} ${JSON.stringify(registered.body)}`);
       receiver.onEvents = (events) => arrivals.record(events);
     }
-    const pool = run.load(2);
-    const many = Array.from({ length: MANY_WRITERS }, (_, i) => `s9-many-${i}`);
-    await pool.open([
-      ...editors(deployment, 's9-paced', 1, { prefix: 'paced', group: 'paced', record: false }),
-      ...many.flatMap((document, i) => editors(deployment, document, 1, { prefix: `many-${i}`, group: 'many', record: false })),
-    ]);
-    const paced = { paced: { editsPerSecond: PACED_RATE, timeAcks: true } };
+    const pool = await writers(run, deployment);
     await runPhase(deployment, pool, paced, warmUp);
     const firstSeq = receiver ? (await documentVersion(deployment, 's9-paced')) + 1 : 0;
     const pacedOutcome = await runPhase(deployment, pool, paced, seconds);
@@ -203,6 +191,19 @@ class Arrivals {
   caughtUp(count: number): Promise<unknown> {
     return waitFor(`${count} events arrived`, () => this.received >= count, CATCH_UP_MS);
   }
+}
+
+const paced = { paced: { editsPerSecond: PACED_RATE, timeAcks: true } };
+
+/** The load of both halves: the paced writer in `s9-paced`, and MANY_WRITERS in quotes of their own. */
+async function writers(run: RunContext, deployment: Deployment) {
+  const pool = run.load(2);
+  const many = Array.from({ length: MANY_WRITERS }, (_, i) => `s9-many-${i}`);
+  await pool.open([
+    ...editors(deployment, 's9-paced', 1, { prefix: 'paced', group: 'paced', record: false }),
+    ...many.flatMap((document, i) => editors(deployment, document, 1, { prefix: `many-${i}`, group: 'many', record: false })),
+  ]);
+  return pool;
 }
 
 /** When each of the paced writer's edits in a phase was acknowledged: its n-th edit came back at sentAt + latency. */
