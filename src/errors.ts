@@ -20,6 +20,16 @@ export const errorCodes = {
   'bad-update': 400,
   /** A webhook URL on a loopback, private or other non-public address (unless WEBHOOK_ALLOW_PRIVATE), or one that does not resolve. */
   'bad-webhook-url': 400,
+  /** A write to a document's content while its status freezes it (only comments stay open; only admins reopen). */
+  'document-frozen': 409,
+  /** A status change the document's kind does not allow. */
+  'bad-transition': 409,
+  /** A write touching a target (line, section, field) another user holds a lock on. */
+  locked: 409,
+  /** A value that breaks the kind's layout (a string quantity, a duplicate line id, ...). */
+  'invalid-value': 400,
+  /** A field the tenant's field permissions reserve for a higher role. */
+  'field-not-allowed': 403,
   'not-found': 404,
   /** A past version whose updates retention deleted (HISTORY_RETENTION_DAYS). */
   pruned: 404,
@@ -37,16 +47,25 @@ export const errorCodes = {
 
 export type ErrorCode = keyof typeof errorCodes;
 
+/** What a refusal names besides its code and message: the fields a refused write touched, the lock and its holder. */
+export interface ErrorDetails {
+  fields?: string[];
+  target?: string;
+  holder?: { userId: string; name: string | null };
+}
+
 export class ConcordError extends Error {
   readonly code: ErrorCode;
   /** Read by Hocuspocus: the text the provider receives. */
   readonly reason: string;
+  readonly details: ErrorDetails;
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; details?: ErrorDetails }) {
     super(message, options);
     this.name = 'ConcordError';
     this.code = code;
     this.reason = code;
+    this.details = options?.details ?? {};
   }
 
   get status(): number {
@@ -62,7 +81,7 @@ export class ConcordError extends Error {
   }
 
   toJSON() {
-    return { code: this.code, message: this.message };
+    return { code: this.code, message: this.message, ...this.details };
   }
 }
 

@@ -51,6 +51,12 @@ export const invoice: DocumentKindModule<LineTotals> = {
     collections: { lines, comments: commentsOn(lines) },
   },
   tableCollection: 'lines',
+  // A draft is issued or voided; an issued invoice is paid or voided; a paid or void one only goes back (admins).
+  workflow: {
+    field: 'status',
+    transitions: { draft: ['issued', 'void'], issued: ['paid', 'void', 'draft'], paid: ['issued'], void: ['draft'] },
+    frozen: new Set(['issued', 'paid', 'void']),
+  },
 
   totals: lineTotals,
 

@@ -1,6 +1,7 @@
 import type { Layout, Member, Fields } from './layout.ts';
 import type { TableSpec } from '../db/tables.ts';
 import type { Json } from '../json.ts';
+import type { Workflow } from './workflow.ts';
 
 /** A document as read through its kind's layout (see projection/view.ts). */
 export interface DocumentView<Totals = unknown> {
@@ -20,6 +21,8 @@ export interface DocumentView<Totals = unknown> {
  */
 export interface DocumentKindModule<Totals = unknown> {
   layout: Layout;
+  /** Its statuses: allowed transitions, and the statuses that freeze the content. */
+  workflow: Workflow;
   /** The collection whose members get rows in `tables.members`. */
   tableCollection: string;
   tables: { header: TableSpec; members: TableSpec & { parentColumn: string } };

@@ -51,6 +51,18 @@ export const quote: DocumentKindModule<LineTotals> = {
     collections: { lines, comments: commentsOn(lines) },
   },
   tableCollection: 'lines',
+  // Only a sent quote expires; an accepted one is rejected only after an admin reopens it.
+  workflow: {
+    field: 'status',
+    transitions: {
+      draft: ['sent', 'accepted', 'rejected'],
+      sent: ['draft', 'accepted', 'rejected', 'expired'],
+      accepted: ['draft', 'sent'],
+      rejected: ['draft', 'sent'],
+      expired: ['draft', 'sent'],
+    },
+    frozen: new Set(['accepted', 'rejected', 'expired']),
+  },
 
   totals: lineTotals,
 

@@ -25,6 +25,12 @@ export const report: DocumentKindModule<null> = {
     collections: { sections, comments: commentsOn(sections) },
   },
   tableCollection: 'sections',
+  // A report is approved only after review.
+  workflow: {
+    field: 'status',
+    transitions: { draft: ['in_review'], in_review: ['draft', 'approved'], approved: ['in_review', 'draft'] },
+    frozen: new Set(['approved']),
+  },
 
   totals: { empty: () => null, add() {}, remove() {} },
 
