@@ -6,6 +6,13 @@
  * the browser), so the page shows what the `quotes` table will hold. The
  * connection, role and refusal handling is examples/shared/session.ts.
  *
+ * The page keeps to the server's rules where it can tell: a quote whose status
+ * freezes it (the kind's workflow) takes only comments and, from an admin, a
+ * reopening; a line someone else holds a lock on is not editable; the status
+ * offers only the changes the workflow allows; numbers out of range are not
+ * sent. What it cannot tell (field permissions, a lock taken a moment before)
+ * the server refuses, and the session says so.
+ *
  * Header fields and line cells are plain values in Y.Maps: the last write wins,
  * so an input is written when it is committed (change: Enter or leaving it),
  * not per keystroke. Notes are a Y.Text, edited character-wise.
@@ -16,7 +23,8 @@ import type { Json } from '../../src/json.ts';
 import { lineTotal } from '../../src/documents/priced-lines.ts';
 import { quote } from '../../src/documents/quote.ts';
 import { DocumentTracker } from '../../src/projection/tracker.ts';
-import { DocumentSession, element, othersPresent, showMessage, type Replica, type Role } from '../shared/session.ts';
+import { describeRefusal, DocumentSession, element, othersPresent, showMessage, type Refusal, type Replica, type Role } from '../shared/session.ts';
+import { Locks } from './locks.ts';
 import { bindText } from './text-binding.ts';
 
 /** The quote's JSON form (docs/documents.md). */
@@ -61,19 +69,23 @@ const threads = element('threads');
 const commentBody = element<HTMLTextAreaElement>('comment-body');
 const addComment = element<HTMLButtonElement>('add-comment');
 
-// Each header field gets a place for who is in it and a button for its comments.
+const workflow = quote.workflow!;
+
+// Each header field gets a place for who is in it, for its lock and a button for its comments.
 for (const field of document.querySelectorAll<HTMLElement>('.field[data-field]')) {
   const who = document.createElement('span');
   who.className = 'who';
+  const lock = document.createElement('span');
+  lock.className = 'lock';
   const comments = document.createElement('button');
   comments.type = 'button';
   comments.className = 'comment-on';
   comments.dataset.anchor = `field:${field.dataset.field}`;
-  field.append(who, comments);
+  field.append(who, lock, comments);
 }
 
 /** The quote the page is bound to: null between sessions and while a replica loads. */
-let bound: { replica: Replica; session: DocumentSession; quoteId: string; rows: Map<Y.Map<unknown>, HTMLTableRowElement> } | null = null;
+let bound: { replica: Replica; session: DocumentSession; quoteId: string; locks: Locks; rows: Map<Y.Map<unknown>, HTMLTableRowElement> } | null = null;
 let session: DocumentSession | undefined;
 /** Inputs with typing not yet committed: a remote change does not overwrite them. */
 const typing = new WeakSet<Element>();
@@ -85,14 +97,23 @@ form.addEventListener('submit', (event) => {
   // Handled here, never submitted: the token must not travel in a URL.
   event.preventDefault();
   const documentName = element<HTMLInputElement>('document').value.trim();
+  // Locks are the server's to tell, also before a replica is bound: kept per session.
+  let locks: Locks | undefined;
   session = DocumentSession.open({
     url: element<HTMLInputElement>('url').value.trim(),
     token: element<HTMLInputElement>('token').value.trim(),
     documentName,
     describeMode,
-    bind: (replica, opened) => bind(replica, opened, documentName.split('/')[2] ?? ''),
+    bind: (replica, opened) => bind(replica, opened, documentName.split('/')[2] ?? '', locks!),
     onPresence: () => renderPresence(),
+    onMessage: (message) => locks?.receive(message),
+    claimRefusal: (refusal) => {
+      if (!locks?.claim(refusal)) return false;
+      showMessage(`The server refused the lock on ${refusal.target}: ${describeRefusal(refusal)}.`);
+      return true;
+    },
   });
+  if (session) locks = new Locks(session.user.id, () => renderQuote());
 });
 element('reload').addEventListener('click', () => session?.reload());
 
@@ -102,14 +123,12 @@ function describeMode(role: Role): string {
   return `Read-only: your role (${role}) may read this quote but not change it or comment.`;
 }
 
-function bind(replica: Replica, opened: DocumentSession, quoteId: string): () => void {
+function bind(replica: Replica, opened: DocumentSession, quoteId: string, locks: Locks): () => void {
   const { doc } = replica;
-  bound = { replica, session: opened, quoteId, rows: new Map() };
-  const mayEdit = opened.mayEditContent;
-  for (const control of header.querySelectorAll<HTMLInputElement | HTMLSelectElement>('input, select')) control.disabled = !mayEdit;
-  element<HTMLButtonElement>('add-line').disabled = !mayEdit;
+  bound = { replica, session: opened, quoteId, locks, rows: new Map() };
   commentBody.disabled = addComment.disabled = !opened.mayComment;
-  const unbindNotes = bindText(notes, doc.getText('notes'), mayEdit);
+  const unbindNotes = bindText(notes, doc.getText('notes'), opened.mayEditContent);
+  locks.attach(replica.provider);
   opened.setPresence('status', 'viewing');
   const render = () => renderQuote();
   doc.on('update', render);
@@ -117,6 +136,7 @@ function bind(replica: Replica, opened: DocumentSession, quoteId: string): () =>
   render();
   return () => {
     doc.off('update', render);
+    locks.detach();
     unbindNotes();
     lineRows.replaceChildren();
     main.hidden = true;
@@ -185,6 +205,9 @@ element('add-line').addEventListener('click', () => {
   ]);
   bound.replica.doc.getArray('lines').push([line]);
 });
+
+// An admin reopens a frozen quote: back to draft (only admins may leave a frozen status).
+element('reopen').addEventListener('click', () => bound?.replica.doc.getMap('quote').set(workflow.field, 'draft'));
 
 /**
  * Yjs has no move: the line is removed and a copy (same id, same fields) is
@@ -268,8 +291,11 @@ threads.addEventListener('click', (event) => {
 
 main.addEventListener('focusin', (event) => {
   const target = event.target as HTMLElement;
-  if (!bound || target.closest('.comment-on')) return;
+  if (!bound) return;
   const lineId = target.dataset.lineField ? target.closest<HTMLElement>('tr')?.dataset.lineId : undefined;
+  // The line the user is in is locked for them while they stay in it (an input of it, not its buttons).
+  bound.locks.want(lineId && bound.session.mayEditContent ? `line:${lineId}` : null);
+  if (target.closest('.comment-on')) return;
   const field = target.dataset.lineField ?? target.closest<HTMLElement>('.field')?.dataset.field;
   if (!field) return;
   bound.session.setPresence('focus', lineId ? { lineId, field } : { field });
@@ -277,6 +303,7 @@ main.addEventListener('focusin', (event) => {
 });
 main.addEventListener('focusout', (event) => {
   if (!bound || main.contains(event.relatedTarget as Node | null)) return;
+  bound.locks.want(null);
   bound.session.setPresence('focus', null);
   bound.session.setPresence('status', 'viewing');
 });
@@ -287,8 +314,10 @@ function renderQuote(): void {
   if (!bound) return;
   const { replica, quoteId } = bound;
   const content = quote.render(new DocumentTracker(quote, replica.doc, quoteId)) as unknown as QuoteJson;
+  const status = String(content.quote[workflow.field]);
+  renderRules(status);
   for (const field of Object.keys(headerFields)) show(element<HTMLInputElement>(`field-${field}`), content.quote[field]);
-  renderLines(replica.doc.getArray('lines'), content.lines);
+  renderLines(replica.doc.getArray('lines'), content.lines, bound.session.mayEditContent && !workflow.frozen.has(status));
   const money = (value: number | null) => (value === null ? '-' : value.toFixed(2));
   element('subtotal').textContent = money(content.totals.subtotal);
   element('total').textContent = money(content.totals.total);
@@ -297,15 +326,65 @@ function renderQuote(): void {
   renderPresence();
 }
 
-/** Shows a value in an input, unless the user is typing there. */
+/** Shows a value in an input, unless the user is typing there (typing into an input since disabled is dropped). */
 function show(input: HTMLInputElement | HTMLSelectElement, value: Json | undefined): void {
   const shown = value === null || value === undefined ? '' : String(value);
+  if (input.disabled) typing.delete(input);
   if (!typing.has(input) && input.value !== shown) input.value = shown;
 }
 
+/**
+ * What the user may change now, by their role, the quote's status and the
+ * locks others hold: a frozen quote takes comments only (an admin may reopen
+ * it); the status offers only the changes the workflow allows; a field
+ * another user has locked says by whom and takes nothing (lines: renderLines).
+ */
+function renderRules(status: string): void {
+  const { session: opened, locks } = bound!;
+  const frozen = workflow.frozen.has(status);
+  const isAdmin = opened.claims.role === 'admin';
+  const mayEdit = opened.mayEditContent && !frozen;
+
+  const banner = element('frozen');
+  banner.hidden = !frozen;
+  element('frozen-text').textContent = frozen ? `${status[0]!.toUpperCase()}${status.slice(1)}: this quote is frozen; comments stay open; an admin can reopen it.` : '';
+  element('reopen').hidden = !(frozen && isAdmin && opened.mayEditContent);
+
+  for (const field of main.querySelectorAll<HTMLElement>('.field[data-field]')) {
+    const key = field.dataset.field!;
+    const target = `field:${key}`;
+    // Leaving a frozen status is for admins only.
+    const allowed = key === workflow.field ? opened.mayEditContent && (!frozen || isAdmin) : mayEdit;
+    const blocked = !allowed || locks.heldByOther(target) !== undefined;
+    const control = field.querySelector<HTMLInputElement | HTMLSelectElement | HTMLTextAreaElement>('input, select, textarea')!;
+    if (control instanceof HTMLTextAreaElement) control.readOnly = blocked;
+    else control.disabled = blocked;
+    showLock(field.querySelector('.lock')!, target);
+  }
+  const transitions = workflow.transitions[status] ?? [];
+  for (const option of element<HTMLSelectElement>(`field-${workflow.field}`).options) option.disabled = option.value !== status && !transitions.includes(option.value);
+  element<HTMLButtonElement>('add-line').disabled = !mayEdit;
+}
+
+/** A line's row takes changes if the quote does (`mayEdit`) and nobody else holds the line's lock. */
+function renderLineRules(row: HTMLTableRowElement, mayEdit: boolean): void {
+  const target = `line:${row.dataset.lineId}`;
+  const lockedByOther = bound!.locks.heldByOther(target) !== undefined;
+  row.classList.toggle('locked', lockedByOther);
+  for (const control of row.querySelectorAll<HTMLInputElement | HTMLButtonElement>('input, .move-up, .move-down, .remove-line')) control.disabled = !mayEdit || lockedByOther;
+  showLock(row.querySelector('.lock')!, target);
+}
+
+/** Who holds the lock on `target`: another user (by name), this user, or nobody (empty). */
+function showLock(place: Element, target: string): void {
+  const other = bound!.locks.heldByOther(target);
+  place.textContent = other ? `locked by ${other.name || other.userId}` : bound!.locks.heldByMe(target) ? 'locked by you' : '';
+  place.classList.toggle('other', other !== undefined);
+}
+
 /** One row per line Y.Map, kept across renders so focus and typing survive; `lines` are their fields in the same order. */
-function renderLines(array: Y.Array<unknown>, lines: Fields[]): void {
-  const { rows, session: opened } = bound!;
+function renderLines(array: Y.Array<unknown>, lines: Fields[], mayEdit: boolean): void {
+  const { rows } = bound!;
   const maps = array.toArray().filter((value): value is Y.Map<unknown> => value instanceof Y.Map);
   for (const [map, row] of rows) {
     if (maps.includes(map)) continue;
@@ -317,10 +396,10 @@ function renderLines(array: Y.Array<unknown>, lines: Fields[]): void {
     let row = rows.get(map);
     if (!row) {
       row = lineTemplate.content.firstElementChild!.cloneNode(true) as HTMLTableRowElement;
-      for (const control of row.querySelectorAll<HTMLInputElement | HTMLButtonElement>('input, .move-up, .move-down, .remove-line')) control.disabled = !opened.mayEditContent;
       rows.set(map, row);
     }
     row.dataset.lineId = String(fields.id ?? '');
+    renderLineRules(row, mayEdit);
     for (const input of row.querySelectorAll<HTMLInputElement>('input[data-line-field]')) show(input, fields[input.dataset.lineField!]);
     row.querySelector('.line-total')!.textContent = lineTotal(fields)?.toFixed(2) ?? '-';
     row.querySelector<HTMLElement>('.comment-on')!.dataset.anchor = `line:${fields.id}`;

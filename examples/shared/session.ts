@@ -3,8 +3,10 @@
  * serve-page.ts): one Concord document over a HocuspocusProvider, with the
  * page's status, role, saving state, connection trouble and refusals shown in
  * words. A refused write stays in the local replica (Yjs cannot take a change
- * back), so a refusal reloads the document: a fresh replica from the server,
- * which the page binds again.
+ * back) and every later change would build on it, so a refusal stops the
+ * replica: nothing more is sent, the page shows the local copy read-only (with
+ * the refused change, so the user sees what was not saved) and offers Reload,
+ * which drops it and loads a fresh replica from the server.
  *
  * The page must have elements with these ids: `status`, `saved`, `mode`,
  * `connection`, `message` and a `reload` button.
@@ -61,10 +63,36 @@ const refusalWords: Record<string, string> = {
   'storage-unavailable': 'the server cannot reach its database right now; try again shortly',
 };
 
-/** A refusal in words: what the code means, then the server's own message if it says more. */
-export function describeRefusal(code: string, message?: string): string {
-  const words = refusalWords[code] ?? 'the server gave no further reason';
-  return message && message !== code ? `${words} (${code}: ${message})` : `${words} (${code})`;
+/** A refusal as the server sends it (docs/protocol.md, "Refusal reasons"): a code, a message, and what it names. */
+export interface Refusal {
+  code: string;
+  message?: string;
+  /** The fields a refused write touched (`quote.title`, `quote_line.unitPrice`). */
+  fields?: string[];
+  /** The lock target it is about (`line:l-1`), and who holds that lock. */
+  target?: string;
+  holder?: { userId: string; name: string | null };
+}
+
+/** A refusal in words: what the code means, the server's own message if it says more, then the fields it names. */
+export function describeRefusal({ code, message, fields, holder }: Refusal): string {
+  const words = `${refusalWords[code] ?? 'the server gave no further reason'}${holder ? ` (${holder.name || holder.userId})` : ''}`;
+  const described = message && message !== code ? `${words} (${code}: ${message})` : `${words} (${code})`;
+  return fields?.length ? `${described}; fields: ${fields.join(', ')}` : described;
+}
+
+/** The refusal in a `concord:refused` stateless message, or null if it is not one. */
+function readRefusal(message: Record<string, unknown>): Refusal | null {
+  if (message.type !== 'concord:refused' || typeof message.code !== 'string') return null;
+  const text = (value: unknown) => (typeof value === 'string' ? value : undefined);
+  const holder = message.holder as Refusal['holder'] | undefined;
+  return {
+    code: message.code,
+    message: text(message.message),
+    fields: Array.isArray(message.fields) ? message.fields.filter((field): field is string => typeof field === 'string') : undefined,
+    target: text(message.target),
+    holder: holder && typeof holder.userId === 'string' ? { userId: holder.userId, name: text(holder.name) ?? null } : undefined,
+  };
 }
 
 /**
@@ -130,6 +158,13 @@ export interface SessionOptions {
   bind(replica: Replica, session: DocumentSession): () => void;
   /** Called when others' awareness changes (and when a replica is replaced). */
   onPresence?(replica: Replica): void;
+  /** Every stateless message from the server that is not a refusal (JSON, with a `type`). */
+  onMessage?(message: Record<string, unknown>): void;
+  /**
+   * Whether a refusal answers a request of the page's own (a lock), which the
+   * page shows itself. Any other refusal is of a write, and stops the replica.
+   */
+  claimRefusal?(refusal: Refusal): boolean;
 }
 
 /** Close codes a browser reports for sockets that failed or dropped, in words. */
@@ -157,6 +192,8 @@ export class DocumentSession {
   private reachedServer = false;
   /** The server opened the document read-only (its `authenticated` scope), whatever the token claims. */
   private serverReadOnly = false;
+  /** The server refused a write of this replica: it sends nothing more and is shown read-only until reloaded. */
+  private stopped = false;
 
   private static current: DocumentSession | undefined;
 
@@ -198,11 +235,16 @@ export class DocumentSession {
 
   /** Whether the page should offer content edits: the token's role, unless the server said read-only. */
   get mayEditContent(): boolean {
-    return !this.serverReadOnly && mayEditContent(this.claims.role);
+    return !this.serverReadOnly && !this.stopped && mayEditContent(this.claims.role);
   }
 
   get mayComment(): boolean {
-    return !this.serverReadOnly && mayComment(this.claims.role);
+    return !this.serverReadOnly && !this.stopped && mayComment(this.claims.role);
+  }
+
+  /** Whether the replica was stopped by a refused write (see `stop`). */
+  get isStopped(): boolean {
+    return this.stopped;
   }
 
   /** Sets an awareness field now and on every later replica of this session. */
@@ -213,6 +255,7 @@ export class DocumentSession {
 
   /** Drops the local replica and loads the document again from the server. */
   reload(): void {
+    showMessage('');
     this.dropReplica();
     this.load();
   }
@@ -230,6 +273,7 @@ export class DocumentSession {
     const provider = new HocuspocusProvider({ url, name: documentName, token, document: doc });
     const replica: Replica = { provider, doc };
     this.replica = replica;
+    this.stopped = false;
     element('reload').hidden = true;
     showStatus('connecting');
     // Present from the start, also if the document then cannot be opened.
@@ -254,7 +298,7 @@ export class DocumentSession {
       // A refused token will not start working on a retry, so stop trying.
       this.dropReplica();
       showStatus('refused');
-      showMessage(`The server refused to open ${documentName}: ${describeRefusal(reason)}.`);
+      showMessage(`The server refused to open ${documentName}: ${describeRefusal({ code: reason })}.`);
     });
     provider.on('authenticated', ({ scope }: { scope: string }) => {
       if (!live()) return;
@@ -290,19 +334,40 @@ export class DocumentSession {
   }
 
   private stateless(payload: string): void {
-    let message: { type?: unknown; code?: unknown; message?: unknown };
+    let message: unknown;
     try {
       message = JSON.parse(payload);
     } catch {
       return;
     }
-    if (message.type !== 'concord:refused' || typeof message.code !== 'string') return;
-    // The refused change stays in this replica, and later changes would build on it: start over from the server's copy.
+    if (typeof message !== 'object' || message === null || Array.isArray(message)) return;
+    const refusal = readRefusal(message as Record<string, unknown>);
+    if (!refusal) this.options.onMessage?.(message as Record<string, unknown>);
+    else if (!this.options.claimRefusal?.(refusal)) this.stop(refusal);
+  }
+
+  /**
+   * A write was refused. It stays in this replica, and every later change
+   * would build on it (and be held back by the server), so the replica sends
+   * nothing more; the page is bound again read-only, still showing the refused
+   * change, until the user reloads.
+   */
+  private stop(refusal: Refusal): void {
+    const replica = this.replica;
+    if (!replica || this.stopped) return;
+    this.unbind?.();
+    this.stopped = true;
+    replica.provider.destroy();
+    showStatus('stopped');
+    element('saved').textContent = '';
+    element('presence').replaceChildren();
     showMessage(
-      `The server refused a change: ${describeRefusal(message.code, typeof message.message === 'string' ? message.message : undefined)}. ` +
-        'It was not saved, and the document was reloaded from the server.',
+      `The server refused a change: ${describeRefusal(refusal)}. ` +
+        "It was not saved, and this page sends nothing more: press Reload to go on from the server's copy.",
     );
-    this.reload();
+    element('reload').hidden = false;
+    this.showMode();
+    this.unbind = this.options.bind(replica, this);
   }
 
   /** A socket that failed or dropped (the provider retries), or one document closed by the server (it does not). */
@@ -311,7 +376,7 @@ export class DocumentSession {
     if (Object.hasOwn(refusalWords, event.reason)) {
       this.dropReplica();
       showStatus('closed');
-      showMessage(`The server closed ${documentName}: ${describeRefusal(event.reason)}.`);
+      showMessage(`The server closed ${documentName}: ${describeRefusal({ code: event.reason })}.`);
       element('reload').hidden = false;
       return;
     }
@@ -323,8 +388,13 @@ export class DocumentSession {
   }
 
   private showMode(): void {
-    const role: Role = this.serverReadOnly ? 'viewer' : this.claims.role;
     const mode = element('mode');
+    if (this.stopped) {
+      mode.textContent = 'Stopped: the server refused a change; nothing is sent until you reload.';
+      mode.dataset.mode = 'read';
+      return;
+    }
+    const role: Role = this.serverReadOnly ? 'viewer' : this.claims.role;
     mode.textContent = this.options.describeMode(role);
     mode.dataset.mode = mayEditContent(role) ? 'edit' : mayComment(role) ? 'comment' : 'read';
   }
