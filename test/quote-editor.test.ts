@@ -1,4 +1,5 @@
 import { mkdirSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import type { Browser, Page } from 'playwright-core';
@@ -7,6 +8,7 @@ import * as Y from 'yjs';
 import { textDifference } from '../examples/quote-editor/text-binding.ts';
 import { acknowledged, connect, synced } from './support/clients.ts';
 import { browserAndServer, startQuoteEditorExample, textOf, waitForText } from './support/browser.ts';
+import { api } from './support/documents.ts';
 import { openTestDatabase, rowsOf } from './support/inspect.ts';
 import type { ServerProcess } from './support/server.ts';
 import { TcpProxy } from './support/tcp-proxy.ts';
@@ -312,6 +314,107 @@ describe('quote editor example in a browser', () => {
     mkdirSync(outputDir, { recursive: true });
     await viewer.page.screenshot({ path: `${outputDir}quote-editor-viewer.png`, fullPage: true });
     expect([...viewer.problems, ...commenter.problems]).toEqual([]);
+  });
+});
+
+describe('quote editor example and the business rules (frozen, locked, refused)', () => {
+  it("shows a quote an admin accepts as frozen (comments open, an admin reopens it), lines others lock and the user's own lock, and a write the server refuses with its fields", { timeout: 240_000 }, async () => {
+    const { browser, server } = await browserAndServer(cleanups);
+    await createQuote(server);
+    const example = await startQuoteEditorExample();
+    cleanups.push(() => example.stop());
+    const alice = await openQuote(browser, example.url, server.wsUrl, { sub: 'alice', name: 'Alice Editor', role: 'editor' });
+    const adam = await openQuote(browser, example.url, server.wsUrl, { sub: 'adam', name: 'Adam Admin', role: 'admin' });
+    const bob = await token({ tenant, sub: 'bob', role: 'editor', name: 'Bob Builder' });
+    const admin = await token({ tenant, sub: 'root', role: 'admin', name: 'Root' });
+    const locksPath = `/api/documents/quote/${quoteId}/locks`;
+    const lineControls = (lineId: string) => [lineInput(lineId, 'quantity'), lineInput(lineId, 'unitPrice'), `tr[data-line-id="${lineId}"] .remove-line`];
+    const disabled = (page: Page, selectors: string[]) => Promise.all(selectors.map((selector) => page.isDisabled(selector)));
+
+    // Another user locks line l-1 over HTTP: both pages say by whom and take nothing in it.
+    expect(await api(server.httpUrl, bob, 'POST', locksPath, { target: 'line:l-1' })).toMatchObject({ status: 201, body: { target: 'line:l-1', userId: 'bob', name: 'Bob Builder' } });
+    for (const { page } of [alice, adam]) {
+      await waitForText(page, 'tr[data-line-id="l-1"] .lock', (text) => text === 'locked by Bob Builder');
+      expect(await disabled(page, lineControls('l-1'))).toEqual([true, true, true]);
+      expect(await disabled(page, lineControls('l-2'))).toEqual([false, false, false]);
+    }
+    const released = await fetch(`${server.httpUrl}${locksPath}/${encodeURIComponent('line:l-1')}`, { method: 'DELETE', headers: { authorization: `Bearer ${bob}` } });
+    expect(released.status).toBe(204);
+    for (const { page } of [alice, adam]) {
+      await waitForText(page, 'tr[data-line-id="l-1"] .lock', (text) => text === '');
+      expect(await disabled(page, lineControls('l-1'))).toEqual([false, false, false]);
+    }
+
+    // Alice is in line l-2: she holds its lock, the others see it (and Bob cannot take it); leaving releases it.
+    await alice.page.focus(lineInput('l-2', 'quantity'));
+    await waitForText(alice.page, 'tr[data-line-id="l-2"] .lock', (text) => text === 'locked by you');
+    await waitForText(adam.page, 'tr[data-line-id="l-2"] .lock', (text) => text === 'locked by Alice Editor');
+    expect(await disabled(adam.page, lineControls('l-2'))).toEqual([true, true, true]);
+    expect((await api(server.httpUrl, bob, 'GET', locksPath)).body.locks).toEqual([expect.objectContaining({ target: 'line:l-2', userId: 'alice', name: 'Alice Editor' })]);
+    expect(await api(server.httpUrl, bob, 'POST', locksPath, { target: 'line:l-2' })).toMatchObject({ status: 409, body: { error: { code: 'locked', holder: { userId: 'alice' } } } });
+    await alice.page.focus('#field-title');
+    await waitForText(adam.page, 'tr[data-line-id="l-2"] .lock', (text) => text === '');
+    expect(await disabled(adam.page, lineControls('l-2'))).toEqual([false, false, false]);
+    expect(await textOf(alice.page, 'tr[data-line-id="l-2"] .lock')).toBe('');
+    expect((await api(server.httpUrl, bob, 'GET', locksPath)).body.locks).toEqual([]);
+
+    // The tenant reserves line prices for admins: the page cannot know, so the server refuses Alice's price and names the field.
+    expect((await api(server.httpUrl, admin, 'PUT', '/api/policies/fields', { 'quote_line.unitPrice': 'admin' })).status).toBe(200);
+    // Every instance enforces a change within a second (its policy cache).
+    await sleep(1_100);
+    await enter(alice.page, lineInput('l-1', 'unitPrice'), '9');
+    await refused(alice.page, 'field-not-allowed', ['quote_line.unitPrice']);
+    // Stopped, the page still shows what was refused, and takes nothing more.
+    expect(await alice.page.inputValue(lineInput('l-1', 'unitPrice'))).toBe('9');
+    expect(await disabled(alice.page, ['#field-title', ...lineControls('l-2'), '#add-comment'])).toEqual([true, true, true, true, true]);
+    await reload(alice.page);
+    await waitForValue(alice.page, lineInput('l-1', 'unitPrice'), '1.005');
+    // The admin may change the price.
+    await enter(adam.page, lineInput('l-1', 'unitPrice'), '2');
+    await waitForValue(alice.page, lineInput('l-1', 'unitPrice'), '2');
+    await allSaved(adam);
+    expect((await serverQuote(server)).lines[0]).toMatchObject({ id: 'l-1', unitPrice: 2 });
+
+    // An admin accepts the quote over HTTP: both pages show it frozen; only comments stay open.
+    expect((await api(server.httpUrl, admin, 'PATCH', `/api/documents/quote/${quoteId}`, { quote: { status: 'accepted' } })).status).toBe(200);
+    for (const { page } of [alice, adam]) {
+      await waitForText(page, '#frozen', (text) => text.startsWith('Accepted: this quote is frozen; comments stay open; an admin can reopen it.'));
+      expect(await disabled(page, ['#field-title', '#field-discountPct', '#add-line', ...lineControls('l-1')])).toEqual([true, true, true, true, true, true]);
+      expect(await page.$eval('#notes', (area) => (area as HTMLTextAreaElement).readOnly)).toBe(true);
+      expect(await page.isDisabled('#add-comment')).toBe(false);
+    }
+    // Leaving a frozen status is for admins: Alice's status is fixed; Adam may reopen, or send it, and nothing else.
+    expect(await alice.page.isDisabled('#field-status')).toBe(true);
+    expect(await alice.page.isVisible('#reopen')).toBe(false);
+    expect(await adam.page.isVisible('#reopen')).toBe(true);
+    expect(await adam.page.isDisabled('#field-status')).toBe(false);
+    expect(await adam.page.$$eval('#field-status option:not(:disabled)', (options) => options.map((option) => (option as HTMLOptionElement).value))).toEqual(['draft', 'sent', 'accepted']);
+    await alice.page.fill('#comment-body', 'Signed copy received.');
+    await alice.page.click('#add-comment');
+    await allSaved(alice);
+    expect((await serverQuote(server)).comments).toEqual([expect.objectContaining({ authorId: 'alice', body: 'Signed copy received.' })]);
+    mkdirSync(outputDir, { recursive: true });
+    await alice.page.screenshot({ path: `${outputDir}quote-editor-frozen.png`, fullPage: true });
+
+    // A content write forced through anyway (the input enabled by hand) is refused as frozen, naming the field.
+    await alice.page.$eval('#field-title', (input) => ((input as HTMLInputElement).disabled = false));
+    await enter(alice.page, '#field-title', 'Forced title');
+    await refused(alice.page, 'document-frozen', ['quote.title']);
+    await reload(alice.page);
+    await waitForValue(alice.page, '#field-title', initialTitle);
+    await waitForText(alice.page, '#frozen', (text) => text.startsWith('Accepted: this quote is frozen'));
+
+    // The admin reopens it: back to draft, editable again on both pages.
+    await adam.page.click('#reopen');
+    for (const { page } of [alice, adam]) {
+      await waitForValue(page, '#field-status', 'draft');
+      await expect.poll(() => page.isVisible('#frozen'), { timeout: 20_000 }).toBe(false);
+    }
+    expect(await disabled(alice.page, ['#field-title', '#field-status', '#add-line', ...lineControls('l-2')])).toEqual([false, false, false, false, false, false]);
+    await enter(alice.page, '#field-title', 'Pumps, revised');
+    await allSaved(alice, adam);
+    expect((await serverQuote(server)).quote).toMatchObject({ status: 'draft', title: 'Pumps, revised' });
+    expect([...alice.problems, ...adam.problems]).toEqual([]);
   });
 });
 
