@@ -99,9 +99,11 @@ export class Locks {
   /** Releases the wanted lock and stops renewing it (the server also releases a leaving user's locks). */
   release(): void {
     if (!this.wanted) return;
-    clearInterval(this.wanted.renewal);
-    this.send({ type: 'concord:unlock', target: this.wanted.target });
+    const { target, renewal } = this.wanted;
+    clearInterval(renewal);
     this.wanted = null;
+    // Someone else's lock is not this page's to release (an admin's unlock would break it).
+    if (!this.heldByOther(target)) this.send({ type: 'concord:unlock', target });
   }
 
   private send(request: { type: 'concord:lock' | 'concord:unlock'; target: string; ttlSeconds?: number }): void {
