@@ -42,7 +42,7 @@ function describeMode(role: Role): string {
 
 /**
  * Binds an editor to the section's body, creating the section if it is missing and the user may write.
- * The page offers edits by the token's role; the server enforces the role, and its refusals reload the document.
+ * The page offers edits by the token's role; the server enforces the role, and a refused write stops the page until the user reloads it.
  */
 function openSection({ provider, doc }: Replica, opened: DocumentSession, sectionId: string): () => void {
   const mayWrite = opened.mayEditContent;
