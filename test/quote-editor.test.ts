@@ -338,6 +338,13 @@ describe('quote editor example and the business rules (frozen, locked, refused)'
       expect(await disabled(page, lineControls('l-1'))).toEqual([true, true, true]);
       expect(await disabled(page, lineControls('l-2'))).toEqual([false, false, false]);
     }
+    // A page that asks anyway (the input enabled by hand) is refused the lock, says by whom, and carries on.
+    await alice.page.$eval(lineInput('l-1', 'quantity'), (input) => ((input as HTMLInputElement).disabled = false));
+    await alice.page.focus(lineInput('l-1', 'quantity'));
+    await waitForText(alice.page, '#message', (text) => text.startsWith('The server refused the lock on line:l-1:') && text.includes('(Bob Builder) (locked'));
+    await alice.page.focus('#field-title');
+    expect(await textOf(alice.page, '#status')).toBe('synced');
+    expect((await api(server.httpUrl, bob, 'GET', locksPath)).body.locks).toEqual([expect.objectContaining({ target: 'line:l-1', userId: 'bob' })]);
     const released = await fetch(`${server.httpUrl}${locksPath}/${encodeURIComponent('line:l-1')}`, { method: 'DELETE', headers: { authorization: `Bearer ${bob}` } });
     expect(released.status).toBe(204);
     for (const { page } of [alice, adam]) {
