@@ -107,13 +107,11 @@ form.addEventListener('submit', (event) => {
     bind: (replica, opened) => bind(replica, opened, documentName.split('/')[2] ?? '', locks!),
     onPresence: () => renderPresence(),
     onMessage: (message) => locks?.receive(message),
-    claimRefusal: (refusal) => {
-      if (!locks?.claim(refusal)) return false;
-      showMessage(`The server refused the lock on ${refusal.target}: ${describeRefusal(refusal)}.`);
-      return true;
-    },
+    claimRefusal: (refusal) => locks?.claim(refusal) ?? false,
   });
-  if (session) locks = new Locks(session.user.id, () => renderQuote());
+  if (session) {
+    locks = new Locks(session.user.id, renderQuote, (refusal) => showMessage(`The server refused the lock on ${refusal.target}: ${describeRefusal(refusal)}.`));
+  }
 });
 element('reload').addEventListener('click', () => session?.reload());
 
