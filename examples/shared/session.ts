@@ -55,7 +55,7 @@ const refusalWords: Record<string, string> = {
   'rate-limited': 'too many changes too fast; wait a moment',
   'document-frozen': "the document's status freezes its content",
   'bad-transition': 'that status change is not allowed',
-  locked: 'another user holds a lock on what you changed',
+  locked: 'someone else holds the lock',
   'invalid-value': 'a value breaks the document layout',
   'field-not-allowed': 'your role may not change that field',
   'bad-frame': 'the page sent a malformed message',
