@@ -23,7 +23,7 @@ import type { Json } from '../../src/json.ts';
 import { lineTotal } from '../../src/documents/priced-lines.ts';
 import { quote } from '../../src/documents/quote.ts';
 import { DocumentTracker } from '../../src/projection/tracker.ts';
-import { describeRefusal, DocumentSession, element, othersPresent, showMessage, type Refusal, type Replica, type Role } from '../shared/session.ts';
+import { describeRefusal, DocumentSession, element, othersPresent, showMessage, type Replica, type Role } from '../shared/session.ts';
 import { Locks } from './locks.ts';
 import { bindText } from './text-binding.ts';
 
@@ -104,6 +104,7 @@ form.addEventListener('submit', (event) => {
     token: element<HTMLInputElement>('token').value.trim(),
     documentName,
     describeMode,
+    // Bound once synced, long after `locks` is set below.
     bind: (replica, opened) => bind(replica, opened, documentName.split('/')[2] ?? '', locks!),
     onPresence: () => renderPresence(),
     onMessage: (message) => locks?.receive(message),
@@ -312,10 +313,9 @@ function renderQuote(): void {
   if (!bound) return;
   const { replica, quoteId } = bound;
   const content = quote.render(new DocumentTracker(quote, replica.doc, quoteId)) as unknown as QuoteJson;
-  const status = String(content.quote[workflow.field]);
-  renderRules(status);
+  const mayEdit = renderRules(String(content.quote[workflow.field]));
   for (const field of Object.keys(headerFields)) show(element<HTMLInputElement>(`field-${field}`), content.quote[field]);
-  renderLines(replica.doc.getArray('lines'), content.lines, bound.session.mayEditContent && !workflow.frozen.has(status));
+  renderLines(replica.doc.getArray('lines'), content.lines, mayEdit);
   const money = (value: number | null) => (value === null ? '-' : value.toFixed(2));
   element('subtotal').textContent = money(content.totals.subtotal);
   element('total').textContent = money(content.totals.total);
@@ -335,9 +335,10 @@ function show(input: HTMLInputElement | HTMLSelectElement, value: Json | undefin
  * What the user may change now, by their role, the quote's status and the
  * locks others hold: a frozen quote takes comments only (an admin may reopen
  * it); the status offers only the changes the workflow allows; a field
- * another user has locked says by whom and takes nothing (lines: renderLines).
+ * another user has locked says by whom and takes nothing (lines: renderLineRules).
+ * Returns whether the quote's content takes changes from this user.
  */
-function renderRules(status: string): void {
+function renderRules(status: string): boolean {
   const { session: opened, locks } = bound!;
   const frozen = workflow.frozen.has(status);
   const isAdmin = opened.claims.role === 'admin';
@@ -362,6 +363,7 @@ function renderRules(status: string): void {
   const transitions = workflow.transitions[status] ?? [];
   for (const option of element<HTMLSelectElement>(`field-${workflow.field}`).options) option.disabled = option.value !== status && !transitions.includes(option.value);
   element<HTMLButtonElement>('add-line').disabled = !mayEdit;
+  return mayEdit;
 }
 
 /** A line's row takes changes if the quote does (`mayEdit`) and nobody else holds the line's lock. */
