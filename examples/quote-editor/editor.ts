@@ -471,7 +471,9 @@ function nameOf(userId: string): string {
 function renderPresence(): void {
   if (!bound) return;
   for (const who of main.querySelectorAll('.who')) who.replaceChildren();
-  const items = othersPresent(bound.replica.provider).map(({ state }) => {
+  // A stopped replica hears nobody any more: what its awareness last held is stale.
+  const others = bound.session.isStopped ? [] : othersPresent(bound.replica.provider);
+  const items = others.map(({ state }) => {
     const { user, focus } = state;
     let place = '';
     let where: Element | null = null;
