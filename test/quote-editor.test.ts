@@ -374,6 +374,7 @@ describe('quote editor example and the business rules (frozen, locked, refused)'
     // Stopped, the page still shows what was refused, and takes nothing more.
     expect(await alice.page.inputValue(lineInput('l-1', 'unitPrice'))).toBe('9');
     expect(await disabled(alice.page, ['#field-title', ...lineControls('l-2'), '#add-comment'])).toEqual([true, true, true, true, true]);
+    expect(await textOf(alice.page, '#presence')).toBe('');
     await reload(alice.page);
     await waitForValue(alice.page, lineInput('l-1', 'unitPrice'), '1.005');
     // The admin may change the price.
