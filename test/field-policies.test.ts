@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isDeepStrictEqual } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -187,6 +188,14 @@ describe('field permissions over HTTP', () => {
     await shared.server.stop('SIGKILL');
     await shared.server.start();
     expect(await getPolicy(shared.server, tenant)).toEqual(policy);
+  });
+});
+
+describe('the fields a policy may name', () => {
+  it('docs/field-permissions.md lists every one, and nothing else', () => {
+    const page = readFileSync(new URL('../docs/field-permissions.md', import.meta.url), 'utf8');
+    const listed = page.slice(page.indexOf('the fields are:'), page.indexOf('- **Values**'));
+    expect(new Set(listed.match(/`[a-z_]+\.[A-Za-z]+`/g)!.map((code) => code.slice(1, -1)))).toEqual(knownFields());
   });
 });
 
