@@ -48,6 +48,9 @@ import { LogFollower } from './persistence/log-follower.ts';
 import { UnloggedBeacon } from './cluster/unlogged-beacon.ts';
 import { Presence } from './presence/presence.ts';
 import { RedisPresenceBoard } from './presence/redis-board.ts';
+import { Locks } from './rules/lock-extension.ts';
+import { DocumentLocks } from './rules/locks.ts';
+import { lockRoutes } from './http/locks.ts';
 import { RelayedRows } from './projection/relayed-rows.ts';
 import { createSocketLimits, SocketSession, unauthenticatedQueue } from './socket/session.ts';
 import { Projection } from './projection/extension.ts';
@@ -123,6 +126,8 @@ export async function createConcord(config: Config, log: Logger) {
     log,
   });
 
+  const locks = new DocumentLocks({ db, redis, instance, settings: config, log });
+
   const limits = new Limits({ settings: config, verify, redis, instance, log, metrics });
   const hocuspocus = new Hocuspocus({
     quiet: true,
@@ -148,6 +153,7 @@ export async function createConcord(config: Config, log: Logger) {
       }),
       ...(cluster ? [new ClusterFollower({ ...cluster, updateLog, log })] : []),
       presence.sessions,
+      new Locks(locks, log),
       // InstanceRelay's priority (50) puts it after all of the above.
       ...(relay ? [relay] : []),
     ],
@@ -182,7 +188,8 @@ export async function createConcord(config: Config, log: Logger) {
       ...(nats && { nats: () => nats.check() }),
     },
     api: authenticatedApi(verify, [
-      ['/documents', documentRoutes(documents, presence, config.MAX_MESSAGE_BYTES)],
+      ['/documents', documentRoutes(documents, presence, locks, config.MAX_MESSAGE_BYTES)],
+      ['/documents', lockRoutes(locks)],
       ['/documents', historyRoutes(history)],
       ['/documents', documentEventRoutes(feed)],
       ['/events', eventRoutes(feed)],
@@ -235,6 +242,7 @@ export async function createConcord(config: Config, log: Logger) {
       beacon?.close();
       stopWatching?.();
       limits.close();
+      await locks.close();
       // Taking this instance's users off the board is a courtesy (they expire anyway): Redis may not answer.
       await within(presence.close(), REDIS_GOODBYE_MS, () => undefined);
       await relay?.onDestroy();
