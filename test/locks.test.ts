@@ -1,8 +1,17 @@
+import { Document } from '@hocuspocus/server';
+import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { Principal } from '../src/auth/tokens.ts';
+import { migrate } from '../src/db/migrate.ts';
+import { parseDocumentName } from '../src/documents/kinds.ts';
+import { createLogger } from '../src/log.ts';
+import { DocumentLocks } from '../src/rules/locks.ts';
 import { connect, synced, waitFor, type Client } from './support/clients.ts';
 import { clusterFixture } from './support/cluster.ts';
-import { postgresTitle, postgresUrl } from './support/database.ts';
+import { createStorage, postgresTitle, postgresUrl } from './support/database.ts';
 import { api } from './support/documents.ts';
+import { openTestDatabase } from './support/inspect.ts';
+import { RedisProcess } from './support/redis.ts';
 import type { ServerProcess } from './support/server.ts';
 import { serverForSuite } from './support/suite-server.ts';
 import { token } from './support/tokens.ts';
@@ -48,14 +57,15 @@ async function unlock(server: ServerProcess, userToken: string, path: string, ta
   return response.status;
 }
 
-const clients: Client[] = [];
-afterEach(() => {
-  for (const client of clients.splice(0)) client.provider.destroy();
+// What each test started, undone after it, last first.
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
 async function open(server: ServerProcess, name: string, sub: string, role = 'editor'): Promise<Client> {
   const client = connect(server.wsUrl, name, await as(sub, role));
-  clients.push(client);
+  cleanups.push(() => client.provider.destroy());
   await synced(client);
   return client;
 }
@@ -294,5 +304,67 @@ describe.skipIf(!postgresUrl)(postgresTitle('locks across instances'), () => {
     await seesLocks(bob, { 'field:notes': 'alice' });
     alice.provider.destroy();
     await seesLocks(bob, {});
+  });
+});
+
+const settings = { LOCK_TTL_SECONDS: 60, LOCK_MAX_TTL_SECONDS: 600 };
+const principal = (userId: string, role: Principal['role'] = 'editor'): Principal => ({ userId, tenant: 'acme', name: userId.toUpperCase(), role, expiresAt: Date.now() + 3_600_000 });
+
+/** DocumentLocks in this process on a fresh database (and a Redis, when given), closed after the test. */
+async function inProcess(count: number, redisUrl?: string): Promise<DocumentLocks[]> {
+  const storage = await createStorage();
+  const db = await openTestDatabase(storage);
+  await migrate(db);
+  const redis = redisUrl ? new Redis(redisUrl) : null;
+  const instances = Array.from({ length: count }, (_, index) => new DocumentLocks({ db, redis, instance: `in-process-${index}`, settings, log: createLogger('silent') }));
+  cleanups.push(async () => {
+    for (const locks of instances) await locks.close();
+    redis?.disconnect();
+    await db.close();
+    await storage.drop();
+  });
+  return instances;
+}
+
+describe('what the rule check reads (DocumentLocks.held)', () => {
+  it('a loaded document\'s unexpired locks, changed at once by this instance\'s own acquire and release; none for a document not loaded', async () => {
+    const [locks] = (await inProcess(1)) as [DocumentLocks];
+    const document = parseDocumentName('acme/quote/held');
+    await locks.acquire(principal('alice'), document, 'line:before', 30);
+    expect(locks.held(document.name)).toEqual([]);
+    await locks.load(document.name, new Document(document.name));
+    // Read from Postgres as the document loads.
+    expect(locks.held(document.name).map((lock) => lock.target)).toEqual(['line:before']);
+
+    await locks.acquire(principal('bob'), document, 'field:title', 1);
+    expect(locks.held(document.name)).toEqual([
+      { target: 'field:title', userId: 'bob', name: 'BOB', until: expect.any(String) },
+      { target: 'line:before', userId: 'alice', name: 'ALICE', until: expect.any(String) },
+    ]);
+    await locks.release(principal('alice'), document, 'line:before');
+    expect(locks.held(document.name).map((lock) => lock.target)).toEqual(['field:title']);
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    expect(locks.held(document.name)).toEqual([]);
+
+    locks.forget(document.name);
+    await locks.acquire(principal('alice'), document, 'line:after', 30);
+    expect(locks.held(document.name)).toEqual([]);
+  });
+});
+
+describe.skipIf(!postgresUrl)(postgresTitle('what the rule check reads, across instances'), () => {
+  it('a lock taken or released by one instance is in the other\'s held() moments later (Redis)', async () => {
+    const redisProcess = await new RedisProcess().start();
+    cleanups.push(() => redisProcess.stop());
+    const [one, two] = (await inProcess(2, redisProcess.url)) as [DocumentLocks, DocumentLocks];
+    const document = parseDocumentName('acme/quote/held-across');
+    await one.load(document.name, new Document(document.name));
+    await two.load(document.name, new Document(document.name));
+    await one.acquire(principal('alice'), document, 'line:l1');
+    await waitFor('the lock on instance two', () => two.held(document.name).length === 1);
+    expect(two.held(document.name)[0]).toMatchObject({ target: 'line:l1', userId: 'alice' });
+    await expect(two.acquire(principal('bob'), document, 'line:l1')).rejects.toMatchObject({ code: 'locked', details: { holder: { userId: 'alice' } } });
+    await one.release(principal('alice'), document, 'line:l1');
+    await waitFor('the release on instance two', () => two.held(document.name).length === 0);
   });
 });

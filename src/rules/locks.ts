@@ -43,6 +43,8 @@ interface Loaded {
   version: number;
   reading: boolean;
   readAgain: boolean;
+  /** The last read failed (logged once until one succeeds). */
+  failing: boolean;
   expiry: NodeJS.Timeout | undefined;
   /** The `concord:locks` message the document's connections have last been sent. */
   sent: string;
@@ -172,7 +174,7 @@ export class DocumentLocks {
 
   /** Starts keeping the locks of a document that loaded here (a failed read is retried). */
   async load(documentName: string, document: Document): Promise<void> {
-    const loaded: Loaded = { document, locks: [], version: 0, reading: true, readAgain: false, expiry: undefined, sent: locksMessage([]) };
+    const loaded: Loaded = { document, locks: [], version: 0, reading: true, readAgain: false, failing: false, expiry: undefined, sent: locksMessage([]) };
     this.loaded.set(documentName, loaded);
     await this.read(documentName, loaded);
   }
@@ -219,11 +221,13 @@ export class DocumentLocks {
         const version = loaded.version;
         const rows = await this.db.transaction(tenant, (sql) => liveLocks(sql, documentName));
         if (this.loaded.get(documentName) !== loaded) return;
+        loaded.failing = false;
         if (loaded.version === version) this.show(documentName, loaded, rows.map(lockOf));
         else loaded.readAgain = true;
       } while (loaded.readAgain);
     } catch (error) {
-      this.log.warn({ err: error, code: 'locks-not-read', document: documentName }, 'could not read the locks of a document; trying again');
+      if (!loaded.failing) this.log.warn({ err: error, code: 'locks-not-read', document: documentName }, 'could not read the locks of a document; trying again every second');
+      loaded.failing = true;
       setTimeout(() => this.refresh(documentName), RETRY_MS).unref();
     } finally {
       loaded.reading = false;
