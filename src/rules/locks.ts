@@ -285,7 +285,7 @@ export class DocumentLocks {
 }
 
 /** `line:<id>`, `section:<id>` (a member of a collection that names its members) or `field:<key>` (a header field or text root); `bad-request` otherwise. */
-export function checkTarget(document: DocumentName, target: string): void {
+function checkTarget(document: DocumentName, target: string): void {
   const { layout } = kindOf(document.kind);
   const separator = target.indexOf(':');
   if (separator > 0) {
