@@ -79,8 +79,8 @@ export class Locks implements Extension {
   private refuse(connection: Connection, error: unknown): void {
     try {
       const refusal = error instanceof ConcordError ? error : new ConcordError('internal', 'the lock request failed; try again');
-      const level = refusal.code === 'internal' ? 'error' : 'info';
-      this.log[level]({ err: error, code: refusal.code, document: connection.document.name }, 'lock request refused');
+      if (refusal.code === 'internal') this.log.error({ err: error, code: 'internal', document: connection.document.name }, 'a lock request failed');
+      else this.log.info({ code: refusal.code, document: connection.document.name, reason: refusal.message }, 'refused');
       connection.sendStateless(refusalMessage(refusal));
     } catch (failure) {
       this.log.error({ err: failure, code: 'internal' }, 'could not answer a lock request');
