@@ -15,6 +15,7 @@ import { listenOn, type Bind } from './http/bind.ts';
 import { adminPage } from './http/admin-page.ts';
 import { authenticatedApi } from './http/api.ts';
 import { documentRoutes } from './http/documents.ts';
+import { lockRoutes } from './http/locks.ts';
 import { historyRoutes } from './http/history.ts';
 import { webhookRoutes } from './http/webhooks.ts';
 import { requestLimits } from './http/request-limits.ts';
@@ -50,7 +51,6 @@ import { Presence } from './presence/presence.ts';
 import { RedisPresenceBoard } from './presence/redis-board.ts';
 import { Locks } from './rules/lock-extension.ts';
 import { DocumentLocks } from './rules/locks.ts';
-import { lockRoutes } from './http/locks.ts';
 import { RelayedRows } from './projection/relayed-rows.ts';
 import { createSocketLimits, SocketSession, unauthenticatedQueue } from './socket/session.ts';
 import { Projection } from './projection/extension.ts';
@@ -126,6 +126,7 @@ export async function createConcord(config: Config, log: Logger) {
     log,
   });
 
+  // Locks on lines, sections and fields: held in Postgres, cached per loaded document for the rule check, told to clients live.
   const locks = new DocumentLocks({ db, redis, instance, settings: config, log });
 
   const limits = new Limits({ settings: config, verify, redis, instance, log, metrics });
