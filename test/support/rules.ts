@@ -1,4 +1,4 @@
-import { expect } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
 import * as Y from 'yjs';
 import type { Database } from '../../src/db/database.ts';
 import { kindOf, parseDocumentName } from '../../src/documents/kinds.ts';
@@ -6,8 +6,11 @@ import { renderDocument } from '../../src/documents/service.ts';
 import { acknowledged, connect, synced, waitFor, type Client } from './clients.ts';
 import { api } from './documents.ts';
 import { updateFrame } from './frames.ts';
-import { rowsOf } from './inspect.ts';
+import { createStorage, type TestStorage } from './database.ts';
+import { openTestDatabase, rowsOf } from './inspect.ts';
 import { RawSocket } from './raw-socket.ts';
+import { RedisProcess } from './redis.ts';
+import { ServerProcess } from './server.ts';
 import { token } from './tokens.ts';
 
 /**
@@ -350,4 +353,37 @@ export function locksSeenBy(client: Client): Array<{ target: string; userId: str
 export async function setFieldPolicy(target: RulesTarget, policy: Record<string, string>): Promise<void> {
   const answer = await api(target.httpUrl, await adminToken(target), 'PUT', '/api/policies/fields', policy);
   expect(answer.status, JSON.stringify(answer.body)).toBeLessThan(300);
+}
+
+/**
+ * Two instances through Redis on one fresh PostgreSQL database for a whole
+ * suite (call it inside the suite), with the database open here; `target(i)`
+ * writes through instance i.
+ */
+export function rulesCluster(env: Record<string, string> = {}) {
+  let storage: TestStorage | undefined;
+  let redis: RedisProcess | undefined;
+  const cluster = {
+    servers: [] as ServerProcess[],
+    db: undefined as unknown as Database,
+    target(instance: number, tenant = 'acme'): RulesTarget {
+      const server = cluster.servers[instance]!;
+      return { httpUrl: server.httpUrl, wsUrl: server.wsUrl, db: cluster.db, tenant };
+    },
+  };
+  beforeAll(async () => {
+    storage = await createStorage('postgres');
+    redis = await new RedisProcess().start();
+    for (const instance of [1, 2]) {
+      cluster.servers.push(await new ServerProcess({ ...storage.env, REDIS_URL: redis.url, INSTANCE_ID: `instance-${instance}`, ...env }).start());
+    }
+    cluster.db = await openTestDatabase(storage);
+  });
+  afterAll(async () => {
+    await cluster.db?.close();
+    for (const server of cluster.servers) await server.stop();
+    await redis?.stop();
+    await storage?.drop();
+  });
+  return cluster;
 }
