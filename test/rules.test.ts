@@ -82,7 +82,7 @@ describe('frozen documents', () => {
     ['accepted', ['accepted']],
     ['rejected', ['rejected']],
     ['expired', ['sent', 'expired']],
-  ])('a %s quote refuses every content write whole (provider, admin, PATCH); commenters and editors still comment', async (status, path) => {
+  ])('a quote %s refuses every content write whole (provider, admin, PATCH); commenters and editors still comment', async (status, path) => {
     const target = acme();
     const name = `acme/quote/frozen-${status}`;
     await patched(target, name, QUOTE);
@@ -191,7 +191,8 @@ describe('frozen documents', () => {
     expect(after.content.quote.status).toBe('expired');
 
     const report = 'acme/report/transitions';
-    await patched(target, report, { ...REPORT, report: { ...REPORT.report, status: 'draft' } });
+    const { status: _status, ...draftHeader } = REPORT.report;
+    await patched(target, report, { ...REPORT, report: draftHeader });
     const reportBefore = await footprint(target, report);
     expectRefused(await attempt(target, report, 'eve', 'editor', (doc) => doc.getMap('report').set('status', 'approved')), 'bad-transition', ['report.status']);
     expect(await footprint(target, report)).toEqual(reportBefore);
@@ -404,7 +405,6 @@ describe('raw frames that try to sneak past the reader', () => {
 
   it('an update whose forbidden part waits for a pending dependency is never applied, also once the dependency arrives', async () => {
     const target = acme();
-    const observer = await openAs(target, 'acme/quote/pending-frozen', 'olga', 'viewer');
     const cases = [
       {
         name: 'acme/quote/pending-frozen',
@@ -423,7 +423,6 @@ describe('raw frames that try to sneak past the reader', () => {
         forbidden: (content: any) => content.lines.some((line: any) => line.id === 'p1' && line.quantity !== 1),
       },
     ];
-    observer.provider.destroy();
     for (const { name, setup, first, second, forbidden } of cases) {
       await patched(target, name, QUOTE);
       if (setup) await patched(target, name, setup);
