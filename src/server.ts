@@ -5,6 +5,7 @@ import { getRequestListener } from '@hono/node-server';
 import { WebSocketServer } from 'ws';
 import { ClientOwners } from './auth/client-owners.ts';
 import { Authorization } from './auth/extension.ts';
+import { WriteRefusals } from './auth/write-refusals.ts';
 import { resolveTokenKey } from './auth/keys.ts';
 import { createTokenVerifier } from './auth/tokens.ts';
 import type { Config } from './config.ts';
@@ -51,6 +52,8 @@ import { RedisPresenceBoard } from './presence/redis-board.ts';
 import { RelayedRows } from './projection/relayed-rows.ts';
 import { createSocketLimits, SocketSession, unauthenticatedQueue } from './socket/session.ts';
 import { Projection } from './projection/extension.ts';
+import { RuleBook } from './rules/rulebook.ts';
+import { Rules } from './rules/extension.ts';
 import { within } from './timeouts.ts';
 import { PostgresStorage } from './storage/postgres.ts';
 import { PostgresDocuments } from './storage/postgres-documents.ts';
@@ -123,6 +126,9 @@ export async function createConcord(config: Config, log: Logger) {
     log,
   });
 
+  // Business rules (frozen statuses, valid values, field permissions, locks) hold for WebSocket and server-side writes alike.
+  const rules = new RuleBook({ locks: { held: () => [] }, policies: { of: async () => ({}) } });
+  const refusals = new WriteRefusals(log, metrics);
   const limits = new Limits({ settings: config, verify, redis, instance, log, metrics });
   const hocuspocus = new Hocuspocus({
     quiet: true,
@@ -130,7 +136,9 @@ export async function createConcord(config: Config, log: Logger) {
     // Hooks run extension by extension in this order, and each document's Yjs
     // listeners are registered in it (afterLoadDocument): see the comments.
     extensions: [
-      new Authorization(verify, clientOwners, log, metrics, config.MAX_NEW_CLIENTS_PER_UPDATE),
+      new Authorization(verify, clientOwners, refusals, log, metrics, config.MAX_NEW_CLIENTS_PER_UPDATE),
+      // After Authorization (it judges only what the role may write), before the AcknowledgementGate (a refused write is not waited for).
+      new Rules({ rules, refusals }),
       // After Authorization (a refused token takes no place), before presence (a dropped awareness update is no activity).
       limits,
       new Projection({ pipeline, log, metrics }),
@@ -153,7 +161,7 @@ export async function createConcord(config: Config, log: Logger) {
     ],
   });
 
-  const documents = new DocumentService(hocuspocus, store, clientOwners);
+  const documents = new DocumentService(hocuspocus, store, clientOwners, rules);
   const postgresHistory = new PostgresHistory(db);
   const history = new HistoryService(postgresHistory, new Versions(storage, postgresHistory, checkpointer, log, config.HISTORY_REPLICAS), documents, metrics);
   // Pushes committed events to the tenants' webhook endpoints (the feed's commits wake it).

@@ -37,7 +37,8 @@ afterAll(async () => {
 /** A client writes the kind's sample into a new document, as an editor does. */
 async function writeSample(kind: DocumentKind, id: string): Promise<void> {
   const client = await shared.open(`${tenant}/${kind}/${id}`, 'sam');
-  applyPatch(kindOf(kind).layout, client.doc, kindSamples[kind].content);
+  // One transaction, as an editor's page adds a member with its id (a member without one is refused).
+  client.doc.transact(() => applyPatch(kindOf(kind).layout, client.doc, kindSamples[kind].content));
   await acknowledged(client);
   client.provider.destroy();
 }

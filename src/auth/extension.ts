@@ -20,6 +20,7 @@ import type { Metrics } from '../metrics.ts';
 import { readFrame, readUpdateReach } from '../protocol.ts';
 import { checkDocumentAccess, commenterMay, commenterMayApply, COMMENTS, commentWriters, contentWriters } from './access.ts';
 import { wroteOnlyUnder, type ClientOwners } from './client-owners.ts';
+import type { WriteRefusals } from './write-refusals.ts';
 import type { Principal, TokenVerifier } from './tokens.ts';
 
 // setTimeout's longest delay; a later moment is re-checked when it fires.
@@ -27,11 +28,6 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 // How long before expiry the server asks the provider for a fresh token (at
 // most half the token's remaining lifetime).
 const REFRESH_LEAD_MS = 30_000;
-
-/** A refusal the client receives as a stateless message: `{"type":"concord:refused",...}`. */
-export function refusalMessage(error: ConcordError): string {
-  return JSON.stringify({ type: 'concord:refused', ...error.toJSON() });
-}
 
 /**
  * Authenticates and authorizes every document of every socket on its own:
@@ -50,14 +46,14 @@ export class Authorization implements Extension {
   private readonly log: Logger;
   private readonly metrics: Metrics;
   private readonly expiryTimers = new WeakMap<Connection, NodeJS.Timeout>();
-  /** Connections made read-only for the one message being refused. */
-  private readonly heldBack = new WeakSet<Connection>();
+  private readonly refusals: WriteRefusals;
   private readonly clientOwners: ClientOwners;
   private readonly maxNewClientsPerUpdate: number;
 
-  constructor(verify: TokenVerifier, clientOwners: ClientOwners, log: Logger, metrics: Metrics, maxNewClientsPerUpdate: number) {
+  constructor(verify: TokenVerifier, clientOwners: ClientOwners, refusals: WriteRefusals, log: Logger, metrics: Metrics, maxNewClientsPerUpdate: number) {
     this.verify = verify;
     this.clientOwners = clientOwners;
+    this.refusals = refusals;
     this.maxNewClientsPerUpdate = maxNewClientsPerUpdate;
     this.log = log;
     this.metrics = metrics;
@@ -112,10 +108,7 @@ export class Authorization implements Extension {
 
   /**
    * Refuses a write the role may not make, or one bringing content under a
-   * clientID another user writes under, whole: Hocuspocus drops a read-only
-   * connection's update and answers it "not applied", so the connection is
-   * read-only for the one message refused. The client is told why in a
-   * stateless message.
+   * clientID another user writes under, whole (see WriteRefusals).
    */
   async beforeHandleMessage({ connection, update, document }: beforeHandleMessagePayload): Promise<void> {
     const frame = readFrame(update);
@@ -123,14 +116,11 @@ export class Authorization implements Extension {
     const { principal, document: name } = connection.context as ConnectionContext;
     if (connection.readOnly) {
       if (Y.snapshotContainsUpdate(Y.snapshot(document), frame.update)) return;
-      this.refuse(connection, new ConcordError('read-only', `role "${principal.role}" may not change this document; the change was not applied`));
+      this.refusals.tell(connection, new ConcordError('read-only', `role "${principal.role}" may not change this document; the change was not applied`));
       return;
     }
     const refusal = this.roleRefusal(principal, name, document, frame.update) ?? (await this.clientRefusal(principal, name, document, frame.update));
-    if (!refusal) return;
-    connection.readOnly = true;
-    this.heldBack.add(connection);
-    this.refuse(connection, refusal);
+    if (refusal) this.refusals.refuse(connection, refusal);
   }
 
   /** A commenter's write that does more than comment (see commenterMayApply). */
@@ -170,13 +160,7 @@ export class Authorization implements Extension {
   }
 
   async afterHandleMessage({ connection }: afterHandleMessagePayload): Promise<void> {
-    if (!this.heldBack.delete(connection)) return;
-    connection.readOnly = !commentWriters.has((connection.context as ConnectionContext).principal.role);
-  }
-
-  private refuse(connection: Connection, error: ConcordError): void {
-    this.refused(error, connection.document.name);
-    connection.sendStateless(refusalMessage(error));
+    this.refusals.release(connection);
   }
 
   private async authorize(token: string, document: DocumentName): Promise<Principal> {

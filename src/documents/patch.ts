@@ -20,26 +20,27 @@ import { memberId, storableString } from './values.ts';
 export type Patch = Record<string, unknown>;
 
 interface CollectionPatch {
-  add?: Array<Record<string, Json> & { id: string; position?: number }>;
+  add?: Array<Record<string, Json> & { position?: number }>;
   update?: Array<Record<string, Json> & { id: string }>;
   remove?: string[];
 }
 
-/** The schema of a field as a patch sets it: no default fills a field the patch leaves out. */
-function settable(schema: z.ZodType<Json>): z.ZodType<Json> {
-  return schema instanceof z.ZodDefault ? (schema.unwrap() as z.ZodType<Json>) : schema;
-}
+/**
+ * Any JSON value for a field: whether it fits the field is the business
+ * rules' call (src/rules/), as for a client's write: 400 `invalid-value`.
+ */
+const fieldValue = z.json().optional();
 
 function memberSchema(layout: CollectionLayout) {
-  const fields: Record<string, z.ZodType> = Object.fromEntries(Object.entries(layout.fields).map(([field, schema]) => [field, settable(schema).optional()]));
+  const fields: Record<string, z.ZodType> = Object.fromEntries(Object.keys(layout.fields).map((field) => [field, fieldValue]));
   for (const textField of Object.values(layout.richText ?? {})) fields[textField] = storableString.max(1_000_000).optional();
-  return z.object(fields).extend({ id: memberId }).strict();
+  return z.object(fields).strict();
 }
 
 export function patchSchema(layout: Layout): z.ZodType<Patch> {
   const shape: Record<string, z.ZodType> = {
     [layout.header.key]: z
-      .object(Object.fromEntries(Object.entries(layout.header.fields).map(([field, schema]) => [field, settable(schema).optional()])))
+      .object(Object.fromEntries(Object.keys(layout.header.fields).map((field) => [field, fieldValue])))
       .strict()
       .optional(),
   };
@@ -49,7 +50,7 @@ export function patchSchema(layout: Layout): z.ZodType<Patch> {
     shape[key] = z
       .object({
         add: z.array(member.extend({ position: z.number().int().min(0).optional() })).max(10_000).optional(),
-        update: z.array(member).max(10_000).optional(),
+        update: z.array(member.extend({ id: memberId })).max(10_000).optional(),
         remove: z.array(memberId).max(10_000).optional(),
       })
       .strict()
@@ -99,11 +100,6 @@ function checkIds(key: string, array: Y.Array<unknown>, change: CollectionPatch)
     if (!positions.has(id)) throw bad(`no member has id "${id}"`);
     if (touched.has(id)) throw bad(`id "${id}" is named twice`);
     touched.add(id);
-  }
-  const removed = new Set(change.remove);
-  for (const { id } of change.add ?? []) {
-    if ((positions.has(id) && !removed.has(id)) || touched.has(`add:${id}`)) throw bad(`id "${id}" already exists`);
-    touched.add(`add:${id}`);
   }
 }
 

@@ -1,5 +1,5 @@
 import type { Hocuspocus } from '@hocuspocus/server';
-import type * as Y from 'yjs';
+import * as Y from 'yjs';
 import type { ClientOwners } from '../auth/client-owners.ts';
 import type { Principal } from '../auth/tokens.ts';
 import type { ServerEditContext } from '../context.ts';
@@ -7,6 +7,7 @@ import { ConcordError } from '../errors.ts';
 import { within } from '../timeouts.ts';
 import type { DocumentStore } from '../persistence/document-store.ts';
 import { DocumentReader } from '../projection/view.ts';
+import type { RuleBook } from '../rules/rulebook.ts';
 import type { Json } from '../json.ts';
 import { kindOf, kinds } from './kinds.ts';
 import type { DocumentName } from './name.ts';
@@ -40,11 +41,13 @@ export class DocumentService {
   private readonly hocuspocus: Hocuspocus;
   private readonly store: DocumentStore;
   private readonly clientOwners: ClientOwners;
+  private readonly rules: RuleBook;
 
-  constructor(hocuspocus: Hocuspocus, store: DocumentStore, clientOwners: ClientOwners) {
+  constructor(hocuspocus: Hocuspocus, store: DocumentStore, clientOwners: ClientOwners, rules: RuleBook) {
     this.hocuspocus = hocuspocus;
     this.store = store;
     this.clientOwners = clientOwners;
+    this.rules = rules;
   }
 
   /** The document as of its last committed update. */
@@ -74,6 +77,8 @@ export class DocumentService {
    * one transaction on the live document, which becomes one update, logged
    * with `origin` and the caller as author, under a clientID of the caller's
    * server-side edits (never one a client writes under, see ClientOwners).
+   * The business rules judge it as they judge a client's update: the edit is
+   * made on a copy first, and its update is applied only if they allow it.
    * Answers with the document as the edit left it, once that is committed (an
    * edit that changed nothing answers the current version).
    */
@@ -89,14 +94,34 @@ export class DocumentService {
     try {
       const live = connection.document!;
       const client = await this.clientOwners.serverClient(document, live, { userId: principal.userId, origin });
-      // Set right before the (synchronous) transaction: Yjs writes new content under doc.clientID.
-      live.clientID = client;
-      await connection.transact(change);
+      const judge = await this.rules.judgeFor(principal, document);
+      // From here to the transaction nothing awaits: the edit is judged against the document it applies to.
+      const update = draftEdit(live, client, change);
+      const refusal = update && judge(live, update);
+      if (refusal) throw refusal;
+      if (update) await connection.transact((doc) => Y.applyUpdate(doc, update));
       const content = renderDocument(document, connection.document!);
       const version = context.committed ? await withinCommitWait(context.committed) : await this.store.version(document);
       return { name: document.name, version, content };
     } finally {
       await connection.disconnect();
     }
+  }
+}
+
+/** The update `change` makes, written under `client`, made on a copy of `doc` (null when it changes nothing). */
+function draftEdit(doc: Y.Doc, client: number, change: (doc: Y.Doc) => void): Uint8Array | null {
+  const copy = new Y.Doc({ gc: false });
+  try {
+    Y.applyUpdate(copy, Y.encodeStateAsUpdate(doc));
+    copy.clientID = client;
+    let update: Uint8Array | null = null;
+    copy.on('update', (made: Uint8Array) => {
+      update = made;
+    });
+    copy.transact(() => change(copy));
+    return update;
+  } finally {
+    copy.destroy();
   }
 }

@@ -14,11 +14,26 @@ export interface Write {
   path: 'member' | 'member-field' | 'other';
   memberIsNew: boolean;
   key: string | null;
+  /**
+   * The item directly in the root that the write is or lies inside (in the
+   * doc, or new in the update): a header field's value, a line, a section, a
+   * comment, a run of text.
+   */
+  top: Y.Item;
+  /** `top`'s key in a root map (the header field it is); null in a root array or text. */
+  topKey: string | null;
+  /** The key, directly inside `top`'s type, under which the write lies (a line's `unitPrice`, a section's `body`); null for `top` itself. */
+  inner: string | null;
   deletion: boolean;
   /** The client whose clock the item carries (for a deletion, the deleted item's). */
   client: number;
-  /** `value`: plain values (all of them in `values`); `map`: a new Y.Map; `deleted`: content deleted before it was sent; `other`: any other. */
-  content: 'value' | 'map' | 'deleted' | 'other';
+  /**
+   * `value`: plain values (all of them in `values`); `map`: a new Y.Map;
+   * `fragment`: a new Y.XmlFragment (rich text); `deleted`: content deleted
+   * before it was sent (or by the update itself); `other`: any other (text,
+   * another type).
+   */
+  content: 'value' | 'map' | 'fragment' | 'deleted' | 'other';
   values: unknown[];
 }
 
@@ -31,7 +46,10 @@ interface Placed {
   key: string | null;
 }
 
-type Place = Pick<Write, 'root' | 'path' | 'memberIsNew' | 'key'>;
+/** An update's delete set, as Yjs decodes it. */
+type DeleteSet = ReturnType<typeof Y.decodeUpdate>['ds'];
+
+type Place = Pick<Write, 'root' | 'path' | 'memberIsNew' | 'key' | 'top' | 'topKey' | 'inner'>;
 
 // Nothing in a layout nests deeper than this; deeper updates are not placed.
 const MAX_DEPTH = 32;
@@ -56,7 +74,7 @@ export function describeWrites(doc: Y.Doc, update: Uint8Array, stop: (write: Wri
   } catch (error) {
     throw new ConcordError('bad-update', 'the update is not a valid Yjs update; it was not applied', { cause: error });
   }
-  const incoming = IncomingStructs.of(decoded.structs);
+  const incoming = IncomingStructs.of(decoded.structs, decoded.ds);
   if (!incoming) return null;
   const placer = new Placer(doc, incoming);
   const writes: Write[] = [];
@@ -74,7 +92,8 @@ export function describeWrites(doc: Y.Doc, update: Uint8Array, stop: (write: Wri
       const place = placer.place(struct);
       if (place === null) return null;
       if (place === 'dropped') continue;
-      if (push({ ...place, deletion: false, client, ...contentOf(struct) })) return writes;
+      const content = incoming.deletesWhole(struct) ? { content: 'deleted' as const, values: [] } : contentOf(struct);
+      if (push({ ...place, deletion: false, client, ...content })) return writes;
     }
   }
   for (const [client, ranges] of decoded.ds.clients) {
@@ -87,7 +106,7 @@ export function describeWrites(doc: Y.Doc, update: Uint8Array, stop: (write: Wri
       for (let index = Y.findIndexSS(known, clock); index < known.length && known[index]!.id.clock < Math.min(end, state); index++) {
         const struct = known[index]!;
         if (!(struct instanceof Y.Item) || struct.deleted) continue;
-        const place = placeInType(struct.parent as Y.AbstractType<any>, struct.parentSub, false);
+        const place = placeInType(struct.parent as Y.AbstractType<any>, struct, struct.parentSub, false);
         if (push({ ...place, deletion: true, client, content: 'other', values: [] })) return writes;
       }
     }
@@ -95,9 +114,39 @@ export function describeWrites(doc: Y.Doc, update: Uint8Array, stop: (write: Wri
   return writes;
 }
 
+/**
+ * What applying the update would change in `doc` now, content Yjs holds
+ * pending that it would release included (so a write cannot slip in behind a
+ * dependency sent later). Read directly when nothing is pending and the update
+ * places on its own (almost always); else by applying it to a copy and reading
+ * what the copy integrated. Content that stays pending is not in it: it is
+ * read when an update releases it.
+ */
+export function describeEffect(doc: Y.Doc, update: Uint8Array): Write[] {
+  const { store } = doc;
+  const direct = store.pendingStructs || store.pendingDs ? null : describeWrites(doc, update);
+  if (direct) return direct;
+  const copy = new Y.Doc({ gc: false });
+  try {
+    Y.applyUpdate(copy, Y.encodeStateAsUpdate(doc));
+    const before = Y.encodeStateVector(copy);
+    Y.applyUpdate(copy, update);
+    copy.store.pendingStructs = null;
+    copy.store.pendingDs = null;
+    const integrated = describeWrites(doc, Y.encodeStateAsUpdate(copy, before));
+    if (integrated) return integrated;
+  } catch (error) {
+    throw new ConcordError('bad-update', 'the update could not be read; it was not applied', { cause: error });
+  } finally {
+    copy.destroy();
+  }
+  throw new ConcordError('bad-update', 'what the update would change could not be read; it was not applied');
+}
+
 function contentOf(item: Y.Item): Pick<Write, 'content' | 'values'> {
   if (item.content instanceof Y.ContentAny) return { content: 'value', values: item.content.getContent() };
   if (item.content instanceof Y.ContentType && item.content.type instanceof Y.Map) return { content: 'map', values: [] };
+  if (item.content instanceof Y.ContentType && item.content.type.constructor === Y.XmlFragment) return { content: 'fragment', values: [] };
   if (item.content instanceof Y.ContentDeleted) return { content: 'deleted', values: [] };
   return { content: 'other', values: [] };
 }
@@ -113,11 +162,19 @@ function mergeRanges(ranges: Array<{ clock: number; len: number }>): Array<{ clo
 }
 
 /** An item added to (or deleted from) a type of the doc; a member added to a root is new. */
-function placeInType(type: Y.AbstractType<any>, key: string | null, isNew: boolean): Place {
-  const root = rootOfType(type);
-  if (!type._item) return { root, path: 'member', memberIsNew: isNew, key };
-  const memberOfRoot = !(type._item.parent as Y.AbstractType<any>)._item;
-  return { root, path: memberOfRoot ? 'member-field' : 'other', memberIsNew: false, key };
+function placeInType(type: Y.AbstractType<any>, item: Y.Item, key: string | null, isNew: boolean): Place {
+  // The items holding `type`, innermost first: the last is directly in the root.
+  const holders: Y.Item[] = [];
+  let current = type;
+  while (current._item) {
+    holders.push(current._item);
+    current = current._item.parent as Y.AbstractType<any>;
+  }
+  const root = Y.findRootTypeKey(current);
+  if (holders.length === 0) return { root, path: 'member', memberIsNew: isNew, key, top: item, topKey: key, inner: null };
+  const top = holders.at(-1)!;
+  const inner = holders.length === 1 ? key : holders.at(-2)!.parentSub;
+  return { root, path: holders.length === 1 ? 'member-field' : 'other', memberIsNew: false, key, top, topKey: top.parentSub, inner };
 }
 
 /**
@@ -128,9 +185,14 @@ function placeInType(type: Y.AbstractType<any>, key: string | null, isNew: boole
  */
 class IncomingStructs {
   readonly byClient = new Map<number, Array<Y.Item | Y.GC>>();
+  private readonly deletes: DeleteSet;
 
-  static of(structs: Array<Y.Item | Y.GC | Y.Skip>): IncomingStructs | null {
-    const incoming = new IncomingStructs();
+  private constructor(deletes: DeleteSet) {
+    this.deletes = deletes;
+  }
+
+  static of(structs: Array<Y.Item | Y.GC | Y.Skip>, deletes: DeleteSet): IncomingStructs | null {
+    const incoming = new IncomingStructs(deletes);
     for (const struct of structs) {
       if (struct instanceof Y.Skip) return null;
       const run = incoming.byClient.get(struct.id.client) ?? [];
@@ -156,6 +218,13 @@ class IncomingStructs {
       else return struct;
     }
     return null;
+  }
+
+  /** Whether the update's own delete set removes the whole item (a value overwritten before it was sent). */
+  deletesWhole(item: Y.Item): boolean {
+    const start = item.id.clock;
+    const end = start + item.length;
+    return (this.deletes.clients.get(item.id.client) ?? []).some((range) => range.clock <= start && end <= range.clock + range.len);
   }
 
   /** Whether the update's structs cover every clock in [from, to). */
@@ -185,8 +254,8 @@ class Placer {
     const { parent, key } = this.parentOf(item);
     if (parent === 'unknown') return null;
     if (parent === 'dropped') return 'dropped';
-    if ('root' in parent) return { root: parent.root, path: 'member', memberIsNew: true, key };
-    if ('type' in parent) return placeInType(parent.type, key, true);
+    if ('root' in parent) return { root: parent.root, path: 'member', memberIsNew: true, key, top: item, topKey: key, inner: null };
+    if ('type' in parent) return placeInType(parent.type, item, key, true);
     // The parent is a type this update creates: where does that type's own item land?
     let held = this.holders.get(parent.incoming);
     if (held === undefined) {
@@ -195,7 +264,8 @@ class Placer {
       this.holders.set(parent.incoming, held);
     }
     if (held === null || held === 'dropped') return held;
-    return { root: held.root, path: held.path === 'member' ? 'member-field' : 'other', memberIsNew: true, key };
+    const direct = held.path === 'member';
+    return { root: held.root, path: direct ? 'member-field' : 'other', memberIsNew: true, key, top: held.top, topKey: held.topKey, inner: direct ? key : held.inner };
   }
 
   /**
@@ -254,10 +324,4 @@ class Placer {
     if (!(struct instanceof Y.Item)) return 'dropped';
     return struct.content instanceof Y.ContentType ? { type: struct.content.type } : 'dropped';
   }
-}
-
-function rootOfType(type: Y.AbstractType<any>): string {
-  let current = type;
-  while (current._item) current = current._item.parent as Y.AbstractType<any>;
-  return Y.findRootTypeKey(current);
 }

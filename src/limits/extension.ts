@@ -8,7 +8,7 @@ import type {
   onAuthenticatePayload,
   onDisconnectPayload,
 } from '@hocuspocus/server';
-import { refusalMessage } from '../auth/extension.ts';
+import { refusalMessage } from '../auth/write-refusals.ts';
 import type { TokenVerifier } from '../auth/tokens.ts';
 import type { Redis } from '../cluster/redis.ts';
 import type { Config } from '../config.ts';

@@ -120,14 +120,18 @@ export class DocumentReader<Totals = unknown> implements DocumentView<Totals> {
     return { id: entityId, fields };
   }
 
+  /** Reads the whole document; what breaks the layout (stored before the rules refused it, say) is reported once here. */
   private readAll(): void {
     const { header, texts } = this.kind.layout;
-    for (const field of Object.keys(header.fields)) this.header[field] = this.readHeaderField(field, false);
+    for (const field of Object.keys(header.fields)) this.header[field] = this.readHeaderField(field, true);
     for (const key of texts) this.texts[key] = this.doc.getText(key).toString();
     for (const [key, state] of this.collections) {
       state.array.forEach((value) => {
-        if (!(value instanceof Y.Map)) return;
-        const member = { ...this.readMember(state.layout, value, 'all', undefined, false), position: state.order.length };
+        if (!(value instanceof Y.Map)) {
+          if (value !== undefined) this.onViolation({ entity: state.layout.entity, entityId: null, field: key, value: value as Json });
+          return;
+        }
+        const member = { ...this.readMember(state.layout, value, 'all', undefined, true), position: state.order.length };
         state.members.set(value, member);
         state.order.push(value);
         if (key === this.kind.tableCollection) this.kind.totals.add(this.totals, member);

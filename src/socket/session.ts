@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { MessageType, OutgoingMessage, type Hocuspocus } from '@hocuspocus/server';
 import type { RawData, WebSocket } from 'ws';
-import { refusalMessage } from '../auth/extension.ts';
+import { refusalMessage } from '../auth/write-refusals.ts';
 import type { Config } from '../config.ts';
 import type { SocketContext } from '../context.ts';
 import { ConcordError } from '../errors.ts';

@@ -50,7 +50,7 @@ export const kindSamples: Record<DocumentKind, KindSample> = {
   },
   invoice: {
     content: {
-      invoice: { number: 'INV-2026-0042', quoteId: 'q-1001', customerId: 'c-7', customerName: 'Riverside Water', status: 'issued', currency: 'EUR', issueDate: '2026-12-01', dueDate: '2026-12-31', taxPct: 19 },
+      invoice: { number: 'INV-2026-0042', quoteId: 'q-1001', customerId: 'c-7', customerName: 'Riverside Water', status: 'draft', currency: 'EUR', issueDate: '2026-12-01', dueDate: '2026-12-31', taxPct: 19 },
       notes: 'Payable within 30 days.',
       lines: {
         add: [
@@ -62,6 +62,7 @@ export const kindSamples: Record<DocumentKind, KindSample> = {
     },
     // 3 * 19.99 * 0.9 = 53.973 -> 53.97; 2.5 * 80.01 = 200.025 -> 200.03; 254.00 * 1.19 = 302.26.
     totals: { subtotal: 254, total: 302.26 },
-    patch: { header: { status: 'paid' }, member: { collection: 'lines', id: 'l1', fields: { unitPrice: 21.5 } } },
+    // Issuing freezes the invoice after this update: the same update still changes a line.
+    patch: { header: { status: 'issued' }, member: { collection: 'lines', id: 'l1', fields: { unitPrice: 21.5 } } },
   },
 };

@@ -1,0 +1,37 @@
+import type { afterHandleMessagePayload, beforeHandleMessagePayload, Extension } from '@hocuspocus/server';
+import type { WriteRefusals } from '../auth/write-refusals.ts';
+import type { ConnectionContext } from '../context.ts';
+import { readFrame } from '../protocol.ts';
+import type { RuleBook } from './rulebook.ts';
+
+/**
+ * Holds every WebSocket write to the business rules (RuleBook) before it is
+ * applied; a write that breaks one is refused whole, like one the role may not
+ * make (WriteRefusals), with the code and the fields it touched.
+ */
+export class Rules implements Extension {
+  extensionName = 'concord-rules';
+
+  private readonly rules: RuleBook;
+  private readonly refusals: WriteRefusals;
+
+  constructor(configuration: { rules: RuleBook; refusals: WriteRefusals }) {
+    this.rules = configuration.rules;
+    this.refusals = configuration.refusals;
+  }
+
+  async beforeHandleMessage({ connection, update, document }: beforeHandleMessagePayload): Promise<void> {
+    // Read-only: a viewer, or a write Authorization refused already.
+    if (connection.readOnly) return;
+    const frame = readFrame(update);
+    if (!frame.update) return;
+    const { principal, document: name } = connection.context as ConnectionContext;
+    const judge = await this.rules.judgeFor(principal, name);
+    const refusal = judge(document, frame.update);
+    if (refusal) this.refusals.refuse(connection, refusal);
+  }
+
+  async afterHandleMessage({ connection }: afterHandleMessagePayload): Promise<void> {
+    this.refusals.release(connection);
+  }
+}
