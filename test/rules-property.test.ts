@@ -20,6 +20,12 @@ const shared = sharedServer();
 const acme = (): RulesTarget => ({ httpUrl: shared.server.httpUrl, wsUrl: shared.server.wsUrl, db: shared.db, tenant: 'acme' });
 
 const { workflow } = kinds.quote;
+/**
+ * Whether an admin's update that leaves a frozen status may also change the
+ * content. DESIGN.md: no, a write is judged against the status before it, so
+ * content written in the reopening update meets the frozen status.
+ */
+const REOPENING_MAY_EDIT = false;
 const STATUSES = Object.keys(workflow.transitions);
 const ROLES = ['viewer', 'commenter', 'editor', 'admin'] as const;
 type Role = (typeof ROLES)[number];
@@ -114,9 +120,11 @@ function refusalCodes(model: Model, write: Concrete, role: Role, via: Step['via'
   const codes = new Set<string>();
   const frozen = workflow.frozen.has(model.status);
   const content = write.title !== undefined || write.discountPct !== undefined || write.quantity || write.addLine || write.deleteLine;
-  if (frozen && content) codes.add('document-frozen');
+  const reopens = role === 'admin' && frozen && write.status !== undefined && workflow.transitions[model.status]!.includes(write.status);
+  if (frozen && content && !(REOPENING_MAY_EDIT && reopens)) codes.add('document-frozen');
   if (write.status !== undefined) {
-    if (frozen && role !== 'admin') codes.add('document-frozen');
+    // An unknown status is no way out of a frozen one: it writes content.
+    if (frozen && (role !== 'admin' || write.status === 'won')) codes.add('document-frozen');
     if (write.status === 'won') codes.add('invalid-value');
     else if (!workflow.transitions[model.status]!.includes(write.status)) codes.add('bad-transition');
   }
@@ -218,7 +226,7 @@ describe('rules hold for random sequences of writes', () => {
       fc.asyncProperty(fc.array(step, { minLength: 8, maxLength: 30 }), async (steps) => {
         await runSession(steps);
       }),
-      { numRuns: 12, endOnFailure: true },
+      { numRuns: 25, endOnFailure: true },
     );
   });
 });
