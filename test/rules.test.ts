@@ -625,6 +625,48 @@ describe('locks', () => {
   });
 });
 
+describe('a freeze and an edit at the same moment', () => {
+  it('the edit is refused, or committed before the freeze: never after it (freezes over the WebSocket and by PATCH, sent first or second)', async () => {
+    const target = acme();
+    for (let round = 0; round < 12; round++) {
+      const name = `acme/quote/race-${round}`;
+      await patched(target, name, QUOTE);
+      const watcher = await openAs(target, name, 'olga', 'viewer');
+      const bob = await RawWriter.open(target, name, 'bob', 'editor', watcher.doc);
+      const edit = bob.prepare((doc) => memberById(doc, 'lines', 'l1').set('quantity', 100 + round));
+      const byPatch = round % 4 >= 2;
+      const alice = byPatch ? null : await RawWriter.open(target, name, 'alice', 'editor', watcher.doc);
+      const freeze = alice?.prepare((doc) => doc.getMap('quote').set('status', 'accepted'));
+      const sendFreeze = () => (alice ? alice.push(freeze!) : void patch(target, name, 'alice', 'editor', { quote: { status: 'accepted' } }));
+      if (round % 2 === 0) {
+        bob.push(edit);
+        sendFreeze();
+      } else {
+        sendFreeze();
+        bob.push(edit);
+      }
+      await waitFor('both committed or answered', async () => {
+        const updates = (await footprint(target, name)).updates;
+        return bob.traffic.syncStatuses.length > 0 && updates.some((update) => update.userId === 'alice');
+      });
+      const after = await footprint(target, name);
+      const seqOf = (user: string) => after.updates.find((update) => update.userId === user)?.seq as number | undefined;
+      const [bobs, alices] = [seqOf('bob'), seqOf('alice')!];
+      if (bobs === undefined) {
+        expectRawRefused({ applied: bob.traffic.syncStatuses[0]!, refusal: bob.traffic.refusals[0] ?? null }, 'document-frozen', ['quote_line.quantity']);
+        expect(after.content.lines[0].quantity).toBe(2);
+      } else {
+        expect(bobs, `round ${round}: bob's edit went in after the freeze`).toBeLessThan(alices);
+        expect(after.content.lines[0].quantity).toBe(100 + round);
+      }
+      expect(after.content.quote.status).toBe('accepted');
+      alice?.close();
+      bob.close();
+      watcher.provider.destroy();
+    }
+  });
+});
+
 describe('offline edits that meet a freeze', () => {
   it('are refused on reconnect with their fields named; the rest of the document (others\' edits) is intact', async () => {
     const target = acme();
