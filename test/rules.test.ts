@@ -370,13 +370,13 @@ describe('valid values', () => {
 });
 
 describe('raw frames that try to sneak past the reader', () => {
-  it('a nested type put under a header or line field is invalid-value; the plain value goes in', async () => {
+  it('a nested type put under a header, line or comment field is invalid-value (a commenter\'s too); the plain value goes in', async () => {
     const target = acme();
     const name = 'acme/quote/nested';
     await patched(target, name, QUOTE);
     const observer = await openAs(target, name, 'olga', 'viewer');
     const before = await footprint(target, name);
-    const sneaks: Array<[(doc: Y.Doc) => void, string]> = [
+    const sneaks: Array<[(doc: Y.Doc) => void, string, string?]> = [
       [
         (doc) => {
           const nested = new Y.Map<unknown>();
@@ -390,10 +390,21 @@ describe('raw frames that try to sneak past the reader', () => {
       [(doc) => memberById(doc, 'lines', 'l1').set('quantity', new Y.Map()), 'quote_line.quantity'],
       [(doc) => doc.getMap('quote').set('currency', new Y.Text('EUR')), 'quote.currency'],
       [(doc) => memberById(doc, 'lines', 'l2').set('unitPrice', new Y.Array()), 'quote_line.unitPrice'],
+      // Comments are open to commenters (and in frozen documents); what they hold is still the layout's.
+      [
+        (doc) => {
+          const comment = addMember(doc, 'comments', { id: 'nested-comment', authorId: 'mallory', resolved: false });
+          const body = new Y.Map<unknown>();
+          comment.set('body', body);
+          body.set('text', 'Hidden');
+        },
+        'comment.body',
+      ],
+      [(doc) => void addMember(doc, 'comments', { id: 'odd-comment', authorId: 'mallory', body: 'Hi', resolved: 'yes' }), 'comment.resolved', 'commenter'],
     ];
     const refused: number[] = [];
-    for (const [change, field] of sneaks) {
-      const writer = await RawWriter.open(target, name, 'mallory', 'editor', observer.doc);
+    for (const [change, field, role = 'editor'] of sneaks) {
+      const writer = await RawWriter.open(target, name, 'mallory', role, observer.doc);
       expectRawRefused(await writer.write(change), 'invalid-value', [field]);
       refused.push(writer.doc.clientID);
       writer.close();
