@@ -18,6 +18,7 @@ import { authenticatedApi } from './http/api.ts';
 import { documentRoutes } from './http/documents.ts';
 import { historyRoutes } from './http/history.ts';
 import { webhookRoutes } from './http/webhooks.ts';
+import { policyRoutes } from './http/policies.ts';
 import { requestLimits } from './http/request-limits.ts';
 import { DocumentService } from './documents/service.ts';
 import type { Logger } from './log.ts';
@@ -55,6 +56,7 @@ import { Projection } from './projection/extension.ts';
 import { RuleBook } from './rules/rulebook.ts';
 import { Rules } from './rules/extension.ts';
 import { within } from './timeouts.ts';
+import { FieldPolicies } from './rules/field-policies.ts';
 import { PostgresStorage } from './storage/postgres.ts';
 import { PostgresDocuments } from './storage/postgres-documents.ts';
 import { PostgresHistory } from './storage/postgres-history.ts';
@@ -92,6 +94,8 @@ export async function createConcord(config: Config, log: Logger) {
   });
   updateLog.on('committed', (committed) => committed.forEach(({ document, seq }) => checkpointer.advance(document, seq)));
   const store = new DocumentStore(storage, postgresDocuments, updateLog, checkpointer, pipeline, log);
+  // Each tenant's field permissions, read at most once a second (the rule check and /api/policies).
+  const fieldPolicies = new FieldPolicies(db, log);
   const verify = createTokenVerifier(resolveTokenKey(config), { issuer: config.AUTH_ISSUER, audience: config.AUTH_AUDIENCE });
 
   // Several instances share documents and presence through Redis; without it this is the only one.
@@ -195,6 +199,7 @@ export async function createConcord(config: Config, log: Logger) {
       ['/documents', documentEventRoutes(feed)],
       ['/events', eventRoutes(feed)],
       ['/webhooks', webhookRoutes(new WebhookEndpoints(db, config.WEBHOOK_ALLOW_PRIVATE))],
+      ['/policies', policyRoutes(fieldPolicies)],
     ]),
     admin: adminPage(),
     limits: requestLimits(config, verify, redis, metrics),

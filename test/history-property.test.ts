@@ -53,15 +53,16 @@ type Step =
   | { kind: 'online'; user: number }
   | { kind: 'patch'; header: HeaderValue | null; addLine: LineFields | null; updateLine: { pick: number; field: string; value: unknown } | null; removeLine: number | null };
 
+// Values the rules accept (a refused write never reaches the log; rules-property.test.ts covers refusals), and no freezing status.
 const headerValue: fc.Arbitrary<HeaderValue> = fc.oneof(
   fc.record({ field: fc.constantFrom('title', 'customerName', 'number', 'customerId'), value: fc.constantFrom('Pumps', 'Valves', 'ACME GmbH', 'Q-7', '😀 emoji', '') }),
-  fc.record({ field: fc.constant('status'), value: fc.constantFrom('draft', 'sent', 'accepted', 'bogus') }),
-  fc.record({ field: fc.constant('currency'), value: fc.constantFrom('EUR', 'USD', 'eur') }),
-  fc.record({ field: fc.constant('validUntil'), value: fc.constantFrom('2026-12-31', '2026-02-30', null) }),
-  fc.record({ field: fc.constantFrom('discountPct', 'taxPct'), value: fc.oneof(fc.integer({ min: 0, max: 100 }), fc.constant(12.5), fc.constant(150)) }),
+  fc.record({ field: fc.constant('status'), value: fc.constantFrom('draft', 'sent') }),
+  fc.record({ field: fc.constant('currency'), value: fc.constantFrom('EUR', 'USD') }),
+  fc.record({ field: fc.constant('validUntil'), value: fc.constantFrom('2026-12-31', '2027-01-15', null) }),
+  fc.record({ field: fc.constantFrom('discountPct', 'taxPct'), value: fc.oneof(fc.integer({ min: 0, max: 100 }), fc.constant(12.5)) }),
 );
 const lineField = fc.oneof(
-  fc.record({ field: fc.constantFrom('quantity', 'unitPrice'), value: fc.oneof(fc.integer({ min: 0, max: 50 }), fc.constantFrom(0.335, 1.005, 'three')) }),
+  fc.record({ field: fc.constantFrom('quantity', 'unitPrice'), value: fc.oneof(fc.integer({ min: 0, max: 50 }), fc.constantFrom(0.335, 1.005)) }),
   fc.record({ field: fc.constant('discountPct'), value: fc.integer({ min: 0, max: 100 }) }),
   fc.record({ field: fc.constantFrom('sku', 'description'), value: fc.constantFrom('P-1', 'Valve', 'Pump, large') }),
 );

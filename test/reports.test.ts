@@ -124,7 +124,7 @@ describe('reports: sections as ProseMirror JSON and plain text', () => {
       { id: 'next', text: 'ship', updated_by: 'pm-bot' },
     ]);
     const bad = await api(shared.server.httpUrl, await token({ sub: 'pm-bot' }), 'PATCH', '/api/documents/report/patched', { report: { period: '2026-13' } });
-    expect(bad).toMatchObject({ status: 400, body: { error: { code: 'bad-request' } } });
+    expect(bad).toMatchObject({ status: 400, body: { error: { code: 'invalid-value', fields: ['report.period'] } } });
   });
 
   it('garbage in a section body (a BigInt attribute, NUL in a name, absurd nesting) never blocks the log or the tables', async () => {

@@ -1,6 +1,7 @@
-import type { afterHandleMessagePayload, beforeHandleMessagePayload, Extension } from '@hocuspocus/server';
+import type { afterHandleMessagePayload, afterLoadDocumentPayload, beforeHandleMessagePayload, Extension } from '@hocuspocus/server';
 import type { WriteRefusals } from '../auth/write-refusals.ts';
 import type { ConnectionContext } from '../context.ts';
+import { parseDocumentName } from '../documents/kinds.ts';
 import { readFrame } from '../protocol.ts';
 import type { RuleBook } from './rulebook.ts';
 
@@ -18,6 +19,11 @@ export class Rules implements Extension {
   constructor(configuration: { rules: RuleBook; refusals: WriteRefusals }) {
     this.rules = configuration.rules;
     this.refusals = configuration.refusals;
+  }
+
+  async afterLoadDocument({ documentName }: afterLoadDocumentPayload): Promise<void> {
+    // Should Postgres fail right now, the first write reads them instead.
+    await this.rules.prepare(parseDocumentName(documentName)).catch(() => undefined);
   }
 
   async beforeHandleMessage({ connection, update, document }: beforeHandleMessagePayload): Promise<void> {

@@ -28,6 +28,15 @@ export class RuleBook {
   }
 
   /**
+   * Reads what a document's writes are judged by while Postgres answers (the
+   * document is loading): through an outage its writes are judged by the
+   * tenant's last field permissions instead of waiting for them.
+   */
+  async prepare(document: DocumentName): Promise<void> {
+    await this.policies.of(document.tenant);
+  }
+
+  /**
    * A judge for one principal's write to one document. What may wait (the
    * tenant's field permissions) is awaited here; the judging itself is
    * synchronous, so nothing changes the document between it and applying.
