@@ -131,7 +131,7 @@ export async function createConcord(config: Config, log: Logger) {
   });
 
   // Business rules (frozen statuses, valid values, field permissions, locks) hold for WebSocket and server-side writes alike.
-  const rules = new RuleBook({ locks: { held: () => [] }, policies: { of: async () => ({}) } });
+  const rules = new RuleBook({ locks: { held: () => [] }, policies: fieldPolicies });
   const refusals = new WriteRefusals(log, metrics);
   const limits = new Limits({ settings: config, verify, redis, instance, log, metrics });
   const hocuspocus = new Hocuspocus({

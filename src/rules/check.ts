@@ -6,10 +6,9 @@ import type { CollectionLayout } from '../documents/layout.ts';
 import type { Write } from '../documents/update-scope.ts';
 import { ConcordError, type ErrorCode } from '../errors.ts';
 import type { Json } from '../json.ts';
-
-// TODO(merge): import Lock from ./locks.ts and FieldPolicy from ./field-policies.ts.
+import type { FieldPolicy } from './field-policies.ts';
+// TODO(merge): import Lock from ./locks.ts.
 type Lock = { target: string; userId: string; name: string | null; until: string };
-type FieldPolicy = Readonly<Record<string, 'editor' | 'admin'>>;
 
 /** What a write is judged against: the document as it is now, who writes, the tenant's field permissions, the locks held. */
 export interface RuleContext {

@@ -5,10 +5,9 @@ import type { DocumentName } from '../documents/name.ts';
 import { describeEffect } from '../documents/update-scope.ts';
 import type { ConcordError } from '../errors.ts';
 import { judgeWrites } from './check.ts';
-
-// TODO(merge): import Lock from ./locks.ts and FieldPolicy from ./field-policies.ts.
+import type { FieldPolicy } from './field-policies.ts';
+// TODO(merge): import Lock from ./locks.ts.
 type Lock = { target: string; userId: string; name: string | null; until: string };
-type FieldPolicy = Readonly<Record<string, 'editor' | 'admin'>>;
 
 /** Judges an update against a live document: the refusal, or null when it may be applied. */
 export type Judge = (doc: Y.Doc, update: Uint8Array) => ConcordError | null;
