@@ -4,7 +4,7 @@ import { latestCheckpoint } from '../src/db/checkpoints.ts';
 import { readUpdates } from '../src/db/updates.ts';
 import { acknowledged, connect, synced, waitFor } from './support/clients.ts';
 import { createStorage, type TestStorage } from './support/database.ts';
-import { addLine } from './support/documents.ts';
+import { addLine, numbersOf, pushNumbered } from './support/documents.ts';
 import { fieldChanges, loggedUpdates, openTestDatabase, rowsOf } from './support/inspect.ts';
 import { ServerProcess } from './support/server.ts';
 import { token } from './support/tokens.ts';
@@ -53,17 +53,16 @@ describe('durability', () => {
     const alice = connect(server.wsUrl, name, await token({ sub: 'alice' }));
     const bob = connect(server.wsUrl, name, await token({ sub: 'bob' }));
     await Promise.all([synced(alice), synced(bob)]);
-    const lines = alice.doc.getArray<number>('lines');
-    for (let i = 0; i < 200; i++) (i % 2 ? bob : alice).doc.getArray<number>('lines').push([i]);
+    for (let i = 0; i < 200; i++) pushNumbered((i % 2 ? bob : alice).doc, i);
     await Promise.all([acknowledged(alice), acknowledged(bob)]);
     await server.stop('SIGKILL');
 
     await server.start();
     const carol = connect(server.wsUrl, name, await token({ sub: 'carol' }));
     await synced(carol);
-    const seen = carol.doc.getArray<number>('lines').toArray();
+    const seen = numbersOf(carol.doc);
     expect([...seen].sort((a, b) => a - b)).toEqual(Array.from({ length: 200 }, (_, i) => i));
-    expect(seen.length).toBe(lines.length);
+    expect(seen).toEqual(numbersOf(alice.doc));
     carol.provider.destroy();
     alice.provider.destroy();
     bob.provider.destroy();
@@ -77,8 +76,8 @@ describe('durability', () => {
     expect(rows.every((row) => row.origin === 'client')).toBe(true);
     // Each logged update is attributed to the user whose edits it carries.
     for (const row of rows) {
-      const values = replay(null, rows.filter((r) => r.seq <= row.seq)).getArray<number>('lines').toArray();
-      const before = replay(null, rows.filter((r) => r.seq < row.seq)).getArray<number>('lines').toArray();
+      const values = numbersOf(replay(null, rows.filter((r) => r.seq <= row.seq)));
+      const before = numbersOf(replay(null, rows.filter((r) => r.seq < row.seq)));
       const added = values.filter((v) => !before.includes(v));
       expect(added.every((v) => (v % 2 ? 'bob' : 'alice') === row.user_id)).toBe(true);
     }

@@ -9,18 +9,19 @@ import { ServerProcess } from './support/server.ts';
 import { TcpProxy } from './support/tcp-proxy.ts';
 import { replay } from '../src/persistence/replay.ts';
 import { token } from './support/tokens.ts';
+import { pushNumbered } from './support/documents.ts';
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-/** The numbers the logged updates append to the `edits` array, replayed in seq order. */
+/** The numbers the logged updates append (pushNumbered), replayed in seq order. */
 function appendedValues(updates: Uint8Array[]): number[] {
   const doc = new Y.Doc();
   const values: number[] = [];
-  doc.getArray<number>('edits').observe((event) => {
-    for (const item of event.changes.added) values.push(...(item.content.getContent() as number[]));
+  doc.getArray<Y.Map<unknown>>('lines').observe((event) => {
+    for (const item of event.changes.added) values.push(...(item.content.getContent() as Array<Y.Map<unknown>>).map((line) => line.get('quantity') as number));
   });
   for (const update of updates) Y.applyUpdate(doc, update);
   return values;
@@ -49,13 +50,13 @@ describe('with a real PostgreSQL', () => {
     const alice = connect(server.wsUrl, name, await token({ sub: 'alice' }));
     const bob = connect(server.wsUrl, name, await token({ sub: 'bob' }));
     await Promise.all([synced(alice), synced(bob)]);
-    alice.doc.getArray<number>('edits').push([0]);
+    pushNumbered(alice.doc, 0);
     await acknowledged(alice);
 
     proxy.cut();
-    for (let i = 1; i <= 30; i++) alice.doc.getArray<number>('edits').push([i]);
+    for (let i = 1; i <= 30; i++) pushNumbered(alice.doc, i);
     // Broadcasting does not wait for Postgres: bob sees every edit while it is away.
-    await waitFor('edits at bob', () => bob.doc.getArray('edits').length === 31);
+    await waitFor('edits at bob', () => bob.doc.getArray('lines').length === 31);
     await new Promise((resolve) => setTimeout(resolve, 1_500));
     expect(alice.provider.unsyncedChanges).toBeGreaterThan(0);
     const notReady = await server.get('/readyz');
@@ -178,7 +179,7 @@ describe('with a real PostgreSQL', () => {
     await Promise.all(writers.map((writer) => synced(writer)));
     const perWriter = 100;
     writers.forEach((writer, w) => {
-      for (let i = 0; i < perWriter; i++) writer.doc.getArray<number>('edits').push([w * 1000 + i]);
+      for (let i = 0; i < perWriter; i++) pushNumbered(writer.doc, w * 1000 + i);
     });
     await Promise.all(writers.map((writer) => acknowledged(writer, 30_000)));
 

@@ -6,6 +6,7 @@ import { authFrame, queryAwarenessFrame, syncFrame, updateFrame } from './suppor
 import { nonJsonLines, RawSocket } from './support/raw-socket.ts';
 import { startServer, type ServerProcess } from './support/server.ts';
 import { token } from './support/tokens.ts';
+import { numbersOf, pushNumbered } from './support/documents.ts';
 
 // Every budget below is spent by frames sent in one go: the server reads them
 // within its first one-second window, so only the burst and one second's rate count.
@@ -95,13 +96,13 @@ describe('socket limits', () => {
       const writer = connect(server.wsUrl, document, await token({ sub: 'alice' }));
       await synced(writer, 30_000);
       const edits = RATE + BURST + 10;
-      for (let i = 0; i < edits; i++) writer.doc.getArray<number>('lines').push([i]);
+      for (let i = 0; i < edits; i++) pushNumbered(writer.doc, i);
       await waitFor('the socket closed', () => writer.closeReasons.includes('rate-limited'), 30_000);
       // Once its budget is back, its sync brings every edit in one message.
       await acknowledged(writer, 90_000);
       const reader = connect(server.wsUrl, document, await token({ sub: 'bea' }));
       await synced(reader, 30_000);
-      expect(reader.doc.getArray<number>('lines').toArray()).toEqual(Array.from({ length: edits }, (_, i) => i));
+      expect(numbersOf(reader.doc)).toEqual(Array.from({ length: edits }, (_, i) => i));
       writer.provider.destroy();
       reader.provider.destroy();
     });

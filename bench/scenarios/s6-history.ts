@@ -192,7 +192,9 @@ function quoteLog(name: string, count: number): NewUpdate[] {
     } else if (roll < 0.84 && notes.length > 2_000) {
       notes.delete(Math.floor(next() * (notes.length - 500)), 500);
     } else if (roll < 0.997) {
-      doc.getMap('quote').set(next() < 0.5 ? 'discountPct' : 'status', next() < 0.5 ? Math.floor(next() * 20) : ['draft', 'sent'][Math.floor(next() * 2)]!);
+      // A value the field takes (the rules refuse a string discount or a numeric status).
+      if (next() < 0.5) doc.getMap('quote').set('discountPct', Math.floor(next() * 20));
+      else doc.getMap('quote').set('status', ['draft', 'sent'][Math.floor(next() * 2)]!);
     } else if (roll < 0.999) {
       addLine(doc, { id: `l${lineIds++}`, sku: 'NEW', quantity: 1, unitPrice: 1 });
     } else if (lines.length > 1) {

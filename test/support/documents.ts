@@ -11,6 +11,16 @@ export function addLine(doc: Y.Doc, fields: Record<string, unknown>, position?: 
   return line;
 }
 
+/** Appends a numbered edit: a line whose quantity is `value` (id `n<value>`), for tests that count and order edits. */
+export function pushNumbered(doc: Y.Doc, value: number): void {
+  addLine(doc, { id: `n${value}`, quantity: value });
+}
+
+/** The numbers pushNumbered appended, in the document's order. */
+export function numbersOf(doc: Y.Doc): number[] {
+  return doc.getArray<Y.Map<unknown>>('lines').map((line) => line.get('quantity') as number);
+}
+
 export function lineById(doc: Y.Doc, id: string): Y.Map<unknown> | undefined {
   return doc.getArray('lines').toArray().find((line): line is Y.Map<unknown> => line instanceof Y.Map && line.get('id') === id);
 }
