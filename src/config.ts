@@ -33,6 +33,10 @@ const environment = z.object({
   INSTANCE_ID: optionalText.pipe(z.string().regex(/^[\w.-]{1,64}$/, 'letters, digits, ".", "_" or "-", at most 64').optional()),
   /** A user whose connection sent no edit and no awareness change for this long shows as `idle`. */
   PRESENCE_IDLE_MS: positiveInt(60_000),
+  /** How long a lock holds when its taker names no ttlSeconds (docs/locks.md). */
+  LOCK_TTL_SECONDS: positiveInt(60),
+  /** The longest ttlSeconds a lock may be taken for; a longer one is refused. */
+  LOCK_MAX_TTL_SECONDS: positiveInt(600),
   AUTH_JWT_SECRET: optionalText,
   AUTH_PUBLIC_KEY: optionalText,
   AUTH_JWKS_URL: optionalText.pipe(z.url().optional()),
@@ -171,6 +175,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   if (config.NATS_TOKEN && config.NATS_USER) {
     throw new ConfigError('set NATS_TOKEN or NATS_USER and NATS_PASSWORD, not both');
+  }
+  if (config.LOCK_TTL_SECONDS > config.LOCK_MAX_TTL_SECONDS) {
+    throw new ConfigError(`LOCK_TTL_SECONDS (${config.LOCK_TTL_SECONDS}) must not exceed LOCK_MAX_TTL_SECONDS (${config.LOCK_MAX_TTL_SECONDS})`);
   }
   if (config.AUTH_JWT_SECRET && config.AUTH_JWT_SECRET.length < 32) {
     throw new ConfigError('AUTH_JWT_SECRET must be at least 32 characters');

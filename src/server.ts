@@ -16,6 +16,7 @@ import { listenOn, type Bind } from './http/bind.ts';
 import { adminPage } from './http/admin-page.ts';
 import { authenticatedApi } from './http/api.ts';
 import { documentRoutes } from './http/documents.ts';
+import { lockRoutes } from './http/locks.ts';
 import { historyRoutes } from './http/history.ts';
 import { webhookRoutes } from './http/webhooks.ts';
 import { policyRoutes } from './http/policies.ts';
@@ -50,6 +51,8 @@ import { LogFollower } from './persistence/log-follower.ts';
 import { UnloggedBeacon } from './cluster/unlogged-beacon.ts';
 import { Presence } from './presence/presence.ts';
 import { RedisPresenceBoard } from './presence/redis-board.ts';
+import { Locks } from './rules/lock-extension.ts';
+import { DocumentLocks } from './rules/locks.ts';
 import { RelayedRows } from './projection/relayed-rows.ts';
 import { createSocketLimits, SocketSession, unauthenticatedQueue } from './socket/session.ts';
 import { Projection } from './projection/extension.ts';
@@ -130,8 +133,10 @@ export async function createConcord(config: Config, log: Logger) {
     log,
   });
 
+  // Locks on lines, sections and fields: held in Postgres, cached per loaded document for the rule check, told to clients live.
+  const locks = new DocumentLocks({ db, redis, instance, settings: config, log });
   // Business rules (frozen statuses, valid values, field permissions, locks) hold for WebSocket and server-side writes alike.
-  const rules = new RuleBook({ locks: { held: () => [] }, policies: fieldPolicies });
+  const rules = new RuleBook({ locks, policies: fieldPolicies });
   const refusals = new WriteRefusals(log, metrics);
   const limits = new Limits({ settings: config, verify, redis, instance, log, metrics });
   const hocuspocus = new Hocuspocus({
@@ -160,6 +165,7 @@ export async function createConcord(config: Config, log: Logger) {
       }),
       ...(cluster ? [new ClusterFollower({ ...cluster, updateLog, log })] : []),
       presence.sessions,
+      new Locks(locks, log),
       // InstanceRelay's priority (50) puts it after all of the above.
       ...(relay ? [relay] : []),
     ],
@@ -194,7 +200,8 @@ export async function createConcord(config: Config, log: Logger) {
       ...(nats && { nats: () => nats.check() }),
     },
     api: authenticatedApi(verify, [
-      ['/documents', documentRoutes(documents, presence, config.MAX_MESSAGE_BYTES)],
+      ['/documents', documentRoutes(documents, presence, locks, config.MAX_MESSAGE_BYTES)],
+      ['/documents', lockRoutes(locks)],
       ['/documents', historyRoutes(history)],
       ['/documents', documentEventRoutes(feed)],
       ['/events', eventRoutes(feed)],
@@ -248,6 +255,7 @@ export async function createConcord(config: Config, log: Logger) {
       beacon?.close();
       stopWatching?.();
       limits.close();
+      await locks.close();
       // Taking this instance's users off the board is a courtesy (they expire anyway): Redis may not answer.
       await within(presence.close(), REDIS_GOODBYE_MS, () => undefined);
       await relay?.onDestroy();

@@ -76,7 +76,11 @@ class RawSocket {
       this.authWaiters.get(address)?.(answer);
       this.authWaiters.delete(address);
     }
-    if (type === 5) this.stateless.push(JSON.parse(decoding.readVarString(decoder)));
+    if (type === 5) {
+      const message = JSON.parse(decoding.readVarString(decoder));
+      // Refusals only: every connection is also told the document's locks (docs/locks.md).
+      if (message.type === 'concord:refused') this.stateless.push(message);
+    }
     if (type === CLOSE) this.closeReasons.push(decoding.readVarString(decoder));
     if (type === 0 && decoding.readVarUint(decoder) === SYNC_STEP_2) this.syncAnswers.push(bytes.byteLength);
   }
@@ -364,7 +368,7 @@ describe('HocuspocusProvider within the defaults', () => {
       await synced(client);
     }
     await waitFor('the last cursor', () => seen.has(30));
-    expect(client.stateless).toEqual([]);
+    expect(client.stateless.filter((message) => message.type === 'concord:refused')).toEqual([]);
     const series = await server.metrics();
     expect([...series.keys()].filter((key) => key.startsWith('concord_limits_reached_total{'))).toEqual([]);
     client.provider.destroy();

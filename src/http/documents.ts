@@ -4,17 +4,19 @@ import { contentWriters } from '../auth/access.ts';
 import type { DocumentService } from '../documents/service.ts';
 import { ConcordError } from '../errors.ts';
 import type { Presence } from '../presence/presence.ts';
+import type { DocumentLocks } from '../rules/locks.ts';
 import { documentOf, type ApiEnv } from './api.ts';
 
-/** `GET` and `PATCH /api/documents/:kind/:id`, and who has it open (`/presence`). */
-export function documentRoutes(service: DocumentService, presence: Presence, maxBodyBytes: number): Hono<ApiEnv> {
+/** `GET` and `PATCH /api/documents/:kind/:id`, and who has it open and which locks they hold (`/presence`). */
+export function documentRoutes(service: DocumentService, presence: Presence, locks: DocumentLocks, maxBodyBytes: number): Hono<ApiEnv> {
   const routes = new Hono<ApiEnv>();
 
   routes.get('/:kind/:id', async (c) => c.json(await service.read(documentOf(c))));
 
   routes.get('/:kind/:id/presence', async (c) => {
     const document = documentOf(c);
-    return c.json({ name: document.name, ...(await presence.list(document.name)) });
+    const [list, held] = await Promise.all([presence.list(document.name), locks.list(document)]);
+    return c.json({ name: document.name, ...list, locks: held });
   });
 
   routes.patch('/:kind/:id', jsonBodyLimit(maxBodyBytes), async (c) => {

@@ -7,8 +7,7 @@ import type { Write } from '../documents/update-scope.ts';
 import { ConcordError, type ErrorCode } from '../errors.ts';
 import type { Json } from '../json.ts';
 import type { FieldPolicy } from './field-policies.ts';
-// TODO(merge): import Lock from ./locks.ts.
-type Lock = { target: string; userId: string; name: string | null; until: string };
+import type { Lock } from './locks.ts';
 
 /** What a write is judged against: the document as it is now, who writes, the tenant's field permissions, the locks held. */
 export interface RuleContext {

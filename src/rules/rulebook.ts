@@ -5,9 +5,8 @@ import type { DocumentName } from '../documents/name.ts';
 import { describeEffect } from '../documents/update-scope.ts';
 import type { ConcordError } from '../errors.ts';
 import { judgeWrites } from './check.ts';
-import type { FieldPolicy } from './field-policies.ts';
-// TODO(merge): import Lock from ./locks.ts.
-type Lock = { target: string; userId: string; name: string | null; until: string };
+import type { FieldPolicies } from './field-policies.ts';
+import type { DocumentLocks } from './locks.ts';
 
 /** Judges an update against a live document: the refusal, or null when it may be applied. */
 export type Judge = (doc: Y.Doc, update: Uint8Array) => ConcordError | null;
@@ -18,8 +17,8 @@ export type Judge = (doc: Y.Doc, update: Uint8Array) => ConcordError | null;
  * values, the tenant's field permissions, the document's locks.
  */
 export class RuleBook {
-  private readonly locks: { held(documentName: string): readonly Lock[] };
-  private readonly policies: { of(tenant: string): Promise<FieldPolicy> };
+  private readonly locks: Pick<DocumentLocks, 'held'>;
+  private readonly policies: Pick<FieldPolicies, 'of'>;
 
   constructor(configuration: { locks: RuleBook['locks']; policies: RuleBook['policies'] }) {
     this.locks = configuration.locks;
