@@ -639,7 +639,7 @@ describe('locks', () => {
 describe('a freeze and an edit at the same moment', () => {
   it('the edit is refused, or committed before the freeze: never after it (freezes over the WebSocket and by PATCH, sent first or second)', async () => {
     const target = acme();
-    for (let round = 0; round < 12; round++) {
+    for (let round = 0; round < 24; round++) {
       const name = `acme/quote/race-${round}`;
       await patched(target, name, QUOTE);
       const watcher = await openAs(target, name, 'olga', 'viewer');
