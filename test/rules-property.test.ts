@@ -20,12 +20,8 @@ const shared = sharedServer();
 const acme = (): RulesTarget => ({ httpUrl: shared.server.httpUrl, wsUrl: shared.server.wsUrl, db: shared.db, tenant: 'acme' });
 
 const { workflow } = kinds.quote;
-/**
- * Whether an admin's update that leaves a frozen status may also change the
- * content. DESIGN.md: no, a write is judged against the status before it, so
- * content written in the reopening update meets the frozen status.
- */
-const REOPENING_MAY_EDIT = false;
+/** An admin's update that leaves a frozen status may change the content too (docs/rules.md). */
+const REOPENING_MAY_EDIT = true;
 const STATUSES = Object.keys(workflow.transitions);
 const ROLES = ['viewer', 'commenter', 'editor', 'admin'] as const;
 type Role = (typeof ROLES)[number];
