@@ -17,6 +17,8 @@ export type Judge = (doc: Y.Doc, update: Uint8Array) => ConcordError | null;
  * values, the tenant's field permissions, the document's locks.
  */
 export class RuleBook {
+  /** Per document, the end of the last judged write's turn (see judgeFor). */
+  private readonly turns = new Map<string, Promise<void>>();
   private readonly locks: Pick<DocumentLocks, 'held'>;
   private readonly policies: Pick<FieldPolicies, 'of'>;
 
@@ -36,16 +38,33 @@ export class RuleBook {
 
   /**
    * A judge for one principal's write to one document. What may wait (the
-   * tenant's field permissions) is awaited here; the judging itself is
-   * synchronous, so nothing changes the document between it and applying.
+   * tenant's field permissions) is awaited first; then the write takes its
+   * turn on the document, which lasts until the next turn of the event loop.
+   * Judging is synchronous, and a write is applied within the microtasks that
+   * follow its last hook, so within its turn: no other judged write (another
+   * connection's, a PATCH) is applied between judging and applying it.
    */
   async judgeFor(principal: Principal, document: DocumentName): Promise<Judge> {
     const policy = await this.policies.of(document.tenant);
+    await this.turn(document.name);
     const kind = kindOf(document.kind);
     return (doc, update) => {
       const writes = describeEffect(doc, update);
       if (writes.length === 0) return null;
       return judgeWrites(writes, { kind, doc, actor: principal, policy, locks: this.locks.held(document.name), now: Date.now() });
     };
+  }
+
+  /** Waits for the document's previous turn to end; this one ends at the next turn of the event loop. */
+  private async turn(name: string): Promise<void> {
+    const previous = this.turns.get(name);
+    let end!: () => void;
+    const mine = new Promise<void>((resolve) => (end = resolve));
+    this.turns.set(name, mine);
+    await previous;
+    setImmediate(() => {
+      end();
+      if (this.turns.get(name) === mine) this.turns.delete(name);
+    });
   }
 }
