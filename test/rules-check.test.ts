@@ -135,6 +135,28 @@ describe('rule check', () => {
       lines.insert(1, [moved]);
     })).toBeNull();
     expect(quote.server.getArray<Y.Map<unknown>>('lines').map((line) => line.get('id'))).toEqual(['b', 'a']);
+
+    // Two people move line b at once: each removes it and inserts a copy; the second copy's id is taken, and it goes in (Yjs keeps both).
+    const move = (doc: Y.Doc) => {
+      const lines = doc.getArray<Y.Map<unknown>>('lines');
+      const copy = new Y.Map<unknown>(Object.entries(lines.get(0).toJSON()));
+      lines.delete(0, 1);
+      lines.push([copy]);
+    };
+    const [first, second] = [replicaOf(quote.server), replicaOf(quote.server)];
+    const sent = [first, second].map((replica) => {
+      const updates: Uint8Array[] = [];
+      replica.on('update', (update: Uint8Array) => updates.push(update));
+      move(replica);
+      return Y.mergeUpdates(updates);
+    });
+    const rules = new RuleBook({ locks: { held: () => [] }, policies: { of: async () => ({}) } });
+    for (const update of sent) {
+      const judge = await rules.judgeFor({ userId: 'eve', role: 'editor', tenant: 'acme' } as never, parseDocumentName('acme/quote/q1'));
+      expect(judge(quote.server, update)).toBeNull();
+      Y.applyUpdate(quote.server, update);
+    }
+    expect(quote.server.getArray<Y.Map<unknown>>('lines').map((line) => line.get('id'))).toEqual(['a', 'b', 'b']);
   });
 
   it('field permissions reserve a field for admins, inside new lines too', async () => {

@@ -117,15 +117,15 @@ export function describeWrites(doc: Y.Doc, update: Uint8Array, stop: (write: Wri
 /**
  * What applying the update would change in `doc` now, content Yjs holds
  * pending that it would release included (so a write cannot slip in behind a
- * dependency sent later). Read directly when nothing is pending and the update
- * places on its own (almost always); else by applying it to a copy and reading
- * what the copy integrated. Content that stays pending is not in it: it is
- * read when an update releases it.
+ * dependency sent later). Read directly when the update places on its own and
+ * releases nothing pending (almost always); nothing when it waits whole for
+ * what it depends on (it is read when an update releases it); else by applying
+ * it to a copy and reading what the copy integrated.
  */
 export function describeEffect(doc: Y.Doc, update: Uint8Array): Write[] {
-  const { store } = doc;
-  const direct = store.pendingStructs || store.pendingDs ? null : describeWrites(doc, update);
-  if (direct) return direct;
+  const direct = describeWrites(doc, update);
+  if (direct && !releasesPending(doc, update)) return direct;
+  if (!direct && waitsWhole(doc, update)) return [];
   const copy = new Y.Doc({ gc: false });
   try {
     Y.applyUpdate(copy, Y.encodeStateAsUpdate(doc));
@@ -141,6 +141,26 @@ export function describeEffect(doc: Y.Doc, update: Uint8Array): Write[] {
     copy.destroy();
   }
   throw new ConcordError('bad-update', 'what the update would change could not be read; it was not applied');
+}
+
+/** Whether the update brings a clock pending structs wait for, or content pending deletions name. */
+function releasesPending(doc: Y.Doc, update: Uint8Array): boolean {
+  const { pendingStructs, pendingDs } = doc.store;
+  if (!pendingStructs && !pendingDs) return false;
+  const { from, to } = Y.parseUpdateMeta(update);
+  const brings = (client: number, start: number, end: number) => (from.get(client) ?? Infinity) < end && start < (to.get(client) ?? -Infinity);
+  for (const [client, clock] of pendingStructs?.missing ?? []) if (brings(client, clock, clock + 1)) return true;
+  if (!pendingDs) return false;
+  for (const [client, ranges] of Y.decodeUpdate(pendingDs).ds.clients) if (ranges.some(({ clock, len }) => brings(client, clock, clock + len))) return true;
+  return false;
+}
+
+/** Whether Yjs would hold the whole update pending: each client's structs start past what the doc has, and it deletes nothing the doc has. */
+function waitsWhole(doc: Y.Doc, update: Uint8Array): boolean {
+  const { structs, ds } = Y.decodeUpdate(update);
+  if (structs.some((struct) => struct.id.clock <= Y.getState(doc.store, struct.id.client))) return false;
+  for (const [client, ranges] of ds.clients) if (ranges.some(({ clock }) => clock < Y.getState(doc.store, client))) return false;
+  return true;
 }
 
 function contentOf(item: Y.Item): Pick<Write, 'content' | 'values'> {

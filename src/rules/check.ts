@@ -17,6 +17,8 @@ export interface RuleContext {
   policy: FieldPolicy;
   locks: readonly Lock[];
   now: number;
+  /** Whether the update removes anything (read only when needed): see newMemberProblems. */
+  removes: () => boolean;
 }
 
 /** One write, as the rules see it: the field it touches and the lock target it falls under. */
@@ -164,32 +166,40 @@ const COMMENTS_ROOT = 'comments';
 
 // --- valid values -------------------------------------------------------------
 
-function valueRefusal(touches: Touch[], { kind, doc }: RuleContext): ConcordError | null {
+function valueRefusal(touches: Touch[], context: RuleContext): ConcordError | null {
+  const { kind } = context;
   const broken = touches.filter((touch) => touch.violation !== null);
-  const memberProblems = newMemberProblems(touches, kind, doc);
+  const memberProblems = newMemberProblems(touches, context);
   if (broken.length === 0 && memberProblems.length === 0) return null;
   const reasons = [...broken.map((touch) => `${touch.field}: ${touch.violation}`), ...memberProblems.map((problem) => `${problem.field}: ${problem.violation}`)];
   return refusal('invalid-value', `the change breaks the ${kind.layout.header.entity} layout (${[...new Set(reasons)].join('; ')})`, [...broken, ...memberProblems]);
 }
 
-/** New members without an id, or with one another member of the collection has (members this update removes aside). */
-function newMemberProblems(touches: Touch[], kind: DocumentKindModule<unknown>, doc: Y.Doc): Touch[] {
+/**
+ * New members without an id, or with one another new member or a member of
+ * the document has (members this update removes aside). Two people moving one
+ * line at once (each removes it and inserts a copy) leave two copies, which
+ * Yjs keeps and neither could have known of: an update that removes anything
+ * (a move; a sync carries every removal) may bring an id the document holds.
+ */
+function newMemberProblems(touches: Touch[], { kind, doc, removes }: RuleContext): Touch[] {
   const problems: Touch[] = [];
   for (const [root, collection] of Object.entries(kind.layout.collections)) {
     const added = touches.filter(({ write }) => write.root === root && write.path === 'member' && write.memberIsNew && write.content === 'map' && !write.deletion);
     if (added.length === 0) continue;
     const removed = new Set(touches.filter(({ write }) => write.root === root && write.path === 'member' && write.deletion).map(({ write }) => write.top));
-    const ids = new Set<unknown>();
+    const held = new Set<unknown>();
     doc.getArray<unknown>(root).forEach((member) => {
-      if (member instanceof Y.Map && !removed.has(member._item!)) ids.add(member.get('id'));
+      if (member instanceof Y.Map && !removed.has(member._item!)) held.add(member.get('id'));
     });
+    const brought = new Set<unknown>();
     for (const member of added) {
       const idWrites = touches.filter(({ write }) => write.top === member.write.top && write.inner === 'id' && write.path === 'member-field' && write.content === 'value');
       const id = idWrites.at(-1)?.write.values[0];
       const field = `${collection.entity}.id`;
       if (id === undefined) problems.push({ ...member, field, violation: 'a member needs an id' });
-      else if (ids.has(id)) problems.push({ ...member, field, violation: `id ${JSON.stringify(id)} is taken` });
-      ids.add(id);
+      else if (brought.has(id) || (held.has(id) && !removes())) problems.push({ ...member, field, violation: `id ${JSON.stringify(id)} is taken` });
+      brought.add(id);
     }
   }
   return problems;

@@ -1,4 +1,4 @@
-import type * as Y from 'yjs';
+import * as Y from 'yjs';
 import type { Principal } from '../auth/tokens.ts';
 import { kindOf } from '../documents/kinds.ts';
 import type { DocumentName } from '../documents/name.ts';
@@ -51,7 +51,8 @@ export class RuleBook {
     return (doc, update) => {
       const writes = describeEffect(doc, update);
       if (writes.length === 0) return null;
-      return judgeWrites(writes, { kind, doc, actor: principal, policy, locks: this.locks.held(document.name), now: Date.now() });
+      const removes = () => Y.decodeUpdate(update).ds.clients.size > 0;
+      return judgeWrites(writes, { kind, doc, actor: principal, policy, locks: this.locks.held(document.name), now: Date.now(), removes });
     };
   }
 
