@@ -35,6 +35,8 @@ export class Locks implements Extension {
 
   private readonly locks: DocumentLocks;
   private readonly log: Logger;
+  /** Per connection, the last request under way. */
+  private readonly requests = new WeakMap<Connection, Promise<void>>();
 
   constructor(locks: DocumentLocks, log: Logger) {
     this.locks = locks;
@@ -64,7 +66,19 @@ export class Locks implements Extension {
   }
 
   /** Neither awaited nor caught by Hocuspocus (a throw would end the process): every failure is answered or logged here. */
+  /**
+   * One connection's requests are handled in the order sent (Hocuspocus does
+   * not wait for one before the next): a lock then an unlock never ends locked.
+   */
   async onStateless({ connection, payload }: onStatelessPayload): Promise<void> {
+    const previous = this.requests.get(connection) ?? Promise.resolve();
+    const handled = previous.then(() => this.handle(connection, payload));
+    this.requests.set(connection, handled);
+    await handled;
+    if (this.requests.get(connection) === handled) this.requests.delete(connection);
+  }
+
+  private async handle(connection: Connection, payload: string): Promise<void> {
     try {
       const request = parseRequest(payload);
       if (!request) return;
