@@ -28,7 +28,7 @@ function setUp(kind = 'quote', server = new Y.Doc()) {
     client.on('update', capture);
     client.transact(() => change(client));
     client.off('update', capture);
-    const judge = await rules.judgeFor({ userId, role, tenant: 'acme', name: null, expiresAt: Date.now() + 60_000 } as never, name);
+    const { judge } = await rules.judgeFor({ userId, role, tenant: 'acme', name: null, expiresAt: Date.now() + 60_000 } as never, name);
     const refusal = judge(server, Y.mergeUpdates(updates));
     if (!refusal) for (const update of updates) Y.applyUpdate(server, update);
     else client = replicaOf(server);
@@ -152,7 +152,7 @@ describe('rule check', () => {
     });
     const rules = new RuleBook({ locks: { held: () => [] }, policies: { of: async () => ({}) } });
     for (const update of sent) {
-      const judge = await rules.judgeFor({ userId: 'eve', role: 'editor', tenant: 'acme' } as never, parseDocumentName('acme/quote/q1'));
+      const { judge } = await rules.judgeFor({ userId: 'eve', role: 'editor', tenant: 'acme' } as never, parseDocumentName('acme/quote/q1'));
       expect(judge(quote.server, update)).toBeNull();
       Y.applyUpdate(quote.server, update);
     }
@@ -203,7 +203,7 @@ describe('rule check', () => {
     offline.getMap('quote').set('title', 'forbidden, sent first');
     const [u1, u2, u3] = updates as [Uint8Array, Uint8Array, Uint8Array];
     const rules = new RuleBook({ locks: { held: () => [] }, policies: { of: async () => ({}) } });
-    const judge = await rules.judgeFor({ userId: 'eve', role: 'editor', tenant: 'acme' } as never, parseDocumentName('acme/quote/q1'));
+    const { judge } = await rules.judgeFor({ userId: 'eve', role: 'editor', tenant: 'acme' } as never, parseDocumentName('acme/quote/q1'));
     // u3 depends on u2 (same client): alone it changes nothing yet, so Yjs parks it.
     expect(judge(server, u3)).toBeNull();
     Y.applyUpdate(server, u3);

@@ -94,12 +94,16 @@ export class DocumentService {
     try {
       const live = connection.document!;
       const client = await this.clientOwners.serverClient(document, live, { userId: principal.userId, origin });
-      const judge = await this.rules.judgeFor(principal, document);
+      const { judge, endTurn } = await this.rules.judgeFor(principal, document);
       // From here to the transaction nothing awaits: the edit is judged against the document it applies to.
-      const update = draftEdit(live, client, change);
-      const refusal = update && judge(live, update);
-      if (refusal) throw refusal;
-      if (update) await connection.transact((doc) => Y.applyUpdate(doc, update));
+      try {
+        const update = draftEdit(live, client, change);
+        const refusal = update && judge(live, update);
+        if (refusal) throw refusal;
+        if (update) await connection.transact((doc) => Y.applyUpdate(doc, update));
+      } finally {
+        endTurn();
+      }
       const content = renderDocument(document, connection.document!);
       const version = context.committed ? await withinCommitWait(context.committed) : await this.store.version(document);
       return { name: document.name, version, content };

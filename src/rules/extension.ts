@@ -1,4 +1,4 @@
-import type { afterHandleMessagePayload, afterLoadDocumentPayload, beforeHandleMessagePayload, Extension } from '@hocuspocus/server';
+import type { afterHandleMessagePayload, afterLoadDocumentPayload, beforeHandleMessagePayload, Connection, Extension } from '@hocuspocus/server';
 import type { WriteRefusals } from '../auth/write-refusals.ts';
 import type { ConnectionContext } from '../context.ts';
 import { parseDocumentName } from '../documents/kinds.ts';
@@ -15,6 +15,8 @@ export class Rules implements Extension {
 
   private readonly rules: RuleBook;
   private readonly refusals: WriteRefusals;
+  /** The turn a connection's judged write holds on its document until it is applied. */
+  private readonly turns = new WeakMap<Connection, () => void>();
 
   constructor(configuration: { rules: RuleBook; refusals: WriteRefusals }) {
     this.rules = configuration.rules;
@@ -32,12 +34,17 @@ export class Rules implements Extension {
     const frame = readFrame(update);
     if (!frame.update) return;
     const { principal, document: name } = connection.context as ConnectionContext;
-    const judge = await this.rules.judgeFor(principal, name);
+    const { judge, endTurn } = await this.rules.judgeFor(principal, name);
     const refusal = judge(document, frame.update);
-    if (refusal) this.refusals.refuse(connection, refusal);
+    if (!refusal) return void this.turns.set(connection, endTurn);
+    endTurn();
+    this.refusals.refuse(connection, refusal);
   }
 
+  /** The write is applied: the document's next write may be judged. */
   async afterHandleMessage({ connection }: afterHandleMessagePayload): Promise<void> {
+    this.turns.get(connection)?.();
+    this.turns.delete(connection);
     this.refusals.release(connection);
   }
 }

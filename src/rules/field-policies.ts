@@ -6,7 +6,6 @@ import { fieldPolicyRows, lockFieldPolicy, replaceFieldPolicy } from '../db/fiel
 import { kinds } from '../documents/kinds.ts';
 import { ConcordError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { within } from '../timeouts.ts';
 
 /** The roles a field may be reserved for: the least role that may write it (`editor`: no restriction). */
 export const policyRoles = ['editor', 'admin'] as const satisfies readonly Role[];
@@ -14,10 +13,12 @@ export const policyRoles = ['editor', 'admin'] as const satisfies readonly Role[
 /** A tenant's field permissions: `<entity>.<field>` -> the least role that may write it. A field not named is open to editors. */
 export type FieldPolicy = Readonly<Record<string, (typeof policyRoles)[number]>>;
 
-/** How long a tenant's policy is used before it is read again: every instance enforces a change within this. */
-const MAX_AGE_MS = 1_000;
-// A re-read that Postgres has not answered within this lets callers go on with the last policy read.
-const READ_WAIT_MS = 1_000;
+/**
+ * How old a tenant's policy grows before a read refreshes it (in the
+ * background: a write never waits for it), so that every instance enforces a
+ * change within a second while Postgres answers reads in under half of one.
+ */
+const REFRESH_AFTER_MS = 500;
 
 /**
  * Every field a policy may name, `<entity>.<field>` across the kinds'
@@ -52,17 +53,18 @@ interface Cached {
   policy: FieldPolicy | null;
   /** `performance.now()` when `policy` was current: the start of the read that got it, or the end of the write that set it. */
   currentAt: number;
-  /** The re-read under way, which every caller meanwhile waits for, and when it started. */
-  reading: { done: Promise<FieldPolicy>; startedAt: number } | null;
+  /** The read under way (which callers without a policy wait for). */
+  reading: Promise<FieldPolicy> | null;
 }
 
 /**
  * Each tenant's field permissions (table `field_policies`), for the rule
  * check that runs on every write. A tenant's policy is read from Postgres at
- * most once a second (concurrent callers share one read), so a change made on
- * any instance is enforced on every instance within a second. Should Postgres
- * fail or not answer within a second, the last policy read is used (and the
- * failure logged) until a read succeeds again.
+ * most twice a second (concurrent callers share one read), in the background
+ * once one was read: writes go on with the policy in hand, and a change made
+ * on any instance is enforced on every instance within a second. Should
+ * Postgres fail, the last policy read is used (and the failure logged) until a
+ * read succeeds again.
  */
 export class FieldPolicies {
   private readonly db: Database;
@@ -74,15 +76,12 @@ export class FieldPolicies {
     this.log = log;
   }
 
-  /** The tenant's policy, at most a second old; `storage-unavailable` only when none was ever read and Postgres fails. */
+  /** The tenant's policy (refreshed when half a second old); `storage-unavailable` only when none was ever read and Postgres fails. */
   async of(tenant: string): Promise<FieldPolicy> {
     const cached = this.cachedFor(tenant);
-    if (cached.policy && performance.now() - cached.currentAt < MAX_AGE_MS) return cached.policy;
+    if (cached.policy && performance.now() - cached.currentAt < REFRESH_AFTER_MS) return cached.policy;
     cached.reading ??= this.reread(tenant, cached);
-    const { done, startedAt } = cached.reading;
-    const lastRead = cached.policy;
-    if (!lastRead) return done;
-    return within(done, Math.max(0, startedAt + READ_WAIT_MS - performance.now()), () => lastRead);
+    return cached.policy ?? cached.reading;
   }
 
   /** Replaces the tenant's whole policy; this instance enforces it at once, the others within a second. */
@@ -107,9 +106,9 @@ export class FieldPolicies {
     return cached;
   }
 
-  private reread(tenant: string, cached: Cached): { done: Promise<FieldPolicy>; startedAt: number } {
+  private reread(tenant: string, cached: Cached): Promise<FieldPolicy> {
     const startedAt = performance.now();
-    const done = this.db
+    return this.db
       .transaction(tenant, fieldPolicyRows)
       .then(
         (rows) => {
@@ -122,13 +121,12 @@ export class FieldPolicies {
         },
         (error: unknown) => {
           if (!cached.policy) throw new ConcordError('storage-unavailable', 'the field permissions could not be read from Postgres; try again shortly', { cause: error });
-          this.log.warn({ err: error, code: 'field-policy-stale', tenant }, 'could not read the field permissions; the last ones read stay in force for another second');
-          // Tried again in a second, not on every write meanwhile.
+          this.log.warn({ err: error, code: 'field-policy-stale', tenant }, 'could not read the field permissions; the last ones read stay in force');
+          // Tried again half a second later, not on every write meanwhile.
           cached.currentAt = performance.now();
           return cached.policy;
         },
       )
       .finally(() => (cached.reading = null));
-    return { done, startedAt };
   }
 }

@@ -39,33 +39,37 @@ export class RuleBook {
   /**
    * A judge for one principal's write to one document. What may wait (the
    * tenant's field permissions) is awaited first; then the write takes its
-   * turn on the document, which lasts until the next turn of the event loop.
-   * Judging is synchronous, and a write is applied within the microtasks that
-   * follow its last hook, so within its turn: no other judged write (another
-   * connection's, a PATCH) is applied between judging and applying it.
+   * turn on the document: judging is synchronous, and no other judged write
+   * (another connection's, a PATCH) is applied between judging this one and
+   * applying it. The caller ends the turn once the write is applied (or
+   * refused); should it not (a later hook threw), the turn ends at the next
+   * turn of the event loop, after the microtasks that apply a write.
    */
-  async judgeFor(principal: Principal, document: DocumentName): Promise<Judge> {
+  async judgeFor(principal: Principal, document: DocumentName): Promise<{ judge: Judge; endTurn: () => void }> {
     const policy = await this.policies.of(document.tenant);
-    await this.turn(document.name);
+    const endTurn = await this.turn(document.name);
     const kind = kindOf(document.kind);
-    return (doc, update) => {
+    const judge: Judge = (doc, update) => {
       const writes = describeEffect(doc, update);
       if (writes.length === 0) return null;
       const removes = () => Y.decodeUpdate(update).ds.clients.size > 0;
       return judgeWrites(writes, { kind, doc, actor: principal, policy, locks: this.locks.held(document.name), now: Date.now(), removes });
     };
+    return { judge, endTurn };
   }
 
-  /** Waits for the document's previous turn to end; this one ends at the next turn of the event loop. */
-  private async turn(name: string): Promise<void> {
+  /** Waits for the document's previous turn to end; answers how to end this one. */
+  private async turn(name: string): Promise<() => void> {
     const previous = this.turns.get(name);
-    let end!: () => void;
-    const mine = new Promise<void>((resolve) => (end = resolve));
+    let release!: () => void;
+    const mine = new Promise<void>((resolve) => (release = resolve));
     this.turns.set(name, mine);
     await previous;
-    setImmediate(() => {
-      end();
+    const end = () => {
+      release();
       if (this.turns.get(name) === mine) this.turns.delete(name);
-    });
+    };
+    setImmediate(end);
+    return end;
   }
 }
