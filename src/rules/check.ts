@@ -17,8 +17,8 @@ export interface RuleContext {
   policy: FieldPolicy;
   locks: readonly Lock[];
   now: number;
-  /** Whether the update removes anything (read only when needed): see newMemberProblems. */
-  removes: () => boolean;
+  /** Whether the update removes again what the document has removed already (read only when needed): see newMemberProblems. */
+  removesAgain: () => boolean;
 }
 
 /** One write, as the rules see it: the field it touches and the lock target it falls under. */
@@ -179,10 +179,11 @@ function valueRefusal(touches: Touch[], context: RuleContext): ConcordError | nu
  * New members without an id, or with one another new member or a member of
  * the document has (members this update removes aside). Two people moving one
  * line at once (each removes it and inserts a copy) leave two copies, which
- * Yjs keeps and neither could have known of: an update that removes anything
- * (a move; a sync carries every removal) may bring an id the document holds.
+ * Yjs keeps and the second could not have known of: an update that removes
+ * again what the document removed already (its sender had not seen the other
+ * move; a sync resends every removal) may bring an id the document holds.
  */
-function newMemberProblems(touches: Touch[], { kind, doc, removes }: RuleContext): Touch[] {
+function newMemberProblems(touches: Touch[], { kind, doc, removesAgain }: RuleContext): Touch[] {
   const problems: Touch[] = [];
   for (const [root, collection] of Object.entries(kind.layout.collections)) {
     const added = touches.filter(({ write }) => write.root === root && write.path === 'member' && write.memberIsNew && write.content === 'map' && !write.deletion);
@@ -198,7 +199,7 @@ function newMemberProblems(touches: Touch[], { kind, doc, removes }: RuleContext
       const id = idWrites.at(-1)?.write.values[0];
       const field = `${collection.entity}.id`;
       if (id === undefined) problems.push({ ...member, field, violation: 'a member needs an id' });
-      else if (brought.has(id) || (held.has(id) && !removes())) problems.push({ ...member, field, violation: `id ${JSON.stringify(id)} is taken` });
+      else if (brought.has(id) || (held.has(id) && !removesAgain())) problems.push({ ...member, field, violation: `id ${JSON.stringify(id)} is taken` });
       brought.add(id);
     }
   }

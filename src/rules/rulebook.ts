@@ -52,8 +52,8 @@ export class RuleBook {
     const judge: Judge = (doc, update) => {
       const writes = describeEffect(doc, update);
       if (writes.length === 0) return null;
-      const removes = () => Y.decodeUpdate(update).ds.clients.size > 0;
-      return judgeWrites(writes, { kind, doc, actor: principal, policy, locks: this.locks.held(document.name), now: Date.now(), removes });
+      const removesAgain = () => removesRemoved(doc, update);
+      return judgeWrites(writes, { kind, doc, actor: principal, policy, locks: this.locks.held(document.name), now: Date.now(), removesAgain });
     };
     return { judge, endTurn };
   }
@@ -72,4 +72,20 @@ export class RuleBook {
     setImmediate(end);
     return end;
   }
+}
+
+/** Whether the update's delete set names content the document has removed already. */
+function removesRemoved(doc: Y.Doc, update: Uint8Array): boolean {
+  for (const [client, ranges] of Y.decodeUpdate(update).ds.clients) {
+    const structs = doc.store.clients.get(client);
+    if (!structs) continue;
+    const state = Y.getState(doc.store, client);
+    for (const { clock, len } of ranges) {
+      for (let index = clock < state ? Y.findIndexSS(structs, clock) : structs.length; index < structs.length && structs[index]!.id.clock < clock + len; index++) {
+        const struct = structs[index]!;
+        if (!(struct instanceof Y.Item) || struct.deleted) return true;
+      }
+    }
+  }
+  return false;
 }
