@@ -177,7 +177,7 @@ function valueRefusal(touches: Touch[], context: RuleContext): ConcordError | nu
 
 /**
  * New members without an id, or with one another new member or a member of
- * the document has (members this update removes aside). Two people moving one
+ * the document has (unless the update removes a member with that id: a move). Two people moving one
  * line at once (each removes it and inserts a copy) leave two copies, which
  * Yjs keeps and the second could not have known of: an update that removes
  * again what the document removed already (its sender had not seen the other
@@ -189,9 +189,11 @@ function newMemberProblems(touches: Touch[], { kind, doc, removesAgain }: RuleCo
     const added = touches.filter(({ write }) => write.root === root && write.path === 'member' && write.memberIsNew && write.content === 'map' && !write.deletion);
     if (added.length === 0) continue;
     const removed = new Set(touches.filter(({ write }) => write.root === root && write.path === 'member' && write.deletion).map(({ write }) => write.top));
+    // The ids the update moves (removes one member of) may come back once, whatever other copy the document holds.
     const held = new Set<unknown>();
+    const moved = new Set<unknown>();
     doc.getArray<unknown>(root).forEach((member) => {
-      if (member instanceof Y.Map && !removed.has(member._item!)) held.add(member.get('id'));
+      if (member instanceof Y.Map) (removed.has(member._item!) ? moved : held).add(member.get('id'));
     });
     const brought = new Set<unknown>();
     for (const member of added) {
@@ -199,7 +201,7 @@ function newMemberProblems(touches: Touch[], { kind, doc, removesAgain }: RuleCo
       const id = idWrites.at(-1)?.write.values[0];
       const field = `${collection.entity}.id`;
       if (id === undefined) problems.push({ ...member, field, violation: 'a member needs an id' });
-      else if (brought.has(id) || (held.has(id) && !removesAgain())) problems.push({ ...member, field, violation: `id ${JSON.stringify(id)} is taken` });
+      else if (brought.has(id) || (held.has(id) && !moved.has(id) && !removesAgain())) problems.push({ ...member, field, violation: `id ${JSON.stringify(id)} is taken` });
       brought.add(id);
     }
   }
