@@ -179,7 +179,9 @@ describe.each(Object.keys(kinds) as DocumentKind[])('kind contract: %s', (kind) 
         ...(content.comments as Fields[]).map((comment): [string, string] => ['comment', comment.body as string]),
       ];
       expect(expected.filter(([what]) => what.endsWith(' member')).length).toBeGreaterThan(0);
-      const drawn = await waitForText(page, '#rendered', (text) => expected.every(([, value]) => text.includes(value)));
+      const drawn = await waitForText(page, '#rendered', (text) => expected.every(([, value]) => text.includes(value))).catch((error: Error) => {
+        throw new Error(`${error.message}; the page reported: ${problems.join('; ') || 'nothing'}`);
+      });
       for (const [what, value] of expected) expect(drawn, what).toContain(value);
       if (sample.totals) expect(await textOf(page, '[data-testid=totals]')).toContain(sample.totals.total.toFixed(2));
       expect(problems).toEqual([]);
