@@ -56,7 +56,8 @@ async function edit(server: ServerProcess, tenant: string, names: string[], coun
     }
     for (let index = 0; index < count; index++) {
       for (const client of clients) client.doc.getMap('quote').set('title', `title ${++titles}`);
-      if (index === 1) for (const client of clients) addComment(client.doc, { id: `c${index}`, authorId: 'ed', body: 'a note' });
+      // Ids unique across both instances' writers (a taken id is refused).
+      if (index === 1) for (const client of clients) addComment(client.doc, { id: `c${++titles}`, authorId: 'ed', body: 'a note' });
       await Promise.all(clients.map((client) => acknowledged(client)));
     }
   } finally {
