@@ -179,7 +179,8 @@ describe.each(Object.keys(kinds) as DocumentKind[])('kind contract: %s', (kind) 
         ...(content.comments as Fields[]).map((comment): [string, string] => ['comment', comment.body as string]),
       ];
       expect(expected.filter(([what]) => what.endsWith(' member')).length).toBeGreaterThan(0);
-      const drawn = await waitForText(page, '#rendered', (text) => expected.every(([, value]) => text.includes(value))).catch((error: Error) => {
+      // The page loads the first document, then the one picked: on a CI machine running both suites, that can take a while.
+      const drawn = await waitForText(page, '#rendered', (text) => expected.every(([, value]) => text.includes(value)), textOf, 60_000).catch((error: Error) => {
         throw new Error(`${error.message}; the page reported: ${problems.join('; ') || 'nothing'}`);
       });
       for (const [what, value] of expected) expect(drawn, what).toContain(value);

@@ -92,11 +92,11 @@ export async function textOf(page: Page, selector: string): Promise<string> {
   return (await page.locator(selector).textContent()) ?? '';
 }
 
-/** Waits until the text of `selector` on the page (as `read` reads it) satisfies `check`; returns that text. */
-export async function waitForText(page: Page, selector: string, check: (text: string) => boolean, read = textOf): Promise<string> {
+/** Waits (up to `timeoutMs`) until the text of `selector` on the page (as `read` reads it) satisfies `check`; returns that text. */
+export async function waitForText(page: Page, selector: string, check: (text: string) => boolean, read = textOf, timeoutMs = 15_000): Promise<string> {
   let text = '';
   try {
-    await waitFor(selector, async () => check((text = await read(page, selector))), 15_000);
+    await waitFor(selector, async () => check((text = await read(page, selector))), timeoutMs);
   } catch {
     throw new Error(`timed out waiting for the text of ${selector}; it is ${JSON.stringify(text)}`);
   }
