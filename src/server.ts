@@ -145,7 +145,7 @@ export async function createConcord(config: Config, log: Logger) {
     // Hooks run extension by extension in this order, and each document's Yjs
     // listeners are registered in it (afterLoadDocument): see the comments.
     extensions: [
-      new Authorization(verify, clientOwners, refusals, log, metrics, config.MAX_NEW_CLIENTS_PER_UPDATE),
+      new Authorization(verify, clientOwners, refusals, metrics, config.MAX_NEW_CLIENTS_PER_UPDATE),
       // After Authorization (it judges only what the role may write), before the AcknowledgementGate (a refused write is not waited for).
       new Rules({ rules, refusals }),
       // After Authorization (a refused token takes no place), before presence (a dropped awareness update is no activity).

@@ -15,7 +15,6 @@ import { parseDocumentName } from '../documents/kinds.ts';
 import type { DocumentName } from '../documents/name.ts';
 import { describeWrites } from '../documents/update-scope.ts';
 import { ConcordError, hookRefusal } from '../errors.ts';
-import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import { readFrame, readUpdateReach } from '../protocol.ts';
 import { checkDocumentAccess, commenterMay, commenterMayApply, COMMENTS, commentWriters, contentWriters } from './access.ts';
@@ -43,19 +42,17 @@ export class Authorization implements Extension {
   extensionName = 'concord-authorization';
 
   private readonly verify: TokenVerifier;
-  private readonly log: Logger;
   private readonly metrics: Metrics;
   private readonly expiryTimers = new WeakMap<Connection, NodeJS.Timeout>();
   private readonly refusals: WriteRefusals;
   private readonly clientOwners: ClientOwners;
   private readonly maxNewClientsPerUpdate: number;
 
-  constructor(verify: TokenVerifier, clientOwners: ClientOwners, refusals: WriteRefusals, log: Logger, metrics: Metrics, maxNewClientsPerUpdate: number) {
+  constructor(verify: TokenVerifier, clientOwners: ClientOwners, refusals: WriteRefusals, metrics: Metrics, maxNewClientsPerUpdate: number) {
     this.verify = verify;
     this.clientOwners = clientOwners;
     this.refusals = refusals;
     this.maxNewClientsPerUpdate = maxNewClientsPerUpdate;
-    this.log = log;
     this.metrics = metrics;
   }
 
@@ -66,7 +63,7 @@ export class Authorization implements Extension {
       connectionConfig.readOnly = !commentWriters.has(principal.role);
       return { principal, document };
     } catch (error) {
-      this.refused(error, documentName);
+      this.refusals.record(error, documentName);
       throw hookRefusal(error);
     }
   }
@@ -99,7 +96,7 @@ export class Authorization implements Extension {
       // Only a later expiry moves the timers (asking again for the same one would loop).
       if (expiresLater) this.watchExpiry(connection, principal.expiresAt);
     } catch (error) {
-      this.refused(error, documentName);
+      this.refusals.record(error, documentName);
       // Closed here rather than thrown: Hocuspocus would print the error with console.error, then close the same way.
       const refusal = error instanceof ConcordError ? error : new ConcordError('internal', 'the fresh token could not be checked');
       connection.close(refusal.closeEvent);
@@ -175,8 +172,9 @@ export class Authorization implements Extension {
     this.at(connection, askAt, () => {
       connection.requestToken();
       this.at(connection, expiresAt, () => {
-        this.metrics.refusals.inc({ code: 'token-expired' });
-        connection.close(new ConcordError('token-expired', 'the token has expired; fetch a new one').closeEvent);
+        const expired = new ConcordError('token-expired', 'the token has expired; fetch a new one');
+        this.refusals.record(expired, connection.document.name);
+        connection.close(expired.closeEvent);
       });
     });
   }
@@ -190,11 +188,5 @@ export class Authorization implements Extension {
     );
     timer.unref();
     this.expiryTimers.set(connection, timer);
-  }
-
-  private refused(error: unknown, documentName: string): void {
-    const code = error instanceof ConcordError ? error.code : 'internal';
-    this.metrics.refusals.inc({ code });
-    this.log.info({ code, document: documentName.slice(0, 200), reason: (error as Error).message }, 'refused');
   }
 }

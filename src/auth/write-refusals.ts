@@ -1,6 +1,6 @@
 import type { Connection } from '@hocuspocus/server';
 import type { ConnectionContext } from '../context.ts';
-import type { ConcordError } from '../errors.ts';
+import { ConcordError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import { commentWriters } from './access.ts';
@@ -37,9 +37,15 @@ export class WriteRefusals {
 
   /** Tells the connection why something it sent was refused (and logs and counts it). */
   tell(connection: Connection, error: ConcordError): void {
-    this.metrics.refusals.inc({ code: error.code });
-    this.log.info({ code: error.code, document: connection.document.name.slice(0, 200), reason: error.message }, 'refused');
+    this.record(error, connection.document.name);
     connection.sendStateless(refusalMessage(error));
+  }
+
+  /** Logs and counts a refusal (any error refuses as `internal` unless it is a ConcordError). */
+  record(error: unknown, documentName: string): void {
+    const code = error instanceof ConcordError ? error.code : 'internal';
+    this.metrics.refusals.inc({ code });
+    this.log.info({ code, document: documentName.slice(0, 200), reason: (error as Error).message }, 'refused');
   }
 
   /** After the refused message: the connection's role decides again. */

@@ -1,5 +1,6 @@
 import * as Y from 'yjs';
-import type { z } from 'zod';
+import { z } from 'zod';
+import { COMMENTS } from '../auth/access.ts';
 import type { Role } from '../auth/tokens.ts';
 import type { DocumentKindModule } from '../documents/kind.ts';
 import type { CollectionLayout } from '../documents/layout.ts';
@@ -73,7 +74,7 @@ function withoutConsequences(writes: Write[]): Write[] {
 
 // --- where a write lands -----------------------------------------------------
 
-function touchOf(write: Write, { kind, doc }: RuleContext): Touch {
+function touchOf(write: Write, { kind }: RuleContext): Touch {
   const { layout } = kind;
   if (write.root === layout.header.key) {
     const key = write.topKey;
@@ -122,8 +123,7 @@ function valueViolation(write: Write, schema: z.ZodType<Json>): string | null {
 
 /** A field's schema as a write sets it: its default fills only a missing key. */
 function settable(schema: z.ZodType<Json>): z.ZodType<Json> {
-  const def = (schema as unknown as { def: { type: string; innerType?: z.ZodType<Json> } }).def;
-  return def.type === 'default' ? def.innerType! : schema;
+  return schema instanceof z.ZodDefault ? (schema.unwrap() as z.ZodType<Json>) : schema;
 }
 
 /** The id of the member a write lies in: the doc's member's `id`, or, for a new member, null (its id write is judged as a value). */
@@ -157,12 +157,10 @@ function statusRefusal(touches: Touch[], { kind, doc, actor }: RuleContext): Con
     return refusal('bad-transition', `a ${entity} may not go from ${current} to ${bad} (from ${current}: ${allowed.join(', ') || 'none'})`, statusWrites);
   }
   if (!frozen || changes.length > 0) return null;
-  const content = touches.filter((touch) => touch.write.root !== COMMENTS_ROOT);
+  const content = touches.filter((touch) => touch.write.root !== COMMENTS);
   if (content.length === 0) return null;
   return refusal('document-frozen', `the ${entity} is ${current}, which freezes its content (comments stay open; an admin may reopen it)`, content);
 }
-
-const COMMENTS_ROOT = 'comments';
 
 // --- valid values -------------------------------------------------------------
 
