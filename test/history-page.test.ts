@@ -29,6 +29,35 @@ async function openPage(browser: Browser, url: string): Promise<{ page: Page; pr
   return { page, problems };
 }
 
+/**
+ * Holds the page's first request matching `matches` until `release()`, which
+ * resolves once its answer has reached the page and the page's next timer
+ * turn has run.
+ */
+async function heldOnce(page: Page, matches: (url: URL) => boolean): Promise<{ release(): Promise<void> }> {
+  let open!: () => void;
+  const opened = new Promise<void>((resolve) => (open = resolve));
+  let heldUrl: string | undefined;
+  await page.route(
+    (url) => matches(url),
+    async (route) => {
+      if (heldUrl !== undefined) return route.continue();
+      heldUrl = route.request().url();
+      await opened;
+      await route.continue();
+    },
+  );
+  return {
+    async release() {
+      if (heldUrl === undefined) throw new Error('the request to hold was never made');
+      const answered = page.waitForResponse((response) => response.url() === heldUrl);
+      open();
+      await answered;
+      await page.evaluate(() => new Promise((resolve) => setTimeout(resolve, 50)));
+    },
+  };
+}
+
 /** Moves the version slider the way a user does: focus it and press an arrow key. */
 async function slideTo(page: Page, seq: number): Promise<void> {
   const slider = page.locator('#version');
@@ -36,7 +65,12 @@ async function slideTo(page: Page, seq: number): Promise<void> {
   for (let value = Number(await slider.inputValue()); value !== seq; value += seq > value ? 1 : -1) {
     await page.keyboard.press(seq > value ? 'ArrowRight' : 'ArrowLeft');
   }
-  await waitForText(page, '#shown-version', (text) => text === String(seq));
+  try {
+    await waitForText(page, '#shown-version', (text) => text === String(seq));
+  } catch (error) {
+    // What the page knew when it showed another version: the slider's value and any error it reported.
+    throw new Error(`${(error as Error).message}; the slider is at ${await slider.inputValue()}, the page says ${JSON.stringify(await textOf(page, '#message'))}`);
+  }
 }
 
 describe('history page in a browser', () => {
@@ -94,6 +128,9 @@ describe('history page in a browser', () => {
     // The history page: sign in; the token stays out of the URL and out of localStorage.
     const admin = await openPage(browser, `${server.httpUrl}/admin`);
     const adminToken = await token({ tenant, sub: 'ada', role: 'admin', name: 'Ada' });
+    // Signing in loads the first document, this quote, and the user picks it again at once: the first
+    // load's history is held until the user has moved the slider, and must not move it back when it lands.
+    const firstLoad = await heldOnce(admin.page, (url) => url.pathname.endsWith('/quote/q-7/history') && url.searchParams.get('limit') === '1000');
     await admin.page.fill('#token', adminToken);
     await admin.page.click('#sign-in button[type=submit]');
     await waitForText(admin.page, '#document', (text) => text.includes('quote/q-7') && text.includes('report/r-9'));
@@ -111,6 +148,9 @@ describe('history page in a browser', () => {
     expect(quoteV1).toContain('Pumps for Riverside');
     expect(await textOf(admin.page, '[data-testid=totals]')).toBe('Subtotal 900.00 · Total 900.00 EUR');
     expect(await admin.page.locator('#rendered tbody td').nth(4).textContent()).toBe('2');
+    await firstLoad.release();
+    expect(await admin.page.locator('#version').inputValue()).toBe('1');
+    expect(await textOf(admin.page, '#shown-version')).toBe('1');
 
     // The report: slide back to before the PATCH; see the old text, the differences and who changed what.
     await admin.page.selectOption('#document', reportName);

@@ -46,8 +46,8 @@ const confirmBox = element('confirm');
  * @typedef {{ latest: number, exactFrom: number, exactCheckpoints: number[], updates: import('./timeline.js').Update[], from: number }} Loaded
  */
 
-/** @type {{ documents: DocumentEntry[], document: DocumentEntry | null, loaded: Loaded | null, versions: Map<number, any>, request: number }} */
-const state = { documents: [], document: null, loaded: null, versions: new Map(), request: 0 };
+/** @type {{ documents: DocumentEntry[], document: DocumentEntry | null, loaded: Loaded | null, versions: Map<string, any>, request: number, load: number }} */
+const state = { documents: [], document: null, loaded: null, versions: new Map(), request: 0, load: 0 };
 
 /** @param {unknown} error */
 function report(error) {
@@ -108,13 +108,14 @@ async function pick(name) {
 
 /** Loads the document's recent history and shows its latest version. */
 async function load(selected = Number.POSITIVE_INFINITY) {
-  const picked = state.document;
+  const loading = ++state.load;
   const path = documentPath();
   const first = await call(`${path}/history?limit=1`);
   const from = Math.max(first.exactFrom > 0 ? first.exactFrom - 1 : 0, first.version - MAX_UPDATES);
   const updates = await allPages((after) => `${path}/history?limit=1000&after=${after}`, 'updates', String(from), MAX_UPDATES);
-  // Another document was picked meanwhile: its own load shows it (these versions are not its).
-  if (state.document !== picked) return;
+  // A later load is on its way (another document picked, or this one again): it shows what it finds, and
+  // this one must not move the sliders back under the user's hands.
+  if (loading !== state.load) return;
   const loaded = { latest: first.version, exactFrom: first.exactFrom, exactCheckpoints: first.exactCheckpoints, updates, from: Math.max(from, first.exactFrom) };
   state.loaded = loaded;
   const current = /** @type {DocumentEntry} */ (state.document);
@@ -175,10 +176,12 @@ async function showSelection() {
 
 /** @param {number} seq */
 async function versionJson(seq) {
-  const cached = state.versions.get(seq);
+  // Keyed by document too: an answer for the document picked before may land after the next one is picked.
+  const path = `${documentPath()}/versions/${seq}`;
+  const cached = state.versions.get(path);
   if (cached) return cached;
-  const version = await call(`${documentPath()}/versions/${seq}`);
-  state.versions.set(seq, version);
+  const version = await call(path);
+  state.versions.set(path, version);
   return version;
 }
 
