@@ -1,5 +1,4 @@
 import fc from 'fast-check';
-import type { HocuspocusProvider } from '@hocuspocus/provider';
 import { isDeepStrictEqual } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
@@ -95,7 +94,7 @@ const step: fc.Arbitrary<Step> = fc.oneof(
 interface Replica {
   user: string;
   doc: Y.Doc;
-  provider: HocuspocusProvider | null;
+  client: Client | null;
 }
 
 let sessions = 0;
@@ -113,7 +112,7 @@ async function runSession(steps: Step[]) {
   const version = async () => (await api(shared.server.httpUrl, await token({ sub: 'ada', role: 'admin' }), 'GET', `/api/documents/quote/${id}`)).body.version ?? 0;
   const goOnline = async (replica: Replica): Promise<void> => {
     const client = connect(shared.server.wsUrl, name, await token({ sub: replica.user }), replica.doc);
-    replica.provider = client.provider;
+    replica.client = client;
     await acknowledged(client);
   };
   /** The step made one update (or, when `mayBeNone`, possibly none): file the JSON under its seq. */
@@ -124,14 +123,14 @@ async function runSession(steps: Step[]) {
     lastSeq = now;
     recorded.set(now, { json, userId, origin });
     // Every online replica holds that state before the next step.
-    for (const replica of replicas.filter((r) => r.provider)) {
+    for (const replica of replicas.filter((r) => r.client)) {
       await waitFor(`${replica.user} converges`, () => isDeepStrictEqual(jsonOf(replica.doc), json));
     }
   };
 
   try {
     for (const user of USERS) {
-      const replica: Replica = { user, doc: new Y.Doc(), provider: null };
+      const replica: Replica = { user, doc: new Y.Doc(), client: null };
       replicas.push(replica);
       await goOnline(replica);
     }
@@ -147,23 +146,23 @@ async function runSession(steps: Step[]) {
       }
       const replica = replicas[current.user]!;
       if (current.kind === 'offline') {
-        replica.provider?.destroy();
-        replica.provider = null;
+        replica.client?.provider.destroy();
+        replica.client = null;
       } else if (current.kind === 'online') {
-        if (replica.provider) continue;
+        if (replica.client) continue;
         await goOnline(replica);
         await record(jsonOf(replica.doc), replica.user, 'client', true);
-      } else if (applyEdit(replica.doc, current.edit, () => `${replica.user}-${nextLine++}`) && replica.provider) {
-        await acknowledged({ provider: replica.provider } as Client);
+      } else if (applyEdit(replica.doc, current.edit, () => `${replica.user}-${nextLine++}`) && replica.client) {
+        await acknowledged(replica.client);
         await record(jsonOf(replica.doc), replica.user, 'client');
       }
     }
-    for (const replica of replicas.filter((r) => !r.provider)) {
+    for (const replica of replicas.filter((r) => !r.client)) {
       await goOnline(replica);
       await record(jsonOf(replica.doc), replica.user, 'client', true);
     }
   } finally {
-    for (const replica of replicas) replica.provider?.destroy();
+    for (const replica of replicas) replica.client?.provider.destroy();
   }
   return { id, recorded, lastSeq };
 }
