@@ -10,7 +10,8 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import pg from 'pg';
 import { describeMachine } from './harness/machine.ts';
 import { markdownReport, resultsTable, svgChart, type RunReport } from './harness/report.ts';
-import { runScenario } from './harness/runner.ts';
+import { runScenario, type ScenarioResult } from './harness/runner.ts';
+import { combineRuns } from './harness/runs.ts';
 import { scenarios } from './scenarios/index.ts';
 
 const program = new Command()
@@ -20,6 +21,13 @@ const program = new Command()
   .addOption(new Option('--only <ids>', 'comma-separated scenario ids').argParser((ids: string) => ids.split(',').map((id) => id.trim().toUpperCase())))
   .option('--out <dir>', 'where results are written (default bench/results; test-output/bench-smoke with --smoke)')
   .option('--database-url <url>', 'PostgreSQL where each run creates its databases', process.env.BENCH_DATABASE_URL || process.env.TEST_DATABASE_URL || 'postgres://concord:concord@127.0.0.1:5432/postgres')
+  .addOption(
+    new Option('--runs <n>', 'full runs of the selection, one after the other; each figure is their median, with the spread (default 1)').argParser((runs: string) => {
+      const value = Number(runs);
+      if (!Number.isInteger(value) || value < 1) throw new InvalidArgumentError('a whole number, 1 or more');
+      return value;
+    }),
+  )
   .option('--no-profile', 'do not re-run Concord under --cpu-prof where a bar is missed')
   .addOption(
     new Option('--quiet-wait <minutes>', 'before each measurement, wait up to this long for other processes to use under 10% of the CPU and steal to fall under 5% (default 5; 0 with --smoke)').argParser((minutes: string) => {
@@ -30,7 +38,7 @@ const program = new Command()
   )
   .parse();
 
-const options = program.opts<{ smoke?: boolean; only?: string[]; out?: string; databaseUrl: string; profile: boolean; quietWait?: number }>();
+const options = program.opts<{ smoke?: boolean; only?: string[]; out?: string; databaseUrl: string; profile: boolean; quietWait?: number; runs?: number }>();
 const smoke = options.smoke ?? false;
 const unknown = options.only?.filter((id) => !scenarios.some((scenario) => scenario.id === id)) ?? [];
 if (unknown.length) program.error(`unknown scenario(s): ${unknown.join(', ')} (known: ${scenarios.map((s) => s.id).join(', ')})`);
@@ -44,34 +52,41 @@ const report: RunReport = {
   date: startedAt.toISOString().slice(0, 10),
   startedAt: startedAt.toISOString(),
   smoke,
+  runs: options.runs ?? 1,
   machine: { ...describeMachine(), postgres: await postgresVersion(options.databaseUrl) },
   scenarios: [],
   failures: [],
 };
 log(`${report.machine.cpu}, ${report.machine.cores} cores, ${report.machine.postgres}; ${selected.map((s) => s.id).join(' ')}${smoke ? ' (smoke)' : ''}`);
 
-for (const scenario of selected) {
-  const watchdog = setTimeout(() => {
-    console.error(`bench: ${scenario.id} still running after ${scenarioTimeoutMs / 60_000} min; giving up`);
-    process.exit(1);
-  }, scenarioTimeoutMs);
-  try {
-    const result = await runScenario(scenario, {
-      smoke,
-      adminUrl: options.databaseUrl,
-      profile: options.profile && !smoke,
-      quietWaitMs: (options.quietWait ?? (smoke ? 0 : 5)) * 60_000,
-      log,
-    });
-    report.scenarios.push(result);
-    log(`${scenario.id} done in ${result.seconds.toFixed(0)} s`);
-  } catch (error) {
-    report.failures.push({ id: scenario.id, error: (error as Error).stack ?? String(error) });
-    console.error(`bench: ${scenario.id} failed: ${(error as Error).stack}`);
-  } finally {
-    clearTimeout(watchdog);
+const runs = new Map<string, ScenarioResult[]>();
+for (let run = 1; run <= report.runs; run++) {
+  if (report.runs > 1) log(`run ${run} of ${report.runs}`);
+  for (const scenario of selected) {
+    const watchdog = setTimeout(() => {
+      console.error(`bench: ${scenario.id} still running after ${scenarioTimeoutMs / 60_000} min; giving up`);
+      process.exit(1);
+    }, scenarioTimeoutMs);
+    try {
+      const result = await runScenario(scenario, {
+        smoke,
+        adminUrl: options.databaseUrl,
+        // A missed bar is profiled once, in the last run.
+        profile: options.profile && !smoke && run === report.runs,
+        quietWaitMs: (options.quietWait ?? (smoke ? 0 : 5)) * 60_000,
+        log,
+      });
+      runs.set(scenario.id, [...(runs.get(scenario.id) ?? []), result]);
+      log(`${scenario.id} done in ${result.seconds.toFixed(0)} s`);
+    } catch (error) {
+      report.failures.push({ id: report.runs > 1 ? `${scenario.id} (run ${run})` : scenario.id, error: (error as Error).stack ?? String(error) });
+      console.error(`bench: ${scenario.id} failed: ${(error as Error).stack}`);
+    } finally {
+      clearTimeout(watchdog);
+    }
   }
 }
+report.scenarios = [...runs.values()].map(combineRuns);
 
 const out = options.out ?? (smoke ? 'test-output/bench-smoke' : 'bench/results');
 mkdirSync(out, { recursive: true });

@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { matchDeliveries } from '../bench/harness/deliveries.ts';
 import { summarizeProfiles } from '../bench/harness/profile.ts';
+import type { ScenarioResult } from '../bench/harness/runner.ts';
+import { combineRuns, median } from '../bench/harness/runs.ts';
 
 describe('bench: matching receptions to sends', () => {
   it('matches merged broadcasts to every send they cover and counts what never arrived', () => {
@@ -40,5 +42,38 @@ describe('bench: profile summary', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('bench: several runs', () => {
+  const run = (concord: number, bare: number | null, note: string): ScenarioResult => ({
+    id: 'S2',
+    title: 'acknowledged throughput',
+    description: '',
+    peers: [],
+    rows: [{ key: 'one', label: 'one writer', unit: 'updates/s', digits: 0, bar: { min: 5_000 }, concord, bare, ratio: null, met: concord >= 5_000 }],
+    notes: [note],
+    noise: {},
+    profiles: [],
+    seconds: 10,
+  });
+
+  it('reports the median of each figure with the spread, and judges the median against the bar', () => {
+    // Two runs of three meet the bar, the median does too; one run alone would have missed.
+    const combined = combineRuns([run(5_200, 20_000, 'a'), run(4_100, 24_000, 'b'), run(5_050, null, 'c')]);
+    const [row] = combined.rows;
+    expect(row!.concord).toBe(5_050);
+    expect(row!.bare).toBe(22_000);
+    expect(row!.met).toBe(true);
+    expect(row!.ratio).toBeCloseTo(5_050 / 22_000);
+    expect(row!.spread).toEqual({ concord: { min: 4_100, max: 5_200, runs: 3 }, bare: { min: 20_000, max: 24_000, runs: 2 } });
+    expect(combined.notes).toEqual(['run 1: a', 'run 2: b', 'run 3: c']);
+    expect(combined.seconds).toBe(30);
+  });
+
+  it('takes the middle of an odd count and the mean of the middle two of an even one', () => {
+    expect(median([3, 1, 2])).toBe(2);
+    expect(median([4, 1, 3, 2])).toBe(2.5);
+    expect(median([])).toBeNull();
   });
 });

@@ -14,6 +14,8 @@ export interface DeploymentOptions {
   adminUrl: string;
   /** Server processes sharing one database and, when there are several, one Redis of the benchmark's own. */
   instances?: number;
+  /** Run Redis even for one instance (the same deployment at every size, for a scale-out comparison). */
+  redis?: boolean;
   /** Concord's database: a fresh PostgreSQL database (production), or the embedded PGlite (`npm start`'s default). */
   storage?: 'postgres' | 'pglite';
   /** With a folder, every server process writes a CPU profile below it (`--cpu-prof`), one folder per start. */
@@ -44,7 +46,7 @@ export class Deployment {
   private constructor(options: DeploymentOptions, storage?: TestStorage, redis?: RedisProcess) {
     const { kind, instances = 1, storage: storageKind = 'postgres' } = options;
     this.kind = kind;
-    this.description = `${kind === 'concord' ? `Concord on ${storageKind === 'postgres' ? 'PostgreSQL' : 'PGlite'}` : 'bare Hocuspocus'}${instances > 1 ? `, ${instances} instances` : ''}`;
+    this.description = `${kind === 'concord' ? `Concord on ${storageKind === 'postgres' ? 'PostgreSQL' : 'PGlite'}` : 'bare Hocuspocus'}${instances > 1 || redis ? `, ${instances} instance${instances > 1 ? 's' : ''} with Redis` : ''}`;
     this.storage = storage;
     this.redis = redis;
     this.profileDir = options.profileDir;
@@ -53,7 +55,7 @@ export class Deployment {
   }
 
   static async start(options: DeploymentOptions): Promise<Deployment> {
-    const redis = (options.instances ?? 1) > 1 ? await new RedisProcess().start() : undefined;
+    const redis = (options.redis ?? (options.instances ?? 1) > 1) ? await new RedisProcess().start() : undefined;
     const storage = options.kind === 'concord' ? await createStorage(options.storage ?? 'postgres', options.adminUrl) : undefined;
     const deployment = new Deployment(options, storage, redis);
     try {

@@ -75,6 +75,7 @@ export class LoadPool {
   private readonly workers: ChildProcess[] = [];
   private readonly waiting = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
   private nextId = 0;
+  private closed?: Promise<void>;
   /** The clientIDs of every opened client, in the order of `open`'s specs. */
   clientIds: number[] = [];
   specs: ClientSpec[] = [];
@@ -122,10 +123,13 @@ export class LoadPool {
     return this.all<PhaseReport>({ op: 'stop', settleMs });
   }
 
-  /** Closes the clients and ends the processes (again: nothing). */
-  async close(): Promise<void> {
-    await this.all({ op: 'close' }).catch(() => {});
-    for (const worker of this.workers) if (worker.exitCode === null) worker.kill();
+  /** Closes the clients and ends the processes; closing again (a scenario's own, then the runner's) waits for the first. */
+  close(): Promise<void> {
+    this.closed ??= (async () => {
+      await this.all({ op: 'close' }).catch(() => {});
+      for (const worker of this.workers) if (worker.exitCode === null) worker.kill();
+    })();
+    return this.closed;
   }
 
   /** The process ids of the load processes (their CPU counts as the harness's own). */

@@ -8,6 +8,8 @@ export interface RunReport {
   date: string;
   startedAt: string;
   smoke: boolean;
+  /** Full runs of the selection (`--runs`); each figure is their median. */
+  runs: number;
   machine: Machine & { postgres: string };
   scenarios: ScenarioResult[];
   /** Scenarios the harness could not run, with the error. */
@@ -26,6 +28,8 @@ export function barText(bar: Bar | undefined, unit: string): string {
 
 function value(row: RowResult, kind: TargetKind): string {
   const figure = row[kind];
+  const spread = row.spread?.[kind];
+  if (figure !== null && spread) return `${number(figure, row.digits)} (${number(spread.min, row.digits)} – ${number(spread.max, row.digits)})`;
   if (figure !== null) return number(figure, row.digits);
   return kind === 'bare' && row.bareless ? `n/a (${row.bareless})` : 'n/a';
 }
@@ -39,7 +43,7 @@ function verdict(row: RowResult): string {
   return row.met ? 'met' : '**missed**';
 }
 
-/** The results table: one row per figure, Concord beside bare Hocuspocus. */
+/** The results table: one row per figure, Concord beside bare Hocuspocus (over several runs: the median, with the range). */
 export function resultsTable(scenarios: ScenarioResult[]): string {
   const lines = ['| scenario | figure | Concord | bare Hocuspocus | ratio | bar | result |', '|---|---|---:|---:|---:|---|---|'];
   for (const scenario of scenarios) {
@@ -62,6 +66,7 @@ export function markdownReport(report: RunReport, chartFile: string): string {
   const { machine } = report;
   const out: string[] = [];
   out.push(`# Concord benchmark, ${report.date}${report.smoke ? ' (smoke run: small counts, figures not meaningful)' : ''}`, '');
+  if (report.runs > 1) out.push(`Each figure is the median of ${report.runs} full runs, one after the other, with the lowest and highest in brackets.`, '');
   out.push(
     `Machine: ${machine.cpu}, ${machine.cores} cores${machine.virtualized ? ' (virtual machine)' : ''}, ${machine.memoryGiB} GiB, ${machine.kernel}; ` +
       `Node ${machine.node}; ${machine.postgres}; Redis ${machine.redis}. Servers, load processes, PostgreSQL and Redis share these cores; ` +
@@ -76,7 +81,11 @@ export function markdownReport(report: RunReport, chartFile: string): string {
   }
   out.push('## How busy the machine was', '', 'CPU steal (time the hypervisor gave other guests) and CPU used by processes that are not the benchmark\'s, as a share of all CPU time, over each measurement.', '');
   out.push('| scenario | Concord | bare Hocuspocus |', '|---|---|---|');
-  for (const scenario of report.scenarios) out.push(`| ${scenario.id} | ${noiseText(scenario.noise.concord)} | ${noiseText(scenario.noise.bare)} |`);
+  for (const scenario of report.scenarios) {
+    const runs = scenario.runNoise ?? [scenario.noise];
+    const text = (kind: TargetKind) => runs.map((noise, index) => `${runs.length > 1 ? `run ${index + 1}: ` : ''}${noiseText(noise[kind])}`).join('; ');
+    out.push(`| ${scenario.id} | ${text('concord')} | ${text('bare')} |`);
+  }
   out.push('');
   for (const scenario of report.scenarios) out.push(...scenarioSection(scenario));
   return out.join('\n');

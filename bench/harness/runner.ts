@@ -15,6 +15,15 @@ export interface RowResult extends Row {
   ratio: number | null;
   /** Whether the bar is met; null without a bar or without a figure. */
   met: boolean | null;
+  /** Over several runs (`--runs`): the figures above are medians, these their range. */
+  spread?: Record<TargetKind, Spread | null>;
+}
+
+/** The lowest and highest figure of several runs, beside their median. */
+export interface Spread {
+  min: number;
+  max: number;
+  runs: number;
 }
 
 export interface ScenarioResult {
@@ -25,6 +34,8 @@ export interface ScenarioResult {
   rows: RowResult[];
   notes: string[];
   noise: Partial<Record<TargetKind, Noise>>;
+  /** Over several runs (`--runs`): each run's noise. */
+  runNoise?: Array<Partial<Record<TargetKind, Noise>>>;
   /** Where Concord's time went, per deployment of a profiled re-run, when a bar was missed. */
   profiles: Array<{ deployment: string; summary: ProfileSummary }>;
   seconds: number;
@@ -136,7 +147,8 @@ async function measureOn(scenario: Scenario, kind: TargetKind, options: RunOptio
   return { measured, noise, notes, profiles };
 }
 
-function judge(row: Row, concord: number | null, bare: number | null): RowResult {
+/** A row's figures against its bar. */
+export function judge(row: Row, concord: number | null, bare: number | null): RowResult {
   const ratio = concord !== null && bare !== null && bare !== 0 ? concord / bare : null;
   let met: boolean | null = null;
   if (row.bar && concord !== null) {

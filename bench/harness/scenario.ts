@@ -30,7 +30,7 @@ export type Measured = Record<string, number | null>;
 export interface RunContext {
   kind: TargetKind;
   smoke: boolean;
-  deploy(options?: Pick<DeploymentOptions, 'instances' | 'storage'>): Promise<Deployment>;
+  deploy(options?: Pick<DeploymentOptions, 'instances' | 'storage' | 'redis'>): Promise<Deployment>;
   load(processes: number): LoadPool;
   note(text: string): void;
   progress(text: string): void;

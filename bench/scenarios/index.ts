@@ -8,6 +8,7 @@ import { history } from './s6-history.ts';
 import { idle } from './s7-idle.ts';
 import { documentSize } from './s8-document-size.ts';
 import { events } from './s9-events.ts';
+import { scaleOut } from './s10-scale-out.ts';
 
 /** Every scenario, in the order they run. */
-export const scenarios: Scenario[] = [fanOut, acknowledged, manyDocuments, awareness, acrossInstances, history, idle, documentSize, events];
+export const scenarios: Scenario[] = [fanOut, acknowledged, manyDocuments, awareness, acrossInstances, history, idle, documentSize, events, scaleOut];
