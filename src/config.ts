@@ -59,6 +59,8 @@ const environment = z.object({
   CHECKPOINT_EVERY: positiveInt(500),
   /** A pause longer than this ends a burst of typing: the next text edit starts a new audit row. */
   AUDIT_TEXT_BURST_MS: positiveInt(5000),
+  /** Most updates one burst's audit row covers; the next text edit starts a new row (each commit rewrites the open row, so it must stay small). */
+  AUDIT_TEXT_BURST_MAX_UPDATES: positiveInt(100),
   /** Most updates written in one group commit. */
   COMMIT_BATCH_MAX: positiveInt(2000),
   /** Past this many bytes of uncommitted updates (Postgres away), new writes are refused. */

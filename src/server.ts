@@ -80,7 +80,7 @@ export async function createConcord(config: Config, log: Logger) {
   const retention = config.HISTORY_RETENTION_DAYS ? historyRetention(pruneTarget(config, db, checkpointer, log), config.HISTORY_RETENTION_DAYS) : null;
   // What a commit writes besides the log, in the same transaction (the acknowledgement waits for all of it).
   const events = new EventWriter();
-  const pipeline = new CommitPipeline({ writers: [new AuditTrail(config.AUDIT_TEXT_BURST_MS), new TableWriter(), events], log, metrics });
+  const pipeline = new CommitPipeline({ writers: [new AuditTrail({ burstMs: config.AUDIT_TEXT_BURST_MS, maxUpdates: config.AUDIT_TEXT_BURST_MAX_UPDATES }), new TableWriter(), events], log, metrics });
   const feed = new EventFeed({ db, writer: events, pollMs: config.EVENTS_POLL_MS, maxWaitingPerTenant: config.EVENTS_MAX_WAITING_PER_TENANT });
   // Work across tenants (pruning events, finding what waits to be pushed) runs as the owner role.
   const owner = ownerDatabase(config, db, log);

@@ -3,7 +3,7 @@ import { AuditTrail } from '../src/audit/trail.ts';
 import type { TrackedEntry } from '../src/commit/writer.ts';
 import { runTogether, type Database } from '../src/db/database.ts';
 import { ensureDocument } from '../src/db/documents.ts';
-import { fieldsTouched } from '../src/db/field-changes.ts';
+import { fieldChangePage, fieldsTouched } from '../src/db/field-changes.ts';
 import { migrate } from '../src/db/migrate.ts';
 import { parseDocumentName } from '../src/documents/kinds.ts';
 import { backends, createStorage, type TestStorage } from './support/database.ts';
@@ -44,7 +44,7 @@ describe.each(backends)('audit bursts on $kind', ({ kind, reason }) => {
 
   it('a burst row names exactly the updates that typed into it, whether extended within one commit or across commits', async ({ skip }) => {
     skip(!!reason, reason);
-    const trail = new AuditTrail(5_000);
+    const trail = new AuditTrail({ burstMs: 5_000, maxUpdates: 100 });
     const commit = (updates: Array<TrackedEntry>) =>
       db.transaction('acme', async (sql) => {
         await ensureDocument(sql, document);
@@ -66,5 +66,27 @@ describe.each(backends)('audit bursts on $kind', ({ kind, reason }) => {
     // Only the part of a row inside the range asked for.
     const inside = await db.transaction('acme', (sql) => fieldsTouched(sql, document.name, 3, 5));
     expect(inside.find((row) => row.field === 'notes' && row.user_id === 'alice')?.covered).toEqual([3]);
+  });
+
+  it('ends a burst after its most updates, in one commit or across commits: the next keystroke starts a new row', async ({ skip }) => {
+    skip(!!reason, reason);
+    const trail = new AuditTrail({ burstMs: 5_000, maxUpdates: 3 });
+    const commit = (updates: Array<TrackedEntry>) =>
+      db.transaction('acme', async (sql) => {
+        const audit = trail.prepare(updates);
+        audit.committed(await runTogether(sql, audit.statements));
+      });
+    await commit([edit(11, 'carol', 'notes', 'a'), edit(12, 'carol', 'notes', 'ab')]);
+    await commit([edit(13, 'carol', 'notes', 'abc'), edit(14, 'carol', 'notes', 'abcd')]);
+    await commit([edit(15, 'carol', 'notes', 'abcde'), edit(16, 'carol', 'notes', 'abcdef'), edit(17, 'carol', 'notes', 'abcdefg')]);
+
+    const touched = await db.transaction('acme', (sql) => fieldsTouched(sql, document.name, 11, 17));
+    expect(touched.filter((row) => row.user_id === 'carol').map((row) => ({ first: row.first_seq, last: row.seq, covered: row.covered }))).toEqual([
+      { first: 11, last: 13, covered: [11, 12, 13] },
+      { first: 14, last: 16, covered: [14, 15, 16] },
+      { first: 17, last: 17, covered: [17] },
+    ]);
+    const rows = await db.transaction('acme', (sql) => fieldChangePage(sql, document.name, { user: 'carol' }, 0, 10));
+    expect(rows.map((row) => row.new_value)).toEqual(['abc', 'abcdef', 'abcdefg']);
   });
 });

@@ -4,6 +4,8 @@ import { extendFieldChanges, insertedIds, insertFieldChanges, type FieldChangeRo
 /** A text field's open burst of typing: its row grows while the same user keeps typing. */
 interface Burst {
   lastAt: number;
+  /** How many updates its row covers. */
+  updates: number;
   /** Known once the row is committed. */
   rowId?: number;
   /** The row being inserted in the current commit, still open to extension. */
@@ -13,22 +15,35 @@ interface Burst {
 /** A committed burst row's new end, and the updates that extend it (`extendFieldChanges`). */
 type Extension = Parameters<typeof extendFieldChanges>[0][number];
 
+export interface AuditTrailConfiguration {
+  /** AUDIT_TEXT_BURST_MS: a longer pause in typing ends a burst. */
+  burstMs: number;
+  /**
+   * AUDIT_TEXT_BURST_MAX_UPDATES: most updates one burst row covers. Every
+   * commit rewrites its open row (the text so far, the updates it covers), so
+   * a row left to grow through an hour of typing would make each commit
+   * slower than the last.
+   */
+  maxUpdates: number;
+}
+
 /**
  * Writes `field_changes`: one row per changed field, attributed to the user of
  * the update it came from. Text fields are coalesced: while one user keeps
  * typing into one field (pauses shorter than `burstMs`), a single row grows,
  * keeping the text from before the burst and moving its new text and seq forward;
  * it names the updates it was made by (`seqs`), so its author's other updates
- * inside its span are not taken for typing.
+ * inside its span are not taken for typing. A burst also ends after
+ * `maxUpdates` updates.
  */
 export class AuditTrail implements CommitWriter {
   readonly name = 'audit-trail';
-  private readonly burstMs: number;
+  private readonly configuration: AuditTrailConfiguration;
   /** Per document, per `entity/entityId/field/user`: two people typing in one field each have their burst. */
   private readonly bursts = new Map<string, Map<string, Burst>>();
 
-  constructor(burstMs: number) {
-    this.burstMs = burstMs;
+  constructor(configuration: AuditTrailConfiguration) {
+    this.configuration = configuration;
   }
 
   /** The statements writing the rows of `entries` (all committed together); the bursts they leave are remembered once the commit lands. */
@@ -66,7 +81,7 @@ export class AuditTrail implements CommitWriter {
         const at = update.receivedAt.getTime();
         const perDocument = touched.get(name) ?? new Map<string, Burst>();
         touched.set(name, perDocument);
-        if (burst && at - burst.lastAt <= this.burstMs) {
+        if (burst && at - burst.lastAt <= this.configuration.burstMs && burst.updates < this.configuration.maxUpdates) {
           const end = { seq, new_value: row.new_value, changed_at: changedAt };
           if (burst.pendingRow) {
             Object.assign(burst.pendingRow, end).seqs!.push(seq);
@@ -75,11 +90,11 @@ export class AuditTrail implements CommitWriter {
             extensions.set(burst.rowId!, Object.assign(extension, end));
             extension.seqs.push(seq);
           }
-          perDocument.set(key, { ...burst, lastAt: at });
+          perDocument.set(key, { ...burst, lastAt: at, updates: burst.updates + 1 });
         } else {
           row.seqs = [seq];
           inserts.push(row);
-          perDocument.set(key, { lastAt: at, pendingRow: row });
+          perDocument.set(key, { lastAt: at, updates: 1, pendingRow: row });
         }
       }
     }
@@ -101,7 +116,7 @@ export class AuditTrail implements CommitWriter {
       const remembered = this.bursts.get(name) ?? new Map<string, Burst>();
       for (const [key, burst] of perDocument) {
         const rowId = burst.pendingRow ? ids[position.get(burst.pendingRow)!] : burst.rowId;
-        remembered.set(key, { lastAt: burst.lastAt, rowId });
+        remembered.set(key, { lastAt: burst.lastAt, updates: burst.updates, rowId });
       }
       this.bursts.set(name, remembered);
     }
