@@ -92,14 +92,14 @@ export function apply(doc: Y.Doc, kind: 'quote' | 'report', step: Op): void {
       }
       case 'type': {
         const text = kind === 'quote' ? doc.getText('notes') : bodyText(member(step.at));
-        if (text) text.insert(boundary(text.toString(), step.at), step.text);
+        if (text) text.insert(boundary(characters(text), step.at), step.text);
         return;
       }
       case 'erase': {
         const text = kind === 'quote' ? doc.getText('notes') : bodyText(member(step.at));
         if (!text) return;
-        const from = boundary(text.toString(), step.at);
-        text.delete(from, boundary(text.toString(), from + step.length) - from);
+        const from = boundary(characters(text), step.at);
+        text.delete(from, boundary(characters(text), from + step.length) - from);
         return;
       }
       case 'body': {
@@ -125,8 +125,8 @@ export function apply(doc: Y.Doc, kind: 'quote' | 'report', step: Op): void {
         if (!text) return;
         // Bold on, or every mark off: format marks among the characters, as an editor leaves them.
         const marks = step.mark === null ? { bold: null, italic: null } : { [step.mark]: true };
-        const from = boundary(text.toString(), step.from);
-        text.format(from, boundary(text.toString(), from + step.length) - from, marks);
+        const from = boundary(characters(text), step.from);
+        text.format(from, boundary(characters(text), from + step.length) - from, marks);
         return;
       }
       case 'stray':
@@ -152,6 +152,14 @@ export function boundary(text: string, index: number): number {
   const at = Math.min(index, text.length);
   const code = text.charCodeAt(at);
   return at > 0 && at < text.length && code >= 0xdc00 && code <= 0xdfff ? at - 1 : at;
+}
+
+/** A text's characters as positions count them: a `Y.XmlText`'s `toString()` adds its marks as tags. */
+function characters(text: Y.Text): string {
+  return text
+    .toDelta()
+    .map(({ insert }: { insert: unknown }) => (typeof insert === 'string' ? insert : ' '))
+    .join('');
 }
 
 /** A replica of `doc` as it is now. */
