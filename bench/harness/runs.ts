@@ -22,7 +22,6 @@ export function combineRuns(runs: ScenarioResult[]): ScenarioResult {
     ...first,
     rows,
     notes: runs.flatMap((run, index) => run.notes.map((note) => `run ${index + 1}: ${note}`)),
-    noise: first.noise,
     runNoise: runs.map((run) => run.noise),
     profiles: runs.flatMap((run) => run.profiles),
     seconds: runs.reduce((sum, run) => sum + run.seconds, 0),
