@@ -53,6 +53,10 @@ const environment = z.object({
   SOCKET_BYTES_PER_SECOND: positiveInt(1024 * 1024),
   /** Bytes a socket may send beyond its rate, per 10 s; at least MAX_MESSAGE_BYTES, so that one largest message always fits. */
   SOCKET_BYTE_BURST: positiveInt(8 * 1024 * 1024),
+  /** Bytes sent to a socket that its client has not read yet (they wait in memory); past them the socket's messages wait until it has read. */
+  SOCKET_UNSENT_MAX_BYTES: positiveInt(1024 * 1024),
+  /** A client over SOCKET_UNSENT_MAX_BYTES for this long is cut off. */
+  SOCKET_STALL_TIMEOUT_MS: positiveInt(30_000),
   /** A socket that has not authenticated any document this long after it opened is closed. */
   UNAUTHENTICATED_TIMEOUT_MS: positiveInt(10_000),
   /** A checkpoint is written once a document has this many updates after its last one. */

@@ -155,6 +155,52 @@ describe('socket limits', () => {
     });
   });
 
+  describe('a client that stops reading: SOCKET_UNSENT_MAX_BYTES', () => {
+    const UNSENT_MAX_BYTES = 256 * 1024;
+    let server: ServerProcess;
+    beforeAll(async () => {
+      server = await startServer({ ...storage.env, SOCKET_UNSENT_MAX_BYTES: String(UNSENT_MAX_BYTES), SOCKET_STALL_TIMEOUT_MS: '2000', SYNC_REQUESTS_PER_WINDOW: '1000' });
+    });
+    afterAll(() => server?.stop());
+
+    it('a client that reads gets every answer, each larger than the bound; one that stops reading gets no more answers and is cut after SOCKET_STALL_TIMEOUT_MS', async () => {
+      const document = 'acme/quote/limit-unsent';
+      const writer = await RawSocket.open(server.wsUrl);
+      await openDocument(writer, document);
+      const doc = new Y.Doc();
+      doc.getText('notes').insert(0, 'n'.repeat(4 * UNSENT_MAX_BYTES));
+      writer.send(updateFrame(document, Y.encodeStateAsUpdate(doc)));
+      await waitFor('the write answered', () => writer.of(document).syncStatuses.length === 1);
+      expect(writer.of(document).syncStatuses).toEqual([true]);
+      const before = await limitsReached(server, 'SOCKET_UNSENT_MAX_BYTES');
+      // 100 whole-document answers: far more than the network's buffers hold for a reader that does not read.
+      const requests = 100;
+
+      const reader = await RawSocket.open(server.wsUrl);
+      await openDocument(reader, document);
+      for (let i = 0; i < requests; i++) reader.send(syncStep1(document));
+      await waitFor('every answer read', () => reader.of(document).syncStep2s === 1 + requests, 30_000);
+      expect(reader.isOpen).toBe(true);
+      expect(await limitsReached(server, 'SOCKET_UNSENT_MAX_BYTES')).toBe(before);
+
+      const stalled = await RawSocket.open(server.wsUrl);
+      await openDocument(stalled, document);
+      const tcp = (stalled.ws as unknown as { _socket: { pause(): void; resume(): void } })._socket;
+      tcp.pause();
+      for (let i = 0; i < requests; i++) stalled.send(syncStep1(document));
+      const stalledAt = performance.now();
+      await waitFor('the stalled socket cut', async () => (await limitsReached(server, 'SOCKET_UNSENT_MAX_BYTES')) === before + 1, 30_000);
+      expect(performance.now() - stalledAt).toBeGreaterThanOrEqual(2000);
+      // What reached it before the cut is read, then the connection ends without a close message (none could pass the unread).
+      tcp.resume();
+      expect((await stalled.closed).code).toBe(1006);
+      expect(stalled.of(document).syncStep2s).toBeLessThan(1 + requests);
+      expect(writer.isOpen && reader.isOpen).toBe(true);
+      writer.close();
+      reader.close();
+    });
+  });
+
   describe('sockets that do not authenticate', () => {
     let server: ServerProcess;
     beforeAll(async () => {

@@ -13,6 +13,8 @@ import { WatchedSocket } from './watched-socket.ts';
 
 // The burst budgets are renewed over this window (rate-limiter-flexible's fixed windows).
 const BURST_WINDOW_SECONDS = 10;
+// How often a backed-up socket is looked at: has its client read enough to go on, or stalled too long?
+const BACKLOG_CHECK_MS = 50;
 
 /**
  * What Hocuspocus buffers for documents that have not finished authenticating
@@ -29,7 +31,13 @@ export const unauthenticatedQueue = {
 /** Message types a client needs answered: refusing one leaves its provider waiting, so the socket is closed instead. */
 const ANSWERED = new Set<number>([MessageType.Sync, MessageType.SyncReply, MessageType.Auth]);
 
-type SocketLimit = 'SOCKET_MESSAGES_PER_SECOND' | 'SOCKET_BYTES_PER_SECOND' | 'SYNC_REQUESTS_PER_WINDOW' | 'UNAUTHENTICATED_TIMEOUT_MS' | 'UNAUTHENTICATED_QUEUE';
+type SocketLimit =
+  | 'SOCKET_MESSAGES_PER_SECOND'
+  | 'SOCKET_BYTES_PER_SECOND'
+  | 'SOCKET_UNSENT_MAX_BYTES'
+  | 'SYNC_REQUESTS_PER_WINDOW'
+  | 'UNAUTHENTICATED_TIMEOUT_MS'
+  | 'UNAUTHENTICATED_QUEUE';
 
 /** The per-socket budgets, shared by every socket of the process (each socket is its own key). */
 export interface SocketLimits {
@@ -43,6 +51,10 @@ export interface SocketLimits {
   floodMessages: number;
   floodBytes: number;
   unauthenticatedTimeoutMs: number;
+  /** Bytes the client may leave unread before the socket's messages wait for it to read. */
+  maxUnsentBytes: number;
+  /** Longest a client may stay over maxUnsentBytes before its socket is cut. */
+  stallTimeoutMs: number;
 }
 
 export function createSocketLimits(config: Config): SocketLimits {
@@ -55,6 +67,8 @@ export function createSocketLimits(config: Config): SocketLimits {
     floodMessages: config.SOCKET_MESSAGE_BURST,
     floodBytes: config.SOCKET_BYTE_BURST,
     unauthenticatedTimeoutMs: config.UNAUTHENTICATED_TIMEOUT_MS,
+    maxUnsentBytes: config.SOCKET_UNSENT_MAX_BYTES,
+    stallTimeoutMs: config.SOCKET_STALL_TIMEOUT_MS,
   };
 }
 
@@ -105,13 +119,20 @@ export class SocketSession {
   /** Frames are handled one after another: budgets are spent asynchronously, and Hocuspocus must see them in order. */
   private tail = Promise.resolve();
   private closing = false;
+  /** Set while the client has more than SOCKET_UNSENT_MAX_BYTES unread: settled once it has read enough, or the socket is cut. */
+  private backlog: { settled: Promise<void>; settle: () => void; timer: NodeJS.Timeout } | null = null;
   /** Refused in a row since the last message within budget, and the documents told so. */
   private streak = { messages: 0, bytes: 0, told: new Set<string>() };
 
   constructor(ws: WebSocket, request: Request, deps: SocketDependencies) {
     this.ws = ws;
     this.deps = deps;
-    this.socket = new WatchedSocket(ws, deps.metrics, (address) => this.settled(address));
+    this.socket = new WatchedSocket(ws, {
+      metrics: deps.metrics,
+      onSettled: (address) => this.settled(address),
+      maxUnsentBytes: deps.limits.maxUnsentBytes,
+      onBackedUp: () => this.backedUp(),
+    });
     this.client = deps.hocuspocus.handleConnection(this.socket, request, { acknowledgements: this.socket } satisfies SocketContext);
     this.unauthenticatedTimer = setTimeout(() => this.checkAuthenticated(), deps.limits.unauthenticatedTimeoutMs);
     this.unauthenticatedTimer.unref();
@@ -125,12 +146,15 @@ export class SocketSession {
     ws.on('close', (code, reason) => {
       this.closing = true;
       clearTimeout(this.unauthenticatedTimer);
+      this.endBacklog();
       this.client.handleClose({ code, reason: reason.toString() });
     });
     ws.on('error', (error) => deps.log.info({ err: error, code: 'socket-error' }, 'WebSocket error'));
   }
 
   private async receive(bytes: Uint8Array): Promise<void> {
+    // A client that does not read its answers gets no more until it has: its requests cannot pile them up in memory.
+    if (this.backlog) await this.backlog.settled;
     const { limits } = this.deps;
     const overMessages = (await limits.messages(this.key)) !== null;
     const overBytes = (await limits.bytes(this.key, bytes.length)) !== null;
@@ -279,6 +303,38 @@ export class SocketSession {
     if (this.closing || this.socket.authenticated) return;
     this.limitReached('UNAUTHENTICATED_TIMEOUT_MS');
     this.close(1008, 'rate-limited', `no document authenticated within ${this.deps.limits.unauthenticatedTimeoutMs} ms`);
+  }
+
+  /**
+   * What the client has not read waits in the server's memory. Past
+   * SOCKET_UNSENT_MAX_BYTES the socket is no longer read (its frames wait, and
+   * TCP holds the client back) until the client has read below the bound; a
+   * client that stays over it for SOCKET_STALL_TIMEOUT_MS is cut, as a close
+   * message would wait behind what is unread (its provider reconnects and syncs).
+   */
+  private backedUp(): void {
+    if (this.backlog || this.closing) return;
+    const { maxUnsentBytes, stallTimeoutMs } = this.deps.limits;
+    const since = performance.now();
+    const { promise, resolve } = Promise.withResolvers<void>();
+    const timer = setInterval(() => {
+      if (this.ws.bufferedAmount <= maxUnsentBytes) return this.endBacklog();
+      if (performance.now() - since < stallTimeoutMs) return;
+      this.closing = true;
+      this.endBacklog();
+      this.limitReached('SOCKET_UNSENT_MAX_BYTES');
+      this.ws.terminate();
+    }, BACKLOG_CHECK_MS);
+    this.backlog = { settled: promise, settle: resolve, timer };
+    this.ws.pause();
+  }
+
+  private endBacklog(): void {
+    if (!this.backlog) return;
+    clearInterval(this.backlog.timer);
+    this.backlog.settle();
+    this.backlog = null;
+    if (!this.closing) this.ws.resume();
   }
 
   private limitReached(limit: SocketLimit, document?: string): void {

@@ -4,22 +4,34 @@ import type { Metrics } from '../metrics.ts';
 import { AckGatedSocket } from '../persistence/acknowledgements.ts';
 import { AuthMessageType, readHeader } from '../protocol.ts';
 
+export interface WatchedSocketOptions {
+  metrics: Metrics;
+  /** Called when the server answers a document's authentication, either way, or closes it. */
+  onSettled(address: string): void;
+  /** Most bytes sent but not yet taken by the network before onBackedUp is called. */
+  maxUnsentBytes: number;
+  /** Called after a send that leaves more than maxUnsentBytes waiting for the client to read. */
+  onBackedUp(): void;
+}
+
 /**
  * The socket handed to Hocuspocus (acknowledgements gated as AckGatedSocket
  * does), which also follows from what the server sends which documents of
  * the socket are open: authenticated (Auth "authenticated") and not closed
- * since (Close), and whether any document ever was.
+ * since (Close), and whether any document ever was; and says when what the
+ * client has not read yet passes maxUnsentBytes.
  */
 export class WatchedSocket extends AckGatedSocket {
   /** Set once any document authenticated; sticky, as in Hocuspocus. */
   authenticated = false;
   private readonly open = new Set<string>();
-  /** Called when the server answers a document's authentication, either way, or closes it. */
-  private readonly onSettled: (address: string) => void;
+  private readonly ws: WebSocket;
+  private readonly options: WatchedSocketOptions;
 
-  constructor(ws: WebSocket, metrics: Metrics, onSettled: (address: string) => void) {
-    super(ws, metrics);
-    this.onSettled = onSettled;
+  constructor(ws: WebSocket, options: WatchedSocketOptions) {
+    super(ws, options.metrics);
+    this.ws = ws;
+    this.options = options;
   }
 
   isOpen(address: string): boolean {
@@ -33,11 +45,12 @@ export class WatchedSocket extends AckGatedSocket {
         this.authenticated = true;
         this.open.add(header.address);
       }
-      this.onSettled(header.address);
+      this.options.onSettled(header.address);
     } else if (header?.type === MessageType.CLOSE) {
       this.open.delete(header.address);
-      this.onSettled(header.address);
+      this.options.onSettled(header.address);
     }
     super.send(data);
+    if (this.ws.bufferedAmount > this.options.maxUnsentBytes) this.options.onBackedUp();
   }
 }
