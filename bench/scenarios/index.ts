@@ -9,6 +9,7 @@ import { idle } from './s7-idle.ts';
 import { documentSize } from './s8-document-size.ts';
 import { events } from './s9-events.ts';
 import { scaleOut } from './s10-scale-out.ts';
+import { hostileClient } from './s11-hostile-client.ts';
 
 /** Every scenario, in the order they run. */
-export const scenarios: Scenario[] = [fanOut, acknowledged, manyDocuments, awareness, acrossInstances, history, idle, documentSize, events, scaleOut];
+export const scenarios: Scenario[] = [fanOut, acknowledged, manyDocuments, awareness, acrossInstances, history, idle, documentSize, events, scaleOut, hostileClient];
