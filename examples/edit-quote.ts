@@ -6,14 +6,16 @@
  *   node examples/edit-quote.ts "$TOKEN" acme/quote/q-1001
  */
 import { HocuspocusProvider } from '@hocuspocus/provider';
+import { Command } from 'commander';
 import * as Y from 'yjs';
 
-const [token, name = 'acme/quote/q-1001'] = process.argv.slice(2);
+const program = new Command('npm run example --')
+  .description('Connects with a token, edits a quote and prints what the server acknowledged (the server: CONCORD_URL, default ws://127.0.0.1:8787).')
+  .argument('<token>', 'an editor\'s token: npm run -s token -- --tenant acme --user alice --role editor')
+  .argument('[document]', '<tenant>/quote/<id>', 'acme/quote/q-1001')
+  .parse();
+const [token, name] = program.processedArgs as [string, string];
 const url = process.env.CONCORD_URL ?? 'ws://127.0.0.1:8787';
-if (!token) {
-  console.error('usage: node examples/edit-quote.ts <token> [<tenant>/quote/<id>]');
-  process.exit(2);
-}
 
 const document = new Y.Doc();
 const provider = new HocuspocusProvider({

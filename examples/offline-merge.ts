@@ -15,24 +15,29 @@
  * HTTP API is on the same port. The document must not exist yet (default: a new
  * one per run).
  */
-import { isDeepStrictEqual, parseArgs } from 'node:util';
+import { isDeepStrictEqual } from 'node:util';
 import { HocuspocusProvider } from '@hocuspocus/provider';
+import { Command } from 'commander';
 import { decodeJwt } from 'jose';
 import pg from 'pg';
 import * as Y from 'yjs';
 
-const usage = 'usage: node examples/offline-merge.ts <alice-token> <bob-token> [<tenant>/quote/<id>] [--database-url <url>]';
-const { values: options, positionals } = parseArgs({ options: { 'database-url': { type: 'string' } }, allowPositionals: true });
-const [aliceToken, bobToken, documentArgument] = positionals;
-const databaseUrl = options['database-url'] ?? process.env.DATABASE_URL;
+const program = new Command('npm run example:merge --')
+  .description('Two users edit one new quote, one of them offline, then merge; prints the merged quote, its audit rows and its table rows (the server: CONCORD_URL, default ws://127.0.0.1:8787).')
+  .argument('<alice-token>', 'an editor\'s token')
+  .argument('<bob-token>', 'another editor\'s token, same tenant')
+  .argument('[document]', '<tenant>/quote/<id> that does not exist yet (default: a new one)')
+  .option('--database-url <url>', 'the server\'s PostgreSQL, to read the audit rows and tables (default: DATABASE_URL)')
+  .parse();
+const [aliceToken, bobToken, documentArgument] = program.processedArgs as [string, string, string | undefined];
+const databaseUrl = program.opts<{ databaseUrl?: string }>().databaseUrl ?? process.env.DATABASE_URL;
 const wsUrl = process.env.CONCORD_URL ?? 'ws://127.0.0.1:8787';
 const httpUrl = wsUrl.replace(/^ws/, 'http');
 const ALICE_TITLE = 'Office fit-out, 2nd floor';
 const BOB_TITLE = 'Office fit-out (revised)';
-if (!aliceToken || !bobToken) fail(usage);
 if (!databaseUrl) {
   // The audit rows and tables are only in Postgres; the embedded PGlite belongs to the server process alone.
-  fail(`${usage}\nthe audit rows and the quotes row are read from the server's PostgreSQL: pass --database-url or set DATABASE_URL (a server on the embedded PGlite cannot be read from here)`);
+  fail(`the audit rows and the quotes row are read from the server's PostgreSQL: pass --database-url or set DATABASE_URL (a server on the embedded PGlite cannot be read from here)`);
 }
 
 const alice = describeToken(aliceToken);
@@ -184,7 +189,7 @@ function describeToken(token: string): { tenant: string; label: string } {
   try {
     claims = decodeJwt(token);
   } catch {
-    return fail(`not a JWT: ${token.slice(0, 20)}...\n${usage}`);
+    return fail(`not a JWT: ${token.slice(0, 20)}...`);
   }
   const label = `${claims.name ?? claims.sub} (${claims.sub})`;
   if (claims.role !== 'editor' && claims.role !== 'admin') fail(`${label} needs an editor or admin token, not ${String(claims.role ?? 'viewer')}`);

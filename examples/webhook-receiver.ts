@@ -11,18 +11,25 @@
  * With `--secret whsec_...` instead of a token it only listens (for an endpoint registered elsewhere).
  */
 import { createServer } from 'node:http';
+import { Command, InvalidArgumentError } from 'commander';
 import { Webhook, WebhookVerificationError } from 'standardwebhooks';
 import type { ChangeEvent } from '../src/events/event.ts';
 
-const args = process.argv.slice(2);
-const option = (name: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
-const port = Number(option('--port') ?? 8792);
+const program = new Command('npm run example:webhooks --')
+  .description('Receives Concord\'s webhooks on 127.0.0.1, verifies their signatures and prints the events (the server: CONCORD_HTTP_URL, default http://127.0.0.1:8787).')
+  .argument('[admin-token]', 'registers this receiver with an admin\'s token, and removes it on Ctrl-C')
+  .option('--secret <whsec>', 'only listen, for an endpoint registered elsewhere with this secret')
+  .option('--port <port>', 'where to listen', (value) => {
+    const port = Number(value);
+    if (!Number.isInteger(port) || port < 1 || port > 65_535) throw new InvalidArgumentError('a port number');
+    return port;
+  }, 8792)
+  .parse();
+const [adminToken] = program.processedArgs as [string | undefined];
+const options = program.opts<{ secret?: string; port: number }>();
+const port = options.port;
 const concord = process.env.CONCORD_HTTP_URL ?? 'http://127.0.0.1:8787';
-const adminToken = args.find((arg) => !arg.startsWith('--') && arg !== option('--port') && arg !== option('--secret'));
-if (!adminToken && !option('--secret')) {
-  console.error('usage: node examples/webhook-receiver.ts <admin-token> [--port 8792]   or   --secret whsec_... [--port 8792]');
-  process.exit(2);
-}
+if (!adminToken && !options.secret) program.error('give an admin token, or --secret whsec_... for an endpoint registered elsewhere');
 
 async function concordApi(method: string, path: string, body?: unknown) {
   const response = await fetch(concord + path, {
@@ -36,7 +43,7 @@ async function concordApi(method: string, path: string, body?: unknown) {
 
 // Register first when given a token: the answer is the only place the secret is shown.
 const endpoint = adminToken ? ((await concordApi('POST', '/api/webhooks', { url: `http://127.0.0.1:${port}/` })) as { id: string; secret: string }) : null;
-const webhook = new Webhook(endpoint?.secret ?? option('--secret')!);
+const webhook = new Webhook(endpoint?.secret ?? options.secret!);
 // Delivery is at least once: a delivery (webhook-id) or an event (id) may come again after a crash or a replay.
 const seenDeliveries = new Set<string>();
 const seenEvents = new Set<string>();

@@ -29,6 +29,7 @@ export function startBanner(config: Config, address: AddressInfo, metricsAddress
   const database = config.DATABASE_URL ? 'PostgreSQL (DATABASE_URL)' : `the embedded database in ${resolve(config.DATA_DIR, 'pgdata')}`;
   const tryThese: Array<[string, string]> = [
     ['npm run example -- "$TOKEN" acme/quote/q-1001', 'edit a quote, print what the server acknowledged'],
+    ['npm run example:quote', 'a quote editor in your browser (two users, lines, comments)'],
     ['npm run example:editor', 'a report editor in your browser'],
     [`${http}/`, 'how to connect'],
     [`${http}/admin`, 'history, versions and restore (a token with --role admin)'],

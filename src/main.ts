@@ -1,3 +1,4 @@
+import { Command } from 'commander';
 import { reachableUrl, startBanner, tokenHint } from './banner.ts';
 import { ConfigError, loadConfig } from './config.ts';
 import { announceServer, DatabaseInUseError } from './db/pglite.ts';
@@ -5,6 +6,15 @@ import { ensureFree } from './http/bind.ts';
 import { createLogger } from './log.ts';
 import { embeddedDatabaseDirectory } from './database.ts';
 import { createConcord, metricsBind, publicBind } from './server.ts';
+
+// Every setting is an environment variable; the command line only answers --help.
+new Command('npm start --')
+  .description(
+    'Runs the Concord server: on the embedded database in DATA_DIR (./data) by default, on PostgreSQL with DATABASE_URL. ' +
+      'Every setting is an environment variable, listed in docs/configuration.md.',
+  )
+  .allowExcessArguments(false)
+  .parse();
 
 let config;
 try {

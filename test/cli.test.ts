@@ -1,8 +1,8 @@
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { acknowledged, connect, synced } from './support/clients.ts';
-import { runCli } from './support/cli.ts';
+import { runCli, runScript } from './support/cli.ts';
 import { perTestCleanups } from './support/cleanups.ts';
 import { addLine, api } from './support/documents.ts';
 import { ServerProcess } from './support/server.ts';
@@ -32,6 +32,23 @@ describe('command-line tools', () => {
       expect(help.stdout).toMatch(new RegExp(`^Usage: ${command}\\b`));
     }
     // Nothing was opened or created: migrate --help did not migrate, token --help made no secret.
+    expect(readdirSync(dataDir)).toEqual([]);
+  });
+
+  it('every npm script that runs a file answers --help and does nothing else: the server, the examples, the benchmark', async () => {
+    const { env, dataDir } = await pgliteStorage();
+    const scripts = (JSON.parse(readFileSync('package.json', 'utf8')) as { scripts: Record<string, string> }).scripts;
+    const files = Object.entries(scripts).flatMap(([script, command]) => {
+      const file = /^node (\S+\.ts)$/.exec(command)?.[1];
+      return file ? [{ script, file }] : [];
+    });
+    expect(files.map(({ script }) => script)).toEqual(expect.arrayContaining(['start', 'example', 'example:merge', 'example:webhooks', 'bench']));
+    for (const { script, file } of files) {
+      const help = await runScript(file, ['--help'], env);
+      expect({ script, code: help.code, stderr: help.stderr }).toEqual({ script, code: 0, stderr: '' });
+      expect(help.stdout).toMatch(/^Usage: /);
+    }
+    // npm start --help started nothing: the embedded database was not created.
     expect(readdirSync(dataDir)).toEqual([]);
   });
 

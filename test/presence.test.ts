@@ -10,7 +10,7 @@ import type { ServerProcess } from './support/server.ts';
 import { TcpProxy } from './support/tcp-proxy.ts';
 import { token } from './support/tokens.ts';
 
-const { start, open, connect, defer } = clusterFixture();
+const { start, single, open, connect, defer } = clusterFixture();
 
 // The board's TTL (src/presence/redis-board.ts): a killed instance's users drop off within it.
 const BOARD_TTL_MS = 15_000;
@@ -47,84 +47,100 @@ async function listed(server: ServerProcess, name: string): Promise<{ users: str
   return { users: users.map((user) => `${user.userId}@${user.instance}`).sort(), complete };
 }
 
-// Instances share one database: the embedded PGlite is one process's, so this needs PostgreSQL.
-describe.skipIf(!postgresUrl)(postgresTitle('presence across instances'), () => {
-  it('the first state a client sends already carries its token\'s identity; a CSS hex colour is kept, anything else dropped', async () => {
-    const { servers } = await start([{}, {}]);
-    const [one, two] = servers as [ServerProcess, ServerProcess];
-    const name = 'acme/quote/identity';
-    const bob = await open(two, name, 'bob');
-    const carol = await open(one, name, 'carol');
-    const mallory = connect(one, name, await token({ sub: 'mallory', name: 'MALLORY' }));
-    const shown = [bob, carol].map((observer) => usersShown(observer, mallory));
-    // Set before the socket opens: Hocuspocus handles this first state while the connection is being set up.
-    mallory.provider.setAwarenessField('user', { id: 'alice', name: 'Alice', color: '#0a0' });
-    mallory.provider.setAwarenessField('status', 'editing');
-    await synced(mallory);
-    for (const observer of [bob, carol]) await waitFor('mallory editing', () => stateOf(observer, mallory)?.status === 'editing');
-    for (const users of shown) expect([...users]).toEqual([JSON.stringify({ id: 'mallory', name: 'MALLORY', color: '#0a0' })]);
+/** Two places to connect: the two instances of a cluster, or one instance twice. */
+type Setup = { title: string; skip: boolean; servers(): Promise<[ServerProcess, ServerProcess]> };
+const setups: Setup[] = [
+  {
+    title: 'presence on one instance',
+    skip: false,
+    async servers() {
+      const server = await single();
+      return [server, server];
+    },
+  },
+  // Instances share one database: the embedded PGlite is one process's, so this needs PostgreSQL.
+  { title: postgresTitle('presence across instances'), skip: !postgresUrl, servers: async () => (await start([{}, {}])).servers as [ServerProcess, ServerProcess] },
+];
 
-    const colors: Array<[unknown, string | undefined]> = [
-      ['#0af', '#0af'],
-      ['#00AAFF', '#00AAFF'],
-      ['#00aaff80', '#00aaff80'],
-      ['red', undefined],
-      ['#00aaf', undefined],
-      ['#0af;background:url(https://evil.example/x)', undefined],
-      ['javascript:alert(1)', undefined],
-      [0xff0000, undefined],
-      [{ r: 255 }, undefined],
-    ];
-    for (const [round, [color, kept]] of colors.entries()) {
-      mallory.provider.awareness!.setLocalState({ user: { id: 'alice', color }, round });
-      for (const observer of [bob, carol]) {
-        const state = await waitFor(`round ${round} seen`, () => stateOf(observer, mallory)?.round === round && stateOf(observer, mallory));
-        expect(state.user).toEqual({ id: 'mallory', name: 'MALLORY', ...(kept && { color: kept }) });
+for (const setup of setups) {
+  describe.skipIf(setup.skip)(setup.title, () => {
+    it('the first state a client sends already carries its token\'s identity; a CSS hex colour is kept, anything else dropped', async () => {
+      const [one, two] = await setup.servers();
+      const name = 'acme/quote/identity';
+      const bob = await open(two, name, 'bob');
+      const carol = await open(one, name, 'carol');
+      const mallory = connect(one, name, await token({ sub: 'mallory', name: 'MALLORY' }));
+      const shown = [bob, carol].map((observer) => usersShown(observer, mallory));
+      // Set before the socket opens: Hocuspocus handles this first state while the connection is being set up.
+      mallory.provider.setAwarenessField('user', { id: 'alice', name: 'Alice', color: '#0a0' });
+      mallory.provider.setAwarenessField('status', 'editing');
+      await synced(mallory);
+      for (const observer of [bob, carol]) await waitFor('mallory editing', () => stateOf(observer, mallory)?.status === 'editing');
+      for (const users of shown) expect([...users]).toEqual([JSON.stringify({ id: 'mallory', name: 'MALLORY', color: '#0a0' })]);
+
+      const colors: Array<[unknown, string | undefined]> = [
+        ['#0af', '#0af'],
+        ['#00AAFF', '#00AAFF'],
+        ['#00aaff80', '#00aaff80'],
+        ['red', undefined],
+        ['#00aaf', undefined],
+        ['#0af;background:url(https://evil.example/x)', undefined],
+        ['javascript:alert(1)', undefined],
+        [0xff0000, undefined],
+        [{ r: 255 }, undefined],
+      ];
+      for (const [round, [color, kept]] of colors.entries()) {
+        mallory.provider.awareness!.setLocalState({ user: { id: 'alice', color }, round });
+        for (const observer of [bob, carol]) {
+          const state = await waitFor(`round ${round} seen`, () => stateOf(observer, mallory)?.round === round && stateOf(observer, mallory));
+          expect(state.user).toEqual({ id: 'mallory', name: 'MALLORY', ...(kept && { color: kept }) });
+        }
       }
-    }
-  });
-
-  it('a connection cannot write the awareness state of another live client, relayed or local; a client that reconnects keeps its own', async () => {
-    const { servers } = await start([{}, {}]);
-    const [one, two] = servers as [ServerProcess, ServerProcess];
-    const name = 'acme/quote/takeover';
-    const alice = await open(one, name, 'alice'); // instance 2 knows her state only as relayed
-    const dave = await open(two, name, 'dave');
-    const mallory = await open(two, name, 'mallory');
-    const carol = await open(two, name, 'carol');
-    alice.provider.setAwarenessField('status', 'editing');
-    alice.provider.setAwarenessField('focus', { field: 'title' });
-    dave.provider.setAwarenessField('focus', { lineId: 'l1', field: 'quantity' });
-    const victims = await waitFor('alice\'s and dave\'s states on instance 2', () => {
-      const states = [stateOf(carol, alice), stateOf(carol, dave)];
-      return states.every((state) => state?.focus) && structuredClone(states as Array<Record<string, any>>);
     });
 
-    for (const victim of [alice, dave]) writeStateOf(mallory, victim.doc.clientID, { user: { id: 'mallory' }, status: 'idle', focus: { field: 'hijacked' } });
-    // Sent after the forgeries on the same connection: once carol has it, she would have them.
-    mallory.provider.setAwarenessField('status', 'editing');
-    await waitFor('mallory\'s own state', () => stateOf(carol, mallory)?.status === 'editing');
-    expect([stateOf(carol, alice), stateOf(carol, dave)]).toEqual(victims);
-    expect(victims.map((state) => state.user.id)).toEqual(['alice', 'dave']);
-    const users = (await presence(two, name)).users;
-    expect(users.find((user) => user.userId === 'dave')).toMatchObject({ focus: { lineId: 'l1', field: 'quantity' } });
+    it('a connection cannot write the awareness state of another live client, relayed or local; a client that reconnects keeps its own', async () => {
+      const [one, two] = await setup.servers();
+      const name = 'acme/quote/takeover';
+      const alice = await open(one, name, 'alice'); // across instances, the second knows her state only as relayed
+      const dave = await open(two, name, 'dave');
+      const mallory = await open(two, name, 'mallory');
+      const carol = await open(two, name, 'carol');
+      alice.provider.setAwarenessField('status', 'editing');
+      alice.provider.setAwarenessField('focus', { field: 'title' });
+      dave.provider.setAwarenessField('focus', { lineId: 'l1', field: 'quantity' });
+      const victims = await waitFor('alice\'s and dave\'s states where mallory is', () => {
+        const states = [stateOf(carol, alice), stateOf(carol, dave)];
+        return states.every((state) => state?.focus) && structuredClone(states as Array<Record<string, any>>);
+      });
 
-    // Dave comes back on a new connection: his state is known here, yet still his to write, and it leaves with him.
-    await goOffline(dave);
-    await waitFor('dave\'s state gone', () => stateOf(carol, dave) === undefined);
-    dave.provider.connect();
-    await synced(dave);
-    for (const field of ['notes', 'customerName']) {
-      dave.provider.setAwarenessField('focus', { field });
-      await waitFor(`dave's focus on ${field}`, () => stateOf(carol, dave)?.focus?.field === field);
-    }
-    const daveListed = (await presence(two, name)).users.find((user) => user.userId === 'dave');
-    expect(daveListed).toMatchObject({ status: 'viewing', focus: { field: 'customerName' } });
-    dave.provider.destroy();
-    // Well before y-protocols would drop it as outdated (30 s).
-    await waitFor('dave\'s state gone with his connection', () => stateOf(carol, dave) === undefined, 5_000);
+      for (const victim of [alice, dave]) writeStateOf(mallory, victim.doc.clientID, { user: { id: 'mallory' }, status: 'idle', focus: { field: 'hijacked' } });
+      // Sent after the forgeries on the same connection: once carol has it, she would have them.
+      mallory.provider.setAwarenessField('status', 'editing');
+      await waitFor('mallory\'s own state', () => stateOf(carol, mallory)?.status === 'editing');
+      expect([stateOf(carol, alice), stateOf(carol, dave)]).toEqual(victims);
+      expect(victims.map((state) => state.user.id)).toEqual(['alice', 'dave']);
+      const users = (await presence(two, name)).users;
+      expect(users.find((user) => user.userId === 'dave')).toMatchObject({ focus: { lineId: 'l1', field: 'quantity' } });
+
+      // Dave comes back on a new connection: his state is known here, yet still his to write, and it leaves with him.
+      await goOffline(dave);
+      await waitFor('dave\'s state gone', () => stateOf(carol, dave) === undefined);
+      dave.provider.connect();
+      await synced(dave);
+      for (const field of ['notes', 'customerName']) {
+        dave.provider.setAwarenessField('focus', { field });
+        await waitFor(`dave's focus on ${field}`, () => stateOf(carol, dave)?.focus?.field === field);
+      }
+      const daveListed = (await presence(two, name)).users.find((user) => user.userId === 'dave');
+      expect(daveListed).toMatchObject({ status: 'viewing', focus: { field: 'customerName' } });
+      dave.provider.destroy();
+      // Well before y-protocols would drop it as outdated (30 s).
+      await waitFor('dave\'s state gone with his connection', () => stateOf(carol, dave) === undefined, 5_000);
+    });
   });
+}
 
+describe.skipIf(!postgresUrl)(postgresTitle('presence across instances, by Redis'), () => {
   it('presence expires by Redis\'s clock: a skewed instance stays listed, Redis away answers incomplete, a killed instance\'s users drop off within the TTL and its clients get their state back elsewhere', async () => {
     // Instance 1's clock runs a minute behind: no expiry may depend on it.
     const { servers, redis } = await start([skewedClock(-60_000), {}]);

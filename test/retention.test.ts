@@ -6,7 +6,7 @@ import { parseDocumentName } from '../src/documents/kinds.ts';
 import { renderDocument } from '../src/documents/service.ts';
 import { runCli } from './support/cli.ts';
 import { acknowledged, connect, synced, waitFor } from './support/clients.ts';
-import { createReadableStorage, postgresTitle, postgresUrl, type TestStorage } from './support/database.ts';
+import { createReadableStorage, type TestStorage } from './support/database.ts';
 import { addLine, api, lineById } from './support/documents.ts';
 import { loggedUpdates, openTestDatabase, rowsOf } from './support/inspect.ts';
 import { ServerProcess } from './support/server.ts';
@@ -61,10 +61,18 @@ function prune(storage: TestStorage, ...args: string[]) {
 }
 
 describe('history retention', () => {
-  // On the embedded database `npm run prune` refuses while the server runs (the server prunes by
-  // itself, HISTORY_RETENTION_DAYS; test/cli.test.ts): pruning beside a running server needs PostgreSQL.
-  it.skipIf(!postgresUrl)(postgresTitle('npm run prune deletes old updates down to checkpoints; the API says which versions stay exact; the document loads and restores as before'), async () => {
+  it('npm run prune deletes old updates down to checkpoints; the API says which versions stay exact; the document loads and restores as before', async () => {
     const { storage, server, db } = await setUp();
+    // On the embedded database `npm run prune` refuses while the server runs (test/cli.test.ts): the server stops for it.
+    const pruneBesideServer = async (...args: string[]) => {
+      if (storage.kind === 'postgres') return prune(storage, ...args);
+      await server.stop();
+      try {
+        return await prune(storage, ...args);
+      } finally {
+        await server.start();
+      }
+    };
     const name = 'acme/quote/aged';
     const admin = await token({ sub: 'ada', role: 'admin' });
     await writeOldHistory(db, name, 35, 60);
@@ -82,7 +90,7 @@ describe('history retention', () => {
     const refused = await prune(storage);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/--older-than-days/);
-    const { code, stdout } = await prune(storage, '--older-than-days', '30');
+    const { code, stdout } = await pruneBesideServer('--older-than-days', '30');
     expect({ code, stdout }).toMatchObject({ code: 0, stdout: expect.stringMatching(/pruned 34 update\(s\) .* from 1 document/) });
 
     const remaining = await rowsOf<{ seq: number }>(db, 'acme', 'SELECT seq FROM document_updates WHERE name = $1 ORDER BY seq', [name]);
@@ -118,7 +126,7 @@ describe('history retention', () => {
     await waitFor('bob sees the restored quantity', () => lineById(bob.doc, 'l1')!.get('quantity') === 19);
 
     // A second run finds nothing new to prune; the runtime role still cannot delete an update.
-    expect((await prune(storage, '--older-than-days', '30')).stdout).toMatch(/pruned 0 update/);
+    expect((await pruneBesideServer('--older-than-days', '30')).stdout).toMatch(/pruned 0 update/);
     await expect(db.transaction('acme', (sql) => sql.query('DELETE FROM document_updates WHERE name = $1', [name]))).rejects.toThrow(/permission denied/);
   });
 

@@ -125,6 +125,7 @@ describe('starting up', () => {
     expect(page).toContain('href="/admin"');
     expect(page).toContain(`url: '${server.wsUrl}'`);
     expect(page).toContain('npm run -s token --');
+    expect(page).toContain('npm run example:quote');
   });
 
   it('at a terminal, prints a banner with the URL, the copyable token command and /admin instead of JSON lines', async () => {
@@ -151,6 +152,7 @@ describe('starting up', () => {
     expect(output).toContain(`signed with the development secret in ${join(dataDir, 'dev-secret')}`);
     expect(output).toContain(`${url}/admin`);
     expect(output).toContain('npm run example -- "$TOKEN" acme/quote/q-1001');
+    expect(output).toContain('npm run example:quote');
     expect(output).not.toMatch(/"msg":"Concord listening/);
   });
 

@@ -36,6 +36,8 @@ server's machine and with its <code>DATA_DIR</code>:</p>
 <h2>Pages</h2>
 <ul>
 <li><a href="/admin">/admin</a>: a document's history, versions and restore (an <code>admin</code> token)</li>
+<li>Editors in your browser, served beside this server from a checkout: <code>npm run example:quote</code> (a whole quote) and
+<code>npm run example:editor</code> (a project report)</li>
 <li><a href="/healthz">/healthz</a>: the process is up; <a href="/readyz">/readyz</a>: its database (and Redis) answer</li>
 </ul>
 </body>

@@ -48,6 +48,15 @@ export function clusterFixture() {
       return { storage, redis, servers };
     },
 
+    /** One server on the run's default storage (PGlite, or PostgreSQL with TEST_DATABASE_URL), without Redis. */
+    async single(env: Record<string, string> = {}): Promise<ServerProcess> {
+      const storage = await createStorage();
+      fixture.defer(() => storage.drop());
+      const server = await new ServerProcess({ ...storage.env, ...env }).start();
+      fixture.defer(() => server.stop('SIGKILL'));
+      return server;
+    },
+
     /** A synced provider for `sub` (named `sub` in capitals) on `server` (or a WebSocket URL). */
     async open(server: ServerProcess | string, name: string, sub: string, role = 'editor'): Promise<Client> {
       const client = fixture.connect(server, name, await token({ sub, name: sub.toUpperCase(), role }));
