@@ -6,7 +6,7 @@ import { authFrame, awarenessFrame, awarenessUpdate, syncFrame, updateFrame } fr
 import { RawSocket } from '../../test/support/raw-socket.ts';
 import { TENANT, type Deployment } from '../harness/deployment.ts';
 import type { Row, RunContext, Scenario } from '../harness/scenario.ts';
-import { fixed } from '../harness/stats.ts';
+import { fixed, spread } from '../harness/stats.ts';
 
 const defaults = loadConfig({});
 // The test servers lift these (suites write at full speed): this scenario measures the defaults.
@@ -30,9 +30,18 @@ interface FloodContext {
 }
 
 const name = (id: string) => `${TENANT}/quote/s11-${id}`;
+const HONEST_PER_SECOND = 10;
 
 /** What one hostile user can make the server spend under the default limits, one flood per limit. */
 const floods: Flood[] = [
+  {
+    key: 'quiet',
+    label: 'no flood (the honest editor alone)',
+    async run({ seconds }) {
+      await sleep(seconds * 1000);
+      return 'nothing sent';
+    },
+  },
   {
     key: 'writes',
     label: `writes at the socket rate (${defaults.SOCKET_MESSAGES_PER_SECOND}/s of 5 KB: ${fixed(defaults.SOCKET_BYTES_PER_SECOND / 2 ** 20, 0)} MiB/s), each committed`,
@@ -188,6 +197,7 @@ const floods: Flood[] = [
 const rows: Row[] = floods.flatMap(({ key, label }) => [
   { key: `${key}Cpu`, label: `${label}: server CPU`, unit: '% of a core', digits: 0, bareless: 'no limits' },
   { key: `${key}Memory`, label: `${label}: server memory growth, peak`, unit: 'MiB', digits: 0, bareless: 'no limits' },
+  { key: `${key}Honest`, label: `${label}: an honest editor of another quote, acknowledgement p99`, unit: 'ms', digits: 1, bareless: 'no limits' },
 ]);
 
 /** The strongest flood each default limit allows one user, and what it costs the server. */
@@ -196,7 +206,8 @@ export const hostileClient: Scenario = {
   title: 'one hostile user at each limit',
   description:
     'One user (one token) floods a fresh server with the default limits, one flood at a time, each as hard as its limit allows for 10 s: ' +
-    'server CPU over the flood (Postgres beside it in the notes) and the growth of its resident memory at its peak, sampled every 250 ms, over the memory before. ' +
+    'server CPU over the flood (Postgres beside it in the notes) and the growth of its resident memory at its peak, sampled every 250 ms, over the memory before; ' +
+    `meanwhile an honest editor of another quote (another user) types ${HONEST_PER_SECOND} characters a second, and the p99 of its acknowledgements is reported. ` +
     'What a limit still allows is what one user can cost; bare Hocuspocus has no limits to measure.',
   rows,
   async measure(run) {
@@ -209,9 +220,11 @@ export const hostileClient: Scenario = {
       const context = { deployment, seconds, smoke: run.smoke };
       await flood.prepare?.(context);
       run.progress(flood.key);
+      const honest = await HonestEditor.open(deployment);
       const measured = await measureFlood(deployment, () => flood.run(context));
       figures[`${flood.key}Cpu`] = measured.cores * 100;
       figures[`${flood.key}Memory`] = measured.growthBytes / 2 ** 20;
+      figures[`${flood.key}Honest`] = await honest.stop();
       run.note(`${flood.key}: ${measured.outcome}; Postgres ${fixed(measured.postgresCores * 100, 0)}% of a core; RSS before ${fixed(measured.beforeBytes / 2 ** 20, 0)} MiB`);
     }
     return figures;
@@ -251,6 +264,42 @@ async function openSocket(deployment: Deployment, user: string, documents: strin
   }
   await waitFor(`${user}'s documents open`, () => documents.every((document) => socket.of(document).syncStep2s > 0), 60_000);
   return socket;
+}
+
+/** Another user typing into another quote during a flood, timing each acknowledgement. */
+class HonestEditor {
+  private readonly sentAt: number[] = [];
+  private readonly latencies: number[] = [];
+  private readonly timer: NodeJS.Timeout;
+  private readonly socket: RawSocket;
+
+  private constructor(socket: RawSocket) {
+    this.socket = socket;
+    const traffic = socket.of(name('honest'));
+    // RawSocket's own listener, added first, has recorded the answer by now.
+    socket.ws.on('message', () => {
+      while (this.latencies.length < traffic.syncStatuses.length) this.latencies.push(performance.now() - this.sentAt[this.latencies.length]!);
+    });
+    const doc = new Y.Doc();
+    const notes = doc.getText('notes');
+    doc.on('update', (update: Uint8Array) => {
+      this.sentAt.push(performance.now());
+      socket.send(updateFrame(name('honest'), update));
+    });
+    this.timer = setInterval(() => notes.insert(notes.length, 'h'), 1000 / HONEST_PER_SECOND);
+  }
+
+  static async open(deployment: Deployment): Promise<HonestEditor> {
+    return new HonestEditor(await openSocket(deployment, 'honest', [name('honest')]));
+  }
+
+  /** Stops typing, waits for the answers, and returns the acknowledgement p99 in ms. */
+  async stop(): Promise<number> {
+    clearInterval(this.timer);
+    await waitFor('the honest editor acknowledged', () => this.latencies.length === this.sentAt.length, 60_000);
+    this.socket.close();
+    return spread(this.latencies).p99;
+  }
 }
 
 /** A sync step 1 with an empty state vector: answered with the whole document. */
