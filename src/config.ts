@@ -93,7 +93,9 @@ const environment = z.object({
   MAX_CONNECTIONS_PER_TENANT: positiveInt(20_000),
   /** Sync requests (sync step 1, each answered with all the sender lacks) per document connection per window; providers send one per connect. */
   SYNC_REQUESTS_PER_WINDOW: positiveInt(20),
-  /** The window of SYNC_REQUESTS_PER_WINDOW, in seconds. */
+  /** Sync requests one user may send per window over all their connections (all instances, with Redis); each connection's first is free. */
+  SYNC_REQUESTS_PER_USER_PER_WINDOW: positiveInt(400),
+  /** The window of SYNC_REQUESTS_PER_WINDOW and SYNC_REQUESTS_PER_USER_PER_WINDOW, in seconds. */
   SYNC_WINDOW_SECONDS: positiveInt(60),
   /** HTTP requests per minute per user (tenant and subject of the token), cluster-wide with Redis. */
   HTTP_REQUESTS_PER_MINUTE: positiveInt(600),

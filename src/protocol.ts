@@ -26,6 +26,8 @@ export interface Frame {
   syncRequest?: true;
   /** An awareness update: the byte length of the largest client state (JSON) it carries. */
   largestAwarenessState?: number;
+  /** An authentication message: the token it carries, not verified here. */
+  token?: string;
 }
 
 /** A frame refused before Hocuspocus sees it; `address` is set when the frame's document could be read. */
@@ -80,10 +82,10 @@ function readBody(decoder: decoding.Decoder, address: string): Frame {
       case MessageType.Auth: {
         const authType = decoding.readVarUint(decoder);
         if (authType !== AuthMessageType.Token) throw refuse(`a client sends only token authentication messages, not type ${authType}`);
-        decoding.readVarString(decoder);
+        const token = decoding.readVarString(decoder);
         // Providers since 4.x add their version.
         if (decoding.hasContent(decoder)) decoding.readVarString(decoder);
-        return { address, type };
+        return { address, type, token };
       }
       case MessageType.Stateless:
         decoding.readVarString(decoder);

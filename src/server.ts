@@ -218,7 +218,7 @@ export async function createConcord(config: Config, log: Logger) {
   const metricsServer = config.METRICS_PORT === undefined ? null : createServer(getRequestListener(createMetricsApp({ metrics, refreshGauges }).fetch));
   const sockets = new WebSocketServer({ noServer: true, maxPayload: config.MAX_MESSAGE_BYTES });
 
-  const socketLimits = createSocketLimits(config);
+  const socketLimits = createSocketLimits(config, redis);
   httpServer.on('upgrade', (request, socket, head) => {
     socket.on('error', () => socket.destroy());
     sockets.handleUpgrade(request, socket, head, (ws) => new SocketSession(ws, toFetchRequest(request), { hocuspocus, limits: socketLimits, metrics, log }));

@@ -16,6 +16,7 @@ const AWARENESS_UPDATES_BURST = 5;
 const AWARENESS_STATE_MAX_BYTES = 4096;
 const MAX_DOCUMENTS_PER_SOCKET = 3;
 const SYNC_REQUESTS_PER_WINDOW = 3;
+const SYNC_REQUESTS_PER_USER_PER_WINDOW = 5;
 
 const CLOSE = 7;
 const SYNC_STEP_1 = 0;
@@ -130,6 +131,7 @@ describe('per-connection limits (one instance)', () => {
       AWARENESS_STATE_MAX_BYTES: String(AWARENESS_STATE_MAX_BYTES),
       MAX_DOCUMENTS_PER_SOCKET: String(MAX_DOCUMENTS_PER_SOCKET),
       SYNC_REQUESTS_PER_WINDOW: String(SYNC_REQUESTS_PER_WINDOW),
+      SYNC_REQUESTS_PER_USER_PER_WINDOW: String(SYNC_REQUESTS_PER_USER_PER_WINDOW),
     });
   });
   afterAll(async () => {
@@ -240,6 +242,31 @@ describe('per-connection limits (one instance)', () => {
     await acknowledged(editor);
     raw.close();
     editor.provider.destroy();
+  });
+
+  it('sync requests past SYNC_REQUESTS_PER_USER_PER_WINDOW over all of a user\'s sockets are not answered; another user\'s are', async () => {
+    const name = 'acme/quote/sync-per-user';
+    const emptyStateVector = Y.encodeStateVector(new Y.Doc());
+    const before = await limitsReached(server, 'SYNC_REQUESTS_PER_USER_PER_WINDOW');
+    /** A socket of `sub` on the document, sending `count` sync requests; resolves once they are all handled. */
+    const requestOnNewSocket = async (sub: string, count: number) => {
+      const raw = await RawSocket.open(server.wsUrl);
+      expect(await raw.authenticate(name, await token({ sub, role: 'viewer' }))).toBe('authenticated');
+      raw.send(Array.from({ length: count }, () => syncFrame(name, SYNC_STEP_1, emptyStateVector)));
+      // Frames are handled in order: once another document's authentication is answered, every request was handled.
+      expect(await raw.authenticate(`${name}-after`, await token({ sub, role: 'viewer' }))).toBe('authenticated');
+      return raw;
+    };
+    // Each socket stays within SYNC_REQUESTS_PER_WINDOW; together they pass the user's budget.
+    const sockets = [];
+    for (let i = 0; i < 3; i++) sockets.push(await requestOnNewSocket('ulla', SYNC_REQUESTS_PER_WINDOW));
+    expect(sockets.map((raw) => raw.syncAnswers.length)).toEqual([3, SYNC_REQUESTS_PER_USER_PER_WINDOW - 3, 0]);
+    expect(sockets.map((raw) => raw.refusals('rate-limited'))).toEqual([0, 1, 1]);
+    expect(sockets[1]!.stateless[0]!.message).toContain('SYNC_REQUESTS_PER_USER_PER_WINDOW');
+    expect(await limitsReached(server, 'SYNC_REQUESTS_PER_USER_PER_WINDOW')).toBe(before + 2);
+    const other = await requestOnNewSocket('otto', SYNC_REQUESTS_PER_WINDOW);
+    expect(other.syncAnswers).toHaveLength(SYNC_REQUESTS_PER_WINDOW);
+    for (const raw of [...sockets, other]) raw.close();
   });
 
   it('a socket may open MAX_DOCUMENTS_PER_SOCKET documents, not one more, and one more once it closes one', async () => {

@@ -102,7 +102,7 @@ const floods: Flood[] = [
   },
   {
     key: 'sync',
-    label: `sync requests (${defaults.SYNC_REQUESTS_PER_WINDOW} per ${defaults.SYNC_WINDOW_SECONDS} s) on ${defaults.MAX_CONNECTIONS_PER_USER} connections to a 256 KiB quote, never read`,
+    label: `sync requests (${defaults.SYNC_REQUESTS_PER_WINDOW} per connection, ${defaults.SYNC_REQUESTS_PER_USER_PER_WINDOW} per user per ${defaults.SYNC_WINDOW_SECONDS} s) on ${defaults.MAX_CONNECTIONS_PER_USER} connections to a 256 KiB quote, never read`,
     async prepare({ deployment }) {
       const socket = await openSocket(deployment, 'setup', [name('sync')]);
       const doc = new Y.Doc();
@@ -118,7 +118,8 @@ const floods: Flood[] = [
       for (const socket of sockets) for (let i = 1; i < defaults.SYNC_REQUESTS_PER_WINDOW; i++) socket.send(syncStep1(name('sync')));
       await sleep(seconds * 1000);
       const cut = sockets.filter((socket) => !socket.isOpen).length;
-      return `${sockets.length} connections × ${defaults.SYNC_REQUESTS_PER_WINDOW} requests (one each at connect); ${cut} cut for leaving over ${fixed(defaults.SOCKET_UNSENT_MAX_BYTES / 2 ** 20, 0)} MiB unread`;
+      const refused = sockets.reduce((sum, socket) => sum + socket.of(name('sync')).closeReasons.length, 0);
+      return `${sockets.length} connections × ${defaults.SYNC_REQUESTS_PER_WINDOW} requests (one each at connect); ${refused} documents closed for their sync requests, ${cut} sockets cut for leaving over ${fixed(defaults.SOCKET_UNSENT_MAX_BYTES / 2 ** 20, 0)} MiB unread`;
     },
   },
   {

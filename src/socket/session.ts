@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { MessageType, OutgoingMessage, type Hocuspocus } from '@hocuspocus/server';
+import type { Redis } from 'ioredis';
+import { decodeJwt } from 'jose';
 import type { RawData, WebSocket } from 'ws';
 import { refusalMessage } from '../auth/write-refusals.ts';
 import type { Config } from '../config.ts';
@@ -36,6 +38,7 @@ type SocketLimit =
   | 'SOCKET_BYTES_PER_SECOND'
   | 'SOCKET_UNSENT_MAX_BYTES'
   | 'SYNC_REQUESTS_PER_WINDOW'
+  | 'SYNC_REQUESTS_PER_USER_PER_WINDOW'
   | 'UNAUTHENTICATED_TIMEOUT_MS'
   | 'UNAUTHENTICATED_QUEUE';
 
@@ -46,6 +49,9 @@ export interface SocketLimits {
   /** Sync requests per document on the socket (a reopened document keeps its budget). */
   syncRequests: Spend;
   syncRequestsPerWindow: number;
+  /** Sync requests per user, over all their sockets (and instances, with Redis). */
+  userSyncRequests: Spend;
+  userSyncRequestsPerWindow: number;
   syncWindowSeconds: number;
   /** A socket refused this many messages, or bytes, in a row (a whole burst's worth) is closed: it is flooding, not bursting. */
   floodMessages: number;
@@ -57,12 +63,17 @@ export interface SocketLimits {
   stallTimeoutMs: number;
 }
 
-export function createSocketLimits(config: Config): SocketLimits {
+export function createSocketLimits(config: Config, redis: Redis | null): SocketLimits {
   return {
     messages: withBurst('SOCKET_MESSAGES_PER_SECOND', config.SOCKET_MESSAGES_PER_SECOND, config.SOCKET_MESSAGE_BURST),
     bytes: withBurst('SOCKET_BYTES_PER_SECOND', config.SOCKET_BYTES_PER_SECOND, config.SOCKET_BYTE_BURST),
     syncRequests: createLimiter({ name: 'SYNC_REQUESTS_PER_WINDOW', points: config.SYNC_REQUESTS_PER_WINDOW, durationSeconds: config.SYNC_WINDOW_SECONDS }, null),
     syncRequestsPerWindow: config.SYNC_REQUESTS_PER_WINDOW,
+    userSyncRequests: createLimiter(
+      { name: 'SYNC_REQUESTS_PER_USER_PER_WINDOW', points: config.SYNC_REQUESTS_PER_USER_PER_WINDOW, durationSeconds: config.SYNC_WINDOW_SECONDS },
+      redis,
+    ),
+    userSyncRequestsPerWindow: config.SYNC_REQUESTS_PER_USER_PER_WINDOW,
     syncWindowSeconds: config.SYNC_WINDOW_SECONDS,
     floodMessages: config.SOCKET_MESSAGE_BURST,
     floodBytes: config.SOCKET_BYTE_BURST,
@@ -96,6 +107,8 @@ interface Pending {
   bytes: number;
   authSeen: boolean;
   authenticated: boolean;
+  /** Whose the document's first authentication message (the one Hocuspocus handles) says it is: `tenant/sub` from its token, unverified; '' for none. */
+  claimedUser?: string;
 }
 
 /**
@@ -115,6 +128,8 @@ export class SocketSession {
   private readonly key = randomUUID();
   private readonly pending = new Map<string, Pending>();
   private readonly closedForSyncRequests = new Set<string>();
+  /** The user each open document of the socket authenticated as: whose sync budget its requests spend. */
+  private readonly users = new Map<string, string>();
   private readonly unauthenticatedTimer: NodeJS.Timeout;
   /** Frames are handled one after another: budgets are spent asynchronously, and Hocuspocus must see them in order. */
   private tail = Promise.resolve();
@@ -170,13 +185,31 @@ export class SocketSession {
       throw error;
     }
     if (!this.mayQueue(frame.address, frame.type, bytes.length)) return;
+    if (frame.token !== undefined) this.claim(frame.address, frame.token);
     // A document closed for too many sync requests hears nothing more until it authenticates again.
     if (frame.type === MessageType.Auth) this.closedForSyncRequests.delete(frame.address);
     if (this.closedForSyncRequests.has(frame.address)) return;
     // Keyed by the document's name: Hocuspocus answers a request for `<name>\0<anything>` from the document's connection too.
     const syncKey = `${this.key}\0${frame.address.split('\0')[0]}`;
-    if (frame.syncRequest && (await limits.syncRequests(syncKey)) !== null) return this.tooManySyncRequests(frame.address);
+    if (frame.syncRequest && (await limits.syncRequests(syncKey)) !== null) return this.tooManySyncRequests(frame.address, 'SYNC_REQUESTS_PER_WINDOW');
+    // Only a document already authenticated spends its user's budget: a request queued behind authentication
+    // (a provider's first) may come with a token naming someone else, which Hocuspocus has yet to refuse.
+    const user = frame.syncRequest && this.socket.isOpen(frame.address) ? this.users.get(frame.address) : undefined;
+    if (user !== undefined && (await limits.userSyncRequests(user)) !== null) return this.tooManySyncRequests(frame.address, 'SYNC_REQUESTS_PER_USER_PER_WINDOW');
     this.client.handleMessage(bytes);
+  }
+
+  /** Notes whose the document says it is; it counts once the server has authenticated it (settled). */
+  private claim(address: string, token: string): void {
+    let user: string | undefined;
+    try {
+      const claims = decodeJwt(token);
+      if (typeof claims.tenant === 'string' && typeof claims.sub === 'string') user = `${claims.tenant}/${claims.sub}`;
+    } catch {
+      // Not a JWT: Hocuspocus's authentication refuses it.
+    }
+    const entry = this.pending.get(address);
+    if (entry && entry.claimedUser === undefined) entry.claimedUser = user ?? '';
   }
 
   /**
@@ -184,13 +217,14 @@ export class SocketSession {
    * vector: the whole document), so past the budget one is not answered and
    * its document is closed; the provider's next connect starts a new sync.
    */
-  private tooManySyncRequests(address: string): void {
-    const { syncRequestsPerWindow, syncWindowSeconds } = this.deps.limits;
-    this.limitReached('SYNC_REQUESTS_PER_WINDOW', address);
-    const error = new ConcordError(
-      'rate-limited',
-      `more than ${syncRequestsPerWindow} sync requests in ${syncWindowSeconds} s on this document (SYNC_REQUESTS_PER_WINDOW); the request was not answered and the document was closed`,
-    );
+  private tooManySyncRequests(address: string, limit: 'SYNC_REQUESTS_PER_WINDOW' | 'SYNC_REQUESTS_PER_USER_PER_WINDOW'): void {
+    const { syncRequestsPerWindow, userSyncRequestsPerWindow, syncWindowSeconds } = this.deps.limits;
+    this.limitReached(limit, address);
+    const over =
+      limit === 'SYNC_REQUESTS_PER_WINDOW'
+        ? `more than ${syncRequestsPerWindow} sync requests in ${syncWindowSeconds} s on this document`
+        : `more than ${userSyncRequestsPerWindow} sync requests in ${syncWindowSeconds} s by this user`;
+    const error = new ConcordError('rate-limited', `${over} (${limit}); the request was not answered and the document was closed`);
     this.send(new OutgoingMessage(address).writeStateless(refusalMessage(error)).toUint8Array());
     this.closedForSyncRequests.add(address);
     this.closeDocument(address, error);
@@ -247,6 +281,8 @@ export class SocketSession {
 
   private settled(address: string): void {
     const entry = this.pending.get(address);
+    if (this.socket.isOpen(address) && entry?.claimedUser) this.users.set(address, entry.claimedUser);
+    if (!this.socket.isOpen(address)) this.users.delete(address);
     if (entry && this.socket.isOpen(address)) entry.authenticated = true;
     else this.pending.delete(address);
   }
