@@ -292,7 +292,9 @@ class HonestEditor {
   }
 
   static async open(deployment: Deployment): Promise<HonestEditor> {
-    return new HonestEditor(await openSocket(deployment, 'honest', [name('honest')]));
+    const editor = new HonestEditor(await openSocket(deployment, 'honest', [name('honest')]));
+    await waitFor('the honest editor\'s first write acknowledged', () => editor.latencies.length > 0, 60_000);
+    return editor;
   }
 
   /** Stops typing, waits for the answers, and returns the acknowledgement p99 in ms. */
@@ -300,7 +302,8 @@ class HonestEditor {
     clearInterval(this.timer);
     await waitFor('the honest editor acknowledged', () => this.latencies.length === this.sentAt.length, 60_000);
     this.socket.close();
-    return spread(this.latencies).p99;
+    // The first write claims the editor's clientID in Postgres: not what a flood costs.
+    return spread(this.latencies.slice(1)).p99;
   }
 }
 
