@@ -55,7 +55,7 @@ const environment = z.object({
   SOCKET_BYTE_BURST: positiveInt(8 * 1024 * 1024),
   /** Bytes sent to a socket that its client has not read yet (they wait in memory); past them the socket's messages wait until it has read. */
   SOCKET_UNSENT_MAX_BYTES: positiveInt(1024 * 1024),
-  /** A client over SOCKET_UNSENT_MAX_BYTES for this long is cut off. */
+  /** A client over SOCKET_UNSENT_MAX_BYTES that reads nothing for this long is cut off. */
   SOCKET_STALL_TIMEOUT_MS: positiveInt(30_000),
   /** A socket that has not authenticated any document this long after it opened is closed. */
   UNAUTHENTICATED_TIMEOUT_MS: positiveInt(10_000),
@@ -93,7 +93,7 @@ const environment = z.object({
   MAX_CONNECTIONS_PER_TENANT: positiveInt(20_000),
   /** Sync requests (sync step 1, each answered with all the sender lacks) per document connection per window; providers send one per connect. */
   SYNC_REQUESTS_PER_WINDOW: positiveInt(20),
-  /** Sync requests one user may send per window over all their connections (all instances, with Redis); each connection's first is free. */
+  /** Sync requests one user may send per window over all their connections (all instances, with Redis); a provider sends one per connect. */
   SYNC_REQUESTS_PER_USER_PER_WINDOW: positiveInt(400),
   /** The window of SYNC_REQUESTS_PER_WINDOW and SYNC_REQUESTS_PER_USER_PER_WINDOW, in seconds. */
   SYNC_WINDOW_SECONDS: positiveInt(60),

@@ -16,7 +16,7 @@ const AWARENESS_UPDATES_BURST = 5;
 const AWARENESS_STATE_MAX_BYTES = 4096;
 const MAX_DOCUMENTS_PER_SOCKET = 3;
 const SYNC_REQUESTS_PER_WINDOW = 3;
-const SYNC_REQUESTS_PER_USER_PER_WINDOW = 5;
+const SYNC_REQUESTS_PER_USER_PER_WINDOW = 7;
 
 const CLOSE = 7;
 const SYNC_STEP_1 = 0;
@@ -257,16 +257,32 @@ describe('per-connection limits (one instance)', () => {
       expect(await raw.authenticate(`${name}-after`, await token({ sub, role: 'viewer' }))).toBe('authenticated');
       return raw;
     };
+    // Requests queued behind an authentication that is refused are never answered: they cost nothing.
+    const refusedAuth = await RawSocket.open(server.wsUrl);
+    const elsewhere = await token({ sub: 'ulla', role: 'viewer', docs: ['quote/elsewhere'] });
+    const answer = refusedAuth.authenticate(name, elsewhere);
+    refusedAuth.send(Array.from({ length: SYNC_REQUESTS_PER_WINDOW }, () => syncFrame(name, SYNC_STEP_1, emptyStateVector)));
+    expect(await answer).toBe('not-allowed');
+    refusedAuth.close();
     // Each socket stays within SYNC_REQUESTS_PER_WINDOW; together they pass the user's budget.
     const sockets = [];
-    for (let i = 0; i < 3; i++) sockets.push(await requestOnNewSocket('ulla', SYNC_REQUESTS_PER_WINDOW));
-    expect(sockets.map((raw) => raw.syncAnswers.length)).toEqual([3, SYNC_REQUESTS_PER_USER_PER_WINDOW - 3, 0]);
-    expect(sockets.map((raw) => raw.refusals('rate-limited'))).toEqual([0, 1, 1]);
-    expect(sockets[1]!.stateless[0]!.message).toContain('SYNC_REQUESTS_PER_USER_PER_WINDOW');
-    expect(await limitsReached(server, 'SYNC_REQUESTS_PER_USER_PER_WINDOW')).toBe(before + 2);
+    for (let i = 0; i < 4; i++) sockets.push(await requestOnNewSocket('ulla', SYNC_REQUESTS_PER_WINDOW));
+    const answered = sockets.map((_, i) => Math.min(SYNC_REQUESTS_PER_WINDOW, Math.max(0, SYNC_REQUESTS_PER_USER_PER_WINDOW - i * SYNC_REQUESTS_PER_WINDOW)));
+    expect(sockets.map((raw) => raw.syncAnswers.length)).toEqual(answered);
+    // A socket refused once has its document closed: it asks no more.
+    const refused = answered.map((count): number => (count < SYNC_REQUESTS_PER_WINDOW ? 1 : 0));
+    expect(sockets.map((raw) => raw.refusals('rate-limited'))).toEqual(refused);
+    expect(sockets[refused.indexOf(1)]!.stateless[0]!.message).toContain('SYNC_REQUESTS_PER_USER_PER_WINDOW');
+    expect(await limitsReached(server, 'SYNC_REQUESTS_PER_USER_PER_WINDOW')).toBe(before + refused.reduce((sum, count) => sum + count, 0));
+    // Hocuspocus answers a request addressed to `<name>\0<anything>` from the document's connection: it spends the same budget.
+    const suffixed = await requestOnNewSocket('ulla', 0);
+    suffixed.send(syncFrame(`${name}\0again`, SYNC_STEP_1, emptyStateVector));
+    expect(await suffixed.authenticate(`${name}-last`, await token({ sub: 'ulla', role: 'viewer' }))).toBe('authenticated');
+    expect(suffixed.syncAnswers).toEqual([]);
+    expect(await limitsReached(server, 'SYNC_REQUESTS_PER_USER_PER_WINDOW')).toBe(before + refused.reduce((sum, count) => sum + count, 0) + 1);
     const other = await requestOnNewSocket('otto', SYNC_REQUESTS_PER_WINDOW);
     expect(other.syncAnswers).toHaveLength(SYNC_REQUESTS_PER_WINDOW);
-    for (const raw of [...sockets, other]) raw.close();
+    for (const raw of [...sockets, suffixed, other]) raw.close();
   });
 
   it('a socket may open MAX_DOCUMENTS_PER_SOCKET documents, not one more, and one more once it closes one', async () => {

@@ -115,10 +115,9 @@ const floods: Flood[] = [
       for (const socket of sockets) (socket.ws as unknown as { _socket: { pause(): void } })._socket.pause();
       for (const socket of sockets) for (let i = 1; i < defaults.SYNC_REQUESTS_PER_WINDOW; i++) socket.send(syncStep1(name('sync')));
       await sleep(seconds * 1000);
-      const cut = sockets.filter((socket) => !socket.isOpen).length;
       // The client reads nothing, so it never sees its refusals: the server counts them.
       const refused = (await deployment.server.metrics()).get('concord_limits_reached_total{limit="SYNC_REQUESTS_PER_USER_PER_WINDOW"}') ?? 0;
-      return `${sockets.length} connections × ${defaults.SYNC_REQUESTS_PER_WINDOW} requests (one each at connect); ${refused} refused past the user's budget, ${cut} sockets cut for leaving over ${fixed(defaults.SOCKET_UNSENT_MAX_BYTES / 2 ** 20, 0)} MiB unread`;
+      return `${sockets.length} connections × ${defaults.SYNC_REQUESTS_PER_WINDOW} requests (one each at connect); ${refused} documents closed past the user's budget; the rest wait unread`;
     },
   },
   {
@@ -147,7 +146,7 @@ const floods: Flood[] = [
   },
   {
     key: 'pending',
-    label: `writes that can never apply, parked to ${fixed(defaults.MAX_PENDING_BYTES / 2 ** 20, 0)} MiB in each of ${defaults.MAX_CONNECTIONS_PER_USER} documents at the byte rate`,
+    label: `writes that can never apply, at the byte rate and burst, into ${defaults.MAX_CONNECTIONS_PER_USER} documents (each may park ${fixed(defaults.MAX_PENDING_BYTES / 2 ** 20, 0)} MiB)`,
     async run({ deployment, seconds, smoke }) {
       const perSocket = defaults.MAX_DOCUMENTS_PER_SOCKET;
       const socketCount = (smoke ? perSocket : defaults.MAX_CONNECTIONS_PER_USER) / perSocket;
@@ -155,23 +154,26 @@ const floods: Flood[] = [
         Array.from({ length: socketCount }, (_, s) => openSocket(deployment, 'mallory', Array.from({ length: perSocket }, (_, d) => name(`pending-${s}-${d}`)))),
       );
       const chunk = 'z'.repeat(20 * 1024);
+      // What a write costs the byte budget: the text and its frame.
+      const frameBytes = updateFrame(name('pending-0-0'), missingDependency(chunk)).length;
       let sent = 0;
       // Each socket at its byte rate, round robin over its documents; its burst up front.
-      const perTick = Math.ceil(defaults.SOCKET_BYTES_PER_SECOND / chunk.length / 10);
+      const perTick = Math.floor(defaults.SOCKET_BYTES_PER_SECOND / frameBytes / 10);
       const send = (count: number) =>
         sockets.forEach((socket, s) => {
           for (let i = 0; i < count; i++, sent++) socket.send(updateFrame(name(`pending-${s}-${sent % perSocket}`), missingDependency(chunk)));
         });
-      send(Math.floor(defaults.SOCKET_BYTE_BURST / chunk.length) - 1);
+      send(Math.floor(defaults.SOCKET_BYTE_BURST / frameBytes) - 1);
       await paced(seconds, 100, () => send(perTick));
-      return `${sent} parked writes of 20 KiB sent over ${sockets.length} sockets`;
+      const closed = sockets.filter((socket) => !socket.isOpen).length;
+      return `${sent} parked writes of 20 KiB sent over ${sockets.length} sockets${closed ? `; ${closed} socket(s) closed` : ''}`;
     },
   },
   {
     key: 'http',
     label: `HTTP at ${defaults.HTTP_REQUESTS_PER_MINUTE}/min of the costliest read: versions of the quote the write flood wrote`,
     async prepare(context) {
-      await floods[0]!.run(context);
+      await floods.find((flood) => flood.key === 'writes')!.run(context);
     },
     async run({ deployment, seconds }) {
       const admin = await deployment.token('mallory', 'admin');

@@ -1,13 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { MessageType, OutgoingMessage, type Hocuspocus } from '@hocuspocus/server';
 import type { Redis } from 'ioredis';
-import { decodeJwt } from 'jose';
 import type { RawData, WebSocket } from 'ws';
+import type { TokenVerifier } from '../auth/tokens.ts';
 import { refusalMessage } from '../auth/write-refusals.ts';
 import type { Config } from '../config.ts';
 import type { SocketContext } from '../context.ts';
 import { ConcordError } from '../errors.ts';
-import { createLimiter, type Spend } from '../limits/limiter.ts';
+import { createLimiter, createRefundableLimiter, type Spend } from '../limits/limiter.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import { FrameRefusal, readFrame, readHeader } from '../protocol.ts';
@@ -49,8 +49,8 @@ export interface SocketLimits {
   /** Sync requests per document on the socket (a reopened document keeps its budget). */
   syncRequests: Spend;
   syncRequestsPerWindow: number;
-  /** Sync requests per user, over all their sockets (and instances, with Redis). */
-  userSyncRequests: Spend;
+  /** Sync requests per user, over all their sockets (and instances, with Redis); refunded for a document refused at authentication. */
+  userSyncRequests: ReturnType<typeof createRefundableLimiter>;
   userSyncRequestsPerWindow: number;
   syncWindowSeconds: number;
   /** A socket refused this many messages, or bytes, in a row (a whole burst's worth) is closed: it is flooding, not bursting. */
@@ -59,7 +59,7 @@ export interface SocketLimits {
   unauthenticatedTimeoutMs: number;
   /** Bytes the client may leave unread before the socket's messages wait for it to read. */
   maxUnsentBytes: number;
-  /** Longest a client may stay over maxUnsentBytes before its socket is cut. */
+  /** Longest a client over maxUnsentBytes may read nothing before its socket is cut. */
   stallTimeoutMs: number;
 }
 
@@ -69,7 +69,7 @@ export function createSocketLimits(config: Config, redis: Redis | null): SocketL
     bytes: withBurst('SOCKET_BYTES_PER_SECOND', config.SOCKET_BYTES_PER_SECOND, config.SOCKET_BYTE_BURST),
     syncRequests: createLimiter({ name: 'SYNC_REQUESTS_PER_WINDOW', points: config.SYNC_REQUESTS_PER_WINDOW, durationSeconds: config.SYNC_WINDOW_SECONDS }, null),
     syncRequestsPerWindow: config.SYNC_REQUESTS_PER_WINDOW,
-    userSyncRequests: createLimiter(
+    userSyncRequests: createRefundableLimiter(
       { name: 'SYNC_REQUESTS_PER_USER_PER_WINDOW', points: config.SYNC_REQUESTS_PER_USER_PER_WINDOW, durationSeconds: config.SYNC_WINDOW_SECONDS },
       redis,
     ),
@@ -97,6 +97,8 @@ function withBurst(name: string, perSecond: number, burst: number): Spend {
 export interface SocketDependencies {
   hocuspocus: Hocuspocus;
   limits: SocketLimits;
+  /** Verifies a document's token: whose sync budget its requests spend. */
+  verify: TokenVerifier;
   metrics: Metrics;
   log: Logger;
 }
@@ -107,8 +109,8 @@ interface Pending {
   bytes: number;
   authSeen: boolean;
   authenticated: boolean;
-  /** Whose the document's first authentication message (the one Hocuspocus handles) says it is: `tenant/sub` from its token, unverified; '' for none. */
-  claimedUser?: string;
+  /** Sync requests spent from its user's budget while it waits: given back if it is refused (they are never answered). */
+  syncRequestsSpent?: { user: string; count: number };
 }
 
 /**
@@ -127,8 +129,9 @@ export class SocketSession {
   private readonly deps: SocketDependencies;
   private readonly key = randomUUID();
   private readonly pending = new Map<string, Pending>();
+  /** Document names closed for too many sync requests: they hear nothing more until they authenticate again. */
   private readonly closedForSyncRequests = new Set<string>();
-  /** The user each open document of the socket authenticated as: whose sync budget its requests spend. */
+  /** Whose each document of the socket is (`tenant/sub` of its verified token): whose sync budget its requests spend. */
   private readonly users = new Map<string, string>();
   private readonly unauthenticatedTimer: NodeJS.Timeout;
   /** Frames are handled one after another: budgets are spent asynchronously, and Hocuspocus must see them in order. */
@@ -185,31 +188,34 @@ export class SocketSession {
       throw error;
     }
     if (!this.mayQueue(frame.address, frame.type, bytes.length)) return;
-    if (frame.token !== undefined) this.claim(frame.address, frame.token);
-    // A document closed for too many sync requests hears nothing more until it authenticates again.
-    if (frame.type === MessageType.Auth) this.closedForSyncRequests.delete(frame.address);
-    if (this.closedForSyncRequests.has(frame.address)) return;
+    if (frame.token !== undefined) await this.identify(frame.address, frame.token);
     // Keyed by the document's name: Hocuspocus answers a request for `<name>\0<anything>` from the document's connection too.
-    const syncKey = `${this.key}\0${frame.address.split('\0')[0]}`;
+    const name = frame.address.split('\0')[0]!;
+    if (frame.type === MessageType.Auth) this.closedForSyncRequests.delete(name);
+    if (this.closedForSyncRequests.has(name)) return;
+    const syncKey = `${this.key}\0${name}`;
     if (frame.syncRequest && (await limits.syncRequests(syncKey)) !== null) return this.tooManySyncRequests(frame.address, 'SYNC_REQUESTS_PER_WINDOW');
-    // Only a document already authenticated spends its user's budget: a request queued behind authentication
-    // (a provider's first) may come with a token naming someone else, which Hocuspocus has yet to refuse.
-    const user = frame.syncRequest && this.socket.isOpen(frame.address) ? this.users.get(frame.address) : undefined;
-    if (user !== undefined && (await limits.userSyncRequests(user)) !== null) return this.tooManySyncRequests(frame.address, 'SYNC_REQUESTS_PER_USER_PER_WINDOW');
+    const user = frame.syncRequest ? (this.users.get(frame.address) ?? this.users.get(name)) : undefined;
+    if (user !== undefined) {
+      if ((await limits.userSyncRequests.spend(user)) !== null) return this.tooManySyncRequests(frame.address, 'SYNC_REQUESTS_PER_USER_PER_WINDOW');
+      const waiting = this.pending.get(frame.address);
+      if (waiting && !waiting.authenticated) waiting.syncRequestsSpent = { user, count: (waiting.syncRequestsSpent?.count ?? 0) + 1 };
+    }
     this.client.handleMessage(bytes);
   }
 
-  /** Notes whose the document says it is; it counts once the server has authenticated it (settled). */
-  private claim(address: string, token: string): void {
-    let user: string | undefined;
+  /**
+   * Notes whose the document is, from its token, verified here (Hocuspocus
+   * verifies it again): a token that does not verify names nobody, and its
+   * document is refused anyway.
+   */
+  private async identify(address: string, token: string): Promise<void> {
     try {
-      const claims = decodeJwt(token);
-      if (typeof claims.tenant === 'string' && typeof claims.sub === 'string') user = `${claims.tenant}/${claims.sub}`;
+      const principal = await this.deps.verify(token);
+      this.users.set(address, `${principal.tenant}/${principal.userId}`);
     } catch {
-      // Not a JWT: Hocuspocus's authentication refuses it.
+      // Hocuspocus's authentication refuses it, with the reason.
     }
-    const entry = this.pending.get(address);
-    if (entry && entry.claimedUser === undefined) entry.claimedUser = user ?? '';
   }
 
   /**
@@ -226,7 +232,7 @@ export class SocketSession {
         : `more than ${userSyncRequestsPerWindow} sync requests in ${syncWindowSeconds} s by this user`;
     const error = new ConcordError('rate-limited', `${over} (${limit}); the request was not answered and the document was closed`);
     this.send(new OutgoingMessage(address).writeStateless(refusalMessage(error)).toUint8Array());
-    this.closedForSyncRequests.add(address);
+    this.closedForSyncRequests.add(address.split('\0')[0]!);
     this.closeDocument(address, error);
   }
 
@@ -281,8 +287,11 @@ export class SocketSession {
 
   private settled(address: string): void {
     const entry = this.pending.get(address);
-    if (this.socket.isOpen(address) && entry?.claimedUser) this.users.set(address, entry.claimedUser);
     if (!this.socket.isOpen(address)) this.users.delete(address);
+    const spent = entry?.syncRequestsSpent;
+    // A refund lost (Redis away) leaves the points spent: the budget errs on the strict side.
+    if (spent && !this.socket.isOpen(address)) void this.deps.limits.userSyncRequests.refund(spent.user, spent.count).catch(() => {});
+    if (entry) entry.syncRequestsSpent = undefined;
     if (entry && this.socket.isOpen(address)) entry.authenticated = true;
     else this.pending.delete(address);
   }
@@ -344,23 +353,27 @@ export class SocketSession {
   /**
    * What the client has not read waits in the server's memory. Past
    * SOCKET_UNSENT_MAX_BYTES the socket is no longer read (its frames wait, and
-   * TCP holds the client back) until the client has read below the bound; a
-   * client that stays over it for SOCKET_STALL_TIMEOUT_MS is cut, as a close
+   * TCP holds the client back) until the client has read below the bound. A
+   * client that reads nothing for SOCKET_STALL_TIMEOUT_MS is cut: a close
    * message would wait behind what is unread (its provider reconnects and syncs).
    */
   private backedUp(): void {
     if (this.backlog || this.closing) return;
     const { maxUnsentBytes, stallTimeoutMs } = this.deps.limits;
-    const since = performance.now();
+    let least = this.ws.bufferedAmount;
+    let readAt = performance.now();
     const { promise, resolve } = Promise.withResolvers<void>();
     const timer = setInterval(() => {
-      if (this.ws.bufferedAmount <= maxUnsentBytes) return this.endBacklog();
-      if (performance.now() - since < stallTimeoutMs) return;
+      const unsent = this.ws.bufferedAmount;
+      if (unsent <= maxUnsentBytes) return this.endBacklog();
+      if (unsent < least) [least, readAt] = [unsent, performance.now()];
+      if (performance.now() - readAt < stallTimeoutMs) return;
       this.closing = true;
       this.endBacklog();
       this.limitReached('SOCKET_UNSENT_MAX_BYTES');
       this.ws.terminate();
     }, BACKLOG_CHECK_MS);
+    timer.unref();
     this.backlog = { settled: promise, settle: resolve, timer };
     this.ws.pause();
   }
@@ -370,7 +383,8 @@ export class SocketSession {
     clearInterval(this.backlog.timer);
     this.backlog.settle();
     this.backlog = null;
-    if (!this.closing) this.ws.resume();
+    // Also when closing: the client's close message must be read (frames are ignored by then).
+    this.ws.resume();
   }
 
   private limitReached(limit: SocketLimit, document?: string): void {
@@ -383,6 +397,7 @@ export class SocketSession {
   private close(code: number, reason: string, why: string, document?: string): void {
     if (this.closing) return;
     this.closing = true;
+    this.endBacklog();
     if (reason !== 'rate-limited') this.deps.metrics.refusals.inc({ code: reason });
     this.deps.log.info({ code: reason, closeCode: code, document: document?.slice(0, 200), reason: why }, 'socket closed');
     this.ws.close(code, reason);
