@@ -5,7 +5,7 @@ import { waitFor } from '../../test/support/clients.ts';
 import { authFrame, awarenessFrame, awarenessUpdate, syncFrame, updateFrame } from '../../test/support/frames.ts';
 import { RawSocket } from '../../test/support/raw-socket.ts';
 import { TENANT, type Deployment } from '../harness/deployment.ts';
-import type { Row, RunContext, Scenario } from '../harness/scenario.ts';
+import type { Row, Scenario } from '../harness/scenario.ts';
 import { fixed, spread } from '../harness/stats.ts';
 
 const defaults = loadConfig({});

@@ -110,7 +110,7 @@ interface Pending {
   authSeen: boolean;
   authenticated: boolean;
   /** Sync requests spent from its user's budget while it waits: given back if it is refused (they are never answered). */
-  syncRequestsSpent?: { user: string; count: number };
+  syncRequestsSpent?: number;
 }
 
 /**
@@ -199,7 +199,7 @@ export class SocketSession {
     if (user !== undefined) {
       if ((await limits.userSyncRequests.spend(user)) !== null) return this.tooManySyncRequests(frame.address, 'SYNC_REQUESTS_PER_USER_PER_WINDOW');
       const waiting = this.pending.get(frame.address);
-      if (waiting && !waiting.authenticated) waiting.syncRequestsSpent = { user, count: (waiting.syncRequestsSpent?.count ?? 0) + 1 };
+      if (waiting && !waiting.authenticated) waiting.syncRequestsSpent = (waiting.syncRequestsSpent ?? 0) + 1;
     }
     this.client.handleMessage(bytes);
   }
@@ -287,13 +287,16 @@ export class SocketSession {
 
   private settled(address: string): void {
     const entry = this.pending.get(address);
-    if (!this.socket.isOpen(address)) this.users.delete(address);
-    const spent = entry?.syncRequestsSpent;
+    if (this.socket.isOpen(address)) {
+      if (entry) entry.authenticated = true;
+      return;
+    }
+    // Refused or closed: sync requests queued behind a refused authentication are never answered.
     // A refund lost (Redis away) leaves the points spent: the budget errs on the strict side.
-    if (spent && !this.socket.isOpen(address)) void this.deps.limits.userSyncRequests.refund(spent.user, spent.count).catch(() => {});
-    if (entry) entry.syncRequestsSpent = undefined;
-    if (entry && this.socket.isOpen(address)) entry.authenticated = true;
-    else this.pending.delete(address);
+    const user = this.users.get(address);
+    if (user !== undefined && entry?.syncRequestsSpent && !entry.authenticated) void this.deps.limits.userSyncRequests.refund(user, entry.syncRequestsSpent).catch(() => {});
+    this.users.delete(address);
+    this.pending.delete(address);
   }
 
   /**
