@@ -71,6 +71,17 @@ describe('bench: several runs', () => {
     expect(combined.seconds).toBe(30);
   });
 
+  it('judges an every-run bar on each run: a median that meets it is not enough', () => {
+    const tail = (p99: number): ScenarioResult => {
+      const bar = { max: 30, everyRun: true };
+      return { ...run(0, null, ''), id: 'S3', rows: [{ key: 'p99', label: 'delivery p99', unit: 'ms', digits: 1, bar, concord: p99, bare: 60, ratio: null, met: p99 <= bar.max }] };
+    };
+    const [once] = combineRuns([tail(25), tail(57), tail(28)]).rows;
+    expect(once!.concord).toBe(28);
+    expect(once!.met).toBe(false);
+    expect(combineRuns([tail(25), tail(29), tail(28)]).rows[0]!.met).toBe(true);
+  });
+
   it('takes the middle of an odd count and the mean of the middle two of an even one', () => {
     expect(median([3, 1, 2])).toBe(2);
     expect(median([4, 1, 3, 2])).toBe(2.5);

@@ -23,7 +23,7 @@ export function barText(bar: Bar | undefined, unit: string): string {
   if (bar.max !== undefined) parts.push(`≤ ${bar.max.toLocaleString('en')} ${unit}`);
   if (bar.min !== undefined) parts.push(`≥ ${bar.min.toLocaleString('en')} ${unit}`);
   if (bar.maxRatio !== undefined) parts.push(`≤ ${bar.maxRatio}× bare`);
-  return parts.join(' and ');
+  return `${parts.join(' and ')}${bar.everyRun ? ' in every run' : ''}`;
 }
 
 function value(row: RowResult, kind: TargetKind): string {

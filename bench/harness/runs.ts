@@ -4,7 +4,7 @@ import { judge, type RowResult, type ScenarioResult, type Spread } from './runne
 /**
  * One scenario's result over several full runs: each figure is the median of
  * the runs that produced it, judged against its bar as a single run's would
- * be, with the spread beside it; notes are kept per run, profiles from the
+ * be (an every-run bar: each run's figure), with the spread beside it; notes are kept per run, profiles from the
  * runs that took them.
  */
 export function combineRuns(runs: ScenarioResult[]): ScenarioResult {
@@ -16,7 +16,8 @@ export function combineRuns(runs: ScenarioResult[]): ScenarioResult {
     const concord = figures('concord');
     const bare = figures('bare');
     const combined: RowResult = judge(row, median(concord), median(bare));
-    return { ...combined, spread: { concord: spreadOf(concord), bare: spreadOf(bare) } };
+    const met = row.bar?.everyRun && combined.met !== null ? runs.every((run) => run.rows.find((other) => other.key === row.key)?.met === true) : combined.met;
+    return { ...combined, met, spread: { concord: spreadOf(concord), bare: spreadOf(bare) } };
   });
   return {
     ...first,

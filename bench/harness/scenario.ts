@@ -10,6 +10,8 @@ export interface Bar {
   min?: number;
   /** Concord's figure over bare Hocuspocus's. */
   maxRatio?: number;
+  /** Over several runs (`--runs`), met only if every run's figure meets it, not just their median (a tail that must hold whatever the machine). */
+  everyRun?: boolean;
 }
 
 /** One reported figure of a scenario. */
