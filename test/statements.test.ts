@@ -1,5 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { inlineParameters, runTogether, type Database, type Statement } from '../src/db/database.ts';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { AmbiguousCommitError, inlineParameters, runTogether, type Database, type Statement } from '../src/db/database.ts';
 import { pgJson } from '../src/db/json.ts';
 import { backends, createStorage, type TestStorage } from './support/database.ts';
 import { openTestDatabase } from './support/inspect.ts';
@@ -47,6 +48,46 @@ describe.each(backends)('statements run together on $kind', ({ kind, reason }) =
     const { bytes, ...rest } = first[0] as { bytes: Uint8Array };
     expect([...bytes]).toEqual([0, 39, 92, 255]);
     expect(rest).toEqual({ texts: [...awkward, 'a,b', '{x}', ''], at: new Date('2026-11-28T10:00:00.123Z'), body: { awkward }, n: 42, missing: null });
+  });
+
+  it('the last statements of a transaction carry its COMMIT: on PostgreSQL the whole transaction is one round trip', async ({ skip }) => {
+    skip(!!reason, reason);
+    const sent = vi.spyOn(pg.Client.prototype, 'query');
+    try {
+      const results = await db.ownerTransaction((sql) => runTogether(sql, [insert(20, 'last'), { text: 'SELECT count(*)::int AS n FROM notes WHERE id = 20', params: [] }], { lastInTransaction: true }));
+      expect(results.map((result) => result.rows)).toEqual([[{ id: 20, body: 'last' }], [{ n: 1 }]]);
+      if (kind === 'postgres') expect(sent).toHaveBeenCalledTimes(1);
+    } finally {
+      sent.mockRestore();
+    }
+    const stored = await db.ownerTransaction(async (sql) => (await sql.query('SELECT body FROM notes WHERE id = 20')).rows);
+    expect(stored).toEqual([{ body: 'last' }]);
+  });
+
+  it('when one of those statements is refused, COMMIT never ran: the transaction rolls back to a savepoint and goes on', async ({ skip }) => {
+    skip(!!reason, reason);
+    await db.ownerTransaction(async (sql) => {
+      await sql.query('SAVEPOINT before_last');
+      await expect(runTogether(sql, [insert(21, 'refused with the next'), insert(1, 'a duplicate id')], { lastInTransaction: true })).rejects.toThrow(/duplicate key/);
+      await sql.query('ROLLBACK TO SAVEPOINT before_last');
+      await runTogether(sql, [insert(22, 'after the refusal')]);
+    });
+    const ids = await db.ownerTransaction(async (sql) => (await sql.query<{ id: number }>('SELECT id FROM notes WHERE id > 20 ORDER BY id')).rows.map((row) => row.id));
+    expect(ids).toEqual([22]);
+  });
+
+  it('a connection lost during that round trip may have committed: on PostgreSQL it is an AmbiguousCommitError', async ({ skip }) => {
+    skip(!!reason || kind !== 'postgres', reason || 'PGlite has no connection to lose');
+    const lost = db.ownerTransaction(async (sql) => {
+      const [{ pid }] = (await sql.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows as [{ pid: number }];
+      const cut = setTimeout(() => void db.ownerTransaction((other) => other.query('SELECT pg_terminate_backend($1)', [pid])), 200);
+      try {
+        return await runTogether(sql, [{ text: 'SELECT pg_sleep(5)', params: [] }], { lastInTransaction: true });
+      } finally {
+        clearTimeout(cut);
+      }
+    });
+    await expect(lost).rejects.toBeInstanceOf(AmbiguousCommitError);
   });
 });
 

@@ -1,4 +1,4 @@
-import { runTogether, type Sql, type Statement } from '../db/database.ts';
+import { AmbiguousCommitError, runTogether, type Sql, type Statement } from '../db/database.ts';
 import { markTablesStale } from '../db/documents.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
@@ -28,15 +28,21 @@ export class CommitPipeline {
     this.configuration = configuration;
   }
 
-  /** Writes what `entries` mean in the transaction of `sql`; returns what to do once it commits. */
-  async write(sql: Sql, entries: CommitEntry[]): Promise<() => void> {
+  /**
+   * Writes what `entries` mean in the transaction of `sql`; returns what to do
+   * once it commits. `lastInTransaction`: nothing follows in the transaction,
+   * so its COMMIT may go in the same round trip (and this is a failure that
+   * may have committed: see `Sql.execThenCommit`).
+   */
+  async write(sql: Sql, entries: CommitEntry[], { lastInTransaction = false } = {}): Promise<() => void> {
     const untracked = documentNames(entries.filter((entry) => !entry.changes));
     if (untracked.length > 0) await markTablesStale(sql, untracked);
     const tracked = entries.filter((entry): entry is TrackedEntry => entry.changes !== undefined);
     if (tracked.length === 0) return () => {};
     try {
-      return await this.writeAll(sql, tracked);
-    } catch {
+      return await this.writeAll(sql, tracked, this.configuration.writers, lastInTransaction);
+    } catch (error) {
+      if (error instanceof AmbiguousCommitError) throw error;
       const afterCommit: Array<() => void> = [];
       for (const name of documentNames(tracked)) afterCommit.push(await this.writeOne(sql, name, tracked.filter((entry) => entry.update.document.name === name)));
       return () => afterCommit.forEach((done) => done());
@@ -82,15 +88,16 @@ export class CommitPipeline {
   }
 
   /**
-   * Every writer's statements in one round trip after a savepoint; on failure
-   * rolls back to it (which throws in turn if the connection is gone, failing
-   * the commit).
+   * Every writer's statements in one round trip after a savepoint (with the
+   * COMMIT when `lastInTransaction`); on failure rolls back to it (which
+   * throws in turn if the connection is gone, or COMMIT itself failed,
+   * failing the commit).
    */
-  private async writeAll(sql: Sql, entries: TrackedEntry[], writers = this.configuration.writers): Promise<() => void> {
+  private async writeAll(sql: Sql, entries: TrackedEntry[], writers = this.configuration.writers, lastInTransaction = false): Promise<() => void> {
     const writes: PreparedWrite[] = writers.map((writer) => writer.prepare(entries));
     const savepoint: Statement = { text: 'SAVEPOINT commit_writers', params: [] };
     try {
-      const results = await runTogether(sql, [savepoint, ...writes.flatMap((write) => write.statements)]);
+      const results = await runTogether(sql, [savepoint, ...writes.flatMap((write) => write.statements)], { lastInTransaction });
       return () => {
         let next = 1;
         for (const write of writes) {
@@ -99,6 +106,7 @@ export class CommitPipeline {
         }
       };
     } catch (error) {
+      if (error instanceof AmbiguousCommitError) throw error;
       await sql.query('ROLLBACK TO SAVEPOINT commit_writers');
       throw error;
     }

@@ -7,6 +7,15 @@ export interface Sql {
   query<Row = Record<string, unknown>>(text: string, params?: unknown[]): Promise<{ rows: Row[] }>;
   /** Runs a script of several statements without parameters in one round trip; each statement's rows, in order. */
   exec(script: string): Promise<Array<{ rows: Record<string, unknown>[] }>>;
+  /**
+   * `exec`, then COMMIT in the same round trip: one round trip fewer per
+   * commit, where a round trip costs one (the pg backend; elsewhere the
+   * transaction commits when its work returns). Nothing runs after it once it
+   * succeeds. When a statement is refused, COMMIT never ran and the caller may
+   * roll back to a savepoint and go on; a failure that may have committed
+   * (the connection lost) is an AmbiguousCommitError.
+   */
+  execThenCommit?(script: string): Promise<Array<{ rows: Record<string, unknown>[] }>>;
 }
 
 export interface Database {
@@ -61,12 +70,15 @@ export interface Statement {
  * Runs statements in one round trip (a commit's audit rows and tables, say:
  * every round trip holds the document's commit queue): several go as one
  * script with their parameters inlined. Each statement's rows, in order. A
- * failure fails the rest; the caller rolls back.
+ * failure fails the rest; the caller rolls back. `lastInTransaction`: COMMIT
+ * goes with them where the backend can (`Sql.execThenCommit`).
  */
-export async function runTogether(sql: Sql, statements: Statement[]): Promise<Array<{ rows: Record<string, unknown>[] }>> {
+export async function runTogether(sql: Sql, statements: Statement[], { lastInTransaction = false } = {}): Promise<Array<{ rows: Record<string, unknown>[] }>> {
+  const script = () => statements.map(({ text, params }) => inlineParameters(text, params)).join(';\n');
+  if (lastInTransaction && sql.execThenCommit && statements.length > 0) return sql.execThenCommit(script());
   if (statements.length === 1) return [await sql.query(statements[0]!.text, statements[0]!.params)];
   if (statements.length === 0) return [];
-  return sql.exec(statements.map(({ text, params }) => inlineParameters(text, params)).join(';\n'));
+  return sql.exec(script());
 }
 
 /**

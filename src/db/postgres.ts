@@ -43,19 +43,25 @@ export function createPostgresDatabase(url: string, log: Logger): Database {
 
   /**
    * `opening` (statements without parameters) opens the transaction. It goes
-   * out with the transaction's first statement, in one round trip: every round
-   * trip of a commit holds the document's commit queue.
+   * out with the transaction's first statement, in one round trip, and COMMIT
+   * with the last one where the work says which it is (`execThenCommit`):
+   * every round trip of a commit holds the document's commit queue.
    */
   function run<T>(opening: string[], work: (sql: Sql) => Promise<T>): Promise<T> {
     return withClient(async (client) => {
       let pending: string[] | null = opening;
-      const sql = clientSql(client, () => {
-        const taken = pending;
-        pending = null;
-        return taken;
-      });
+      let committed = false;
+      const sql = clientSql(
+        client,
+        () => {
+          const taken = pending;
+          pending = null;
+          return taken;
+        },
+        () => (committed = true),
+      );
       const result = await work(sql);
-      if (pending !== null) return result; // nothing was sent: nothing to commit
+      if (pending !== null || committed) return result; // nothing was sent, or it is committed already
       try {
         await client.query('COMMIT');
       } catch (error) {
@@ -77,8 +83,9 @@ export function createPostgresDatabase(url: string, log: Logger): Database {
  * A checked-out client as the Sql interface. `takeOpening`, when it gives
  * statements (once), sends them ahead of the next statement in one simple
  * query, that statement's parameters inlined; their results are left out.
+ * `onCommitted` hears that `execThenCommit` ended the transaction.
  */
-export function clientSql(client: pg.ClientBase, takeOpening: () => string[] | null = () => null): Sql {
+export function clientSql(client: pg.ClientBase, takeOpening: () => string[] | null = () => null, onCommitted: () => void = () => {}): Sql {
   const script = async (statements: string[], skip: number) =>
     [(await client.query(statements.join(';\n'))) as never as { rows: Record<string, unknown>[] }].flat().slice(skip);
   return {
@@ -90,6 +97,17 @@ export function clientSql(client: pg.ClientBase, takeOpening: () => string[] | n
     exec(text) {
       const opening = takeOpening() ?? [];
       return script([...opening, text], opening.length);
+    },
+    async execThenCommit(text) {
+      const opening = takeOpening() ?? [];
+      let results;
+      try {
+        results = await script([...opening, text, 'COMMIT'], opening.length);
+      } catch (error) {
+        throw rolledBackForSure(error) ? error : new AmbiguousCommitError(error);
+      }
+      onCommitted();
+      return results.slice(0, -1);
     },
   };
 }

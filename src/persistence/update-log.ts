@@ -198,7 +198,7 @@ export class UpdateLog extends EventEmitter<UpdateLogEvents> {
                 changes: entry.changes,
                 newerQueued: () => this.queuedAfter(entry.document.name, group),
               }));
-              return { seqs, afterCommit: await this.options.pipeline.write(sql, entries), claims };
+              return { seqs, afterCommit: await this.options.pipeline.write(sql, entries, { lastInTransaction: true }), claims };
             });
           } catch (error) {
             uncertain ||= error instanceof AmbiguousCommitError;
