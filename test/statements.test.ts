@@ -1,7 +1,12 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { AmbiguousCommitError, inlineParameters, runTogether, type Database, type Statement } from '../src/db/database.ts';
+import { CommitPipeline } from '../src/commit/pipeline.ts';
+import type { CommitWriter, UpdateChanges } from '../src/commit/writer.ts';
 import { pgJson } from '../src/db/json.ts';
+import { parseDocumentName } from '../src/documents/kinds.ts';
+import { createLogger } from '../src/log.ts';
+import { createMetrics } from '../src/metrics.ts';
 import { backends, createStorage, type TestStorage } from './support/database.ts';
 import { openTestDatabase } from './support/inspect.ts';
 
@@ -76,18 +81,46 @@ describe.each(backends)('statements run together on $kind', ({ kind, reason }) =
     expect(ids).toEqual([22]);
   });
 
+  it('a transaction left failed by a refused statement is never reported committed', async ({ skip }) => {
+    skip(!!reason, reason);
+    const swallowed = db.ownerTransaction(async (sql) => {
+      await runTogether(sql, [insert(23, 'lost with the transaction')]);
+      await runTogether(sql, [insert(1, 'a duplicate id')]).catch(() => {});
+    });
+    await expect(swallowed).rejects.toThrow();
+    const ids = await db.ownerTransaction(async (sql) => (await sql.query<{ id: number }>('SELECT id FROM notes WHERE id = 23')).rows);
+    expect(ids).toEqual([]);
+  });
+
   it('a connection lost during that round trip may have committed: on PostgreSQL it is an AmbiguousCommitError', async ({ skip }) => {
     skip(!!reason || kind !== 'postgres', reason || 'PGlite has no connection to lose');
+    let cut: Promise<unknown> | undefined;
     const lost = db.ownerTransaction(async (sql) => {
       const [{ pid }] = (await sql.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows as [{ pid: number }];
-      const cut = setTimeout(() => void db.ownerTransaction((other) => other.query('SELECT pg_terminate_backend($1)', [pid])), 200);
-      try {
-        return await runTogether(sql, [{ text: 'SELECT pg_sleep(5)', params: [] }], { lastInTransaction: true });
-      } finally {
-        clearTimeout(cut);
-      }
+      const sleeping = runTogether(sql, [{ text: 'SELECT pg_sleep(5)', params: [] }], { lastInTransaction: true });
+      cut = db.ownerTransaction((other) => other.query('SELECT pg_terminate_backend($1)', [pid]));
+      return sleeping;
     });
     await expect(lost).rejects.toBeInstanceOf(AmbiguousCommitError);
+    await cut;
+  });
+
+  it('a commit whose COMMIT itself is refused fails as a whole: the pipeline\'s fallbacks cannot run after it, and nothing is stored', async ({ skip }) => {
+    skip(!!reason, reason);
+    // A deferred unique constraint is checked at COMMIT, after every statement of the script passed.
+    await db.ownerTransaction((sql) => sql.exec('CREATE TABLE deferred_notes (id integer, CONSTRAINT one_note_per_id UNIQUE (id) DEFERRABLE INITIALLY DEFERRED)'));
+    const log = createLogger('silent');
+    const twice: CommitWriter = {
+      name: 'twice',
+      prepare: () => ({ statements: [1, 1].map((id) => ({ text: 'INSERT INTO deferred_notes (id) VALUES ($1)', params: [id] })), committed: () => {} }),
+      forget: () => {},
+    };
+    const pipeline = new CommitPipeline({ writers: [twice], log, metrics: createMetrics() });
+    const entry = { update: { document: parseDocumentName('acme/quote/deferred'), update: new Uint8Array(), userId: 'alice', origin: 'client' as const, receivedAt: new Date() }, seq: 1, changes: {} as UpdateChanges, newerQueued: () => false };
+    // On PostgreSQL the fallbacks find the transaction ended; on PGlite its own COMMIT is refused.
+    await expect(db.ownerTransaction((sql) => pipeline.write(sql, [entry], { lastInTransaction: true }))).rejects.toThrow(/already ended with its COMMIT|one_note_per_id/);
+    const stored = await db.ownerTransaction(async (sql) => (await sql.query('SELECT id FROM deferred_notes')).rows);
+    expect(stored).toEqual([]);
   });
 });
 

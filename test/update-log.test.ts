@@ -117,7 +117,8 @@ describe('update log', () => {
           const client = new pg.Client({ connectionString: pgStorage.databaseUrl });
           await client.connect();
           await client.query('BEGIN');
-          const sql = clientSql(client);
+          // Without execThenCommit, so that the COMMIT below is the one that lands it.
+          const sql = { ...clientSql(client), execThenCommit: undefined };
           await enterTenant(sql, tenant);
           await work(sql);
           slowCommit = new Promise((resolve) => setTimeout(resolve, 600)).then(() => client.query('COMMIT')).finally(() => client.end());

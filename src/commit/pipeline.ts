@@ -31,8 +31,8 @@ export class CommitPipeline {
   /**
    * Writes what `entries` mean in the transaction of `sql`; returns what to do
    * once it commits. `lastInTransaction`: nothing follows in the transaction,
-   * so its COMMIT may go in the same round trip (and this is a failure that
-   * may have committed: see `Sql.execThenCommit`).
+   * so its COMMIT may go in the same round trip; a failure may then have
+   * committed (see `Sql.execThenCommit`).
    */
   async write(sql: Sql, entries: CommitEntry[], { lastInTransaction = false } = {}): Promise<() => void> {
     const untracked = documentNames(entries.filter((entry) => !entry.changes));
@@ -40,7 +40,7 @@ export class CommitPipeline {
     const tracked = entries.filter((entry): entry is TrackedEntry => entry.changes !== undefined);
     if (tracked.length === 0) return () => {};
     try {
-      return await this.writeAll(sql, tracked, this.configuration.writers, lastInTransaction);
+      return await this.writeAll(sql, tracked, { lastInTransaction });
     } catch (error) {
       if (error instanceof AmbiguousCommitError) throw error;
       const afterCommit: Array<() => void> = [];
@@ -77,7 +77,7 @@ export class CommitPipeline {
     const essential = this.configuration.writers.filter((writer) => writer.essential);
     if (essential.length === 0) return () => {};
     try {
-      return await this.writeAll(sql, entries, essential);
+      return await this.writeAll(sql, entries, { writers: essential });
     } catch (error) {
       this.configuration.log.error(
         { err: error, code: 'events-failed', document: name, writers: essential.map((writer) => writer.name) },
@@ -89,11 +89,12 @@ export class CommitPipeline {
 
   /**
    * Every writer's statements in one round trip after a savepoint (with the
-   * COMMIT when `lastInTransaction`); on failure rolls back to it (which
-   * throws in turn if the connection is gone, or COMMIT itself failed,
-   * failing the commit).
+   * COMMIT when `lastInTransaction`); on failure rolls back to it, which
+   * throws in turn when the connection is gone or COMMIT itself was refused
+   * (the transaction is over), and so does every fallback after it: the
+   * commit fails and is retried.
    */
-  private async writeAll(sql: Sql, entries: TrackedEntry[], writers = this.configuration.writers, lastInTransaction = false): Promise<() => void> {
+  private async writeAll(sql: Sql, entries: TrackedEntry[], { writers = this.configuration.writers, lastInTransaction = false } = {}): Promise<() => void> {
     const writes: PreparedWrite[] = writers.map((writer) => writer.prepare(entries));
     const savepoint: Statement = { text: 'SAVEPOINT commit_writers', params: [] };
     try {

@@ -8,12 +8,13 @@ export interface Sql {
   /** Runs a script of several statements without parameters in one round trip; each statement's rows, in order. */
   exec(script: string): Promise<Array<{ rows: Record<string, unknown>[] }>>;
   /**
-   * `exec`, then COMMIT in the same round trip: one round trip fewer per
-   * commit, where a round trip costs one (the pg backend; elsewhere the
-   * transaction commits when its work returns). Nothing runs after it once it
-   * succeeds. When a statement is refused, COMMIT never ran and the caller may
-   * roll back to a savepoint and go on; a failure that may have committed
-   * (the connection lost) is an AmbiguousCommitError.
+   * `exec`, then COMMIT in the same round trip: a commit saves a round trip
+   * to the database server (the pg backend only; an embedded database commits
+   * when the transaction's work returns). Nothing runs after it. When a
+   * statement of the script is refused, COMMIT never ran: the caller may roll
+   * back to a savepoint and go on. When COMMIT itself is refused, the
+   * transaction is over, rolled back: everything after fails. A failure that
+   * may have committed (the connection lost) is an AmbiguousCommitError.
    */
   execThenCommit?(script: string): Promise<Array<{ rows: Record<string, unknown>[] }>>;
 }
@@ -35,12 +36,13 @@ export interface OwnerDatabase {
 }
 
 /**
- * Thrown when the connection failed while COMMIT was in flight: the
- * transaction may or may not have landed, and the caller must find out.
+ * Thrown when the connection failed while COMMIT was in flight (alone, or at
+ * the end of a script): the transaction may or may not have landed, and the
+ * caller must find out.
  */
 export class AmbiguousCommitError extends Error {
   constructor(cause: unknown) {
-    super('the connection failed during COMMIT; the outcome is unknown', { cause });
+    super('the connection failed during the round trip that carried COMMIT; the outcome is unknown', { cause });
     this.name = 'AmbiguousCommitError';
   }
 }

@@ -60,8 +60,16 @@ export function createPostgresDatabase(url: string, log: Logger): Database {
         },
         () => (committed = true),
       );
-      const result = await work(sql);
+      let result: T;
+      try {
+        result = await work(sql);
+      } catch (error) {
+        // Committed, then failed: a retry must look the commit up, not write it again.
+        throw committed ? new AmbiguousCommitError(error) : error;
+      }
       if (pending !== null || committed) return result; // nothing was sent, or it is committed already
+      // Postgres answers COMMIT in a failed transaction with a silent ROLLBACK, and outside one with a warning.
+      if (client.getTransactionStatus() !== 'T') throw new Error('the transaction failed or ended before its COMMIT; it is rolled back');
       try {
         await client.query('COMMIT');
       } catch (error) {
@@ -83,13 +91,21 @@ export function createPostgresDatabase(url: string, log: Logger): Database {
  * A checked-out client as the Sql interface. `takeOpening`, when it gives
  * statements (once), sends them ahead of the next statement in one simple
  * query, that statement's parameters inlined; their results are left out.
- * `onCommitted` hears that `execThenCommit` ended the transaction.
+ * `onCommitted` hears that `execThenCommit` committed the transaction.
  */
 export function clientSql(client: pg.ClientBase, takeOpening: () => string[] | null = () => null, onCommitted: () => void = () => {}): Sql {
-  const script = async (statements: string[], skip: number) =>
-    [(await client.query(statements.join(';\n'))) as never as { rows: Record<string, unknown>[] }].flat().slice(skip);
+  // Once the transaction ended in execThenCommit (committed, or its COMMIT refused), a statement would run on its own, outside it.
+  let ended = false;
+  const refuseOnceEnded = () => {
+    if (ended) throw new Error('the transaction already ended with its COMMIT; nothing more runs in it');
+  };
+  const script = async (statements: string[], skip: number) => {
+    refuseOnceEnded();
+    return [(await client.query(statements.join(';\n'))) as never as { rows: Record<string, unknown>[] }].flat().slice(skip);
+  };
   return {
     async query(text, params = []) {
+      refuseOnceEnded();
       const opening = takeOpening();
       if (opening === null) return client.query(text, params) as never;
       return (await script([...opening, inlineParameters(text, params)], opening.length))[0] as never;
@@ -104,8 +120,11 @@ export function clientSql(client: pg.ClientBase, takeOpening: () => string[] | n
       try {
         results = await script([...opening, text, 'COMMIT'], opening.length);
       } catch (error) {
+        // A refused statement leaves the transaction open (failed: rolling back to a savepoint goes on); a refused COMMIT ends it.
+        ended = !rolledBackForSure(error) || client.getTransactionStatus() === 'I';
         throw rolledBackForSure(error) ? error : new AmbiguousCommitError(error);
       }
+      ended = true;
       onCommitted();
       return results.slice(0, -1);
     },
