@@ -50,7 +50,7 @@ export function createPostgresDatabase(url: string, log: Logger): Database {
   function run<T>(opening: string[], work: (sql: Sql) => Promise<T>): Promise<T> {
     return withClient(async (client) => {
       let pending: string[] | null = opening;
-      let committed = false;
+      let ended: 'committed' | 'rolled back' | null = null;
       const sql = clientSql(
         client,
         () => {
@@ -58,23 +58,27 @@ export function createPostgresDatabase(url: string, log: Logger): Database {
           pending = null;
           return taken;
         },
-        () => (committed = true),
+        (outcome) => (ended = outcome),
       );
+      const committed = () => ended === 'committed';
       let result: T;
       try {
         result = await work(sql);
       } catch (error) {
         // Committed, then failed: a retry must look the commit up, not write it again.
-        throw committed ? new AmbiguousCommitError(error) : error;
+        throw committed() ? new AmbiguousCommitError(error) : error;
       }
-      if (pending !== null || committed) return result; // nothing was sent, or it is committed already
-      // Postgres answers COMMIT in a failed transaction with a silent ROLLBACK, and outside one with a warning.
-      if (client.getTransactionStatus() !== 'T') throw new Error('the transaction failed or ended before its COMMIT; it is rolled back');
+      if (pending !== null || committed()) return result; // nothing was sent, or it is committed already
+      // Outside a transaction Postgres would answer COMMIT with a mere warning.
+      if (ended) throw new Error('the transaction was rolled back when its COMMIT was refused');
+      let answer: pg.QueryResult;
       try {
-        await client.query('COMMIT');
+        answer = await client.query('COMMIT');
       } catch (error) {
         throw rolledBackForSure(error) ? error : new AmbiguousCommitError(error);
       }
+      // A transaction a refused statement left failed answers COMMIT with ROLLBACK, not an error.
+      if (answer.command !== 'COMMIT') throw new Error('a statement of the transaction was refused, so COMMIT rolled it back');
       return result;
     });
   }
@@ -91,9 +95,13 @@ export function createPostgresDatabase(url: string, log: Logger): Database {
  * A checked-out client as the Sql interface. `takeOpening`, when it gives
  * statements (once), sends them ahead of the next statement in one simple
  * query, that statement's parameters inlined; their results are left out.
- * `onCommitted` hears that `execThenCommit` committed the transaction.
+ * `onEnded` hears that `execThenCommit` ended the transaction, and how.
  */
-export function clientSql(client: pg.ClientBase, takeOpening: () => string[] | null = () => null, onCommitted: () => void = () => {}): Sql {
+export function clientSql(
+  client: pg.ClientBase,
+  takeOpening: () => string[] | null = () => null,
+  onEnded: (outcome: 'committed' | 'rolled back') => void = () => {},
+): Sql {
   // Once the transaction ended in execThenCommit (committed, or its COMMIT refused), a statement would run on its own, outside it.
   let ended = false;
   const refuseOnceEnded = () => {
@@ -120,12 +128,21 @@ export function clientSql(client: pg.ClientBase, takeOpening: () => string[] | n
       try {
         results = await script([...opening, text, 'COMMIT'], opening.length);
       } catch (error) {
-        // A refused statement leaves the transaction open (failed: rolling back to a savepoint goes on); a refused COMMIT ends it.
-        ended = !rolledBackForSure(error) || client.getTransactionStatus() === 'I';
-        throw rolledBackForSure(error) ? error : new AmbiguousCommitError(error);
+        if (!rolledBackForSure(error)) {
+          ended = true;
+          throw new AmbiguousCommitError(error);
+        }
+        // A refused statement leaves the transaction open but failed, where any statement is refused (rolling back to a
+        // savepoint goes on); a refused COMMIT ends it, and a statement then runs on its own. Only asking tells which.
+        ended = await client.query('SELECT 1').then(
+          () => true,
+          () => false,
+        );
+        if (ended) onEnded('rolled back');
+        throw error;
       }
       ended = true;
-      onCommitted();
+      onEnded('committed');
       return results.slice(0, -1);
     },
   };
