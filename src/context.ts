@@ -13,6 +13,13 @@ import type { Acknowledgements } from './persistence/acknowledgements.ts';
 export interface SocketContext {
   /** The socket's gate on acknowledgements (AckGatedSocket). */
   acknowledgements: Acknowledgements;
+  /**
+   * Sends the client a document's stored content while the server loads it,
+   * to the socket's addresses of that document that are authenticated and
+   * waiting for their connection (SocketSession). Resolves once the network
+   * has taken it, or after a short wait.
+   */
+  sendStoredContent(documentName: string, updates: Uint8Array[]): Promise<void>;
 }
 
 /** What Authorization adds to a document connection's context once the token is checked. */

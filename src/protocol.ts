@@ -286,3 +286,19 @@ export function syncStatusFrame(address: string, applied: boolean): Uint8Array {
   encoding.writeVarUint(encoder, applied ? 1 : 0);
   return encoding.toUint8Array(encoder);
 }
+
+/**
+ * Stored content sent to a client as sync messages, in order: updates, the
+ * last one as a sync step 2, so that a provider counts itself synced once it
+ * holds all of it.
+ */
+export function storedContentFrames(address: string, updates: Uint8Array[]): Uint8Array[] {
+  return updates.map((update, index) => {
+    const encoder = encoding.createEncoder();
+    encoding.writeVarString(encoder, address);
+    encoding.writeVarUint(encoder, MessageType.Sync);
+    encoding.writeVarUint(encoder, index === updates.length - 1 ? messageYjsSyncStep2 : messageYjsUpdate);
+    encoding.writeVarUint8Array(encoder, update);
+    return encoding.toUint8Array(encoder);
+  });
+}

@@ -1,10 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
+import { Document } from '@hocuspocus/server';
 import type { Database } from '../src/db/database.ts';
 import { migrate } from '../src/db/migrate.ts';
 import { parseDocumentName } from '../src/documents/kinds.ts';
 import type { DocumentName } from '../src/documents/name.ts';
-import { replay } from '../src/persistence/replay.ts';
+import { applyStored, replay } from '../src/persistence/replay.ts';
 import { MemoryStorage } from '../src/storage/memory.ts';
 import { PostgresStorage } from '../src/storage/postgres.ts';
 import type { LoadedLog, NewUpdate, Storage } from '../src/storage/storage.ts';
@@ -243,4 +244,27 @@ describe('storage contract: PGlite', () => {
 
 describe.skipIf(!postgresUrl)(postgresTitle('storage contract: PostgreSQL'), () => {
   storageContract(() => openPostgres('postgres'));
+});
+
+describe('applyStored: a stored log into a document others listen to', () => {
+  it('applies the checkpoint and tail without emitting update, and its listeners hear the edits after', () => {
+    const source = new Y.Doc();
+    source.getText('notes').insert(0, 'checkpointed');
+    const checkpoint = { seq: 1, state: Y.encodeStateAsUpdate(source) };
+    const before = Y.encodeStateVector(source);
+    source.getText('notes').insert(0, 'tail: ');
+    const tail = [{ seq: 2, update: Y.encodeStateAsUpdate(source, before) }];
+
+    // Hocuspocus's Document listens to update from its constructor.
+    const into = new Document('acme/quote/quiet', {}, {});
+    const heard: Uint8Array[] = [];
+    into.on('update', (update: Uint8Array) => heard.push(update));
+    applyStored(into, checkpoint, tail);
+    expect(into.getText('notes').toString()).toBe('tail: checkpointed');
+    expect(heard).toEqual([]);
+
+    into.getText('notes').insert(0, '!');
+    expect(heard).toHaveLength(1);
+    into.destroy();
+  });
 });

@@ -29,8 +29,8 @@ export interface ClusterFollowerOptions {
 /** Loads through the store and seeds the follower's copy of the log with what was loaded, at the seq it was loaded at. */
 export function followingLoads(store: DocumentStore, follower: LogFollower): DocumentLoader {
   return {
-    async load(document, into) {
-      const seq = await store.load(document, into);
+    async load(document, into, beforeApplying) {
+      const seq = await store.load(document, into, beforeApplying);
       follower.loaded(document, Y.encodeStateAsUpdate(into), seq);
       return seq;
     },

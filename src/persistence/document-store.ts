@@ -13,7 +13,7 @@ import { DocumentReader } from '../projection/view.ts';
 import type { PostgresDocuments } from '../storage/postgres-documents.ts';
 import type { Storage } from '../storage/storage.ts';
 import type { Checkpointer } from './checkpoints.ts';
-import { replay } from './replay.ts';
+import { applyStored, replay } from './replay.ts';
 import type { UpdateLog } from './update-log.ts';
 
 /**
@@ -45,8 +45,9 @@ export class DocumentStore {
    * checkpoint, then the updates after it, applied one by one (merging them
    * first, or replaying into another Y.Doc and encoding that, would cost whole
    * extra passes over a long history's tombstones). Returns the seq it holds.
+   * `beforeApplying` gets the stored updates, in order, before they are applied.
    */
-  async load(document: DocumentName, into: Y.Doc): Promise<number> {
+  async load(document: DocumentName, into: Y.Doc, beforeApplying?: (stored: Uint8Array[]) => Promise<void>): Promise<number> {
     let loaded;
     try {
       loaded = await this.stored.loadForServing(document);
@@ -56,8 +57,8 @@ export class DocumentStore {
     const { version, checkpoint, tail, tablesBehind } = loaded;
     this.updateLog.noteVersion(document.name, version);
     this.checkpointer.advance(document, version, checkpoint?.seq ?? 0);
-    if (checkpoint) Y.applyUpdate(into, checkpoint.state);
-    for (const { update } of tail) Y.applyUpdate(into, update);
+    if (beforeApplying) await beforeApplying([...(checkpoint ? [checkpoint.state] : []), ...tail.map(({ update }) => update)]);
+    applyStored(into, checkpoint, tail);
     if (version > 0 && tablesBehind) await this.rebuildTables(document, into, version);
     return version;
   }

@@ -8,7 +8,7 @@ import {
   type onStoreDocumentPayload,
 } from '@hocuspocus/server';
 import type * as Y from 'yjs';
-import { authorOf, transactionChanges, transactionCommit } from '../context.ts';
+import { authorOf, transactionChanges, transactionCommit, type SocketContext } from '../context.ts';
 import { parseDocumentName } from '../documents/kinds.ts';
 import type { DocumentName } from '../documents/name.ts';
 import { ConcordError, HookRefusal } from '../errors.ts';
@@ -17,10 +17,20 @@ import type { Metrics } from '../metrics.ts';
 import type { DocumentStore } from './document-store.ts';
 import type { UpdateLog } from './update-log.ts';
 
-/** Loads a document from the log into Hocuspocus's (still empty) document; resolves with the seq it then holds. */
+/**
+ * Loads a document from the log into Hocuspocus's (still empty) document;
+ * resolves with the seq it then holds. `beforeApplying` gets the stored
+ * updates, in order, before they are applied.
+ */
 export interface DocumentLoader {
-  load(document: DocumentName, into: Y.Doc): Promise<number>;
+  load(document: DocumentName, into: Y.Doc, beforeApplying?: (stored: Uint8Array[]) => Promise<void>): Promise<number>;
 }
+
+/**
+ * Stored content smaller than this is not sent ahead of the load: it loads
+ * in milliseconds, and the sync answer would send it a second time.
+ */
+const SEND_AHEAD_MIN_BYTES = 64 * 1024;
 
 export interface PersistenceOptions {
   store: DocumentStore;
@@ -59,8 +69,12 @@ export class Persistence extends DatabaseExtension {
 
   constructor(options: PersistenceOptions) {
     super({
-      fetch: async ({ document, documentName }) => {
-        await options.loader.load(parseDocumentName(documentName), document);
+      fetch: async ({ document, documentName, context }) => {
+        // A client opening the document over a socket gets its stored content while the server integrates it.
+        const send = (context as Partial<SocketContext>).sendStoredContent;
+        await options.loader.load(parseDocumentName(documentName), document, send && (async (stored) => {
+          if (stored.reduce((bytes, update) => bytes + update.length, 0) >= SEND_AHEAD_MIN_BYTES) await send(documentName, stored);
+        }));
         return null;
       },
     });

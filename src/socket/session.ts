@@ -10,13 +10,15 @@ import { ConcordError } from '../errors.ts';
 import { createLimiter, createRefundableLimiter, type Spend } from '../limits/limiter.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
-import { FrameRefusal, readFrame, readHeader } from '../protocol.ts';
+import { FrameRefusal, readFrame, readHeader, storedContentFrames } from '../protocol.ts';
 import { WatchedSocket } from './watched-socket.ts';
 
 // The burst budgets are renewed over this window (rate-limiter-flexible's fixed windows).
 const BURST_WINDOW_SECONDS = 10;
 // How often a backed-up socket is looked at: has its client read enough to go on, or stalled too long?
 const BACKLOG_CHECK_MS = 50;
+// Longest a document's load waits for the network to take its stored content sent early (the client's link may be slow).
+const STORED_CONTENT_WAIT_MS = 50;
 
 /**
  * What Hocuspocus buffers for documents that have not finished authenticating
@@ -151,7 +153,8 @@ export class SocketSession {
       maxUnsentBytes: deps.limits.maxUnsentBytes,
       onBackedUp: () => this.backedUp(),
     });
-    this.client = deps.hocuspocus.handleConnection(this.socket, request, { acknowledgements: this.socket } satisfies SocketContext);
+    const context: SocketContext = { acknowledgements: this.socket, sendStoredContent: (name, updates) => this.sendStoredContent(name, updates) };
+    this.client = deps.hocuspocus.handleConnection(this.socket, request, context);
     this.unauthenticatedTimer = setTimeout(() => this.checkAuthenticated(), deps.limits.unauthenticatedTimeoutMs);
     this.unauthenticatedTimer.unref();
 
@@ -234,6 +237,25 @@ export class SocketSession {
     this.send(new OutgoingMessage(address).writeStateless(refusalMessage(error)).toUint8Array());
     this.closedForSyncRequests.add(address.split('\0')[0]!);
     this.closeDocument(address, error);
+  }
+
+  /**
+   * Sends a document's stored content, as it is read from the log, to this
+   * socket's addresses of the document that are authenticated and wait for
+   * the server to load it: the client shows it while the server integrates
+   * it (for a long history, most of the load). The sync answer that follows
+   * repeats it; Yjs applies what a client holds as a no-op.
+   */
+  private async sendStoredContent(name: string, updates: Uint8Array[]): Promise<void> {
+    const waiting = [...this.pending.keys()].filter((address) => address.split('\0')[0] === name && this.socket.isOpen(address) && !this.established(address));
+    if (waiting.length === 0 || this.closing || this.ws.readyState !== this.ws.OPEN) return;
+    const taken = waiting.flatMap((address) =>
+      storedContentFrames(address, updates).map((frame) => new Promise<void>((resolve) => this.ws.send(frame, () => resolve()))),
+    );
+    if (this.ws.bufferedAmount > this.deps.limits.maxUnsentBytes) this.backedUp();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(taken), new Promise<void>((resolve) => (timer = setTimeout(resolve, STORED_CONTENT_WAIT_MS)))]);
+    clearTimeout(timer);
   }
 
   /**

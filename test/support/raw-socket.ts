@@ -15,6 +15,8 @@ export interface DocumentTraffic {
   stateless: Array<Record<string, unknown>>;
   /** Sync step 2 answers (the answer to a sync step 1). */
   syncStep2s: number;
+  /** Every sync message, in order: its step (0 sync step 1, 1 sync step 2, 2 update) and payload. */
+  sync: Array<{ step: number; payload: Uint8Array }>;
 }
 
 /** A WebSocket that speaks raw Hocuspocus frames and records what comes back, per document. */
@@ -47,7 +49,7 @@ export class RawSocket {
   of(document: string): DocumentTraffic {
     let traffic = this.traffic.get(document);
     if (!traffic) {
-      traffic = { authenticated: false, denied: [], closeReasons: [], syncStatuses: [], stateless: [], syncStep2s: 0 };
+      traffic = { authenticated: false, denied: [], closeReasons: [], syncStatuses: [], stateless: [], syncStep2s: 0, sync: [] };
       this.traffic.set(document, traffic);
     }
     return traffic;
@@ -72,7 +74,9 @@ export class RawSocket {
     const traffic = this.of(decoding.readVarString(decoder));
     const type = decoding.readVarUint(decoder);
     if (type === 0 || type === 4) {
-      if (decoding.readVarUint(decoder) === 1) traffic.syncStep2s += 1;
+      const step = decoding.readVarUint(decoder);
+      traffic.sync.push({ step, payload: decoding.readVarUint8Array(decoder) });
+      if (step === 1) traffic.syncStep2s += 1;
     } else if (type === 2) {
       const authType = decoding.readVarUint(decoder);
       if (authType === 2) traffic.authenticated = true;
