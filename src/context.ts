@@ -15,9 +15,9 @@ export interface SocketContext {
   acknowledgements: Acknowledgements;
   /**
    * Sends the client a document's stored content while the server loads it,
-   * to the socket's addresses of that document that are authenticated and
-   * waiting for their connection (SocketSession). Resolves once the network
-   * has taken it, or after a short wait.
+   * to an address of the socket that is authenticated for the document,
+   * waits for its connection and holds nothing of it (SocketSession).
+   * Resolves once the network has taken it, or after a short wait.
    */
   sendStoredContent(documentName: string, updates: Uint8Array[]): Promise<void>;
 }

@@ -22,8 +22,8 @@ export interface Frame {
   type: number;
   /** A Yjs update carried by a sync step 2 or update message: the client writes. */
   update?: Uint8Array;
-  /** A sync step 1: the server answers with everything the sender's state vector lacks. */
-  syncRequest?: true;
+  /** A sync step 1: the server answers with everything the sender's state vector lacks; `holdsNothing` when it is empty. */
+  syncRequest?: { holdsNothing: boolean };
   /** An awareness update: the byte length of the largest client state (JSON) it carries. */
   largestAwarenessState?: number;
   /** An authentication message: the token it carries, not verified here. */
@@ -107,8 +107,8 @@ function readBody(decoder: decoding.Decoder, address: string): Frame {
 function readSync(decoder: decoding.Decoder, address: string, type: number): Frame {
   const step = decoding.readVarUint(decoder);
   if (step === messageYjsSyncStep1) {
-    readStateVector(decoding.readVarUint8Array(decoder));
-    return { address, type, syncRequest: true };
+    const clients = readStateVector(decoding.readVarUint8Array(decoder));
+    return { address, type, syncRequest: { holdsNothing: clients === 0 } };
   }
   if (step !== messageYjsSyncStep2 && step !== messageYjsUpdate) {
     throw new FrameRefusal('bad-frame', `unknown sync message type ${step}`, address);
@@ -123,7 +123,8 @@ function readSync(decoder: decoding.Decoder, address: string, type: number): Fra
 }
 
 /** A state vector: a count, then that many (client, clock) pairs, and nothing after. */
-function readStateVector(bytes: Uint8Array): void {
+/** Reads a state vector whole; returns how many clients it names. */
+function readStateVector(bytes: Uint8Array): number {
   const decoder = decoding.createDecoder(bytes);
   const clients = decoding.readVarUint(decoder);
   for (let i = 0; i < clients; i++) {
@@ -131,6 +132,7 @@ function readStateVector(bytes: Uint8Array): void {
     decoding.readVarUint(decoder);
   }
   if (decoding.hasContent(decoder)) throw new Error('bytes after the state vector');
+  return clients;
 }
 
 /** An awareness update as y-protocols reads it: a count, then (client, clock, JSON state) triples, and nothing after; returns the largest state's bytes. */
@@ -288,17 +290,14 @@ export function syncStatusFrame(address: string, applied: boolean): Uint8Array {
 }
 
 /**
- * Stored content sent to a client as sync messages, in order: updates, the
- * last one as a sync step 2, so that a provider counts itself synced once it
- * holds all of it.
+ * An update message: content the client applies. Not a sync step 2, which
+ * would make a provider count itself synced.
  */
-export function storedContentFrames(address: string, updates: Uint8Array[]): Uint8Array[] {
-  return updates.map((update, index) => {
-    const encoder = encoding.createEncoder();
-    encoding.writeVarString(encoder, address);
-    encoding.writeVarUint(encoder, MessageType.Sync);
-    encoding.writeVarUint(encoder, index === updates.length - 1 ? messageYjsSyncStep2 : messageYjsUpdate);
-    encoding.writeVarUint8Array(encoder, update);
-    return encoding.toUint8Array(encoder);
-  });
+export function updateFrame(address: string, update: Uint8Array): Uint8Array {
+  const encoder = encoding.createEncoder();
+  encoding.writeVarString(encoder, address);
+  encoding.writeVarUint(encoder, MessageType.Sync);
+  encoding.writeVarUint(encoder, messageYjsUpdate);
+  encoding.writeVarUint8Array(encoder, update);
+  return encoding.toUint8Array(encoder);
 }

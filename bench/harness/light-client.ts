@@ -73,7 +73,7 @@ export class LightClient {
   /** The last awareness clock seen of each other client. */
   private readonly awarenessSeen = new Map<number, number>();
   private synced = false;
-  /** When the document's content (the first sync step 2) arrived, before it was applied. */
+  /** When the document's first content (update or sync step 2) arrived before the sync, before it was applied. */
   contentArrivedAt = NaN;
   /** Whether the update the current edit sends has its acknowledgement timed. */
   private measureNext = false;
@@ -238,7 +238,8 @@ export class LightClient {
       return;
     }
     const update = decoding.readVarUint8Array(decoder);
-    if (!this.synced && step === syncProtocol.messageYjsSyncStep2) this.contentArrivedAt = at;
+    // Content comes in the sync answer, or before it when Concord sends a long document's stored content ahead.
+    if (!this.synced && Number.isNaN(this.contentArrivedAt)) this.contentArrivedAt = at;
     if (!this.synced || this.options.applyUpdates) Y.applyUpdate(this.doc, update, this);
     if (!this.synced && step === syncProtocol.messageYjsSyncStep2) {
       this.synced = true;

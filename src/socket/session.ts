@@ -10,7 +10,7 @@ import { ConcordError } from '../errors.ts';
 import { createLimiter, createRefundableLimiter, type Spend } from '../limits/limiter.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
-import { FrameRefusal, readFrame, readHeader, storedContentFrames } from '../protocol.ts';
+import { FrameRefusal, readFrame, readHeader, updateFrame } from '../protocol.ts';
 import { WatchedSocket } from './watched-socket.ts';
 
 // The burst budgets are renewed over this window (rate-limiter-flexible's fixed windows).
@@ -113,6 +113,8 @@ interface Pending {
   authenticated: boolean;
   /** Sync requests spent from its user's budget while it waits: given back if it is refused (they are never answered). */
   syncRequestsSpent?: number;
+  /** It asked for everything (a sync step 1 with an empty state vector): its stored content may be sent ahead of the load. */
+  holdsNothing?: boolean;
 }
 
 /**
@@ -204,6 +206,10 @@ export class SocketSession {
       const waiting = this.pending.get(frame.address);
       if (waiting && !waiting.authenticated) waiting.syncRequestsSpent = (waiting.syncRequestsSpent ?? 0) + 1;
     }
+    if (frame.syncRequest?.holdsNothing) {
+      const waiting = this.pending.get(frame.address);
+      if (waiting) waiting.holdsNothing = true;
+    }
     this.client.handleMessage(bytes);
   }
 
@@ -240,18 +246,23 @@ export class SocketSession {
   }
 
   /**
-   * Sends a document's stored content, as it is read from the log, to this
-   * socket's addresses of the document that are authenticated and wait for
-   * the server to load it: the client shows it while the server integrates
-   * it (for a long history, most of the load). The sync answer that follows
-   * repeats it; Yjs applies what a client holds as a no-op.
+   * Sends a document's stored content, as it is read from the log, to one
+   * address of this socket that waits for the server to load it: authenticated
+   * for it, and asking for everything (an empty state vector: a client that
+   * holds nothing, not a provider reconnecting with the document). The
+   * client shows it while the server integrates it (for a long history, most
+   * of the load). They go as update messages: the provider counts itself
+   * synced only at the server's own answer, which repeats the content (Yjs
+   * applies what a replica holds as a no-op). Not while the client has a
+   * backlog unread.
    */
   private async sendStoredContent(name: string, updates: Uint8Array[]): Promise<void> {
-    const waiting = [...this.pending.keys()].filter((address) => address.split('\0')[0] === name && this.socket.isOpen(address) && !this.established(address));
-    if (waiting.length === 0 || this.closing || this.ws.readyState !== this.ws.OPEN) return;
-    const taken = waiting.flatMap((address) =>
-      storedContentFrames(address, updates).map((frame) => new Promise<void>((resolve) => this.ws.send(frame, () => resolve()))),
+    if (this.closing || this.backlog || this.ws.readyState !== this.ws.OPEN) return;
+    const waiting = [...this.pending].find(
+      ([address, entry]) => entry.holdsNothing && address.split('\0')[0] === name && this.socket.isOpen(address) && !this.established(address),
     );
+    if (!waiting) return;
+    const taken = updates.map((update) => new Promise<void>((resolve) => this.ws.send(updateFrame(waiting[0], update), () => resolve())));
     if (this.ws.bufferedAmount > this.deps.limits.maxUnsentBytes) this.backedUp();
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([Promise.all(taken), new Promise<void>((resolve) => (timer = setTimeout(resolve, STORED_CONTENT_WAIT_MS)))]);

@@ -18,8 +18,9 @@ export interface WatchedSocketOptions {
  * The socket handed to Hocuspocus (acknowledgements gated as AckGatedSocket
  * does), which also follows from what the server sends which documents of
  * the socket are open: authenticated (Auth "authenticated") and not closed
- * since (Close), and whether any document ever was; and says when what the
- * client has not read yet passes maxUnsentBytes.
+ * or denied since (Close, Auth "permission denied"), and whether any
+ * document ever was; and says when what the client has not read yet passes
+ * maxUnsentBytes.
  */
 export class WatchedSocket extends AckGatedSocket {
   /** Set once any document authenticated; sticky, as in Hocuspocus. */
@@ -44,6 +45,9 @@ export class WatchedSocket extends AckGatedSocket {
       if (header.subtype === AuthMessageType.Authenticated) {
         this.authenticated = true;
         this.open.add(header.address);
+      } else if (header.subtype === AuthMessageType.PermissionDenied) {
+        // Also after Authenticated, when the document then fails to load: Hocuspocus forgets the address.
+        this.open.delete(header.address);
       }
       this.options.onSettled(header.address);
     } else if (header?.type === MessageType.CLOSE) {
