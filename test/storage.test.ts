@@ -183,6 +183,30 @@ function storageContract(open: () => Promise<Opened>) {
     expect(Buffer.from((await storage.latestCheckpoint(document, 2))!.state)).toEqual(Buffer.from(atTwo));
   });
 
+  it('gives a version read the checkpoint’s compact state and the tail after it, and none where the checkpoint has no compact state', async () => {
+    const document = freshDocument();
+    expect(await storage.loadCompact(document, 1)).toBeNull();
+    await appendEdits(storage, document, 6);
+    // No checkpoint yet: the whole log.
+    const bare = (await storage.loadCompact(document, 6))!;
+    expect(bare.checkpoint).toBeNull();
+    expect(bare.tail.map(({ seq }) => seq)).toEqual([1, 2, 3, 4, 5, 6]);
+
+    const compact = Y.encodeStateAsUpdate(replay(null, await storage.readUpdates(document, 0, 3)));
+    await storage.writeCheckpoint(document, { seq: 3, state: await stateAfter(storage, document, 3), compact });
+    const atFive = (await storage.loadCompact(document, 5))!;
+    expect(atFive.version).toBe(5);
+    expect(atFive.checkpoint!.seq).toBe(3);
+    expect(Buffer.from(atFive.checkpoint!.compact)).toEqual(Buffer.from(compact));
+    expect(atFive.tail.map(({ seq }) => seq)).toEqual([4, 5]);
+    // A load reads the state alone.
+    expect((await storage.load(document))!.checkpoint!.compact).toBeUndefined();
+
+    await storage.writeCheckpoint(document, { seq: 5, state: await stateAfter(storage, document, 5) });
+    expect(await storage.loadCompact(document, 6)).toBeNull();
+    expect((await storage.loadCompact(document, 4))!.checkpoint!.seq).toBe(3);
+  });
+
   it('prunes updates before a seq only where a checkpoint is, and the bounds say from where history is exact', async () => {
     const document = freshDocument();
     await appendEdits(storage, document, 8);
@@ -218,6 +242,7 @@ function storageContract(open: () => Promise<Opened>) {
     const forged: DocumentName = { ...document, tenant: 'globex' };
 
     expect(await storage.load(forged)).toBeNull();
+    expect(await storage.loadCompact(forged, 3)).toBeNull();
     expect(await storage.readUpdates(forged, 0)).toEqual([]);
     expect(await storage.latestCheckpoint(forged)).toBeNull();
     expect(await storage.latestCheckpointSeq(forged, 10)).toBeNull();

@@ -1,17 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
 import { UpdateReach } from '../src/protocol.ts';
-
-/** A small seeded generator (mulberry32), so that a failure can be replayed. */
-function seeded(seed: number): () => number {
-  let state = seed;
-  return () => {
-    state = (state + 0x6d2b79f5) | 0;
-    let t = Math.imul(state ^ (state >>> 15), 1 | state);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seeded } from './support/random-edits.ts';
 
 /** The updates of three authors editing text and nested maps, each sometimes merging another's replica first. */
 function session(random: () => number): Uint8Array[] {

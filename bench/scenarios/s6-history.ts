@@ -5,6 +5,7 @@ import { parseDocumentName } from '../../src/documents/kinds.ts';
 import { renderDocument } from '../../src/documents/service.ts';
 import { waitFor } from '../../test/support/clients.ts';
 import { addLine, api } from '../../test/support/documents.ts';
+import { seeded } from '../../test/support/random-edits.ts';
 import { loggedUpdates, openTestDatabase, rowsOf } from '../../test/support/inspect.ts';
 import { now } from '../harness/clock.ts';
 import { TENANT, type Deployment } from '../harness/deployment.ts';
@@ -142,17 +143,6 @@ async function load(deployment: Deployment, id: string): Promise<{ client: Light
   return { client, arrivedIn: client.contentArrivedAt - startedAt };
 }
 
-/** A deterministic pseudo-random sequence (mulberry32), so every run edits the same way. */
-function random(seed: number): () => number {
-  let state = seed;
-  return () => {
-    state = (state + 0x6d2b79f5) | 0;
-    let t = Math.imul(state ^ (state >>> 15), 1 | state);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
-
 /**
  * The log of `count` updates of quote `name`: three users' replicas, each
  * edit one transaction applied to the others as the server would relay it,
@@ -160,7 +150,7 @@ function random(seed: number): () => number {
  */
 function quoteLog(name: string, count: number): NewUpdate[] {
   const document = parseDocumentName(name);
-  const next = random(count);
+  const next = seeded(count);
   const replicas = USERS.map(() => new Y.Doc());
   const carets = USERS.map(() => 0);
   const updates: NewUpdate[] = [];

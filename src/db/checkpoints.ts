@@ -3,6 +3,14 @@ import type { Sql } from './database.ts';
 export interface Checkpoint {
   seq: number;
   state: Uint8Array;
+  /** The same version's compact state (src/persistence/compact.ts), for version reads; written with every checkpoint, absent when read for a load. */
+  compact?: Uint8Array;
+}
+
+/** A checkpoint's compact state; null for one written before compact states were. */
+export interface CompactCheckpoint {
+  seq: number;
+  compact: Uint8Array | null;
 }
 
 /** The newest checkpoint at or before `atOrBeforeSeq`. */
@@ -14,6 +22,17 @@ export async function latestCheckpoint(sql: Sql, name: string, atOrBeforeSeq = N
     [name, atOrBeforeSeq],
   );
   return rows[0] ?? null;
+}
+
+/** The newest checkpoint at or before `atOrBeforeSeq`, its compact state only. */
+export async function latestCompactCheckpoint(sql: Sql, name: string, atOrBeforeSeq: number): Promise<CompactCheckpoint | null> {
+  const { rows } = await sql.query<CompactCheckpoint>(
+    `SELECT seq, compact_state AS compact FROM document_checkpoints
+     WHERE tenant_id = current_tenant() AND name = $1 AND seq <= $2
+     ORDER BY seq DESC LIMIT 1`,
+    [name, atOrBeforeSeq],
+  );
+  return rows[0] ? { seq: Number(rows[0].seq), compact: rows[0].compact } : null;
 }
 
 /** The seq of the newest checkpoint at or before `atOrBeforeSeq`, without reading its state. */
@@ -29,10 +48,10 @@ export async function latestCheckpointSeq(sql: Sql, name: string, atOrBeforeSeq:
 
 export async function insertCheckpoint(sql: Sql, name: string, checkpoint: Checkpoint): Promise<void> {
   await sql.query(
-    `INSERT INTO document_checkpoints (tenant_id, name, seq, state)
-     VALUES (current_tenant(), $1, $2, decode($3, 'hex'))
+    `INSERT INTO document_checkpoints (tenant_id, name, seq, state, compact_state)
+     VALUES (current_tenant(), $1, $2, decode($3, 'hex'), decode($4, 'hex'))
      ON CONFLICT DO NOTHING`,
-    [name, checkpoint.seq, Buffer.from(checkpoint.state).toString('hex')],
+    [name, checkpoint.seq, hex(checkpoint.state), checkpoint.compact ? hex(checkpoint.compact) : null],
   );
 }
 
@@ -43,4 +62,8 @@ export async function checkpointSeqsBelow(sql: Sql, name: string, belowSeq: numb
     [name, belowSeq],
   );
   return rows.map((row) => Number(row.seq));
+}
+
+function hex(bytes: Uint8Array): string {
+  return Buffer.from(bytes).toString('hex');
 }

@@ -1,11 +1,12 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import type * as Y from 'yjs';
+import * as Y from 'yjs';
 import type { UpdateOrigin } from '../db/updates.ts';
 import { kindOf } from '../documents/kinds.ts';
 import type { DocumentName } from '../documents/name.ts';
 import { ConcordError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Checkpointer } from '../persistence/checkpoints.ts';
+import { applyTailToCompact } from '../persistence/compact.ts';
 import { replay } from '../persistence/replay.ts';
 import type { PostgresHistory } from '../storage/postgres-history.ts';
 import type { HistoryBounds, Storage } from '../storage/storage.ts';
@@ -37,10 +38,12 @@ interface Held {
  * Rebuilds any version of a document exactly, two ways:
  *  - from the log: the newest checkpoint at or before it plus the updates
  *    after that, applied one by one. Where the newest checkpoint is more than
- *    CHECKPOINT_EVERY updates back, one is written near the version first, so
- *    this replays at most that many updates from then on. Applying the
- *    checkpoint itself costs in proportion to the document's whole history,
- *    though (tombstones included), so for long histories:
+ *    CHECKPOINT_EVERY updates back, checkpoints are written up to the version
+ *    first, so this replays at most that many updates from then on. The
+ *    checkpoint's compact state (persistence/compact.ts) is applied, unless
+ *    the tail refers to what it leaves out. Applying it still costs in
+ *    proportion to the document's history (deleted text included), so for
+ *    long histories:
  *  - from a history replica (replica.ts): built in the background, a little
  *    at a time, after the first read of a document, and kept for the few most
  *    recently read documents; it copies any version out without applying
@@ -92,9 +95,20 @@ export class Versions {
     return 0;
   }
 
-  /** Checkpoint and tail; if the tail would be longer than CHECKPOINT_EVERY, a checkpoint is written near `seq` first. */
+  /**
+   * Checkpoint and tail; if the tail would be longer than CHECKPOINT_EVERY,
+   * checkpoints are written up to `seq` first. From the checkpoint's compact
+   * state where the tail allows it, else from its state.
+   */
   private async fromLog(document: DocumentName, seq: number): Promise<Y.Doc> {
     await this.checkpointer.checkpointNear(document, seq);
+    const compact = await this.storage.loadCompact(document, seq);
+    if (compact) {
+      const doc = new Y.Doc();
+      if (compact.checkpoint) Y.applyUpdate(doc, compact.checkpoint.compact);
+      if (applyTailToCompact(doc, compact.tail.map(({ update }) => update))) return doc;
+      doc.destroy();
+    }
     const logged = await this.storage.load(document, seq);
     if (!logged) throw new ConcordError('not-found', `${document.kind}/${document.id} does not exist`);
     return replay(logged.checkpoint, logged.tail);

@@ -5,8 +5,11 @@ import type { DocumentName } from '../documents/name.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Storage } from '../storage/storage.ts';
-import type { BuildResponse } from './checkpoint-worker.ts';
+import type { BuildRequest, BuildResponse } from './checkpoint-worker.ts';
 import { retryUntilDone } from './retry.ts';
+
+/** Checkpoints built in one pass over the log when a long stretch has none: bounds the worker's memory. */
+const CHECKPOINTS_PER_PASS = 20;
 
 interface Progress {
   document: DocumentName;
@@ -61,19 +64,22 @@ export class Checkpointer {
   /**
    * Makes sure version `seq` is at most `every` updates past a checkpoint: if
    * the newest one at or before it is further back (a document written while
-   * this process was down, or imported, may have none), writes one at the
-   * multiple of `every` at or before `seq`, built from the log in one pass on
-   * the worker. Reading any version near it afterwards replays at most `every`
-   * updates.
+   * this process was down, or imported, may have none), writes one at every
+   * multiple of `every` from there to `seq`, built from the log a stretch at a
+   * time on the worker. Reading any version up to `seq` afterwards replays at
+   * most `every` updates.
    */
   async checkpointNear(document: DocumentName, seq: number): Promise<void> {
     const base = (await this.storage.latestCheckpointSeq(document, seq)) ?? 0;
-    if (seq - base > this.every) await this.write(document, Math.floor(seq / this.every) * this.every);
+    if (seq - base <= this.every) return;
+    const seqs = [];
+    for (let at = (Math.floor(base / this.every) + 1) * this.every; at <= seq; at += this.every) seqs.push(at);
+    for (let from = 0; from < seqs.length; from += CHECKPOINTS_PER_PASS) await this.write(document, seqs.slice(from, from + CHECKPOINTS_PER_PASS));
   }
 
   /** Writes the checkpoint at exactly `seq` (from the log), unless one is there already. */
   async checkpointAt(document: DocumentName, seq: number): Promise<void> {
-    await this.write(document, seq);
+    await this.write(document, [seq]);
   }
 
   /** How many documents have a checkpoint write under way. */
@@ -98,7 +104,7 @@ export class Checkpointer {
 
   private async writeUntilDone(progress: Progress): Promise<void> {
     try {
-      progress.checkpointSeq = await retryUntilDone(() => this.write(progress.document, progress.latestSeq), {
+      progress.checkpointSeq = await retryUntilDone(() => this.write(progress.document, [progress.latestSeq]), {
         firstDelayMs: 500,
         maxDelayMs: 30_000,
         signal: this.closing.signal,
@@ -117,27 +123,35 @@ export class Checkpointer {
     if (progress.forgotten && !progress.writing) this.progress.delete(progress.document.name);
   }
 
-  private async write(document: DocumentName, seq: number): Promise<number> {
-    const logged = await this.storage.load(document, seq);
+  /**
+   * Writes a checkpoint at each of `seqs` (ascending) from one read of the
+   * log and one pass over it, the last at the log's end if that comes
+   * first; returns the seq of the last checkpoint.
+   */
+  private async write(document: DocumentName, seqs: number[]): Promise<number> {
+    const logged = await this.storage.load(document, seqs.at(-1));
     if (!logged || logged.tail.length === 0) return logged?.checkpoint?.seq ?? 0;
-    const state = await this.builder.build(logged.checkpoint, logged.tail);
-    const checkpointSeq = logged.tail.at(-1)!.seq;
-    await this.storage.writeCheckpoint(document, { seq: checkpointSeq, state });
-    this.metrics.checkpointsWritten.inc();
-    return checkpointSeq;
+    const [first, last] = [logged.tail[0]!.seq, logged.tail.at(-1)!.seq];
+    const checkpoints = await this.builder.build(logged.checkpoint, logged.tail, [...seqs.filter((seq) => seq >= first && seq < last), last]);
+    for (const checkpoint of checkpoints) {
+      await this.storage.writeCheckpoint(document, checkpoint);
+      this.metrics.checkpointsWritten.inc();
+    }
+    return last;
   }
 }
 
 /** Replays checkpoints on a worker thread; one worker, started on first use. */
 class CheckpointBuilder {
   private worker: Worker | null = null;
-  private readonly pending = new Map<number, { resolve(state: Uint8Array): void; reject(error: Error): void }>();
+  private readonly pending = new Map<number, { resolve(checkpoints: Checkpoint[]): void; reject(error: Error): void }>();
   private nextId = 0;
 
-  build(base: Checkpoint | null, tail: LoggedUpdate[]): Promise<Uint8Array> {
+  /** The checkpoints (state and compact state) at `at`, seqs of `tail`. */
+  build(base: Checkpoint | null, tail: LoggedUpdate[], at: number[]): Promise<Checkpoint[]> {
     const id = this.nextId++;
-    const result = new Promise<Uint8Array>((resolve, reject) => this.pending.set(id, { resolve, reject }));
-    this.started().postMessage({ id, base, tail });
+    const result = new Promise<Checkpoint[]>((resolve, reject) => this.pending.set(id, { resolve, reject }));
+    this.started().postMessage({ id, base, tail, at } satisfies BuildRequest);
     return result;
   }
 
@@ -153,7 +167,7 @@ class CheckpointBuilder {
       const waiter = this.pending.get(response.id);
       this.pending.delete(response.id);
       if ('error' in response) waiter?.reject(new Error(response.error));
-      else waiter?.resolve(response.state);
+      else waiter?.resolve(response.checkpoints);
     });
     const failAll = (error: Error) => {
       // A replaced worker's late events concern nobody.

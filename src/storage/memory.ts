@@ -1,5 +1,5 @@
 import type { DocumentName } from '../documents/name.ts';
-import { completeTail, type Checkpoint, type HistoryBounds, type LoadedLog, type LoggedUpdate, type NewUpdate, type Storage } from './storage.ts';
+import { completeTail, type Checkpoint, type CompactLog, type HistoryBounds, type LoadedLog, type LoggedUpdate, type NewUpdate, type Storage } from './storage.ts';
 
 interface MemoryDocument {
   version: number;
@@ -20,7 +20,17 @@ export class MemoryStorage implements Storage {
     const found = this.find(document.tenant, document.name);
     if (!found) return null;
     const version = atSeq === undefined ? found.version : Math.min(atSeq, found.version);
-    const checkpoint = newestCheckpoint(found, version);
+    const checkpoint = withoutCompact(newestCheckpoint(found, version));
+    return { version, checkpoint, tail: completeTail(document.name, checkpoint, version, updatesIn(found, checkpoint?.seq ?? 0, version)) };
+  }
+
+  async loadCompact(document: DocumentName, atSeq: number): Promise<CompactLog | null> {
+    const found = this.find(document.tenant, document.name);
+    if (!found) return null;
+    const version = Math.min(atSeq, found.version);
+    const newest = newestCheckpoint(found, version);
+    if (newest && !newest.compact) return null;
+    const checkpoint = newest && { seq: newest.seq, compact: newest.compact! };
     return { version, checkpoint, tail: completeTail(document.name, checkpoint, version, updatesIn(found, checkpoint?.seq ?? 0, version)) };
   }
 
@@ -42,7 +52,7 @@ export class MemoryStorage implements Storage {
 
   async latestCheckpoint(document: DocumentName, atOrBeforeSeq = Number.MAX_SAFE_INTEGER): Promise<Checkpoint | null> {
     const found = this.find(document.tenant, document.name);
-    return found ? newestCheckpoint(found, atOrBeforeSeq) : null;
+    return found ? withoutCompact(newestCheckpoint(found, atOrBeforeSeq)) : null;
   }
 
   async latestCheckpointSeq(document: DocumentName, atOrBeforeSeq: number): Promise<number | null> {
@@ -84,6 +94,11 @@ function newestCheckpoint(document: MemoryDocument, atOrBeforeSeq: number): Chec
   let newest: Checkpoint | null = null;
   for (const checkpoint of document.checkpoints.values()) if (checkpoint.seq <= atOrBeforeSeq && (!newest || checkpoint.seq > newest.seq)) newest = checkpoint;
   return newest;
+}
+
+/** A checkpoint as a load reads it, as Postgres's does. */
+function withoutCompact(checkpoint: Checkpoint | null): Checkpoint | null {
+  return checkpoint && { seq: checkpoint.seq, state: checkpoint.state };
 }
 
 function updatesIn(document: MemoryDocument, afterSeq: number, uptoSeq: number): LoggedUpdate[] {

@@ -1,9 +1,9 @@
-import { insertCheckpoint, latestCheckpoint, latestCheckpointSeq, type Checkpoint } from '../db/checkpoints.ts';
+import { insertCheckpoint, latestCheckpoint, latestCheckpointSeq, latestCompactCheckpoint, type Checkpoint } from '../db/checkpoints.ts';
 import type { Database, Sql } from '../db/database.ts';
 import { documentVersion, historyBounds } from '../db/documents.ts';
 import { appendUpdates, pruneUpdatesBefore, readUpdates, type LoggedUpdate, type NewUpdate } from '../db/updates.ts';
 import type { DocumentName } from '../documents/name.ts';
-import { completeTail, type HistoryBounds, type LoadedLog, type Storage } from './storage.ts';
+import { completeTail, type CompactLog, type HistoryBounds, type LoadedLog, type Storage } from './storage.ts';
 
 /**
  * The log in Postgres (`pg` or PGlite: both are a `Database`), over the named
@@ -26,6 +26,18 @@ export class PostgresStorage implements Storage {
       const version = await documentVersion(sql, document.name);
       if (version === null) return null;
       return logAt(sql, document.name, atSeq === undefined ? version : Math.min(atSeq, version));
+    });
+  }
+
+  loadCompact(document: DocumentName, atSeq: number): Promise<CompactLog | null> {
+    return this.db.transaction(document.tenant, async (sql) => {
+      const latest = await documentVersion(sql, document.name);
+      if (latest === null) return null;
+      const version = Math.min(atSeq, latest);
+      const found = await latestCompactCheckpoint(sql, document.name, version);
+      if (found && !found.compact) return null;
+      const checkpoint = found && { seq: found.seq, compact: found.compact! };
+      return { version, checkpoint, tail: completeTail(document.name, checkpoint, version, await readUpdates(sql, document.name, checkpoint?.seq ?? 0, version)) };
     });
   }
 

@@ -1,13 +1,20 @@
-import type { Checkpoint } from '../db/checkpoints.ts';
+import type { Checkpoint, CompactCheckpoint } from '../db/checkpoints.ts';
 import type { LoggedUpdate, NewUpdate } from '../db/updates.ts';
 import type { DocumentName } from '../documents/name.ts';
 
-export type { Checkpoint, LoggedUpdate, NewUpdate };
+export type { Checkpoint, CompactCheckpoint, LoggedUpdate, NewUpdate };
 
 /** A document's log as it loads: the newest checkpoint at or before `version` and every update after it up to `version`. */
 export interface LoadedLog {
   version: number;
   checkpoint: Checkpoint | null;
+  tail: LoggedUpdate[];
+}
+
+/** A version's log as a version read starts from it: the newest checkpoint's compact state and the updates after it. */
+export interface CompactLog {
+  version: number;
+  checkpoint: { seq: number; compact: Uint8Array } | null;
   tail: LoggedUpdate[];
 }
 
@@ -38,6 +45,12 @@ export interface Storage {
    * when the document does not exist.
    */
   load(document: DocumentName, atSeq?: number): Promise<LoadedLog | null>;
+  /**
+   * As `load` at `atSeq`, with the checkpoint's compact state instead of its
+   * state. Null when the document does not exist, or when that checkpoint has
+   * no compact state (written before they were).
+   */
+  loadCompact(document: DocumentName, atSeq: number): Promise<CompactLog | null>;
   /** Appends updates of one tenant's documents, in order; their seqs, in input order (each document's continue its log without a gap). */
   append(tenant: string, updates: NewUpdate[]): Promise<number[]>;
   /** The updates with seq in (afterSeq, uptoSeq], in order. */
@@ -46,7 +59,7 @@ export interface Storage {
   latestCheckpoint(document: DocumentName, atOrBeforeSeq?: number): Promise<Checkpoint | null>;
   /** The seq of that checkpoint, without its state. */
   latestCheckpointSeq(document: DocumentName, atOrBeforeSeq: number): Promise<number | null>;
-  /** Keeps a checkpoint; one already at that seq stays (both hold the same state: the log's at that seq). */
+  /** Keeps a checkpoint, with its compact state if it has one; one already at that seq stays (both hold the same state: the log's at that seq). */
   writeCheckpoint(document: DocumentName, checkpoint: Checkpoint): Promise<void>;
   /** The document's version and how far back its history is exact; null when it does not exist. */
   bounds(document: DocumentName): Promise<HistoryBounds | null>;
@@ -64,7 +77,7 @@ export interface Storage {
  * around a hole would give a wrong document, and reading again finds the
  * newer checkpoint.
  */
-export function completeTail(name: string, checkpoint: Checkpoint | null, version: number, tail: LoggedUpdate[]): LoggedUpdate[] {
+export function completeTail(name: string, checkpoint: { seq: number } | null, version: number, tail: LoggedUpdate[]): LoggedUpdate[] {
   const from = checkpoint?.seq ?? 0;
   if (tail.length !== version - from) throw new Error(`${name}: updates ${from + 1} to ${version} are not all in the log (pruned meanwhile?); read again`);
   return tail;

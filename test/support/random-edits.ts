@@ -148,6 +148,17 @@ function bodyText(member: unknown): Y.XmlText | undefined {
  * pair, as an editor's caret never does (Yjs turns a split pair into U+FFFD,
  * differently on each replica).
  */
+/** A small seeded generator (mulberry32): the same sequence on every run, so a failure can be replayed. */
+export function seeded(seed: number): () => number {
+  let state = seed;
+  return () => {
+    state = (state + 0x6d2b79f5) | 0;
+    let t = Math.imul(state ^ (state >>> 15), 1 | state);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  };
+}
+
 export function boundary(text: string, index: number): number {
   const at = Math.min(index, text.length);
   const code = text.charCodeAt(at);
