@@ -13,7 +13,8 @@ export interface BuildRequest {
   at: number[];
 }
 
-export type BuildResponse = { id: number; checkpoints: Checkpoint[] } | { id: number; error: string };
+/** Each checkpoint as it is built, then `done` (or an error). */
+export type BuildResponse = { id: number; checkpoint: Checkpoint } | { id: number; done: true } | { id: number; error: string };
 
 // Rebuilding hundreds of updates takes tens of milliseconds: off the event loop
 // that relays edits and releases acknowledgements.
@@ -21,14 +22,14 @@ parentPort!.on('message', ({ id, base, tail, at }: BuildRequest) => {
   try {
     const doc = replay(base, []);
     const wanted = new Set(at);
-    const checkpoints: Checkpoint[] = [];
     for (const { seq, update } of tail) {
       Y.applyUpdate(doc, update);
-      if (wanted.has(seq)) checkpoints.push({ seq, state: Y.encodeStateAsUpdate(doc), compact: encodeCompact(doc) });
+      if (!wanted.has(seq)) continue;
+      const checkpoint = { seq, state: Y.encodeStateAsUpdate(doc), compact: encodeCompact(doc) };
+      parentPort!.postMessage({ id, checkpoint } satisfies BuildResponse, [checkpoint.state.buffer as ArrayBuffer, checkpoint.compact.buffer as ArrayBuffer]);
     }
     doc.destroy();
-    const buffers = checkpoints.flatMap(({ state, compact }) => [state.buffer, compact!.buffer] as ArrayBuffer[]);
-    parentPort!.postMessage({ id, checkpoints } satisfies BuildResponse, buffers);
+    parentPort!.postMessage({ id, done: true } satisfies BuildResponse);
   } catch (error) {
     parentPort!.postMessage({ id, error: String(error) } satisfies BuildResponse);
   }

@@ -126,16 +126,26 @@ export class Checkpointer {
   /**
    * Writes a checkpoint at each of `seqs` (ascending) from one read of the
    * log and one pass over it, the last at the log's end if that comes
-   * first; returns the seq of the last checkpoint.
+   * first; returns the seq of the last checkpoint. Each is written as soon as
+   * the worker has built it, while it builds the next.
    */
   private async write(document: DocumentName, seqs: number[]): Promise<number> {
     const logged = await this.storage.load(document, seqs.at(-1));
     if (!logged || logged.tail.length === 0) return logged?.checkpoint?.seq ?? 0;
     const [first, last] = [logged.tail[0]!.seq, logged.tail.at(-1)!.seq];
-    const checkpoints = await this.builder.build(logged.checkpoint, logged.tail, [...seqs.filter((seq) => seq >= first && seq < last), last]);
-    for (const checkpoint of checkpoints) {
-      await this.storage.writeCheckpoint(document, checkpoint);
-      this.metrics.checkpointsWritten.inc();
+    let written = Promise.resolve();
+    const built = this.builder.build(logged.checkpoint, logged.tail, [...seqs.filter((seq) => seq >= first && seq < last), last], (checkpoint) => {
+      written = written.then(async () => {
+        await this.storage.writeCheckpoint(document, checkpoint);
+        this.metrics.checkpointsWritten.inc();
+      });
+      // Awaited once the build ends; a write failing before then is not unhandled.
+      written.catch(() => {});
+    });
+    try {
+      await built;
+    } finally {
+      await written;
     }
     return last;
   }
@@ -144,13 +154,13 @@ export class Checkpointer {
 /** Replays checkpoints on a worker thread; one worker, started on first use. */
 class CheckpointBuilder {
   private worker: Worker | null = null;
-  private readonly pending = new Map<number, { resolve(checkpoints: Checkpoint[]): void; reject(error: Error): void }>();
+  private readonly pending = new Map<number, { built(checkpoint: Checkpoint): void; resolve(): void; reject(error: Error): void }>();
   private nextId = 0;
 
-  /** The checkpoints (state and compact state) at `at`, seqs of `tail`. */
-  build(base: Checkpoint | null, tail: LoggedUpdate[], at: number[]): Promise<Checkpoint[]> {
+  /** Builds the checkpoints (state and compact state) at `at`, seqs of `tail`, handing each to `built` in order; resolves after the last. */
+  build(base: Checkpoint | null, tail: LoggedUpdate[], at: number[], built: (checkpoint: Checkpoint) => void): Promise<void> {
     const id = this.nextId++;
-    const result = new Promise<Checkpoint[]>((resolve, reject) => this.pending.set(id, { resolve, reject }));
+    const result = new Promise<void>((resolve, reject) => this.pending.set(id, { built, resolve, reject }));
     this.started().postMessage({ id, base, tail, at } satisfies BuildRequest);
     return result;
   }
@@ -165,9 +175,10 @@ class CheckpointBuilder {
     worker.on('message', (response: BuildResponse) => {
       if (this.worker !== worker) return;
       const waiter = this.pending.get(response.id);
+      if ('checkpoint' in response) return waiter?.built(response.checkpoint);
       this.pending.delete(response.id);
       if ('error' in response) waiter?.reject(new Error(response.error));
-      else waiter?.resolve(response.checkpoints);
+      else waiter?.resolve();
     });
     const failAll = (error: Error) => {
       // A replaced worker's late events concern nobody.
