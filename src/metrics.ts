@@ -27,7 +27,7 @@ export function createMetrics() {
     }),
     versionRead: new Histogram({
       name: 'concord_version_read_seconds',
-      help: 'Reading one past version of a document for the history API, by where it was rebuilt from (replica in memory, or checkpoint and tail from the log)',
+      help: 'Reading one past version of a document for the history API, by where it was rebuilt from (replica in memory; a checkpoint\'s compact state and the tail; or its exact state and the tail)',
       labelNames: ['from'] as const,
       buckets: [0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2.5, 10],
       registers,

@@ -92,6 +92,17 @@ describe('compact states: version reads from a checkpoint without its overwritte
     expect(read.toJSON()).toEqual(exact.toJSON());
   });
 
+  it('refuses any tail when it holds updates still waiting for others (their references were never checked)', () => {
+    const { docs, log } = replicas(1, 2);
+    docs[0]!.getMap('quote').set('status', 'draft');
+    docs[1]!.getMap('quote').set('status', 'sent');
+    // A checkpoint that got the second update before the first it depends on.
+    const waiting = fromUpdates([log[1]!]);
+    expect(waiting.store.pendingStructs).not.toBeNull();
+    const read = fromUpdates([encodeCompact(waiting)]);
+    expect(applyTailToCompact(read, [log[0]!])).toBe(false);
+  });
+
   it('refuses a tail that places a value after one it left out (a client setting it from an older version)', () => {
     // Client 9 goes offline having seen status "draft"; 2 sets "sent" meanwhile.
     const { docs, log, offline } = replicas(1, 2, 9);

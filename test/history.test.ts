@@ -26,6 +26,11 @@ function jsonOf(client: Client, name: string) {
   return renderDocument(parseDocumentName(name), client.doc);
 }
 
+/** How many version reads the server rebuilt from `from` so far (`concord_version_read_seconds`). */
+async function readsFrom(from: 'replica' | 'compact' | 'log'): Promise<number> {
+  return (await shared.server.metrics()).get(`concord_version_read_seconds_count{from="${from}"}`) ?? 0;
+}
+
 /** The document's version as the API reports it. */
 async function latest(kindAndId: string): Promise<number> {
   return (await get(`/api/documents/${kindAndId}`)).body.version;
@@ -252,7 +257,9 @@ describe('history API', () => {
 
       const independent = new Y.Doc();
       for (const row of await loggedUpdates(shared.db, 'acme', name)) Y.applyUpdate(independent, row.update);
+      const exactReads = await readsFrom('log');
       const { body } = await get(`/api/documents/quote/merged/versions/${merged}`);
+      expect(await readsFrom('log')).toBe(exactReads + 1);
       expect(body.content.quote.customerName).toBe('Initech');
       expect(body.content).toEqual(renderDocument(document, independent));
     } finally {
@@ -279,7 +286,9 @@ describe('history API', () => {
     expect(await checkpoints()).toEqual([]);
 
     const seq = updates.length - 3;
+    const compactReads = await readsFrom('compact');
     const { body } = await get(`/api/documents/quote/imported/versions/${seq}`);
+    expect(await readsFrom('compact')).toBe(compactReads + 1);
     // The first read (from the log: no replica yet) wrote a checkpoint at every multiple of CHECKPOINT_EVERY up to it.
     const multiples = Array.from({ length: Math.floor(seq / CHECKPOINT_EVERY) }, (_, index) => (index + 1) * CHECKPOINT_EVERY);
     expect(multiples.length).toBeGreaterThan(1);

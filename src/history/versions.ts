@@ -24,8 +24,8 @@ export interface Version extends HistoryBounds {
   /** The update that made this version (null for version 0, the empty document, and for versions kept only as a checkpoint). */
   update: { receivedAt: Date; userId: string; origin: UpdateOrigin } | null;
   doc: Y.Doc;
-  /** Where it was rebuilt from: the history replica in memory, or checkpoint and tail. */
-  from: 'replica' | 'log';
+  /** Where it was rebuilt from: the history replica in memory, a checkpoint's compact state and the tail, or the checkpoint's exact state and the tail. */
+  from: 'replica' | 'compact' | 'log';
 }
 
 /** A replica in memory, with its reads and catch-ups one after the other. */
@@ -83,7 +83,7 @@ export class Versions {
     const update = known.update && { receivedAt: known.update.received_at, userId: known.update.user_id, origin: known.update.origin };
     const copied = await this.fromReplica(document, seq);
     this.keepReplica(document, bounds);
-    return { ...bounds, version: seq, update, ...(copied ? { doc: copied, from: 'replica' } : { doc: await this.fromLog(document, seq), from: 'log' }) };
+    return { ...bounds, version: seq, update, ...(copied ? { doc: copied, from: 'replica' } : await this.fromLog(document, seq)) };
   }
 
   /** The version current at `at`: the one made by the last update received at or before it. */
@@ -100,18 +100,18 @@ export class Versions {
    * checkpoints are written up to `seq` first. From the checkpoint's compact
    * state where the tail allows it, else from its state.
    */
-  private async fromLog(document: DocumentName, seq: number): Promise<Y.Doc> {
+  private async fromLog(document: DocumentName, seq: number): Promise<{ doc: Y.Doc; from: 'compact' | 'log' }> {
     await this.checkpointer.checkpointNear(document, seq);
     const compact = await this.storage.loadCompact(document, seq);
     if (compact) {
       const doc = new Y.Doc();
       if (compact.checkpoint) Y.applyUpdate(doc, compact.checkpoint.compact);
-      if (applyTailToCompact(doc, compact.tail.map(({ update }) => update))) return doc;
+      if (applyTailToCompact(doc, compact.tail.map(({ update }) => update))) return { doc, from: 'compact' };
       doc.destroy();
     }
     const logged = await this.storage.load(document, seq);
     if (!logged) throw new ConcordError('not-found', `${document.kind}/${document.id} does not exist`);
-    return replay(logged.checkpoint, logged.tail);
+    return { doc: replay(logged.checkpoint, logged.tail), from: 'log' };
   }
 
   /** The version copied out of the document's replica, caught up to it first; null when there is none that holds it. */

@@ -8,7 +8,7 @@ import type { Storage } from '../storage/storage.ts';
 import type { BuildRequest, BuildResponse } from './checkpoint-worker.ts';
 import { retryUntilDone } from './retry.ts';
 
-/** Checkpoints built in one pass over the log when a long stretch has none: bounds the worker's memory. */
+/** Checkpoints built in one pass over the log when a long stretch has none: bounds the tail read per pass and the checkpoints built but not yet written. */
 const CHECKPOINTS_PER_PASS = 20;
 
 interface Progress {
@@ -29,6 +29,8 @@ interface Progress {
  */
 export class Checkpointer {
   private readonly progress = new Map<string, Progress>();
+  /** Per document, the last of the `checkpointNear` calls, which run one after the other. */
+  private readonly nearWrites = new Map<string, Promise<void>>();
   private readonly builder = new CheckpointBuilder();
   private readonly closing = new AbortController();
 
@@ -66,15 +68,20 @@ export class Checkpointer {
    * the newest one at or before it is further back (a document written while
    * this process was down, or imported, may have none), writes one at every
    * multiple of `every` from there to `seq`, built from the log a stretch at a
-   * time on the worker. Reading any version up to `seq` afterwards replays at
-   * most `every` updates.
+   * time on the worker. Reading any version from that checkpoint up to `seq`
+   * afterwards replays at most `every` updates. Calls for one document run
+   * one after the other, so that two first reads of a long document write
+   * its checkpoints once.
    */
   async checkpointNear(document: DocumentName, seq: number): Promise<void> {
-    const base = (await this.storage.latestCheckpointSeq(document, seq)) ?? 0;
-    if (seq - base <= this.every) return;
-    const seqs = [];
-    for (let at = (Math.floor(base / this.every) + 1) * this.every; at <= seq; at += this.every) seqs.push(at);
-    for (let from = 0; from < seqs.length; from += CHECKPOINTS_PER_PASS) await this.write(document, seqs.slice(from, from + CHECKPOINTS_PER_PASS));
+    const previous = this.nearWrites.get(document.name) ?? Promise.resolve();
+    const mine = previous.catch(() => {}).then(() => this.writeUpTo(document, seq));
+    this.nearWrites.set(document.name, mine);
+    try {
+      await mine;
+    } finally {
+      if (this.nearWrites.get(document.name) === mine) this.nearWrites.delete(document.name);
+    }
   }
 
   /** Writes the checkpoint at exactly `seq` (from the log), unless one is there already. */
@@ -98,7 +105,9 @@ export class Checkpointer {
   /** Stops scheduling, lets the writes under way finish (or fail) and stops the builder. */
   async close(): Promise<void> {
     this.closing.abort(new Error('closing'));
-    await Promise.all([...this.progress.values()].map((progress) => progress.writing));
+    // A version read's checkpoints stop after the pass under way.
+    const nearWrites = [...this.nearWrites.values()].map((writing) => writing.catch(() => {}));
+    await Promise.all([...[...this.progress.values()].map((progress) => progress.writing), ...nearWrites]);
     await this.builder.close();
   }
 
@@ -121,6 +130,17 @@ export class Checkpointer {
     // again. An unloaded document is still caught up, then forgotten.
     this.advance(progress.document, progress.latestSeq);
     if (progress.forgotten && !progress.writing) this.progress.delete(progress.document.name);
+  }
+
+  private async writeUpTo(document: DocumentName, seq: number): Promise<void> {
+    const base = (await this.storage.latestCheckpointSeq(document, seq)) ?? 0;
+    if (seq - base <= this.every) return;
+    const seqs = [];
+    for (let at = (Math.floor(base / this.every) + 1) * this.every; at <= seq; at += this.every) seqs.push(at);
+    for (let from = 0; from < seqs.length; from += CHECKPOINTS_PER_PASS) {
+      this.closing.signal.throwIfAborted();
+      await this.write(document, seqs.slice(from, from + CHECKPOINTS_PER_PASS));
+    }
   }
 
   /**
@@ -154,6 +174,7 @@ export class Checkpointer {
 /** Replays checkpoints on a worker thread; one worker, started on first use. */
 class CheckpointBuilder {
   private worker: Worker | null = null;
+  private closed = false;
   private readonly pending = new Map<number, { built(checkpoint: Checkpoint): void; resolve(): void; reject(error: Error): void }>();
   private nextId = 0;
 
@@ -166,11 +187,13 @@ class CheckpointBuilder {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     await this.worker?.terminate();
   }
 
   private started(): Worker {
     if (this.worker) return this.worker;
+    if (this.closed) throw new Error('the checkpoint builder is closed');
     const worker = new Worker(new URL('./checkpoint-worker.ts', import.meta.url));
     worker.on('message', (response: BuildResponse) => {
       if (this.worker !== worker) return;

@@ -143,11 +143,6 @@ function bodyText(member: unknown): Y.XmlText | undefined {
   return text instanceof Y.XmlText ? text : undefined;
 }
 
-/**
- * The nearest position at or before `index` that does not split a surrogate
- * pair, as an editor's caret never does (Yjs turns a split pair into U+FFFD,
- * differently on each replica).
- */
 /** A small seeded generator (mulberry32): the same sequence on every run, so a failure can be replayed. */
 export function seeded(seed: number): () => number {
   let state = seed;
@@ -159,6 +154,11 @@ export function seeded(seed: number): () => number {
   };
 }
 
+/**
+ * The nearest position at or before `index` that does not split a surrogate
+ * pair, as an editor's caret never does (Yjs turns a split pair into U+FFFD,
+ * differently on each replica).
+ */
 export function boundary(text: string, index: number): number {
   const at = Math.min(index, text.length);
   const code = text.charCodeAt(at);
