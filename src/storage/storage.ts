@@ -1,8 +1,8 @@
-import type { Checkpoint, CompactCheckpoint } from '../db/checkpoints.ts';
+import type { Checkpoint } from '../db/checkpoints.ts';
 import type { LoggedUpdate, NewUpdate } from '../db/updates.ts';
 import type { DocumentName } from '../documents/name.ts';
 
-export type { Checkpoint, CompactCheckpoint, LoggedUpdate, NewUpdate };
+export type { Checkpoint, LoggedUpdate, NewUpdate };
 
 /** A document's log as it loads: the newest checkpoint at or before `version` and every update after it up to `version`. */
 export interface LoadedLog {
