@@ -81,3 +81,11 @@ describe('docker-compose.yml', () => {
     }
   });
 });
+
+describe('the image', () => {
+  it("starts the server as `npm start` does, with the same Node flags (the benchmark's servers take them from there too)", () => {
+    const start = JSON.parse(readFileSync(new URL('package.json', root), 'utf8')).scripts.start.split(/\s+/);
+    const cmd = [...dockerfile.matchAll(/^CMD\s+(\[.*\])$/gm)].map((match) => JSON.parse(match[1]!) as string[]);
+    expect(cmd).toEqual([start]);
+  });
+});

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createStorage, type TestStorage } from '../../test/support/database.ts';
 import { RedisProcess } from '../../test/support/redis.ts';
@@ -23,6 +24,9 @@ export interface DeploymentOptions {
 }
 
 export const TENANT = 'bench';
+
+/** The Node flags Concord runs with in production: `npm start`'s (the image's CMD has the same). */
+const CONCORD_NODE_FLAGS = startFlags();
 
 /**
  * The server side of one measurement: Concord as in production (a real
@@ -82,7 +86,7 @@ export class Deployment {
     const script = this.kind === 'bare' ? 'bench/harness/bare-server.ts' : undefined;
     const dir = this.profileDir && join(this.profileDir, String(this.profiles.length));
     if (dir) this.profiles.push({ label, dir });
-    const nodeArgs = dir ? ['--cpu-prof', '--cpu-prof-dir', dir] : [];
+    const nodeArgs = [...(this.kind === 'concord' ? CONCORD_NODE_FLAGS : []), ...(dir ? ['--cpu-prof', '--cpu-prof-dir', dir] : [])];
     this.servers = this.env.map((env) => new ServerProcess({ ...env, ...extraEnv }, { script, nodeArgs }));
     await Promise.all(this.servers.map((server) => server.start()));
   }
@@ -145,4 +149,9 @@ function serverProblems(logs: string): string[] {
         return [line.slice(0, 400)];
       }
     });
+}
+
+function startFlags(): string[] {
+  const { scripts } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { scripts: { start: string } };
+  return scripts.start.split(/\s+/).filter((word) => word.startsWith('--'));
 }
