@@ -28,7 +28,7 @@ describe('command-line tools', () => {
     const { env, dataDir } = await pgliteStorage();
     const scripts = (JSON.parse(readFileSync('package.json', 'utf8')) as { scripts: Record<string, string> }).scripts;
     const files = Object.entries(scripts).flatMap(([script, command]) => {
-      const file = /^node (\S+\.ts)$/.exec(command)?.[1];
+      const file = /^node (?:--\S+ )*(\S+\.ts)$/.exec(command)?.[1];
       return file ? [{ script, file }] : [];
     });
     expect(files.map(({ script }) => script)).toEqual(expect.arrayContaining(['migrate', 'replay', 'prune', 'token', 'start', 'example', 'example:merge', 'example:webhooks', 'bench']));
