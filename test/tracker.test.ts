@@ -28,8 +28,11 @@ function randomEdit(random: prng.PRNG, doc: Y.Doc, nextId: () => string): void {
   } else if (choice === 7) {
     doc.getMap('quote').set('discountPct', prng.uint32(random, 0, 100));
   } else {
+    // Typing at the end mostly, as people do; sometimes in the middle, or deleting.
     const notes = doc.getText('notes');
-    notes.insert(prng.uint32(random, 0, notes.length), prng.word(random, 1, 3));
+    const where = prng.uint32(random, 0, 3);
+    if (where === 0 && notes.length > 0) notes.delete(prng.uint32(random, 0, notes.length - 1), 1);
+    else notes.insert(where === 1 ? prng.uint32(random, 0, notes.length) : notes.length, prng.word(random, 1, 3));
   }
 }
 
@@ -57,6 +60,52 @@ describe('DocumentTracker', () => {
       expect(trackedA.tracker.texts).toEqual(fresh.texts);
     }
     expect(trackedA.reported.length).toBeGreaterThan(60);
+  });
+
+  it("reports each transaction's notes as they were before and after it: typed at the end, in the middle, deleted, formatted, inside an embed", () => {
+    const doc = new Y.Doc();
+    const notes = doc.getText('notes');
+    const { reported } = tracked(doc);
+    let before = '';
+    doc.on('beforeTransaction', () => (before = notes.toString()));
+    const embedded = new Y.Text('inside');
+    const edits: Array<() => void> = [
+      () => notes.insert(0, 'Delivery'),
+      () => notes.insert(notes.length, ' in May'),
+      () => doc.transact(() => {
+        notes.insert(notes.length, ',');
+        notes.insert(notes.length, ' ex works');
+      }),
+      () => notes.insert(8, ' by sea'),
+      () => notes.delete(notes.length - 3, 3),
+      // Typed at the end and deleted in one transaction: nothing of it is left.
+      () => doc.transact(() => {
+        notes.insert(notes.length, 'xyz');
+        notes.delete(notes.length - 3, 3);
+      }),
+      () => doc.transact(() => {
+        notes.delete(0, 1);
+        notes.insert(notes.length, '.');
+      }),
+      () => notes.format(0, 4, { bold: true }),
+      () => notes.insert(notes.length, ' Bold', { bold: true }),
+      () => notes.insertEmbed(notes.length, embedded),
+      // Text typed inside the embed is not the notes' own.
+      () => embedded.insert(embedded.length, ' more'),
+      () => notes.insert(notes.length, '!'),
+    ];
+    const expected: Array<{ oldValue: string; newValue: string } | null> = [];
+    for (const edit of edits) {
+      edit();
+      const after = notes.toString();
+      expected.push(after === before ? null : { oldValue: before, newValue: after });
+    }
+    const reportedNotes = reported.map(({ fieldChanges }) => {
+      const change = fieldChanges.find(({ field }) => field === 'notes');
+      return change ? { oldValue: change.oldValue, newValue: change.newValue } : null;
+    });
+    expect(reportedNotes).toEqual(expected);
+    expect(expected.filter((change) => change === null).length).toBeGreaterThan(0);
   });
 
   it('reports a deleted line with its last fields, and only the rows that changed', () => {

@@ -21,10 +21,10 @@ export interface DocumentChanges {
   rows: RowChanges;
 }
 
-/** What a transaction touched: header keys, text keys, and collection members with the keys touched inside them. */
+/** What a transaction touched: header keys, texts with the items touched in them, and collection members with the keys touched inside them. */
 interface Touched {
   header: Set<string>;
-  texts: Set<string>;
+  texts: Map<string, Set<Y.Item>>;
   members: Map<string, Map<Y.Item, Set<string> | 'all'>>;
 }
 
@@ -62,13 +62,13 @@ export class DocumentTracker<Totals = unknown> extends DocumentReader<Totals> {
     const touched = this.collectTouched(transaction);
     const changes: DocumentChanges = { fieldChanges: [], rows: { header: {}, members: new Map() } };
     this.observeHeader(touched.header, changes);
-    this.observeTexts(touched.texts, changes);
+    this.observeTexts(touched.texts, transaction, changes);
     for (const [key, items] of touched.members) this.observeCollection(this.collections.get(key)!, key, items, transaction, changes);
     return changes;
   }
 
   private collectTouched(transaction: Y.Transaction): Touched {
-    const touched: Touched = { header: new Set(), texts: new Set(), members: new Map() };
+    const touched: Touched = { header: new Set(), texts: new Map(), members: new Map() };
     const { store } = this.doc;
     for (const [client, after] of transaction.afterState) {
       const before = transaction.beforeState.get(client) ?? 0;
@@ -101,7 +101,8 @@ export class DocumentTracker<Totals = unknown> extends DocumentReader<Totals> {
     if (key === this.kind.layout.header.key) {
       if (top.parentSub) touched.header.add(top.parentSub);
     } else if (this.kind.layout.texts.includes(key)) {
-      touched.texts.add(key);
+      // The text's own item: for a change inside an embed, the embed's.
+      touched.texts.set(key, (touched.texts.get(key) ?? new Set()).add(top));
     } else {
       const items = touched.members.get(key) ?? new Map<Y.Item, Set<string> | 'all'>();
       touched.members.set(key, items);
@@ -122,10 +123,10 @@ export class DocumentTracker<Totals = unknown> extends DocumentReader<Totals> {
     }
   }
 
-  private observeTexts(keys: Set<string>, changes: DocumentChanges): void {
-    for (const field of keys) {
+  private observeTexts(texts: Map<string, Set<Y.Item>>, transaction: Y.Transaction, changes: DocumentChanges): void {
+    for (const [field, items] of texts) {
       const oldValue = this.texts[field] ?? '';
-      const newValue = this.doc.getText(field).toString();
+      const newValue = appendedText(oldValue, items, transaction) ?? this.doc.getText(field).toString();
       this.texts[field] = newValue;
       if (oldValue !== newValue) {
         changes.fieldChanges.push({ entity: this.kind.layout.header.entity, entityId: this.id, field, action: 'update', oldValue, newValue, text: true });
@@ -242,6 +243,35 @@ export class DocumentTracker<Totals = unknown> extends DocumentReader<Totals> {
     });
   }
 
+}
+
+/**
+ * A text's new value when the transaction only typed at its end (the usual
+ * way to type), without reading it whole: `Y.Text#toString` walks every item,
+ * which made each keystroke cost as much as the text is long. `items`: those
+ * of the text the transaction added or deleted. Undefined for any other
+ * change (an insertion elsewhere, a deletion, formatting, an embed): the
+ * caller reads the text.
+ */
+function appendedText(text: string, items: Set<Y.Item>, transaction: Y.Transaction): string | undefined {
+  for (const item of items) {
+    const added = item.id.clock >= (transaction.beforeState.get(item.id.client) ?? 0);
+    if (!added || item.deleted || !(item.content instanceof Y.ContentString)) return undefined;
+  }
+  // The first added item: left from any of them, across added and deleted ones.
+  let first = items.values().next().value!;
+  for (let left = first.left; left && (items.has(left) || left.deleted); left = left.left) if (items.has(left)) first = left;
+  let appended = '';
+  let count = 0;
+  for (let item: Y.Item | null = first; item; item = item.right) {
+    if (items.has(item)) {
+      appended += (item.content as Y.ContentString).str;
+      count++;
+    } else if (!item.deleted) {
+      return undefined; // text the transaction did not add follows: it typed in the middle
+    }
+  }
+  return count === items.size ? text + appended : undefined;
 }
 
 function same(a: Json, b: Json): boolean {
