@@ -108,6 +108,17 @@ describe('DocumentTracker', () => {
     expect(expected.filter((change) => change === null).length).toBeGreaterThan(0);
   });
 
+  it('a kept text that missed a change is read whole again at the next keystroke', () => {
+    const doc = new Y.Doc();
+    const notes = doc.getText('notes');
+    notes.insert(0, 'Hello');
+    const { tracker, reported } = tracked(doc);
+    tracker.texts.notes = 'Hell'; // as after a transaction that could not be read
+    notes.insert(notes.length, '!');
+    expect(reported.at(-1)!.fieldChanges).toEqual([expect.objectContaining({ field: 'notes', oldValue: 'Hell', newValue: 'Hello!' })]);
+    expect(tracker.texts.notes).toBe('Hello!');
+  });
+
   it('reports a deleted line with its last fields, and only the rows that changed', () => {
     const doc = new Y.Doc();
     const lines = doc.getArray<Y.Map<unknown>>('lines');

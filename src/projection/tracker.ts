@@ -126,7 +126,8 @@ export class DocumentTracker<Totals = unknown> extends DocumentReader<Totals> {
   private observeTexts(texts: Map<string, Set<Y.Item>>, transaction: Y.Transaction, changes: DocumentChanges): void {
     for (const [field, items] of texts) {
       const oldValue = this.texts[field] ?? '';
-      const newValue = appendedText(oldValue, items, transaction) ?? this.doc.getText(field).toString();
+      const text = this.doc.getText(field);
+      const newValue = appendedText(oldValue, items, transaction, text.length) ?? text.toString();
       this.texts[field] = newValue;
       if (oldValue !== newValue) {
         changes.fieldChanges.push({ entity: this.kind.layout.header.entity, entityId: this.id, field, action: 'update', oldValue, newValue, text: true });
@@ -249,11 +250,13 @@ export class DocumentTracker<Totals = unknown> extends DocumentReader<Totals> {
  * A text's new value when the transaction only typed at its end (the usual
  * way to type), without reading it whole: `Y.Text#toString` walks every item,
  * which made each keystroke cost as much as the text is long. `items`: those
- * of the text the transaction added or deleted. Undefined for any other
- * change (an insertion elsewhere, a deletion, formatting, an embed): the
- * caller reads the text.
+ * of the text the transaction added or deleted; `length`: the text's length
+ * now. Undefined for any other change (an insertion elsewhere, a deletion,
+ * formatting, an embed), or when the result would not have that length (the
+ * kept text missed a transaction that failed to be read): the caller reads
+ * the text.
  */
-function appendedText(text: string, items: Set<Y.Item>, transaction: Y.Transaction): string | undefined {
+function appendedText(text: string, items: Set<Y.Item>, transaction: Y.Transaction, length: number): string | undefined {
   for (const item of items) {
     const added = item.id.clock >= (transaction.beforeState.get(item.id.client) ?? 0);
     if (!added || item.deleted || !(item.content instanceof Y.ContentString)) return undefined;
@@ -271,7 +274,7 @@ function appendedText(text: string, items: Set<Y.Item>, transaction: Y.Transacti
       return undefined; // text the transaction did not add follows: it typed in the middle
     }
   }
-  return count === items.size ? text + appended : undefined;
+  return count === items.size && text.length + appended.length === length ? text + appended : undefined;
 }
 
 function same(a: Json, b: Json): boolean {
