@@ -142,7 +142,7 @@ export class DocumentTracker<Totals = unknown> extends DocumentReader<Totals> {
     const createdItems: Y.Item[] = [];
     let removed = false;
     for (const [item, keys] of items) {
-      const created = item.id.clock >= (transaction.beforeState.get(item.id.client) ?? 0);
+      const created = addedIn(transaction, item);
       if (created) createdItems.push(item);
       const map = item.content instanceof Y.ContentType ? item.content.type : null;
       if (!(map instanceof Y.Map)) {
@@ -258,8 +258,7 @@ export class DocumentTracker<Totals = unknown> extends DocumentReader<Totals> {
  */
 function appendedText(text: string, items: Set<Y.Item>, transaction: Y.Transaction, length: number): string | undefined {
   for (const item of items) {
-    const added = item.id.clock >= (transaction.beforeState.get(item.id.client) ?? 0);
-    if (!added || item.deleted || !(item.content instanceof Y.ContentString)) return undefined;
+    if (!addedIn(transaction, item) || item.deleted || !(item.content instanceof Y.ContentString)) return undefined;
   }
   // The first added item: left from any of them, across added and deleted ones.
   let first = items.values().next().value!;
@@ -275,6 +274,11 @@ function appendedText(text: string, items: Set<Y.Item>, transaction: Y.Transacti
     }
   }
   return count === items.size && text.length + appended.length === length ? text + appended : undefined;
+}
+
+/** Whether `transaction` created `item` (rather than deleted or changed an older one). */
+function addedIn(transaction: Y.Transaction, item: Y.Item): boolean {
+  return item.id.clock >= (transaction.beforeState.get(item.id.client) ?? 0);
 }
 
 function same(a: Json, b: Json): boolean {
