@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
-import { LightClient } from '../bench/harness/light-client.ts';
+import { awarenessRenewalAt, LightClient } from '../bench/harness/light-client.ts';
 import { QuoteEditor } from '../bench/harness/quote-editor.ts';
 import { acknowledged, connect, synced, waitFor, type Client } from './support/clients.ts';
 import { createStorage, type TestStorage } from './support/database.ts';
@@ -79,6 +79,26 @@ describe.each(['concord', 'bare'] as const)('the bench light client on %s', (tar
     provider.provider.setAwarenessField('cursor', { anchor: 7, head: 7 });
     const providerClock = provider.provider.awareness!.meta.get(provider.doc.clientID)!.clock;
     await waitFor('the provider\'s cursor at the light client', () => cursors.some(([client, at]) => client === provider.doc.clientID && at === providerClock));
+
+    // Its state is renewed as a provider renews its own, by 18 s after it was sent.
+    const lightClock = () => provider.provider.awareness!.meta.get(light.clientId)?.clock;
+    expect(lightClock()).toBe(moved.clock);
+    light.renewAwarenessIfDue(moved.at + 18_000);
+    await waitFor('the light client\'s renewal at the provider', () => lightClock() === moved.clock + 1);
     expect(light.refusals).toEqual([]);
+  });
+});
+
+describe('the bench light client\'s awareness renewals', () => {
+  it('fall at a check of its own 15 – 18 s after the state was sent, so that clients sent together come apart', () => {
+    const sentAt = 1_000_000.5;
+    const renewals = [0, 700, 1_500, 2_999].map((phase) => {
+      const at = awarenessRenewalAt(sentAt, phase);
+      expect(at - sentAt).toBeGreaterThanOrEqual(15_000);
+      expect(at - sentAt).toBeLessThan(18_000);
+      expect(Math.abs((at - phase) % 3_000)).toBeLessThan(1e-6);
+      return at;
+    });
+    expect(new Set(renewals).size).toBe(renewals.length);
   });
 });

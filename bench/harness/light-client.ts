@@ -8,8 +8,22 @@ import { now } from './clock.ts';
 
 // The provider version a light client announces in its auth message (the server only records it).
 const PROVIDER_VERSION = '4.8.0';
-// As y-protocols' Awareness: a state not renewed for 30 s is dropped by the others, so it is renewed every 15 s.
-export const AWARENESS_RENEW_MS = 15_000;
+// As y-protocols' Awareness: a state not renewed for 30 s is dropped by the others, so a provider renews it
+// at the first of its checks (every 3 s, on a timer of its own) that comes 15 s or more after its last state.
+const AWARENESS_RENEW_MS = 15_000;
+const AWARENESS_CHECK_MS = 3_000;
+
+/**
+ * When a provider whose checks fall at `checkPhase` in every 3 s renews a
+ * state it sent at `sentAt`. Each light client keeps a phase of its own, as
+ * each provider has a timer of its own: renewals that a busy load process sent
+ * together come apart at the next round, instead of lining up its thousand
+ * clients into one burst that grows at every round.
+ */
+export function awarenessRenewalAt(sentAt: number, checkPhase: number): number {
+  return checkPhase + Math.ceil((sentAt + AWARENESS_RENEW_MS - checkPhase) / AWARENESS_CHECK_MS) * AWARENESS_CHECK_MS;
+}
+
 // Auth message subtypes (@hocuspocus/common): a token (either way), a refusal; "authenticated" needs no answer.
 const AUTH_TOKEN = 0;
 const AUTH_PERMISSION_DENIED = 1;
@@ -69,7 +83,9 @@ export class LightClient {
   private readonly unacknowledged: number[] = [];
   private awarenessState: Record<string, unknown>;
   private awarenessClock = 0;
-  private awarenessSentAt = 0;
+  /** Where this client's awareness checks fall in every AWARENESS_CHECK_MS, as a provider's own timer. */
+  private readonly awarenessCheckPhase = Math.random() * AWARENESS_CHECK_MS;
+  private awarenessRenewalAt = Infinity;
   /** The last awareness clock seen of each other client. */
   private readonly awarenessSeen = new Map<number, number>();
   private synced = false;
@@ -142,9 +158,9 @@ export class LightClient {
     return this.sendAwareness();
   }
 
-  /** A provider renews its awareness state every 15 s, and the server counts that as the socket being alive. */
+  /** A provider renews its awareness state every 15 – 18 s, and the server counts that as the socket being alive. */
   renewAwarenessIfDue(at: number): void {
-    if (at - this.awarenessSentAt >= AWARENESS_RENEW_MS) this.sendAwareness();
+    if (at >= this.awarenessRenewalAt) this.sendAwareness();
   }
 
   /** Resolves once every write sent so far is acknowledged (or the socket closed). */
@@ -183,7 +199,7 @@ export class LightClient {
   private sendAwareness(): Sent {
     const at = now();
     this.awarenessClock++;
-    this.awarenessSentAt = at;
+    this.awarenessRenewalAt = awarenessRenewalAt(at, this.awarenessCheckPhase);
     this.send((encoder) => {
       encoding.writeVarUint(encoder, MessageType.Awareness);
       const update = encoding.createEncoder();
