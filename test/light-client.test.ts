@@ -80,11 +80,14 @@ describe.each(['concord', 'bare'] as const)('the bench light client on %s', (tar
     const providerClock = provider.provider.awareness!.meta.get(provider.doc.clientID)!.clock;
     await waitFor('the provider\'s cursor at the light client', () => cursors.some(([client, at]) => client === provider.doc.clientID && at === providerClock));
 
-    // Its state is renewed as a provider renews its own, by 18 s after it was sent.
+    // Its state is renewed as a provider renews its own, by 18 s after it was sent; a renewal its load process
+    // got to late (at 18 s) does not put off the next: that one is due 15 s after the first was, by 33 s.
     const lightClock = () => provider.provider.awareness!.meta.get(light.clientId)?.clock;
     expect(lightClock()).toBe(moved.clock);
     light.renewAwarenessIfDue(moved.at + 18_000);
     await waitFor('the light client\'s renewal at the provider', () => lightClock() === moved.clock + 1);
+    light.renewAwarenessIfDue(moved.at + 33_000);
+    await waitFor('the light client\'s next renewal at the provider', () => lightClock() === moved.clock + 2);
     expect(light.refusals).toEqual([]);
   });
 });

@@ -16,9 +16,7 @@ const AWARENESS_CHECK_MS = 3_000;
 /**
  * When a provider whose checks fall at `checkPhase` in every 3 s renews a
  * state it sent at `sentAt`. Each light client keeps a phase of its own, as
- * each provider has a timer of its own: renewals that a busy load process sent
- * together come apart at the next round, instead of lining up its thousand
- * clients into one burst that grows at every round.
+ * each provider has a timer of its own.
  */
 export function awarenessRenewalAt(sentAt: number, checkPhase: number): number {
   return checkPhase + Math.ceil((sentAt + AWARENESS_RENEW_MS - checkPhase) / AWARENESS_CHECK_MS) * AWARENESS_CHECK_MS;
@@ -158,9 +156,18 @@ export class LightClient {
     return this.sendAwareness();
   }
 
-  /** A provider renews its awareness state every 15 – 18 s, and the server counts that as the socket being alive. */
+  /**
+   * A provider renews its awareness state every 15 – 18 s, and the server
+   * counts that as the socket being alive. The next renewal counts from when
+   * this one was due, not from when the load process got to it: a provider's
+   * own timer is not held up by the thousand others in a busy load process,
+   * and renewals sent late together must not stay together at every round.
+   */
   renewAwarenessIfDue(at: number): void {
-    if (at >= this.awarenessRenewalAt) this.sendAwareness();
+    const due = this.awarenessRenewalAt;
+    if (at < due) return;
+    this.sendAwareness();
+    this.awarenessRenewalAt = awarenessRenewalAt(Math.max(due, at - AWARENESS_RENEW_MS), this.awarenessCheckPhase);
   }
 
   /** Resolves once every write sent so far is acknowledged (or the socket closed). */
