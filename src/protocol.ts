@@ -269,12 +269,16 @@ export function readHeader(bytes: Uint8Array): { address: string; type: number; 
   }
 }
 
-/** The message type of an outgoing frame, or undefined if it cannot be read. */
-export function outgoingType(bytes: Uint8Array): { address: string; type: number } | undefined {
+/**
+ * The message type of a frame, read past its address without decoding it
+ * (every frame the server sends passes here: a broadcast to fifty clients is
+ * read fifty times), or undefined if it cannot be read.
+ */
+export function frameType(bytes: Uint8Array): number | undefined {
   try {
     const decoder = decoding.createDecoder(bytes);
-    const address = decoding.readVarString(decoder);
-    return { address, type: decoding.readVarUint(decoder) };
+    decoding.readVarUint8Array(decoder);
+    return decoding.readVarUint(decoder);
   } catch {
     return undefined;
   }

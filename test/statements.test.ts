@@ -1,9 +1,10 @@
+import fc from 'fast-check';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { AmbiguousCommitError, inlineParameters, runTogether, type Database, type Statement } from '../src/db/database.ts';
 import { CommitPipeline } from '../src/commit/pipeline.ts';
 import type { CommitWriter, UpdateChanges } from '../src/commit/writer.ts';
-import { pgJson } from '../src/db/json.ts';
+import { pgJson, toPgJson } from '../src/db/json.ts';
 import { parseDocumentName } from '../src/documents/kinds.ts';
 import { createLogger } from '../src/log.ts';
 import { createMetrics } from '../src/metrics.ts';
@@ -138,5 +139,42 @@ describe('inlined literals', () => {
     expect(() => inlineParameters('SELECT $1::text, $2::text[]', ['fine', ['a\0b']])).toThrow(/parameter \$2 contains NUL/);
     expect(() => inlineParameters('SELECT $1::text', ['a\0b'])).toThrow(/parameter \$1 contains NUL/);
     expect(inlineParameters('SELECT $1::text', ['\\0 as text'])).toBe("SELECT E'\\\\0 as text'::text");
+  });
+});
+
+describe('jsonb parameters', () => {
+  // What Yjs may hand a writer: text Postgres refuses (NUL, lone surrogates), BigInts, values that are not JSON.
+  const awkwardText = fc.oneof(fc.string(), fc.constantFrom('\0', 'a\0b', 'x\ud800', '\udc00y', '\ud83d\ude00'));
+  const { value } = fc.letrec<{ value: unknown }>((tie) => ({
+    value: fc.oneof(
+      { depthSize: 'small' },
+      fc.anything(),
+      awkwardText,
+      fc.bigInt(),
+      fc.double(),
+      fc.date(),
+      fc.constantFrom(undefined, () => 1, Symbol('s'), new Map([[1, 2]])),
+      fc.array(tie('value')),
+      fc.dictionary(awkwardText, tie('value')),
+    ),
+  }));
+
+  it('are the JSON of the value as toPgJson cleans it, whether or not there was anything to clean', () => {
+    fc.assert(
+      fc.property(value, (input) => {
+        const json = pgJson(input);
+        expect(json).toBe(JSON.stringify(toPgJson(input)));
+        // JSON.stringify escapes these; Postgres's jsonb refuses the escapes.
+        expect(json).not.toMatch(/\\u0000|\\ud[89ab][0-9a-f]{2}(?!\\ud[c-f])|(?<!\\ud[89ab][0-9a-f]{2})\\ud[c-f][0-9a-f]{2}/i);
+      }),
+      { numRuns: 2_000 },
+    );
+  });
+
+  it('cut off what is nested deeper than 100 levels, clean or not', () => {
+    let deep: unknown = 'bottom';
+    for (let i = 0; i < 150; i++) deep = i % 2 === 0 ? [deep] : { inner: deep };
+    expect(pgJson(deep)).toBe(JSON.stringify(toPgJson(deep)));
+    expect(pgJson(deep)).not.toContain('bottom');
   });
 });

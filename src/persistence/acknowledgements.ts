@@ -1,7 +1,7 @@
 import { MessageType, type WebSocketLike } from '@hocuspocus/server';
 import type { WebSocket } from 'ws';
 import type { Metrics } from '../metrics.ts';
-import { outgoingType, syncStatusFrame } from '../protocol.ts';
+import { frameType, readHeader, syncStatusFrame } from '../protocol.ts';
 
 /** A client write being handled: what its acknowledgement must wait for. */
 export interface PendingWrite {
@@ -75,11 +75,11 @@ export class AckGatedSocket implements WebSocketLike, Acknowledgements {
 
   send(data: Parameters<WebSocketLike['send']>[0]): void {
     const frame = data as Uint8Array;
-    const header = outgoingType(frame);
-    if (header?.type !== MessageType.SyncStatus) {
+    if (frameType(frame) !== MessageType.SyncStatus) {
       this.socket.send(frame);
       return;
     }
+    const header = readHeader(frame)!;
     const gate = this.gate(header.address);
     const write = gate.current;
     gate.current = null;

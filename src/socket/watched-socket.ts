@@ -2,7 +2,7 @@ import { MessageType } from '@hocuspocus/server';
 import type { WebSocket } from 'ws';
 import type { Metrics } from '../metrics.ts';
 import { AckGatedSocket } from '../persistence/acknowledgements.ts';
-import { AuthMessageType, readHeader } from '../protocol.ts';
+import { AuthMessageType, frameType, readHeader } from '../protocol.ts';
 
 export interface WatchedSocketOptions {
   metrics: Metrics;
@@ -40,7 +40,8 @@ export class WatchedSocket extends AckGatedSocket {
   }
 
   override send(data: Uint8Array): void {
-    const header = readHeader(data);
+    const type = frameType(data);
+    const header = type === MessageType.Auth || type === MessageType.CLOSE ? readHeader(data) : undefined;
     if (header?.type === MessageType.Auth) {
       if (header.subtype === AuthMessageType.Authenticated) {
         this.authenticated = true;
