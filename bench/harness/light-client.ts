@@ -157,11 +157,13 @@ export class LightClient {
   }
 
   /**
-   * A provider renews its awareness state every 15 – 18 s, and the server
-   * counts that as the socket being alive. The next renewal counts from when
-   * this one was due, not from when the load process got to it: a provider's
-   * own timer is not held up by the thousand others in a busy load process,
-   * and renewals sent late together must not stay together at every round.
+   * A provider renews its awareness state at the first check of its own timer
+   * 15 s or more after its last state (every 15 s while nothing else changes
+   * it), and the server counts that as the socket being alive. The next
+   * renewal counts from when this one was due, not from when the load process
+   * got to it: a provider's own timer is not held up by the thousand others in
+   * a busy load process, and renewals sent late together must not stay
+   * together at every round. A process held up for longer than 15 s owes one.
    */
   renewAwarenessIfDue(at: number): void {
     const due = this.awarenessRenewalAt;
