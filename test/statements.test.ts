@@ -1,11 +1,14 @@
 import fc from 'fast-check';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { AmbiguousCommitError, inlineParameters, runTogether, type Database, type Statement } from '../src/db/database.ts';
+import { AmbiguousCommitError, inlineParameters, runTogether, type Database, type Sql, type Statement } from '../src/db/database.ts';
 import { CommitPipeline } from '../src/commit/pipeline.ts';
 import type { CommitWriter, UpdateChanges } from '../src/commit/writer.ts';
+import { extendFieldChanges } from '../src/db/field-changes.ts';
 import { pgJson, toPgJson } from '../src/db/json.ts';
-import { parseDocumentName } from '../src/documents/kinds.ts';
+import { migrate } from '../src/db/migrate.ts';
+import { deleteMembers } from '../src/db/tables.ts';
+import { kindOf, parseDocumentName } from '../src/documents/kinds.ts';
 import { createLogger } from '../src/log.ts';
 import { createMetrics } from '../src/metrics.ts';
 import { backends, createStorage, NEEDS_POSTGRES, postgresUrl, type TestStorage } from './support/database.ts';
@@ -56,11 +59,13 @@ describe.each(backends)('statements run together on $kind', ({ kind, reason }) =
     expect(rest).toEqual({ texts: [...awkward, 'a,b', '{x}', ''], at: new Date('2026-11-28T10:00:00.123Z'), body: { awkward }, n: 42, missing: null });
   });
 
-  it('the last statements of a transaction carry its COMMIT: on PostgreSQL the whole transaction is one round trip', async ({ skip }) => {
+  it('the last statements of a transaction carry its COMMIT: once they are prepared, on PostgreSQL the whole transaction is one round trip', async ({ skip }) => {
     skip(!!reason, reason);
+    const last = (id: number) => db.ownerTransaction((sql) => runTogether(sql, [insert(id, 'last'), { text: `SELECT count(*)::int AS n FROM notes WHERE id = ${id}`, params: [] }], { lastInTransaction: true }));
+    await last(19);
     const sent = vi.spyOn(pg.Client.prototype, 'query');
     try {
-      const results = await db.ownerTransaction((sql) => runTogether(sql, [insert(20, 'last'), { text: 'SELECT count(*)::int AS n FROM notes WHERE id = 20', params: [] }], { lastInTransaction: true }));
+      const results = await last(20);
       expect(results.map((result) => result.rows)).toEqual([[{ id: 20, body: 'last' }], [{ n: 1 }]]);
       if (kind === 'postgres') expect(sent).toHaveBeenCalledTimes(1);
     } finally {
@@ -68,6 +73,51 @@ describe.each(backends)('statements run together on $kind', ({ kind, reason }) =
     }
     const stored = await db.ownerTransaction(async (sql) => (await sql.query('SELECT body FROM notes WHERE id = 20')).rows);
     expect(stored).toEqual([{ body: 'last' }]);
+  });
+
+  it('statements with parameters are prepared once per session and run with their values exact each time', async ({ skip }) => {
+    skip(!!reason, reason);
+    const text = 'SELECT $1::text[] AS texts, $2::jsonb AS body, $3::bytea AS bytes';
+    const savepoint = { text: 'SAVEPOINT unprepared', params: [] };
+    const run = async (sql: Sql, value: string) => (await runTogether(sql, [{ text, params: [[value, ...awkward], pgJson({ value }), new Uint8Array([0, 39, 92])] }, savepoint]))[0]!.rows;
+    const [first, second, preparedTexts] = await db.ownerTransaction(async (sql) => {
+      const results = [await run(sql, 'first'), await run(sql, "second's")] as const;
+      const { rows } = await sql.query<{ statement: string }>('SELECT statement FROM pg_prepared_statements');
+      return [...results, rows.map((row) => row.statement)] as const;
+    });
+    expect(first).toEqual([{ texts: ['first', ...awkward], body: { value: 'first' }, bytes: expect.anything() }]);
+    expect(second).toEqual([{ texts: ["second's", ...awkward], body: { value: "second's" }, bytes: expect.anything() }]);
+    expect([...(second[0] as { bytes: Uint8Array }).bytes]).toEqual([0, 39, 92]);
+    expect(preparedTexts.filter((statement) => statement.endsWith(text))).toHaveLength(1);
+    expect(preparedTexts.some((statement) => statement.includes('SAVEPOINT'))).toBe(false);
+  });
+
+  it('a statement prepared in a transaction that rolled back stays prepared; one whose PREPARE was refused is prepared next time', async ({ skip }) => {
+    skip(!!reason, reason);
+    const rolledBack = new Error('roll back');
+    const rollBack = (error: unknown) => {
+      if (error !== rolledBack) throw error;
+    };
+    const upsert = (id: number, body: string): Statement => ({ text: 'INSERT INTO notes (id, body) VALUES ($1, $2::jsonb) ON CONFLICT (id) DO UPDATE SET body = EXCLUDED.body RETURNING body', params: [id, pgJson(body)] });
+    await db
+      .ownerTransaction(async (sql) => {
+        await runTogether(sql, [upsert(40, 'rolled back')]);
+        throw rolledBack;
+      })
+      .catch(rollBack);
+    // In a transaction a refused statement left failed, the PREPARE is refused too.
+    await db
+      .ownerTransaction(async (sql) => {
+        await expect(sql.exec('SELECT 1/0')).rejects.toThrow(/division by zero/);
+        await expect(runTogether(sql, [{ ...upsert(41, 'refused'), text: `${upsert(0, '').text} -- another statement` }])).rejects.toThrow(/aborted/);
+        throw rolledBack;
+      })
+      .catch(rollBack);
+    const bodies = await db.ownerTransaction(async (sql) => [
+      ...(await runTogether(sql, [upsert(40, 'after the rollback')]))[0]!.rows,
+      ...(await runTogether(sql, [{ ...upsert(41, 'after the refusal'), text: `${upsert(0, '').text} -- another statement` }]))[0]!.rows,
+    ]);
+    expect(bodies).toEqual([{ body: 'after the rollback' }, { body: 'after the refusal' }]);
   });
 
   it('when one of those statements is refused, COMMIT never ran: the transaction rolls back to a savepoint and goes on', async ({ skip }) => {
@@ -78,7 +128,7 @@ describe.each(backends)('statements run together on $kind', ({ kind, reason }) =
       await sql.query('ROLLBACK TO SAVEPOINT before_last');
       await runTogether(sql, [insert(22, 'after the refusal')]);
     });
-    const ids = await db.ownerTransaction(async (sql) => (await sql.query<{ id: number }>('SELECT id FROM notes WHERE id > 20 ORDER BY id')).rows.map((row) => row.id));
+    const ids = await db.ownerTransaction(async (sql) => (await sql.query<{ id: number }>('SELECT id FROM notes WHERE id BETWEEN 21 AND 22 ORDER BY id')).rows.map((row) => row.id));
     expect(ids).toEqual([22]);
   });
 
@@ -178,3 +228,71 @@ describe('jsonb parameters', () => {
     expect(pgJson(deep)).not.toContain('bottom');
   });
 });
+
+describe.each(backends)('statements that name rows read only those rows on $kind', ({ kind, reason }) => {
+  const ROWS = 2_000;
+  const TENANT = 'plans';
+  const NAME = 'plans/quote/q1';
+  let storage: TestStorage;
+  let db: Database;
+
+  beforeAll(async () => {
+    if (reason) return;
+    storage = await createStorage(kind);
+    db = await openTestDatabase(storage);
+    await migrate(db);
+    // A tenant with many audit rows and quote lines, and statistics that say so, as in production.
+    await db.transaction(TENANT, (sql) =>
+      sql.exec(`
+        INSERT INTO documents (tenant_id, name, kind, doc_id, version) VALUES ('${TENANT}', '${NAME}', 'quote', 'q1', ${ROWS});
+        INSERT INTO field_changes (tenant_id, name, seq, first_seq, entity, entity_id, field, action, new_value, user_id, changed_at)
+          SELECT '${TENANT}', '${NAME}', s, s, 'quote', 'q1', 'notes', 'update', to_jsonb('text ' || s), 'u1', now() FROM generate_series(1, ${ROWS}) AS s;
+        INSERT INTO quotes (tenant_id, id, version, updated_at) VALUES ('${TENANT}', 'q1', ${ROWS}, now());
+        INSERT INTO quote_lines (tenant_id, quote_id, id, position, updated_at) SELECT '${TENANT}', 'q1', 'l' || s, s, now() FROM generate_series(1, ${ROWS}) AS s`),
+    );
+    await db.ownerTransaction((sql) => sql.exec('ANALYZE field_changes; ANALYZE quote_lines'));
+  });
+  afterAll(async () => {
+    await db?.close();
+    await storage?.drop();
+  });
+
+  /** Rows the statement's plan read from `table`, running it (and rolling it back). */
+  async function rowsRead(statement: Statement, table: string): Promise<number> {
+    const rolledBack = new Error('roll back');
+    let plan: PlanNode | undefined;
+    await db
+      .transaction(TENANT, async (sql) => {
+        const { rows } = await sql.query<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(`EXPLAIN (ANALYZE, FORMAT JSON) ${statement.text}`, statement.params);
+        plan = rows[0]!['QUERY PLAN'][0].Plan;
+        throw rolledBack;
+      })
+      .catch((error: unknown) => {
+        if (error !== rolledBack) throw error;
+      });
+    const read = (node: PlanNode): number =>
+      (node['Relation Name'] === table && node['Node Type'] !== 'ModifyTable' ? node['Actual Rows'] * node['Actual Loops'] : 0) + (node.Plans ?? []).reduce((sum, child) => sum + read(child), 0);
+    return read(plan!);
+  }
+
+  it('extending a text burst\'s audit row finds it by id, not among every audit row of the tenant', async ({ skip }) => {
+    skip(!!reason, reason);
+    const ids = await db.transaction(TENANT, async (sql) => (await sql.query<{ id: string }>('SELECT id FROM field_changes ORDER BY id LIMIT 2')).rows.map((row) => Number(row.id)));
+    const extension = extendFieldChanges(ids.map((id) => ({ id, seq: ROWS + 1, seqs: [ROWS + 1], new_value: 'longer text', changed_at: new Date().toISOString() })))!;
+    expect(await rowsRead(extension, 'field_changes')).toBe(ids.length);
+  });
+
+  it('deleting quote lines finds them by key, not among every line of the tenant', async ({ skip }) => {
+    skip(!!reason, reason);
+    const removal = deleteMembers(kindOf('quote').tables.members, [{ parent: 'q1', id: 'l7' }, { parent: 'q1', id: 'l9' }])!;
+    expect(await rowsRead(removal, 'quote_lines')).toBe(2);
+  });
+});
+
+interface PlanNode {
+  'Node Type': string;
+  'Relation Name'?: string;
+  'Actual Rows': number;
+  'Actual Loops': number;
+  Plans?: PlanNode[];
+}

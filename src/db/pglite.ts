@@ -5,12 +5,14 @@ import { PGlite } from '@electric-sql/pglite';
 import type { Transaction } from '@electric-sql/pglite';
 import lockfile from 'proper-lockfile';
 import type { Logger } from '../log.ts';
-import { enterTenant, type Database, type Sql } from './database.ts';
+import { enterTenant, PreparedStatements, type Database, type Sql } from './database.ts';
 
-function wrap(tx: Transaction): Sql {
+function wrap(tx: Transaction, prepared: PreparedStatements): Sql {
+  const exec = (script: string) => tx.exec(script);
   return {
     query: (text, params) => tx.query(text, params) as Promise<{ rows: never[] }>,
-    exec: (script) => tx.exec(script),
+    exec,
+    prepare: (text) => prepared.prepare(text, exec),
   };
 }
 
@@ -24,16 +26,18 @@ export async function createPgliteDatabase(directory: string, log: Logger, waitF
   mkdirSync(directory, { recursive: true });
   const unlock = await lockDirectory(directory, log, waitForHolderMs);
   const db = await PGlite.create(directory);
+  // PGlite is one session: what is prepared in it lasts until it closes.
+  const prepared = new PreparedStatements();
   let closed = false;
 
   return {
     transaction: (tenant, work) =>
       db.transaction(async (tx) => {
-        const sql = wrap(tx);
+        const sql = wrap(tx, prepared);
         await enterTenant(sql, tenant);
         return work(sql);
       }),
-    ownerTransaction: (work) => db.transaction((tx) => work(wrap(tx))),
+    ownerTransaction: (work) => db.transaction((tx) => work(wrap(tx, prepared))),
     async ping() {
       if (closed) throw new Error('the embedded database is closed');
       await db.query('SELECT 1');

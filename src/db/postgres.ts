@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { AmbiguousCommitError, enterTenantStatement, inlineParameters, type Database, type Sql } from './database.ts';
+import { AmbiguousCommitError, enterTenantStatement, inlineParameters, PreparedStatements, type Database, type Sql } from './database.ts';
 import type { Logger } from '../log.ts';
 
 // int8 (bigint) columns hold seq and version: well within 2^53, read them as numbers.
@@ -111,6 +111,10 @@ export function clientSql(
     refuseOnceEnded();
     return [(await client.query(statements.join(';\n'))) as never as { rows: Record<string, unknown>[] }].flat().slice(skip);
   };
+  const exec = (text: string) => {
+    const opening = takeOpening() ?? [];
+    return script([...opening, text], opening.length);
+  };
   return {
     async query(text, params = []) {
       refuseOnceEnded();
@@ -118,10 +122,8 @@ export function clientSql(
       if (opening === null) return client.query(text, params) as never;
       return (await script([...opening, inlineParameters(text, params)], opening.length))[0] as never;
     },
-    exec(text) {
-      const opening = takeOpening() ?? [];
-      return script([...opening, text], opening.length);
-    },
+    exec,
+    prepare: (text) => preparedOn(client).prepare(text, exec),
     async execThenCommit(text) {
       const opening = takeOpening() ?? [];
       let results;
@@ -146,6 +148,15 @@ export function clientSql(
       return results.slice(0, -1);
     },
   };
+}
+
+const prepared = new WeakMap<pg.ClientBase, PreparedStatements>();
+
+/** What is prepared on a pooled connection lasts as long as the connection. */
+function preparedOn(client: pg.ClientBase): PreparedStatements {
+  let statements = prepared.get(client);
+  if (!statements) prepared.set(client, (statements = new PreparedStatements()));
+  return statements;
 }
 
 /**

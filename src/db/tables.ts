@@ -32,14 +32,14 @@ export function upsertRows(table: TableSpec, rows: Array<Record<string, Json>>, 
   };
 }
 
-/** Deletes member rows by (parent id, id). */
+/** Deletes member rows by (parent id, id); the keys also go as arrays so the rows are found by primary key (see `extendFieldChanges`). */
 export function deleteMembers(table: TableSpec & { parentColumn: string }, keys: Array<{ parent: string; id: string }>): Statement | null {
   if (keys.length === 0) return null;
   const parent = quoted(table.parentColumn);
   return {
     text: `DELETE FROM ${table.name} t USING jsonb_to_recordset($1::jsonb) AS r(parent text, id text)
-     WHERE t.tenant_id = current_tenant() AND t.${parent} = r.parent AND t.id = r.id`,
-    params: [pgJson(keys)],
+     WHERE t.tenant_id = current_tenant() AND t.${parent} = ANY($2::text[]) AND t.id = ANY($3::text[]) AND t.${parent} = r.parent AND t.id = r.id`,
+    params: [pgJson(keys), [...new Set(keys.map((key) => key.parent))], keys.map((key) => key.id)],
   };
 }
 

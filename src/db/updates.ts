@@ -1,4 +1,4 @@
-import type { Sql } from './database.ts';
+import { runTogether, type Sql, type Statement } from './database.ts';
 import type { DocumentName } from '../documents/name.ts';
 
 export type UpdateOrigin = 'client' | 'api' | 'restore';
@@ -34,10 +34,23 @@ export interface LoggedUpdate {
  * document row until commit: a second writer of the same document (another
  * instance) waits, then continues after our last seq, so seqs never collide
  * and never leave a gap. Rows are locked in name order to avoid deadlocks.
+ * Run as a prepared statement where the backend keeps them (every commit runs it).
  */
 export async function appendUpdates(sql: Sql, updates: NewUpdate[]): Promise<number[]> {
-  const { rows } = await sql.query<{ name: string; seq: number }>(
-    `WITH batch AS (
+  const [{ rows }] = (await runTogether(sql, [appendStatement(updates)])) as [{ rows: Array<{ name: string; seq: number }> }];
+  const seqsByName = new Map<string, number[]>();
+  for (const row of rows) {
+    const seqs = seqsByName.get(row.name) ?? [];
+    seqs.push(row.seq);
+    seqsByName.set(row.name, seqs);
+  }
+  for (const seqs of seqsByName.values()) seqs.sort((a, b) => a - b);
+  return updates.map((u) => seqsByName.get(u.document.name)!.shift()!);
+}
+
+function appendStatement(updates: NewUpdate[]): Statement {
+  return {
+    text: `WITH batch AS (
        SELECT t.*, row_number() OVER (PARTITION BY t.name ORDER BY t.ord) AS rn,
               count(*) OVER (PARTITION BY t.name) AS n
        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::text[])
@@ -54,7 +67,7 @@ export async function appendUpdates(sql: Sql, updates: NewUpdate[]): Promise<num
      SELECT current_tenant(), b.name, bumped.version - b.n + b.rn, decode(b.update_hex, 'hex'), b.user_id, b.origin, b.received_at, b.attribution
      FROM batch b JOIN bumped ON bumped.name = b.name
      RETURNING name, seq`,
-    [
+    params: [
       updates.map((u) => u.document.name),
       updates.map((u) => u.document.kind),
       updates.map((u) => u.document.id),
@@ -64,15 +77,7 @@ export async function appendUpdates(sql: Sql, updates: NewUpdate[]): Promise<num
       updates.map((u) => u.receivedAt.toISOString()),
       updates.map((u) => u.attribution ?? 'sender'),
     ],
-  );
-  const seqsByName = new Map<string, number[]>();
-  for (const row of rows) {
-    const seqs = seqsByName.get(row.name) ?? [];
-    seqs.push(row.seq);
-    seqsByName.set(row.name, seqs);
-  }
-  for (const seqs of seqsByName.values()) seqs.sort((a, b) => a - b);
-  return updates.map((u) => seqsByName.get(u.document.name)!.shift()!);
+  };
 }
 
 /** Updates of a document with seq in (afterSeq, uptoSeq], in order. */
