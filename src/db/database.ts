@@ -19,23 +19,33 @@ export interface Sql {
   execThenCommit?(script: string): Promise<Array<{ rows: Record<string, unknown>[] }>>;
   /**
    * Prepares `text` on this session unless it already is; the name to
-   * EXECUTE it by. Postgres then plans the statement once per session, not
-   * at every run: a commit's statements took about as long to plan as to run.
-   * Without it, statements run with their parameters inlined.
+   * EXECUTE it by, or null when Postgres refused to prepare it (it then runs
+   * inlined, and is refused there). Postgres plans a prepared statement once
+   * per session, not at every run: a commit's statements took about as long
+   * to plan as to run. Without it, statements run with their parameters inlined.
    */
-  prepare?(text: string): Promise<string>;
+  prepare?(text: string): Promise<string | null>;
 }
 
 /** The statements prepared on one database session, by text (`Sql.prepare` of a backend that runs scripts). */
 export class PreparedStatements {
   private readonly names = new Map<string, string>();
 
-  async prepare(text: string, exec: (script: string) => Promise<unknown>): Promise<string> {
+  async prepare(text: string, exec: (script: string) => Promise<unknown>): Promise<string | null> {
     let name = this.names.get(text);
     if (name !== undefined) return name;
     name = `concord_${this.names.size + 1}`;
-    // A PREPARE that ran outlives whatever its transaction does next; one that failed left nothing.
-    await exec(`PREPARE ${name} AS ${text}`);
+    // A refused PREPARE must not fail the transaction: the statement is refused again where it runs, after the
+    // savepoint the commit pipeline's fallbacks roll back to. (A PREPARE that ran outlives even a rollback.)
+    try {
+      await exec(`SAVEPOINT concord_prepare; PREPARE ${name} AS ${text}; RELEASE SAVEPOINT concord_prepare`);
+    } catch (error) {
+      // A transaction a refused statement left failed refuses the savepoint too: that is the error to report.
+      await exec('ROLLBACK TO SAVEPOINT concord_prepare; RELEASE SAVEPOINT concord_prepare').catch(() => {
+        throw error;
+      });
+      return null;
+    }
     this.names.set(text, name);
     return name;
   }
@@ -109,8 +119,8 @@ export async function runTogether(sql: Sql, statements: Statement[], { lastInTra
 /** A statement as a script's text: EXECUTE of it prepared where the backend keeps statements prepared, else inlined. */
 async function scriptText(sql: Sql, { text, params }: Statement): Promise<string> {
   // Only statements with parameters may be prepared (not SAVEPOINT, say), and only they are run again with other values.
-  if (!sql.prepare || params.length === 0) return inlineParameters(text, params);
-  const name = await sql.prepare(text);
+  const name = sql.prepare && params.length > 0 ? await sql.prepare(text) : null;
+  if (name === null) return inlineParameters(text, params);
   return inlineParameters(`EXECUTE ${name}(${params.map((_, index) => `$${index + 1}`).join(', ')})`, params);
 }
 
