@@ -4,10 +4,9 @@ import type { TrackedEntry } from '../src/commit/writer.ts';
 import { runTogether, type Database } from '../src/db/database.ts';
 import { ensureDocument } from '../src/db/documents.ts';
 import { fieldChangePage, fieldsTouched } from '../src/db/field-changes.ts';
-import { migrate } from '../src/db/migrate.ts';
 import { parseDocumentName } from '../src/documents/kinds.ts';
 import { backends, createStorage, type TestStorage } from './support/database.ts';
-import { openTestDatabase } from './support/inspect.ts';
+import { openMigratedDatabase } from './support/inspect.ts';
 
 const document = parseDocumentName('acme/quote/bursts');
 const started = Date.now();
@@ -34,8 +33,7 @@ describe.each(backends)('audit bursts on $kind', ({ kind, reason }) => {
   beforeAll(async () => {
     if (reason) return;
     storage = await createStorage(kind);
-    db = await openTestDatabase(storage);
-    await migrate(db);
+    db = await openMigratedDatabase(storage);
   });
   afterAll(async () => {
     await db?.close();

@@ -3,7 +3,6 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { isDeepStrictEqual } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../src/db/database.ts';
-import { migrate } from '../src/db/migrate.ts';
 import { ConcordError } from '../src/errors.ts';
 import type { Logger } from '../src/log.ts';
 import { FieldPolicies, knownFields, type FieldPolicy } from '../src/rules/field-policies.ts';
@@ -11,7 +10,7 @@ import { waitFor } from './support/clients.ts';
 import { clusterFixture } from './support/cluster.ts';
 import { createStorage, postgresTitle, postgresUrl, type TestStorage } from './support/database.ts';
 import { api } from './support/documents.ts';
-import { openTestDatabase, rowsOf } from './support/inspect.ts';
+import { openMigratedDatabase, rowsOf } from './support/inspect.ts';
 import type { ServerProcess } from './support/server.ts';
 import { sharedServer } from './support/shared-server.ts';
 import { token } from './support/tokens.ts';
@@ -221,8 +220,7 @@ describe('FieldPolicies on one database shared by two instances', () => {
 
   beforeAll(async () => {
     storage = await createStorage();
-    db = await openTestDatabase(storage);
-    await migrate(db);
+    db = await openMigratedDatabase(storage);
   });
   afterAll(async () => {
     if (!closed) await db?.close();

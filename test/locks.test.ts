@@ -2,7 +2,6 @@ import { Document } from '@hocuspocus/server';
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Principal } from '../src/auth/tokens.ts';
-import { migrate } from '../src/db/migrate.ts';
 import { parseDocumentName } from '../src/documents/kinds.ts';
 import { createLogger } from '../src/log.ts';
 import { DocumentLocks } from '../src/rules/locks.ts';
@@ -10,7 +9,7 @@ import { connect, synced, waitFor, type Client } from './support/clients.ts';
 import { clusterFixture } from './support/cluster.ts';
 import { createStorage, postgresTitle, postgresUrl } from './support/database.ts';
 import { api } from './support/documents.ts';
-import { openTestDatabase } from './support/inspect.ts';
+import { openMigratedDatabase } from './support/inspect.ts';
 import { RedisProcess } from './support/redis.ts';
 import type { ServerProcess } from './support/server.ts';
 import { serverForSuite } from './support/suite-server.ts';
@@ -313,8 +312,7 @@ const principal = (userId: string, role: Principal['role'] = 'editor'): Principa
 /** DocumentLocks in this process on a fresh database (and a Redis, when given), closed after the test. */
 async function inProcess(count: number, redisUrl?: string): Promise<DocumentLocks[]> {
   const storage = await createStorage();
-  const db = await openTestDatabase(storage);
-  await migrate(db);
+  const db = await openMigratedDatabase(storage);
   const redis = redisUrl ? new Redis(redisUrl) : null;
   const instances = Array.from({ length: count }, (_, index) => new DocumentLocks({ db, redis, instance: `in-process-${index}`, settings, log: createLogger('silent') }));
   cleanups.push(async () => {

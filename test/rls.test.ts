@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
 import { runTogether, type Database } from '../src/db/database.ts';
-import { migrate } from '../src/db/migrate.ts';
 import { insertCheckpoint } from '../src/db/checkpoints.ts';
 import { claimClients } from '../src/db/client-owners.ts';
 import { appendUpdates } from '../src/db/updates.ts';
@@ -13,7 +12,7 @@ import { leaseSubscription } from '../src/db/subscriptions.ts';
 import { randomUUID } from 'node:crypto';
 import { DocumentReader } from '../src/projection/view.ts';
 import { backends, createStorage, type TestStorage } from './support/database.ts';
-import { openTestDatabase } from './support/inspect.ts';
+import { openMigratedDatabase } from './support/inspect.ts';
 
 const projectedTables = ['field_changes', 'quotes', 'quote_lines', 'reports', 'report_sections'];
 const allTables = ['documents', 'document_updates', 'document_checkpoints', 'document_clients', 'change_events', 'event_feeds', 'event_subscriptions', ...projectedTables];
@@ -56,8 +55,7 @@ describe.each(backends)('row-level security on $kind', ({ kind, reason }) => {
   beforeAll(async () => {
     if (reason) return;
     storage = await createStorage(kind);
-    db = await openTestDatabase(storage);
-    await migrate(db);
+    db = await openMigratedDatabase(storage);
     for (const tenant of ['tenant-a', 'tenant-b']) {
       const document = parseDocumentName(`${tenant}/quote/q1`);
       await db.transaction(tenant, async (sql) => {

@@ -6,13 +6,12 @@ import { CommitPipeline } from '../src/commit/pipeline.ts';
 import type { CommitWriter, UpdateChanges } from '../src/commit/writer.ts';
 import { extendFieldChanges } from '../src/db/field-changes.ts';
 import { pgJson, toPgJson } from '../src/db/json.ts';
-import { migrate } from '../src/db/migrate.ts';
 import { deleteMembers } from '../src/db/tables.ts';
 import { kindOf, parseDocumentName } from '../src/documents/kinds.ts';
 import { createLogger } from '../src/log.ts';
 import { createMetrics } from '../src/metrics.ts';
 import { backends, createStorage, NEEDS_POSTGRES, postgresUrl, type TestStorage } from './support/database.ts';
-import { openTestDatabase } from './support/inspect.ts';
+import { openMigratedDatabase, openTestDatabase } from './support/inspect.ts';
 
 
 // Values that break naive quoting: quotes, backslashes, escapes as text, what looks like a parameter, non-ASCII.
@@ -25,8 +24,7 @@ describe.each(backends)('statements run together on $kind', ({ kind, reason }) =
   beforeAll(async () => {
     if (reason) return;
     storage = await createStorage(kind);
-    db = await openTestDatabase(storage);
-    await migrate(db); // the commit pipeline's fallbacks mark documents
+    db = await openMigratedDatabase(storage); // the commit pipeline's fallbacks mark documents
     await db.ownerTransaction((sql) => sql.exec('CREATE TABLE notes (id integer PRIMARY KEY, body jsonb NOT NULL)'));
   });
   afterAll(async () => {
@@ -260,8 +258,7 @@ describe.each(backends)('statements that name rows read only those rows on $kind
   beforeAll(async () => {
     if (reason) return;
     storage = await createStorage(kind);
-    db = await openTestDatabase(storage);
-    await migrate(db);
+    db = await openMigratedDatabase(storage);
     // A tenant with many audit rows and quote lines, and statistics that say so, as in production.
     await db.transaction(TENANT, (sql) =>
       sql.exec(`

@@ -2,7 +2,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
 import { Document } from '@hocuspocus/server';
 import type { Database } from '../src/db/database.ts';
-import { migrate } from '../src/db/migrate.ts';
 import { parseDocumentName } from '../src/documents/kinds.ts';
 import type { DocumentName } from '../src/documents/name.ts';
 import { applyStored, replay } from '../src/persistence/replay.ts';
@@ -10,7 +9,7 @@ import { MemoryStorage } from '../src/storage/memory.ts';
 import { PostgresStorage } from '../src/storage/postgres.ts';
 import type { LoadedLog, NewUpdate, Storage } from '../src/storage/storage.ts';
 import { createStorage, postgresTitle, postgresUrl, type TestStorage } from './support/database.ts';
-import { openTestDatabase } from './support/inspect.ts';
+import { openMigratedDatabase } from './support/inspect.ts';
 
 /** A storage to run the contract on, and how to let it go. */
 interface Opened {
@@ -20,8 +19,7 @@ interface Opened {
 
 async function openPostgres(kind: 'pglite' | 'postgres'): Promise<Opened> {
   const test: TestStorage = await createStorage(kind);
-  const db: Database = await openTestDatabase(test);
-  await migrate(db);
+  const db: Database = await openMigratedDatabase(test);
   return {
     storage: new PostgresStorage(db),
     async close() {

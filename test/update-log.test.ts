@@ -11,7 +11,7 @@ import { UpdateLog } from '../src/persistence/update-log.ts';
 import { CommitPipeline } from '../src/commit/pipeline.ts';
 import { PostgresStorage } from '../src/storage/postgres.ts';
 import { createStorage, NEEDS_POSTGRES, postgresUrl, type TestStorage } from './support/database.ts';
-import { loggedUpdates, openTestDatabase } from './support/inspect.ts';
+import { loggedUpdates, openMigratedDatabase, openTestDatabase } from './support/inspect.ts';
 
 /** An update log on `db` whose commits write nothing besides the log. */
 function updateLogOn(db: Database): UpdateLog {
@@ -52,8 +52,7 @@ describe('update log', () => {
 
   beforeAll(async () => {
     storage = await createStorage('pglite');
-    db = await openTestDatabase(storage);
-    await migrate(db);
+    db = await openMigratedDatabase(storage);
   });
   afterAll(async () => {
     await db?.close();

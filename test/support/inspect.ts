@@ -3,6 +3,7 @@ import { loadConfig } from '../../src/config.ts';
 import type { Database, Sql } from '../../src/db/database.ts';
 import { createLogger } from '../../src/log.ts';
 import { openDatabase } from '../../src/database.ts';
+import { migrate } from '../../src/db/migrate.ts';
 import type { TestStorage } from './database.ts';
 import { fromWire, toWire } from './wire.ts';
 
@@ -14,6 +15,13 @@ export async function openTestDatabase(storage: TestStorage): Promise<Database> 
   if (storage.windowPort && (await windowOpen(storage.windowPort))) return throughWindow(storage.windowPort);
   const config: Config = loadConfig({ ...storage.env, AUTH_JWT_SECRET: 'x'.repeat(32) });
   return openDatabase(config, createLogger('silent'));
+}
+
+/** `openTestDatabase` with the schema migrated, for tests that write Concord's tables without a server. */
+export async function openMigratedDatabase(storage: TestStorage): Promise<Database> {
+  const db = await openTestDatabase(storage);
+  await migrate(db);
+  return db;
 }
 
 async function windowOpen(port: number): Promise<boolean> {
