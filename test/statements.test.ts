@@ -91,32 +91,27 @@ describe.each(backends)('statements run together on $kind', ({ kind, reason }) =
     expect(preparedTexts.some((statement) => statement.includes('SAVEPOINT unprepared'))).toBe(false);
   });
 
-  it('a statement prepared in a transaction that rolled back stays prepared; one whose PREPARE was refused is prepared next time', async ({ skip }) => {
+  it('a statement prepared before a rollback to a savepoint stays prepared; one whose PREPARE was refused is prepared next time', async ({ skip }) => {
     skip(!!reason, reason);
-    const rolledBack = new Error('roll back');
-    const rollBack = (error: unknown) => {
-      if (error !== rolledBack) throw error;
-    };
-    const upsert = (id: number, body: string): Statement => ({ text: 'INSERT INTO notes (id, body) VALUES ($1, $2::jsonb) ON CONFLICT (id) DO UPDATE SET body = EXCLUDED.body RETURNING body', params: [id, pgJson(body)] });
-    await db
-      .ownerTransaction(async (sql) => {
-        await runTogether(sql, [upsert(40, 'rolled back')]);
-        throw rolledBack;
-      })
-      .catch(rollBack);
-    // In a transaction a refused statement left failed, the PREPARE is refused too.
-    await db
-      .ownerTransaction(async (sql) => {
-        await expect(sql.exec('SELECT 1/0')).rejects.toThrow(/division by zero/);
-        await expect(runTogether(sql, [{ ...upsert(41, 'refused'), text: `${upsert(0, '').text} -- another statement` }])).rejects.toThrow(/aborted/);
-        throw rolledBack;
-      })
-      .catch(rollBack);
-    const bodies = await db.ownerTransaction(async (sql) => [
-      ...(await runTogether(sql, [upsert(40, 'after the rollback')]))[0]!.rows,
-      ...(await runTogether(sql, [{ ...upsert(41, 'after the refusal'), text: `${upsert(0, '').text} -- another statement` }]))[0]!.rows,
-    ]);
-    expect(bodies).toEqual([{ body: 'after the rollback' }, { body: 'after the refusal' }]);
+    const upsert = (id: number, body: string, alias = 'body'): Statement => ({
+      text: `INSERT INTO notes (id, body) VALUES ($1, $2::jsonb) ON CONFLICT (id) DO UPDATE SET body = EXCLUDED.body RETURNING body AS ${alias}`,
+      params: [id, pgJson(body)],
+    });
+    // One transaction, so one connection: what it prepared is what the next statements find.
+    const bodies = await db.ownerTransaction(async (sql) => {
+      await sql.query('SAVEPOINT first');
+      await runTogether(sql, [upsert(40, 'rolled back')]);
+      await sql.query('ROLLBACK TO SAVEPOINT first');
+      const afterRollback = (await runTogether(sql, [upsert(40, 'after the rollback')]))[0]!.rows;
+      // A transaction a refused statement left failed refuses the PREPARE too.
+      await sql.query('SAVEPOINT second');
+      await expect(sql.exec('SELECT 1/0')).rejects.toThrow(/division by zero/);
+      await expect(runTogether(sql, [upsert(41, 'refused', 'refused_body')])).rejects.toThrow(/aborted/);
+      await sql.query('ROLLBACK TO SAVEPOINT second');
+      const afterRefusal = (await runTogether(sql, [upsert(41, 'after the refusal', 'refused_body')]))[0]!.rows;
+      return [...afterRollback, ...afterRefusal];
+    });
+    expect(bodies).toEqual([{ body: 'after the rollback' }, { refused_body: 'after the refusal' }]);
   });
 
   it('a statement Postgres refuses to prepare (a bug: a column that does not exist) is refused where it runs, after the pipeline\'s savepoint: the rest is committed', async ({ skip }) => {
@@ -178,6 +173,32 @@ describe.each(backends)('statements run together on $kind', ({ kind, reason }) =
     await expect(db.ownerTransaction((sql) => pipeline.write(sql, [entry], { lastInTransaction: true }))).rejects.toThrow(/already ended with its COMMIT|one_note_per_id/);
     const stored = await db.ownerTransaction(async (sql) => (await sql.query('SELECT id FROM deferred_notes')).rows);
     expect(stored).toEqual([]);
+  });
+});
+
+describe('prepared statements on PostgreSQL', () => {
+  it('a connection whose prepared statement a migration outdated is refused it, then replaced once its transaction ends: the next one prepares afresh', async ({ skip }) => {
+    skip(!postgresUrl, NEEDS_POSTGRES);
+    const storage = await createStorage('postgres');
+    const db = await openTestDatabase(storage);
+    try {
+      await db.ownerTransaction((sql) => sql.exec('CREATE TABLE drafts (id integer PRIMARY KEY, body integer NOT NULL)'));
+      const insertDraft = (id: number): Statement => ({ text: 'INSERT INTO drafts (id, body) VALUES ($1, $2) RETURNING body', params: [id, 7] });
+      const write = (id: number) => db.ownerTransaction(async (sql) => (await runTogether(sql, [insertDraft(id)]))[0]!.rows);
+      expect(await write(1)).toEqual([{ body: 7 }]);
+      // What a rolling deploy's migration may do while connections hold the statement prepared.
+      await db.ownerTransaction((sql) => sql.exec('ALTER TABLE drafts ALTER COLUMN body TYPE text'));
+      // The commit pipeline's fallbacks go on after such a refusal, so the transaction itself ends well.
+      await db.ownerTransaction(async (sql) => {
+        await sql.query('SAVEPOINT before_write');
+        await expect(runTogether(sql, [insertDraft(2)])).rejects.toThrow(/cached plan must not change result type/);
+        await sql.query('ROLLBACK TO SAVEPOINT before_write');
+      });
+      expect(await write(3)).toEqual([{ body: '7' }]);
+    } finally {
+      await db.close();
+      await storage.drop();
+    }
   });
 });
 
@@ -275,14 +296,23 @@ describe.each(backends)('statements that name rows read only those rows on $kind
     await storage?.drop();
   });
 
-  /** Rows the statement's plan read from `table`, running it (and rolling it back). */
-  async function rowsRead(statement: Statement, table: string): Promise<number> {
+  /**
+   * Rows the statement's plan read from `table`, running it (and rolling it
+   * back): planned for its values, or prepared with a plan for any values,
+   * as a session may come to run it (`Sql.prepare`).
+   */
+  async function rowsRead(statement: Statement, table: string, planned: 'for its values' | 'for any values'): Promise<number> {
     const rolledBack = new Error('roll back');
     let plan: PlanNode | undefined;
     await db
       .transaction(TENANT, async (sql) => {
-        const { rows } = await sql.query<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(`EXPLAIN (ANALYZE, FORMAT JSON) ${statement.text}`, statement.params);
-        plan = rows[0]!['QUERY PLAN'][0].Plan;
+        let text = statement.text;
+        if (planned === 'for any values') {
+          await sql.query('SET LOCAL plan_cache_mode = force_generic_plan');
+          text = `EXECUTE ${await sql.prepare!(statement.text)}(${statement.params.map((_, index) => `$${index + 1}`).join(', ')})`;
+        }
+        const [explained] = await sql.exec(`EXPLAIN (ANALYZE, FORMAT JSON) ${inlineParameters(text, statement.params)}`);
+        plan = (explained!.rows[0] as { 'QUERY PLAN': [{ Plan: PlanNode }] })['QUERY PLAN'][0].Plan;
         throw rolledBack;
       })
       .catch((error: unknown) => {
@@ -297,13 +327,15 @@ describe.each(backends)('statements that name rows read only those rows on $kind
     skip(!!reason, reason);
     const ids = await db.transaction(TENANT, async (sql) => (await sql.query<{ id: string }>('SELECT id FROM field_changes ORDER BY id LIMIT 2')).rows.map((row) => Number(row.id)));
     const extension = extendFieldChanges(ids.map((id) => ({ id, seq: ROWS + 1, seqs: [ROWS + 1], new_value: 'longer text', changed_at: new Date().toISOString() })))!;
-    expect(await rowsRead(extension, 'field_changes')).toBe(ids.length);
+    expect(await rowsRead(extension, 'field_changes', 'for its values')).toBe(ids.length);
+    expect(await rowsRead(extension, 'field_changes', 'for any values')).toBe(ids.length);
   });
 
   it('deleting quote lines finds them by key, not among every line of the tenant', async ({ skip }) => {
     skip(!!reason, reason);
     const removal = deleteMembers(kindOf('quote').tables.members, [{ parent: 'q1', id: 'l7' }, { parent: 'q1', id: 'l9' }])!;
-    expect(await rowsRead(removal, 'quote_lines')).toBe(2);
+    expect(await rowsRead(removal, 'quote_lines', 'for its values')).toBe(2);
+    expect(await rowsRead(removal, 'quote_lines', 'for any values')).toBe(2);
   });
 });
 

@@ -23,6 +23,7 @@ export interface CommitPipelineConfiguration {
  */
 export class CommitPipeline {
   private readonly configuration: CommitPipelineConfiguration;
+  private savepoints = 0;
 
   constructor(configuration: CommitPipelineConfiguration) {
     this.configuration = configuration;
@@ -96,7 +97,10 @@ export class CommitPipeline {
    */
   private async writeAll(sql: Sql, entries: TrackedEntry[], { writers = this.configuration.writers, lastInTransaction = false } = {}): Promise<() => void> {
     const writes: PreparedWrite[] = writers.map((writer) => writer.prepare(entries));
-    const savepoint: Statement = { text: 'SAVEPOINT commit_writers', params: [] };
+    // A name of its own: should this fail before its script is sent (preparing a statement), the rollback must not
+    // reach back to the savepoint of another document's writes, which this transaction keeps.
+    const name = `commit_writers_${++this.savepoints}`;
+    const savepoint: Statement = { text: `SAVEPOINT ${name}`, params: [] };
     try {
       const results = await runTogether(sql, [savepoint, ...writes.flatMap((write) => write.statements)], { lastInTransaction });
       return () => {
@@ -108,7 +112,7 @@ export class CommitPipeline {
       };
     } catch (error) {
       if (error instanceof AmbiguousCommitError) throw error;
-      await sql.query('ROLLBACK TO SAVEPOINT commit_writers');
+      await sql.query(`ROLLBACK TO SAVEPOINT ${name}`);
       throw error;
     }
   }

@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+
 /**
  * The one small interface every backend implements. Application code only ever
  * runs inside `transaction(tenant, ...)`: as the runtime role, with the tenant
@@ -20,25 +22,33 @@ export interface Sql {
   /**
    * Prepares `text` on this session unless it already is; the name to
    * EXECUTE it by, or null when Postgres refused to prepare it (it then runs
-   * inlined, and is refused there). Postgres plans a prepared statement once
+   * inlined: a bug in the statement is then refused where the commit
+   * pipeline's fallbacks handle it). Postgres plans a prepared statement once
    * per session, not at every run: a commit's statements took about as long
    * to plan as to run. Without it, statements run with their parameters inlined.
    */
   prepare?(text: string): Promise<string | null>;
 }
 
-/** The statements prepared on one database session, by text (`Sql.prepare` of a backend that runs scripts). */
+/**
+ * The statements prepared on one database session, by text (`Sql.prepare` of
+ * a backend that runs scripts). Texts come from the named SQL functions of
+ * src/db, a bounded set. A name is the hash of its text, so a session that is
+ * not the one a statement was prepared on (a pooler in transaction mode)
+ * fails with "does not exist" instead of running another statement.
+ */
 export class PreparedStatements {
   private readonly names = new Map<string, string>();
 
   async prepare(text: string, exec: (script: string) => Promise<unknown>): Promise<string | null> {
     let name = this.names.get(text);
     if (name !== undefined) return name;
-    name = `concord_${this.names.size + 1}`;
+    name = `concord_${createHash('sha256').update(text).digest('hex').slice(0, 24)}`;
     // A refused PREPARE must not fail the transaction: the statement is refused again where it runs, after the
     // savepoint the commit pipeline's fallbacks roll back to. (A PREPARE that ran outlives even a rollback.)
+    // The line break ends a comment the text may close with.
     try {
-      await exec(`SAVEPOINT concord_prepare; PREPARE ${name} AS ${text}; RELEASE SAVEPOINT concord_prepare`);
+      await exec(`SAVEPOINT concord_prepare; PREPARE ${name} AS ${text}\n; RELEASE SAVEPOINT concord_prepare`);
     } catch (error) {
       // A transaction a refused statement left failed refuses the savepoint too: that is the error to report.
       await exec('ROLLBACK TO SAVEPOINT concord_prepare; RELEASE SAVEPOINT concord_prepare').catch(() => {

@@ -11,6 +11,8 @@ export function createPostgresDatabase(url: string, log: Logger): Database {
     max: 10,
     connectionTimeoutMillis: 3_000,
     query_timeout: 15_000,
+    // An idle connection keeps its prepared statements this long (pg's default: 10 s).
+    idleTimeoutMillis: 60_000,
     keepAlive: true,
   });
   // An idle client losing its connection is reported here; without a listener
@@ -37,7 +39,7 @@ export function createPostgresDatabase(url: string, log: Logger): Database {
       throw error;
     } finally {
       client.off('error', markBroken);
-      client.release(broken);
+      client.release(broken || stalePlans.has(client));
     }
   }
 
@@ -109,7 +111,12 @@ export function clientSql(
   };
   const script = async (statements: string[], skip: number) => {
     refuseOnceEnded();
-    return [(await client.query(statements.join(';\n'))) as never as { rows: Record<string, unknown>[] }].flat().slice(skip);
+    try {
+      return [(await client.query(statements.join(';\n'))) as never as { rows: Record<string, unknown>[] }].flat().slice(skip);
+    } catch (error) {
+      if (error instanceof pg.DatabaseError && error.code === '0A000' && /cached plan/.test(error.message)) stalePlans.add(client);
+      throw error;
+    }
   };
   const exec = (text: string) => {
     const opening = takeOpening() ?? [];
@@ -151,6 +158,12 @@ export function clientSql(
 }
 
 const prepared = new WeakMap<pg.ClientBase, PreparedStatements>();
+/**
+ * Connections whose prepared statements a migration outdated ("cached plan
+ * must not change result type" at every run): discarded once their
+ * transaction ends, so the next one prepares afresh.
+ */
+const stalePlans = new WeakSet<pg.ClientBase>();
 
 /** What is prepared on a pooled connection lasts as long as the connection. */
 function preparedOn(client: pg.ClientBase): PreparedStatements {
