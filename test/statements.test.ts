@@ -176,51 +176,48 @@ describe.each(backends)('statements run together on $kind', ({ kind, reason }) =
   });
 });
 
-describe('prepared statements on PostgreSQL', () => {
+describe('statements on PostgreSQL alone', () => {
+  let storage: TestStorage | undefined;
+  let db: Database;
+
+  beforeAll(async () => {
+    if (!postgresUrl) return;
+    storage = await createStorage('postgres');
+    db = await openTestDatabase(storage);
+  });
+  afterAll(async () => {
+    await db?.close();
+    await storage?.drop();
+  });
+
   it('a connection whose prepared statement a migration outdated is refused it, then replaced once its transaction ends: the next one prepares afresh', async ({ skip }) => {
     skip(!postgresUrl, NEEDS_POSTGRES);
-    const storage = await createStorage('postgres');
-    const db = await openTestDatabase(storage);
-    try {
-      await db.ownerTransaction((sql) => sql.exec('CREATE TABLE drafts (id integer PRIMARY KEY, body integer NOT NULL)'));
-      const insertDraft = (id: number): Statement => ({ text: 'INSERT INTO drafts (id, body) VALUES ($1, $2) RETURNING body', params: [id, 7] });
-      const write = (id: number) => db.ownerTransaction(async (sql) => (await runTogether(sql, [insertDraft(id)]))[0]!.rows);
-      expect(await write(1)).toEqual([{ body: 7 }]);
-      // What a rolling deploy's migration may do while connections hold the statement prepared.
-      await db.ownerTransaction((sql) => sql.exec('ALTER TABLE drafts ALTER COLUMN body TYPE text'));
-      // The commit pipeline's fallbacks go on after such a refusal, so the transaction itself ends well.
-      await db.ownerTransaction(async (sql) => {
-        await sql.query('SAVEPOINT before_write');
-        await expect(runTogether(sql, [insertDraft(2)])).rejects.toThrow(/cached plan must not change result type/);
-        await sql.query('ROLLBACK TO SAVEPOINT before_write');
-      });
-      expect(await write(3)).toEqual([{ body: '7' }]);
-    } finally {
-      await db.close();
-      await storage.drop();
-    }
+    await db.ownerTransaction((sql) => sql.exec('CREATE TABLE drafts (id integer PRIMARY KEY, body integer NOT NULL)'));
+    const insertDraft = (id: number): Statement => ({ text: 'INSERT INTO drafts (id, body) VALUES ($1, $2) RETURNING body', params: [id, 7] });
+    const write = (id: number) => db.ownerTransaction(async (sql) => (await runTogether(sql, [insertDraft(id)]))[0]!.rows);
+    expect(await write(1)).toEqual([{ body: 7 }]);
+    // What a rolling deploy's migration may do while connections hold the statement prepared.
+    await db.ownerTransaction((sql) => sql.exec('ALTER TABLE drafts ALTER COLUMN body TYPE text'));
+    // The commit pipeline's fallbacks go on after such a refusal, so the transaction itself ends well.
+    await db.ownerTransaction(async (sql) => {
+      await sql.query('SAVEPOINT before_write');
+      await expect(runTogether(sql, [insertDraft(2)])).rejects.toThrow(/cached plan must not change result type/);
+      await sql.query('ROLLBACK TO SAVEPOINT before_write');
+    });
+    expect(await write(3)).toEqual([{ body: '7' }]);
   });
-});
 
-describe('statements run together with COMMIT on PostgreSQL', () => {
-  it('a connection lost during that round trip may have committed: it is an AmbiguousCommitError', async ({ skip }) => {
+  it('a connection lost during the round trip that carries COMMIT may have committed: it is an AmbiguousCommitError', async ({ skip }) => {
     skip(!postgresUrl, NEEDS_POSTGRES);
-    const storage = await createStorage('postgres');
-    const db = await openTestDatabase(storage);
-    try {
-      let cut: Promise<unknown> | undefined;
-      const lost = db.ownerTransaction(async (sql) => {
-        const [{ pid }] = (await sql.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows as [{ pid: number }];
-        const sleeping = runTogether(sql, [{ text: 'SELECT pg_sleep(5)', params: [] }], { lastInTransaction: true });
-        cut = db.ownerTransaction((other) => other.query('SELECT pg_terminate_backend($1)', [pid]));
-        return sleeping;
-      });
-      await expect(lost).rejects.toBeInstanceOf(AmbiguousCommitError);
-      await cut;
-    } finally {
-      await db.close();
-      await storage.drop();
-    }
+    let cut: Promise<unknown> | undefined;
+    const lost = db.ownerTransaction(async (sql) => {
+      const [{ pid }] = (await sql.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows as [{ pid: number }];
+      const sleeping = runTogether(sql, [{ text: 'SELECT pg_sleep(5)', params: [] }], { lastInTransaction: true });
+      cut = db.ownerTransaction((other) => other.query('SELECT pg_terminate_backend($1)', [pid]));
+      return sleeping;
+    });
+    await expect(lost).rejects.toBeInstanceOf(AmbiguousCommitError);
+    await cut;
   });
 });
 
