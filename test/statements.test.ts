@@ -134,6 +134,37 @@ describe.each(backends)('statements run together on $kind', ({ kind, reason }) =
     expect(errors).toHaveBeenCalledWith(expect.objectContaining({ code: 'projection-failed', document: 'acme/quote/broken' }), expect.any(String));
   });
 
+  it('a document\'s writes that fail before they are sent never roll back another document\'s: the commit fails, to be retried, instead of landing without them', async ({ skip }) => {
+    skip(!!reason, reason);
+    // Together the two documents' rows collide, so each document's writes are tried alone; b's then fail while its statement is prepared.
+    const textOf = (name: string) => `INSERT INTO notes (id, body) VALUES ($1, $2::jsonb) -- ${name}`;
+    const perDocument: CommitWriter = {
+      name: 'per-document',
+      prepare: (entries) => ({ statements: entries.map(({ update }) => ({ text: textOf(update.document.name), params: [60, pgJson(update.document.name)] })), committed: () => {} }),
+      forget: () => {},
+    };
+    const pipeline = new CommitPipeline({ writers: [perDocument], log: createLogger('silent'), metrics: createMetrics() });
+    const entry = (name: string) => ({ update: { document: parseDocumentName(name), update: new Uint8Array(), userId: 'alice', origin: 'client' as const, receivedAt: new Date() }, seq: 1, changes: {} as UpdateChanges, newerQueued: () => false });
+    const outcome = await db
+      .ownerTransaction(async (sql) => {
+        let preparedB = 0;
+        const failingB: Sql = {
+          ...sql,
+          prepare: async (text) => {
+            if (text === textOf('acme/quote/savepoint-b') && ++preparedB === 2) throw new Error('the connection failed while preparing');
+            return sql.prepare!(text);
+          },
+        };
+        await pipeline.write(failingB, [entry('acme/quote/savepoint-a'), entry('acme/quote/savepoint-b')]);
+      })
+      .then(
+        () => 'committed',
+        () => 'failed',
+      );
+    const stored = await db.ownerTransaction(async (sql) => (await sql.query('SELECT body FROM notes WHERE id = 60')).rows);
+    expect([outcome, stored]).toEqual(['failed', []]);
+  });
+
   it('when one of those statements is refused, COMMIT never ran: the transaction rolls back to a savepoint and goes on', async ({ skip }) => {
     skip(!!reason, reason);
     await db.ownerTransaction(async (sql) => {
