@@ -38,6 +38,12 @@ export function createMetrics() {
       buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000],
       registers,
     }),
+    seqPredictions: new Counter({
+      name: 'concord_commit_seq_predictions_total',
+      help: 'Group commits sent in one round trip on seqs predicted from the versions the instance knows: held, or missed (another writer logged a document first, so the commit went the longer way)',
+      labelNames: ['outcome'] as const,
+      registers,
+    }),
     persistenceErrors: new Counter({
       name: 'concord_persistence_errors_total',
       help: 'Failed writes to Postgres (retried), by operation',

@@ -1,12 +1,12 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { AuditTrail } from '../src/audit/trail.ts';
 import type { TrackedEntry } from '../src/commit/writer.ts';
 import { runTogether, type Database } from '../src/db/database.ts';
 import { ensureDocument } from '../src/db/documents.ts';
 import { fieldChangePage, fieldsTouched } from '../src/db/field-changes.ts';
 import { parseDocumentName } from '../src/documents/kinds.ts';
-import { backends, createStorage, type TestStorage } from './support/database.ts';
-import { openMigratedDatabase } from './support/inspect.ts';
+import { backends } from './support/database.ts';
+import { suiteDatabase } from './support/inspect.ts';
 
 const document = parseDocumentName('acme/quote/bursts');
 const started = Date.now();
@@ -27,17 +27,9 @@ function edit(seq: number, user: string, field: 'notes' | 'customerName', value:
 }
 
 describe.each(backends)('audit bursts on $kind', ({ kind, reason }) => {
-  let storage: TestStorage;
   let db: Database;
-
-  beforeAll(async () => {
-    if (reason) return;
-    storage = await createStorage(kind);
-    db = await openMigratedDatabase(storage);
-  });
-  afterAll(async () => {
-    await db?.close();
-    await storage?.drop();
+  suiteDatabase(kind, reason, (opened) => {
+    db = opened;
   });
 
   it('a burst row names exactly the updates that typed into it, whether extended within one commit or across commits', async ({ skip }) => {

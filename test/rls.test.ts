@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
 import { runTogether, type Database } from '../src/db/database.ts';
 import { insertCheckpoint } from '../src/db/checkpoints.ts';
@@ -11,8 +11,8 @@ import { insertEvents } from '../src/db/events.ts';
 import { leaseSubscription } from '../src/db/subscriptions.ts';
 import { randomUUID } from 'node:crypto';
 import { DocumentReader } from '../src/projection/view.ts';
-import { backends, createStorage, type TestStorage } from './support/database.ts';
-import { openMigratedDatabase } from './support/inspect.ts';
+import { backends } from './support/database.ts';
+import { suiteDatabase } from './support/inspect.ts';
 
 const projectedTables = ['field_changes', 'quotes', 'quote_lines', 'reports', 'report_sections'];
 const allTables = ['documents', 'document_updates', 'document_checkpoints', 'document_clients', 'change_events', 'event_feeds', 'event_subscriptions', ...projectedTables];
@@ -49,13 +49,9 @@ function someUpdate(text: string): Uint8Array {
 }
 
 describe.each(backends)('row-level security on $kind', ({ kind, reason }) => {
-  let storage: TestStorage;
   let db: Database;
-
-  beforeAll(async () => {
-    if (reason) return;
-    storage = await createStorage(kind);
-    db = await openMigratedDatabase(storage);
+  suiteDatabase(kind, reason, async (opened) => {
+    db = opened;
     for (const tenant of ['tenant-a', 'tenant-b']) {
       const document = parseDocumentName(`${tenant}/quote/q1`);
       await db.transaction(tenant, async (sql) => {
@@ -64,10 +60,6 @@ describe.each(backends)('row-level security on $kind', ({ kind, reason }) => {
       });
       await project(db, tenant);
     }
-  });
-  afterAll(async () => {
-    await db?.close();
-    await storage?.drop();
   });
 
   it('a query as the runtime role with tenant A set sees no row of tenant B', async ({ skip }) => {

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import * as Y from 'yjs';
 import pg from 'pg';
 import { AmbiguousCommitError, enterTenant, type Database } from '../src/db/database.ts';
@@ -6,18 +6,17 @@ import { migrate } from '../src/db/migrate.ts';
 import { clientSql } from '../src/db/postgres.ts';
 import { parseDocumentName } from '../src/documents/kinds.ts';
 import { createLogger } from '../src/log.ts';
-import { createMetrics } from '../src/metrics.ts';
+import { createMetrics, type Metrics } from '../src/metrics.ts';
 import { UpdateLog } from '../src/persistence/update-log.ts';
 import { CommitPipeline } from '../src/commit/pipeline.ts';
+import type { CommitWriter, UpdateChanges } from '../src/commit/writer.ts';
 import { PostgresStorage } from '../src/storage/postgres.ts';
-import { createStorage, NEEDS_POSTGRES, postgresUrl, type TestStorage } from './support/database.ts';
-import { loggedUpdates, openMigratedDatabase, openTestDatabase } from './support/inspect.ts';
+import { backends, createStorage, NEEDS_POSTGRES, postgresUrl, type TestStorage } from './support/database.ts';
+import { loggedUpdates, openMigratedDatabase, openTestDatabase, rowsOf, suiteDatabase } from './support/inspect.ts';
 
-/** An update log on `db` whose commits write nothing besides the log. */
-function updateLogOn(db: Database): UpdateLog {
-  const log = createLogger('silent');
-  const metrics = createMetrics();
-  return new UpdateLog({ storage: new PostgresStorage(db), log, metrics, batchMax: 100, batchMaxBytes: 1 << 20, pipeline: new CommitPipeline({ writers: [], log, metrics }) });
+/** An update log on `db` whose commits write `writers`' rows besides the log (none unless given). */
+function updateLogOn(db: Database, { writers = [] as CommitWriter[], metrics = createMetrics(), log = createLogger('silent') } = {}): UpdateLog {
+  return new UpdateLog({ storage: new PostgresStorage(db), log, metrics, batchMax: 100, batchMaxBytes: 1 << 20, pipeline: new CommitPipeline({ writers, log, metrics }) });
 }
 
 /**
@@ -137,5 +136,137 @@ describe('update log', () => {
       await pgDb.close();
       await pgStorage.drop();
     }
+  });
+});
+
+/**
+ * A writer that records the seq it is given for each update beside the update
+ * itself (table written_seqs), so a test can compare it with the seq the log
+ * holds for that update.
+ */
+const seqRecorder: CommitWriter = {
+  name: 'seq-recorder',
+  prepare: (entries) => ({
+    statements: entries.map(({ update, seq }) => ({ text: 'INSERT INTO written_seqs (name, seq, update) VALUES ($1, $2, $3)', params: [update.document.name, seq, update.update] })),
+    committed: () => {},
+  }),
+  forget: () => {},
+};
+
+async function predictions(metrics: Metrics): Promise<Record<string, number>> {
+  return Object.fromEntries((await metrics.seqPredictions.get()).values.map(({ labels, value }) => [labels.outcome, value]));
+}
+
+describe.each(backends)('a commit on predicted seqs on $kind', ({ kind, reason }) => {
+  let db: Database;
+  suiteDatabase(kind, reason, async (opened) => {
+    db = opened;
+    await db.ownerTransaction((sql) =>
+      // No key: a row at a seq taken twice must show, not be refused. One row is refused, for a test of refusals.
+      sql.exec(`CREATE TABLE written_seqs (name text, seq bigint, update bytea, CONSTRAINT refused CHECK (NOT (name = 'acme/quote/refused-b' AND seq = 2)));
+                GRANT SELECT, INSERT ON written_seqs TO concord_app`),
+    );
+  });
+
+  // With changes (none to read here), so that the writer is given the update.
+  const append = (log: UpdateLog, name: string, update: Uint8Array) =>
+    log.append({ document: parseDocumentName(name), update, userId: 'alice', origin: 'client', receivedAt: new Date(), changes: {} as UpdateChanges });
+
+  /** Every update of `name` is logged once, seqs without a gap, and the writer was given, for each one it wrote, the seq the log holds. */
+  async function expectExact(name: string, updates: Uint8Array[]) {
+    const logged = await loggedUpdates(db, 'acme', name);
+    expect(logged.map((row) => row.seq)).toEqual(updates.map((_, index) => index + 1));
+    expect(new Set(logged.map((row) => Buffer.from(row.update).toString('hex')))).toEqual(new Set(updates.map((update) => Buffer.from(update).toString('hex'))));
+    const [counts] = await rowsOf<{ written: number; matching: number }>(
+      db,
+      'acme',
+      `SELECT (SELECT count(*)::int FROM written_seqs WHERE name = $1) AS written,
+              (SELECT count(*)::int FROM written_seqs w JOIN document_updates u ON u.name = w.name AND u.seq = w.seq AND u.update = w.update WHERE w.name = $1) AS matching`,
+      [name],
+    );
+    return counts;
+  }
+
+  it('goes in one round trip on the seqs the log knows; after another writer logged the document, it is sent again the longer way, each update logged once', async ({ skip }) => {
+    skip(!!reason, reason);
+    const metrics = createMetrics();
+    const log = updateLogOn(db, { writers: [seqRecorder], metrics });
+    const name = 'acme/quote/predicted';
+    const doc = new Y.Doc();
+    const updates = [1, 2, 3, 4, 5].map((value) => edit(doc, value));
+
+    expect(await append(log, name, updates[0]!)).toBe(1); // its version is not known here yet: the longer way
+    expect(await append(log, name, updates[1]!)).toBe(2);
+    expect(await predictions(metrics)).toEqual({ held: 1 });
+
+    // Another instance (or the API) logs the next update: the seq this log would predict is taken.
+    expect(await new PostgresStorage(db).append('acme', [{ document: parseDocumentName(name), update: updates[2]!, userId: 'bob', origin: 'api', receivedAt: new Date() }])).toEqual([3]);
+    expect(await append(log, name, updates[3]!)).toBe(4);
+    expect(await predictions(metrics)).toEqual({ held: 1, missed: 1 });
+
+    const sent = vi.spyOn(pg.Client.prototype, 'query');
+    try {
+      expect(await append(log, name, updates[4]!)).toBe(5);
+      // BEGIN, the tenant, the append, its check, the writers' rows and COMMIT: one round trip once prepared.
+      if (kind === 'postgres') expect(sent).toHaveBeenCalledTimes(1);
+    } finally {
+      sent.mockRestore();
+    }
+    expect(await predictions(metrics)).toEqual({ held: 2, missed: 1 });
+    // Every update but the other writer's has its writer row, at the seq the log holds.
+    expect(await expectExact(name, updates)).toEqual({ written: 4, matching: 4 });
+    log.close();
+  });
+
+  it('two logs (two instances) writing one document, in turn and at once: every update logged once, without a gap, each writer row at its update\'s seq', async ({ skip }) => {
+    skip(!!reason, reason);
+    const metrics = [createMetrics(), createMetrics()];
+    const logs = metrics.map((metric) => updateLogOn(db, { writers: [seqRecorder], metrics: metric }));
+    const name = 'acme/quote/two-logs';
+    const doc = new Y.Doc();
+    const updates: Uint8Array[] = [];
+    // In turn: after its first commit each log always predicts the seq the other just took.
+    for (let round = 0; round < 5; round++) {
+      for (const log of logs) {
+        const update = edit(doc, updates.length);
+        updates.push(update);
+        await append(log, name, update);
+      }
+    }
+    const [one, two] = await Promise.all(metrics.map(predictions));
+    expect([one, two]).toEqual([{ missed: 4 }, { missed: 4 }]);
+    // At once: batches of each log race for the document's row.
+    const burst = Array.from({ length: 40 }, () => edit(doc, updates.length));
+    updates.push(...burst);
+    await Promise.all(burst.map((update, index) => append(logs[index % 2]!, name, update)));
+    expect(await expectExact(name, updates)).toEqual({ written: updates.length, matching: updates.length });
+    for (const log of logs) log.close();
+  });
+
+  it('writes Postgres refuses in a commit on predicted seqs are rolled back with its append; the longer way then logs every update once and marks the refused document', async ({ skip }) => {
+    skip(!!reason, reason);
+    const metrics = createMetrics();
+    const errors = vi.fn();
+    const logger = createLogger('silent');
+    logger.error = errors as never;
+    const log = updateLogOn(db, { writers: [seqRecorder], metrics, log: logger });
+    const [a, b] = ['acme/quote/refused-a', 'acme/quote/refused-b'];
+    const docs = [new Y.Doc(), new Y.Doc()];
+    const first = docs.map((doc) => edit(doc, 1));
+    await Promise.all([append(log, a, first[0]!), append(log, b, first[1]!)]);
+    // The writer's row for b's next update breaks a check of the table: Postgres refuses it.
+    const second = docs.map((doc) => edit(doc, 2));
+    expect(await Promise.all([append(log, a, second[0]!), append(log, b, second[1]!)])).toEqual([2, 2]);
+
+    expect(await predictions(metrics)).toEqual({ missed: 1 });
+    expect(await expectExact(a, [first[0]!, second[0]!])).toEqual({ written: 2, matching: 2 });
+    expect(await expectExact(b, [first[1]!, second[1]!])).toEqual({ written: 1, matching: 1 });
+    const stale = await rowsOf<{ name: string; tables_stale: boolean }>(db, 'acme', 'SELECT name, tables_stale FROM documents WHERE name = ANY($1) ORDER BY name', [[a, b]]);
+    expect(stale).toEqual([
+      { name: a, tables_stale: false },
+      { name: b, tables_stale: true },
+    ]);
+    expect(errors).toHaveBeenCalledWith(expect.objectContaining({ code: 'projection-failed', document: b }), expect.any(String));
+    log.close();
   });
 });

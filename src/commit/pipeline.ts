@@ -1,5 +1,5 @@
 import { AmbiguousCommitError, runTogether, type Sql, type Statement } from '../db/database.ts';
-import { markTablesStale } from '../db/documents.ts';
+import { markTablesStale, markTablesStaleStatement } from '../db/documents.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { CommitEntry, CommitWriter, PreparedWrite, TrackedEntry } from './writer.ts';
@@ -36,17 +36,27 @@ export class CommitPipeline {
    * committed (see `Sql.execThenCommit`).
    */
   async write(sql: Sql, entries: CommitEntry[], { lastInTransaction = false } = {}): Promise<() => void> {
-    const untracked = documentNames(entries.filter((entry) => !entry.changes));
-    if (untracked.length > 0) await markTablesStale(sql, untracked);
-    const tracked = entries.filter((entry): entry is TrackedEntry => entry.changes !== undefined);
-    if (tracked.length === 0) return () => {};
+    return (await this.writeAtOnce(sql, [], entries, { lastInTransaction })) ?? (await this.writeEach(sql, entries));
+  }
+
+  /**
+   * `leading` (statements the writes need done first: the append of the
+   * entries' updates) and what `entries` mean, in one round trip. All or
+   * nothing: should Postgres refuse any of it, the transaction is rolled back
+   * to before `leading` and null returned, for the caller to go the longer
+   * way. Otherwise as `write`.
+   */
+  async writeAtOnce(sql: Sql, leading: Statement[], entries: CommitEntry[], { lastInTransaction = false } = {}): Promise<(() => void) | null> {
+    const { tracked, untracked } = byTracking(entries);
     try {
-      return await this.writeAll(sql, tracked, { lastInTransaction });
+      return await this.writeAll(sql, tracked, {
+        leading: untracked.length > 0 ? [...leading, markTablesStaleStatement(untracked)] : leading,
+        writers: tracked.length > 0 ? this.configuration.writers : [],
+        lastInTransaction,
+      });
     } catch (error) {
-      if (error instanceof AmbiguousCommitError) throw error;
-      const afterCommit: Array<() => void> = [];
-      for (const name of documentNames(tracked)) afterCommit.push(await this.writeOne(sql, name, tracked.filter((entry) => entry.update.document.name === name)));
-      return () => afterCommit.forEach((done) => done());
+      if (transactionOver(error)) throw error;
+      return null;
     }
   }
 
@@ -55,10 +65,20 @@ export class CommitPipeline {
     for (const writer of this.configuration.writers) writer.forget(names);
   }
 
+  /** Each document's writes on their own, once they were refused together: one document's failure is not another's. */
+  private async writeEach(sql: Sql, entries: CommitEntry[]): Promise<() => void> {
+    const { tracked, untracked } = byTracking(entries);
+    if (untracked.length > 0) await markTablesStale(sql, untracked);
+    const afterCommit: Array<() => void> = [];
+    for (const name of documentNames(tracked)) afterCommit.push(await this.writeOne(sql, name, tracked.filter((entry) => entry.update.document.name === name)));
+    return () => afterCommit.forEach((done) => done());
+  }
+
   private async writeOne(sql: Sql, name: string, entries: TrackedEntry[]): Promise<() => void> {
     try {
       return await this.writeAll(sql, entries);
     } catch (error) {
+      if (transactionOver(error)) throw error;
       await markTablesStale(sql, [name]);
       this.configuration.metrics.persistenceErrors.inc({ operation: 'project' });
       this.configuration.log.error(
@@ -80,6 +100,7 @@ export class CommitPipeline {
     try {
       return await this.writeAll(sql, entries, { writers: essential });
     } catch (error) {
+      if (transactionOver(error)) throw error;
       this.configuration.log.error(
         { err: error, code: 'events-failed', document: name, writers: essential.map((writer) => writer.name) },
         'not even the essential rows (change events) could be written; the updates are logged without them',
@@ -89,22 +110,26 @@ export class CommitPipeline {
   }
 
   /**
-   * Every writer's statements in one round trip after a savepoint (with the
-   * COMMIT when `lastInTransaction`); on failure rolls back to it, which
-   * throws in turn when the connection is gone or COMMIT itself was refused
-   * (the transaction is over), and so does every fallback after it: the
-   * commit fails and is retried.
+   * A savepoint, `leading`, then every writer's statements, in one round trip
+   * (with the COMMIT when `lastInTransaction`); on failure rolls back to the
+   * savepoint and throws. Should even that be refused, the transaction can do
+   * nothing more (its COMMIT was refused, or the connection is gone): a
+   * TransactionOverError, which no fallback tries to write after.
    */
-  private async writeAll(sql: Sql, entries: TrackedEntry[], { writers = this.configuration.writers, lastInTransaction = false } = {}): Promise<() => void> {
+  private async writeAll(
+    sql: Sql,
+    entries: TrackedEntry[],
+    { leading = [] as Statement[], writers = this.configuration.writers, lastInTransaction = false } = {},
+  ): Promise<() => void> {
     const writes: PreparedWrite[] = writers.map((writer) => writer.prepare(entries));
     // A name of its own: should this fail before its script is sent (preparing a statement), the rollback must not
     // reach back to the savepoint of another document's writes, which this transaction keeps.
     const name = `commit_writers_${++this.savepoints}`;
-    const savepoint: Statement = { text: `SAVEPOINT ${name}`, params: [] };
+    const before: Statement[] = [{ text: `SAVEPOINT ${name}`, params: [] }, ...leading];
     try {
-      const results = await runTogether(sql, [savepoint, ...writes.flatMap((write) => write.statements)], { lastInTransaction });
+      const results = await runTogether(sql, [...before, ...writes.flatMap((write) => write.statements)], { lastInTransaction });
       return () => {
-        let next = 1;
+        let next = before.length;
         for (const write of writes) {
           write.committed(results.slice(next, next + write.statements.length));
           next += write.statements.length;
@@ -112,10 +137,33 @@ export class CommitPipeline {
       };
     } catch (error) {
       if (error instanceof AmbiguousCommitError) throw error;
-      await sql.query(`ROLLBACK TO SAVEPOINT ${name}`);
+      await sql.query(`ROLLBACK TO SAVEPOINT ${name}`).catch(() => {
+        throw new TransactionOverError(error);
+      });
       throw error;
     }
   }
+}
+
+/** A commit's writes were refused and so was the rollback to their savepoint: the commit fails as a whole, to be retried. */
+class TransactionOverError extends Error {
+  constructor(cause: unknown) {
+    super(`the transaction cannot go on after its writes were refused: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    this.name = 'TransactionOverError';
+  }
+}
+
+/** Nothing more can be written in the transaction: the commit fails (or its outcome is unknown). */
+function transactionOver(error: unknown): boolean {
+  return error instanceof AmbiguousCommitError || error instanceof TransactionOverError;
+}
+
+/** The entries whose changes are known, and the documents of those whose changes are not (to be marked). */
+function byTracking(entries: CommitEntry[]): { tracked: TrackedEntry[]; untracked: string[] } {
+  return {
+    tracked: entries.filter((entry): entry is TrackedEntry => entry.changes !== undefined),
+    untracked: documentNames(entries.filter((entry) => !entry.changes)),
+  };
 }
 
 function documentNames(entries: CommitEntry[]): string[] {

@@ -1,4 +1,4 @@
-import type { Sql } from './database.ts';
+import { runTogether, type Sql, type Statement } from './database.ts';
 import type { DocumentName } from '../documents/name.ts';
 
 /** Makes sure the document has its row; returns its current version (last seq) and whether its tables are marked stale. */
@@ -30,7 +30,12 @@ export async function documentVersion(sql: Sql, name: string): Promise<number | 
 
 /** Marks documents whose audit rows or tables could not be written: they are rebuilt at next load. */
 export async function markTablesStale(sql: Sql, names: string[]): Promise<void> {
-  await sql.query('UPDATE documents SET tables_stale = true WHERE tenant_id = current_tenant() AND name = ANY($1::text[])', [names]);
+  await runTogether(sql, [markTablesStaleStatement(names)]);
+}
+
+/** The same as a statement, to send beside others. */
+export function markTablesStaleStatement(names: string[]): Statement {
+  return { text: 'UPDATE documents SET tables_stale = true WHERE tenant_id = current_tenant() AND name = ANY($1::text[])', params: [names] };
 }
 
 export async function clearTablesStale(sql: Sql, name: string): Promise<void> {

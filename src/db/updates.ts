@@ -48,6 +48,16 @@ export async function appendUpdates(sql: Sql, updates: NewUpdate[]): Promise<num
   return updates.map((u) => seqsByName.get(u.document.name)!.shift()!);
 }
 
+/**
+ * The same append as statements to send ahead of others, for a caller that
+ * predicted the seqs: `lastSeqs` is each document's version once they are
+ * logged. Refused (SQLSTATE CV001, schema/014) when a version is not that,
+ * because another writer logged the document first; the caller rolls back.
+ */
+export function appendAsPredicted(updates: NewUpdate[], lastSeqs: Map<string, number>): Statement[] {
+  return [appendStatement(updates), { text: 'SELECT expect_document_versions($1::text[], $2::bigint[])', params: [[...lastSeqs.keys()], [...lastSeqs.values()]] }];
+}
+
 function appendStatement(updates: NewUpdate[]): Statement {
   return {
     text: `WITH batch AS (

@@ -1,10 +1,10 @@
 import { EventEmitter } from 'node:events';
 import type { CommitPipeline } from '../commit/pipeline.ts';
-import type { UpdateChanges } from '../commit/writer.ts';
+import type { CommitEntry, UpdateChanges } from '../commit/writer.ts';
 import { claimClients, claimKey, type ClientClaim, type ClientOwner } from '../db/client-owners.ts';
 import { AmbiguousCommitError, type Sql } from '../db/database.ts';
 import { lockDocuments } from '../db/documents.ts';
-import { appendUpdates, findLoggedUpdate, type NewUpdate } from '../db/updates.ts';
+import { appendAsPredicted, appendUpdates, findLoggedUpdate, type NewUpdate } from '../db/updates.ts';
 import type { DocumentName } from '../documents/name.ts';
 import { ConcordError } from '../errors.ts';
 import type { Logger } from '../log.ts';
@@ -46,6 +46,15 @@ interface WrittenClaims {
   foreign: Set<Queued>;
 }
 
+type WantedClaim = ClientClaim & { entry: Queued };
+
+/** A group committed: each update's seq, what to do now, and its claims. */
+interface GroupCommitted {
+  seqs: number[];
+  afterCommit(): void;
+  claims: WrittenClaims;
+}
+
 export interface UpdateLogOptions {
   /** Where the group commit runs: one transaction per tenant and batch. */
   storage: Pick<PostgresStorage, 'commit'>;
@@ -63,7 +72,8 @@ export interface UpdateLogOptions {
 /**
  * The durable update log with group commit. `append` queues an update and
  * resolves with its seq once it is committed; one writer drains the queue,
- * writing everything that queued up meanwhile in one transaction per tenant.
+ * writing everything that queued up meanwhile in one transaction per tenant,
+ * in one round trip where the seqs it predicts hold (`commitAsPredicted`).
  * A failed write is retried (with backoff) until it lands: entries stay in
  * order, nothing is dropped, and nothing is acknowledged meanwhile.
  */
@@ -178,27 +188,28 @@ export class UpdateLog extends EventEmitter<UpdateLogEvents> {
     // Once a COMMIT's outcome is lost, every retry must first find out whether
     // it landed: appending again could log the same updates twice.
     let uncertain = false;
-    let outcome: { seqs: number[]; afterCommit(): void; claims: WrittenClaims };
+    let outcome: GroupCommitted;
     try {
       outcome = await retryUntilDone(
         async () => {
           try {
             return await this.options.storage.commit(tenant, async (sql) => {
+              const claims = this.wantedClaims(group);
               if (uncertain) {
                 const landed = await this.findCommitted(sql, group);
                 // Its claims landed with it: writing them again only reads them. What the
                 // pipeline's writers would have remembered of it is lost: they start afresh.
-                if (landed) return { seqs: landed, afterCommit: () => this.options.pipeline.forget(documentNames(group)), claims: await this.writeClaims(sql, group) };
+                if (landed) return { seqs: landed, afterCommit: () => this.options.pipeline.forget(documentNames(group)), claims: await this.writeClaims(sql, claims) };
+              }
+              // A group with claims (made while Postgres did not answer) goes the longer way: they are written after
+              // the append, which locks the documents' rows first, in the same order on every instance.
+              if (claims.length === 0) {
+                const predicted = await this.commitAsPredicted(sql, group);
+                if (predicted) return predicted;
               }
               const seqs = await appendUpdates(sql, group);
-              const claims = await this.writeClaims(sql, group);
-              const entries = group.map((entry, index) => ({
-                update: entry,
-                seq: seqs[index]!,
-                changes: entry.changes,
-                newerQueued: () => this.queuedAfter(entry.document.name, group),
-              }));
-              return { seqs, afterCommit: await this.options.pipeline.write(sql, entries, { lastInTransaction: true }), claims };
+              const written = await this.writeClaims(sql, claims);
+              return { seqs, afterCommit: await this.options.pipeline.write(sql, this.commitEntries(group, seqs), { lastInTransaction: true }), claims: written };
             });
           } catch (error) {
             uncertain ||= error instanceof AmbiguousCommitError;
@@ -229,19 +240,54 @@ export class UpdateLog extends EventEmitter<UpdateLogEvents> {
   }
 
   /**
-   * Writes the claims of clientIDs the group's updates write under that were
-   * made while Postgres did not answer. Should another instance have claimed
-   * one of them first, the update is logged regardless (this instance applied
-   * and relayed it) but never acknowledged.
+   * The group in one round trip: its seqs predicted from the versions this
+   * instance knows, the pipeline's writes built on them and sent with the
+   * append, which Postgres refuses unless the prediction holds. Null when a
+   * document's version is not known here, or when another writer (instance,
+   * API) logged a document first: the transaction is then back to before the
+   * append, to go the longer way (append, then the writes on the seqs it gave).
    */
-  private async writeClaims(sql: Sql, group: Queued[]): Promise<WrittenClaims> {
-    const written: WrittenClaims = { owners: new Map(), foreign: new Set() };
+  private async commitAsPredicted(sql: Sql, group: Queued[]): Promise<GroupCommitted | null> {
+    const lastSeqs = new Map<string, number>();
+    const seqs: number[] = [];
+    for (const entry of group) {
+      const name = entry.document.name;
+      const last = lastSeqs.get(name) ?? this.lastKnownSeq.get(name);
+      if (last === undefined) return null;
+      lastSeqs.set(name, last + 1);
+      seqs.push(last + 1);
+    }
+    const afterCommit = await this.options.pipeline.writeAtOnce(sql, appendAsPredicted(group, lastSeqs), this.commitEntries(group, seqs), { lastInTransaction: true });
+    this.options.metrics.seqPredictions.inc({ outcome: afterCommit ? 'held' : 'missed' });
+    return afterCommit && { seqs, afterCommit, claims: { owners: new Map(), foreign: new Set() } };
+  }
+
+  private commitEntries(group: Queued[], seqs: number[]): CommitEntry[] {
+    return group.map((entry, index) => ({
+      update: entry,
+      seq: seqs[index]!,
+      changes: entry.changes,
+      newerQueued: () => this.queuedAfter(entry.document.name, group),
+    }));
+  }
+
+  /** Claims of clientIDs the group's updates write under that were made while Postgres did not answer. */
+  private wantedClaims(group: Queued[]): WantedClaim[] {
     const claims = this.options.claims;
-    if (!claims) return written;
-    const wanted = group.flatMap((entry) =>
+    if (!claims) return [];
+    return group.flatMap((entry) =>
       // Claimed for whom the instance gave it to: an update may carry another user's parked content it filled in.
-      claims.unconfirmed(entry.document.name, entry.update).map(({ client, owner }): ClientClaim & { entry: Queued } => ({ name: entry.document.name, client, ...owner, entry })),
+      claims.unconfirmed(entry.document.name, entry.update).map(({ client, owner }): WantedClaim => ({ name: entry.document.name, client, ...owner, entry })),
     );
+  }
+
+  /**
+   * Writes the wanted claims. Should another instance have claimed one of
+   * them first, the update is logged regardless (this instance applied and
+   * relayed it) but never acknowledged.
+   */
+  private async writeClaims(sql: Sql, wanted: WantedClaim[]): Promise<WrittenClaims> {
+    const written: WrittenClaims = { owners: new Map(), foreign: new Set() };
     if (wanted.length === 0) return written;
     const owners = await claimClients(sql, wanted);
     for (const claim of wanted) {

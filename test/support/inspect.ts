@@ -1,10 +1,11 @@
+import { afterAll, beforeAll } from 'vitest';
 import type { Config } from '../../src/config.ts';
 import { loadConfig } from '../../src/config.ts';
 import type { Database, Sql } from '../../src/db/database.ts';
 import { createLogger } from '../../src/log.ts';
 import { openDatabase } from '../../src/database.ts';
 import { migrate } from '../../src/db/migrate.ts';
-import type { TestStorage } from './database.ts';
+import { createStorage, type TestStorage } from './database.ts';
 import { fromWire, toWire } from './wire.ts';
 
 /**
@@ -22,6 +23,27 @@ export async function openMigratedDatabase(storage: TestStorage): Promise<Databa
   const db = await openTestDatabase(storage);
   await migrate(db);
   return db;
+}
+
+/**
+ * A fresh migrated database on `kind` for the suite that calls this: opened
+ * before its tests, handed to `opened` (to keep, and to set up what the suite
+ * needs), closed and dropped after them. Nothing when the backend is skipped
+ * (`reason`).
+ */
+export function suiteDatabase(kind: TestStorage['kind'], reason: string, opened: (db: Database) => Promise<unknown> | void): void {
+  let storage: TestStorage | undefined;
+  let db: Database | undefined;
+  beforeAll(async () => {
+    if (reason) return;
+    storage = await createStorage(kind);
+    db = await openMigratedDatabase(storage);
+    await opened(db);
+  });
+  afterAll(async () => {
+    await db?.close();
+    await storage?.drop();
+  });
 }
 
 async function windowOpen(port: number): Promise<boolean> {
