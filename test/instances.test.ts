@@ -168,11 +168,11 @@ describe.skipIf(!postgresUrl)(postgresTitle('several instances through Redis'), 
     expect(logged.filter((row) => row.user_id === 'bob')).toHaveLength(bobUpdates.count);
     const metrics = await Promise.all(servers.map((server) => server.metrics()));
     for (const series of metrics) expect(series.get('concord_orphans_recovered_total')).toBe(0);
-    // Each instance's commits went in one round trip on the seqs it predicted, until the other had logged the
-    // document since: those were sent again the longer way. Both happened, and the log and audit rows below are exact.
+    // Alice's commits went in one round trip on the seqs her instance predicted until Bob's instance logged the
+    // document too; then a prediction missed and was sent again the longer way. The log and audit rows below are exact.
     const predictions = (outcome: string) => metrics.map((series) => series.get(`concord_commit_seq_predictions_total{outcome="${outcome}"}`) ?? 0);
-    expect(predictions('held').every((count) => count > 0)).toBe(true);
-    expect(predictions('missed').some((count) => count > 0)).toBe(true);
+    expect(predictions('held')[0]).toBeGreaterThan(0);
+    expect(Math.max(...predictions('missed'))).toBeGreaterThan(0);
     const contents = logged.map((row) => Buffer.from(row.update).toString('hex'));
     expect(new Set(contents).size).toBe(contents.length);
     expect(await fromLog(db, name)).toEqual(rendered(alice, name));

@@ -83,6 +83,12 @@ export class UpdateLog extends EventEmitter<UpdateLogEvents> {
   /** Per document: how many updates wait, and the commit of the newest. */
   private readonly pending = new Map<string, { count: number; newest: Promise<unknown> }>();
   private readonly lastKnownSeq = new Map<string, number>();
+  /**
+   * Documents another writer (instance) logged in between this instance's
+   * commits, as its latest commit of them found: they go the longer way,
+   * unpredicted, until a commit finds that no one did (see `noteContention`).
+   */
+  private readonly contended = new Set<string>();
   private drainWaiters: Array<{ name?: string; resolve(): void }> = [];
   private readonly closing = new AbortController();
   private writing = false;
@@ -150,7 +156,9 @@ export class UpdateLog extends EventEmitter<UpdateLogEvents> {
   }
 
   forget(name: string): void {
-    if (!this.hasPending(name)) this.lastKnownSeq.delete(name);
+    if (this.hasPending(name)) return;
+    this.lastKnownSeq.delete(name);
+    this.contended.delete(name);
   }
 
   /** Stops retrying; whatever is not committed yet is rejected (and so never acknowledged). */
@@ -208,6 +216,7 @@ export class UpdateLog extends EventEmitter<UpdateLogEvents> {
                 if (predicted) return predicted;
               }
               const seqs = await appendUpdates(sql, group);
+              this.noteContention(group, seqs);
               const written = await this.writeClaims(sql, claims);
               return { seqs, afterCommit: await this.options.pipeline.write(sql, this.commitEntries(group, seqs), { lastInTransaction: true }), claims: written };
             });
@@ -243,9 +252,10 @@ export class UpdateLog extends EventEmitter<UpdateLogEvents> {
    * The group in one round trip: its seqs predicted from the versions this
    * instance knows, the pipeline's writes built on them and sent with the
    * append, which Postgres refuses unless the prediction holds. Null when a
-   * document's version is not known here, or when another writer (instance,
-   * API) logged a document first: the transaction is then back to before the
-   * append, to go the longer way (append, then the writes on the seqs it gave).
+   * document's version is not known here or it is contended, or when another
+   * writer (instance) logged a document first: the transaction is then back
+   * to before the append, to go the longer way (append, then the writes on the
+   * seqs it gave), and the group's documents are contended.
    */
   private async commitAsPredicted(sql: Sql, group: Queued[]): Promise<GroupCommitted | null> {
     const lastSeqs = new Map<string, number>();
@@ -253,13 +263,30 @@ export class UpdateLog extends EventEmitter<UpdateLogEvents> {
     for (const entry of group) {
       const name = entry.document.name;
       const last = lastSeqs.get(name) ?? this.lastKnownSeq.get(name);
-      if (last === undefined) return null;
+      if (last === undefined || this.contended.has(name)) return null;
       lastSeqs.set(name, last + 1);
       seqs.push(last + 1);
     }
     const afterCommit = await this.options.pipeline.writeAtOnce(sql, appendAsPredicted(group, lastSeqs), this.commitEntries(group, seqs), { lastInTransaction: true });
     this.options.metrics.seqPredictions.inc({ outcome: afterCommit ? 'held' : 'missed' });
+    if (!afterCommit) for (const name of lastSeqs.keys()) this.contended.add(name);
     return afterCommit && { seqs, afterCommit, claims: { owners: new Map(), foreign: new Set() } };
+  }
+
+  /**
+   * What the seqs a commit got say of its documents: one whose first seq
+   * follows the version this instance knew was logged by no one else in
+   * between, so its next commits are predicted again; another was, and is
+   * contended. While another instance writes a document too, most predictions
+   * would miss, and a miss costs more round trips than it saves.
+   */
+  private noteContention(group: Queued[], seqs: number[]): void {
+    for (const name of documentNames(group)) {
+      const known = this.lastKnownSeq.get(name);
+      if (known === undefined) continue;
+      if (seqs[group.findIndex((entry) => entry.document.name === name)] === known + 1) this.contended.delete(name);
+      else this.contended.add(name);
+    }
   }
 
   private commitEntries(group: Queued[], seqs: number[]): CommitEntry[] {
