@@ -166,13 +166,9 @@ describe.skipIf(!postgresUrl)(postgresTitle('several instances through Redis'), 
     expect(logged).toHaveLength(1 + aliceUpdates.count + bobUpdates.count);
     expect(logged.filter((row) => row.user_id === 'alice')).toHaveLength(1 + aliceUpdates.count);
     expect(logged.filter((row) => row.user_id === 'bob')).toHaveLength(bobUpdates.count);
-    const metrics = await Promise.all(servers.map((server) => server.metrics()));
-    for (const series of metrics) expect(series.get('concord_orphans_recovered_total')).toBe(0);
-    // Alice's commits went in one round trip on the seqs her instance predicted until Bob's instance logged the
-    // document too; then a prediction missed and was sent again the longer way. The log and audit rows below are exact.
-    const predictions = (outcome: string) => metrics.map((series) => series.get(`concord_commit_seq_predictions_total{outcome="${outcome}"}`) ?? 0);
-    expect(predictions('held')[0]).toBeGreaterThan(0);
-    expect(Math.max(...predictions('missed'))).toBeGreaterThan(0);
+    // Both instances commit on the seqs they predict, and miss whenever the other logged the document in between:
+    // the log, audit rows and tables below are exact either way.
+    for (const server of servers) expect((await server.metrics()).get('concord_orphans_recovered_total')).toBe(0);
     const contents = logged.map((row) => Buffer.from(row.update).toString('hex'));
     expect(new Set(contents).size).toBe(contents.length);
     expect(await fromLog(db, name)).toEqual(rendered(alice, name));
