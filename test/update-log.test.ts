@@ -255,6 +255,21 @@ describe.each(backends)('a commit on predicted seqs on $kind', ({ kind, reason }
     for (const log of logs) log.close();
   });
 
+  it('an update whose changes could not be read goes in the same round trip: logged, its document marked for its tables to be rebuilt, no writer row', async ({ skip }) => {
+    skip(!!reason, reason);
+    const metrics = createMetrics();
+    const log = updateLogOn(db, { writers: [seqRecorder], metrics });
+    const name = 'acme/quote/untracked';
+    const doc = new Y.Doc();
+    const updates = [edit(doc, 1), edit(doc, 2)];
+    await append(log, name, updates[0]!);
+    expect(await log.append({ document: parseDocumentName(name), update: updates[1]!, userId: 'alice', origin: 'client', receivedAt: new Date() })).toBe(2);
+    expect(await predictions(metrics)).toEqual({ held: 1 });
+    expect(await expectExact(name, updates)).toEqual({ written: 1, matching: 1 });
+    expect(await rowsOf(db, 'acme', 'SELECT tables_stale FROM documents WHERE name = $1', [name])).toEqual([{ tables_stale: true }]);
+    log.close();
+  });
+
   it('writes Postgres refuses in a commit on predicted seqs are rolled back with its append; the longer way then logs every update once and marks the refused document', async ({ skip }) => {
     skip(!!reason, reason);
     const metrics = createMetrics();

@@ -48,6 +48,10 @@ interface WrittenClaims {
 
 type WantedClaim = ClientClaim & { entry: Queued };
 
+function noClaims(): WrittenClaims {
+  return { owners: new Map(), foreign: new Set() };
+}
+
 /** A group committed: each update's seq, what to do now, and its claims. */
 interface GroupCommitted {
   seqs: number[];
@@ -255,7 +259,7 @@ export class UpdateLog extends EventEmitter<UpdateLogEvents> {
    * document's version is not known here or it is contended, or when another
    * writer (instance) logged a document first: the transaction is then back
    * to before the append, to go the longer way (append, then the writes on the
-   * seqs it gave), and the group's documents are contended.
+   * seqs it gave), whose seqs tell which documents are contended.
    */
   private async commitAsPredicted(sql: Sql, group: Queued[]): Promise<GroupCommitted | null> {
     const lastSeqs = new Map<string, number>();
@@ -269,8 +273,7 @@ export class UpdateLog extends EventEmitter<UpdateLogEvents> {
     }
     const afterCommit = await this.options.pipeline.writeAtOnce(sql, appendAsPredicted(group, lastSeqs), this.commitEntries(group, seqs), { lastInTransaction: true });
     this.options.metrics.seqPredictions.inc({ outcome: afterCommit ? 'held' : 'missed' });
-    if (!afterCommit) for (const name of lastSeqs.keys()) this.contended.add(name);
-    return afterCommit && { seqs, afterCommit, claims: { owners: new Map(), foreign: new Set() } };
+    return afterCommit && { seqs, afterCommit, claims: noClaims() };
   }
 
   /**
@@ -314,7 +317,7 @@ export class UpdateLog extends EventEmitter<UpdateLogEvents> {
    * relayed it) but never acknowledged.
    */
   private async writeClaims(sql: Sql, wanted: WantedClaim[]): Promise<WrittenClaims> {
-    const written: WrittenClaims = { owners: new Map(), foreign: new Set() };
+    const written = noClaims();
     if (wanted.length === 0) return written;
     const owners = await claimClients(sql, wanted);
     for (const claim of wanted) {
