@@ -221,6 +221,27 @@ describe.each(backends)('a commit on predicted seqs on $kind', ({ kind, reason }
     log.close();
   });
 
+  it('a document loaded before it was ever written has its first commit predicted too; one another writer created first goes the longer way', async ({ skip }) => {
+    skip(!!reason, reason);
+    const metrics = createMetrics();
+    const log = updateLogOn(db, { writers: [seqRecorder], metrics });
+    const [alone, taken] = ['acme/quote/new-alone', 'acme/quote/new-taken'];
+    // What loading a document that was never written tells the log.
+    for (const name of [alone, taken]) log.noteVersion(name, 0);
+    const [aloneDoc, takenDoc] = [new Y.Doc(), new Y.Doc()];
+    const aloneUpdate = edit(aloneDoc, 1);
+    const takenUpdates = [edit(takenDoc, 1), edit(takenDoc, 2)];
+
+    expect(await append(log, alone, aloneUpdate)).toBe(1);
+    expect(await predictions(metrics)).toEqual({ held: 1 });
+    expect(await new PostgresStorage(db).append('acme', [{ document: parseDocumentName(taken), update: takenUpdates[0]!, userId: 'bob', origin: 'api', receivedAt: new Date() }])).toEqual([1]);
+    expect(await append(log, taken, takenUpdates[1]!)).toBe(2);
+    expect(await predictions(metrics)).toEqual({ held: 1, missed: 1 });
+    expect(await expectExact(alone, [aloneUpdate])).toEqual({ written: 1, matching: 1 });
+    expect(await expectExact(taken, takenUpdates)).toEqual({ written: 1, matching: 1 });
+    log.close();
+  });
+
   it('two logs (two instances) writing one document, in turn and at once: every update logged once, without a gap, each writer row at its update\'s seq; predicted again once one writes alone', async ({ skip }) => {
     skip(!!reason, reason);
     const metrics = [createMetrics(), createMetrics()];

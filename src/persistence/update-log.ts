@@ -154,9 +154,9 @@ export class UpdateLog extends EventEmitter<UpdateLogEvents> {
     return new Promise((resolve) => this.drainWaiters.push({ name, resolve }));
   }
 
-  /** The last seq this instance knows for a document (from loading or committing). */
+  /** The last seq this instance knows for a document (from loading or committing; 0: loaded, never written). */
   noteVersion(name: string, seq: number): void {
-    if (seq > (this.lastKnownSeq.get(name) ?? 0)) this.lastKnownSeq.set(name, seq);
+    if (seq > (this.lastKnownSeq.get(name) ?? -1)) this.lastKnownSeq.set(name, seq);
   }
 
   forget(name: string): void {
