@@ -70,6 +70,15 @@ function machineTicks(): [number, number, number] {
   return [busy, steal!, busy + idle! + iowait! + steal!];
 }
 
+/** Starts a window over the whole machine's CPU; the returned function ends it: the share of all CPU time no one used. */
+export function idleShare(): () => number {
+  const [busy0, steal0, total0] = machineTicks();
+  return () => {
+    const [busy, steal, total] = machineTicks();
+    return total > total0 ? 1 - (busy - busy0 + steal - steal0) / (total - total0) : 0;
+  };
+}
+
 function bootTicks(): number {
   return Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]) * (1000 / MS_PER_TICK);
 }

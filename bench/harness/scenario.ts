@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { matchDeliveries, summarize } from './deliveries.ts';
 import type { Deployment, DeploymentOptions, TargetKind } from './deployment.ts';
+import { idleShare } from './machine.ts';
 import type { LoadPool, Phase, PhaseReport } from './load.ts';
 import { fixed } from './stats.ts';
 
@@ -55,6 +56,10 @@ export interface PhaseOutcome {
   seconds: number;
   /** Server CPU over the phase, in cores (1 = one core busy all the time). */
   serverCores: number;
+  /** The CPU of the deployment's PostgreSQL backends over the phase, in cores (0 without PostgreSQL). */
+  postgresCores: number;
+  /** Share of the whole machine's CPU time no one used during the phase. */
+  machineIdle: number;
   /** Server resident memory at the end of the phase, and the most it reached (sampled every second). */
   rssBytes: number;
   peakRssBytes: number;
@@ -63,6 +68,8 @@ export interface PhaseOutcome {
 /** Runs one phase of activity for `seconds`, lets what is on its way arrive, and collects the reports. */
 export async function runPhase(deployment: Deployment, pool: LoadPool, phase: Phase, seconds: number, settleMs = 1_000): Promise<PhaseOutcome> {
   const before = deployment.usage();
+  const postgresBefore = deployment.postgresCpuMs();
+  const idle = idleShare();
   let peakRssBytes = before.rssBytes;
   const sampler = setInterval(() => (peakRssBytes = Math.max(peakRssBytes, deployment.usage().rssBytes)), 1_000);
   const startedAt = performance.now();
@@ -74,11 +81,15 @@ export async function runPhase(deployment: Deployment, pool: LoadPool, phase: Ph
   }
   const after = deployment.usage();
   const elapsed = (performance.now() - startedAt) / 1000;
+  const postgresCores = (deployment.postgresCpuMs() - postgresBefore) / 1000 / elapsed;
+  const machineIdle = idle();
   const reports = await pool.stop(settleMs);
   return {
     reports,
     seconds: elapsed,
     serverCores: (after.cpuMs - before.cpuMs) / 1000 / elapsed,
+    postgresCores,
+    machineIdle,
     rssBytes: after.rssBytes,
     peakRssBytes: Math.max(peakRssBytes, after.rssBytes),
   };
@@ -135,7 +146,8 @@ export function loadNote(name: string, outcome: PhaseOutcome): string {
   const examples = reports.flatMap((r) => r.problems).slice(0, 3);
   return (
     `${name}: server ${fixed(outcome.serverCores * 100, 0)}% of a core, RSS ${fixed(outcome.rssBytes / 2 ** 20, 0)} MiB; ` +
-    `${reports.length} load processes used ${fixed(cpu * 100, 0)}% of a core, event-loop delay p99 ≤ ${fixed(delay, 1)} ms` +
+    (outcome.postgresCores > 0 ? `PostgreSQL backends ${fixed(outcome.postgresCores * 100, 0)}% of a core; ` : '') +
+    `${reports.length} load processes used ${fixed(cpu * 100, 0)}% of a core, event-loop delay p99 ≤ ${fixed(delay, 1)} ms; machine ${fixed(outcome.machineIdle * 100, 0)}% idle` +
     (problems ? `; ${problems} client problem(s), e.g. ${examples.join(' | ')}` : '')
   );
 }

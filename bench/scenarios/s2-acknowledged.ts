@@ -61,9 +61,7 @@ async function measureOn(run: RunContext, storage: 'postgres' | 'pglite'): Promi
   await phase(paced, warmUp, 'warm-up');
   const pacedOutcome = await phase(paced, seconds, `paced at ${PACED_RATE}/s`);
   await phase(one, warmUp, 'warm-up');
-  const postgresBefore = deployment.postgresCpuMs();
   const oneOutcome = await phase(one, seconds, 'one writer, full speed');
-  const postgresCores = (deployment.postgresCpuMs() - postgresBefore) / 1000 / oneOutcome.seconds;
   const pacedAcks = spread(ackLatencies(pacedOutcome.reports));
   const figures: Record<string, number> = {
     pacedP50: pacedAcks.p50,
@@ -77,9 +75,6 @@ async function measureOn(run: RunContext, storage: 'postgres' | 'pglite'): Promi
   const manyOutcome = await phase({ many: { window: WINDOW } }, seconds, `${MANY_WRITERS} writers, full speed`);
   figures.manyRate = acknowledgedRate(manyOutcome);
   figures.manyP99 = spread(ackLatencies(manyOutcome.reports)).p99;
-  if (run.kind === 'concord') {
-    run.note(`one writer, full speed: its PostgreSQL backends used ${fixed(postgresCores * 100, 0)}% of a core besides the server's ${fixed(oneOutcome.serverCores * 100, 0)}%`);
-    run.note(await verifyStored(deployment, documents, edits + documents.length));
-  }
+  if (run.kind === 'concord') run.note(await verifyStored(deployment, documents, edits + documents.length));
   return figures;
 }
