@@ -283,6 +283,12 @@ describe('jsonb parameters', () => {
     );
   });
 
+  it('keep a key named __proto__ as a key when they clean a value (an assignment would set the copy\'s prototype)', () => {
+    const value = JSON.parse('{"__proto__": [1], "note": "a\\u0000b"}');
+    expect(pgJson(value)).toBe('{"__proto__":[1],"note":"a\uFFFDb"}');
+    expect(Object.getPrototypeOf(toPgJson(value))).toBe(Object.prototype);
+  });
+
   it('cut off what is nested deeper than 100 levels, clean or not', () => {
     let deep: unknown = 'bottom';
     for (let i = 0; i < 150; i++) deep = i % 2 === 0 ? [deep] : { inner: deep };

@@ -28,12 +28,13 @@ export function toPgJson(value: unknown, depth = 0): Json {
   if (depth >= MAX_DEPTH || typeof value !== 'object') return null;
   if (Array.isArray(value)) return value.map((item) => toPgJson(item, depth + 1));
   if (Object.getPrototypeOf(value) !== Object.prototype) return null;
-  const clean: Record<string, Json> = {};
+  const clean: Array<[string, Json]> = [];
   for (const key of Object.keys(value)) {
     const inner = (value as Record<string, unknown>)[key];
-    if (inner !== undefined) clean[pgText(key)] = toPgJson(inner, depth + 1);
+    if (inner !== undefined) clean.push([pgText(key), toPgJson(inner, depth + 1)]);
   }
-  return clean;
+  // Each key becomes an own property, `__proto__` too: assigning that one would set the copy's prototype instead.
+  return Object.fromEntries(clean);
 }
 
 /**
