@@ -172,6 +172,16 @@ describe.each(backends)('a commit on predicted seqs on $kind', ({ kind, reason }
   const append = (log: UpdateLog, name: string, update: Uint8Array) =>
     log.append({ document: parseDocumentName(name), update, userId: 'alice', origin: 'client', receivedAt: new Date(), changes: {} as UpdateChanges });
 
+  /** One instance's log, its writer recording each seq it is given, and the metrics counting its predictions. */
+  function recordingLog(log = createLogger('silent')) {
+    const metrics = createMetrics();
+    return { metrics, log: updateLogOn(db, { writers: [seqRecorder], metrics, log }) };
+  }
+
+  /** Another writer (another instance, or the API) logs `update`: the seqs it got. */
+  const logElsewhere = (name: string, update: Uint8Array) =>
+    new PostgresStorage(db).append('acme', [{ document: parseDocumentName(name), update, userId: 'bob', origin: 'api', receivedAt: new Date() }]);
+
   /** Every update of `name` is logged once, seqs without a gap, and the writer was given, for each one it wrote, the seq the log holds. */
   async function expectExact(name: string, updates: Uint8Array[]) {
     const logged = await loggedUpdates(db, 'acme', name);
@@ -189,8 +199,7 @@ describe.each(backends)('a commit on predicted seqs on $kind', ({ kind, reason }
 
   it('goes in one round trip on the seqs the log knows; after another writer logged the document, it is sent again the longer way, and so is the next, each update logged once', async ({ skip }) => {
     skip(!!reason, reason);
-    const metrics = createMetrics();
-    const log = updateLogOn(db, { writers: [seqRecorder], metrics });
+    const { metrics, log } = recordingLog();
     const name = 'acme/quote/predicted';
     const doc = new Y.Doc();
     const updates = [1, 2, 3, 4, 5, 6].map((value) => edit(doc, value));
@@ -200,7 +209,7 @@ describe.each(backends)('a commit on predicted seqs on $kind', ({ kind, reason }
     expect(await predictions(metrics)).toEqual({ held: 1 });
 
     // Another instance (or the API) logs the next update: the seq this log would predict is taken.
-    expect(await new PostgresStorage(db).append('acme', [{ document: parseDocumentName(name), update: updates[2]!, userId: 'bob', origin: 'api', receivedAt: new Date() }])).toEqual([3]);
+    expect(await logElsewhere(name, updates[2]!)).toEqual([3]);
     expect(await append(log, name, updates[3]!)).toBe(4);
     expect(await predictions(metrics)).toEqual({ held: 1, missed: 1 });
     // Having missed, the document goes the longer way at once, until a commit finds no one else logged it in between.
@@ -223,8 +232,7 @@ describe.each(backends)('a commit on predicted seqs on $kind', ({ kind, reason }
 
   it('a document loaded before it was ever written has its first commit predicted too; one another writer created first goes the longer way', async ({ skip }) => {
     skip(!!reason, reason);
-    const metrics = createMetrics();
-    const log = updateLogOn(db, { writers: [seqRecorder], metrics });
+    const { metrics, log } = recordingLog();
     const [alone, taken] = ['acme/quote/new-alone', 'acme/quote/new-taken'];
     // What loading a document that was never written tells the log.
     for (const name of [alone, taken]) log.noteVersion(name, 0);
@@ -234,7 +242,7 @@ describe.each(backends)('a commit on predicted seqs on $kind', ({ kind, reason }
 
     expect(await append(log, alone, aloneUpdate)).toBe(1);
     expect(await predictions(metrics)).toEqual({ held: 1 });
-    expect(await new PostgresStorage(db).append('acme', [{ document: parseDocumentName(taken), update: takenUpdates[0]!, userId: 'bob', origin: 'api', receivedAt: new Date() }])).toEqual([1]);
+    expect(await logElsewhere(taken, takenUpdates[0]!)).toEqual([1]);
     expect(await append(log, taken, takenUpdates[1]!)).toBe(2);
     expect(await predictions(metrics)).toEqual({ held: 1, missed: 1 });
     expect(await expectExact(alone, [aloneUpdate])).toEqual({ written: 1, matching: 1 });
@@ -244,8 +252,8 @@ describe.each(backends)('a commit on predicted seqs on $kind', ({ kind, reason }
 
   it('two logs (two instances) writing one document, in turn and at once: every update logged once, without a gap, each writer row at its update\'s seq; predicted again once one writes alone', async ({ skip }) => {
     skip(!!reason, reason);
-    const metrics = [createMetrics(), createMetrics()];
-    const logs = metrics.map((metric) => updateLogOn(db, { writers: [seqRecorder], metrics: metric }));
+    const instances = [recordingLog(), recordingLog()];
+    const [metrics, logs] = [instances.map((instance) => instance.metrics), instances.map((instance) => instance.log)];
     const name = 'acme/quote/two-logs';
     const doc = new Y.Doc();
     const updates: Uint8Array[] = [];
@@ -278,8 +286,7 @@ describe.each(backends)('a commit on predicted seqs on $kind', ({ kind, reason }
 
   it('an update whose changes could not be read goes in the same round trip: logged, its document marked for its tables to be rebuilt, no writer row', async ({ skip }) => {
     skip(!!reason, reason);
-    const metrics = createMetrics();
-    const log = updateLogOn(db, { writers: [seqRecorder], metrics });
+    const { metrics, log } = recordingLog();
     const name = 'acme/quote/untracked';
     const doc = new Y.Doc();
     const updates = [edit(doc, 1), edit(doc, 2)];
@@ -293,11 +300,10 @@ describe.each(backends)('a commit on predicted seqs on $kind', ({ kind, reason }
 
   it('writes Postgres refuses in a commit on predicted seqs are rolled back with its append; the longer way then logs every update once and marks the refused document', async ({ skip }) => {
     skip(!!reason, reason);
-    const metrics = createMetrics();
     const errors = vi.fn();
     const logger = createLogger('silent');
     logger.error = errors as never;
-    const log = updateLogOn(db, { writers: [seqRecorder], metrics, log: logger });
+    const { metrics, log } = recordingLog(logger);
     const [a, b] = ['acme/quote/refused-a', 'acme/quote/refused-b'];
     const docs = [new Y.Doc(), new Y.Doc()];
     const first = docs.map((doc) => edit(doc, 1));
