@@ -28,4 +28,4 @@ EXPOSE 8787
 HEALTHCHECK --interval=10s --timeout=3s CMD node -e "fetch('http://127.0.0.1:'+process.env.PORT+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
 # Node 24 runs the TypeScript sources directly (type stripping): no build step.
 # The Node flags are `npm start`'s (package.json): see docs/deployment.md.
-CMD ["node", "--max-semi-space-size=16", "src/main.ts"]
+CMD ["node", "--max-semi-space-size=32", "src/main.ts"]
