@@ -65,7 +65,8 @@ describe.skipIf(!postgresUrl)(postgresTitle('several instances through Redis'), 
     alice.provider.setAwarenessField('focus', { field: 'title' });
     alice.provider.setAwarenessField('status', 'editing');
     bob.provider.setAwarenessField('focus', { lineId: 'l1', field: 'quantity' });
-    await waitFor('alice\'s cursor on instance 2', () => stateOf(bob, alice)?.cursor?.head === 5);
+    // Her three fields go out as three awareness updates: wait for the last, as presence is read below.
+    await waitFor('alice\'s cursor and status on instance 2', () => stateOf(bob, alice)?.cursor?.head === 5 && stateOf(bob, alice)?.status === 'editing');
     await waitFor('bob\'s focus on instance 1', () => stateOf(alice, bob)?.focus?.lineId === 'l1');
     expect(stateOf(bob, alice)!.user).toMatchObject({ id: 'alice', name: 'ALICE' });
     expect(stateOf(alice, bob)!.user).toMatchObject({ id: 'bob', name: 'BOB' });
