@@ -70,12 +70,22 @@ function machineTicks(): [number, number, number] {
   return [busy, steal!, busy + idle! + iowait! + steal!];
 }
 
-/** Starts a window over the whole machine's CPU; the returned function ends it: the share of all CPU time no one used. */
-export function idleShare(): () => number {
+/** Starts a window over the whole machine's CPU; the returned function ends it: busy and stolen ticks, as shares of all, and all. */
+function machineWindow(): () => { busy: number; steal: number; ticks: number } {
   const [busy0, steal0, total0] = machineTicks();
   return () => {
     const [busy, steal, total] = machineTicks();
-    return total > total0 ? 1 - (busy - busy0 + steal - steal0) / (total - total0) : 0;
+    const ticks = total - total0;
+    return ticks > 0 ? { busy: (busy - busy0) / ticks, steal: (steal - steal0) / ticks, ticks } : { busy: 0, steal: 0, ticks };
+  };
+}
+
+/** Starts a window over the whole machine's CPU; the returned function ends it: the share of all CPU time no one used. */
+export function idleShare(): () => number {
+  const machine = machineWindow();
+  return () => {
+    const { busy, steal, ticks } = machine();
+    return ticks > 0 ? 1 - busy - steal : 0;
   };
 }
 
@@ -104,7 +114,7 @@ export interface Noise {
  * with other settings) keeps what it used.
  */
 export function watchNoise(ours: () => number[]): () => Noise {
-  const [busy0, steal0, total0] = machineTicks();
+  const machine = machineWindow();
   const startedAt = bootTicks();
   /** CPU of each process at the window's start (0 for one started inside it), and when last seen. */
   const [first, last] = [new Map<number, number>(), new Map<number, number>()];
@@ -122,17 +132,10 @@ export function watchNoise(ours: () => number[]): () => Noise {
   return () => {
     clearInterval(sampler);
     sample();
-    const [busy1, steal1, total1] = machineTicks();
+    const { busy, steal, ticks } = machine();
     let oursMs = 0;
     for (const [pid, cpuMs] of last) oursMs += cpuMs - first.get(pid)!;
-    const total = total1 - total0;
-    const busy = (busy1 - busy0) / total;
-    return {
-      steal: (steal1 - steal0) / total,
-      busy,
-      others: Math.max(0, busy - oursMs / MS_PER_TICK / total),
-      load: loadavg()[0]!,
-    };
+    return { steal, busy, others: Math.max(0, busy - oursMs / MS_PER_TICK / ticks), load: loadavg()[0]! };
   };
 }
 
