@@ -76,7 +76,7 @@ export async function createConcord(config: Config, log: Logger) {
 
   const storage = new PostgresStorage(db);
   const postgresDocuments = new PostgresDocuments(db);
-  const checkpointer = new Checkpointer(storage, config.CHECKPOINT_EVERY, log, metrics);
+  const checkpointer = new Checkpointer({ storage, every: config.CHECKPOINT_EVERY, keepBytes: config.CHECKPOINT_KEEP_BYTES, log, metrics });
   const retention = config.HISTORY_RETENTION_DAYS ? historyRetention(pruneTarget(config, db, checkpointer, log), config.HISTORY_RETENTION_DAYS) : null;
   // What a commit writes besides the log, in the same transaction (the acknowledgement waits for all of it).
   const events = new EventWriter();

@@ -24,7 +24,7 @@ async function importedLog(count: number) {
   for (let value = 1; value <= count; value++) source.getMap('quote').set('discountPct', value);
   await storage.append('acme', updates.map((update) => ({ document, update, userId: 'importer', origin: 'client' as const, receivedAt: new Date() })));
   const metrics = createMetrics();
-  checkpointer = new Checkpointer(storage, EVERY, createLogger('silent', 2), metrics);
+  checkpointer = new Checkpointer({ storage, every: EVERY, keepBytes: 0, log: createLogger('silent', 2), metrics });
   const written = async () => (await metrics.checkpointsWritten.get()).values[0]?.value ?? 0;
   return { storage, checkpointer, written };
 }
@@ -56,5 +56,96 @@ describe('checkpoints for version reads', () => {
     await checkpointer.close();
     await expect(checkpointer.checkpointNear(document, 12)).rejects.toThrow();
     expect(await written()).toBe(0);
+  });
+});
+
+/** MemoryStorage counting its full loads (newest checkpoint and the updates after it). */
+class CountingStorage extends MemoryStorage {
+  loads = 0;
+
+  override async load(...args: Parameters<MemoryStorage['load']>) {
+    this.loads += 1;
+    return super.load(...args);
+  }
+}
+
+/** A live document: each `edit` logs updates (overwritten values, typing, deletions) and reports them as the update log does, then waits for the checkpoint. */
+function liveDocument(keepBytes: number) {
+  const storage = new CountingStorage();
+  const source = new Y.Doc();
+  checkpointer = new Checkpointer({ storage, every: EVERY, keepBytes, log: createLogger('silent', 2), metrics: createMetrics() });
+  const live = checkpointer;
+  let seq = 0;
+  /** The source's content after each seq. */
+  const contents = new Map<number, { quote: unknown; notes: string }>();
+  const edit = async (count: number) => {
+    const updates: Uint8Array[] = [];
+    const collect = (update: Uint8Array) => updates.push(update);
+    source.on('update', collect);
+    for (let i = 1; i <= count; i++) {
+      source.transact(() => {
+        source.getMap('quote').set('discountPct', seq + i);
+        const notes = source.getText('notes');
+        notes.insert(notes.length, `word ${seq + i} `);
+        if ((seq + i) % 3 === 0) notes.delete(0, 2);
+      });
+      contents.set(seq + i, { quote: source.getMap('quote').toJSON(), notes: source.getText('notes').toString() });
+    }
+    source.off('update', collect);
+    await storage.append('acme', updates.map((update) => ({ document, update, userId: 'editor', origin: 'client' as const, receivedAt: new Date() })));
+    seq += count;
+    live.advance(document, seq);
+    await expect.poll(() => live.writesUnderWay).toBe(0);
+  };
+  /** Each checkpoint's state and compact state hold the log's content at its seq. */
+  const expectExact = async (seqs: number[]) => {
+    for (const at of seqs) {
+      const { checkpoint } = (await storage.load(document, at))!;
+      expect(checkpoint?.seq).toBe(at);
+      for (const state of [checkpoint!.state, (await storage.loadCompact(document, at))!.checkpoint!.compact]) {
+        const built = new Y.Doc();
+        Y.applyUpdate(built, state);
+        expect({ quote: built.getMap('quote').toJSON(), notes: built.getText('notes').toString() }).toEqual(contents.get(at));
+      }
+    }
+  };
+  return { storage, edit, expectExact, live };
+}
+
+describe('checkpoints of live documents', () => {
+  it.each([
+    { keepBytes: 1024 * 1024, loads: 1, what: 'builds each next one from the document the worker kept, reading only the updates since' },
+    { keepBytes: 0, loads: 3, what: 'with CHECKPOINT_KEEP_BYTES=0 replays each from the stored checkpoint' },
+  ])('$what; every checkpoint is the log at its seq', async ({ keepBytes, loads }) => {
+    const { storage, edit, expectExact } = liveDocument(keepBytes);
+    await edit(7);
+    await edit(6);
+    await edit(5);
+    expect(storage.loads).toBe(loads);
+    await expectExact([7, 13, 18]);
+  });
+
+  it('goes back to the stored checkpoint when updates after the kept document were pruned', async () => {
+    const { storage, edit, expectExact, live } = liveDocument(1024 * 1024);
+    await edit(7);
+    await edit(6);
+    // Too few for a checkpoint of the live cadence; one written for a version read, and the log pruned up to it.
+    await edit(3);
+    await live.checkpointAt(document, 16);
+    expect(await storage.prune(document, 16)).toBe(15);
+    const before = storage.loads;
+    await edit(4);
+    expect(storage.loads).toBe(before + 1);
+    await expectExact([16, 20]);
+  });
+
+  it('an unloaded document is let go: once loaded again, its next checkpoint is replayed from the stored one', async () => {
+    const { storage, edit, expectExact, live } = liveDocument(1024 * 1024);
+    await edit(7);
+    live.forget(document.name);
+    live.advance(document, 7, 7);
+    await edit(6);
+    expect(storage.loads).toBe(2);
+    await expectExact([7, 13]);
   });
 });

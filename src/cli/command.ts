@@ -79,7 +79,7 @@ export function withHistoryStore<T>(
   work: (db: Database, checkpointer: Checkpointer, log: Logger) => Promise<T>,
 ): Promise<T> {
   return withDatabase(config, whenServerHolds, async (db, log) => {
-    const checkpointer = new Checkpointer(new PostgresStorage(db), config.CHECKPOINT_EVERY, log, createMetrics());
+    const checkpointer = new Checkpointer({ storage: new PostgresStorage(db), every: config.CHECKPOINT_EVERY, keepBytes: 0, log, metrics: createMetrics() });
     try {
       return await work(db, checkpointer, log);
     } finally {

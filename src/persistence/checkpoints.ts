@@ -5,7 +5,7 @@ import type { DocumentName } from '../documents/name.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Storage } from '../storage/storage.ts';
-import type { BuildRequest, BuildResponse } from './checkpoint-worker.ts';
+import type { BuildBase, BuilderData, BuildRequest, BuildResponse, DropRequest } from './checkpoint-worker.ts';
 import { retryUntilDone } from './retry.ts';
 
 /** Checkpoints built in one pass over the log when a long stretch has none: bounds the tail read per pass and the checkpoints built but not yet written. */
@@ -27,24 +27,32 @@ interface Progress {
  * itself (previous checkpoint + updates up to a seq), never from the live
  * document, so it is exactly the state after that seq whoever wrote it.
  */
+export interface CheckpointerConfiguration {
+  storage: Storage;
+  /** CHECKPOINT_EVERY: updates between checkpoints, the most a load or a version read replays. */
+  every: number;
+  /**
+   * CHECKPOINT_KEEP_BYTES: the worker keeps the documents it built last, up
+   * to this many bytes of encoded state (their memory is several times that),
+   * and builds their next checkpoint from the updates since; 0 keeps none.
+   */
+  keepBytes: number;
+  log: Logger;
+  metrics: Metrics;
+}
+
 export class Checkpointer {
   private readonly progress = new Map<string, Progress>();
   /** Per document, the last of the `checkpointNear` calls, which run one after the other. */
   private readonly nearWrites = new Map<string, Promise<void>>();
-  private readonly builder = new CheckpointBuilder();
   private readonly closing = new AbortController();
 
-  private readonly storage: Storage;
-  /** Updates between checkpoints: the most a load or a version read replays. */
-  readonly every: number;
-  private readonly log: Logger;
-  private readonly metrics: Metrics;
+  private readonly configuration: CheckpointerConfiguration;
+  private readonly builder: CheckpointBuilder;
 
-  constructor(storage: Storage, every: number, log: Logger, metrics: Metrics) {
-    this.storage = storage;
-    this.every = every;
-    this.log = log;
-    this.metrics = metrics;
+  constructor(configuration: CheckpointerConfiguration) {
+    this.configuration = configuration;
+    this.builder = new CheckpointBuilder(configuration.keepBytes);
   }
 
   /** Records where a document stands; writes a checkpoint if its tail is long. */
@@ -58,7 +66,7 @@ export class Checkpointer {
       progress.forgotten = false;
     }
     this.progress.set(document.name, progress);
-    if (!progress.writing && !this.closing.signal.aborted && progress.latestSeq - progress.checkpointSeq >= this.every) {
+    if (!progress.writing && !this.closing.signal.aborted && progress.latestSeq - progress.checkpointSeq >= this.configuration.every) {
       progress.writing = this.writeUntilDone(progress);
     }
   }
@@ -99,7 +107,7 @@ export class Checkpointer {
   forget(name: string): void {
     const progress = this.progress.get(name);
     if (progress?.writing) progress.forgotten = true;
-    else this.progress.delete(name);
+    else this.stopFollowing(name);
   }
 
   /** Stops scheduling, lets the writes under way finish (or fail) and stops the builder. */
@@ -113,13 +121,13 @@ export class Checkpointer {
 
   private async writeUntilDone(progress: Progress): Promise<void> {
     try {
-      progress.checkpointSeq = await retryUntilDone(() => this.write(progress.document, [progress.latestSeq]), {
+      progress.checkpointSeq = await retryUntilDone(() => this.write(progress.document, [progress.latestSeq], { keep: true }), {
         firstDelayMs: 500,
         maxDelayMs: 30_000,
         signal: this.closing.signal,
         onFailure: (error, retryInMs) => {
-          this.metrics.persistenceErrors.inc({ operation: 'write-checkpoint' });
-          this.log.warn({ err: error, code: 'checkpoint-failed', document: progress.document.name, retryInMs }, 'writing a checkpoint failed; retrying');
+          this.configuration.metrics.persistenceErrors.inc({ operation: 'write-checkpoint' });
+          this.configuration.log.warn({ err: error, code: 'checkpoint-failed', document: progress.document.name, retryInMs }, 'writing a checkpoint failed; retrying');
         },
       });
     } catch {
@@ -129,14 +137,20 @@ export class Checkpointer {
     // Updates may have arrived while writing: see whether the tail is long
     // again. An unloaded document is still caught up, then forgotten.
     this.advance(progress.document, progress.latestSeq);
-    if (progress.forgotten && !progress.writing) this.progress.delete(progress.document.name);
+    if (progress.forgotten && !progress.writing) this.stopFollowing(progress.document.name);
+  }
+
+  /** An unloaded document: no more live checkpoints, and the worker lets its copy go. */
+  private stopFollowing(name: string): void {
+    this.progress.delete(name);
+    this.builder.drop(name);
   }
 
   private async writeUpTo(document: DocumentName, seq: number): Promise<void> {
-    const base = (await this.storage.latestCheckpointSeq(document, seq)) ?? 0;
-    if (seq - base <= this.every) return;
+    const base = (await this.configuration.storage.latestCheckpointSeq(document, seq)) ?? 0;
+    if (seq - base <= this.configuration.every) return;
     const seqs = [];
-    for (let at = (Math.floor(base / this.every) + 1) * this.every; at <= seq; at += this.every) seqs.push(at);
+    for (let at = (Math.floor(base / this.configuration.every) + 1) * this.configuration.every; at <= seq; at += this.configuration.every) seqs.push(at);
     for (let from = 0; from < seqs.length; from += CHECKPOINTS_PER_PASS) {
       this.closing.signal.throwIfAborted();
       await this.write(document, seqs.slice(from, from + CHECKPOINTS_PER_PASS));
@@ -147,17 +161,20 @@ export class Checkpointer {
    * Writes a checkpoint at each of `seqs` (ascending) from one read of the
    * log and one pass over it, the last at the log's end if that comes
    * first; returns the seq of the last checkpoint. Each is written as soon as
-   * the worker has built it, while it builds the next.
+   * the worker has built it, while it builds the next. `keep`: the live
+   * cadence's writes, whose document the worker keeps for the next one.
    */
-  private async write(document: DocumentName, seqs: number[]): Promise<number> {
-    const logged = await this.storage.load(document, seqs.at(-1));
-    if (!logged || logged.tail.length === 0) return logged?.checkpoint?.seq ?? 0;
+  private async write(document: DocumentName, seqs: number[], { keep = false } = {}): Promise<number> {
+    const logged = (keep && (await this.logAfterKept(document, seqs.at(-1)!))) || (await this.storedLog(document, seqs.at(-1)!));
+    if (!logged) return 0;
+    if (logged.tail.length === 0) return logged.upTo;
     const [first, last] = [logged.tail[0]!.seq, logged.tail.at(-1)!.seq];
     let written = Promise.resolve();
-    const built = this.builder.build(logged.checkpoint, logged.tail, [...seqs.filter((seq) => seq >= first && seq < last), last], (checkpoint) => {
+    const at = [...seqs.filter((seq) => seq >= first && seq < last), last];
+    const built = this.builder.build({ name: document.name, base: logged.base, tail: logged.tail, at, keep }, (checkpoint) => {
       written = written.then(async () => {
-        await this.storage.writeCheckpoint(document, checkpoint);
-        this.metrics.checkpointsWritten.inc();
+        await this.configuration.storage.writeCheckpoint(document, checkpoint);
+        this.configuration.metrics.checkpointsWritten.inc();
       });
       // Awaited once the build ends; a write failing before then is not unhandled.
       written.catch(() => {});
@@ -169,21 +186,65 @@ export class Checkpointer {
     }
     return last;
   }
+
+  /** The updates after the state the worker keeps of `document`, up to `seq`; null unless there are some and none is missing (pruned meanwhile). */
+  private async logAfterKept(document: DocumentName, seq: number): Promise<BuildSource | null> {
+    const kept = this.builder.keptSeq(document.name);
+    if (kept === undefined || kept >= seq) return null;
+    const tail = await this.configuration.storage.readUpdates(document, kept, seq);
+    if (tail.length === 0 || tail.some((update, index) => update.seq !== kept + 1 + index)) return null;
+    return { base: { kept }, tail, upTo: kept };
+  }
+
+  /** The newest stored checkpoint at or before `seq` and the updates after it; null when the document does not exist. */
+  private async storedLog(document: DocumentName, seq: number): Promise<BuildSource | null> {
+    const logged = await this.configuration.storage.load(document, seq);
+    return logged && { base: { checkpoint: logged.checkpoint }, tail: logged.tail, upTo: logged.checkpoint?.seq ?? 0 };
+  }
 }
 
-/** Replays checkpoints on a worker thread; one worker, started on first use. */
+/** Where a build starts, and the updates it applies. */
+interface BuildSource {
+  base: BuildBase;
+  tail: LoggedUpdate[];
+  /** The seq the base stands at. */
+  upTo: number;
+}
+
+/**
+ * Replays checkpoints on a worker thread; one worker, started on first use.
+ * It keeps the documents of the live cadence's builds (`BuildRequest.keep`);
+ * which, and at what seq, is known here from its answers, in order.
+ */
 class CheckpointBuilder {
   private worker: Worker | null = null;
   private closed = false;
-  private readonly pending = new Map<number, { built(checkpoint: Checkpoint): void; resolve(): void; reject(error: Error): void }>();
+  private readonly pending = new Map<number, { name: string; built(checkpoint: Checkpoint): void; resolve(): void; reject(error: Error): void }>();
+  private readonly kept = new Map<string, number>();
   private nextId = 0;
+  private readonly keepBytes: number;
 
-  /** Builds the checkpoints (state and compact state) at `at`, seqs of `tail`, handing each to `built` in order; resolves after the last. */
-  build(base: Checkpoint | null, tail: LoggedUpdate[], at: number[], built: (checkpoint: Checkpoint) => void): Promise<void> {
+  constructor(keepBytes: number) {
+    this.keepBytes = keepBytes;
+  }
+
+  /** The seq the worker keeps this document at, if it does. */
+  keptSeq(name: string): number | undefined {
+    return this.kept.get(name);
+  }
+
+  /** Builds the checkpoints (state and compact state) at `request.at`, seqs of its tail, handing each to `built` in order; resolves after the last. */
+  build(request: Omit<BuildRequest, 'id'>, built: (checkpoint: Checkpoint) => void): Promise<void> {
     const id = this.nextId++;
-    const result = new Promise<void>((resolve, reject) => this.pending.set(id, { built, resolve, reject }));
-    this.started().postMessage({ id, base, tail, at } satisfies BuildRequest);
+    const result = new Promise<void>((resolve, reject) => this.pending.set(id, { name: request.name, built, resolve, reject }));
+    this.started().postMessage({ id, ...request } satisfies BuildRequest);
     return result;
+  }
+
+  /** Lets the worker's copy of the document go. */
+  drop(name: string): void {
+    if (!this.kept.delete(name)) return;
+    this.worker?.postMessage({ drop: name } satisfies DropRequest);
   }
 
   async close(): Promise<void> {
@@ -194,19 +255,27 @@ class CheckpointBuilder {
   private started(): Worker {
     if (this.worker) return this.worker;
     if (this.closed) throw new Error('the checkpoint builder is closed');
-    const worker = new Worker(new URL('./checkpoint-worker.ts', import.meta.url));
+    const worker = new Worker(new URL('./checkpoint-worker.ts', import.meta.url), { workerData: { keepBytes: this.keepBytes } satisfies BuilderData });
     worker.on('message', (response: BuildResponse) => {
       if (this.worker !== worker) return;
       const waiter = this.pending.get(response.id);
       if ('checkpoint' in response) return waiter?.built(response.checkpoint);
       this.pending.delete(response.id);
-      if ('error' in response) waiter?.reject(new Error(response.error));
-      else waiter?.resolve();
+      if ('error' in response) {
+        // The worker let the document go.
+        if (waiter) this.kept.delete(waiter.name);
+        return waiter?.reject(new Error(response.error));
+      }
+      if (response.kept === null) this.kept.delete(response.name);
+      else this.kept.set(response.name, response.kept);
+      for (const name of response.dropped) this.kept.delete(name);
+      waiter?.resolve();
     });
     const failAll = (error: Error) => {
       // A replaced worker's late events concern nobody.
       if (this.worker !== worker) return;
       this.worker = null;
+      this.kept.clear();
       for (const waiter of this.pending.values()) waiter.reject(error);
       this.pending.clear();
     };
