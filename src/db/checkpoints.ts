@@ -49,9 +49,9 @@ export async function latestCheckpointSeq(sql: Sql, name: string, atOrBeforeSeq:
 export async function insertCheckpoint(sql: Sql, name: string, checkpoint: Checkpoint): Promise<void> {
   await sql.query(
     `INSERT INTO document_checkpoints (tenant_id, name, seq, state, compact_state)
-     VALUES (current_tenant(), $1, $2, decode($3, 'hex'), decode($4, 'hex'))
+     VALUES (current_tenant(), $1, $2, $3, $4)
      ON CONFLICT DO NOTHING`,
-    [name, checkpoint.seq, hex(checkpoint.state), checkpoint.compact ? hex(checkpoint.compact) : null],
+    [name, checkpoint.seq, checkpoint.state, checkpoint.compact ?? null],
   );
 }
 
@@ -62,8 +62,4 @@ export async function checkpointSeqsBelow(sql: Sql, name: string, belowSeq: numb
     [name, belowSeq],
   );
   return rows.map((row) => Number(row.seq));
-}
-
-function hex(bytes: Uint8Array): string {
-  return Buffer.from(bytes).toString('hex');
 }

@@ -127,6 +127,11 @@ export function clientSql(
       refuseOnceEnded();
       const opening = takeOpening();
       if (opening === null) return client.query(text, params) as never;
+      // Bytes (a checkpoint's state, hundreds of kB) go as they are rather than as hex in a script: the opening goes first, on its own.
+      if (params.some((param) => param instanceof Uint8Array)) {
+        await script(opening, opening.length);
+        return client.query(text, params) as never;
+      }
       return (await script([...opening, inlineParameters(text, params)], opening.length))[0] as never;
     },
     exec,
