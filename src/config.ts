@@ -62,7 +62,7 @@ const environment = z.object({
   /** A checkpoint is written once a document has this many updates after its last one. */
   CHECKPOINT_EVERY: positiveInt(500),
   /** The checkpoint worker keeps the documents it built last, up to this many bytes of their encoded state, and builds their next checkpoint from the updates since; 0 keeps none. */
-  CHECKPOINT_KEEP_BYTES: z.coerce.number().int().min(0).default(16 * 1024 * 1024),
+  CHECKPOINT_KEEP_BYTES: z.coerce.number().int().min(0).default(4 * 1024 * 1024),
   /** A pause longer than this ends a burst of typing: the next text edit starts a new audit row. */
   AUDIT_TEXT_BURST_MS: positiveInt(5000),
   /** Most updates one burst's audit row covers; the next text edit starts a new row (each commit rewrites the open row, so it must stay small). */

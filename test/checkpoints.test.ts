@@ -69,47 +69,55 @@ class CountingStorage extends MemoryStorage {
   }
 }
 
-/** A live document: each `edit` logs updates (overwritten values, typing, deletions) and reports them as the update log does, then waits for the checkpoint. */
-function liveDocument(keepBytes: number) {
+/**
+ * Live documents: each `edit` logs updates of one (overwritten values,
+ * typing, deletions; `opening` text first) and reports them as the update log
+ * does, then waits for the checkpoint.
+ */
+function liveDocuments(keepBytes: number) {
   const storage = new CountingStorage();
-  const source = new Y.Doc();
-  checkpointer = new Checkpointer({ storage, every: EVERY, keepBytes, log: createLogger('silent', 2), metrics: createMetrics() });
+  const metrics = createMetrics();
+  checkpointer = new Checkpointer({ storage, every: EVERY, keepBytes, log: createLogger('silent', 2), metrics });
   const live = checkpointer;
-  let seq = 0;
-  /** The source's content after each seq. */
-  const contents = new Map<number, { quote: unknown; notes: string }>();
-  const edit = async (count: number) => {
+  /** Per document, its source, its seq and its content after each seq. */
+  const sources = new Map<string, { doc: Y.Doc; seq: number; contents: Map<number, { quote: unknown; notes: string }> }>();
+  const edit = async (count: number, { of = document, opening = '' } = {}) => {
+    const source = sources.get(of.name) ?? { doc: new Y.Doc(), seq: 0, contents: new Map() };
+    sources.set(of.name, source);
+    const { doc } = source;
     const updates: Uint8Array[] = [];
     const collect = (update: Uint8Array) => updates.push(update);
-    source.on('update', collect);
+    doc.on('update', collect);
     for (let i = 1; i <= count; i++) {
-      source.transact(() => {
-        source.getMap('quote').set('discountPct', seq + i);
-        const notes = source.getText('notes');
-        notes.insert(notes.length, `word ${seq + i} `);
-        if ((seq + i) % 3 === 0) notes.delete(0, 2);
+      const seq = source.seq + i;
+      doc.transact(() => {
+        doc.getMap('quote').set('discountPct', seq);
+        const notes = doc.getText('notes');
+        notes.insert(notes.length, `${i === 1 ? opening : ''}word ${seq} `);
+        if (seq % 3 === 0) notes.delete(0, 2);
       });
-      contents.set(seq + i, { quote: source.getMap('quote').toJSON(), notes: source.getText('notes').toString() });
+      source.contents.set(seq, { quote: doc.getMap('quote').toJSON(), notes: doc.getText('notes').toString() });
     }
-    source.off('update', collect);
-    await storage.append('acme', updates.map((update) => ({ document, update, userId: 'editor', origin: 'client' as const, receivedAt: new Date() })));
-    seq += count;
-    live.advance(document, seq);
+    doc.off('update', collect);
+    await storage.append('acme', updates.map((update) => ({ document: of, update, userId: 'editor', origin: 'client' as const, receivedAt: new Date() })));
+    source.seq += count;
+    live.advance(of, source.seq);
     await expect.poll(() => live.writesUnderWay).toBe(0);
   };
   /** Each checkpoint's state and compact state hold the log's content at its seq. */
-  const expectExact = async (seqs: number[]) => {
+  const expectExact = async (seqs: number[], of = document) => {
     for (const at of seqs) {
-      const { checkpoint } = (await storage.load(document, at))!;
+      const { checkpoint } = (await storage.load(of, at))!;
       expect(checkpoint?.seq).toBe(at);
-      for (const state of [checkpoint!.state, (await storage.loadCompact(document, at))!.checkpoint!.compact]) {
+      for (const state of [checkpoint!.state, (await storage.loadCompact(of, at))!.checkpoint!.compact]) {
         const built = new Y.Doc();
         Y.applyUpdate(built, state);
-        expect({ quote: built.getMap('quote').toJSON(), notes: built.getText('notes').toString() }).toEqual(contents.get(at));
+        expect({ quote: built.getMap('quote').toJSON(), notes: built.getText('notes').toString() }).toEqual(sources.get(of.name)!.contents.get(at));
       }
     }
   };
-  return { storage, edit, expectExact, live };
+  const failedWrites = async () => (await metrics.persistenceErrors.get()).values.find((value) => value.labels.operation === 'write-checkpoint')?.value ?? 0;
+  return { storage, edit, expectExact, live, failedWrites };
 }
 
 describe('checkpoints of live documents', () => {
@@ -117,7 +125,7 @@ describe('checkpoints of live documents', () => {
     { keepBytes: 1024 * 1024, loads: 1, what: 'builds each next one from the document the worker kept, reading only the updates since' },
     { keepBytes: 0, loads: 3, what: 'with CHECKPOINT_KEEP_BYTES=0 replays each from the stored checkpoint' },
   ])('$what; every checkpoint is the log at its seq', async ({ keepBytes, loads }) => {
-    const { storage, edit, expectExact } = liveDocument(keepBytes);
+    const { storage, edit, expectExact } = liveDocuments(keepBytes);
     await edit(7);
     await edit(6);
     await edit(5);
@@ -125,8 +133,23 @@ describe('checkpoints of live documents', () => {
     await expectExact([7, 13, 18]);
   });
 
+  it('keeps the documents built last within CHECKPOINT_KEEP_BYTES: those let go are replayed from their stored checkpoint', async () => {
+    const long = parseDocumentName('acme/quote/long');
+    const { storage, edit, expectExact, failedWrites } = liveDocuments(8 * 1024);
+    await edit(7);
+    // Its state alone is over the budget: keeping it lets both go, the oldest first.
+    await edit(7, { of: long, opening: 'x'.repeat(20_000) });
+    expect(storage.loads).toBe(2);
+    await edit(6);
+    await edit(6, { of: long });
+    expect(storage.loads).toBe(4);
+    expect(await failedWrites()).toBe(0);
+    await expectExact([7, 13]);
+    await expectExact([7, 13], long);
+  });
+
   it('goes back to the stored checkpoint when updates after the kept document were pruned', async () => {
-    const { storage, edit, expectExact, live } = liveDocument(1024 * 1024);
+    const { storage, edit, expectExact, live } = liveDocuments(1024 * 1024);
     await edit(7);
     await edit(6);
     // Too few for a checkpoint of the live cadence; one written for a version read, and the log pruned up to it.
@@ -140,7 +163,7 @@ describe('checkpoints of live documents', () => {
   });
 
   it('an unloaded document is let go: once loaded again, its next checkpoint is replayed from the stored one', async () => {
-    const { storage, edit, expectExact, live } = liveDocument(1024 * 1024);
+    const { storage, edit, expectExact, live } = liveDocuments(1024 * 1024);
     await edit(7);
     live.forget(document.name);
     live.advance(document, 7, 7);

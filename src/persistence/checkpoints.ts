@@ -21,26 +21,28 @@ interface Progress {
   forgotten: boolean;
 }
 
-/**
- * Writes checkpoints in the background so that loading a document never
- * replays more than about `every` updates. A checkpoint is built from the log
- * itself (previous checkpoint + updates up to a seq), never from the live
- * document, so it is exactly the state after that seq whoever wrote it.
- */
 export interface CheckpointerConfiguration {
   storage: Storage;
   /** CHECKPOINT_EVERY: updates between checkpoints, the most a load or a version read replays. */
   every: number;
   /**
    * CHECKPOINT_KEEP_BYTES: the worker keeps the documents it built last, up
-   * to this many bytes of encoded state (their memory is several times that),
-   * and builds their next checkpoint from the updates since; 0 keeps none.
+   * to this many bytes of encoded state (in memory a long-edited quote takes
+   * about 18 times its encoded state), and builds their next checkpoint from
+   * the updates since; 0 keeps none.
    */
   keepBytes: number;
   log: Logger;
   metrics: Metrics;
 }
 
+/**
+ * Writes checkpoints in the background so that loading a document never
+ * replays more than about `every` updates. A checkpoint is built from the log
+ * itself (the previous checkpoint, or the document the worker kept from its
+ * last build, and the updates after it up to a seq), never from the live
+ * document, so it is exactly the state after that seq whoever wrote it.
+ */
 export class Checkpointer {
   private readonly progress = new Map<string, Progress>();
   /** Per document, the last of the `checkpointNear` calls, which run one after the other. */
