@@ -62,10 +62,17 @@ describe('checkpoints for version reads', () => {
 /** MemoryStorage counting its full loads (newest checkpoint and the updates after it). */
 class CountingStorage extends MemoryStorage {
   loads = 0;
+  /** While set, reading updates waits for it. */
+  gate: Promise<void> | undefined;
 
   override async load(...args: Parameters<MemoryStorage['load']>) {
     this.loads += 1;
     return super.load(...args);
+  }
+
+  override async readUpdates(...args: Parameters<MemoryStorage['readUpdates']>) {
+    await this.gate;
+    return super.readUpdates(...args);
   }
 }
 
@@ -81,7 +88,7 @@ function liveDocuments(keepBytes: number) {
   const live = checkpointer;
   /** Per document, its source, its seq and its content after each seq. */
   const sources = new Map<string, { doc: Y.Doc; seq: number; contents: Map<number, { quote: unknown; notes: string }> }>();
-  const edit = async (count: number, { of = document, opening = '' } = {}) => {
+  const edit = async (count: number, { of = document, opening = '', wait = true } = {}) => {
     const source = sources.get(of.name) ?? { doc: new Y.Doc(), seq: 0, contents: new Map() };
     sources.set(of.name, source);
     const { doc } = source;
@@ -102,7 +109,7 @@ function liveDocuments(keepBytes: number) {
     await storage.append('acme', updates.map((update) => ({ document: of, update, userId: 'editor', origin: 'client' as const, receivedAt: new Date() })));
     source.seq += count;
     live.advance(of, source.seq);
-    await expect.poll(() => live.writesUnderWay).toBe(0);
+    if (wait) await expect.poll(() => live.writesUnderWay).toBe(0);
   };
   /** Each checkpoint's state and compact state hold the log's content at its seq. */
   const expectExact = async (seqs: number[], of = document) => {
@@ -133,19 +140,58 @@ describe('checkpoints of live documents', () => {
     await expectExact([7, 13, 18]);
   });
 
-  it('keeps the documents built last within CHECKPOINT_KEEP_BYTES: those let go are replayed from their stored checkpoint', async () => {
-    const long = parseDocumentName('acme/quote/long');
-    const { storage, edit, expectExact, failedWrites } = liveDocuments(8 * 1024);
-    await edit(7);
-    // Its state alone is over the budget: keeping it lets both go, the oldest first.
-    await edit(7, { of: long, opening: 'x'.repeat(20_000) });
-    expect(storage.loads).toBe(2);
-    await edit(6);
-    await edit(6, { of: long });
+  it('keeps the documents built last within CHECKPOINT_KEEP_BYTES, the oldest let go first and replayed from its stored checkpoint; one over the budget alone is not kept', async () => {
+    const [first, second, third, huge] = ['first', 'second', 'third', 'huge'].map((id) => parseDocumentName(`acme/quote/${id}`));
+    // Each of the three about 1.6 kB: two fit in the budget, not three.
+    const { storage, edit, expectExact, failedWrites } = liveDocuments(4_000);
+    for (const of of [first, second, third]) await edit(7, { of, opening: 'x'.repeat(1_500) });
+    expect(storage.loads).toBe(3);
+    await edit(6, { of: second });
+    await edit(6, { of: third });
+    expect(storage.loads).toBe(3);
+    await edit(7, { of: huge, opening: 'x'.repeat(6_000) });
     expect(storage.loads).toBe(4);
+    // Keeping nothing of the huge one let none of the others go; the first was let go for the third.
+    await edit(6, { of: second });
+    expect(storage.loads).toBe(4);
+    await edit(6, { of: first });
+    expect(storage.loads).toBe(5);
+    expect(await failedWrites()).toBe(0);
+    await expectExact([7, 13], first);
+    await expectExact([7, 13, 19], second);
+    await expectExact([7, 13], third);
+    await expectExact([7], huge);
+  });
+
+  it('a kept document let go while its updates were being read is replayed from its stored checkpoint, without a failed write', async () => {
+    const other = parseDocumentName('acme/quote/other');
+    // Room for one of them.
+    const { storage, edit, expectExact, failedWrites } = liveDocuments(2_500);
+    await edit(7, { opening: 'x'.repeat(1_500) });
+    let open = () => {};
+    storage.gate = new Promise((resolve) => (open = resolve));
+    // Its write reads the updates after the kept document and waits; meanwhile the other one's build lets it go.
+    await edit(6, { wait: false });
+    storage.gate = undefined;
+    await edit(7, { of: other, opening: 'x'.repeat(1_500), wait: false });
+    await expect.poll(() => checkpointer!.writesUnderWay).toBe(1);
+    open();
+    await expect.poll(() => checkpointer!.writesUnderWay).toBe(0);
+    expect(storage.loads).toBe(3);
     expect(await failedWrites()).toBe(0);
     await expectExact([7, 13]);
-    await expectExact([7, 13], long);
+    await expectExact([7], other);
+  });
+
+  it("a version read's checkpoint leaves the kept document as it was: the next one still starts from it", async () => {
+    const { storage, edit, expectExact, live } = liveDocuments(1024 * 1024);
+    await edit(7);
+    await edit(3);
+    await live.checkpointAt(document, 9);
+    expect(storage.loads).toBe(2);
+    await edit(3);
+    expect(storage.loads).toBe(2);
+    await expectExact([7, 9, 13]);
   });
 
   it('goes back to the stored checkpoint when updates after the kept document were pruned', async () => {

@@ -127,7 +127,8 @@ export function clientSql(
       refuseOnceEnded();
       const opening = takeOpening();
       if (opening === null) return client.query(text, params) as never;
-      // Bytes (a checkpoint's state, hundreds of kB) go as they are rather than as hex in a script: the opening goes first, on its own.
+      // Bytes (a checkpoint's state, hundreds of kB) go as they are rather than as hex in a script: the opening goes
+      // first, on its own, which costs a round trip. Keep such statements off the commit path (or not first in it).
       if (params.some((param) => param instanceof Uint8Array)) {
         await script(opening, opening.length);
         return client.query(text, params) as never;

@@ -29,7 +29,7 @@ export function money(value: Big): Big | null {
   return rounded.abs().gte(MAX_MONEY) ? null : rounded;
 }
 
-// Multiplying by a hundredth is exact; big.js's division (by 100 here) is a long division, and the most of the time spent on totals.
+// Multiplying by a hundredth is exact; big.js's division (by 100 here) is a long division, and was most of the time spent on totals.
 const HUNDREDTH = new Big('0.01');
 
 /** `value * (1 + pct/100)` (a negative pct takes off). */

@@ -26,19 +26,22 @@ export interface BuildRequest {
   keep: boolean;
 }
 
-/** A document the worker no longer keeps (see `BuildResponse.dropped`). */
+/** Lets a kept document go (it was unloaded). */
 export interface DropRequest {
   drop: string;
 }
 
 /**
- * Each checkpoint as it is built, then `done`: the seq the worker now keeps
- * the document at (none: it keeps none of it), and the documents it let go
- * to stay within `keepBytes`. Or an error.
+ * Each checkpoint as it is built, then `done`: for a build that keeps its
+ * document, the seq it is now kept at (null: it was not, being over the
+ * budget alone) and the documents let go to stay within `keepBytes`. `gone`:
+ * the document was no longer kept at the seq asked for (let go for another
+ * one meanwhile, or the worker is new); nothing was built. Or an error.
  */
 export type BuildResponse =
   | { id: number; checkpoint: Checkpoint }
-  | { id: number; done: true; name: string; kept: number | null; dropped: string[] }
+  | { id: number; done: true; kept: number | null; dropped: string[] }
+  | { id: number; gone: true }
   | { id: number; error: string };
 
 interface Kept {
@@ -69,20 +72,23 @@ function release(name: string): void {
   take(name)?.doc.destroy();
 }
 
-function startingDoc(name: string, base: BuildBase): Y.Doc {
-  if ('checkpoint' in base) return replay(base.checkpoint, []);
-  const entry = take(name);
-  // The main thread knows what is kept from the answers, in order: a mismatch is a bug, and the build fails rather than guess.
-  if (entry?.seq !== base.kept) {
-    entry?.doc.destroy();
-    throw new Error(`${name} is not kept at ${base.kept} (${entry ? `at ${entry.seq}` : 'not kept'})`);
-  }
-  return entry.doc;
+/** The kept document at `seq`, taken out of `kept`; undefined when it is not kept at that seq. */
+function takeKept(name: string, seq: number): Y.Doc | undefined {
+  if (kept.get(name)?.seq !== seq) return undefined;
+  return take(name)!.doc;
 }
 
-/** Keeps `doc` at `seq` (newest last), then lets the oldest go while over the budget; the names let go. */
+/**
+ * Keeps `doc` at `seq` (newest last), then lets the oldest go while over the
+ * budget; the names let go. A document over the budget alone is not kept,
+ * and the others stay.
+ */
 function keep(name: string, doc: Y.Doc, seq: number, bytes: number): string[] {
   release(name);
+  if (bytes > keepBytes) {
+    doc.destroy();
+    return [];
+  }
   kept.set(name, { doc, seq, bytes });
   keptBytes += bytes;
   const dropped: string[] = [];
@@ -101,7 +107,8 @@ parentPort!.on('message', (message: BuildRequest | DropRequest) => {
   const { id, name, base, tail, at, keep: keepIt } = message;
   let doc: Y.Doc | undefined;
   try {
-    doc = startingDoc(name, base);
+    doc = 'kept' in base ? takeKept(name, base.kept) : replay(base.checkpoint, []);
+    if (!doc) return parentPort!.postMessage({ id, gone: true } satisfies BuildResponse);
     const wanted = new Set(at);
     let stateBytes = 0;
     for (const { seq, update } of tail) {
@@ -111,13 +118,17 @@ parentPort!.on('message', (message: BuildRequest | DropRequest) => {
       stateBytes = checkpoint.state.byteLength;
       parentPort!.postMessage({ id, checkpoint } satisfies BuildResponse, [checkpoint.state.buffer as ArrayBuffer, checkpoint.compact.buffer as ArrayBuffer]);
     }
-    let dropped: string[] = [];
-    if (keepIt && tail.length > 0) dropped = keep(name, doc, tail.at(-1)!.seq, stateBytes);
-    else doc.destroy();
-    parentPort!.postMessage({ id, done: true, name, kept: kept.get(name)?.seq ?? null, dropped } satisfies BuildResponse);
+    if (!keepIt) {
+      doc.destroy();
+      return parentPort!.postMessage({ id, done: true, kept: null, dropped: [] } satisfies BuildResponse);
+    }
+    // The tail ends at the last checkpoint built (Checkpointer.write): the document is kept at that seq.
+    const dropped = keep(name, doc, tail.at(-1)!.seq, stateBytes);
+    parentPort!.postMessage({ id, done: true, kept: kept.get(name)?.seq ?? null, dropped } satisfies BuildResponse);
   } catch (error) {
     doc?.destroy();
-    release(name);
+    // A failed build of the live cadence keeps nothing of its document (the main thread forgets it too).
+    if (keepIt) release(name);
     parentPort!.postMessage({ id, error: String(error) } satisfies BuildResponse);
   }
 });

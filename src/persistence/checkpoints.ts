@@ -164,16 +164,27 @@ export class Checkpointer {
    * log and one pass over it, the last at the log's end if that comes
    * first; returns the seq of the last checkpoint. Each is written as soon as
    * the worker has built it, while it builds the next. `keep`: the live
-   * cadence's writes, whose document the worker keeps for the next one.
+   * cadence's writes, built from the document the worker kept where it has
+   * one, and keeping theirs for the next.
    */
   private async write(document: DocumentName, seqs: number[], { keep = false } = {}): Promise<number> {
-    const logged = (keep && (await this.logAfterKept(document, seqs.at(-1)!))) || (await this.storedLog(document, seqs.at(-1)!));
-    if (!logged) return 0;
-    if (logged.tail.length === 0) return logged.upTo;
-    const [first, last] = [logged.tail[0]!.seq, logged.tail.at(-1)!.seq];
-    let written = Promise.resolve();
+    const upTo = seqs.at(-1)!;
+    const fromKept = keep ? await this.logAfterKept(document, upTo) : null;
+    // Null: the worker let the kept document go meanwhile.
+    const written = fromKept && (await this.build(document, seqs, fromKept, keep));
+    if (written) return written;
+    const stored = await this.storedLog(document, upTo);
+    if (!stored) return 0;
+    if (stored.tail.length === 0) return stored.baseSeq;
+    return (await this.build(document, seqs, stored, keep))!;
+  }
+
+  /** Builds and writes the checkpoints of `seqs` that `source`'s tail reaches, and one at its end; the last one's seq, or null when the kept document it starts from is gone. */
+  private async build(document: DocumentName, seqs: number[], { base, tail }: BuildSource, keep: boolean): Promise<number | null> {
+    const [first, last] = [tail[0]!.seq, tail.at(-1)!.seq];
     const at = [...seqs.filter((seq) => seq >= first && seq < last), last];
-    const built = this.builder.build({ name: document.name, base: logged.base, tail: logged.tail, at, keep }, (checkpoint) => {
+    let written = Promise.resolve();
+    const built = this.builder.build({ name: document.name, base, tail, at, keep }, (checkpoint) => {
       written = written.then(async () => {
         await this.configuration.storage.writeCheckpoint(document, checkpoint);
         this.configuration.metrics.checkpointsWritten.inc();
@@ -182,11 +193,10 @@ export class Checkpointer {
       written.catch(() => {});
     });
     try {
-      await built;
+      return (await built) ? last : null;
     } finally {
       await written;
     }
-    return last;
   }
 
   /** The updates after the state the worker keeps of `document`, up to `seq`; null unless there are some and none is missing (pruned meanwhile). */
@@ -195,13 +205,13 @@ export class Checkpointer {
     if (kept === undefined || kept >= seq) return null;
     const tail = await this.configuration.storage.readUpdates(document, kept, seq);
     if (tail.length === 0 || tail.some((update, index) => update.seq !== kept + 1 + index)) return null;
-    return { base: { kept }, tail, upTo: kept };
+    return { base: { kept }, tail, baseSeq: kept };
   }
 
   /** The newest stored checkpoint at or before `seq` and the updates after it; null when the document does not exist. */
   private async storedLog(document: DocumentName, seq: number): Promise<BuildSource | null> {
     const logged = await this.configuration.storage.load(document, seq);
-    return logged && { base: { checkpoint: logged.checkpoint }, tail: logged.tail, upTo: logged.checkpoint?.seq ?? 0 };
+    return logged && { base: { checkpoint: logged.checkpoint }, tail: logged.tail, baseSeq: logged.checkpoint?.seq ?? 0 };
   }
 }
 
@@ -210,18 +220,19 @@ interface BuildSource {
   base: BuildBase;
   tail: LoggedUpdate[];
   /** The seq the base stands at. */
-  upTo: number;
+  baseSeq: number;
 }
 
 /**
  * Replays checkpoints on a worker thread; one worker, started on first use.
  * It keeps the documents of the live cadence's builds (`BuildRequest.keep`);
- * which, and at what seq, is known here from its answers, in order.
+ * which, and at what seq, is known here from the answers to those builds, in
+ * order (one build of the live cadence per document at a time).
  */
 class CheckpointBuilder {
   private worker: Worker | null = null;
   private closed = false;
-  private readonly pending = new Map<number, { name: string; built(checkpoint: Checkpoint): void; resolve(): void; reject(error: Error): void }>();
+  private readonly pending = new Map<number, { request: Omit<BuildRequest, 'id'>; built(checkpoint: Checkpoint): void; resolve(built: boolean): void; reject(error: Error): void }>();
   private readonly kept = new Map<string, number>();
   private nextId = 0;
   private readonly keepBytes: number;
@@ -235,10 +246,14 @@ class CheckpointBuilder {
     return this.kept.get(name);
   }
 
-  /** Builds the checkpoints (state and compact state) at `request.at`, seqs of its tail, handing each to `built` in order; resolves after the last. */
-  build(request: Omit<BuildRequest, 'id'>, built: (checkpoint: Checkpoint) => void): Promise<void> {
+  /**
+   * Builds the checkpoints (state and compact state) at `request.at`, seqs of
+   * its tail, handing each to `built` in order; true after the last. False
+   * when it was to start from a kept document the worker no longer has.
+   */
+  build(request: Omit<BuildRequest, 'id'>, built: (checkpoint: Checkpoint) => void): Promise<boolean> {
     const id = this.nextId++;
-    const result = new Promise<void>((resolve, reject) => this.pending.set(id, { name: request.name, built, resolve, reject }));
+    const result = new Promise<boolean>((resolve, reject) => this.pending.set(id, { request, built, resolve, reject }));
     this.started().postMessage({ id, ...request } satisfies BuildRequest);
     return result;
   }
@@ -261,17 +276,12 @@ class CheckpointBuilder {
     worker.on('message', (response: BuildResponse) => {
       if (this.worker !== worker) return;
       const waiter = this.pending.get(response.id);
-      if ('checkpoint' in response) return waiter?.built(response.checkpoint);
+      if (!waiter) return;
+      if ('checkpoint' in response) return waiter.built(response.checkpoint);
       this.pending.delete(response.id);
-      if ('error' in response) {
-        // The worker let the document go.
-        if (waiter) this.kept.delete(waiter.name);
-        return waiter?.reject(new Error(response.error));
-      }
-      if (response.kept === null) this.kept.delete(response.name);
-      else this.kept.set(response.name, response.kept);
-      for (const name of response.dropped) this.kept.delete(name);
-      waiter?.resolve();
+      this.noteKept(waiter.request, response);
+      if ('error' in response) waiter.reject(new Error(response.error));
+      else waiter.resolve('done' in response);
     });
     const failAll = (error: Error) => {
       // A replaced worker's late events concern nobody.
@@ -286,5 +296,14 @@ class CheckpointBuilder {
     worker.unref();
     this.worker = worker;
     return worker;
+  }
+
+  /** What the worker keeps after a build of the live cadence ended (a version read's builds change nothing of it). */
+  private noteKept({ name, keep }: Omit<BuildRequest, 'id'>, response: Exclude<BuildResponse, { checkpoint: Checkpoint }>): void {
+    if (!keep) return;
+    const seq = 'done' in response ? response.kept : null;
+    if (seq === null) this.kept.delete(name);
+    else this.kept.set(name, seq);
+    if ('dropped' in response) for (const dropped of response.dropped) this.kept.delete(dropped);
   }
 }
