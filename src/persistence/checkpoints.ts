@@ -175,7 +175,7 @@ export class Checkpointer {
     if (written) return written;
     const stored = await this.storedLog(document, upTo);
     if (!stored) return 0;
-    if (stored.tail.length === 0) return stored.baseSeq;
+    if (stored.tail.length === 0) return stored.base.checkpoint?.seq ?? 0;
     return (await this.build(document, seqs, stored, keep))!;
   }
 
@@ -205,13 +205,13 @@ export class Checkpointer {
     if (kept === undefined || kept >= seq) return null;
     const tail = await this.configuration.storage.readUpdates(document, kept, seq);
     if (tail.length === 0 || tail.some((update, index) => update.seq !== kept + 1 + index)) return null;
-    return { base: { kept }, tail, baseSeq: kept };
+    return { base: { kept }, tail };
   }
 
   /** The newest stored checkpoint at or before `seq` and the updates after it; null when the document does not exist. */
-  private async storedLog(document: DocumentName, seq: number): Promise<BuildSource | null> {
+  private async storedLog(document: DocumentName, seq: number): Promise<(BuildSource & { base: { checkpoint: Checkpoint | null } }) | null> {
     const logged = await this.configuration.storage.load(document, seq);
-    return logged && { base: { checkpoint: logged.checkpoint }, tail: logged.tail, baseSeq: logged.checkpoint?.seq ?? 0 };
+    return logged && { base: { checkpoint: logged.checkpoint }, tail: logged.tail };
   }
 }
 
@@ -219,8 +219,6 @@ export class Checkpointer {
 interface BuildSource {
   base: BuildBase;
   tail: LoggedUpdate[];
-  /** The seq the base stands at. */
-  baseSeq: number;
 }
 
 /**
