@@ -221,7 +221,7 @@ export async function createConcord(config: Config, log: Logger) {
   const socketLimits = createSocketLimits(config, redis);
   httpServer.on('upgrade', (request, socket, head) => {
     socket.on('error', () => socket.destroy());
-    sockets.handleUpgrade(request, socket, head, (ws) => new SocketSession(ws, toFetchRequest(request), { hocuspocus, limits: socketLimits, verify, metrics, log }));
+    sockets.handleUpgrade(request, socket, head, (ws) => new SocketSession(ws, socket, toFetchRequest(request), { hocuspocus, limits: socketLimits, verify, metrics, log }));
   });
 
   return {

@@ -2,6 +2,7 @@ import { MessageType, type WebSocketLike } from '@hocuspocus/server';
 import type { WebSocket } from 'ws';
 import type { Metrics } from '../metrics.ts';
 import { frameType, readHeader, syncStatusFrame } from '../protocol.ts';
+import type { WriteCoalescer } from '../socket/write-coalescer.ts';
 
 /** A client write being handled: what its acknowledgement must wait for. */
 export interface PendingWrite {
@@ -46,10 +47,12 @@ interface Gate {
 export class AckGatedSocket implements WebSocketLike, Acknowledgements {
   private readonly gates = new Map<string, Gate>();
   private readonly socket: WebSocket;
+  private readonly writes: WriteCoalescer;
   private readonly metrics: Metrics;
 
-  constructor(socket: WebSocket, metrics: Metrics) {
+  constructor(socket: WebSocket, writes: WriteCoalescer, metrics: Metrics) {
     this.socket = socket;
+    this.writes = writes;
     this.metrics = metrics;
   }
 
@@ -76,7 +79,7 @@ export class AckGatedSocket implements WebSocketLike, Acknowledgements {
   send(data: Parameters<WebSocketLike['send']>[0]): void {
     const frame = data as Uint8Array;
     if (frameType(frame) !== MessageType.SyncStatus) {
-      this.socket.send(frame);
+      this.write(frame);
       return;
     }
     const header = readHeader(frame)!;
@@ -115,7 +118,12 @@ export class AckGatedSocket implements WebSocketLike, Acknowledgements {
   }
 
   private deliver(address: string, gate: Gate, frame: Uint8Array): void {
-    if (this.gates.get(address) === gate && this.socket.readyState === this.socket.OPEN) this.socket.send(frame);
+    if (this.gates.get(address) === gate && this.socket.readyState === this.socket.OPEN) this.write(frame);
+  }
+
+  private write(frame: Uint8Array): void {
+    this.writes.hold();
+    this.socket.send(frame);
   }
 
   private gate(address: string): Gate {

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { Duplex } from 'node:stream';
 import { MessageType, OutgoingMessage, type Hocuspocus } from '@hocuspocus/server';
 import type { Redis } from 'ioredis';
 import type { RawData, WebSocket } from 'ws';
@@ -12,6 +13,7 @@ import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import { FrameRefusal, readFrame, readHeader, updateFrame } from '../protocol.ts';
 import { WatchedSocket } from './watched-socket.ts';
+import { WriteCoalescer } from './write-coalescer.ts';
 
 // The burst budgets are renewed over this window (rate-limiter-flexible's fixed windows).
 const BURST_WINDOW_SECONDS = 10;
@@ -129,6 +131,7 @@ interface Pending {
 export class SocketSession {
   private readonly ws: WebSocket;
   private readonly socket: WatchedSocket;
+  private readonly writes: WriteCoalescer;
   private readonly client: ReturnType<Hocuspocus['handleConnection']>;
   private readonly deps: SocketDependencies;
   private readonly key = randomUUID();
@@ -146,10 +149,13 @@ export class SocketSession {
   /** Refused in a row since the last message within budget, and the documents told so. */
   private streak = { messages: 0, bytes: 0, told: new Set<string>() };
 
-  constructor(ws: WebSocket, request: Request, deps: SocketDependencies) {
+  /** `transport`: the connection under `ws` (the upgrade's socket), whose writes are coalesced per burst. */
+  constructor(ws: WebSocket, transport: Duplex, request: Request, deps: SocketDependencies) {
     this.ws = ws;
     this.deps = deps;
+    this.writes = new WriteCoalescer(transport);
     this.socket = new WatchedSocket(ws, {
+      writes: this.writes,
       metrics: deps.metrics,
       onSettled: (address) => this.settled(address),
       maxUnsentBytes: deps.limits.maxUnsentBytes,
@@ -262,6 +268,7 @@ export class SocketSession {
       ([address, entry]) => entry.holdsNothing && address.split('\0')[0] === name && this.socket.isOpen(address) && !this.established(address),
     );
     if (!waiting) return;
+    this.writes.hold();
     const taken = updates.map((update) => new Promise<void>((resolve) => this.ws.send(updateFrame(waiting[0], update), () => resolve())));
     if (this.ws.bufferedAmount > this.deps.limits.maxUnsentBytes) this.backedUp();
     let timer: NodeJS.Timeout | undefined;
@@ -440,7 +447,9 @@ export class SocketSession {
   }
 
   private send(frame: Uint8Array): void {
-    if (this.ws.readyState === this.ws.OPEN) this.ws.send(frame);
+    if (this.ws.readyState !== this.ws.OPEN) return;
+    this.writes.hold();
+    this.ws.send(frame);
   }
 
   private failed(error: unknown): void {

@@ -3,8 +3,11 @@ import type { WebSocket } from 'ws';
 import type { Metrics } from '../metrics.ts';
 import { AckGatedSocket } from '../persistence/acknowledgements.ts';
 import { AuthMessageType, frameType, readHeader } from '../protocol.ts';
+import type { WriteCoalescer } from './write-coalescer.ts';
 
 export interface WatchedSocketOptions {
+  /** The socket's network writes: frames sent in one burst leave together. */
+  writes: WriteCoalescer;
   metrics: Metrics;
   /** Called when the server answers a document's authentication, either way, or closes it. */
   onSettled(address: string): void;
@@ -30,7 +33,7 @@ export class WatchedSocket extends AckGatedSocket {
   private readonly options: WatchedSocketOptions;
 
   constructor(ws: WebSocket, options: WatchedSocketOptions) {
-    super(ws, options.metrics);
+    super(ws, options.writes, options.metrics);
     this.ws = ws;
     this.options = options;
   }
