@@ -153,13 +153,14 @@ export class SocketSession {
   constructor(ws: WebSocket, transport: Duplex, request: Request, deps: SocketDependencies) {
     this.ws = ws;
     this.deps = deps;
-    this.writes = new WriteCoalescer(transport);
+    // Unsent bytes are judged once a burst is handed to the network: during it, all of it is unsent.
+    this.writes = new WriteCoalescer(transport, () => {
+      if (this.ws.bufferedAmount > deps.limits.maxUnsentBytes) this.backedUp();
+    });
     this.socket = new WatchedSocket(ws, {
       writes: this.writes,
       metrics: deps.metrics,
       onSettled: (address) => this.settled(address),
-      maxUnsentBytes: deps.limits.maxUnsentBytes,
-      onBackedUp: () => this.backedUp(),
     });
     const context: SocketContext = { acknowledgements: this.socket, sendStoredContent: (name, updates) => this.sendStoredContent(name, updates) };
     this.client = deps.hocuspocus.handleConnection(this.socket, request, context);
@@ -270,7 +271,6 @@ export class SocketSession {
     if (!waiting) return;
     this.writes.hold();
     const taken = updates.map((update) => new Promise<void>((resolve) => this.ws.send(updateFrame(waiting[0], update), () => resolve())));
-    if (this.ws.bufferedAmount > this.deps.limits.maxUnsentBytes) this.backedUp();
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([Promise.all(taken), new Promise<void>((resolve) => (timer = setTimeout(resolve, STORED_CONTENT_WAIT_MS)))]);
     clearTimeout(timer);

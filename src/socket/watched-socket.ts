@@ -11,10 +11,6 @@ export interface WatchedSocketOptions {
   metrics: Metrics;
   /** Called when the server answers a document's authentication, either way, or closes it. */
   onSettled(address: string): void;
-  /** Most bytes sent but not yet taken by the network before onBackedUp is called. */
-  maxUnsentBytes: number;
-  /** Called after a send that leaves more than maxUnsentBytes waiting for the client to read. */
-  onBackedUp(): void;
 }
 
 /**
@@ -22,19 +18,16 @@ export interface WatchedSocketOptions {
  * does), which also follows from what the server sends which documents of
  * the socket are open: authenticated (Auth "authenticated") and not closed
  * or denied since (Close, Auth "permission denied"), and whether any
- * document ever was; and says when what the client has not read yet passes
- * maxUnsentBytes.
+ * document ever was.
  */
 export class WatchedSocket extends AckGatedSocket {
   /** Set once any document authenticated; sticky, as in Hocuspocus. */
   authenticated = false;
   private readonly open = new Set<string>();
-  private readonly ws: WebSocket;
   private readonly options: WatchedSocketOptions;
 
   constructor(ws: WebSocket, options: WatchedSocketOptions) {
     super(ws, options.writes, options.metrics);
-    this.ws = ws;
     this.options = options;
   }
 
@@ -59,6 +52,5 @@ export class WatchedSocket extends AckGatedSocket {
       this.options.onSettled(header.address);
     }
     super.send(data);
-    if (this.ws.bufferedAmount > this.options.maxUnsentBytes) this.options.onBackedUp();
   }
 }
