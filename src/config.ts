@@ -5,6 +5,7 @@ const optionalText = z
   .optional()
   .transform((value) => (value === '' ? undefined : value));
 const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
+const nonNegativeInt = (fallback: number) => z.coerce.number().int().min(0).default(fallback);
 const port = () => z.coerce.number<string | undefined>().int().min(0).max(65535);
 
 /** One NATS server or several, comma-separated: `nats://host:port` (or `host:port`). */
@@ -23,7 +24,7 @@ const environment = z.object({
   METRICS_HOST: z.string().default('127.0.0.1'),
   DATABASE_URL: optionalText,
   /** At start, how long an unanswering PostgreSQL (DATABASE_URL) is retried before the start gives up. */
-  DATABASE_WAIT_MS: z.coerce.number().int().min(0).default(15_000),
+  DATABASE_WAIT_MS: nonNegativeInt(15_000),
   /** The owner role that applies migrations; DATABASE_URL's role then only needs membership in concord_app. */
   MIGRATION_DATABASE_URL: optionalText,
   DATA_DIR: z.string().default(DEFAULT_DATA_DIR),
@@ -62,7 +63,7 @@ const environment = z.object({
   /** A checkpoint is written once a document has this many updates after its last one. */
   CHECKPOINT_EVERY: positiveInt(500),
   /** The checkpoint worker keeps the documents it built last, up to this many bytes of their encoded state, and builds their next checkpoint from the updates since; 0 keeps none. */
-  CHECKPOINT_KEEP_BYTES: z.coerce.number().int().min(0).default(4 * 1024 * 1024),
+  CHECKPOINT_KEEP_BYTES: nonNegativeInt(4 * 1024 * 1024),
   /** A pause longer than this ends a burst of typing: the next text edit starts a new audit row. */
   AUDIT_TEXT_BURST_MS: positiveInt(5000),
   /** Most updates one burst's audit row covers; the next text edit starts a new row (each commit rewrites the open row, so it must stay small). */
