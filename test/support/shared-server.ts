@@ -3,7 +3,7 @@ import type { Database } from '../../src/db/database.ts';
 import { connect, synced, type Client } from './clients.ts';
 import { createReadableStorage, type TestStorage } from './database.ts';
 import { openTestDatabase } from './inspect.ts';
-import { ServerProcess } from './server.ts';
+import { printServerProblemsOnFailure, ServerProcess } from './server.ts';
 import { token } from './tokens.ts';
 
 /**
@@ -33,6 +33,7 @@ export function sharedServer(env: Record<string, string> = {}) {
     shared.server = await new ServerProcess({ ...storage.env, ...env }).start();
     shared.db = await openTestDatabase(storage);
   });
+  printServerProblemsOnFailure(() => shared.server);
   afterAll(async () => {
     shared.closeAll();
     await shared.db?.close();

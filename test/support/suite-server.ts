@@ -1,6 +1,6 @@
 import { afterAll, beforeAll } from 'vitest';
 import { createStorage, type TestStorage } from './database.ts';
-import { startServer, type ServerProcess } from './server.ts';
+import { printServerProblemsOnFailure, startServer, type ServerProcess } from './server.ts';
 
 /** What `serverForSuite` started, read inside the suite's tests. */
 export interface SuiteServer {
@@ -19,6 +19,7 @@ export function serverForSuite(env: Record<string, string> = {}): SuiteServer {
     suite.storage = await createStorage();
     suite.server = await startServer({ ...suite.storage.env, ...env });
   });
+  printServerProblemsOnFailure(() => suite.server);
   afterAll(async () => {
     await suite.server?.stop();
     await suite.storage?.drop();
