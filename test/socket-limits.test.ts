@@ -79,6 +79,24 @@ describe('socket limits', () => {
       socket.close();
     });
 
+    it('each socket has a budget of its own: one that spent all of it leaves another whole', async () => {
+      const document = 'acme/quote/limit-messages-own';
+      const spender = await RawSocket.open(server.wsUrl);
+      spender.send(authFrame(document, await token()));
+      for (let i = 1; i < RATE + BURST + 1; i++) spender.send(queryAwarenessFrame(document));
+      await waitFor('the spender refused', () => refusals(spender, document).length > 0);
+
+      // Within the same window, a whole budget on another socket: its sync request, sent last, is answered after the rest.
+      const other = await RawSocket.open(server.wsUrl);
+      other.send(authFrame(document, await token()));
+      for (let i = 2; i < RATE + BURST; i++) other.send(queryAwarenessFrame(document));
+      other.send(syncStep1(document));
+      await waitFor('the other socket answered', () => other.of(document).syncStep2s === 1);
+      expect(refusals(other, document)).toEqual([]);
+      spender.close();
+      other.close();
+    });
+
     it('a write over the budget closes the socket with 1008 rate-limited (the provider reconnects and sends it again)', async () => {
       const document = 'acme/quote/limit-messages-write';
       const socket = await RawSocket.open(server.wsUrl);
