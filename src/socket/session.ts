@@ -146,7 +146,8 @@ export class SocketSession {
   private readonly closedForSyncRequests = new Set<string>();
   /** Whose each document of the socket is (`tenant/sub` of its verified token): whose sync budget its requests spend. */
   private readonly users = new Map<string, string>();
-  private readonly unauthenticatedTimer: NodeJS.Timeout;
+  /** Until it has fired: a fired timer keeps its callback, and every socket would keep one. */
+  private unauthenticatedTimer: NodeJS.Timeout | undefined;
   /** Frames are handled one after another: budgets are spent asynchronously, and Hocuspocus must see them in order. */
   private tail = Promise.resolve();
   private closing = false;
@@ -394,6 +395,7 @@ export class SocketSession {
   }
 
   private checkAuthenticated(): void {
+    this.unauthenticatedTimer = undefined;
     if (this.closing || this.socket.authenticated) return;
     this.limitReached('UNAUTHENTICATED_TIMEOUT_MS');
     this.close(1008, 'rate-limited', `no document authenticated within ${this.deps.limits.unauthenticatedTimeoutMs} ms`);
