@@ -1,16 +1,18 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { Webhook } from 'standardwebhooks';
 import type { Database } from '../src/db/database.ts';
+import { deliveryLog as storedDeliveryLog, insertDeliveries, recordDead } from '../src/db/webhooks.ts';
 import type { ChangeEvent } from '../src/events/event.ts';
+import { WebhookEndpoints } from '../src/webhooks/endpoints.ts';
 import { sendOnce } from '../src/webhooks/sender.ts';
 import { acknowledged, connect, synced, waitFor, type Client } from './support/clients.ts';
 import { clusterFixture } from './support/cluster.ts';
 import { perTestCleanups } from './support/cleanups.ts';
 import { createReadableStorage, createStorage, postgresTitle, postgresUrl } from './support/database.ts';
 import { addComment, api } from './support/documents.ts';
-import { openTestDatabase, rowsOf } from './support/inspect.ts';
+import { openTestDatabase, rowsOf, suiteDatabase } from './support/inspect.ts';
 import { Receiver } from './support/receiver.ts';
 import { ServerProcess } from './support/server.ts';
 import { serverForSuite } from './support/suite-server.ts';
@@ -396,5 +398,30 @@ describe.skipIf(!postgresUrl)(postgresTitle('webhooks on two instances'), () => 
     } finally {
       await db.close();
     }
+  });
+});
+
+describe.skipIf(!postgresUrl)(postgresTitle('webhooks: a replay while deliveries die'), () => {
+  let db: Database;
+  suiteDatabase('postgres', '', (opened) => {
+    db = opened;
+  });
+
+  it('a replay and the dead-lettering of one of the deliveries it replaces, at once, both commit', async () => {
+    const tenant = 'replay-race';
+    const endpoints = new WebhookEndpoints(db, true);
+    const endpoint = await endpoints.register(tenant, { url: 'http://127.0.0.1:9/hook' });
+    // The dead-lettering starts 0 – 3 ms after the replay: some rounds it lands while the replay holds the pending delivery.
+    for (let round = 0; round < 40; round++) {
+      const delivery = randomUUID();
+      await db.transaction(tenant, (sql) => insertDeliveries(sql, endpoint.id, [{ id: delivery, name: `doc-${round}`, firstPosition: round + 1, lastPosition: round + 1, eventIds: [] }]));
+      const deadLettered = new Promise((resolve) => setTimeout(resolve, round % 4)).then(() =>
+        db.transaction(tenant, (sql) => recordDead(sql, endpoint.id, delivery, { status: 410, error: 'gone' }, 3)),
+      );
+      const [replayed] = await Promise.all([endpoints.replay(tenant, endpoint.id, 0), deadLettered]);
+      expect(replayed.enabled).toBe(true);
+    }
+    const log = await db.transaction(tenant, (sql) => storedDeliveryLog(sql, endpoint.id, { before: 0, limit: 100 }));
+    expect(log.map((row) => row.status)).toEqual(Array.from({ length: 40 }, () => 'dead'));
   });
 });

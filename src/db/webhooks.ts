@@ -47,6 +47,21 @@ export async function endpointById(sql: Sql, id: string): Promise<EndpointRow | 
   return rows[0] ?? null;
 }
 
+/**
+ * Locks the endpoint's row until the transaction ends; false when there is
+ * none. Whatever changes an endpoint and its deliveries together takes this
+ * first (a replay, a delivery recorded as delivered or dead), so they wait for
+ * each other in turn and never in a circle: a replay holding a pending
+ * delivery while it waits for the endpoint, a dead-lettering holding the
+ * endpoint while it waits for that delivery (PostgreSQL broke such a deadlock
+ * by failing the replay). NO KEY UPDATE, as an UPDATE takes: deliveries can
+ * still be inserted meanwhile (their foreign key takes KEY SHARE).
+ */
+export async function lockEndpoint(sql: Sql, id: string): Promise<boolean> {
+  const { rows } = await sql.query('SELECT 1 FROM webhook_endpoints WHERE tenant_id = current_tenant() AND id = $1 FOR NO KEY UPDATE', [id]);
+  return rows.length > 0;
+}
+
 /** Removes the endpoint with its delivery log; false when there was none. */
 export async function deleteEndpoint(sql: Sql, id: string): Promise<boolean> {
   const { rows } = await sql.query('DELETE FROM webhook_endpoints WHERE tenant_id = current_tenant() AND id = $1 RETURNING id', [id]);
@@ -180,9 +195,11 @@ export interface AttemptResult {
 
 /**
  * A delivery the receiver took: the endpoint's dead count starts again, and
- * its retries waiting for later are due now (the receiver is back).
+ * its retries waiting for later are due now (the receiver is back). Locks the
+ * endpoint first (lockEndpoint).
  */
 export async function recordDelivered(sql: Sql, endpointId: string, id: string, result: AttemptResult): Promise<void> {
+  await lockEndpoint(sql, endpointId);
   await sql.query(
     `WITH delivered AS (
        UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1, last_status = $3, last_error = NULL, updated_at = now()
@@ -209,9 +226,10 @@ export async function recordRetry(sql: Sql, id: string, result: AttemptResult, n
 /**
  * A delivery given up on (dead-lettered; it stays in the log). The endpoint
  * is disabled once `disableAfter` of its deliveries died in a row. Returns
- * whether it is still enabled.
+ * whether it is still enabled. Locks the endpoint first (lockEndpoint).
  */
 export async function recordDead(sql: Sql, endpointId: string, id: string, result: AttemptResult, disableAfter: number): Promise<boolean> {
+  await lockEndpoint(sql, endpointId);
   const { rows } = await sql.query<{ enabled: boolean }>(
     `WITH dead AS (
        UPDATE webhook_deliveries SET status = 'dead', attempts = attempts + 1, last_status = $3, last_error = $4, updated_at = now()

@@ -10,6 +10,7 @@ import {
   endpointById,
   insertEndpoint,
   listEndpoints,
+  lockEndpoint,
   supersedePending,
   type EndpointRow,
 } from '../db/webhooks.ts';
@@ -114,7 +115,7 @@ export class WebhookEndpoints {
    */
   async replay(tenant: string, id: string, after: number): Promise<Endpoint> {
     return this.db.transaction(tenant, async (sql) => {
-      if (!(await endpointById(sql, id))) throw notFound(id);
+      if (!(await lockEndpoint(sql, id))) throw notFound(id);
       const feed = await feedState(sql);
       if (after < feed.prunedThrough) {
         throw new ConcordError('cursor-expired', `events up to position ${feed.prunedThrough} were pruned (EVENTS_RETENTION_DAYS); replay from ${feed.prunedThrough} or later`);
