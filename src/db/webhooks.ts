@@ -50,12 +50,13 @@ export async function endpointById(sql: Sql, id: string): Promise<EndpointRow | 
 /**
  * Locks the endpoint's row until the transaction ends; false when there is
  * none. Whatever changes an endpoint and its deliveries together takes this
- * first (a replay, a delivery recorded as delivered or dead), so they wait for
- * each other in turn and never in a circle: a replay holding a pending
- * delivery while it waits for the endpoint, a dead-lettering holding the
- * endpoint while it waits for that delivery (PostgreSQL broke such a deadlock
- * by failing the replay). NO KEY UPDATE, as an UPDATE takes: deliveries can
- * still be inserted meanwhile (their foreign key takes KEY SHARE).
+ * first (a replay, a delivery recorded as delivered or dead; removing an
+ * endpoint locks it first by its DELETE), so they wait for each other in turn
+ * and never in a circle: a replay holding a pending delivery while it waits
+ * for the endpoint, a dead-lettering holding the endpoint while it waits for
+ * that delivery (PostgreSQL broke such a deadlock by failing the replay).
+ * NO KEY UPDATE, as an UPDATE takes: a claim can still insert deliveries
+ * meanwhile (their foreign key takes KEY SHARE).
  */
 export async function lockEndpoint(sql: Sql, id: string): Promise<boolean> {
   const { rows } = await sql.query('SELECT 1 FROM webhook_endpoints WHERE tenant_id = current_tenant() AND id = $1 FOR NO KEY UPDATE', [id]);
@@ -196,14 +197,15 @@ export interface AttemptResult {
 /**
  * A delivery the receiver took: the endpoint's dead count starts again, and
  * its retries waiting for later are due now (the receiver is back). Locks the
- * endpoint first (lockEndpoint).
+ * endpoint first (lockEndpoint). A delivery a replay replaced meanwhile keeps
+ * the replay's record (the replay sends its events again: at least once).
  */
 export async function recordDelivered(sql: Sql, endpointId: string, id: string, result: AttemptResult): Promise<void> {
   await lockEndpoint(sql, endpointId);
   await sql.query(
     `WITH delivered AS (
        UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1, last_status = $3, last_error = NULL, updated_at = now()
-       WHERE tenant_id = current_tenant() AND id = $2
+       WHERE tenant_id = current_tenant() AND id = $2 AND status = 'pending'
      ),
      endpoint AS (
        UPDATE webhook_endpoints SET dead_in_a_row = 0 WHERE tenant_id = current_tenant() AND id = $1 AND dead_in_a_row > 0
@@ -214,11 +216,11 @@ export async function recordDelivered(sql: Sql, endpointId: string, id: string, 
   );
 }
 
-/** A failed attempt to try again at `nextAttemptAt`. */
+/** A failed attempt to try again at `nextAttemptAt` (unless a replay replaced the delivery meanwhile). */
 export async function recordRetry(sql: Sql, id: string, result: AttemptResult, nextAttemptAt: Date): Promise<void> {
   await sql.query(
     `UPDATE webhook_deliveries SET attempts = attempts + 1, last_status = $2, last_error = $3, next_attempt_at = $4, updated_at = now()
-     WHERE tenant_id = current_tenant() AND id = $1`,
+     WHERE tenant_id = current_tenant() AND id = $1 AND status = 'pending'`,
     [id, result.status, result.error, nextAttemptAt],
   );
 }
@@ -226,25 +228,30 @@ export async function recordRetry(sql: Sql, id: string, result: AttemptResult, n
 /**
  * A delivery given up on (dead-lettered; it stays in the log). The endpoint
  * is disabled once `disableAfter` of its deliveries died in a row. Returns
- * whether it is still enabled. Locks the endpoint first (lockEndpoint).
+ * whether it is still enabled (false once it is removed). Locks the endpoint
+ * first (lockEndpoint). A delivery a replay replaced meanwhile keeps the
+ * replay's record, and its death does not count against the endpoint the
+ * replay enabled.
  */
 export async function recordDead(sql: Sql, endpointId: string, id: string, result: AttemptResult, disableAfter: number): Promise<boolean> {
-  await lockEndpoint(sql, endpointId);
+  if (!(await lockEndpoint(sql, endpointId))) return false;
   const { rows } = await sql.query<{ enabled: boolean }>(
     `WITH dead AS (
        UPDATE webhook_deliveries SET status = 'dead', attempts = attempts + 1, last_status = $3, last_error = $4, updated_at = now()
-       WHERE tenant_id = current_tenant() AND id = $2
+       WHERE tenant_id = current_tenant() AND id = $2 AND status = 'pending'
+       RETURNING id
      )
      UPDATE webhook_endpoints SET
        dead_in_a_row = dead_in_a_row + 1,
        enabled = enabled AND dead_in_a_row + 1 < $5,
        disabled_reason = CASE WHEN enabled AND dead_in_a_row + 1 >= $5
          THEN $5::int || ' deliveries in a row dead-lettered; the last: ' || coalesce($4::text, 'no error') ELSE disabled_reason END
-     WHERE tenant_id = current_tenant() AND id = $1
+     WHERE tenant_id = current_tenant() AND id = $1 AND EXISTS (SELECT FROM dead)
      RETURNING enabled`,
     [endpointId, id, result.status, result.error, disableAfter],
   );
-  return rows[0]?.enabled ?? false;
+  // Nothing returned: the delivery was replaced, and the endpoint is as the replay left it (enabled).
+  return rows[0]?.enabled ?? true;
 }
 
 export interface DeliveryLogRow {
