@@ -1,6 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { beforeEach } from 'vitest';
 import { fileURLToPath } from 'node:url';
 import { TEST_SECRET } from './tokens.ts';
 
@@ -134,28 +133,4 @@ export class ServerProcess {
 
 export async function startServer(env: Record<string, string>): Promise<ServerProcess> {
   return new ServerProcess(env).start();
-}
-
-/**
- * For a server shared by several tests: when one fails, prints what the
- * server logged at warn or above while it ran (a 500's cause is only there).
- */
-export function printServerProblemsOnFailure(current: () => ServerProcess | undefined): void {
-  beforeEach(({ onTestFailed }) => {
-    const server = current();
-    const from = server?.logs.length ?? 0;
-    onTestFailed(() => {
-      const problems = (server?.logs.slice(from) ?? '').split('\n').filter((line) => logLevel(line) >= 40);
-      if (problems.length > 0) console.error(`the server logged, during the failed test:\n${problems.join('\n').slice(-8_000)}`);
-    });
-  });
-}
-
-/** A JSON log line's pino level; 0 for anything else. */
-function logLevel(line: string): number {
-  try {
-    return (JSON.parse(line) as { level?: number }).level ?? 0;
-  } catch {
-    return 0;
-  }
 }

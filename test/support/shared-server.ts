@@ -3,7 +3,8 @@ import type { Database } from '../../src/db/database.ts';
 import { connect, synced, type Client } from './clients.ts';
 import { createReadableStorage, type TestStorage } from './database.ts';
 import { openTestDatabase } from './inspect.ts';
-import { printServerProblemsOnFailure, ServerProcess } from './server.ts';
+import { printServerProblemsOnFailure } from './server-problems.ts';
+import { ServerProcess } from './server.ts';
 import { token } from './tokens.ts';
 
 /**

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll } from 'vitest';
 import { createStorage, type TestStorage } from './database.ts';
-import { printServerProblemsOnFailure, startServer, type ServerProcess } from './server.ts';
+import { printServerProblemsOnFailure } from './server-problems.ts';
+import { startServer, type ServerProcess } from './server.ts';
 
 /** What `serverForSuite` started, read inside the suite's tests. */
 export interface SuiteServer {
