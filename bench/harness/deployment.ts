@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createStorage, type TestStorage } from '../../test/support/database.ts';
 import { RedisProcess } from '../../test/support/redis.ts';
-import { ServerProcess } from '../../test/support/server.ts';
+import { ServerProcess, serverProblems } from '../../test/support/server.ts';
 import { token } from '../../test/support/tokens.ts';
 import { postgresBackends, processUsage } from './machine.ts';
 
@@ -134,21 +134,6 @@ export class Deployment {
     await this.storage?.drop();
     return [...this.retired, ...this.servers].flatMap((server) => serverProblems(server.logs));
   }
-}
-
-/** Server log entries at warn or above, and anything not JSON (Hocuspocus writes plain text to stderr). */
-function serverProblems(logs: string): string[] {
-  return logs
-    .split('\n')
-    .filter(Boolean)
-    .flatMap((line) => {
-      try {
-        const entry = JSON.parse(line) as { level?: number; msg?: string; code?: string; err?: { message?: string } };
-        return (entry.level ?? 0) >= 40 ? [`[${entry.level}] ${entry.code ?? ''} ${entry.msg}${entry.err ? `: ${entry.err.message}` : ''}`] : [];
-      } catch {
-        return [line.slice(0, 400)];
-      }
-    });
 }
 
 function startFlags(): string[] {

@@ -1,9 +1,10 @@
 import { beforeEach } from 'vitest';
-import type { ServerProcess } from './server.ts';
+import { serverProblems, type ServerProcess } from './server.ts';
 
 /**
  * For a server shared by several tests: when one fails, prints what the
- * server logged at warn or above while it ran (a 500's cause is only there).
+ * server logged at warn or above, and anything not JSON, while it ran (a
+ * 500's cause is only there).
  */
 export function printServerProblemsOnFailure(current: () => ServerProcess | undefined): void {
   beforeEach(({ onTestFailed }) => {
@@ -12,17 +13,8 @@ export function printServerProblemsOnFailure(current: () => ServerProcess | unde
     onTestFailed(() => {
       // From the start of the line under way when the test began: output arrives in chunks, not lines.
       const logs = server?.logs ?? '';
-      const problems = logs.slice(logs.lastIndexOf('\n', from - 1) + 1).split('\n').filter((line) => logLevel(line) >= 40);
+      const problems = serverProblems(logs.slice(logs.lastIndexOf('\n', from - 1) + 1));
       if (problems.length > 0) console.error(`the server logged, during the failed test:\n${problems.join('\n').slice(-8_000)}`);
     });
   });
-}
-
-/** A JSON log line's pino level; 0 for anything else. */
-function logLevel(line: string): number {
-  try {
-    return (JSON.parse(line) as { level?: number }).level ?? 0;
-  } catch {
-    return 0;
-  }
 }

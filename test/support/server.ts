@@ -134,3 +134,18 @@ export class ServerProcess {
 export async function startServer(env: Record<string, string>): Promise<ServerProcess> {
   return new ServerProcess(env).start();
 }
+
+/** Server log entries at warn or above, and anything not JSON (Hocuspocus writes plain text to stderr). */
+export function serverProblems(logs: string): string[] {
+  return logs
+    .split('\n')
+    .filter(Boolean)
+    .flatMap((line) => {
+      try {
+        const entry = JSON.parse(line) as { level?: number; msg?: string; code?: string; err?: { message?: string } };
+        return (entry.level ?? 0) >= 40 ? [`[${entry.level}] ${entry.code ?? ''} ${entry.msg}${entry.err ? `: ${entry.err.message}` : ''}`] : [];
+      } catch {
+        return [line.slice(0, 400)];
+      }
+    });
+}
