@@ -54,7 +54,7 @@ import { RedisPresenceBoard } from './presence/redis-board.ts';
 import { Locks } from './rules/lock-extension.ts';
 import { DocumentLocks } from './rules/locks.ts';
 import { RelayedRows } from './projection/relayed-rows.ts';
-import { createSocketLimits, SocketSession, unauthenticatedQueue } from './socket/session.ts';
+import { createSocketLimits, SocketSession, unauthenticatedQueue, type UpgradeRequest } from './socket/session.ts';
 import { Projection } from './projection/extension.ts';
 import { RuleBook } from './rules/rulebook.ts';
 import { Rules } from './rules/extension.ts';
@@ -221,7 +221,7 @@ export async function createConcord(config: Config, log: Logger) {
   const socketLimits = createSocketLimits(config, redis);
   httpServer.on('upgrade', (request, socket, head) => {
     socket.on('error', () => socket.destroy());
-    sockets.handleUpgrade(request, socket, head, (ws) => new SocketSession(ws, socket, toFetchRequest(request), { hocuspocus, limits: socketLimits, verify, metrics, log }));
+    sockets.handleUpgrade(request, socket, head, (ws) => new SocketSession(ws, socket, upgradeRequest(request), { hocuspocus, limits: socketLimits, verify, metrics, log }));
   });
 
   return {
@@ -280,10 +280,10 @@ export function metricsBind(config: Config): Bind | null {
   return { port: config.METRICS_PORT, host: config.METRICS_HOST, settings: { port: 'METRICS_PORT', host: 'METRICS_HOST' } };
 }
 
-function toFetchRequest(request: IncomingMessage): Request {
+function upgradeRequest(request: IncomingMessage): UpgradeRequest {
   const headers = new Headers();
   for (const [key, value] of Object.entries(request.headers)) {
     if (value !== undefined) headers.set(key, Array.isArray(value) ? value.join(', ') : value);
   }
-  return new Request(new URL(request.url ?? '/', `http://${request.headers.host ?? 'localhost'}`), { headers });
+  return { url: request.url ?? '/', headers };
 }

@@ -52,8 +52,7 @@ async function read(kind: DocumentKind, id: string): Promise<{ version: number; 
 /** The document as the module's row functions see it, built from its JSON form. */
 function viewOf(module: DocumentKindModule<unknown>, id: string, content: Record<string, any>): DocumentView<unknown> {
   const members = (collection: string): Member[] => (content[collection] as Fields[]).map((fields) => ({ id: typeof fields.id === 'string' ? fields.id : null, fields }));
-  const totals = module.totals.empty();
-  for (const member of members(module.tableCollection)) module.totals.add(totals, member);
+  const totals = members(module.tableCollection).reduce((sum, member) => module.totals.add(sum, member), module.totals.empty());
   return { id, header: content[module.layout.header.key], texts: Object.fromEntries(module.layout.texts.map((key) => [key, content[key]])), members, totals };
 }
 

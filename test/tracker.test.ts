@@ -113,10 +113,28 @@ describe('DocumentTracker', () => {
     const notes = doc.getText('notes');
     notes.insert(0, 'Hello');
     const { tracker, reported } = tracked(doc);
-    tracker.texts.notes = 'Hell'; // as after a transaction that could not be read
+    tracker.texts = { ...tracker.texts, notes: 'Hell' }; // as after a transaction that could not be read
     notes.insert(notes.length, '!');
     expect(reported.at(-1)!.fieldChanges).toEqual([expect.objectContaining({ field: 'notes', oldValue: 'Hell', newValue: 'Hello!' })]);
     expect(tracker.texts.notes).toBe('Hello!');
+  });
+
+  it('a header row read after later transactions shows the document as its own transaction left it', () => {
+    const doc = new Y.Doc();
+    const { reported } = tracked(doc);
+    const lines = doc.getArray<Y.Map<unknown>>('lines');
+    lines.push([new Y.Map<unknown>([['id', 'l0'], ['quantity', 2], ['unitPrice', 3]])]);
+    doc.getMap('quote').set('title', 'First');
+    doc.getText('notes').insert(0, 'a');
+    const early = reported.at(-1)!;
+
+    lines.get(0).set('quantity', 5);
+    lines.push([new Y.Map<unknown>([['id', 'l1'], ['quantity', 1], ['unitPrice', 1]])]);
+    doc.getMap('quote').set('title', 'Second');
+    doc.getText('notes').insert(1, 'b');
+
+    expect(early.rows.header).toMatchObject({ title: 'First', notes: 'a', line_count: 1, subtotal: '6.00' });
+    expect(reported.at(-1)!.rows.header).toMatchObject({ title: 'Second', notes: 'ab', line_count: 2, subtotal: '16.00' });
   });
 
   it('reports a deleted line with its last fields, and only the rows that changed', () => {

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { commentsOn } from './comments.ts';
-import type { DocumentKindModule, DocumentView } from './kind.ts';
+import type { DocumentKindModule, HeaderView } from './kind.ts';
 import {
   type LineTotals,
   lineTotals,
@@ -20,7 +20,7 @@ import { currencyCode, isoDate, memberId, optionalText, percent } from './values
 export const invoiceStatuses = ['draft', 'issued', 'paid', 'void'] as const;
 
 /** round2(subtotal * (1 + taxPct/100)): a quote's totals without the header discount. */
-function invoiceTotals(view: DocumentView<LineTotals>): PricedTotals {
+function invoiceTotals(view: HeaderView<LineTotals>): PricedTotals {
   const subtotal = subtotalOf(view.totals);
   const { taxPct } = view.header;
   if (subtotal === null || typeof taxPct !== 'number') return { subtotal, total: null };

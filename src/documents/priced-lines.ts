@@ -1,6 +1,6 @@
 import Big from 'big.js';
 import type { TableSpec } from '../db/tables.ts';
-import type { DocumentView } from './kind.ts';
+import type { DocumentView, HeaderView } from './kind.ts';
 import type { CollectionLayout, Entity, Fields, Member } from './layout.ts';
 import type { Json } from '../json.ts';
 import { amount, memberId, optionalText, percent } from './values.ts';
@@ -70,15 +70,14 @@ export function renderPriced(headerKey: string, view: DocumentView<LineTotals>, 
 export const pricedSummaryColumns = { notes: 'text', line_count: 'integer', subtotal: 'numeric(14,2)', total: 'numeric(14,2)' } as const;
 
 /** Those columns' values. */
-export function pricedSummaryRow(view: DocumentView<LineTotals>, { subtotal, total }: PricedTotals): Record<keyof typeof pricedSummaryColumns, Json> {
+export function pricedSummaryRow(view: HeaderView<LineTotals>, { subtotal, total }: PricedTotals): Record<keyof typeof pricedSummaryColumns, Json> {
   return { notes: view.texts.notes ?? '', line_count: view.totals.lineCount, subtotal: subtotal?.toFixed(2) ?? null, total: total?.toFixed(2) ?? null };
 }
 
-function countLine(totals: LineTotals, member: Member, sign: 1 | -1): void {
-  totals.lineCount += sign;
+function countLine({ lineCount, sum, unknownLines }: LineTotals, member: Member, sign: 1 | -1): LineTotals {
   const total = lineTotal(member.fields);
-  if (total === null) totals.unknownLines += sign;
-  else totals.sum = sign === 1 ? totals.sum.plus(total) : totals.sum.minus(total);
+  if (total === null) return { lineCount: lineCount + sign, sum, unknownLines: unknownLines + sign };
+  return { lineCount: lineCount + sign, sum: sign === 1 ? sum.plus(total) : sum.minus(total), unknownLines };
 }
 
 /** Kept incrementally as lines come and go (DocumentKindModule.totals). */

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { commentsOn } from './comments.ts';
-import type { DocumentKindModule, DocumentView } from './kind.ts';
+import type { DocumentKindModule, HeaderView } from './kind.ts';
 import {
   type LineTotals,
   lineTotals,
@@ -20,7 +20,7 @@ import { currencyCode, isoDate, optionalText, percent } from './values.ts';
 export const quoteStatuses = ['draft', 'sent', 'accepted', 'rejected', 'expired'] as const;
 
 /** round2(subtotal * (1 - discountPct/100) * (1 + taxPct/100)). */
-function quoteTotals(view: DocumentView<LineTotals>): PricedTotals {
+function quoteTotals(view: HeaderView<LineTotals>): PricedTotals {
   const subtotal = subtotalOf(view.totals);
   const { discountPct, taxPct } = view.header;
   if (subtotal === null || typeof discountPct !== 'number' || typeof taxPct !== 'number') return { subtotal, total: null };

@@ -32,7 +32,7 @@ export const report: DocumentKindModule<null> = {
     frozen: new Set(['approved']),
   },
 
-  totals: { empty: () => null, add() {}, remove() {} },
+  totals: { empty: () => null, add: () => null, remove: () => null },
 
   render(view) {
     return {

@@ -78,13 +78,13 @@ function tableChanges(
       members.set(id, stamp);
       applied.set(id, row && { ...row, ...stamp });
     }
-    byDocument.set(name, { document: update.document, version: seq, stamp, members, applied, appliedHeader: changes.rows.header, rowsNow: changes.rowsNow, newerQueued });
+    byDocument.set(name, { document: update.document, version: seq, stamp, members, applied, appliedHeader: () => changes.rows.header, rowsNow: changes.rowsNow, newerQueued });
   }
   const owedAfter = new Map<string, ReadonlyMap<string, Stamp> | null>();
   const rows = [...byDocument.values()].map(({ document, version, stamp, members, applied, appliedHeader, rowsNow, newerQueued }): DocumentRows => {
     if (newerQueued()) {
       owedAfter.set(document.name, members);
-      return { document, header: { ...appliedHeader, version, ...stamp }, members: applied };
+      return { document, header: { ...appliedHeader(), version, ...stamp }, members: applied };
     }
     owedAfter.set(document.name, null);
     const now = rowsNow(new Set(members.keys()));
@@ -99,9 +99,9 @@ interface Touched {
   version: number;
   stamp: Stamp;
   members: Map<string, Stamp>;
-  /** The rows as they were when the updates were applied (the header: after the last one). */
+  /** The rows as they were when the updates were applied (the header: after the last one, made only if asked for). */
   applied: Map<string, Record<string, Json> | null>;
-  appliedHeader: Record<string, Json>;
+  appliedHeader: () => Record<string, Json>;
   rowsNow: UpdateChanges['rowsNow'];
   newerQueued: () => boolean;
 }

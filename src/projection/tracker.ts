@@ -1,5 +1,5 @@
 import * as Y from 'yjs';
-import type { DocumentKindModule } from '../documents/kind.ts';
+import type { DocumentKindModule, HeaderView } from '../documents/kind.ts';
 import type { CollectionLayout, Entity, Member } from '../documents/layout.ts';
 import type { Json } from '../json.ts';
 import { DocumentReader, type CollectionState, type LayoutViolation, type PlacedMember, type RowChanges } from './view.ts';
@@ -50,11 +50,26 @@ export class DocumentTracker<Totals = unknown> extends DocumentReader<Totals> {
     for (const [key, state] of this.collections) this.roots.set(state.array, key);
   }
 
-  /** Reads what `transaction` changed; call it from the doc's `afterTransaction`, before deleted content is collected. */
+  /**
+   * Reads what `transaction` changed; call it from the doc's `afterTransaction`,
+   * before deleted content is collected. Its header row is made when first
+   * read, from the header, texts and totals as the transaction left them: most
+   * commits write the row from the document as it is then instead.
+   */
   observe(transaction: Y.Transaction): DocumentChanges {
-    const changes = this.follow(transaction);
-    changes.rows.header = this.kind.headerRow(this);
-    return changes;
+    const { fieldChanges, rows } = this.follow(transaction);
+    const { kind } = this;
+    const applied: HeaderView<Totals> = { id: this.id, header: this.header, texts: this.texts, totals: this.totals };
+    let header: Record<string, Json> | undefined;
+    return {
+      fieldChanges,
+      rows: {
+        members: rows.members,
+        get header() {
+          return (header ??= kind.headerRow(applied));
+        },
+      },
+    };
   }
 
   /** Keeps up with a transaction that is not logged (a relayed update, say): the same reading, without the header row. */
@@ -118,8 +133,9 @@ export class DocumentTracker<Totals = unknown> extends DocumentReader<Totals> {
       if (!(field in layout)) continue;
       const oldValue = this.header[field] ?? null;
       const newValue = this.readHeaderField(field, true);
-      this.header[field] = newValue;
-      if (!same(oldValue, newValue)) changes.fieldChanges.push({ entity, entityId: this.id, field, action: 'update', oldValue, newValue, text: false });
+      if (same(oldValue, newValue)) continue;
+      this.header = { ...this.header, [field]: newValue };
+      changes.fieldChanges.push({ entity, entityId: this.id, field, action: 'update', oldValue, newValue, text: false });
     }
   }
 
@@ -128,10 +144,9 @@ export class DocumentTracker<Totals = unknown> extends DocumentReader<Totals> {
       const oldValue = this.texts[field] ?? '';
       const text = this.doc.getText(field);
       const newValue = appendedText(oldValue, items, transaction, text.length) ?? text.toString();
-      this.texts[field] = newValue;
-      if (oldValue !== newValue) {
-        changes.fieldChanges.push({ entity: this.kind.layout.header.entity, entityId: this.id, field, action: 'update', oldValue, newValue, text: true });
-      }
+      if (oldValue === newValue) continue;
+      this.texts = { ...this.texts, [field]: newValue };
+      changes.fieldChanges.push({ entity: this.kind.layout.header.entity, entityId: this.id, field, action: 'update', oldValue, newValue, text: true });
     }
   }
 
@@ -158,14 +173,14 @@ export class DocumentTracker<Totals = unknown> extends DocumentReader<Totals> {
       const next: PlacedMember = { ...this.readMember(state.layout, map, previous ? keys : 'all', previous, true), position: previous?.position ?? -1 };
       if (previous && previous.id === next.id) {
         if (!this.diffMember(state.layout, previous, next, changes)) continue;
-        if (tabled) this.kind.totals.remove(this.totals, previous);
+        if (tabled) this.totals = this.kind.totals.remove(this.totals, previous);
       } else {
         // A member whose id changed is, to the audit and the tables, one gone and one new.
         if (previous) this.removeMember(state, map, previous, tabled, changes, changedRows);
         changes.fieldChanges.push({ entity, entityId: next.id, field: '*', action: 'create', oldValue: null, newValue: next.fields, text: false });
       }
       state.members.set(map, next);
-      if (tabled) this.kind.totals.add(this.totals, next);
+      if (tabled) this.totals = this.kind.totals.add(this.totals, next);
       changedRows.add(next);
     }
     if (removed || (createdItems.length > 0 && !this.append(state, createdItems, changedRows))) this.reorder(state, changedRows);
@@ -177,7 +192,7 @@ export class DocumentTracker<Totals = unknown> extends DocumentReader<Totals> {
     state.members.delete(map);
     changes.fieldChanges.push({ entity: state.layout.entity, entityId: member.id, field: '*', action: 'delete', oldValue: member.fields, newValue: null, text: false });
     if (!tabled) return;
-    this.kind.totals.remove(this.totals, member);
+    this.totals = this.kind.totals.remove(this.totals, member);
     if (member.id === null) return;
     changes.rows.members.set(member.id, null);
     // Ids should be unique; if another member has this one, the row is now that member's.

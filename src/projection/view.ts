@@ -38,8 +38,9 @@ export interface CollectionState {
  */
 export class DocumentReader<Totals = unknown> implements DocumentView<Totals> {
   readonly id: string;
-  header: Fields = {};
-  texts: Record<string, string> = {};
+  // Replaced, never changed in place, once read (see HeaderView).
+  header: Readonly<Fields> = {};
+  texts: Readonly<Record<string, string>> = {};
   totals: Totals;
 
   protected readonly kind: DocumentKindModule<Totals>;
@@ -123,8 +124,8 @@ export class DocumentReader<Totals = unknown> implements DocumentView<Totals> {
   /** Reads the whole document; what breaks the layout (stored before the rules refused it, say) is reported once here. */
   private readAll(): void {
     const { header, texts } = this.kind.layout;
-    for (const field of Object.keys(header.fields)) this.header[field] = this.readHeaderField(field, true);
-    for (const key of texts) this.texts[key] = this.doc.getText(key).toString();
+    this.header = Object.fromEntries(Object.keys(header.fields).map((field) => [field, this.readHeaderField(field, true)]));
+    this.texts = Object.fromEntries(texts.map((key) => [key, this.doc.getText(key).toString()]));
     for (const [key, state] of this.collections) {
       state.array.forEach((value) => {
         if (!(value instanceof Y.Map)) {
@@ -134,7 +135,7 @@ export class DocumentReader<Totals = unknown> implements DocumentView<Totals> {
         const member = { ...this.readMember(state.layout, value, 'all', undefined, true), position: state.order.length };
         state.members.set(value, member);
         state.order.push(value);
-        if (key === this.kind.tableCollection) this.kind.totals.add(this.totals, member);
+        if (key === this.kind.tableCollection) this.totals = this.kind.totals.add(this.totals, member);
       });
     }
   }

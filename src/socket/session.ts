@@ -97,6 +97,14 @@ function withBurst(name: string, perSecond: number, burst: number): Spend {
   return async (key, points) => ((await steady(key, points)) === null ? null : reserve(key, points));
 }
 
+/**
+ * What Hocuspocus 4.7 reads of a socket's request: its url (the hooks'
+ * requestParameters, read again for every message) and its headers. A plain
+ * object, kept by every socket, rather than a fetch Request: fewer objects per
+ * connection, and a url without a host is read without a URL parser.
+ */
+export type UpgradeRequest = Pick<Request, 'url' | 'headers'>;
+
 /** Sockets opened by this process so far: each one's number is its key in the per-socket budgets. */
 let socketsOpened = 0;
 
@@ -157,7 +165,7 @@ export class SocketSession {
   private streak = { messages: 0, bytes: 0, told: new Set<string>() };
 
   /** `transport`: the connection under `ws` (the upgrade's socket), whose writes are coalesced per burst. */
-  constructor(ws: WebSocket, transport: Duplex, request: Request, deps: SocketDependencies) {
+  constructor(ws: WebSocket, transport: Duplex, request: UpgradeRequest, deps: SocketDependencies) {
     this.ws = ws;
     this.deps = deps;
     // Unsent bytes are judged once a burst is handed to the network: during it, all of it is unsent.
@@ -170,7 +178,7 @@ export class SocketSession {
       onSettled: (address) => this.settled(address),
     });
     const context: SocketContext = { acknowledgements: this.socket, sendStoredContent: (name, updates) => this.sendStoredContent(name, updates) };
-    this.client = deps.hocuspocus.handleConnection(this.socket, request, context);
+    this.client = deps.hocuspocus.handleConnection(this.socket, request as Request, context);
     this.unauthenticatedTimer = setTimeout(() => this.checkAuthenticated(), deps.limits.unauthenticatedTimeoutMs);
     this.unauthenticatedTimer.unref();
 
