@@ -454,5 +454,9 @@ describe.each(backends)('webhooks: deliveries a replay replaced, on $kind', ({ k
     expect(log.map((row) => ({ status: row.status, attempts: row.attempts, error: row.last_error }))).toEqual(
       ids.map(() => ({ status: 'dead', attempts: 0, error: 'replaced by a replay from position 0' })),
     );
+
+    // An attempt that ends after its endpoint was removed finds nothing to record: the endpoint is no longer enabled.
+    await endpoints.remove(tenant, endpoint.id);
+    expect(await db.transaction(tenant, (sql) => recordDead(sql, endpoint.id, ids[0]!, { status: 410, error: 'gone' }, 1))).toBe(false);
   });
 });
