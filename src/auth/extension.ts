@@ -77,9 +77,10 @@ export class Authorization implements Extension {
     this.clientOwners.forget(documentName);
   }
 
-  async connected({ connection, context }: connectedPayload<ConnectionContext>): Promise<void> {
+  async connected({ connection }: connectedPayload<ConnectionContext>): Promise<void> {
+    const { principal } = this.authorized(connection);
     connection.onClose(() => clearTimeout(this.expiryTimers.get(connection)));
-    this.watchExpiry(connection, context.principal.expiresAt);
+    this.watchExpiry(connection, principal.expiresAt);
   }
 
   /** A fresh token for an open document: same user, checked like the first; its role and expiry apply from now. */
@@ -108,9 +109,9 @@ export class Authorization implements Extension {
    * clientID another user writes under, whole (see WriteRefusals).
    */
   async beforeHandleMessage({ connection, update, document }: beforeHandleMessagePayload): Promise<void> {
+    const { principal, document: name } = this.authorized(connection);
     const frame = readFrame(update);
     if (!frame.update) return;
-    const { principal, document: name } = connection.context as ConnectionContext;
     if (connection.readOnly) {
       if (Y.snapshotContainsUpdate(Y.snapshot(document), frame.update)) return;
       this.refusals.tell(connection, new ConcordError('read-only', `role "${principal.role}" may not change this document; the change was not applied`));
@@ -158,6 +159,22 @@ export class Authorization implements Extension {
 
   async afterHandleMessage({ connection }: afterHandleMessagePayload): Promise<void> {
     this.refusals.release(connection);
+  }
+
+  /**
+   * The connection's context as onAuthenticate made it. Hocuspocus 4.7 can set
+   * a connection up with another one when its socket closes while documents
+   * authenticate (SocketSession no longer lets that happen): such a connection
+   * is closed and the hook refused, before any extension after this one reads
+   * a user that is not there.
+   */
+  private authorized(connection: Connection): ConnectionContext {
+    const context = connection.context as Partial<ConnectionContext>;
+    if (context.principal && context.document) return context as ConnectionContext;
+    const error = new ConcordError('internal', 'the connection was set up without its authentication; connect again');
+    this.refusals.record(error, connection.document.name);
+    connection.close(error.closeEvent);
+    throw hookRefusal(error);
   }
 
   private async authorize(token: string, document: DocumentName): Promise<Principal> {
