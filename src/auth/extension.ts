@@ -163,10 +163,10 @@ export class Authorization implements Extension {
 
   /**
    * The connection's context as onAuthenticate made it. Hocuspocus 4.7 can set
-   * a connection up with another one when its socket closes while documents
-   * authenticate (SocketSession no longer lets that happen): such a connection
-   * is closed and the hook refused, before any extension after this one reads
-   * a user that is not there.
+   * a connection up with a fresh context, not the one its token gave, when its
+   * socket closes while documents authenticate (SocketSession no longer lets
+   * that happen): such a connection is closed and the hook refused, before any
+   * extension after this one reads a user that is not there.
    */
   private authorized(connection: Connection): ConnectionContext {
     const context = connection.context as Partial<ConnectionContext>;

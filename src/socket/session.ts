@@ -232,10 +232,11 @@ export class SocketSession {
       const waiting = this.pending.get(frame.address);
       if (waiting) waiting.holdsNothing = true;
     }
-    // Once the client's close frame came, documents still authenticating are handed nothing more. Hocuspocus 4.7
-    // drops every document's authentication state when it sets up another on a closing socket; a frame handed after
-    // that starts a fresh one, which the authentication under way then takes for its own: a connection without its
-    // user. Frames of documents already set up still go through: an edit sent just before closing is applied.
+    // Once the socket is closing (the client's close frame came), documents still authenticating are handed nothing
+    // more. Hocuspocus 4.7 drops every document's authentication state when it sets up another on a closing socket; a
+    // frame handed after that starts a fresh one, which the authentication under way then takes for its own: a
+    // connection without its user. Documents already set up are not affected: an edit sent just before the close is
+    // applied and logged (Hocuspocus closes the document once it has to answer on the closing socket).
     if (this.ws.readyState !== this.ws.OPEN && !this.established(frame.address)) return;
     this.client.handleMessage(bytes);
   }
