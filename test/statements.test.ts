@@ -6,7 +6,7 @@ import { CommitPipeline } from '../src/commit/pipeline.ts';
 import type { CommitWriter, UpdateChanges } from '../src/commit/writer.ts';
 import { extendFieldChanges } from '../src/db/field-changes.ts';
 import { pgJson, toPgJson } from '../src/db/json.ts';
-import { deleteMembers } from '../src/db/tables.ts';
+import { deleteMembers, upsertRows } from '../src/db/tables.ts';
 import { kindOf, parseDocumentName } from '../src/documents/kinds.ts';
 import { createLogger } from '../src/log.ts';
 import { createMetrics } from '../src/metrics.ts';
@@ -294,6 +294,19 @@ describe('jsonb parameters', () => {
     for (let i = 0; i < 150; i++) deep = i % 2 === 0 ? [deep] : { inner: deep };
     expect(pgJson(deep)).toBe(JSON.stringify(toPgJson(deep)));
     expect(pgJson(deep)).not.toContain('bottom');
+  });
+});
+
+describe('a table\'s upsert statement', () => {
+  const table = { name: 'notes_rows', columns: { id: 'text', body: 'text', updated_at: 'timestamptz' }, key: ['id'] };
+
+  it('leaves the columns kept on conflict alone, whichever of the table\'s statements was built first (each is built once)', () => {
+    const overwriting = upsertRows(table, [{ id: 'a', body: 'x', updated_at: null }])!;
+    const keeping = upsertRows(table, [{ id: 'a', body: 'x', updated_at: null }], ['updated_at'])!;
+    expect(overwriting.text).toContain('"updated_at" = EXCLUDED."updated_at"');
+    expect(keeping.text).not.toContain('"updated_at" = EXCLUDED');
+    expect(keeping.text).toContain('"body" = EXCLUDED."body"');
+    expect(upsertRows(table, [{ id: 'b', body: 'y', updated_at: null }])).toEqual({ text: overwriting.text, params: [pgJson([{ id: 'b', body: 'y', updated_at: null }])] });
   });
 });
 

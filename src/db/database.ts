@@ -131,23 +131,26 @@ async function scriptText(sql: Sql, { text, params }: Statement): Promise<string
   // Only statements with parameters may be prepared (not SAVEPOINT, say), and only they are run again with other values.
   const name = sql.prepare && params.length > 0 ? await sql.prepare(text) : null;
   if (name === null) return inlineParameters(text, params);
-  return inlineParameters(`EXECUTE ${name}(${params.map((_, index) => `$${index + 1}`).join(', ')})`, params);
+  return `EXECUTE ${name}(${params.map((param, index) => literal(param, index + 1)).join(', ')})`;
 }
 
 /**
  * `text` with `$n` replaced by parameter n as a quoted literal of the text a
  * driver would send for it: untyped, so Postgres types it from its context
- * exactly as it types a parameter. E'' form, which reads the same whatever
- * standard_conforming_strings says.
+ * exactly as it types a parameter.
  */
 export function inlineParameters(text: string, params: readonly unknown[]): string {
-  return text.replace(/\$(\d+)/g, (_, index: string) => {
-    const value = parameterText(params[Number(index) - 1]);
-    if (value === null) return 'NULL';
-    // Postgres text cannot hold NUL, and in a script it ends the statement (08P01): input reaching SQL is validated at the edge.
-    if (value.includes('\0')) throw new Error(`parameter $${index} contains NUL, which no Postgres text can hold: refuse it where it enters`);
-    return `E'${value.replaceAll('\\', '\\\\').replaceAll("'", "''")}'`;
-  });
+  return text.replace(/\$(\d+)/g, (_, index: string) => literal(params[Number(index) - 1], Number(index)));
+}
+
+/** Parameter `index` as an E'' literal (which reads the same whatever standard_conforming_strings says), or NULL. */
+function literal(param: unknown, index: number): string {
+  const value = parameterText(param);
+  if (value === null) return 'NULL';
+  // Postgres text cannot hold NUL, and in a script it ends the statement (08P01): input reaching SQL is validated at the edge.
+  if (value.includes('\0')) throw new Error(`parameter $${index} contains NUL, which no Postgres text can hold: refuse it where it enters`);
+  // Backslashes and quotes are both doubled: one pass over what may be a whole commit's rows.
+  return `E'${value.replace(/[\\']/g, '$&$&')}'`;
 }
 
 /** A parameter in Postgres's text input format (arrays as array literals, bytes as hex). */

@@ -112,7 +112,9 @@ export function clientSql(
   const script = async (statements: string[], skip: number) => {
     refuseOnceEnded();
     try {
-      return [(await client.query(statements.join(';\n'))) as never as { rows: Record<string, unknown>[] }].flat().slice(skip);
+      // Joined by concatenation: the commit's statements (already one string) are copied once, when pg writes them, not here too.
+      const text = statements.reduce((script, statement) => (script ? `${script};\n${statement}` : statement), '');
+      return [(await client.query(text)) as never as { rows: Record<string, unknown>[] }].flat().slice(skip);
     } catch (error) {
       if (error instanceof pg.DatabaseError && error.code === '0A000' && /cached plan/.test(error.message)) stalePlans.add(client);
       throw error;

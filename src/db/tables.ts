@@ -19,17 +19,28 @@ const quoted = (name: string) => `"${name}"`;
  */
 export function upsertRows(table: TableSpec, rows: Array<Record<string, Json>>, keepOnConflict: readonly string[] = []): Statement | null {
   if (rows.length === 0) return null;
+  return { text: upsertText(table, keepOnConflict), params: [pgJson(rows)] };
+}
+
+// Every commit writes its rows with the same few statements: each text is built once per table (and kept columns).
+const upsertTexts = new WeakMap<TableSpec, Map<string, string>>();
+
+function upsertText(table: TableSpec, keepOnConflict: readonly string[]): string {
+  let ofTable = upsertTexts.get(table);
+  if (!ofTable) upsertTexts.set(table, (ofTable = new Map()));
+  const key = keepOnConflict.join(',');
+  let text = ofTable.get(key);
+  if (text !== undefined) return text;
   const columns = Object.keys(table.columns).map(quoted);
   const typed = Object.entries(table.columns).map(([column, type]) => `${quoted(column)} ${type}`);
   const updates = Object.keys(table.columns)
     .filter((column) => !table.key.includes(column) && !keepOnConflict.includes(column))
     .map((column) => `${quoted(column)} = EXCLUDED.${quoted(column)}`);
-  return {
-    text: `INSERT INTO ${table.name} (tenant_id, ${columns.join(', ')})
+  text = `INSERT INTO ${table.name} (tenant_id, ${columns.join(', ')})
      SELECT current_tenant(), ${columns.join(', ')} FROM jsonb_to_recordset($1::jsonb) AS r(${typed.join(', ')})
-     ON CONFLICT (tenant_id, ${table.key.map(quoted).join(', ')}) DO UPDATE SET ${updates.join(', ')}`,
-    params: [pgJson(rows)],
-  };
+     ON CONFLICT (tenant_id, ${table.key.map(quoted).join(', ')}) DO UPDATE SET ${updates.join(', ')}`;
+  ofTable.set(key, text);
+  return text;
 }
 
 /** Deletes member rows by (parent id, id); the keys also go as arrays so the rows are found by primary key (see `extendFieldChanges`). */

@@ -155,21 +155,32 @@ function versioned(header: TableSpec): TableSpec {
   return { ...header, columns: { ...header.columns, version: 'bigint' } };
 }
 
+// The tables as commits write them, built once per kind: upsertRows keeps each table's statement text.
+const writtenTables = new WeakMap<object, { header: TableSpec; members: TableSpec }>();
+
+/** A kind's tables with the stamp columns, the header with its version. */
+function tablesWritten(tables: { header: TableSpec; members: TableSpec }): { header: TableSpec; members: TableSpec } {
+  let written = writtenTables.get(tables);
+  if (!written) writtenTables.set(tables, (written = { header: stamped(versioned(tables.header)), members: stamped(tables.members) }));
+  return written;
+}
+
 /** One statement per table for all documents of a kind; `keepStamps` leaves existing rows' stamps as they are. */
 function rowStatements(documents: DocumentRows[], { keepStamps = false } = {}): Statement[] {
   const keep = keepStamps ? Object.keys(stampColumns) : [];
   return Object.entries(kinds).flatMap(([kind, module]) => {
     const ofKind = documents.filter((rows) => rows.document.kind === kind);
     if (ofKind.length === 0) return [];
-    const { header, members } = module.tables;
+    const { members } = module.tables;
     const removed = ofKind.flatMap((rows) => [...rows.members].filter(([, row]) => row === null).map(([id]) => ({ parent: rows.document.id, id })));
     const upserts = ofKind.flatMap((rows) =>
       [...rows.members.values()].filter((row) => row !== null).map((row) => ({ ...row, [members.parentColumn]: rows.document.id })),
     );
+    const written = tablesWritten(module.tables);
     return [
-      upsertRows(stamped(versioned(header)), ofKind.map((rows) => rows.header), keep),
+      upsertRows(written.header, ofKind.map((rows) => rows.header), keep),
       deleteMembers(members, removed),
-      upsertRows(stamped(members), upserts, keep),
+      upsertRows(written.members, upserts, keep),
     ].filter((statement) => statement !== null);
   });
 }
