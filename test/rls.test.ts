@@ -96,6 +96,33 @@ describe.each(backends)('row-level security on $kind', ({ kind, reason }) => {
     await expect(db.transaction('tenant-a', (sql) => sql.query('DELETE FROM document_clients'))).rejects.toThrow(/permission denied/);
   });
 
+  it('a logged update or audit row names a document that exists, which then is neither deleted nor renamed', async ({ skip }) => {
+    skip(!!reason, reason);
+    const missing = 'tenant-a/quote/never-created';
+    const refused = { code: '23503' };
+    await expect(
+      db.transaction('tenant-a', (sql) =>
+        sql.query(`INSERT INTO document_updates (tenant_id, name, seq, update, user_id, origin) VALUES ('tenant-a', $1, 1, '\\x00', 'u1', 'client')`, [missing]),
+      ),
+    ).rejects.toMatchObject(refused);
+    // One row of the statement naming a missing document refuses the statement.
+    const auditRow = (name: string) => ({ name, seq: 1, first_seq: 1, entity: 'quote', entity_id: 'q1', field: 'title', action: 'update' as const, old_value: null, new_value: 'x', user_id: 'u1', changed_at: new Date().toISOString() });
+    await expect(db.transaction('tenant-a', (sql) => runTogether(sql, [insertFieldChanges([auditRow('tenant-a/quote/q1'), auditRow(missing)])!]))).rejects.toMatchObject(refused);
+    await db.transaction('tenant-a', (sql) => runTogether(sql, [insertFieldChanges([auditRow('tenant-a/quote/q1')])!]));
+
+    // A document with a logged update only (no checkpoint, event or owner row that would refuse on its own).
+    const logged = parseDocumentName('tenant-a/quote/logged-only');
+    await db.transaction('tenant-a', (sql) => appendUpdates(sql, [{ document: logged, update: someUpdate('x'), userId: 'u1', origin: 'client', receivedAt: new Date() }]));
+    await expect(db.transaction('tenant-a', (sql) => sql.query(`UPDATE documents SET name = 'tenant-a/quote/renamed', doc_id = 'renamed' WHERE name = $1`, [logged.name]))).rejects.toMatchObject(refused);
+    const asOwner = (text: string, name: string) => db.ownerTransaction(async (sql) => sql.exec(`SELECT set_config('app.tenant_id', 'tenant-a', true); ${text.replace('$1', `'${name}'`)}`));
+    await expect(asOwner('DELETE FROM documents WHERE name = $1', logged.name)).rejects.toMatchObject(refused);
+    // A document nothing names may go (so the check is not a blanket refusal).
+    await db.transaction('tenant-a', (sql) => sql.query(`INSERT INTO documents (tenant_id, name, kind, doc_id) VALUES ('tenant-a', 'tenant-a/quote/empty', 'quote', 'empty')`));
+    const [, deleted] = await asOwner('DELETE FROM documents WHERE name = $1 RETURNING name', 'tenant-a/quote/empty');
+    expect(deleted!.rows).toEqual([{ name: 'tenant-a/quote/empty' }]);
+    expect(await db.transaction('tenant-a', async (sql) => (await sql.query('SELECT version FROM documents WHERE name = $1', [logged.name])).rows)).toEqual([{ version: 1 }]);
+  });
+
   it('RLS is enabled and forced on every table, and the runtime role owns none', async ({ skip }) => {
     skip(!!reason, reason);
     const tables = await db.ownerTransaction(async (sql) =>
