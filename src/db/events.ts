@@ -35,8 +35,8 @@ export interface EventRow {
 /**
  * Inserts a commit's events in one statement, at the next positions of the
  * tenant's feed. The upsert locks the feed's row until the transaction ends,
- * so positions are handed out in commit order (schema/008_events.sql). Rows:
- * the last position handed out.
+ * so positions are handed out in commit order (schema/008_events.sql). It
+ * returns no rows: a commit's events are read from the table, by position.
  */
 export function insertEvents(events: NewEventRow[]): Statement | null {
   if (events.length === 0) return null;
@@ -52,8 +52,7 @@ export function insertEvents(events: NewEventRow[]): Statement | null {
      )
      INSERT INTO change_events (tenant_id, position, id, type, name, seq_first, seq_last, actor, origin, occurred_at, data)
      SELECT current_tenant(), feed.last_position - $2 + e.ord, e.id, e.type, e.name, e.seq_first, e.seq_last, e.actor, e.origin, e.occurred_at, e.data
-     FROM new_events e CROSS JOIN feed
-     RETURNING position`,
+     FROM new_events e CROSS JOIN feed`,
     params: [
       pgJson(
         events.map((event, index) => ({

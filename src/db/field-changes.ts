@@ -23,10 +23,11 @@ export interface FieldChangeRow {
 }
 
 /**
- * Inserts audit rows in one statement; its rows are each row's id and place in
- * `rows` (see `insertedIds`). Per row, as little as can be: the identity's
- * sequence by name, and a row of one update gets its range without an
- * aggregate (a commit at full speed writes hundreds).
+ * Inserts audit rows in one statement; its rows are the id and place in `rows`
+ * of each row that opens a text burst (`seqs` given: later commits extend it
+ * by id), and only of those (see `insertedIds`). Per row, as little as can
+ * be: the identity's sequence by name, and a row of one update gets its range
+ * without an aggregate (a commit at full speed writes hundreds).
  */
 export function insertFieldChanges(rows: FieldChangeRow[]): Statement | null {
   if (rows.length === 0) return null;
@@ -42,12 +43,12 @@ export function insertFieldChanges(rows: FieldChangeRow[]): Statement | null {
        SELECT id, current_tenant(), name, seq, first_seq, entity, entity_id, field, action, old_value, new_value, user_id, COALESCE(attribution, 'sender'), changed_at,
          CASE WHEN seqs IS NULL THEN int8multirange(int8range(seq, seq, '[]')) ELSE ${SEQ_RANGES('seqs')} END FROM numbered
      )
-     SELECT id, ord FROM numbered`,
+     SELECT id, ord FROM numbered WHERE seqs IS NOT NULL`,
     params: [pgJson(rows.map((row, ord) => ({ ...row, ord })))],
   };
 }
 
-/** The ids `insertFieldChanges` gave its rows, in input order. */
+/** The ids `insertFieldChanges` gave the rows opening a text burst, at their places in its input. */
 export function insertedIds(inserted: Record<string, unknown>[]): number[] {
   const ids: number[] = [];
   for (const row of inserted) ids[Number(row.ord)] = Number(row.id);

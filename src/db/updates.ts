@@ -37,7 +37,7 @@ export interface LoggedUpdate {
  * Run as a prepared statement where the backend keeps them (every commit runs it).
  */
 export async function appendUpdates(sql: Sql, updates: NewUpdate[]): Promise<number[]> {
-  const [{ rows }] = (await runTogether(sql, [appendStatement(updates)])) as [{ rows: Array<{ name: string; seq: number }> }];
+  const [{ rows }] = (await runTogether(sql, [appendStatement(updates, { returning: true })])) as [{ rows: Array<{ name: string; seq: number }> }];
   const seqsByName = new Map<string, number[]>();
   for (const row of rows) {
     const seqs = seqsByName.get(row.name) ?? [];
@@ -55,10 +55,11 @@ export async function appendUpdates(sql: Sql, updates: NewUpdate[]): Promise<num
  * because another writer logged the document first; the caller rolls back.
  */
 export function appendAsPredicted(updates: NewUpdate[], lastSeqs: Map<string, number>): Statement[] {
-  return [appendStatement(updates), { text: 'SELECT expect_document_versions($1::text[], $2::bigint[])', params: [[...lastSeqs.keys()], [...lastSeqs.values()]] }];
+  return [appendStatement(updates, { returning: false }), { text: 'SELECT expect_document_versions($1::text[], $2::bigint[])', params: [[...lastSeqs.keys()], [...lastSeqs.values()]] }];
 }
 
-function appendStatement(updates: NewUpdate[]): Statement {
+/** `returning`: the statement's rows are each update's name and seq (a caller that predicted them needs none sent back). */
+function appendStatement(updates: NewUpdate[], { returning }: { returning: boolean }): Statement {
   return {
     text: `WITH batch AS (
        SELECT t.*, row_number() OVER (PARTITION BY t.name ORDER BY t.ord) AS rn,
@@ -75,8 +76,7 @@ function appendStatement(updates: NewUpdate[]): Statement {
      )
      INSERT INTO document_updates (tenant_id, name, seq, update, user_id, origin, received_at, attribution)
      SELECT current_tenant(), b.name, bumped.version - b.n + b.rn, decode(b.update_hex, 'hex'), b.user_id, b.origin, b.received_at, b.attribution
-     FROM batch b JOIN bumped ON bumped.name = b.name
-     RETURNING name, seq`,
+     FROM batch b JOIN bumped ON bumped.name = b.name${returning ? '\n     RETURNING name, seq' : ''}`,
     params: [
       updates.map((u) => u.document.name),
       updates.map((u) => u.document.kind),
