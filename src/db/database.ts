@@ -10,15 +10,16 @@ export interface Sql {
   /** Runs a script of several statements without parameters in one round trip; each statement's rows, in order. */
   exec(script: string): Promise<Array<{ rows: Record<string, unknown>[] }>>;
   /**
-   * `exec`, then COMMIT in the same round trip: a commit saves a round trip
-   * to the database server (the pg backend only; an embedded database commits
-   * when the transaction's work returns). Nothing runs after it. When a
+   * `exec` of the script `script`'s pieces join to (see ScriptPieces), then
+   * COMMIT in the same round trip: a commit saves a round trip to the
+   * database server (the pg backend only; an embedded database commits when
+   * the transaction's work returns). Nothing runs after it. When a
    * statement of the script is refused, COMMIT never ran: the caller may roll
    * back to a savepoint and go on. When COMMIT itself is refused, the
    * transaction is over, rolled back: everything after fails. A failure that
    * may have committed (the connection lost) is an AmbiguousCommitError.
    */
-  execThenCommit?(script: string): Promise<Array<{ rows: Record<string, unknown>[] }>>;
+  execThenCommit?(script: ScriptPieces): Promise<Array<{ rows: Record<string, unknown>[] }>>;
   /**
    * Prepares `text` on this session unless it already is; the name to
    * EXECUTE it by, or null when Postgres refused to prepare it (it then runs
@@ -120,18 +121,32 @@ export interface Statement {
 export async function runTogether(sql: Sql, statements: Statement[], { lastInTransaction = false } = {}): Promise<Array<{ rows: Record<string, unknown>[] }>> {
   if (statements.length === 0) return [];
   if (statements.length === 1 && !sql.prepare && !(lastInTransaction && sql.execThenCommit)) return [await sql.query(statements[0]!.text, statements[0]!.params)];
-  const texts: string[] = [];
-  for (const statement of statements) texts.push(await scriptText(sql, statement));
-  const script = texts.join(';\n');
-  return lastInTransaction && sql.execThenCommit ? sql.execThenCommit(script) : sql.exec(script);
+  const script: string[] = [];
+  for (const statement of statements) {
+    if (script.length > 0) script.push(';\n');
+    await addToScript(script, sql, statement);
+  }
+  return lastInTransaction && sql.execThenCommit ? sql.execThenCommit(script) : sql.exec(script.join(''));
 }
 
-/** A statement as a script's text: EXECUTE of it prepared where the backend keeps statements prepared, else inlined. */
-async function scriptText(sql: Sql, { text, params }: Statement): Promise<string> {
+/**
+ * A script as the pieces it is joined from, in order. A commit's script holds
+ * its rows' text (a quote's notes in four statements, say): joined once, where
+ * it is sent, it is copied once rather than at every step that builds it.
+ */
+export type ScriptPieces = readonly string[];
+
+/** Adds a statement to a script: EXECUTE of it prepared where the backend keeps statements prepared, else inlined. */
+async function addToScript(script: string[], sql: Sql, { text, params }: Statement): Promise<void> {
   // Only statements with parameters may be prepared (not SAVEPOINT, say), and only they are run again with other values.
   const name = sql.prepare && params.length > 0 ? await sql.prepare(text) : null;
-  if (name === null) return inlineParameters(text, params);
-  return `EXECUTE ${name}(${params.map((param, index) => literal(param, index + 1)).join(', ')})`;
+  if (name === null) return void script.push(inlineParameters(text, params));
+  script.push(`EXECUTE ${name}(`);
+  params.forEach((param, index) => {
+    if (index > 0) script.push(', ');
+    script.push(literal(param, index + 1));
+  });
+  script.push(')');
 }
 
 /**

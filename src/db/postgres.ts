@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { AmbiguousCommitError, enterTenantStatement, inlineParameters, PreparedStatements, type Database, type Sql } from './database.ts';
+import { AmbiguousCommitError, enterTenantStatement, inlineParameters, PreparedStatements, type Database, type ScriptPieces, type Sql } from './database.ts';
 import type { Logger } from '../log.ts';
 
 // int8 (bigint) columns hold seq and version: well within 2^53, read them as numbers.
@@ -109,20 +109,21 @@ export function clientSql(
   const refuseOnceEnded = () => {
     if (ended) throw new Error('the transaction already ended with its COMMIT; nothing more runs in it');
   };
-  const script = async (statements: string[], skip: number) => {
+  /** Runs `pieces` joined (in one copy, which pg writes as it is); the rows of each statement after the first `skip`. */
+  const script = async (pieces: ScriptPieces, skip: number) => {
     refuseOnceEnded();
     try {
-      // Joined by concatenation: the commit's statements (already one string) are copied once, when pg writes them, not here too.
-      const text = statements.reduce((script, statement) => (script ? `${script};\n${statement}` : statement), '');
-      return [(await client.query(text)) as never as { rows: Record<string, unknown>[] }].flat().slice(skip);
+      return [(await client.query(pieces.join(''))) as never as { rows: Record<string, unknown>[] }].flat().slice(skip);
     } catch (error) {
       if (error instanceof pg.DatabaseError && error.code === '0A000' && /cached plan/.test(error.message)) stalePlans.add(client);
       throw error;
     }
   };
+  /** The opening's statements, each ended, to go ahead of a script's pieces. */
+  const openingPieces = (opening: string[]) => opening.map((statement) => `${statement};\n`);
   const exec = (text: string) => {
     const opening = takeOpening() ?? [];
-    return script([...opening, text], opening.length);
+    return script([...openingPieces(opening), text], opening.length);
   };
   return {
     async query(text, params = []) {
@@ -132,18 +133,18 @@ export function clientSql(
       // Bytes (a checkpoint's state, hundreds of kB) go as they are rather than as hex in a script: the opening goes
       // first, on its own, which costs a round trip. Keep such statements off the commit path (or not first in it).
       if (params.some((param) => param instanceof Uint8Array)) {
-        await script(opening, opening.length);
+        await script([opening.join(';\n')], opening.length);
         return client.query(text, params) as never;
       }
-      return (await script([...opening, inlineParameters(text, params)], opening.length))[0] as never;
+      return (await script([...openingPieces(opening), inlineParameters(text, params)], opening.length))[0] as never;
     },
     exec,
     prepare: (text) => preparedOn(client).prepare(text, exec),
-    async execThenCommit(text) {
+    async execThenCommit(pieces) {
       const opening = takeOpening() ?? [];
       let results;
       try {
-        results = await script([...opening, text, 'COMMIT'], opening.length);
+        results = await script([...openingPieces(opening), ...pieces, ';\nCOMMIT'], opening.length);
       } catch (error) {
         if (!rolledBackForSure(error)) {
           ended = true;
