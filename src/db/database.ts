@@ -10,8 +10,8 @@ export interface Sql {
   /** Runs a script of several statements without parameters in one round trip; each statement's rows, in order. */
   exec(script: string): Promise<Array<{ rows: Record<string, unknown>[] }>>;
   /**
-   * `exec` of the script `script`'s pieces join to (see ScriptPieces), then
-   * COMMIT in the same round trip: a commit saves a round trip to the
+   * Runs the script `script`'s pieces join to (see ScriptPieces), then
+   * COMMIT, in one round trip: a commit saves a round trip to the
    * database server (the pg backend only; an embedded database commits when
    * the transaction's work returns). Nothing runs after it. When a
    * statement of the script is refused, COMMIT never ran: the caller may roll

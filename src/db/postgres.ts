@@ -109,22 +109,21 @@ export function clientSql(
   const refuseOnceEnded = () => {
     if (ended) throw new Error('the transaction already ended with its COMMIT; nothing more runs in it');
   };
-  /** Runs `pieces` joined (in one copy, which pg writes as it is); the rows of each statement after the first `skip`. */
-  const script = async (pieces: ScriptPieces, skip: number) => {
+  /**
+   * Runs `opening`'s statements, then the script `pieces` join to, joined in
+   * one copy (which pg writes as it is); the rows of each statement after the opening's.
+   */
+  const script = async (opening: string[], pieces: ScriptPieces) => {
     refuseOnceEnded();
     try {
-      return [(await client.query(pieces.join(''))) as never as { rows: Record<string, unknown>[] }].flat().slice(skip);
+      const text = [...opening.map((statement) => `${statement};\n`), ...pieces].join('');
+      return [(await client.query(text)) as never as { rows: Record<string, unknown>[] }].flat().slice(opening.length);
     } catch (error) {
       if (error instanceof pg.DatabaseError && error.code === '0A000' && /cached plan/.test(error.message)) stalePlans.add(client);
       throw error;
     }
   };
-  /** The opening's statements, each ended, to go ahead of a script's pieces. */
-  const openingPieces = (opening: string[]) => opening.map((statement) => `${statement};\n`);
-  const exec = (text: string) => {
-    const opening = takeOpening() ?? [];
-    return script([...openingPieces(opening), text], opening.length);
-  };
+  const exec = (text: string) => script(takeOpening() ?? [], [text]);
   return {
     async query(text, params = []) {
       refuseOnceEnded();
@@ -133,18 +132,17 @@ export function clientSql(
       // Bytes (a checkpoint's state, hundreds of kB) go as they are rather than as hex in a script: the opening goes
       // first, on its own, which costs a round trip. Keep such statements off the commit path (or not first in it).
       if (params.some((param) => param instanceof Uint8Array)) {
-        await script([opening.join(';\n')], opening.length);
+        await script(opening, []);
         return client.query(text, params) as never;
       }
-      return (await script([...openingPieces(opening), inlineParameters(text, params)], opening.length))[0] as never;
+      return (await script(opening, [inlineParameters(text, params)]))[0] as never;
     },
     exec,
     prepare: (text) => preparedOn(client).prepare(text, exec),
     async execThenCommit(pieces) {
-      const opening = takeOpening() ?? [];
       let results;
       try {
-        results = await script([...openingPieces(opening), ...pieces, ';\nCOMMIT'], opening.length);
+        results = await script(takeOpening() ?? [], [...pieces, ';\nCOMMIT']);
       } catch (error) {
         if (!rolledBackForSure(error)) {
           ended = true;
