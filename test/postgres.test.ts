@@ -8,6 +8,8 @@ import { loggedUpdates, openTestDatabase } from './support/inspect.ts';
 import { ServerProcess } from './support/server.ts';
 import { TcpProxy } from './support/tcp-proxy.ts';
 import { replay } from '../src/persistence/replay.ts';
+import { createPostgresDatabase } from '../src/db/postgres.ts';
+import { createLogger } from '../src/log.ts';
 import { token } from './support/tokens.ts';
 import { pushNumbered } from './support/documents.ts';
 
@@ -27,8 +29,8 @@ function appendedValues(updates: Uint8Array[]): number[] {
   return values;
 }
 
-/** A server on a fresh database that it reaches only through a proxy the test can cut. */
-async function serverBehindProxy(env: Record<string, string> = {}) {
+/** A fresh database, and the URL that reaches it only through a proxy the test can cut. */
+async function databaseBehindProxy() {
   const storage = await createStorage('postgres');
   cleanups.push(() => storage.drop());
   const target = new URL(storage.databaseUrl!);
@@ -36,7 +38,13 @@ async function serverBehindProxy(env: Record<string, string> = {}) {
   cleanups.push(() => proxy.close());
   target.hostname = '127.0.0.1';
   target.port = String(proxy.port);
-  const server = await new ServerProcess({ ...storage.env, ...env, DATABASE_URL: target.toString() }).start();
+  return { storage, proxy, url: target.toString() };
+}
+
+/** A server on a fresh database that it reaches only through a proxy the test can cut. */
+async function serverBehindProxy(env: Record<string, string> = {}) {
+  const { storage, proxy, url } = await databaseBehindProxy();
+  const server = await new ServerProcess({ ...storage.env, ...env, DATABASE_URL: url }).start();
   cleanups.push(() => server.stop('SIGKILL'));
   return { storage, proxy, server };
 }
@@ -191,6 +199,22 @@ describe('with a real PostgreSQL', () => {
     const expected = writers.flatMap((_, w) => Array.from({ length: perWriter }, (_, i) => w * 1000 + i)).sort((a, b) => a - b);
     expect(logged).toEqual(expected);
     writers.forEach((writer) => writer.provider.destroy());
+  });
+
+  it('a query Postgres does not answer fails after the query timeout, and its connection is not used again', async ({ skip }) => {
+    skip(!!postgresSkip, postgresSkip);
+    const { proxy, url } = await databaseBehindProxy();
+    const db = createPostgresDatabase(url, createLogger('silent'), { queryTimeoutMs: 300 });
+    cleanups.push(() => db.close());
+    const answer = (n: number) => db.ownerTransaction(async (sql) => (await sql.query<{ n: number }>('SELECT $1::int AS n', [n])).rows);
+    expect(await answer(1)).toEqual([{ n: 1 }]);
+
+    proxy.stall();
+    await expect(answer(2)).rejects.toMatchObject({ code: 'postgres-timeout' });
+
+    // The stalled connection lost the query: were it used again, it would never answer.
+    proxy.restore();
+    expect(await answer(3)).toEqual([{ n: 3 }]);
   });
 
   it('runs as a login role that owns nothing, with the migrations applied by another', async ({ skip }) => {

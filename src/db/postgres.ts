@@ -5,12 +5,19 @@ import type { Logger } from '../log.ts';
 // int8 (bigint) columns hold seq and version: well within 2^53, read them as numbers.
 pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value));
 
-export function createPostgresDatabase(url: string, log: Logger): Database {
+/** How long a query may go unanswered before it fails and its connection is dropped (Postgres hung, or the network). */
+const QUERY_TIMEOUT_MS = 15_000;
+
+export interface PostgresDatabaseOptions {
+  /** How long a query may go unanswered (default 15 s). */
+  queryTimeoutMs?: number;
+}
+
+export function createPostgresDatabase(url: string, log: Logger, { queryTimeoutMs = QUERY_TIMEOUT_MS }: PostgresDatabaseOptions = {}): Database {
   const pool = new pg.Pool({
     connectionString: url,
     max: 10,
     connectionTimeoutMillis: 3_000,
-    query_timeout: 15_000,
     // An idle connection keeps its prepared statements this long (pg's default: 10 s).
     idleTimeoutMillis: 60_000,
     keepAlive: true,
@@ -53,15 +60,15 @@ export function createPostgresDatabase(url: string, log: Logger): Database {
     return withClient(async (client) => {
       let pending: string[] | null = opening;
       let ended: 'committed' | 'rolled back' | null = null;
-      const sql = clientSql(
-        client,
-        () => {
+      const sql = clientSql(client, {
+        takeOpening: () => {
           const taken = pending;
           pending = null;
           return taken;
         },
-        (outcome) => (ended = outcome),
-      );
+        onEnded: (outcome) => (ended = outcome),
+        queryTimeoutMs,
+      });
       const committed = () => ended === 'committed';
       let result: T;
       try {
@@ -75,7 +82,7 @@ export function createPostgresDatabase(url: string, log: Logger): Database {
       if (ended) throw new Error('the transaction was rolled back when its COMMIT was refused');
       let answer: pg.QueryResult;
       try {
-        answer = await client.query('COMMIT');
+        answer = await send(client, 'COMMIT', [], queryTimeoutMs);
       } catch (error) {
         throw rolledBackForSure(error) ? error : new AmbiguousCommitError(error);
       }
@@ -88,22 +95,23 @@ export function createPostgresDatabase(url: string, log: Logger): Database {
   return {
     transaction: (tenant, work) => run(['BEGIN', enterTenantStatement(tenant)], work),
     ownerTransaction: (work) => run(['BEGIN'], work),
-    ping: () => withClient(async (client) => void (await client.query('SELECT 1'))),
+    ping: () => withClient(async (client) => void (await send(client, 'SELECT 1', [], queryTimeoutMs))),
     close: () => pool.end(),
   };
 }
 
-/**
- * A checked-out client as the Sql interface. `takeOpening`, when it gives
- * statements (once), sends them ahead of the next statement in one simple
- * query, that statement's parameters inlined; their results are left out.
- * `onEnded` hears that `execThenCommit` ended the transaction, and how.
- */
-export function clientSql(
-  client: pg.ClientBase,
-  takeOpening: () => string[] | null = () => null,
-  onEnded: (outcome: 'committed' | 'rolled back') => void = () => {},
-): Sql {
+export interface ClientSqlOptions {
+  /** Statements to send (once) ahead of the next statement, in one simple query; their results are left out. */
+  takeOpening?: () => string[] | null;
+  /** Hears that `execThenCommit` ended the transaction, and how. */
+  onEnded?: (outcome: 'committed' | 'rolled back') => void;
+  /** How long a query may go unanswered (default 15 s). */
+  queryTimeoutMs?: number;
+}
+
+/** A checked-out client as the Sql interface. */
+export function clientSql(client: pg.ClientBase, { takeOpening = () => null, onEnded = () => {}, queryTimeoutMs = QUERY_TIMEOUT_MS }: ClientSqlOptions = {}): Sql {
+  const query = (text: string, params: unknown[] = []) => send(client, text, params, queryTimeoutMs);
   // Once the transaction ended in execThenCommit (committed, or its COMMIT refused), a statement would run on its own, outside it.
   let ended = false;
   const refuseOnceEnded = () => {
@@ -117,7 +125,7 @@ export function clientSql(
     refuseOnceEnded();
     try {
       const text = [...opening.map((statement) => `${statement};\n`), ...pieces].join('');
-      return [(await client.query(text)) as never as { rows: Record<string, unknown>[] }].flat().slice(opening.length);
+      return [(await query(text)) as never as { rows: Record<string, unknown>[] }].flat().slice(opening.length);
     } catch (error) {
       if (error instanceof pg.DatabaseError && error.code === '0A000' && /cached plan/.test(error.message)) stalePlans.add(client);
       throw error;
@@ -128,12 +136,12 @@ export function clientSql(
     async query(text, params = []) {
       refuseOnceEnded();
       const opening = takeOpening();
-      if (opening === null) return client.query(text, params) as never;
+      if (opening === null) return query(text, params) as never;
       // Bytes (a checkpoint's state, hundreds of kB) go as they are rather than as hex in a script: the opening goes
       // first, on its own, which costs a round trip. Keep such statements off the commit path (or not first in it).
       if (params.some((param) => param instanceof Uint8Array)) {
         await script(opening, []);
-        return client.query(text, params) as never;
+        return query(text, params) as never;
       }
       return (await script(opening, [inlineParameters(text, params)]))[0] as never;
     },
@@ -150,7 +158,7 @@ export function clientSql(
         }
         // A refused statement leaves the transaction open but failed, where any statement is refused (rolling back to a
         // savepoint goes on); a refused COMMIT ends it, and a statement then runs on its own. Only asking tells which.
-        ended = await client.query('SELECT 1').then(
+        ended = await query('SELECT 1').then(
           () => true,
           () => false,
         );
@@ -162,6 +170,34 @@ export function clientSql(
       return results.slice(0, -1);
     },
   };
+}
+
+/** A query Postgres did not answer within the timeout; its connection is dropped once it is released (withClient). */
+export class QueryTimeoutError extends Error {
+  readonly code = 'postgres-timeout';
+
+  constructor(timeoutMs: number) {
+    super(`Postgres did not answer a query within ${timeoutMs} ms`);
+    this.name = 'QueryTimeoutError';
+  }
+}
+
+/**
+ * `client.query` through its callback, under a timer of our own. With pg's
+ * promise form, or its own query_timeout, nearly every query outlived the
+ * young generation's next collection, a commit's whole script with it, and
+ * was promoted: the old generation filled and each scavenge took longer
+ * (bench/README.md, "What pg's promises kept alive").
+ */
+function send(client: pg.ClientBase, text: string, params: unknown[], timeoutMs: number): Promise<pg.QueryResult> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new QueryTimeoutError(timeoutMs)), timeoutMs);
+    client.query(text, params, (error: Error | null, result: pg.QueryResult) => {
+      clearTimeout(timer);
+      if (error) reject(error);
+      else resolve(result);
+    });
+  });
 }
 
 const prepared = new WeakMap<pg.ClientBase, PreparedStatements>();
