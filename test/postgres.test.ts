@@ -8,6 +8,7 @@ import { loggedUpdates, openTestDatabase } from './support/inspect.ts';
 import { ServerProcess } from './support/server.ts';
 import { TcpProxy } from './support/tcp-proxy.ts';
 import { replay } from '../src/persistence/replay.ts';
+import { AmbiguousCommitError } from '../src/db/database.ts';
 import { createPostgresDatabase } from '../src/db/postgres.ts';
 import { createLogger } from '../src/log.ts';
 import { token } from './support/tokens.ts';
@@ -201,7 +202,7 @@ describe('with a real PostgreSQL', () => {
     writers.forEach((writer) => writer.provider.destroy());
   });
 
-  it('a query Postgres does not answer fails after the query timeout, and its connection is not used again', async ({ skip }) => {
+  it('a query Postgres does not answer fails after the query timeout, nothing more goes out behind it, its connection is not used again, and an unanswered COMMIT is ambiguous', async ({ skip }) => {
     skip(!!postgresSkip, postgresSkip);
     const { proxy, url } = await databaseBehindProxy();
     const db = createPostgresDatabase(url, createLogger('silent'), { queryTimeoutMs: 300 });
@@ -209,10 +210,28 @@ describe('with a real PostgreSQL', () => {
     const answer = (n: number) => db.ownerTransaction(async (sql) => (await sql.query<{ n: number }>('SELECT $1::int AS n', [n])).rows);
     expect(await answer(1)).toEqual([{ n: 1 }]);
 
+    // Unanswered, the query fails; nothing more goes out behind it: the transaction's next statement fails at once, the same way.
     proxy.stall();
-    await expect(answer(2)).rejects.toMatchObject({ code: 'postgres-timeout' });
+    let [first, second]: unknown[] = [];
+    const refused = db.ownerTransaction(async (sql) => {
+      first = await sql.query('SELECT 1').catch((error: unknown) => error);
+      second = await sql.query('SELECT 2').catch((error: unknown) => error);
+      throw first;
+    });
+    await expect(refused).rejects.toMatchObject({ code: 'postgres-timeout' });
+    expect(second).toBe(first);
 
-    // The stalled connection lost the query: were it used again, it would never answer.
+    // The stalled connection lost its query: were it used again, it would never answer.
+    proxy.restore();
+    expect(await answer(2)).toEqual([{ n: 2 }]);
+
+    // A COMMIT left unanswered may have committed: its outcome is unknown, for the caller to look up.
+    const unanswered = db.ownerTransaction(async (sql) => {
+      await sql.query('SELECT 1');
+      proxy.stall();
+      return sql.execThenCommit!(['SELECT 2']);
+    });
+    await expect(unanswered).rejects.toBeInstanceOf(AmbiguousCommitError);
     proxy.restore();
     expect(await answer(3)).toEqual([{ n: 3 }]);
   });

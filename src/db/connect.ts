@@ -4,8 +4,8 @@ import type { Logger } from '../log.ts';
 import type { Database } from './database.ts';
 import { createPostgresDatabase } from './postgres.ts';
 
-/** Failures that may pass by themselves: the server is starting, restarting, or not yet in DNS (compose). */
-const TRANSIENT_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', '57P03']);
+/** Failures that may pass by themselves: the server is starting, restarting, hung, or not yet in DNS (compose). */
+const TRANSIENT_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', '57P03', 'postgres-timeout']);
 const FIRST_RETRY_MS = 1_000;
 const LONGEST_RETRY_MS = 5_000;
 

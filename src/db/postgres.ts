@@ -9,7 +9,7 @@ pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value));
 const QUERY_TIMEOUT_MS = 15_000;
 
 export interface PostgresDatabaseOptions {
-  /** How long a query may go unanswered (default 15 s). */
+  /** How long a query may go unanswered (QUERY_TIMEOUT_MS by default). */
   queryTimeoutMs?: number;
 }
 
@@ -101,17 +101,30 @@ export function createPostgresDatabase(url: string, log: Logger, { queryTimeoutM
 }
 
 export interface ClientSqlOptions {
-  /** Statements to send (once) ahead of the next statement, in one simple query; their results are left out. */
+  /** Statements to send (once) ahead of the next statement, in one simple query with that statement's parameters inlined; their results are left out. */
   takeOpening?: () => string[] | null;
   /** Hears that `execThenCommit` ended the transaction, and how. */
   onEnded?: (outcome: 'committed' | 'rolled back') => void;
-  /** How long a query may go unanswered (default 15 s). */
+  /** How long a query may go unanswered (QUERY_TIMEOUT_MS by default). */
   queryTimeoutMs?: number;
 }
 
 /** A checked-out client as the Sql interface. */
 export function clientSql(client: pg.ClientBase, { takeOpening = () => null, onEnded = () => {}, queryTimeoutMs = QUERY_TIMEOUT_MS }: ClientSqlOptions = {}): Sql {
-  const query = (text: string, params: unknown[] = []) => send(client, text, params, queryTimeoutMs);
+  // A query left unanswered still runs on the connection: nothing more is sent behind it (it would wait as long, and
+  // a late answer would pass for a refusal); the transaction fails at once, and withClient drops the connection.
+  let timedOut: QueryTimeoutError | null = null;
+  const roundTrip = async (text: string, params: unknown[] = []) => {
+    if (timedOut) throw timedOut;
+    try {
+      return await send(client, text, params, queryTimeoutMs);
+    } catch (error) {
+      if (error instanceof QueryTimeoutError) timedOut = error;
+      // Through pg's callback an error's stack ends in the socket's read; this gives it the caller's, as pg's promise did.
+      else if (error instanceof Error) Error.captureStackTrace(error);
+      throw error;
+    }
+  };
   // Once the transaction ended in execThenCommit (committed, or its COMMIT refused), a statement would run on its own, outside it.
   let ended = false;
   const refuseOnceEnded = () => {
@@ -125,7 +138,7 @@ export function clientSql(client: pg.ClientBase, { takeOpening = () => null, onE
     refuseOnceEnded();
     try {
       const text = [...opening.map((statement) => `${statement};\n`), ...pieces].join('');
-      return [(await query(text)) as never as { rows: Record<string, unknown>[] }].flat().slice(opening.length);
+      return [(await roundTrip(text)) as never as { rows: Record<string, unknown>[] }].flat().slice(opening.length);
     } catch (error) {
       if (error instanceof pg.DatabaseError && error.code === '0A000' && /cached plan/.test(error.message)) stalePlans.add(client);
       throw error;
@@ -136,12 +149,12 @@ export function clientSql(client: pg.ClientBase, { takeOpening = () => null, onE
     async query(text, params = []) {
       refuseOnceEnded();
       const opening = takeOpening();
-      if (opening === null) return query(text, params) as never;
+      if (opening === null) return roundTrip(text, params) as never;
       // Bytes (a checkpoint's state, hundreds of kB) go as they are rather than as hex in a script: the opening goes
       // first, on its own, which costs a round trip. Keep such statements off the commit path (or not first in it).
       if (params.some((param) => param instanceof Uint8Array)) {
         await script(opening, []);
-        return query(text, params) as never;
+        return roundTrip(text, params) as never;
       }
       return (await script(opening, [inlineParameters(text, params)]))[0] as never;
     },
@@ -158,7 +171,7 @@ export function clientSql(client: pg.ClientBase, { takeOpening = () => null, onE
         }
         // A refused statement leaves the transaction open but failed, where any statement is refused (rolling back to a
         // savepoint goes on); a refused COMMIT ends it, and a statement then runs on its own. Only asking tells which.
-        ended = await query('SELECT 1').then(
+        ended = await roundTrip('SELECT 1').then(
           () => true,
           () => false,
         );
