@@ -225,6 +225,17 @@ describe('with a real PostgreSQL', () => {
     proxy.restore();
     expect(await answer(2)).toEqual([{ n: 2 }]);
 
+    // Not even COMMIT goes out behind it, when the work went on regardless: the COMMIT fails with the same error.
+    proxy.stall();
+    let unansweredQuery: unknown;
+    const goneOn = db.ownerTransaction(async (sql) => {
+      unansweredQuery = await sql.query('SELECT 1').catch((error: unknown) => error);
+    });
+    await expect(goneOn).rejects.toBeInstanceOf(AmbiguousCommitError);
+    expect(((await goneOn.catch((error: unknown) => error)) as Error).cause).toBe(unansweredQuery);
+    proxy.restore();
+    expect(await answer(3)).toEqual([{ n: 3 }]);
+
     // A COMMIT left unanswered may have committed: its outcome is unknown, for the caller to look up.
     const unanswered = db.ownerTransaction(async (sql) => {
       await sql.query('SELECT 1');
@@ -233,7 +244,7 @@ describe('with a real PostgreSQL', () => {
     });
     await expect(unanswered).rejects.toBeInstanceOf(AmbiguousCommitError);
     proxy.restore();
-    expect(await answer(3)).toEqual([{ n: 3 }]);
+    expect(await answer(4)).toEqual([{ n: 4 }]);
   });
 
   it('runs as a login role that owns nothing, with the migrations applied by another', async ({ skip }) => {

@@ -82,7 +82,8 @@ export function createPostgresDatabase(url: string, log: Logger, { queryTimeoutM
       if (ended) throw new Error('the transaction was rolled back when its COMMIT was refused');
       let answer: pg.QueryResult;
       try {
-        answer = await send(client, 'COMMIT', [], queryTimeoutMs);
+        // Through the transaction's Sql: after a query it left unanswered, not even COMMIT is sent behind it.
+        answer = (await sql.query('COMMIT')) as never as pg.QueryResult;
       } catch (error) {
         throw rolledBackForSure(error) ? error : new AmbiguousCommitError(error);
       }
