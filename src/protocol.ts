@@ -20,14 +20,20 @@ export const AuthMessageType = { Token: 0, PermissionDenied: 1, Authenticated: 2
 export interface Frame {
   address: string;
   type: number;
-  /** A Yjs update carried by a sync step 2 or update message: the client writes. */
-  update?: Uint8Array;
+  /** A sync step 2 or update message: the client writes. */
+  write?: ClientWrite;
   /** A sync step 1: the server answers with everything the sender's state vector lacks; `holdsNothing` when it is empty. */
   syncRequest?: { holdsNothing: boolean };
   /** An awareness update: the byte length of the largest client state (JSON) it carries. */
   largestAwarenessState?: number;
   /** An authentication message: the token it carries, not verified here. */
   token?: string;
+}
+
+/** A Yjs update a client sends, with its reach (read once, when the frame is). */
+export interface ClientWrite {
+  update: Uint8Array;
+  reach: UpdateReach;
 }
 
 /** A frame refused before Hocuspocus sees it; `address` is set when the frame's document could be read. */
@@ -115,11 +121,10 @@ function readSync(decoder: decoding.Decoder, address: string, type: number): Fra
   }
   const update = decoding.readVarUint8Array(decoder);
   try {
-    readUpdateReach(update);
+    return { address, type, write: { update, reach: new UpdateReach(update) } };
   } catch (error) {
     throw new FrameRefusal('bad-update', 'the update is not a valid Yjs update; it was not applied', address, error);
   }
-  return { address, type, update };
 }
 
 /** A state vector: a count, then that many (client, clock) pairs, and nothing after. */
@@ -151,33 +156,26 @@ function readAwarenessUpdate(bytes: Uint8Array): number {
   return largest;
 }
 
-// An update's reach is read once, when its frame is validated (readFrame); the
-// hooks that read the same update (authorization, the acknowledgement gate) find it here.
-const reaches = new WeakMap<Uint8Array, UpdateReach>();
-
-/** The update's reach, decoded once per update (see UpdateReach). */
-export function readUpdateReach(update: Uint8Array): UpdateReach {
-  let reach = reaches.get(update);
-  if (!reach) {
-    reach = new UpdateReach(update);
-    reaches.set(update, reach);
-  }
-  return reach;
+/** What an update reaches and needs under one client. */
+interface ClientReach {
+  client: number;
+  /** The end clock of its inserts and deletes; 0 if none. */
+  end: number;
+  /** The highest clock it needs present: its own structs, what its items refer to (origins, parents), what it deletes; -1 if none. */
+  need: number;
+  /** Its own structs as runs of consecutive clocks, start and end flat, ascending. */
+  runs: number[];
 }
 
 /**
  * What a Yjs update reaches and needs, per client, read by fully decoding it
- * (so that garbage is refused before it reaches the document).
+ * (so that garbage is refused before it reaches the document). Kept small
+ * (plain arrays, no Maps): a write waiting behind others holds it.
  */
 export class UpdateReach {
-  /** The end clock of its inserts and deletes. */
-  private readonly ends = new Map<number, number>();
-  /** The highest clock it needs present: its own structs, what its items refer to (origins, parents), what it deletes. */
-  private readonly needs = new Map<number, number>();
-  /** Its own structs as runs of consecutive clocks [start, end), ascending. */
-  private readonly runs = new Map<number, Array<[number, number]>>();
+  private readonly clients: ClientReach[];
   /** How many ranges it deletes. */
-  deleteRanges = 0;
+  readonly deleteRanges: number;
 
   constructor(update: Uint8Array) {
     let decoded;
@@ -186,17 +184,22 @@ export class UpdateReach {
     } catch (error) {
       throw new ConcordError('bad-update', 'the update is not a valid Yjs update; it was not applied', { cause: error });
     }
+    const byClient = new Map<number, ClientReach>();
+    const reachOf = (client: number): ClientReach => {
+      let reach = byClient.get(client);
+      if (!reach) byClient.set(client, (reach = { client, end: 0, need: -1, runs: [] }));
+      return reach;
+    };
     for (const struct of decoded.structs) {
       if (struct instanceof Y.Skip) continue;
       const { client, clock } = struct.id;
       const end = clock + struct.length;
-      raise(this.ends, client, end);
-      raise(this.needs, client, end - 1);
-      const runs = this.runs.get(client) ?? [];
-      const last = runs.at(-1);
-      if (last && last[1] === clock) last[1] = end;
-      else runs.push([clock, end]);
-      this.runs.set(client, runs);
+      const reach = reachOf(client);
+      reach.end = Math.max(reach.end, end);
+      reach.need = Math.max(reach.need, end - 1);
+      const { runs } = reach;
+      if (runs.length > 0 && runs[runs.length - 1] === clock) runs[runs.length - 1] = end;
+      else runs.push(clock, end);
       if (!(struct instanceof Y.Item)) continue;
       for (const id of [struct.origin, struct.rightOrigin, struct.parent]) {
         if (!(id instanceof Y.ID)) continue;
@@ -205,16 +208,21 @@ export class UpdateReach {
         if (id.client === client && id.clock >= clock) {
           throw new ConcordError('bad-update', 'the update is not a valid Yjs update (an item refers to itself or to later content); it was not applied');
         }
-        raise(this.needs, id.client, id.clock);
+        const referred = reachOf(id.client);
+        referred.need = Math.max(referred.need, id.clock);
       }
     }
+    let deleteRanges = 0;
     for (const [client, deletes] of decoded.ds.clients) {
-      this.deleteRanges += deletes.length;
+      deleteRanges += deletes.length;
+      const reach = reachOf(client);
       for (const deleted of deletes) {
-        raise(this.ends, client, deleted.clock + deleted.len);
-        raise(this.needs, client, deleted.clock + deleted.len - 1);
+        reach.end = Math.max(reach.end, deleted.clock + deleted.len);
+        reach.need = Math.max(reach.need, deleted.clock + deleted.len - 1);
       }
     }
+    this.clients = [...byClient.values()];
+    this.deleteRanges = deleteRanges;
   }
 
   /**
@@ -225,13 +233,12 @@ export class UpdateReach {
    * names the deleted item's client, not the deleter's.
    */
   newContentClients(doc: Y.Doc): number[] {
-    return [...this.runs].filter(([client, runs]) => runs.at(-1)![1] > Y.getState(doc.store, client)).map(([client]) => client);
+    return this.clients.filter(({ client, runs }) => runs.length > 0 && runs[runs.length - 1]! > Y.getState(doc.store, client)).map(({ client }) => client);
   }
 
   /** True if `doc` holds everything the update inserts and deletes (after an apply: nothing of it was parked). */
   heldBy(doc: Y.Doc): boolean {
-    for (const [client, end] of this.ends) if (Y.getState(doc.store, client) < end) return false;
-    return true;
+    return this.clients.every(({ client, end }) => Y.getState(doc.store, client) >= end);
   }
 
   /**
@@ -240,17 +247,12 @@ export class UpdateReach {
    * a gap. Otherwise Yjs parks (part of) it as pending until the rest arrives.
    */
   appliesTo(doc: Y.Doc): boolean {
-    for (const [client, needed] of this.needs) {
+    return this.clients.every(({ client, need, runs }) => {
       let reached = Y.getState(doc.store, client);
-      for (const [start, end] of this.runs.get(client) ?? []) if (start <= reached) reached = Math.max(reached, end);
-      if (reached <= needed) return false;
-    }
-    return true;
+      for (let i = 0; i < runs.length; i += 2) if (runs[i]! <= reached) reached = Math.max(reached, runs[i + 1]!);
+      return reached > need;
+    });
   }
-}
-
-function raise(clocks: Map<number, number>, client: number, clock: number): void {
-  clocks.set(client, Math.max(clocks.get(client) ?? -1, clock));
 }
 
 /**

@@ -4,7 +4,7 @@ import * as Y from 'yjs';
 import { commenterMay, commenterMayApply } from '../src/auth/access.ts';
 import { structClients, wroteOnlyUnder } from '../src/auth/client-owners.ts';
 import { describeWrites } from '../src/documents/update-scope.ts';
-import { readUpdateReach } from '../src/protocol.ts';
+import { UpdateReach } from '../src/protocol.ts';
 
 /** The root types an update would change. */
 function rootsTouched(doc: Y.Doc, update: Uint8Array): Set<string> | null {
@@ -247,16 +247,16 @@ describe('which clientIDs an update writes under (the owner check)', () => {
     other.getMap('quote').delete('title');
     const deletionOnly = Y.encodeStateAsUpdate(other, Y.encodeStateVector(server));
     expect(structClients(deletionOnly)).toEqual([]);
-    expect(readUpdateReach(deletionOnly).newContentClients(server)).toEqual([]);
+    expect(new UpdateReach(deletionOnly).newContentClients(server)).toEqual([]);
     other.getText('notes').insert(0, 'x');
     const wholeState = Y.encodeStateAsUpdate(other);
     expect(structClients(wholeState).sort()).toEqual([editor.clientID, 2000]);
-    expect(readUpdateReach(wholeState).newContentClients(server)).toEqual([2000]);
+    expect(new UpdateReach(wholeState).newContentClients(server)).toEqual([2000]);
     // Content under the editor's clientID at clocks the server lacks is new: a stolen clientID.
     const thief = replicaOf(server);
     thief.clientID = editor.clientID;
     thief.getMap('quote').set('title', 'stolen');
-    expect(readUpdateReach(Y.encodeStateAsUpdate(thief, Y.encodeStateVector(server))).newContentClients(server)).toEqual([editor.clientID]);
+    expect(new UpdateReach(Y.encodeStateAsUpdate(thief, Y.encodeStateVector(server))).newContentClients(server)).toEqual([editor.clientID]);
   });
 
   it('a commenter may claim an unowned clientID that wrote before only if all it wrote is comments', () => {

@@ -16,7 +16,7 @@ import type { DocumentName } from '../documents/name.ts';
 import { describeWrites } from '../documents/update-scope.ts';
 import { ConcordError, hookRefusal } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
-import { readFrame, readUpdateReach } from '../protocol.ts';
+import { readFrame, type UpdateReach } from '../protocol.ts';
 import { checkDocumentAccess, commenterMay, commenterMayApply, COMMENTS, commentWriters, contentWriters } from './access.ts';
 import { wroteOnlyUnder, type ClientOwners } from './client-owners.ts';
 import type { WriteRefusals } from './write-refusals.ts';
@@ -110,14 +110,14 @@ export class Authorization implements Extension {
    */
   async beforeHandleMessage({ connection, update, document }: beforeHandleMessagePayload): Promise<void> {
     const { principal, document: name } = this.authorized(connection);
-    const frame = readFrame(update);
-    if (!frame.update) return;
+    const { write } = readFrame(update);
+    if (!write) return;
     if (connection.readOnly) {
-      if (Y.snapshotContainsUpdate(Y.snapshot(document), frame.update)) return;
+      if (Y.snapshotContainsUpdate(Y.snapshot(document), write.update)) return;
       this.refusals.tell(connection, new ConcordError('read-only', `role "${principal.role}" may not change this document; the change was not applied`));
       return;
     }
-    const refusal = this.roleRefusal(principal, name, document, frame.update) ?? (await this.clientRefusal(principal, name, document, frame.update));
+    const refusal = this.roleRefusal(principal, name, document, write.update) ?? (await this.clientRefusal(principal, name, document, write.reach));
     if (refusal) this.refusals.refuse(connection, refusal);
   }
 
@@ -132,9 +132,8 @@ export class Authorization implements Extension {
   }
 
   /** New content under a clientID that is not the user's own (claimed now if nobody's). */
-  private async clientRefusal(principal: Principal, name: DocumentName, document: Y.Doc, update: Uint8Array): Promise<ConcordError | null> {
-    // The update was decoded once already, when its frame was read.
-    const clients = readUpdateReach(update).newContentClients(document);
+  private async clientRefusal(principal: Principal, name: DocumentName, document: Y.Doc, reach: UpdateReach): Promise<ConcordError | null> {
+    const clients = reach.newContentClients(document);
     if (clients.length === 0) return null;
     // Each new clientID is a row in document_clients for good: an update may not bring many at once.
     const unclaimed = clients.filter((client) => this.clientOwners.ownerOf(name.name, client) === undefined).length;

@@ -82,7 +82,7 @@ export class ClusterFollower implements Extension {
       if (isTransactionOrigin(origin) && origin.source === 'redis') this.follower.relayed(name.name, update);
       if (authorOf(origin)) return;
       const changes = transactionChanges.get(transaction);
-      if (changes && (changes.fieldChanges.length > 0 || changes.rows.members.size > 0)) this.rows.touched(name, changes.rows.members.keys(), { ...copy, rows: changes.rowsNow });
+      if (changes && (changes.fieldChanges.length > 0 || changes.rows.members.size > 0)) this.rows.touched(name, changes.rows.members.keys(), { ...copy, rows: (ids) => changes.rowsNow(ids) });
     });
   }
 

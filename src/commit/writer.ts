@@ -19,11 +19,28 @@ export interface UpdateChanges extends DocumentChanges {
 
 /** What `reader` read of a transaction, with reads of the document as it is when the commit writes. */
 export function updateChanges(changes: DocumentChanges, reader: DocumentReader): UpdateChanges {
-  return {
-    ...changes,
-    rowsNow: (ids) => reader.rows(ids),
-    memberNow: (collection, id) => reader.members(collection).find((member) => member.id === id)?.fields ?? null,
-  };
+  return new ReadChanges(changes, reader);
+}
+
+// A class, not an object of closures: one object per update waiting for its commit.
+class ReadChanges implements UpdateChanges {
+  readonly fieldChanges: DocumentChanges['fieldChanges'];
+  readonly rows: RowChanges;
+  private readonly reader: DocumentReader;
+
+  constructor(changes: DocumentChanges, reader: DocumentReader) {
+    this.fieldChanges = changes.fieldChanges;
+    this.rows = changes.rows;
+    this.reader = reader;
+  }
+
+  rowsNow(memberIds?: ReadonlySet<string>): RowChanges {
+    return this.reader.rows(memberIds);
+  }
+
+  memberNow(collection: string, id: string | null): Record<string, Json> | null {
+    return this.reader.members(collection).find((member) => member.id === id)?.fields ?? null;
+  }
 }
 
 /** An update in the commit under way: its seq, and what it changed (none when reading its transaction failed). */

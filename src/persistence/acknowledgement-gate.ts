@@ -14,7 +14,7 @@ import { parseDocumentName } from '../documents/kinds.ts';
 import { ConcordError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
-import { readFrame, readUpdateReach } from '../protocol.ts';
+import { readFrame } from '../protocol.ts';
 import type { LogFollower } from './log-follower.ts';
 import { ParkedWrites, parkedBytes, type ParkingLimit, type ParkingLimits } from './parked-writes.ts';
 import type { UpdateLog } from './update-log.ts';
@@ -86,9 +86,9 @@ export class AcknowledgementGate implements Extension {
    * waits for.
    */
   async beforeHandleMessage({ connection, document, update }: beforeHandleMessagePayload): Promise<void> {
-    const frame = readFrame(update);
-    if (!frame.update) return;
-    const reach = readUpdateReach(frame.update);
+    const { write } = readFrame(update);
+    if (!write) return;
+    const { reach } = write;
     // Hocuspocus answers a read-only connection's write itself, without applying it.
     const applies = !connection.readOnly;
     // While Postgres is away the backlog lives in memory: past the limit, writes
@@ -98,7 +98,7 @@ export class AcknowledgementGate implements Extension {
       this.metrics.refusals.inc({ code: 'storage-unavailable' });
       return refuseAndClose(connection, new ConcordError('storage-unavailable', 'Postgres is not keeping up; the change was not applied, retry shortly'));
     }
-    const bytes = parkedBytes(frame.update, reach);
+    const bytes = parkedBytes(write.update, reach);
     const exceeded = applies && !reach.appliesTo(document) ? this.parked.exceeded(document, bytes) : null;
     if (exceeded) {
       refuseAndClose(connection, this.pendingRefusal(connection, exceeded));
@@ -113,7 +113,7 @@ export class AcknowledgementGate implements Extension {
       // what other instances relayed to it.
       earlier: this.committedSoFar(document.name),
       parked: () =>
-        applies && !reach.heldBy(document) ? this.parked.park(document, connection, { update: frame.update!, userId: principal.userId, reach, bytes }) : undefined,
+        applies && !reach.heldBy(document) ? this.parked.park(document, connection, { update: write.update, userId: principal.userId, reach, bytes }) : undefined,
     });
   }
 

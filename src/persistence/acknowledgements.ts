@@ -34,6 +34,10 @@ interface Gate {
   tail: Promise<void>;
 }
 
+// A write that could not be committed is never acknowledged; the client
+// keeps it as unsynced and sends it again when it reconnects.
+const notCommitted = (): void => {};
+
 /**
  * The WebSocket handed to Hocuspocus. Hocuspocus sends a write's
  * acknowledgement (SyncStatus) the moment the update is applied in memory;
@@ -91,25 +95,31 @@ export class AckGatedSocket implements WebSocketLike, Acknowledgements {
       gate.tail = gate.tail.then(() => this.deliver(header.address, gate, frame));
       return;
     }
-    // A write that could not be committed is never acknowledged; the client
-    // keeps it as unsynced and sends it again when it reconnects.
-    const notCommitted = () => {};
     const parked = write.parked();
+    this.answerLater(header.address, gate, write.commits, write.startedAt, frame, parked);
+  }
+
+  /**
+   * Sends the answer once the write's commits settle. Its own method so that
+   * the callbacks, which live until the commit, keep only what they need and
+   * not the write being handled (its frame, reach and parking closure).
+   */
+  private answerLater(address: string, gate: Gate, commits: Array<Promise<unknown>>, startedAt: number, frame: Uint8Array, parked: Promise<boolean> | undefined): void {
     if (parked) {
       void parked
-        .then((applied) => Promise.all(write.commits).then(() => applied))
+        .then((applied) => Promise.all(commits).then(() => applied))
         .then(
           (applied) =>
             applied
-              ? this.acknowledge(header.address, gate, write.startedAt, syncStatusFrame(header.address, true))
-              : this.deliver(header.address, gate, syncStatusFrame(header.address, false)),
+              ? this.acknowledge(address, gate, startedAt, syncStatusFrame(address, true))
+              : this.deliver(address, gate, syncStatusFrame(address, false)),
           notCommitted,
         );
       return;
     }
     gate.tail = gate.tail
-      .then(() => Promise.all(write.commits))
-      .then(() => this.acknowledge(header.address, gate, write.startedAt, frame), notCommitted);
+      .then(() => Promise.all(commits))
+      .then(() => this.acknowledge(address, gate, startedAt, frame), notCommitted);
   }
 
   private acknowledge(address: string, gate: Gate, startedAt: number, frame: Uint8Array): void {

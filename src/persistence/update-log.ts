@@ -116,7 +116,9 @@ export class UpdateLog extends EventEmitter<UpdateLogEvents> {
 
   append(update: LogEntry): Promise<number> {
     if (this.closing.signal.aborted) return Promise.reject(new Error('the update log is closed'));
-    const committed = new Promise<number>((resolve, reject) => this.queue.push({ ...update, resolve, reject }));
+    // No closure over `update`: the callbacks below live until the commit, and would keep it.
+    const { promise: committed, resolve, reject } = Promise.withResolvers<number>();
+    this.queue.push({ ...update, resolve, reject });
     const name = update.document.name;
     this.queuedBytes += update.update.byteLength;
     // Later writes wait on `newest` to mean "committed so far": an update logged but refused its

@@ -78,7 +78,7 @@ function tableChanges(
       members.set(id, stamp);
       applied.set(id, row && { ...row, ...stamp });
     }
-    byDocument.set(name, { document: update.document, version: seq, stamp, members, applied, appliedHeader: () => changes.rows.header, rowsNow: changes.rowsNow, newerQueued });
+    byDocument.set(name, { document: update.document, version: seq, stamp, members, applied, appliedHeader: () => changes.rows.header, rowsNow: (ids) => changes.rowsNow(ids), newerQueued });
   }
   const owedAfter = new Map<string, ReadonlyMap<string, Stamp> | null>();
   const rows = [...byDocument.values()].map(({ document, version, stamp, members, applied, appliedHeader, rowsNow, newerQueued }): DocumentRows => {

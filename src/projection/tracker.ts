@@ -58,18 +58,7 @@ export class DocumentTracker<Totals = unknown> extends DocumentReader<Totals> {
    */
   observe(transaction: Y.Transaction): DocumentChanges {
     const { fieldChanges, rows } = this.follow(transaction);
-    const { kind } = this;
-    const applied: HeaderView<Totals> = { id: this.id, header: this.header, texts: this.texts, totals: this.totals };
-    let header: Record<string, Json> | undefined;
-    return {
-      fieldChanges,
-      rows: {
-        members: rows.members,
-        get header() {
-          return (header ??= kind.headerRow(applied));
-        },
-      },
-    };
+    return { fieldChanges, rows: new AppliedRows(rows.members, this.kind, { id: this.id, header: this.header, texts: this.texts, totals: this.totals }) };
   }
 
   /** Keeps up with a transaction that is not logged (a relayed update, say): the same reading, without the header row. */
@@ -259,6 +248,29 @@ export class DocumentTracker<Totals = unknown> extends DocumentReader<Totals> {
     });
   }
 
+}
+
+/**
+ * An observed transaction's rows: the members it touched, and its header row,
+ * made from the header, texts and totals as the transaction left them when
+ * first read. A class, not an object with a getter: one object per update
+ * waiting for its commit, not three and two closures.
+ */
+class AppliedRows<Totals> implements RowChanges {
+  readonly members: RowChanges['members'];
+  private readonly kind: DocumentKindModule<Totals>;
+  private readonly applied: HeaderView<Totals>;
+  private made: Record<string, Json> | undefined;
+
+  constructor(members: RowChanges['members'], kind: DocumentKindModule<Totals>, applied: HeaderView<Totals>) {
+    this.members = members;
+    this.kind = kind;
+    this.applied = applied;
+  }
+
+  get header(): Record<string, Json> {
+    return (this.made ??= this.kind.headerRow(this.applied));
+  }
 }
 
 /**

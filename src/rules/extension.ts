@@ -31,11 +31,11 @@ export class Rules implements Extension {
   async beforeHandleMessage({ connection, update, document }: beforeHandleMessagePayload): Promise<void> {
     // Read-only: a viewer, or a write Authorization refused already.
     if (connection.readOnly) return;
-    const frame = readFrame(update);
-    if (!frame.update) return;
+    const { write } = readFrame(update);
+    if (!write) return;
     const { principal, document: name } = connection.context as ConnectionContext;
     const { judge, endTurn } = await this.rules.judgeFor(principal, name);
-    const refusal = judge(document, frame.update);
+    const refusal = judge(document, write.update);
     if (!refusal) return void this.turns.set(connection, endTurn);
     endTurn();
     this.refusals.refuse(connection, refusal);
