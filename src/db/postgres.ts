@@ -82,8 +82,7 @@ export function createPostgresDatabase(url: string, log: Logger, { queryTimeoutM
       if (ended) throw new Error('the transaction was rolled back when its COMMIT was refused');
       let answer: pg.QueryResult;
       try {
-        // Through the transaction's Sql: after a query it left unanswered, not even COMMIT is sent behind it.
-        answer = (await sql.query('COMMIT')) as never as pg.QueryResult;
+        answer = await sql.commit();
       } catch (error) {
         throw rolledBackForSure(error) ? error : new AmbiguousCommitError(error);
       }
@@ -110,8 +109,14 @@ export interface ClientSqlOptions {
   queryTimeoutMs?: number;
 }
 
-/** A checked-out client as the Sql interface. */
-export function clientSql(client: pg.ClientBase, { takeOpening = () => null, onEnded = () => {}, queryTimeoutMs = QUERY_TIMEOUT_MS }: ClientSqlOptions = {}): Sql {
+/** The Sql of a checked-out client, with the transaction's own COMMIT. */
+export interface ClientSql extends Sql {
+  /** COMMIT, answered as pg answers it (`command` is ROLLBACK when a refused statement had failed the transaction); after a query left unanswered, not sent either. */
+  commit(): Promise<pg.QueryResult>;
+}
+
+/** A checked-out client as a ClientSql. */
+export function clientSql(client: pg.ClientBase, { takeOpening = () => null, onEnded = () => {}, queryTimeoutMs = QUERY_TIMEOUT_MS }: ClientSqlOptions = {}): ClientSql {
   // A query left unanswered still runs on the connection: nothing more is sent behind it (it would wait as long, and
   // a late answer would pass for a refusal); the transaction fails at once, and withClient drops the connection.
   let timedOut: QueryTimeoutError | null = null;
@@ -160,6 +165,7 @@ export function clientSql(client: pg.ClientBase, { takeOpening = () => null, onE
       return (await script(opening, [inlineParameters(text, params)]))[0] as never;
     },
     exec,
+    commit: () => roundTrip('COMMIT'),
     prepare: (text) => preparedOn(client).prepare(text, exec),
     async execThenCommit(pieces) {
       let results;
