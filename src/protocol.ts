@@ -198,7 +198,7 @@ export class UpdateReach {
       reach.end = Math.max(reach.end, end);
       reach.need = Math.max(reach.need, end - 1);
       const { runs } = reach;
-      if (runs.length > 0 && runs[runs.length - 1] === clock) runs[runs.length - 1] = end;
+      if (runs.at(-1) === clock) runs[runs.length - 1] = end;
       else runs.push(clock, end);
       if (!(struct instanceof Y.Item)) continue;
       for (const id of [struct.origin, struct.rightOrigin, struct.parent]) {
@@ -233,7 +233,7 @@ export class UpdateReach {
    * names the deleted item's client, not the deleter's.
    */
   newContentClients(doc: Y.Doc): number[] {
-    return this.clients.filter(({ client, runs }) => runs.length > 0 && runs[runs.length - 1]! > Y.getState(doc.store, client)).map(({ client }) => client);
+    return this.clients.filter(({ client, runs }) => (runs.at(-1) ?? 0) > Y.getState(doc.store, client)).map(({ client }) => client);
   }
 
   /** True if `doc` holds everything the update inserts and deletes (after an apply: nothing of it was parked). */
