@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { matchDeliveries } from '../bench/harness/deliveries.ts';
+import { processUsage } from '../bench/harness/machine.ts';
 import { summarizeProfiles } from '../bench/harness/profile.ts';
 import type { ScenarioResult } from '../bench/harness/runner.ts';
 import { combineRuns, median } from '../bench/harness/runs.ts';
@@ -42,6 +43,24 @@ describe('bench: profile summary', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('bench: a process\'s CPU', () => {
+  it('tells the time spent in user space apart from the kernel\'s', () => {
+    const before = processUsage(process.pid)!;
+    // JavaScript alone: user time.
+    for (const until = performance.now() + 300; performance.now() < until; );
+    const afterCompute = processUsage(process.pid)!;
+    // Starting processes: the kernel's work (copying the page tables), the child's time not counted.
+    for (const until = performance.now() + 300; performance.now() < until; ) spawnSync('true');
+    const afterCalls = processUsage(process.pid)!;
+
+    const user = (a: typeof before, b: typeof before) => b.userMs - a.userMs;
+    const kernel = (a: typeof before, b: typeof before) => b.cpuMs - b.userMs - (a.cpuMs - a.userMs);
+    expect(user(before, afterCompute)).toBeGreaterThanOrEqual(200);
+    expect(kernel(before, afterCompute)).toBeLessThan(user(before, afterCompute) / 2);
+    expect(kernel(afterCompute, afterCalls)).toBeGreaterThan(0);
   });
 });
 

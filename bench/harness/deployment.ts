@@ -100,16 +100,17 @@ export class Deployment {
     return [...this.servers.map((server) => server.pid), this.redis?.pid, ...this.postgresBackends()].filter((pid): pid is number => pid !== undefined);
   }
 
-  /** CPU time and resident memory of the server processes, summed. */
-  usage(): { cpuMs: number; rssBytes: number } {
-    let [cpuMs, rssBytes] = [0, 0];
+  /** CPU time (all, and in user space) and resident memory of the server processes, summed. */
+  usage(): { cpuMs: number; userMs: number; rssBytes: number } {
+    let [cpuMs, userMs, rssBytes] = [0, 0, 0];
     for (const server of this.servers) {
       const usage = server.pid ? processUsage(server.pid) : undefined;
       if (!usage) throw new Error(`the ${this.kind} server process is gone:\n${server.logs.slice(-2000)}`);
       cpuMs += usage.cpuMs;
+      userMs += usage.userMs;
       rssBytes += usage.rssBytes;
     }
-    return { cpuMs, rssBytes };
+    return { cpuMs, userMs, rssBytes };
   }
 
   /** CPU time of this deployment's Postgres backends (Concord), or 0. */

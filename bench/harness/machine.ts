@@ -37,14 +37,15 @@ export function describeMachine(): Machine {
   };
 }
 
-/** CPU time (user + system, all threads) and resident memory of a process, or undefined once it is gone. */
-export function processUsage(pid: number): { cpuMs: number; rssBytes: number; startedAtTicks: number } | undefined {
+/** CPU time (user + system, all threads; and the user part alone) and resident memory of a process, or undefined once it is gone. */
+export function processUsage(pid: number): { cpuMs: number; userMs: number; rssBytes: number; startedAtTicks: number } | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // Fields after the command name, which is in parentheses and may contain spaces.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     const rssKiB = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN);
-    return { cpuMs: (Number(fields[11]) + Number(fields[12])) * MS_PER_TICK, rssBytes: rssKiB * 1024, startedAtTicks: Number(fields[19]) };
+    const [userTicks, systemTicks] = [Number(fields[11]), Number(fields[12])];
+    return { cpuMs: (userTicks + systemTicks) * MS_PER_TICK, userMs: userTicks * MS_PER_TICK, rssBytes: rssKiB * 1024, startedAtTicks: Number(fields[19]) };
   } catch {
     return undefined;
   }

@@ -56,6 +56,8 @@ export interface PhaseOutcome {
   seconds: number;
   /** Server CPU over the phase, in cores (1 = one core busy all the time). */
   serverCores: number;
+  /** The part of it in user space (JavaScript, V8, libuv); the rest is the kernel's, socket reads and writes above all. */
+  serverUserCores: number;
   /** The CPU of the deployment's PostgreSQL backends over the phase, in cores (0 without PostgreSQL). */
   postgresCores: number;
   /** Share of the whole machine's CPU time no one used during the phase. */
@@ -88,6 +90,7 @@ export async function runPhase(deployment: Deployment, pool: LoadPool, phase: Ph
     reports,
     seconds: elapsed,
     serverCores: (after.cpuMs - before.cpuMs) / 1000 / elapsed,
+    serverUserCores: (after.userMs - before.userMs) / 1000 / elapsed,
     postgresCores,
     machineIdle,
     rssBytes: after.rssBytes,
@@ -145,7 +148,7 @@ export function loadNote(name: string, outcome: PhaseOutcome): string {
   const problems = reports.reduce((sum, r) => sum + r.problemCount, 0);
   const examples = reports.flatMap((r) => r.problems).slice(0, 3);
   return (
-    `${name}: server ${fixed(outcome.serverCores * 100, 0)}% of a core, RSS ${fixed(outcome.rssBytes / 2 ** 20, 0)} MiB; ` +
+    `${name}: server ${fixed(outcome.serverCores * 100, 0)}% of a core (${fixed(outcome.serverUserCores * 100, 0)}% in user space), RSS ${fixed(outcome.rssBytes / 2 ** 20, 0)} MiB; ` +
     (outcome.postgresCores > 0 ? `PostgreSQL backends ${fixed(outcome.postgresCores * 100, 0)}% of a core; ` : '') +
     `${reports.length} load processes used ${fixed(cpu * 100, 0)}% of a core, event-loop delay p99 ≤ ${fixed(delay, 1)} ms; machine ${fixed(outcome.machineIdle * 100, 0)}% idle` +
     (problems ? `; ${problems} client problem(s), e.g. ${examples.join(' | ')}` : '')
