@@ -1,3 +1,5 @@
+// First, before anything loads lib0: see the module.
+import './random-values.ts';
 import { Command } from 'commander';
 import { reachableUrl, startBanner, tokenHint } from './banner.ts';
 import { ConfigError, loadConfig } from './config.ts';
