@@ -11,7 +11,7 @@ import { randomFillSync, webcrypto } from 'node:crypto';
  * original. Imported first by src/main.ts: lib0 binds the function when it loads.
  */
 const POOL_WORDS = 1024;
-// Larger requests gain nothing from the pool.
+// lib0's requests are one word; larger ones are rare and go to Node.
 const MAX_POOLED_WORDS = 16;
 
 const words = new Uint32Array(POOL_WORDS);
