@@ -82,7 +82,10 @@ const environment = z.object({
   MAX_NEW_CLIENTS_PER_UPDATE: positiveInt(64),
   /** Most update bytes written in one group commit. */
   COMMIT_BATCH_MAX_BYTES: positiveInt(8 * 1024 * 1024),
-  /** Awareness updates one document connection may send per second; more are dropped (`rate-limited`). Providers send one per cursor move. */
+  /**
+   * Awareness updates one document connection may send per second, one per 1/rate s; past it (and the burst) an
+   * update is held (`rate-limited`), the connection's latest going once the rate allows. Providers send one per cursor move.
+   */
   AWARENESS_UPDATES_PER_SECOND: positiveInt(20),
   /** Awareness updates a connection may send beyond the rate, coming back over 10 s (a burst of cursor moves). */
   AWARENESS_UPDATES_BURST: positiveInt(100),

@@ -11,7 +11,7 @@ import { startServer, type ServerProcess } from './support/server.ts';
 import { token } from './support/tokens.ts';
 
 // Small bounds, so that each is reached in a few messages.
-const AWARENESS_UPDATES_PER_SECOND = 1;
+const AWARENESS_UPDATES_PER_SECOND = 2;
 const AWARENESS_UPDATES_BURST = 5;
 const AWARENESS_STATE_MAX_BYTES = 4096;
 const MAX_DOCUMENTS_PER_SOCKET = 3;
@@ -111,6 +111,11 @@ function awarenessOf(document: string, client: number, clock: number, state: str
   return awarenessFrame(document, awarenessUpdate([{ client, clock, state }]));
 }
 
+/** One client's cursor moving `count` times (to 1, 2, … `count`), each move an awareness update of its own. */
+function cursorMoves(document: string, client: number, count: number): Uint8Array[] {
+  return Array.from({ length: count }, (_, index) => awarenessOf(document, client, index + 1, `{"cursor":${index + 1}}`));
+}
+
 /** A JSON object of exactly `bytes` bytes. */
 function jsonOfSize(bytes: number): string {
   const json = `{"pad":"${'x'.repeat(bytes - 10)}"}`;
@@ -139,12 +144,18 @@ describe('per-connection limits (one instance)', () => {
     await storage?.drop();
   });
 
-  it('an awareness state over AWARENESS_STATE_MAX_BYTES is refused and never relayed; one at the bound is', async () => {
-    const name = 'acme/quote/awareness-size';
+  /** A viewer's provider watching `name`, and a raw socket of `sender`'s authenticated on it. */
+  async function watchedRawSocket(name: string, sender: string): Promise<{ observer: Client; raw: RawSocket }> {
     const observer = connect(server.wsUrl, name, await token({ sub: 'olga', role: 'viewer' }));
     await synced(observer);
     const raw = await RawSocket.open(server.wsUrl);
-    expect(await raw.authenticate(name, await token({ sub: 'mallory', role: 'viewer' }))).toBe('authenticated');
+    expect(await raw.authenticate(name, await token({ sub: sender }))).toBe('authenticated');
+    return { observer, raw };
+  }
+
+  it('an awareness state over AWARENESS_STATE_MAX_BYTES is refused and never relayed; one at the bound is', async () => {
+    const name = 'acme/quote/awareness-size';
+    const { observer, raw } = await watchedRawSocket(name, 'mallory');
     const [atBound, overBound, marker] = [1_000_001, 1_000_002, 1_000_003];
     const seenAtBound = watchAwareness(observer, atBound, 'pad');
 
@@ -165,12 +176,9 @@ describe('per-connection limits (one instance)', () => {
     observer.provider.destroy();
   });
 
-  it('a flood of awareness updates is cut at the rate and burst: the observer receives at most that budget', async () => {
+  it('a flood of awareness updates is cut at the rate and burst: the observer receives at most that budget, and the latest update', async () => {
     const name = 'acme/quote/awareness-flood';
-    const observer = connect(server.wsUrl, name, await token({ sub: 'olga', role: 'viewer' }));
-    await synced(observer);
-    const raw = await RawSocket.open(server.wsUrl);
-    expect(await raw.authenticate(name, await token({ sub: 'mallory', role: 'viewer' }))).toBe('authenticated');
+    const { observer, raw } = await watchedRawSocket(name, 'mallory');
     // Each update is for a client id of its own: Hocuspocus relays the latest state per client id, so none can hide another.
     const firstId = 2_000_000;
     const seen = new Set<number>();
@@ -179,8 +187,8 @@ describe('per-connection limits (one instance)', () => {
     const updates = (count: number) => Array.from({ length: count }, () => awarenessOf(name, firstId + ++sent, 1, '{"flood":true}'));
     const started = Date.now();
 
-    // Within the budget: every update is taken, none refused.
-    const budget = AWARENESS_UPDATES_PER_SECOND + AWARENESS_UPDATES_BURST;
+    // Within the budget (one step of the rate, and the burst): every update is taken, none refused.
+    const budget = 1 + AWARENESS_UPDATES_BURST;
     raw.send(updates(budget));
     await waitFor('every update within the budget', () => seen.has(firstId + budget));
     expect(raw.refusals('rate-limited')).toBe(0);
@@ -190,6 +198,8 @@ describe('per-connection limits (one instance)', () => {
     const flood = 2_000;
     raw.send([...updates(flood), syncFrame(name, SYNC_STEP_1, Y.encodeStateVector(new Y.Doc()))]);
     await waitFor('the answer after the flood', () => raw.syncAnswers.length === 1, 30_000);
+    // The flood's last update was held, and goes once the rate allows.
+    await waitFor('the latest update of the flood', () => seen.has(firstId + sent), 5_000);
     const elapsedSeconds = (Date.now() - started) / 1000;
     // A marker from another connection, sent now, reaches the observer after every relayed update of the flood.
     const other = connect(server.wsUrl, name, await token({ sub: 'bea', role: 'viewer' }));
@@ -197,18 +207,52 @@ describe('per-connection limits (one instance)', () => {
     other.provider.awareness!.setLocalStateField('marker', true);
     await waitFor('the marker', () => observer.provider.awareness!.getStates().get(other.doc.clientID)?.marker);
 
-    // The rate refills every second and the burst every 10 s; nothing more can have come through.
-    const allowed = AWARENESS_UPDATES_PER_SECOND * (Math.ceil(elapsedSeconds) + 1) + AWARENESS_UPDATES_BURST * Math.floor(elapsedSeconds / 10);
+    // The rate allows one update per 1/AWARENESS_UPDATES_PER_SECOND s and the burst comes back every 10 s; nothing more can have come through.
+    const allowed = Math.ceil(elapsedSeconds * AWARENESS_UPDATES_PER_SECOND) + 1 + AWARENESS_UPDATES_BURST * Math.floor(elapsedSeconds / 10);
     const relayedFromFlood = [...seen].filter((id) => id > firstId + budget && id <= firstId + sent).length;
     expect(relayedFromFlood).toBeLessThanOrEqual(allowed);
     expect(allowed).toBeLessThan(flood / 10);
     expect(raw.refusals('rate-limited')).toBeGreaterThanOrEqual(1);
     expect(raw.stateless.at(-1)!.message).toContain('AWARENESS_UPDATES_PER_SECOND');
-    // Told at most once per second; every refused update counted.
+    // Told at most once per second; every update dropped counted (the latest was held, not dropped).
     expect(raw.refusals('rate-limited')).toBeLessThanOrEqual(Math.ceil(elapsedSeconds) + 1);
     expect(await limitsReached(server, 'AWARENESS_UPDATES_PER_SECOND')).toBe(flood - relayedFromFlood);
     raw.close();
     other.provider.destroy();
+    observer.provider.destroy();
+  });
+
+  it('a cursor moving faster than the rate: the others see where it stops, and past the burst moves are held from the first step of the rate', async () => {
+    const name = 'acme/quote/awareness-cursor';
+    const { observer, raw } = await watchedRawSocket(name, 'alice');
+    const clientId = 3_000_000;
+    const seen = watchAwareness(observer, clientId, 'cursor');
+    const droppedBefore = await limitsReached(server, 'AWARENESS_UPDATES_PER_SECOND');
+    // One client's moves, all at once, as a provider sends them while a selection is dragged.
+    const moves = 20;
+    raw.send(cursorMoves(name, clientId, moves));
+
+    await waitFor('the last position', () => seen.has(moves), 5_000);
+    // One step of the rate and the burst went at once (a rate counted per whole second would have let
+    // AWARENESS_UPDATES_PER_SECOND through at once); the moves after them were dropped but the last, held until the next step.
+    expect(await limitsReached(server, 'AWARENESS_UPDATES_PER_SECOND')).toBe(droppedBefore + moves - 1 - AWARENESS_UPDATES_BURST - 1);
+    expect(raw.refusals('rate-limited')).toBe(1);
+    raw.close();
+    observer.provider.destroy();
+  });
+
+  it('a held cursor move of a connection that closes is never applied: the others do not see the client again', async () => {
+    const name = 'acme/quote/awareness-closed';
+    const { observer, raw } = await watchedRawSocket(name, 'alice');
+    const clientId = 3_000_001;
+    const moves = 20;
+    raw.send(cursorMoves(name, clientId, moves));
+    await waitFor('the moves within the budget', () => observer.provider.awareness!.getStates().get(clientId)?.cursor === 1 + AWARENESS_UPDATES_BURST);
+    raw.close();
+    await waitFor('the client gone', () => !observer.provider.awareness!.getStates().has(clientId));
+    // Longer than the rate's step, after which the last move would have gone.
+    await new Promise((resolve) => setTimeout(resolve, (3 * 1000) / AWARENESS_UPDATES_PER_SECOND));
+    expect(observer.provider.awareness!.getStates().has(clientId)).toBe(false);
     observer.provider.destroy();
   });
 

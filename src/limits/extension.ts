@@ -17,6 +17,7 @@ import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import { readFrame } from '../protocol.ts';
 import { ConnectionCounts, type Owner } from './connection-counts.ts';
+import { HeldAwareness } from './held-awareness.ts';
 import { createLimiter, type Spend } from './limiter.ts';
 
 // A place taken at authentication is confirmed when the connection is set up;
@@ -26,6 +27,8 @@ import { createLimiter, type Spend } from './limiter.ts';
 const UNCONFIRMED_PLACE_MS = 120_000;
 // The burst of AWARENESS_UPDATES_BURST comes back over this many seconds.
 const AWARENESS_BURST_SECONDS = 10;
+// A client past a rate is told again at most this often.
+const TELL_AGAIN_MS = 1_000;
 
 type LimitSettings = Pick<
   Config,
@@ -75,8 +78,12 @@ interface Place {
  *   per socket, and connections (open documents) per user and per tenant,
  *   for the whole cluster when Redis is configured;
  * - per message, before Hocuspocus applies or relays it (stateless
- *   `concord:refused`): awareness updates per second with a burst and bytes
- *   per awareness state (dropped: the connection carries on).
+ *   `concord:refused`; the connection carries on): bytes per awareness state
+ *   (dropped), and awareness updates per second with a burst. The rate is
+ *   spent one update per 1/AWARENESS_UPDATES_PER_SECOND s, so a cursor moving
+ *   faster is held back by that much at most, not for the rest of a second;
+ *   an update past it is held, the latest of the connection going once the
+ *   rate allows (see HeldAwareness).
  *
  * Sync requests per window are bounded by the socket (socket/session.ts),
  * which can leave a request unanswered without an exception in Hocuspocus.
@@ -90,6 +97,7 @@ export class Limits implements Extension {
   private readonly documentsPerSocket = new Map<string, number>();
   private readonly awarenessRate: Spend;
   private readonly awarenessBurst: Spend;
+  private readonly held = new HeldAwareness();
   /** Connections whose awareness message being handled is dropped. */
   private readonly dropping = new WeakSet<Connection>();
   /** Per connection and limit: until when it is not told again about a rate it keeps passing. */
@@ -103,7 +111,10 @@ export class Limits implements Extension {
       perTenant: settings.MAX_CONNECTIONS_PER_TENANT,
     });
     // Per connection: kept in this instance's memory.
-    this.awarenessRate = createLimiter({ name: 'AWARENESS_UPDATES_PER_SECOND', points: settings.AWARENESS_UPDATES_PER_SECOND, durationSeconds: 1 }, null);
+    this.awarenessRate = createLimiter(
+      { name: 'AWARENESS_UPDATES_PER_SECOND', points: 1, durationSeconds: 1 / settings.AWARENESS_UPDATES_PER_SECOND },
+      null,
+    );
     this.awarenessBurst = createLimiter(
       { name: 'AWARENESS_UPDATES_BURST', points: settings.AWARENESS_UPDATES_BURST, durationSeconds: AWARENESS_BURST_SECONDS },
       null,
@@ -141,9 +152,10 @@ export class Limits implements Extension {
     if (context.place) context.place.confirmed = true;
   }
 
-  async onDisconnect({ context }: onDisconnectPayload): Promise<void> {
+  async onDisconnect({ context, socketId, documentName }: onDisconnectPayload): Promise<void> {
     const { place } = context as LimitsContext;
     if (place) this.release(place);
+    if (this.held.drop(awarenessKey(socketId, documentName))) this.counted('AWARENESS_UPDATES_PER_SECOND');
   }
 
   /** Decides on the raw frame, before any extension or Hocuspocus reads its content. */
@@ -151,7 +163,6 @@ export class Limits implements Extension {
     // Read (and validated) once by the socket before Hocuspocus handled it: this is the cached reading.
     const { largestAwarenessState } = readFrame(update);
     const { settings } = this.configuration;
-    const key = `${connection.socketId}\0${documentName}`;
     if (largestAwarenessState === undefined) return;
     if (largestAwarenessState > settings.AWARENESS_STATE_MAX_BYTES) {
       this.dropping.add(connection);
@@ -159,17 +170,21 @@ export class Limits implements Extension {
         'rate-limited',
         `an awareness state of ${largestAwarenessState} bytes is over AWARENESS_STATE_MAX_BYTES (${settings.AWARENESS_STATE_MAX_BYTES}); the update was not applied or relayed`,
       );
-      this.refuse(connection, 'AWARENESS_STATE_MAX_BYTES', error, 0);
+      this.counted('AWARENESS_STATE_MAX_BYTES');
+      this.tell(connection, 'AWARENESS_STATE_MAX_BYTES', error, 0);
       return;
     }
+    const key = awarenessKey(connection.socketId, documentName);
     const wait = await this.spendAwareness(key);
     if (wait === null) return;
     this.dropping.add(connection);
+    // Counted when dropped for good, not when held: a held update handled again too early is held again.
+    if (this.held.hold(key, connection, update, wait)) this.counted('AWARENESS_UPDATES_PER_SECOND');
     const error = new ConcordError(
       'rate-limited',
-      `more than ${settings.AWARENESS_UPDATES_PER_SECOND} awareness updates per second (AWARENESS_UPDATES_PER_SECOND, with a burst of ${settings.AWARENESS_UPDATES_BURST} per ${AWARENESS_BURST_SECONDS} s); updates are dropped (not applied, not relayed) until the rate allows one again, in ${wait} ms`,
+      `more than ${settings.AWARENESS_UPDATES_PER_SECOND} awareness updates per second (AWARENESS_UPDATES_PER_SECOND, with a burst of ${settings.AWARENESS_UPDATES_BURST} per ${AWARENESS_BURST_SECONDS} s); the latest update is held and applied once the rate allows, in ${wait} ms, and those before it are dropped`,
     );
-    this.refuse(connection, 'AWARENESS_UPDATES_PER_SECOND', error, wait);
+    this.tell(connection, 'AWARENESS_UPDATES_PER_SECOND', error, Math.max(wait, TELL_AGAIN_MS));
   }
 
   /** A dropped awareness message changes nothing: Hocuspocus applies and relays what is left in `states`. */
@@ -184,6 +199,7 @@ export class Limits implements Extension {
   /** Stops renewing this instance's connections in Redis (they expire there). */
   close(): void {
     this.connections.close();
+    this.held.close();
   }
 
   /** The rate first; past it, the burst (rate-limiter-flexible's BurstyRateLimiter, over Spend). */
@@ -215,12 +231,8 @@ export class Limits implements Extension {
     return hookRefusal(error);
   }
 
-  /**
-   * Counts every refused message; tells the client (stateless) and logs once
-   * per `quietMs`, so a flood is not answered message by message.
-   */
-  private refuse(connection: Connection, limit: string, error: ConcordError, quietMs: number): void {
-    this.counted(limit);
+  /** Tells the client (stateless) and logs, once per `quietMs`, so that a flood is not answered message by message. */
+  private tell(connection: Connection, limit: string, error: ConcordError, quietMs: number): void {
     const now = Date.now();
     const told = this.toldUntil.get(connection) ?? new Map<string, number>();
     this.toldUntil.set(connection, told);
@@ -230,8 +242,13 @@ export class Limits implements Extension {
     this.configuration.log.info({ code: error.code, limit, document: connection.document.name.slice(0, 200), reason: error.message }, 'refused');
   }
 
+  /** Counts a connection or message refused (for good). */
   private counted(limit: string): void {
     this.configuration.metrics.limitsReached.inc({ limit });
     this.configuration.metrics.refusals.inc({ code: 'rate-limited' });
   }
+}
+
+function awarenessKey(socketId: string, documentName: string): string {
+  return `${socketId}\0${documentName}`;
 }
