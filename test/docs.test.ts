@@ -3,9 +3,9 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { settingNames } from '../src/config.ts';
 
-// The README is the front page; the rest of the documentation is docs/*.md and bench/README.md.
+// The README is the front page; the rest of the documentation is docs/*.md, bench/README.md and bench/HISTORY.md.
 const root = resolve(import.meta.dirname, '..');
-const pages = ['README.md', 'bench/README.md', ...readdirSync(join(root, 'docs')).filter((file) => file.endsWith('.md')).map((file) => `docs/${file}`)];
+const pages = ['README.md', 'bench/README.md', 'bench/HISTORY.md', ...readdirSync(join(root, 'docs')).filter((file) => file.endsWith('.md')).map((file) => `docs/${file}`)];
 
 /** Markdown without fenced code blocks and code spans, where brackets are code, not links. */
 function prose(markdown: string): string {
