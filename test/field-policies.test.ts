@@ -213,6 +213,7 @@ describe('FieldPolicies on one database shared by two instances', () => {
   /** The database, counting the transactions run through it. */
   const counted: Database = {
     transaction: (tenant, work) => (reads++, db.transaction(tenant, work)),
+    single: (tenant, work) => (reads++, db.single(tenant, work)),
     ownerTransaction: (work) => db.ownerTransaction(work),
     ping: () => db.ping(),
     close: () => db.close(),

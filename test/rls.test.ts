@@ -150,4 +150,45 @@ describe.each(backends)('row-level security on $kind', ({ kind, reason }) => {
     const rows = await db.transaction('', async (sql) => (await sql.query('SELECT * FROM documents')).rows);
     expect(rows).toEqual([]);
   });
+
+  describe('a transaction in one message (Database.single)', () => {
+    it('sees its tenant\'s rows only, and leaves neither role nor tenant on the connection', async ({ skip }) => {
+      skip(!!reason, reason);
+      for (const tenant of ['tenant-a', 'tenant-b']) {
+        const tenants = await db.single(tenant, async (sql) => (await sql.query<{ tenant_id: string }>('SELECT DISTINCT tenant_id FROM document_updates')).rows);
+        expect(tenants.map((row) => row.tenant_id)).toEqual([tenant]);
+        // The pool hands the connection just released out again first.
+        const after = await db.ownerTransaction(async (sql) => (await sql.query<{ role: string; tenant: string | null }>("SELECT current_user AS role, nullif(current_setting('app.tenant_id', true), '') AS tenant")).rows[0]!);
+        expect(after.tenant).toBeNull();
+        expect(after.role).not.toBe('concord_app');
+      }
+    });
+
+    it('commits its statements together or not at all', async ({ skip }) => {
+      skip(!!reason, reason);
+      const inserts = (second: string) =>
+        db.single('tenant-a', (sql) =>
+          sql.exec(`INSERT INTO documents (tenant_id, name, kind, doc_id) VALUES (current_tenant(), 'tenant-a/quote/one-message', 'quote', 'one-message');
+            INSERT INTO documents (tenant_id, name, kind, doc_id) VALUES (${second}, 'tenant-a/quote/one-message-2', 'quote', 'one-message-2')`),
+        );
+      const names = () => db.transaction('tenant-a', async (sql) => (await sql.query<{ name: string }>("SELECT name FROM documents WHERE name LIKE 'tenant-a/quote/one-message%' ORDER BY name")).rows.map((row) => row.name));
+      await expect(inserts("'tenant-b'")).rejects.toThrow(/row-level security/);
+      expect(await names()).toEqual([]);
+      await inserts('current_tenant()');
+      expect(await names()).toEqual(['tenant-a/quote/one-message', 'tenant-a/quote/one-message-2']);
+    });
+
+    it('refuses a second message and bytes as parameters, sending neither', async ({ skip }) => {
+      skip(!!reason, reason);
+      await expect(
+        db.single('tenant-a', async (sql) => {
+          await sql.query('SELECT 1');
+          await sql.query("INSERT INTO documents (tenant_id, name, kind, doc_id) VALUES (current_tenant(), 'tenant-a/quote/second-message', 'quote', 'x')");
+        }),
+      ).rejects.toThrow(/second/);
+      await expect(db.single('tenant-a', (sql) => sql.query('SELECT $1::bytea', [new Uint8Array([1])]))).rejects.toThrow(/bytes/);
+      const written = await db.transaction('tenant-a', async (sql) => (await sql.query("SELECT name FROM documents WHERE name = 'tenant-a/quote/second-message'")).rows);
+      expect(written).toEqual([]);
+    });
+  });
 });

@@ -65,11 +65,45 @@ export class PreparedStatements {
 export interface Database {
   /** Runs `work` in one transaction as `concord_app` with `app.tenant_id` = tenant. */
   transaction<T>(tenant: string, work: (sql: Sql) => Promise<T>): Promise<T>;
+  /**
+   * As `transaction`, in one round trip to the database server where
+   * `transaction` takes two: `work` sends one query or script, which goes
+   * with the tenant's settings as one message, and Postgres runs a message's
+   * statements as one transaction of their own (committed when the last
+   * succeeds, rolled back when one fails), without BEGIN or COMMIT. A second
+   * message throws. The outcome of a write is unknown when the connection is
+   * lost during its round trip, so a write through it must be safe to repeat.
+   */
+  single<T>(tenant: string, work: (sql: Sql) => Promise<T>): Promise<T>;
   /** Runs `work` in one transaction as the connecting (owner) role: migrations only. */
   ownerTransaction<T>(work: (sql: Sql) => Promise<T>): Promise<T>;
   /** Resolves when the database answers a trivial query. */
   ping(): Promise<void>;
   close(): Promise<void>;
+}
+
+/**
+ * `sql` as Database.single hands it out: one query or script, and no bytes
+ * as parameters (the pg backend would send them apart from the tenant's
+ * settings, outside their transaction).
+ */
+export function oneMessage(sql: Sql): Sql {
+  let sent = false;
+  const first = () => {
+    if (sent) throw new Error('Database.single sends one message, and this is a second: use transaction');
+    sent = true;
+  };
+  return {
+    query(text, params = []) {
+      first();
+      if (params.some((param) => param instanceof Uint8Array)) throw new Error('Database.single cannot send bytes as parameters: use transaction');
+      return sql.query(text, params);
+    },
+    exec(script) {
+      first();
+      return sql.exec(script);
+    },
+  };
 }
 
 /** Transactions as the owner role, for maintenance across tenants (pruning events, finding the tenants events wait to be pushed for). */

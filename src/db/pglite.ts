@@ -5,7 +5,7 @@ import { PGlite } from '@electric-sql/pglite';
 import type { Transaction } from '@electric-sql/pglite';
 import lockfile from 'proper-lockfile';
 import type { Logger } from '../log.ts';
-import { enterTenant, PreparedStatements, type Database, type Sql } from './database.ts';
+import { enterTenant, oneMessage, PreparedStatements, type Database, type Sql } from './database.ts';
 
 function wrap(tx: Transaction, prepared: PreparedStatements): Sql {
   const exec = (script: string) => tx.exec(script);
@@ -29,14 +29,17 @@ export async function createPgliteDatabase(directory: string, log: Logger, waitF
   // PGlite is one session: what is prepared in it lasts until it closes.
   const prepared = new PreparedStatements();
   let closed = false;
+  const transaction: Database['transaction'] = (tenant, work) =>
+    db.transaction(async (tx) => {
+      const sql = wrap(tx, prepared);
+      await enterTenant(sql, tenant);
+      return work(sql);
+    });
 
   return {
-    transaction: (tenant, work) =>
-      db.transaction(async (tx) => {
-        const sql = wrap(tx, prepared);
-        await enterTenant(sql, tenant);
-        return work(sql);
-      }),
+    transaction,
+    // Called in process, a transaction costs no round trips: only the one message is kept, as the pg backend keeps it.
+    single: (tenant, work) => transaction(tenant, (sql) => work(oneMessage(sql))),
     ownerTransaction: (work) => db.transaction((tx) => work(wrap(tx, prepared))),
     async ping() {
       if (closed) throw new Error('the embedded database is closed');

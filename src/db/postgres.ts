@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { AmbiguousCommitError, enterTenantStatement, inlineParameters, PreparedStatements, type Database, type ScriptPieces, type Sql } from './database.ts';
+import { AmbiguousCommitError, enterTenantStatement, inlineParameters, oneMessage, PreparedStatements, type Database, type ScriptPieces, type Sql } from './database.ts';
 import type { Logger } from '../log.ts';
 
 // int8 (bigint) columns hold seq and version: well within 2^53, read them as numbers.
@@ -92,8 +92,22 @@ export function createPostgresDatabase(url: string, log: Logger, { queryTimeoutM
     });
   }
 
+  /** Database.single: the tenant's settings go ahead of `work`'s one message, as the opening of a transaction does. */
+  function single<T>(tenant: string, work: (sql: Sql) => Promise<T>): Promise<T> {
+    return withClient((client) => {
+      let opening: string[] | null = [enterTenantStatement(tenant)];
+      const takeOpening = () => {
+        const taken = opening;
+        opening = null;
+        return taken;
+      };
+      return work(oneMessage(clientSql(client, { takeOpening, queryTimeoutMs })));
+    });
+  }
+
   return {
     transaction: (tenant, work) => run(['BEGIN', enterTenantStatement(tenant)], work),
+    single,
     ownerTransaction: (work) => run(['BEGIN'], work),
     ping: () => withClient(async (client) => void (await send(client, 'SELECT 1', [], queryTimeoutMs))),
     close: () => pool.end(),

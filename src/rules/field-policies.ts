@@ -109,7 +109,7 @@ export class FieldPolicies {
   private reread(tenant: string, cached: Cached): Promise<FieldPolicy> {
     const startedAt = performance.now();
     return this.db
-      .transaction(tenant, fieldPolicyRows)
+      .single(tenant, fieldPolicyRows)
       .then(
         (rows) => {
           // A replacement made here after this read began is newer than what it read.

@@ -95,7 +95,7 @@ export class DocumentLocks {
 
   /** The document's locks, from Postgres. */
   async list(document: DocumentName): Promise<Lock[]> {
-    return (await this.db.transaction(document.tenant, (sql) => liveLocks(sql, document.name))).map(lockOf);
+    return (await this.db.single(document.tenant, (sql) => liveLocks(sql, document.name))).map(lockOf);
   }
 
   /** Takes `target` for the caller (editors and admins), or renews their lock on it; `locked` when another user holds it. */
@@ -157,7 +157,7 @@ export class DocumentLocks {
   /** The document's lock audit log, newest first (admins); `next` is the `before` of the following page (null on the last). */
   async auditLog(principal: Principal, document: DocumentName, page: { before: number; limit: number }) {
     if (principal.role !== 'admin') throw new ConcordError('not-allowed', `role "${principal.role}" may not read the lock log (admin only)`);
-    const rows = await this.db.transaction(document.tenant, (sql) => lockLog(sql, document.name, page));
+    const rows = await this.db.single(document.tenant, (sql) => lockLog(sql, document.name, page));
     return {
       entries: rows.map((row) => ({
         number: Number(row.number),
@@ -219,7 +219,7 @@ export class DocumentLocks {
       do {
         loaded.readAgain = false;
         const version = loaded.version;
-        const rows = await this.db.transaction(tenant, (sql) => liveLocks(sql, documentName));
+        const rows = await this.db.single(tenant, (sql) => liveLocks(sql, documentName));
         if (this.loaded.get(documentName) !== loaded) return;
         loaded.failing = false;
         if (loaded.version === version) this.show(documentName, loaded, rows.map(lockOf));

@@ -72,12 +72,12 @@ export class PostgresDocuments {
 
   /** The owners of the document's clientIDs. */
   clientOwners(document: DocumentName): Promise<Map<number, ClientOwner>> {
-    return this.db.transaction(document.tenant, (sql) => readClientOwners(sql, document.name));
+    return this.db.single(document.tenant, (sql) => readClientOwners(sql, document.name));
   }
 
-  /** Claims clientIDs of the tenant's documents; each one's owner (the first claimant's), keyed by `claimKey`. */
+  /** Claims clientIDs of the tenant's documents; each one's owner (the first claimant's), keyed by `claimKey`. Safe to repeat. */
   claimClients(tenant: string, claims: ClientClaim[]): Promise<Map<string, ClientOwner>> {
-    return this.db.transaction(tenant, (sql) => claimClients(sql, claims));
+    return this.db.single(tenant, (sql) => claimClients(sql, claims));
   }
 
   /**

@@ -22,7 +22,7 @@ export class PostgresHistory {
 
   /** The tenant's documents in name order after `afterName`, up to `limit`; only those named in `only`, if given. */
   documents(tenant: string, afterName: string, limit: number, only?: string[]): Promise<DocumentEntry[]> {
-    return this.db.transaction(tenant, (sql) => listDocuments(sql, afterName, limit, only));
+    return this.db.single(tenant, (sql) => listDocuments(sql, afterName, limit, only));
   }
 
   /**
@@ -42,7 +42,7 @@ export class PostgresHistory {
 
   /** Up to `limit` audit rows matching `filter` after id `afterId`, in the order they were written. */
   fieldChanges(document: DocumentName, filter: FieldChangeFilter, afterId: number, limit: number): Promise<StoredFieldChange[]> {
-    return this.db.transaction(document.tenant, (sql) => fieldChangePage(sql, document.name, filter, afterId, limit));
+    return this.db.single(document.tenant, (sql) => fieldChangePage(sql, document.name, filter, afterId, limit));
   }
 
   /**

@@ -46,15 +46,15 @@ export class PostgresStorage implements Storage {
   }
 
   readUpdates(document: DocumentName, afterSeq: number, uptoSeq?: number): Promise<LoggedUpdate[]> {
-    return this.db.transaction(document.tenant, (sql) => readUpdates(sql, document.name, afterSeq, uptoSeq));
+    return this.db.single(document.tenant, (sql) => readUpdates(sql, document.name, afterSeq, uptoSeq));
   }
 
   latestCheckpoint(document: DocumentName, atOrBeforeSeq?: number): Promise<Checkpoint | null> {
-    return this.db.transaction(document.tenant, (sql) => latestCheckpoint(sql, document.name, atOrBeforeSeq));
+    return this.db.single(document.tenant, (sql) => latestCheckpoint(sql, document.name, atOrBeforeSeq));
   }
 
   latestCheckpointSeq(document: DocumentName, atOrBeforeSeq: number): Promise<number | null> {
-    return this.db.transaction(document.tenant, (sql) => latestCheckpointSeq(sql, document.name, atOrBeforeSeq));
+    return this.db.single(document.tenant, (sql) => latestCheckpointSeq(sql, document.name, atOrBeforeSeq));
   }
 
   writeCheckpoint(document: DocumentName, checkpoint: Checkpoint): Promise<void> {
@@ -62,7 +62,7 @@ export class PostgresStorage implements Storage {
   }
 
   bounds(document: DocumentName): Promise<HistoryBounds | null> {
-    return this.db.transaction(document.tenant, (sql) => historyBounds(sql, document.name));
+    return this.db.single(document.tenant, (sql) => historyBounds(sql, document.name));
   }
 
   prune(document: DocumentName, seq: number): Promise<number> {

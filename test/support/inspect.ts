@@ -71,6 +71,7 @@ function throughWindow(port: number): Database {
   });
   return {
     transaction: (tenant, work) => work(sql(tenant)),
+    single: (tenant, work) => work(sql(tenant)),
     ownerTransaction: (work) => work(sql(null)),
     ping: async () => void (await send(null, 'SELECT 1', undefined, false)),
     close: async () => {},
