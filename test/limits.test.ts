@@ -241,6 +241,25 @@ describe('per-connection limits (one instance)', () => {
     observer.provider.destroy();
   });
 
+  it('two connections to one document on one socket are held apart: the others see where each cursor stops', async () => {
+    const name = 'acme/quote/awareness-sessions';
+    const observer = connect(server.wsUrl, name, await token({ sub: 'olga', role: 'viewer' }));
+    await synced(observer);
+    const raw = await RawSocket.open(server.wsUrl);
+    // Each connection's address names its session, as session-aware providers sharing a socket do.
+    const sessions = [`${name}\0first`, `${name}\0second`];
+    for (const session of sessions) expect(await raw.authenticate(session, await token({ sub: 'alice' }))).toBe('authenticated');
+    const clients = [3_000_002, 3_000_003];
+    const seen = clients.map((client) => watchAwareness(observer, client, 'cursor'));
+    const moves = 20;
+    const [first, second] = sessions.map((session, index) => cursorMoves(session, clients[index]!, moves));
+    raw.send(first!.flatMap((move, index) => [move, second![index]!]));
+
+    await waitFor('both last positions', () => seen.every((positions) => positions.has(moves)), 5_000);
+    raw.close();
+    observer.provider.destroy();
+  });
+
   it('a held cursor move of a connection that closes is never applied: the others do not see the client again', async () => {
     const name = 'acme/quote/awareness-closed';
     const { observer, raw } = await watchedRawSocket(name, 'alice');

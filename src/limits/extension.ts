@@ -97,7 +97,7 @@ export class Limits implements Extension {
   private readonly documentsPerSocket = new Map<string, number>();
   private readonly awarenessRate: Spend;
   private readonly awarenessBurst: Spend;
-  private readonly held = new HeldAwareness();
+  private readonly held = new HeldAwareness(() => this.counted('AWARENESS_UPDATES_PER_SECOND'));
   /** Connections whose awareness message being handled is dropped. */
   private readonly dropping = new WeakSet<Connection>();
   /** Per connection and limit: until when it is not told again about a rate it keeps passing. */
@@ -152,16 +152,15 @@ export class Limits implements Extension {
     if (context.place) context.place.confirmed = true;
   }
 
-  async onDisconnect({ context, socketId, documentName }: onDisconnectPayload): Promise<void> {
+  async onDisconnect({ context }: onDisconnectPayload): Promise<void> {
     const { place } = context as LimitsContext;
     if (place) this.release(place);
-    if (this.held.drop(awarenessKey(socketId, documentName))) this.counted('AWARENESS_UPDATES_PER_SECOND');
   }
 
   /** Decides on the raw frame, before any extension or Hocuspocus reads its content. */
-  async beforeHandleMessage({ connection, update, documentName }: beforeHandleMessagePayload): Promise<void> {
+  async beforeHandleMessage({ connection, update }: beforeHandleMessagePayload): Promise<void> {
     // Read (and validated) once by the socket before Hocuspocus handled it: this is the cached reading.
-    const { largestAwarenessState } = readFrame(update);
+    const { largestAwarenessState, address } = readFrame(update);
     const { settings } = this.configuration;
     if (largestAwarenessState === undefined) return;
     if (largestAwarenessState > settings.AWARENESS_STATE_MAX_BYTES) {
@@ -174,12 +173,12 @@ export class Limits implements Extension {
       this.tell(connection, 'AWARENESS_STATE_MAX_BYTES', error, 0);
       return;
     }
-    const key = awarenessKey(connection.socketId, documentName);
-    const wait = await this.spendAwareness(key);
+    // Per connection: a socket may open one document more than once (its address then names the session too).
+    const wait = await this.spendAwareness(`${connection.socketId}\0${address}`);
     if (wait === null) return;
     this.dropping.add(connection);
-    // Counted when dropped for good, not when held: a held update handled again too early is held again.
-    if (this.held.hold(key, connection, update, wait)) this.counted('AWARENESS_UPDATES_PER_SECOND');
+    // Counted (by `held`) when dropped for good, not when held: a held update handled again too early is held again.
+    this.held.hold(connection, update, wait);
     const error = new ConcordError(
       'rate-limited',
       `more than ${settings.AWARENESS_UPDATES_PER_SECOND} awareness updates per second (AWARENESS_UPDATES_PER_SECOND, with a burst of ${settings.AWARENESS_UPDATES_BURST} per ${AWARENESS_BURST_SECONDS} s); the latest update is held and applied once the rate allows, in ${wait} ms, and those before it are dropped`,
@@ -247,8 +246,4 @@ export class Limits implements Extension {
     this.configuration.metrics.limitsReached.inc({ limit });
     this.configuration.metrics.refusals.inc({ code: 'rate-limited' });
   }
-}
-
-function awarenessKey(socketId: string, documentName: string): string {
-  return `${socketId}\0${documentName}`;
 }

@@ -1,52 +1,52 @@
 import type { Connection } from '@hocuspocus/server';
 
 interface Held {
-  connection: Connection;
   frame: Uint8Array;
   timer: NodeJS.Timeout;
 }
 
 /**
- * The latest awareness frame of each document connection that the rate held
- * back, handled again (every hook, the rate too) once the rate allows one.
+ * The latest awareness frame of each connection that the rate held back,
+ * handled again (every hook, the rate too) once the rate allows one.
  * Awareness is the latest state per client: were a cursor's last move dropped,
  * the others would see the cursor where it was until the provider renews its
  * state, 15 s later. Holding the latest alone keeps both the budget (a held
- * frame spends it when it goes) and the final position.
+ * frame spends it when it goes) and the final position. A frame that goes
+ * through meanwhile leaves it held: it may be an older one handled again, and
+ * a held frame outdated when it goes changes nothing.
  */
 export class HeldAwareness {
-  private readonly byKey = new Map<string, Held>();
+  private readonly byConnection = new Map<Connection, Held>();
+  /** Hears of each frame dropped for good: replaced by a later one, or its connection closed. */
+  private readonly dropped: () => void;
 
-  /** Holds `frame` for `waitMs`, in place of any frame held for `key`; true if that one was dropped. */
-  hold(key: string, connection: Connection, frame: Uint8Array, waitMs: number): boolean {
-    const held = this.byKey.get(key);
-    if (held) {
-      held.frame = frame;
-      return true;
-    }
-    const timer = setTimeout(() => {
-      const due = this.byKey.get(key);
-      this.byKey.delete(key);
-      due?.connection.handleMessage(due.frame);
-    }, waitMs).unref();
-    this.byKey.set(key, { connection, frame, timer });
-    return false;
+  constructor(dropped: () => void) {
+    this.dropped = dropped;
   }
 
-  /**
-   * Drops what is held for `key` (the connection closed). A frame that goes
-   * through does not: it may be an older one handled again, and a held one
-   * that is outdated when it goes changes nothing. True if one was dropped.
-   */
-  drop(key: string): boolean {
-    const held = this.byKey.get(key);
-    if (!held) return false;
-    clearTimeout(held.timer);
-    return this.byKey.delete(key);
+  /** Holds `frame` for `waitMs`, in place of any frame `connection` had held (which is dropped). */
+  hold(connection: Connection, frame: Uint8Array, waitMs: number): void {
+    const held = this.byConnection.get(connection);
+    if (held) {
+      held.frame = frame;
+      this.dropped();
+      return;
+    }
+    const entry: Held = {
+      frame,
+      timer: setTimeout(() => {
+        this.byConnection.delete(connection);
+        // Closed meanwhile: Hocuspocus removed its clients' states, which the frame would bring back.
+        if (connection.document.hasConnection(connection)) connection.handleMessage(entry.frame);
+        else this.dropped();
+      }, waitMs).unref(),
+    };
+    this.byConnection.set(connection, entry);
   }
 
   /** Drops everything held (the server stops). */
   close(): void {
-    for (const key of [...this.byKey.keys()]) this.drop(key);
+    for (const { timer } of this.byConnection.values()) clearTimeout(timer);
+    this.byConnection.clear();
   }
 }
