@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clusterFixture } from './support/cluster.ts';
 import { backends, createStorage, postgresUrl, type TestStorage, postgresTitle } from './support/database.ts';
+import { RedisProcess } from './support/redis.ts';
 import { ServerProcess } from './support/server.ts';
+import { TcpProxy } from './support/tcp-proxy.ts';
 import { token } from './support/tokens.ts';
 
 interface Answer {
@@ -15,7 +17,8 @@ async function request(server: ServerProcess, path: string, options: { token?: s
   const headers: Record<string, string> = {};
   if (options.token) headers.authorization = `Bearer ${options.token}`;
   if (options.type) headers['content-type'] = options.type;
-  const response = await fetch(server.httpUrl + path, { method: options.method ?? 'GET', headers, body: options.body });
+  // A request left unanswered fails here, under its path, rather than at the test's timeout.
+  const response = await fetch(server.httpUrl + path, { method: options.method ?? 'GET', headers, body: options.body, signal: AbortSignal.timeout(10_000) });
   return { status: response.status, body: await response.json(), retryAfter: response.headers.get('retry-after') };
 }
 
@@ -183,5 +186,27 @@ describe.skipIf(!postgresUrl)(postgresTitle('HTTP request limits across instance
   it('two instances on one Redis share each budget: requests alternating between them are refused at the bound', async () => {
     const { servers } = await cluster.start([smallLimits, smallLimits]);
     await checkRequestLimits(servers);
+  });
+});
+
+describe('HTTP request limits while Redis does not answer', () => {
+  it('a request is answered on the instance\'s own budget, not held until Redis answers again; the bound still holds', async () => {
+    const redis = await new RedisProcess().start();
+    cluster.defer(() => redis.stop());
+    // Redis behind a link the test can silence: its connection stays open, its answers stop.
+    const link = await new TcpProxy({ host: '127.0.0.1', port: redis.port }).listen();
+    cluster.defer(() => link.close());
+    const server = await cluster.single({ ...smallLimits, REDIS_URL: `redis://127.0.0.1:${link.port}` });
+    const alice = await token({ sub: 'alice', role: 'viewer' });
+    const path = '/api/documents/quote/silent/presence';
+    expect((await request(server, path, { token: alice })).status).toBe(200); // spent in Redis
+    expect((await server.get('/readyz')).status).toBe(200);
+
+    link.stall();
+    // The instance's budget in memory is whole: Redis's spend is not known here.
+    for (let index = 0; index < PER_USER; index++) expect((await request(server, path, { token: alice })).status).toBe(200);
+    const refused = await request(server, path, { token: alice });
+    expect(refused.status).toBe(429);
+    expect(refused.body.error.message).toContain('HTTP_REQUESTS_PER_MINUTE');
   });
 });

@@ -141,7 +141,9 @@ for (const setup of setups) {
 }
 
 describe.skipIf(!postgresUrl)(postgresTitle('presence across instances, by Redis'), () => {
-  it('presence expires by Redis\'s clock: a skewed instance stays listed, Redis away answers incomplete, a killed instance\'s users drop off within the TTL and its clients get their state back elsewhere', async () => {
+  // Its waits add up to more than the default 120 s (the TTL twice, Redis's return, y-protocols' 30 s):
+  // with room for all of them, a step that never happens fails under its own name.
+  it('presence expires by Redis\'s clock: a skewed instance stays listed, Redis away answers incomplete, a killed instance\'s users drop off within the TTL and its clients get their state back elsewhere', { timeout: 240_000 }, async () => {
     // Instance 1's clock runs a minute behind: no expiry may depend on it.
     const { servers, redis } = await start([skewedClock(-60_000), {}]);
     const [one, two] = servers as [ServerProcess, ServerProcess];

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import { within } from '../timeouts.ts';
 
 /** A budget of `points` per `durationSeconds`, kept per key. */
 export interface Budget {
@@ -11,6 +12,10 @@ export interface Budget {
 
 /** Spends from a budget: null if allowed, else the milliseconds until enough is back. */
 export type Spend = (key: string, points?: number) => Promise<number | null>;
+
+// A command sent as Redis went away waits for its return (connectRedis), and one sent to a Redis that
+// stopped answering waits for the ping that drops the connection: past this, the budget in memory decides.
+const REDIS_WAIT_MS = 1_000;
 
 /**
  * A per-key rate limit (rate-limiter-flexible). With Redis the budget holds for
@@ -25,13 +30,14 @@ export function createLimiter(budget: Budget, redis: Redis | null): Spend {
 export function createRefundableLimiter(budget: Budget, redis: Redis | null): { spend: Spend; refund(key: string, points: number): Promise<void> } {
   const options = { keyPrefix: `concord:limit:${budget.name}`, points: budget.points, duration: budget.durationSeconds };
   const memory = new RateLimiterMemory(options);
-  const limiter: RateLimiterAbstract = redis
-    ? new RateLimiterRedis({ ...options, storeClient: redis, rejectIfRedisNotReady: true, insuranceLimiter: memory })
-    : memory;
+  // Not ready: the insurance limiter at once. Ready but unanswered: the same after REDIS_WAIT_MS.
+  const shared = redis && new RateLimiterRedis({ ...options, storeClient: redis, rejectIfRedisNotReady: true, insuranceLimiter: memory });
+  const bounded = <T>(use: (limiter: RateLimiterAbstract) => Promise<T>): Promise<T> =>
+    shared ? within(use(shared), REDIS_WAIT_MS, () => use(memory)) : use(memory);
   return {
     async spend(key, points = 1) {
       try {
-        await limiter.consume(key, points);
+        await bounded((limiter) => limiter.consume(key, points));
         return null;
       } catch (refused) {
         if (refused instanceof RateLimiterRes) return Math.max(refused.msBeforeNext, 1);
@@ -39,7 +45,7 @@ export function createRefundableLimiter(budget: Budget, redis: Redis | null): { 
       }
     },
     async refund(key, points) {
-      await limiter.reward(key, points);
+      await bounded((limiter) => limiter.reward(key, points));
     },
   };
 }

@@ -44,6 +44,8 @@ export async function api(baseUrl: string, token: string, method: string, path: 
     method,
     headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
     body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+    // A server that never answers fails the test at this request (its stack says which), not at the test's timeout.
+    signal: AbortSignal.timeout(30_000),
   });
   return { status: response.status, body: await response.json() };
 }

@@ -46,7 +46,8 @@ export class RedisProcess {
   private async whenAnswering(): Promise<void> {
     const started = Date.now();
     for (;;) {
-      const client = new Redis(this.url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      // Bounded: whatever else answers on the port must not hold the test for ever.
+      const client = new Redis(this.url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 1_000, commandTimeout: 1_000 });
       client.on('error', () => {});
       try {
         await client.connect();
