@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { AuditTrail } from '../src/audit/trail.ts';
 import type { TrackedEntry } from '../src/commit/writer.ts';
 import { runTogether, type Database } from '../src/db/database.ts';
-import { ensureDocument } from '../src/db/documents.ts';
+import { ensureDocumentStatement } from '../src/db/documents.ts';
 import { fieldChangePage, fieldsTouched } from '../src/db/field-changes.ts';
 import { parseDocumentName } from '../src/documents/kinds.ts';
 import { backends } from './support/database.ts';
@@ -37,7 +37,7 @@ describe.each(backends)('audit bursts on $kind', ({ kind, reason }) => {
     const trail = new AuditTrail({ burstMs: 5_000, maxUpdates: 100 });
     const commit = (updates: Array<TrackedEntry>) =>
       db.transaction('acme', async (sql) => {
-        await ensureDocument(sql, document);
+        await runTogether(sql, [ensureDocumentStatement(document)]);
         const audit = trail.prepare(updates);
         audit.committed(await runTogether(sql, audit.statements));
       });

@@ -11,6 +11,8 @@ import { insertEvents } from '../src/db/events.ts';
 import { leaseSubscription } from '../src/db/subscriptions.ts';
 import { randomUUID } from 'node:crypto';
 import { DocumentReader } from '../src/projection/view.ts';
+import { PostgresDocuments } from '../src/storage/postgres-documents.ts';
+import { waitFor } from './support/clients.ts';
 import { backends } from './support/database.ts';
 import { suiteDatabase } from './support/inspect.ts';
 
@@ -176,6 +178,49 @@ describe.each(backends)('row-level security on $kind', ({ kind, reason }) => {
       expect(await names()).toEqual([]);
       await inserts('current_tenant()');
       expect(await names()).toEqual(['tenant-a/quote/one-message', 'tenant-a/quote/one-message-2']);
+    });
+
+    it('a document\'s load waits for a commit under way on the document and reads what it left: version, checkpoint, tail and tables', async ({ skip }) => {
+      skip(!!reason, reason);
+      const document = parseDocumentName('tenant-a/quote/racing-load');
+      const doc = new Y.Doc();
+      const edit = (text: string) => {
+        const before = Y.encodeStateVector(doc);
+        doc.getText('notes').insert(0, text);
+        return Y.encodeStateAsUpdate(doc, before);
+      };
+      const first = edit('a');
+      await db.transaction('tenant-a', async (sql) => {
+        await appendUpdates(sql, [{ document, update: first, userId: 'u1', origin: 'client', receivedAt: new Date() }]);
+        await insertCheckpoint(sql, document.name, { seq: 1, state: first });
+      });
+      // A commit that logged its update and wrote its tables holds the document's row until it commits.
+      const second = edit('b');
+      let logged!: () => void;
+      let release!: () => void;
+      const written = new Promise<void>((resolve) => (logged = resolve));
+      const released = new Promise<void>((resolve) => (release = resolve));
+      const committing = db.transaction('tenant-a', async (sql) => {
+        await appendUpdates(sql, [{ document, update: second, userId: 'u1', origin: 'client', receivedAt: new Date() }]);
+        await replaceTables(sql, document, new DocumentReader(kindOf('quote'), doc, document.id).rows(), 2);
+        logged();
+        await released;
+      });
+      await written;
+      const loading = new PostgresDocuments(db).loadForServing(document);
+      // PGlite runs one transaction at a time: there the load simply comes after the commit.
+      if (kind === 'postgres') {
+        const waiting = () => db.ownerTransaction(async (sql) => Number((await sql.query<{ n: string }>("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")).rows[0]!.n));
+        await waitFor('the load waiting for the document\'s row', async () => (await waiting()) > 0);
+      }
+      release();
+      await committing;
+      const loaded = await loading;
+      expect(loaded.version).toBe(2);
+      expect(loaded.checkpoint?.seq).toBe(1);
+      expect(Buffer.from(loaded.checkpoint!.state)).toEqual(Buffer.from(first));
+      expect(loaded.tail.map(({ seq, update }) => [seq, Buffer.from(update)])).toEqual([[2, Buffer.from(second)]]);
+      expect(loaded.tablesBehind).toBe(false);
     });
 
     it('refuses a second message and bytes as parameters, sending neither', async ({ skip }) => {

@@ -7,12 +7,6 @@ export interface Checkpoint {
   compact?: Uint8Array;
 }
 
-/** A checkpoint's compact state; null for one written before compact states were. */
-export interface CompactCheckpoint {
-  seq: number;
-  compact: Uint8Array | null;
-}
-
 /** The newest checkpoint at or before `atOrBeforeSeq`. */
 export async function latestCheckpoint(sql: Sql, name: string, atOrBeforeSeq = Number.MAX_SAFE_INTEGER): Promise<Checkpoint | null> {
   const { rows } = await sql.query<Checkpoint>(
@@ -22,17 +16,6 @@ export async function latestCheckpoint(sql: Sql, name: string, atOrBeforeSeq = N
     [name, atOrBeforeSeq],
   );
   return rows[0] ?? null;
-}
-
-/** The newest checkpoint at or before `atOrBeforeSeq`, its compact state only. */
-export async function latestCompactCheckpoint(sql: Sql, name: string, atOrBeforeSeq: number): Promise<CompactCheckpoint | null> {
-  const { rows } = await sql.query<CompactCheckpoint>(
-    `SELECT seq, compact_state AS compact FROM document_checkpoints
-     WHERE tenant_id = current_tenant() AND name = $1 AND seq <= $2
-     ORDER BY seq DESC LIMIT 1`,
-    [name, atOrBeforeSeq],
-  );
-  return rows[0] ? { seq: Number(rows[0].seq), compact: rows[0].compact } : null;
 }
 
 /** The seq of the newest checkpoint at or before `atOrBeforeSeq`, without reading its state. */

@@ -1,16 +1,19 @@
 import { runTogether, type Sql, type Statement } from './database.ts';
 import type { DocumentName } from '../documents/name.ts';
 
-/** Makes sure the document has its row; returns its current version (last seq) and whether its tables are marked stale. */
-export async function ensureDocument(sql: Sql, doc: DocumentName): Promise<{ version: number; tablesStale: boolean }> {
-  const { rows } = await sql.query<{ version: number; tables_stale: boolean }>(
-    `INSERT INTO documents AS d (tenant_id, name, kind, doc_id)
-     VALUES (current_tenant(), $1, $2, $3)
-     ON CONFLICT (tenant_id, name) DO UPDATE SET name = d.name
-     RETURNING d.version, d.tables_stale`,
-    [doc.name, doc.kind, doc.id],
-  );
-  return { version: rows[0]!.version, tablesStale: rows[0]!.tables_stale };
+/**
+ * Makes sure the document has its row, and locks it to the end of the
+ * transaction (a commit under way is waited for). Rows: its version (last
+ * seq) and whether its tables are marked stale, as `version`, `tables_stale`.
+ */
+export function ensureDocumentStatement(doc: DocumentName): Statement {
+  return {
+    text: `INSERT INTO documents AS d (tenant_id, name, kind, doc_id)
+           VALUES (current_tenant(), $1, $2, $3)
+           ON CONFLICT (tenant_id, name) DO UPDATE SET name = d.name
+           RETURNING d.version, d.tables_stale`,
+    params: [doc.name, doc.kind, doc.id],
+  };
 }
 
 /**
@@ -24,8 +27,14 @@ export async function lockDocuments(sql: Sql, names: string[]): Promise<void> {
 
 /** The document's version (last seq), or null when it was never opened. */
 export async function documentVersion(sql: Sql, name: string): Promise<number | null> {
-  const { rows } = await sql.query<{ version: string }>('SELECT version FROM documents WHERE tenant_id = current_tenant() AND name = $1', [name]);
+  const { text, params } = documentVersionStatement(name);
+  const { rows } = await sql.query<{ version: string }>(text, params);
   return rows[0] ? Number(rows[0].version) : null;
+}
+
+/** documentVersion as a statement to send with others: at most one row, `version`. */
+export function documentVersionStatement(name: string): Statement {
+  return { text: 'SELECT version FROM documents WHERE tenant_id = current_tenant() AND name = $1', params: [name] };
 }
 
 /** Marks documents whose audit rows or tables could not be written: they are rebuilt at next load. */

@@ -62,10 +62,9 @@ export async function deleteMembersExcept(sql: Sql, table: TableSpec & { parentC
   );
 }
 
-/** The `version` of a header row, or null when it has none. */
-export async function headerVersion(sql: Sql, table: TableSpec, id: string): Promise<number | null> {
-  const { rows } = await sql.query<{ version: string }>(`SELECT version FROM ${table.name} WHERE tenant_id = current_tenant() AND id = $1`, [id]);
-  return rows[0] ? Number(rows[0].version) : null;
+/** The `version` of a header row, as a statement to send with others: no row when it has none. */
+export function headerVersionStatement(table: TableSpec, id: string): Statement {
+  return { text: `SELECT version FROM ${table.name} WHERE tenant_id = current_tenant() AND id = $1`, params: [id] };
 }
 
 /**

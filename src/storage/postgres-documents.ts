@@ -1,12 +1,13 @@
 import { claimClients, readClientOwners, type ClientClaim, type ClientOwner } from '../db/client-owners.ts';
-import type { Database, Sql } from '../db/database.ts';
-import { clearTablesStale, documentVersion, ensureDocument, lockDocuments } from '../db/documents.ts';
-import { headerVersion } from '../db/tables.ts';
+import { runTogether, type Database, type Sql } from '../db/database.ts';
+import { clearTablesStale, documentVersion, ensureDocumentStatement, lockDocuments } from '../db/documents.ts';
+import { logStatements } from '../db/log.ts';
+import { headerVersionStatement } from '../db/tables.ts';
 import { kindOf } from '../documents/kinds.ts';
 import type { DocumentName } from '../documents/name.ts';
 import { repairTables, replaceTables, writeRelayedRows } from '../projection/tables.ts';
 import type { RowChanges } from '../projection/view.ts';
-import { logAt } from './postgres.ts';
+import { logAt, logFrom } from './postgres.ts';
 import type { LoadedLog } from './storage.ts';
 
 /**
@@ -24,10 +25,16 @@ export class PostgresDocuments {
 
   /** Opens the document (creating its row) and loads its log, saying whether its tables lag it (marked stale, or of another version). */
   loadForServing(document: DocumentName): Promise<LoadedLog & { tablesBehind: boolean }> {
-    return this.db.transaction(document.tenant, async (sql) => {
-      const { version, tablesStale } = await ensureDocument(sql, document);
-      const tablesBehind = tablesStale || (await headerVersion(sql, kindOf(document.kind).tables.header, document.id)) !== version;
-      return { ...(await logAt(sql, document.name, version)), tablesBehind };
+    return this.db.single(document.tenant, async (sql) => {
+      const [opened, header, ...log] = await runTogether(sql, [
+        ensureDocumentStatement(document),
+        headerVersionStatement(kindOf(document.kind).tables.header, document.id),
+        ...logStatements(document.name, 'state'),
+      ]);
+      const { version, tables_stale: tablesStale } = opened!.rows[0] as { version: number | string; tables_stale: boolean };
+      const headerRow = header!.rows[0] as { version: number | string } | undefined;
+      const tablesBehind = tablesStale || Number(headerRow?.version) !== Number(version);
+      return { ...logFrom(document.name, Number(version), log), tablesBehind };
     });
   }
 

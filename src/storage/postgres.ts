@@ -1,6 +1,7 @@
-import { insertCheckpoint, latestCheckpoint, latestCheckpointSeq, latestCompactCheckpoint, type Checkpoint } from '../db/checkpoints.ts';
-import type { Database, Sql } from '../db/database.ts';
-import { documentVersion, historyBounds } from '../db/documents.ts';
+import { insertCheckpoint, latestCheckpoint, latestCheckpointSeq, type Checkpoint } from '../db/checkpoints.ts';
+import { runTogether, type Database, type Sql } from '../db/database.ts';
+import { documentVersionStatement, historyBounds } from '../db/documents.ts';
+import { logStatements, type CheckpointState } from '../db/log.ts';
 import { appendUpdates, pruneUpdatesBefore, readUpdates, type LoggedUpdate, type NewUpdate } from '../db/updates.ts';
 import type { DocumentName } from '../documents/name.ts';
 import { completeTail, type CompactLog, type HistoryBounds, type LoadedLog, type Storage } from './storage.ts';
@@ -22,23 +23,13 @@ export class PostgresStorage implements Storage {
   }
 
   load(document: DocumentName, atSeq?: number): Promise<LoadedLog | null> {
-    return this.db.transaction(document.tenant, async (sql) => {
-      const version = await documentVersion(sql, document.name);
-      if (version === null) return null;
-      return logAt(sql, document.name, atSeq === undefined ? version : Math.min(atSeq, version));
-    });
+    return this.db.single(document.tenant, (sql) => versionAndLog(sql, document.name, 'state', atSeq));
   }
 
-  loadCompact(document: DocumentName, atSeq: number): Promise<CompactLog | null> {
-    return this.db.transaction(document.tenant, async (sql) => {
-      const latest = await documentVersion(sql, document.name);
-      if (latest === null) return null;
-      const version = Math.min(atSeq, latest);
-      const found = await latestCompactCheckpoint(sql, document.name, version);
-      if (found && !found.compact) return null;
-      const checkpoint = found && { seq: found.seq, compact: found.compact! };
-      return { version, checkpoint, tail: completeTail(document.name, checkpoint, version, await readUpdates(sql, document.name, checkpoint?.seq ?? 0, version)) };
-    });
+  async loadCompact(document: DocumentName, atSeq: number): Promise<CompactLog | null> {
+    const log = await this.db.single(document.tenant, (sql) => versionAndLog(sql, document.name, 'compact_state', atSeq));
+    if (!log || (log.checkpoint && !log.checkpoint.state)) return null; // checkpointed before compact states were
+    return { version: log.version, checkpoint: log.checkpoint && { seq: log.checkpoint.seq, compact: log.checkpoint.state }, tail: log.tail };
   }
 
   append(tenant: string, updates: NewUpdate[]): Promise<number[]> {
@@ -80,8 +71,22 @@ export class PostgresStorage implements Storage {
   }
 }
 
-/** The log at `version` read in `sql`'s transaction: the newest checkpoint at or before it and the complete tail after that. */
+/** The log at `version` read in `sql`'s transaction, in one round trip: the newest checkpoint at or before it and the complete tail after that. */
 export async function logAt(sql: Sql, name: string, version: number): Promise<LoadedLog> {
-  const checkpoint = await latestCheckpoint(sql, name, version);
-  return { version, checkpoint, tail: completeTail(name, checkpoint, version, await readUpdates(sql, name, checkpoint?.seq ?? 0, version)) };
+  return logFrom(name, version, await runTogether(sql, logStatements(name, 'state', version)));
+}
+
+/** The document's version and its log at `atSeq` (or that version, if lower), in one round trip; null when the document has no row. */
+async function versionAndLog(sql: Sql, name: string, checkpointState: CheckpointState, atSeq = Number.MAX_SAFE_INTEGER): Promise<LoadedLog | null> {
+  const [latest, ...log] = await runTogether(sql, [documentVersionStatement(name), ...logStatements(name, checkpointState, atSeq)]);
+  if (latest!.rows.length === 0) return null;
+  return logFrom(name, Math.min(atSeq, Number(latest!.rows[0]!.version)), log);
+}
+
+/** The log at `version` from the results of logStatements, checked complete. */
+export function logFrom(name: string, version: number, [checkpointResult, tailResult]: Array<{ rows: Record<string, unknown>[] }>): LoadedLog {
+  const found = checkpointResult!.rows[0] as { seq: number | string; state: Uint8Array } | undefined;
+  const checkpoint = found ? { seq: Number(found.seq), state: found.state } : null;
+  const tail = (tailResult!.rows as Array<{ seq: number | string; update: Uint8Array }>).map(({ seq, update }) => ({ seq: Number(seq), update }));
+  return { version, checkpoint, tail: completeTail(name, checkpoint, version, tail) };
 }
