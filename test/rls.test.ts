@@ -11,6 +11,7 @@ import { insertEvents } from '../src/db/events.ts';
 import { leaseSubscription } from '../src/db/subscriptions.ts';
 import { randomUUID } from 'node:crypto';
 import { DocumentReader } from '../src/projection/view.ts';
+import { PostgresStorage } from '../src/storage/postgres.ts';
 import { PostgresDocuments } from '../src/storage/postgres-documents.ts';
 import { waitFor } from './support/clients.ts';
 import { backends } from './support/database.ts';
@@ -221,6 +222,38 @@ describe.each(backends)('row-level security on $kind', ({ kind, reason }) => {
       expect(Buffer.from(loaded.checkpoint!.state)).toEqual(Buffer.from(first));
       expect(loaded.tail.map(({ seq, update }) => [seq, Buffer.from(update)])).toEqual([[2, Buffer.from(second)]]);
       expect(loaded.tablesBehind).toBe(false);
+    });
+
+    it('a load while commits and checkpoints land reads a whole log every time: the version, its checkpoint and every update after it', async ({ skip }) => {
+      skip(!!reason, reason);
+      const document = parseDocumentName('tenant-a/quote/busy-load');
+      const storage = new PostgresStorage(db);
+      const doc = new Y.Doc();
+      const texts = [''];
+      const writing = (async () => {
+        for (let seq = 1; seq <= 150; seq++) {
+          const before = Y.encodeStateVector(doc);
+          doc.getText('notes').insert(0, String(seq % 10));
+          texts.push(doc.getText('notes').toString());
+          await db.transaction('tenant-a', (sql) => appendUpdates(sql, [{ document, update: Y.encodeStateAsUpdate(doc, before), userId: 'u1', origin: 'client', receivedAt: new Date() }]));
+          if (seq % 10 === 0) await db.transaction('tenant-a', (sql) => insertCheckpoint(sql, document.name, { seq, state: Y.encodeStateAsUpdate(doc) }));
+        }
+      })();
+      let loads = 0;
+      let done = false;
+      void writing.finally(() => (done = true));
+      while (!done) {
+        const loaded = await storage.load(document);
+        if (!loaded) continue;
+        loads++;
+        const replayed = new Y.Doc();
+        if (loaded.checkpoint) Y.applyUpdate(replayed, loaded.checkpoint.state);
+        for (const { update } of loaded.tail) Y.applyUpdate(replayed, update);
+        expect(loaded.tail.map(({ seq }) => seq)).toEqual(Array.from({ length: loaded.tail.length }, (_, index) => (loaded.checkpoint?.seq ?? 0) + index + 1));
+        expect(replayed.getText('notes').toString()).toBe(texts[loaded.version]);
+      }
+      await writing;
+      expect(loads).toBeGreaterThan(0);
     });
 
     it('refuses a second message and bytes as parameters, sending neither', async ({ skip }) => {

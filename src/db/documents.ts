@@ -27,14 +27,8 @@ export async function lockDocuments(sql: Sql, names: string[]): Promise<void> {
 
 /** The document's version (last seq), or null when it was never opened. */
 export async function documentVersion(sql: Sql, name: string): Promise<number | null> {
-  const { text, params } = documentVersionStatement(name);
-  const { rows } = await sql.query<{ version: string }>(text, params);
+  const { rows } = await sql.query<{ version: string }>('SELECT version FROM documents WHERE tenant_id = current_tenant() AND name = $1', [name]);
   return rows[0] ? Number(rows[0].version) : null;
-}
-
-/** documentVersion as a statement to send with others: at most one row, `version`. */
-export function documentVersionStatement(name: string): Statement {
-  return { text: 'SELECT version FROM documents WHERE tenant_id = current_tenant() AND name = $1', params: [name] };
 }
 
 /** Marks documents whose audit rows or tables could not be written: they are rebuilt at next load. */

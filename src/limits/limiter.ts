@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
 import { within } from '../timeouts.ts';
 
 /** A budget of `points` per `durationSeconds`, kept per key. */
@@ -13,8 +13,8 @@ export interface Budget {
 /** Spends from a budget: null if allowed, else the milliseconds until enough is back. */
 export type Spend = (key: string, points?: number) => Promise<number | null>;
 
-// A command sent as Redis went away waits for its return (connectRedis), and one sent to a Redis that
-// stopped answering waits for the ping that drops the connection: past this, the budget in memory decides.
+// A command sent as Redis went away, or to a Redis that stopped answering, waits for Redis to answer again
+// (connectRedis): past this, the budget in memory decides (the command may still spend in Redis later).
 const REDIS_WAIT_MS = 1_000;
 
 /**
@@ -32,20 +32,19 @@ export function createRefundableLimiter(budget: Budget, redis: Redis | null): { 
   const memory = new RateLimiterMemory(options);
   // Not ready: the insurance limiter at once. Ready but unanswered: the same after REDIS_WAIT_MS.
   const shared = redis && new RateLimiterRedis({ ...options, storeClient: redis, rejectIfRedisNotReady: true, insuranceLimiter: memory });
-  const bounded = <T>(use: (limiter: RateLimiterAbstract) => Promise<T>): Promise<T> =>
-    shared ? within(use(shared), REDIS_WAIT_MS, () => use(memory)) : use(memory);
   return {
     async spend(key, points = 1) {
       try {
-        await bounded((limiter) => limiter.consume(key, points));
+        await (shared ? within(shared.consume(key, points), REDIS_WAIT_MS, () => memory.consume(key, points)) : memory.consume(key, points));
         return null;
       } catch (refused) {
         if (refused instanceof RateLimiterRes) return Math.max(refused.msBeforeNext, 1);
         throw refused;
       }
     },
+    // Not bounded: nobody waits for a refund, and one given in memory after the wait could be given twice.
     async refund(key, points) {
-      await bounded((limiter) => limiter.reward(key, points));
+      await (shared ?? memory).reward(key, points);
     },
   };
 }

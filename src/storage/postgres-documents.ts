@@ -1,13 +1,13 @@
 import { claimClients, readClientOwners, type ClientClaim, type ClientOwner } from '../db/client-owners.ts';
 import { runTogether, type Database, type Sql } from '../db/database.ts';
 import { clearTablesStale, documentVersion, ensureDocumentStatement, lockDocuments } from '../db/documents.ts';
-import { logStatements } from '../db/log.ts';
+import { logStatement, type LogRow } from '../db/log.ts';
 import { headerVersionStatement } from '../db/tables.ts';
 import { kindOf } from '../documents/kinds.ts';
 import type { DocumentName } from '../documents/name.ts';
 import { repairTables, replaceTables, writeRelayedRows } from '../projection/tables.ts';
 import type { RowChanges } from '../projection/view.ts';
-import { logAt, logFrom } from './postgres.ts';
+import { logFrom, readLog } from './postgres.ts';
 import type { LoadedLog } from './storage.ts';
 
 /**
@@ -26,15 +26,15 @@ export class PostgresDocuments {
   /** Opens the document (creating its row) and loads its log, saying whether its tables lag it (marked stale, or of another version). */
   loadForServing(document: DocumentName): Promise<LoadedLog & { tablesBehind: boolean }> {
     return this.db.single(document.tenant, async (sql) => {
-      const [opened, header, ...log] = await runTogether(sql, [
+      const [opened, header, log] = (await runTogether(sql, [
         ensureDocumentStatement(document),
         headerVersionStatement(kindOf(document.kind).tables.header, document.id),
-        ...logStatements(document.name, 'state'),
-      ]);
-      const { version, tables_stale: tablesStale } = opened!.rows[0] as { version: number | string; tables_stale: boolean };
-      const headerRow = header!.rows[0] as { version: number | string } | undefined;
-      const tablesBehind = tablesStale || Number(headerRow?.version) !== Number(version);
-      return { ...logFrom(document.name, Number(version), log), tablesBehind };
+        logStatement(document.name, 'state'),
+      ])) as [{ rows: Array<{ version: number | string; tables_stale: boolean }> }, { rows: Array<{ version: number | string }> }, { rows: LogRow[] }];
+      // The log is read after the row is locked: at its version, which cannot move until this ends.
+      const loaded = logFrom(document.name, log.rows)!;
+      const headerRow = header.rows[0];
+      return { ...loaded, tablesBehind: opened.rows[0]!.tables_stale || Number(headerRow?.version) !== loaded.version };
     });
   }
 
@@ -96,8 +96,7 @@ export class PostgresDocuments {
   underLock<T>(document: DocumentName, work: (sql: Sql, logged: LoadedLog) => Promise<T>): Promise<T> {
     return this.db.transaction(document.tenant, async (sql) => {
       await lockDocuments(sql, [document.name]);
-      const version = (await documentVersion(sql, document.name)) ?? 0;
-      return work(sql, await logAt(sql, document.name, version));
+      return work(sql, (await readLog(sql, document.name, 'state')) ?? { version: 0, checkpoint: null, tail: [] });
     });
   }
 }

@@ -1,7 +1,7 @@
 import { insertCheckpoint, latestCheckpoint, latestCheckpointSeq, type Checkpoint } from '../db/checkpoints.ts';
-import { runTogether, type Database, type Sql } from '../db/database.ts';
-import { documentVersionStatement, historyBounds } from '../db/documents.ts';
-import { logStatements, type CheckpointState } from '../db/log.ts';
+import type { Database, Sql } from '../db/database.ts';
+import { historyBounds } from '../db/documents.ts';
+import { logStatement, type CheckpointState, type LogRow } from '../db/log.ts';
 import { appendUpdates, pruneUpdatesBefore, readUpdates, type LoggedUpdate, type NewUpdate } from '../db/updates.ts';
 import type { DocumentName } from '../documents/name.ts';
 import { completeTail, type CompactLog, type HistoryBounds, type LoadedLog, type Storage } from './storage.ts';
@@ -23,11 +23,11 @@ export class PostgresStorage implements Storage {
   }
 
   load(document: DocumentName, atSeq?: number): Promise<LoadedLog | null> {
-    return this.db.single(document.tenant, (sql) => versionAndLog(sql, document.name, 'state', atSeq));
+    return this.db.single(document.tenant, (sql) => readLog(sql, document.name, 'state', atSeq));
   }
 
   async loadCompact(document: DocumentName, atSeq: number): Promise<CompactLog | null> {
-    const log = await this.db.single(document.tenant, (sql) => versionAndLog(sql, document.name, 'compact_state', atSeq));
+    const log = await this.db.single(document.tenant, (sql) => readLog(sql, document.name, 'compact_state', atSeq));
     if (!log || (log.checkpoint && !log.checkpoint.state)) return null; // checkpointed before compact states were
     return { version: log.version, checkpoint: log.checkpoint && { seq: log.checkpoint.seq, compact: log.checkpoint.state }, tail: log.tail };
   }
@@ -71,22 +71,23 @@ export class PostgresStorage implements Storage {
   }
 }
 
-/** The log at `version` read in `sql`'s transaction, in one round trip: the newest checkpoint at or before it and the complete tail after that. */
-export async function logAt(sql: Sql, name: string, version: number): Promise<LoadedLog> {
-  return logFrom(name, version, await runTogether(sql, logStatements(name, 'state', version)));
+/** The log at `atSeq` (or the document's version, if lower) in one statement (logStatement); null when the document has no row. */
+export async function readLog(sql: Sql, name: string, checkpointState: CheckpointState, atSeq?: number): Promise<LoadedLog | null> {
+  const { text, params } = logStatement(name, checkpointState, atSeq);
+  return logFrom(name, (await sql.query<LogRow>(text, params)).rows);
 }
 
-/** The document's version and its log at `atSeq` (or that version, if lower), in one round trip; null when the document has no row. */
-async function versionAndLog(sql: Sql, name: string, checkpointState: CheckpointState, atSeq = Number.MAX_SAFE_INTEGER): Promise<LoadedLog | null> {
-  const [latest, ...log] = await runTogether(sql, [documentVersionStatement(name), ...logStatements(name, checkpointState, atSeq)]);
-  if (latest!.rows.length === 0) return null;
-  return logFrom(name, Math.min(atSeq, Number(latest!.rows[0]!.version)), log);
-}
-
-/** The log at `version` from the results of logStatements, checked complete. */
-export function logFrom(name: string, version: number, [checkpointResult, tailResult]: Array<{ rows: Record<string, unknown>[] }>): LoadedLog {
-  const found = checkpointResult!.rows[0] as { seq: number | string; state: Uint8Array } | undefined;
-  const checkpoint = found ? { seq: Number(found.seq), state: found.state } : null;
-  const tail = (tailResult!.rows as Array<{ seq: number | string; update: Uint8Array }>).map(({ seq, update }) => ({ seq: Number(seq), update }));
+/**
+ * The log logStatement's rows hold, checked complete; null when the document
+ * has no row. A checkpoint's state is never NULL, its compact state is for a
+ * checkpoint written before compact states were (loadCompact checks).
+ */
+export function logFrom(name: string, rows: LogRow[]): LoadedLog | null {
+  const [bound, ...rest] = rows;
+  if (bound?.part !== 0) return null;
+  const version = Number(bound.seq);
+  const found = rest[0]?.part === 1 ? rest.shift() : undefined;
+  const checkpoint = found ? { seq: Number(found.seq), state: found.bytes as Uint8Array } : null;
+  const tail = rest.map(({ seq, bytes }) => ({ seq: Number(seq), update: bytes as Uint8Array }));
   return { version, checkpoint, tail: completeTail(name, checkpoint, version, tail) };
 }
