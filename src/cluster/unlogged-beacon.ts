@@ -1,9 +1,13 @@
 import type { Logger } from '../log.ts';
+import { within } from '../timeouts.ts';
 import type { Redis } from './redis.ts';
 
 const REFRESH_MS = 1_000;
 // A stopped instance's beacons are gone this long after its last refresh.
 const TTL_MS = 3_000;
+// A Redis gone silent with its connection open holds a command until it answers again (connectRedis):
+// the check that asks (LogFollower's) would hold the acknowledgements waiting on it as long.
+const REDIS_WAIT_MS = 1_000;
 
 /**
  * Says in Redis, per document, which instances hold updates they have not
@@ -30,9 +34,15 @@ export class UnloggedBeacon {
     this.timer.unref();
   }
 
-  /** Whether an instance other than this one may hold unlogged updates of `documentName`; throws when Redis cannot tell. */
-  async othersHoldUnlogged(documentName: string): Promise<boolean> {
+  /** Whether an instance other than this one may hold unlogged updates of `documentName`; throws when Redis cannot tell (in time). */
+  othersHoldUnlogged(documentName: string): Promise<boolean> {
     this.ensureConnected();
+    return within(this.askOthers(documentName), REDIS_WAIT_MS, () => {
+      throw new Error(`Redis did not answer in ${REDIS_WAIT_MS} ms`);
+    });
+  }
+
+  private async askOthers(documentName: string): Promise<boolean> {
     const instances = (await this.redis.smembers(setKey(documentName))).filter((instance) => instance !== this.instance);
     if (instances.length === 0) return false;
     const beacons = await this.redis.mget(instances.map((instance) => beaconKey(documentName, instance)));
