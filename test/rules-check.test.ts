@@ -212,4 +212,14 @@ describe('rule check', () => {
     // u2 is a comment edit, allowed on its own; it would release the parked title: refused.
     expect(judge(server, u2)?.toJSON()).toMatchObject({ code: 'document-frozen', fields: ['quote.title'] });
   });
+
+  it('an update the judge cannot read is refused with bad-update, not thrown at the caller', async () => {
+    const { server, write } = setUp();
+    expect(await write((doc) => doc.getMap('quote').set('title', 'Q1'))).toBeNull();
+    const rules = new RuleBook({ locks: { held: () => [] }, policies: { of: async () => ({}) } });
+    const { judge } = await rules.judgeFor({ userId: 'eve', role: 'editor', tenant: 'acme' } as never, parseDocumentName('acme/quote/q1'));
+    const notAnUpdate = new Uint8Array([1, 200, 3, 250, 255, 255, 255, 255, 7]);
+    expect(judge(server, notAnUpdate)?.toJSON()).toMatchObject({ code: 'bad-update' });
+    expect(server.getMap('quote').get('title')).toBe('Q1');
+  });
 });

@@ -10,6 +10,8 @@ export type { Redis };
 const ERROR_LOG_INTERVAL_MS = 30_000;
 const PING_INTERVAL_MS = 5_000;
 const PING_TIMEOUT_MS = 2_000;
+/** How long a path a client waits on waits for Redis to answer one command. */
+export const REDIS_ANSWER_MS = 1_000;
 
 /**
  * The Redis connection of this instance (presence and readiness use it; the
@@ -29,6 +31,16 @@ export function connectRedis(url: string, log: Logger): Redis {
     lastLogged = 0;
   });
   return redis;
+}
+
+/**
+ * Redis's answer to `command`, or what `unanswered()` gives (or throws) once
+ * Redis has not answered in REDIS_ANSWER_MS. connectRedis's commands wait for
+ * a Redis gone away or silent until it answers again, so every command a
+ * client waits on goes through here.
+ */
+export function redisAnswer<T, F>(command: Promise<T>, unanswered: () => F | PromiseLike<F>): Promise<T | F> {
+  return within(command, REDIS_ANSWER_MS, unanswered);
 }
 
 /**

@@ -1,13 +1,9 @@
 import type { Logger } from '../log.ts';
-import { within } from '../timeouts.ts';
-import type { Redis } from './redis.ts';
+import { REDIS_ANSWER_MS, type Redis, redisAnswer } from './redis.ts';
 
 const REFRESH_MS = 1_000;
 // A stopped instance's beacons are gone this long after its last refresh.
 const TTL_MS = 3_000;
-// A Redis gone silent with its connection open holds a command until it answers again (connectRedis):
-// the check that asks (LogFollower's) would hold the acknowledgements waiting on it as long.
-const REDIS_WAIT_MS = 1_000;
 
 /**
  * Says in Redis, per document, which instances hold updates they have not
@@ -37,8 +33,9 @@ export class UnloggedBeacon {
   /** Whether an instance other than this one may hold unlogged updates of `documentName`; throws when Redis cannot tell (in time). */
   othersHoldUnlogged(documentName: string): Promise<boolean> {
     this.ensureConnected();
-    return within(this.askOthers(documentName), REDIS_WAIT_MS, () => {
-      throw new Error(`Redis did not answer in ${REDIS_WAIT_MS} ms`);
+    // Unbounded, the check that asks (LogFollower's) would hold the acknowledgements waiting on it.
+    return redisAnswer(this.askOthers(documentName), () => {
+      throw new Error(`Redis did not answer in ${REDIS_ANSWER_MS} ms`);
     });
   }
 

@@ -1,12 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import type { Redis } from '../cluster/redis.ts';
-import { within } from '../timeouts.ts';
+import { REDIS_ANSWER_MS, type Redis, redisAnswer } from '../cluster/redis.ts';
 
 // A killed instance's connections stop counting within this long.
 const TTL_MS = 15_000;
 const RENEW_EVERY_MS = 5_000;
-const REDIS_WAIT_MS = 1_000;
 
 /** Whose connection it is. */
 export interface Owner {
@@ -112,7 +110,7 @@ export class ConnectionCounts {
   private async askRedis(member: string, owner: Owner): Promise<FullLimit | 'taken' | 'no answer'> {
     if (!this.redis || !(await this.connected(this.redis))) return 'no answer';
     const taking = this.redis.eval(TAKE, 2, tenantSet(owner), userSet(owner), member, TTL_MS, this.bounds.perUser, this.bounds.perTenant) as Promise<FullLimit | null>;
-    const answer = await within(taking, REDIS_WAIT_MS, () => 'no answer' as const).catch(() => 'no answer' as const);
+    const answer = await redisAnswer(taking, () => 'no answer' as const).catch(() => 'no answer' as const);
     return answer ?? 'taken';
   }
 
@@ -123,7 +121,7 @@ export class ConnectionCounts {
    */
   private async connected(redis: Redis): Promise<boolean> {
     if (redis.status === 'ready') return true;
-    return once(redis, 'ready', { signal: AbortSignal.timeout(REDIS_WAIT_MS) }).then(
+    return once(redis, 'ready', { signal: AbortSignal.timeout(REDIS_ANSWER_MS) }).then(
       () => true,
       () => false,
     );

@@ -1,6 +1,5 @@
-import type { Redis } from 'ioredis';
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
-import { within } from '../timeouts.ts';
+import { type Redis, redisAnswer } from '../cluster/redis.ts';
 
 /** A budget of `points` per `durationSeconds`, kept per key. */
 export interface Budget {
@@ -12,10 +11,6 @@ export interface Budget {
 
 /** Spends from a budget: null if allowed, else the milliseconds until enough is back. */
 export type Spend = (key: string, points?: number) => Promise<number | null>;
-
-// A command sent as Redis went away, or to a Redis that stopped answering, waits for Redis to answer again
-// (connectRedis): past this, the budget in memory decides (the command may still spend in Redis later).
-const REDIS_WAIT_MS = 1_000;
 
 /**
  * A per-key rate limit (rate-limiter-flexible). With Redis the budget holds for
@@ -30,12 +25,13 @@ export function createLimiter(budget: Budget, redis: Redis | null): Spend {
 export function createRefundableLimiter(budget: Budget, redis: Redis | null): { spend: Spend; refund(key: string, points: number): Promise<void> } {
   const options = { keyPrefix: `concord:limit:${budget.name}`, points: budget.points, duration: budget.durationSeconds };
   const memory = new RateLimiterMemory(options);
-  // Not ready: the insurance limiter at once. Ready but unanswered: the same after REDIS_WAIT_MS.
+  // Not ready: the insurance limiter at once. Ready but unanswered: the budget in memory decides
+  // (the spend may still count in Redis later).
   const shared = redis && new RateLimiterRedis({ ...options, storeClient: redis, rejectIfRedisNotReady: true, insuranceLimiter: memory });
   return {
     async spend(key, points = 1) {
       try {
-        await (shared ? within(shared.consume(key, points), REDIS_WAIT_MS, () => memory.consume(key, points)) : memory.consume(key, points));
+        await (shared ? redisAnswer(shared.consume(key, points), () => memory.consume(key, points)) : memory.consume(key, points));
         return null;
       } catch (refused) {
         if (refused instanceof RateLimiterRes) return Math.max(refused.msBeforeNext, 1);

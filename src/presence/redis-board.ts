@@ -1,11 +1,10 @@
 import { z } from 'zod';
-import type { Redis } from '../cluster/redis.ts';
+import { REDIS_ANSWER_MS, type Redis, redisAnswer } from '../cluster/redis.ts';
 import { presenceEntrySchema, type PresenceEntry } from './entry.ts';
 import type { PresenceBoard } from './presence.ts';
 
 // A killed instance's users drop off the board within this long.
 const TTL_MS = 15_000;
-const READ_TIMEOUT_MS = 1_000;
 
 const publication = z.array(presenceEntrySchema);
 
@@ -43,12 +42,10 @@ export class RedisPresenceBoard implements PresenceBoard {
       .exec();
   }
 
-  async others(documentName: string): Promise<PresenceEntry[]> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error('Redis did not answer in time')), READ_TIMEOUT_MS);
+  others(documentName: string): Promise<PresenceEntry[]> {
+    return redisAnswer(this.read(documentName), () => {
+      throw new Error(`Redis did not answer in ${REDIS_ANSWER_MS} ms`);
     });
-    return Promise.race([this.read(documentName), timeout]).finally(() => clearTimeout(timer));
   }
 
   private async read(documentName: string): Promise<PresenceEntry[]> {

@@ -2,7 +2,6 @@ import type { afterHandleMessagePayload, afterLoadDocumentPayload, beforeHandleM
 import type { WriteRefusals } from '../auth/write-refusals.ts';
 import type { ConnectionContext } from '../context.ts';
 import { parseDocumentName } from '../documents/kinds.ts';
-import { ConcordError } from '../errors.ts';
 import { readFrame } from '../protocol.ts';
 import type { RuleBook } from './rulebook.ts';
 
@@ -36,7 +35,7 @@ export class Rules implements Extension {
     if (!write) return;
     const { principal, document: name } = connection.context as ConnectionContext;
     const { judge, endTurn } = await this.rules.judgeFor(principal, name);
-    const refusal = judgeOrRefusal(() => judge(document, write.update));
+    const refusal = judge(document, write.update);
     if (!refusal) return void this.turns.set(connection, endTurn);
     endTurn();
     this.refusals.refuse(connection, refusal);
@@ -47,19 +46,5 @@ export class Rules implements Extension {
     this.turns.get(connection)?.();
     this.turns.delete(connection);
     this.refusals.release(connection);
-  }
-}
-
-/**
- * The judge's verdict; an update it cannot read (`bad-update`) is refused as
- * a broken rule is, with its code, rather than thrown to Hocuspocus, which
- * would close the connection and print the error outside the JSON log.
- */
-function judgeOrRefusal(judge: () => ConcordError | null): ConcordError | null {
-  try {
-    return judge();
-  } catch (error) {
-    if (error instanceof ConcordError) return error;
-    throw error;
   }
 }

@@ -3,12 +3,12 @@ import type { Principal } from '../auth/tokens.ts';
 import { kindOf } from '../documents/kinds.ts';
 import type { DocumentName } from '../documents/name.ts';
 import { describeEffect } from '../documents/update-scope.ts';
-import type { ConcordError } from '../errors.ts';
+import { ConcordError } from '../errors.ts';
 import { judgeWrites } from './check.ts';
 import type { FieldPolicies } from './field-policies.ts';
 import type { DocumentLocks } from './locks.ts';
 
-/** Judges an update against a live document: the refusal, or null when it may be applied. */
+/** Judges an update against a live document: the refusal (`bad-update` for one it cannot read), or null when it may be applied. */
 export type Judge = (doc: Y.Doc, update: Uint8Array) => ConcordError | null;
 
 /**
@@ -50,7 +50,8 @@ export class RuleBook {
     const endTurn = await this.turn(document.name);
     const kind = kindOf(document.kind);
     const judge: Judge = (doc, update) => {
-      const writes = describeEffect(doc, update);
+      const writes = effectOrRefusal(doc, update);
+      if (writes instanceof ConcordError) return writes;
       if (writes.length === 0) return null;
       const removesAgain = () => removesRemoved(doc, update);
       return judgeWrites(writes, { kind, doc, actor: principal, policy, locks: this.locks.held(document.name), now: Date.now(), removesAgain });
@@ -71,6 +72,16 @@ export class RuleBook {
     };
     setImmediate(end);
     return end;
+  }
+}
+
+/** What the update would change, or its `bad-update` refusal: every caller refuses it as a broken rule, never throws it on. */
+function effectOrRefusal(doc: Y.Doc, update: Uint8Array): ReturnType<typeof describeEffect> | ConcordError {
+  try {
+    return describeEffect(doc, update);
+  } catch (error) {
+    if (error instanceof ConcordError) return error;
+    throw error;
   }
 }
 
