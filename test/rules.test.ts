@@ -501,6 +501,42 @@ describe('raw frames that try to sneak past the reader', () => {
       watcher.provider.destroy();
     }
   });
+
+  it('a header field held pending behind a comment, its clocks then filled by a plain comment, is refused with the comment that would release it', async () => {
+    const target = acme();
+    const name = 'acme/quote/pending-clash';
+    await patched(target, name, QUOTE);
+    await patched(target, name, { quote: { status: 'accepted' } });
+    const observer = await openAs(target, name, 'olga', 'viewer');
+    const before = await footprint(target, name);
+    // One user under two clientIDs: the first's comment is what the second's held run waits for.
+    const first = await RawWriter.open(target, name, 'mallory', 'editor', observer.doc);
+    const second = await RawWriter.open(target, name, 'mallory', 'editor', observer.doc);
+    const release = first.prepare((doc) => void addComment(doc, 'mallory'));
+    const waiting = new Y.Doc();
+    waiting.clientID = second.doc.clientID;
+    Y.applyUpdate(waiting, Y.encodeStateAsUpdate(first.doc));
+    waiting.transact(() => {
+      addComment(waiting, 'mallory');
+      // A key the quote does not have yet: nothing is deleted, so nothing but the held run names the header.
+      waiting.getMap('quote').set('customerId', 'sneaked-in');
+    });
+    second.push(Y.encodeStateAsUpdate(waiting, Y.encodeStateVector(first.doc)));
+    // The same clocks again, as a plain comment: Yjs keeps the held run, the field in it still waiting.
+    expectRawApplied(await second.write((doc) => void addComment(doc, 'mallory')));
+    expectRawRefused(await first.send(release), 'document-frozen', ['quote.customerId']);
+    expectAccepted(await attempt(target, name, 'eve', 'editor', (doc) => addComment(doc, 'eve')));
+    const after = await footprint(target, name);
+    expectOnlyUpdatesBy(before, after, ['mallory', 'eve']);
+    expect(after.content.quote).toEqual(before.content.quote);
+    const logged = replay(null, await loggedUpdates(shared.db, 'acme', name));
+    expect(rendered(logged, name).quote).toEqual(before.content.quote);
+    logged.destroy();
+    await expectObserverHolds(observer, name, after.content, [first.doc.clientID]);
+    first.close();
+    second.close();
+    observer.provider.destroy();
+  });
 });
 
 describe('field permissions', () => {

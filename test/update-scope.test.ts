@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
 import { commenterMay, commenterMayApply } from '../src/auth/access.ts';
 import { structClients, wroteOnlyUnder } from '../src/auth/client-owners.ts';
-import { describeWrites } from '../src/documents/update-scope.ts';
+import { describeEffect, describeWrites, type Write } from '../src/documents/update-scope.ts';
 import { UpdateReach } from '../src/protocol.ts';
 
 /** The root types an update would change. */
@@ -114,6 +114,47 @@ describe('describeWrites: what an update would change, without applying it', () 
     const comments = writer.getArray<Y.Map<unknown>>('comments');
     for (let index = 0; index < 4000; index++) comments.insert(index % 2 ? comments.length : 0, [new Y.Map([['id', `c${index}`]])]);
     expect(rootsTouched(server, Y.encodeStateAsUpdate(writer, before))).toEqual(new Set(['comments']));
+  });
+});
+
+describe('describeEffect: what applying an update would change, content Yjs releases included', () => {
+  /**
+   * One writer under two clientIDs. Under the second it sends a run that waits
+   * for the first's comment (its own comment after it, then the status), then
+   * a plain comment for the same clocks; the first's comment then arrives.
+   */
+  function heldBehindAClash() {
+    const { server } = seeded();
+    const first = replicaOf(server);
+    first.clientID = 2001;
+    const before = Y.encodeStateVector(first);
+    first.getArray('comments').push([comment({ id: 'c2', body: 'from the first' })]);
+    const released = Y.encodeStateAsUpdate(first, before);
+    const waiting = replicaOf(first);
+    waiting.clientID = 2002;
+    waiting.getArray('comments').push([comment({ id: 'c3', body: 'after the first' })]);
+    waiting.getMap('quote').set('status', 'accepted');
+    const held = Y.encodeStateAsUpdate(waiting, Y.encodeStateVector(first));
+    const plain = replicaOf(server);
+    plain.clientID = 2002;
+    plain.getArray('comments').push([comment({ id: 'c3', body: 'plain' })]);
+    return { server, held, plain: Y.encodeStateAsUpdate(plain, Y.encodeStateVector(server)), released };
+  }
+
+  const touched = (writes: Write[]) => new Set(writes.map((write) => `${write.root}.${write.topKey ?? ''}`));
+
+  it('names a write Yjs held pending that the update releases, though the same client sent other content for the clocks before it', () => {
+    const { server, held, plain, released } = heldBehindAClash();
+    expect(describeEffect(server, held)).toEqual([]);
+    Y.applyUpdate(server, held);
+    expect(touched(describeEffect(server, plain))).toEqual(new Set(['comments.']));
+    Y.applyUpdate(server, plain);
+    expect(server.store.pendingStructs).not.toBeNull();
+    const effect = touched(describeEffect(server, released));
+    Y.applyUpdate(server, released);
+    // What Yjs did: the status, held until now, came with the first's comment.
+    expect(server.getMap('quote').get('status')).toBe('accepted');
+    expect(effect).toEqual(new Set(['comments.', 'quote.status']));
   });
 });
 

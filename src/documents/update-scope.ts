@@ -120,27 +120,49 @@ export function describeWrites(doc: Y.Doc, update: Uint8Array, stop: (write: Wri
  * dependency sent later). Read directly when the update places on its own and
  * releases nothing pending (almost always); nothing when it waits whole for
  * what it depends on (it is read when an update releases it); else by applying
- * it to a copy and reading what the copy integrated.
+ * it to a twin of the doc, pending content held the same way, and reading
+ * what the twin integrated.
  */
 export function describeEffect(doc: Y.Doc, update: Uint8Array): Write[] {
   const direct = describeWrites(doc, update);
   if (direct && !releasesPending(doc, update)) return direct;
   if (!direct && waitsWhole(doc, update)) return [];
-  const copy = new Y.Doc({ gc: false });
+  const twin = twinOf(doc);
   try {
-    Y.applyUpdate(copy, Y.encodeStateAsUpdate(doc));
-    const before = Y.encodeStateVector(copy);
-    Y.applyUpdate(copy, update);
-    copy.store.pendingStructs = null;
-    copy.store.pendingDs = null;
-    const integrated = describeWrites(doc, Y.encodeStateAsUpdate(copy, before));
+    const before = Y.encodeStateVector(doc);
+    Y.applyUpdate(twin, update);
+    twin.store.pendingStructs = null;
+    twin.store.pendingDs = null;
+    const integrated = describeWrites(doc, Y.encodeStateAsUpdate(twin, before));
     if (integrated) return integrated;
   } catch (error) {
     throw new ConcordError('bad-update', 'the update could not be read; it was not applied', { cause: error });
   } finally {
-    copy.destroy();
+    twin.destroy();
   }
   throw new ConcordError('bad-update', 'what the update would change could not be read; it was not applied');
+}
+
+/**
+ * A doc holding what `doc` integrated, and what it holds pending held the same
+ * way: Yjs's encoding of a doc merges the pending content in, and integrating
+ * that can release content the doc itself would keep pending (a client that
+ * sent two runs for the same clocks, the first waiting for a dependency).
+ */
+function twinOf(doc: Y.Doc): Y.Doc {
+  const { pendingStructs, pendingDs } = doc.store;
+  const twin = new Y.Doc({ gc: false });
+  try {
+    doc.store.pendingStructs = null;
+    doc.store.pendingDs = null;
+    Y.applyUpdate(twin, Y.encodeStateAsUpdate(doc));
+  } finally {
+    doc.store.pendingStructs = pendingStructs;
+    doc.store.pendingDs = pendingDs;
+  }
+  twin.store.pendingStructs = pendingStructs && { missing: new Map(pendingStructs.missing), update: pendingStructs.update };
+  twin.store.pendingDs = pendingDs;
+  return twin;
 }
 
 /** Whether the update brings a clock pending structs wait for, or content pending deletions name. */
