@@ -160,6 +160,7 @@ export async function createConcord(config: Config, log: Logger) {
         follower: cluster?.follower,
         maxBacklogBytes: config.MAX_BACKLOG_BYTES,
         parking: { maxBytes: config.MAX_PENDING_BYTES, maxWrites: config.MAX_PENDING_WRITES, maxAgeMs: config.MAX_PENDING_AGE_MS },
+        rules,
         log,
         metrics,
       }),

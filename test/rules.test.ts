@@ -513,15 +513,8 @@ describe('raw frames that try to sneak past the reader', () => {
     const first = await RawWriter.open(target, name, 'mallory', 'editor', observer.doc);
     const second = await RawWriter.open(target, name, 'mallory', 'editor', observer.doc);
     const release = first.prepare((doc) => void addComment(doc, 'mallory'));
-    const waiting = new Y.Doc();
-    waiting.clientID = second.doc.clientID;
-    Y.applyUpdate(waiting, Y.encodeStateAsUpdate(first.doc));
-    waiting.transact(() => {
-      addComment(waiting, 'mallory');
-      // A key the quote does not have yet: nothing is deleted, so nothing but the held run names the header.
-      waiting.getMap('quote').set('customerId', 'sneaked-in');
-    });
-    second.push(Y.encodeStateAsUpdate(waiting, Y.encodeStateVector(first.doc)));
+    // A key the quote does not have yet: nothing is deleted, so nothing but the held run names the header.
+    second.pushHeldBehind(first, 'mallory', (doc) => doc.getMap('quote').set('customerId', 'sneaked-in'));
     // The same clocks again, as a plain comment: Yjs keeps the held run, the field in it still waiting.
     expectRawApplied(await second.write((doc) => void addComment(doc, 'mallory')));
     expectRawRefused(await first.send(release), 'document-frozen', ['quote.customerId']);

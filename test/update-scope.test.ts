@@ -5,6 +5,7 @@ import { commenterMay, commenterMayApply } from '../src/auth/access.ts';
 import { structClients, wroteOnlyUnder } from '../src/auth/client-owners.ts';
 import { describeEffect, describeWrites, type Write } from '../src/documents/update-scope.ts';
 import { UpdateReach } from '../src/protocol.ts';
+import { updateFrom } from './support/documents.ts';
 
 /** The root types an update would change. */
 function rootsTouched(doc: Y.Doc, update: Uint8Array): Set<string> | null {
@@ -19,6 +20,7 @@ function commenterMaySend(server: Y.Doc, edit: (replica: Y.Doc) => void): boolea
   const writes = describeWrites(server, Y.encodeStateAsUpdate(replica, Y.encodeStateVector(server)));
   return writes !== null && writes.every((write) => commenterMay(write, 'carl'));
 }
+
 
 function comment(fields: Record<string, unknown>): Y.Map<unknown> {
   return new Y.Map(Object.entries(fields));
@@ -155,6 +157,26 @@ describe('describeEffect: what applying an update would change, content Yjs rele
     // What Yjs did: the status, held until now, came with the first's comment.
     expect(server.getMap('quote').get('status')).toBe('accepted');
     expect(effect).toEqual(new Set(['comments.', 'quote.status']));
+  });
+
+  it('names a parked deletion of content the doc came to hold while it was set aside (a relay brought it): any update releases it', () => {
+    const { server } = seeded();
+    const writer = replicaOf(server);
+    writer.clientID = 2003;
+    const content = updateFrom(writer, (doc) => doc.getMap('quote').set('customerId', 'c-1'));
+    const deletion = updateFrom(writer, (doc) => doc.getMap('quote').delete('customerId'));
+    Y.applyUpdate(server, deletion);
+    const parked = server.store.pendingDs;
+    expect(parked).not.toBeNull();
+    server.store.pendingDs = null;
+    Y.applyUpdate(server, content);
+    server.store.pendingDs = parked;
+    const nothing = Y.encodeStateAsUpdate(new Y.Doc());
+    const effect = describeEffect(server, nothing);
+    Y.applyUpdate(server, nothing);
+    // What Yjs did: the parked deletion went with the next update.
+    expect(server.getMap('quote').has('customerId')).toBe(false);
+    expect(effect.map((write) => [write.root, write.topKey, write.deletion])).toEqual([['quote', 'customerId', true]]);
   });
 });
 

@@ -165,15 +165,21 @@ function twinOf(doc: Y.Doc): Y.Doc {
   return twin;
 }
 
-/** Whether the update brings a clock pending structs wait for, or content pending deletions name. */
+/**
+ * Whether applying the update makes Yjs retry what it holds pending: the
+ * update brings a clock pending structs wait for, or content pending deletions
+ * name, or the doc has it already (Yjs checks after each update; parked content
+ * set aside while a relay brought what it waits for is released this way).
+ */
 function releasesPending(doc: Y.Doc, update: Uint8Array): boolean {
   const { pendingStructs, pendingDs } = doc.store;
   if (!pendingStructs && !pendingDs) return false;
   const { from, to } = Y.parseUpdateMeta(update);
-  const brings = (client: number, start: number, end: number) => (from.get(client) ?? Infinity) < end && start < (to.get(client) ?? -Infinity);
+  const brings = (client: number, start: number, end: number) =>
+    start < Y.getState(doc.store, client) || ((from.get(client) ?? Infinity) < end && start < (to.get(client) ?? -Infinity));
   for (const [client, clock] of pendingStructs?.missing ?? []) if (brings(client, clock, clock + 1)) return true;
   if (!pendingDs) return false;
-  for (const [client, ranges] of Y.decodeUpdate(pendingDs).ds.clients) if (ranges.some(({ clock, len }) => brings(client, clock, clock + len))) return true;
+  for (const [client, ranges] of Y.decodeUpdateV2(pendingDs).ds.clients) if (ranges.some(({ clock, len }) => brings(client, clock, clock + len))) return true;
   return false;
 }
 

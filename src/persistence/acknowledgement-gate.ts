@@ -8,7 +8,7 @@ import {
   type Document,
   type Extension,
 } from '@hocuspocus/server';
-import type * as Y from 'yjs';
+import * as Y from 'yjs';
 import { authorOf, isServerEdit, transactionCommit, type ConnectionContext } from '../context.ts';
 import { parseDocumentName } from '../documents/kinds.ts';
 import { ConcordError } from '../errors.ts';
@@ -16,7 +16,8 @@ import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import { readFrame } from '../protocol.ts';
 import type { LogFollower } from './log-follower.ts';
-import { ParkedWrites, parkedBytes, type ParkingLimit, type ParkingLimits } from './parked-writes.ts';
+import type { RuleBook } from '../rules/rulebook.ts';
+import { ParkedWrites, parkedBytes, type DropReason, type ParkingLimit, type ParkingLimits } from './parked-writes.ts';
 import type { UpdateLog } from './update-log.ts';
 
 export interface AcknowledgementGateOptions {
@@ -27,6 +28,8 @@ export interface AcknowledgementGateOptions {
   maxBacklogBytes: number;
   /** What a document may hold parked. */
   parking: ParkingLimits;
+  /** Judges parked content that a change this instance does not judge (a relay, the log's own update) would release. */
+  rules: Pick<RuleBook, 'judgeFor'>;
   log: Logger;
   metrics: Metrics;
 }
@@ -42,6 +45,12 @@ function refuseAndClose(connection: Connection, error: ConcordError): void {
   connection.close(error.closeEvent);
 }
 
+/** An update that brings nothing: applied, it makes Yjs retry what it holds pending. */
+const NO_CHANGE = Y.encodeStateAsUpdate(new Y.Doc());
+
+/** The origin of the transaction that releases parked content once judged: not set aside, and logged as its senders' (logAlone). */
+const JUDGED_RELEASE = { source: 'local', skipStoreHooks: true } as const;
+
 /**
  * Answers every write only once it is committed: a client's acknowledgement is
  * held by its socket's gate (AckGatedSocket, found in the connection's
@@ -49,7 +58,7 @@ function refuseAndClose(connection: Connection, error: ConcordError): void {
  * update included, is committed; a server-side edit's caller gets the commit
  * in its context. Bounds what waits meanwhile: the update log's backlog while
  * Postgres is away, and the writes Yjs parks for missing dependencies
- * (ParkedWrites).
+ * (ParkedWrites), which only a judged change may release.
  *
  * Registered after every extension that may refuse a write in
  * beforeHandleMessage (a refused write is not waited for), and after
@@ -63,6 +72,7 @@ export class AcknowledgementGate implements Extension {
   private readonly follower?: Pick<LogFollower, 'logged'>;
   private readonly maxBacklogBytes: number;
   private readonly parked: ParkedWrites;
+  private readonly rules: Pick<RuleBook, 'judgeFor'>;
   private readonly log: Logger;
   private readonly metrics: Metrics;
 
@@ -70,13 +80,14 @@ export class AcknowledgementGate implements Extension {
     this.updateLog = options.updateLog;
     this.follower = options.follower;
     this.maxBacklogBytes = options.maxBacklogBytes;
+    this.rules = options.rules;
     this.log = options.log;
     this.metrics = options.metrics;
     this.parked = new ParkedWrites(options.parking, {
       committedSoFar: (document) => this.committedSoFar(document),
       logAlone: (document, write) =>
         this.updateLog.append({ document: parseDocumentName(document.name), update: write.update, userId: write.userId, origin: 'client', receivedAt: new Date() }),
-      dropped: (document, connections, limit) => this.parkedDropped(document, connections, limit),
+      dropped: (document, connections, reason) => this.parkedDropped(document, connections, reason),
     });
   }
 
@@ -122,6 +133,15 @@ export class AcknowledgementGate implements Extension {
   }
 
   async afterLoadDocument({ document }: afterLoadDocumentPayload): Promise<void> {
+    // A change nobody here judged (a relay, the log's own update) must not release parked content with it: Yjs
+    // would apply what the rules never saw. It is set aside meanwhile, and a release it made possible is judged.
+    const unjudged = (transaction: Y.Transaction) => authorOf(transaction.origin) === null && transaction.origin !== JUDGED_RELEASE;
+    document.on('beforeTransaction', (transaction: Y.Transaction) => {
+      if (unjudged(transaction)) this.parked.setAside(document);
+    });
+    document.on('afterTransaction', (transaction: Y.Transaction) => {
+      if (unjudged(transaction) && this.parked.putBack(document)) void this.releaseJudged(document);
+    });
     document.on('update', (_update: Uint8Array, origin: unknown, _doc: Y.Doc, transaction: Y.Transaction) => {
       this.holdAnswer(origin, transaction);
       this.parked.settleHeld(document, authorOf(origin) !== null);
@@ -144,6 +164,31 @@ export class AcknowledgementGate implements Extension {
     }
   }
 
+  /**
+   * Parked content that an unjudged change made releasable, judged as the
+   * sender of the longest-parked write (as a write that releases parked
+   * content is, with it) in the document's turn: released if the rules allow
+   * it (its writes are then logged as their senders'), else dropped, its
+   * senders refused with the rule's refusal.
+   */
+  private async releaseJudged(document: Document): Promise<void> {
+    const sender = this.parked.oldestSender(document);
+    if (!sender) return;
+    const { principal, document: name } = sender.context as ConnectionContext;
+    const turn = await this.rules
+      .judgeFor(principal, name)
+      .catch((error: unknown) => (error instanceof ConcordError ? error : new ConcordError('internal', 'the parked changes could not be judged', { cause: error })));
+    if (turn instanceof ConcordError) return this.parked.drop(document, turn);
+    try {
+      if (!this.parked.restoreForRelease(document)) return;
+      const refusal = turn.judge(document, NO_CHANGE);
+      if (refusal) this.parked.drop(document, refusal);
+      else Y.applyUpdate(document, NO_CHANGE, JUDGED_RELEASE);
+    } finally {
+      turn.endTurn();
+    }
+  }
+
   /** Settles once everything of the document queued so far is committed, including what other instances relayed to it. */
   private committedSoFar(document: string): Promise<unknown> {
     return this.follower ? Promise.all([this.updateLog.committedSoFar(document), this.follower.logged(document)]) : this.updateLog.committedSoFar(document);
@@ -163,15 +208,25 @@ export class AcknowledgementGate implements Extension {
     return error;
   }
 
+  /** The rules refused what releasing parked writes would change: counted and logged, as a refused write is. */
+  private releaseRefusal(connection: Connection, refusal: ConcordError): ConcordError {
+    this.metrics.refusals.inc({ code: refusal.code });
+    const { principal } = connection.context as ConnectionContext;
+    this.log.warn({ code: refusal.code, document: connection.document.name, user: principal.userId }, `parked changes were dropped: ${refusal.message}`);
+    return refusal;
+  }
+
   /**
    * The document's pending structs were dropped: the connections still open
    * whose writes were among them are closed, once the socket's gate has
    * answered those writes "not applied" (on the promises' own turn).
    */
-  private parkedDropped(document: Document, connections: Connection[], limit: ParkingLimit): void {
+  private parkedDropped(document: Document, connections: Connection[], reason: DropReason): void {
     setImmediate(() => {
       for (const connection of connections) {
-        if (document.hasConnection(connection)) connection.close(this.pendingRefusal(connection, limit).closeEvent);
+        if (!document.hasConnection(connection)) continue;
+        const refusal = typeof reason === 'string' ? this.pendingRefusal(connection, reason) : this.releaseRefusal(connection, reason);
+        connection.close(refusal.closeEvent);
       }
     });
   }

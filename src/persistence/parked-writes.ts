@@ -1,4 +1,6 @@
 import type { Connection, Document } from '@hocuspocus/server';
+import * as Y from 'yjs';
+import type { ConcordError } from '../errors.ts';
 import type { UpdateReach } from '../protocol.ts';
 
 /** The settings that bound what one document holds parked. */
@@ -12,6 +14,15 @@ export interface ParkingLimits {
 }
 
 export type ParkingLimit = 'MAX_PENDING_BYTES' | 'MAX_PENDING_WRITES' | 'MAX_PENDING_AGE_MS';
+
+/** Why a document's parked writes were dropped: a bound, or the rules refused what releasing them would change. */
+export type DropReason = ParkingLimit | ConcordError;
+
+/** What Yjs holds pending in a document (its store's pendingStructs and pendingDs, as Yjs keeps them). */
+interface Pending {
+  structs: { missing: Map<number, number>; update: Uint8Array } | null;
+  ds: Uint8Array | null;
+}
 
 /**
  * What a parked deleted range counts against MAX_PENDING_BYTES: Yjs applies
@@ -44,6 +55,8 @@ interface DocumentParking {
   bytes: number;
   writes: number;
   ageTimer?: NodeJS.Timeout;
+  /** What Yjs held pending, taken out of the document while a change this instance does not judge is applied (setAside). */
+  aside?: Pending;
 }
 
 export interface ParkingEvents {
@@ -52,7 +65,7 @@ export interface ParkingEvents {
   /** Logs a parked write on its own (its content landed in a transaction that is not logged here); settles once committed. */
   logAlone(document: Document, write: ParkedWrite): Promise<unknown>;
   /** The document's pending structs were dropped: the connections whose writes were among them (some may be closed). */
-  dropped(document: Document, connections: Connection[], limit: ParkingLimit): void;
+  dropped(document: Document, connections: Connection[], reason: DropReason): void;
 }
 
 /**
@@ -100,6 +113,50 @@ export class ParkedWrites {
   }
 
   /**
+   * Before a change this instance does not judge (relayed from another
+   * instance, or the log's own update): what Yjs holds pending is taken out of
+   * the document, so that the change cannot release it unjudged (Yjs retries
+   * it on every update).
+   */
+  setAside(document: Document): void {
+    const parking = this.parkingOf(document);
+    if (!parking) return;
+    parking.aside = merged(parking.aside, takePending(document));
+  }
+
+  /**
+   * After that change: what was set aside goes back, unless the change made
+   * some of it releasable (it brought what it waited for). Then it stays
+   * aside, and true is returned: the caller judges the release (release).
+   */
+  putBack(document: Document): boolean {
+    const parking = this.parkingOf(document);
+    if (!parking?.aside) return false;
+    if (releasable(document, parking.aside)) return true;
+    this.restore(document, parking);
+    return false;
+  }
+
+  /** The connection whose write has been parked longest: a release is judged as its sender. */
+  oldestSender(document: Document): Connection | undefined {
+    const parking = this.parkingOf(document);
+    if (!parking) return undefined;
+    let oldest: { connection: Connection; parkedAt: number } | undefined;
+    for (const [connection, writes] of parking.byConnection) {
+      if (!oldest || writes[0]!.parkedAt < oldest.parkedAt) oldest = { connection, parkedAt: writes[0]!.parkedAt };
+    }
+    return oldest?.connection;
+  }
+
+  /** What was set aside goes back into the document as Yjs would hold it; false when nothing is (dropped or unloaded meanwhile). */
+  restoreForRelease(document: Document): boolean {
+    const parking = this.parkingOf(document);
+    if (!parking?.aside) return false;
+    this.restore(document, parking);
+    return true;
+  }
+
+  /**
    * After a change of the document: parked writes whose content is now in it
    * are answered once committed. `logged` says whether the change is logged
    * here (a client's or server-side edit, whose update carries what it
@@ -124,21 +181,27 @@ export class ParkedWrites {
     if (parking.byConnection.size === 0) this.forget(document.name);
   }
 
-  /** Drops the document's pending structs: every write parked there is answered "not applied", its senders told. */
-  drop(document: Document, limit: ParkingLimit): void {
+  /** Drops the document's pending structs (and what is set aside): every write parked there is answered "not applied", its senders told. */
+  drop(document: Document, reason: DropReason): void {
     const parking = this.parkingOf(document);
     if (!parking) return;
     this.forget(document.name);
-    document.store.pendingStructs = null;
-    document.store.pendingDs = null;
+    takePending(document);
     for (const writes of parking.byConnection.values()) writes.forEach((write) => write.settle(false));
-    this.events.dropped(document, [...parking.byConnection.keys()], limit);
+    this.events.dropped(document, [...parking.byConnection.keys()], reason);
   }
 
   /** Nothing is parked in the document any more, or it was unloaded (with its pending structs). */
   forget(name: string): void {
     clearTimeout(this.documents.get(name)?.ageTimer);
     this.documents.delete(name);
+  }
+
+  private restore(document: Document, parking: DocumentParking): void {
+    const pending = merged(parking.aside, takePending(document));
+    parking.aside = undefined;
+    document.store.pendingStructs = pending.structs;
+    document.store.pendingDs = pending.ds;
   }
 
   private beyond(bytes: number, writes: number): ParkingLimit | null {
@@ -171,4 +234,34 @@ export class ParkedWrites {
     }, Math.max(oldest + this.limits.maxAgeMs - Date.now(), 0));
     parking.ageTimer.unref();
   }
+}
+
+/** Takes what Yjs holds pending out of the document. */
+function takePending(document: Document): Pending {
+  const pending = { structs: document.store.pendingStructs, ds: document.store.pendingDs };
+  document.store.pendingStructs = null;
+  document.store.pendingDs = null;
+  return pending;
+}
+
+/** Two sets of pending content as one, as Yjs merges what it parks (updates in its V2 encoding, each client's lowest missing clock). */
+function merged(a: Pending | undefined, b: Pending): Pending {
+  if (!a) return b;
+  const structs =
+    a.structs && b.structs
+      ? {
+          missing: new Map([...b.structs.missing, ...[...a.structs.missing].filter(([client, clock]) => clock < (b.structs!.missing.get(client) ?? Infinity))]),
+          update: Y.mergeUpdatesV2([a.structs.update, b.structs.update]),
+        }
+      : (a.structs ?? b.structs);
+  const ds = a.ds && b.ds ? Y.mergeUpdatesV2([a.ds, b.ds]) : (a.ds ?? b.ds);
+  return { structs, ds };
+}
+
+/** Whether Yjs would release some of `pending` at the document's next update: a clock it waits for, or content a deletion names, is now there. */
+function releasable(document: Document, pending: Pending): boolean {
+  const has = (client: number, clock: number) => clock < Y.getState(document.store, client);
+  if ([...(pending.structs?.missing ?? [])].some(([client, clock]) => has(client, clock))) return true;
+  if (!pending.ds) return false;
+  return [...Y.decodeUpdateV2(pending.ds).ds.clients].some(([client, ranges]) => ranges.some(({ clock }) => has(client, clock)));
 }

@@ -1,5 +1,12 @@
 import * as Y from 'yjs';
 
+/** What `change` does to `writer`, as the update a provider would send. */
+export function updateFrom(writer: Y.Doc, change: (doc: Y.Doc) => void): Uint8Array {
+  const before = Y.encodeStateVector(writer);
+  change(writer);
+  return Y.encodeStateAsUpdate(writer, before);
+}
+
 /** Appends a quote line the way a client does: a Y.Map in `lines`. */
 export function addLine(doc: Y.Doc, fields: Record<string, unknown>, position?: number): Y.Map<unknown> {
   const line = new Y.Map<unknown>();

@@ -286,6 +286,22 @@ export class RawWriter {
     return Y.encodeStateAsUpdate(this.doc, before);
   }
 
+  /**
+   * Sends, under this writer's clientID, a run that waits for what `other`'s
+   * replica holds and the server has not seen: a comment after `other`'s last,
+   * then `change`. Yjs holds it pending until that arrives.
+   */
+  pushHeldBehind(other: RawWriter, sub: string, change: (doc: Y.Doc) => void): void {
+    const waiting = new Y.Doc();
+    waiting.clientID = this.doc.clientID;
+    Y.applyUpdate(waiting, Y.encodeStateAsUpdate(other.doc));
+    waiting.transact(() => {
+      addComment(waiting, sub);
+      change(waiting);
+    });
+    this.push(Y.encodeStateAsUpdate(waiting, Y.encodeStateVector(other.doc)));
+  }
+
   /** Sends `update` without waiting for the answer. */
   push(update: Uint8Array): void {
     this.socket.send(updateFrame(this.name, update));
