@@ -11,6 +11,7 @@ import { createLimiter, createRefundableLimiter, type Spend } from '../limits/li
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import { FrameRefusal, readFrame, readHeader, updateFrame } from '../protocol.ts';
+import { within } from '../timeouts.ts';
 import { WatchedSocket } from './watched-socket.ts';
 import { WriteCoalescer } from './write-coalescer.ts';
 
@@ -292,9 +293,7 @@ export class SocketSession {
     if (!waiting) return;
     this.writes.hold();
     const taken = updates.map((update) => new Promise<void>((resolve) => this.ws.send(updateFrame(waiting[0], update), () => resolve())));
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.all(taken), new Promise<void>((resolve) => (timer = setTimeout(resolve, STORED_CONTENT_WAIT_MS)))]);
-    clearTimeout(timer);
+    await within(Promise.all(taken), STORED_CONTENT_WAIT_MS, () => undefined);
   }
 
   /**
