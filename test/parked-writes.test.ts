@@ -5,11 +5,15 @@ import { ParkedWrites } from '../src/persistence/parked-writes.ts';
 import { UpdateReach } from '../src/protocol.ts';
 import { updateFrom } from './support/documents.ts';
 
+/** An update that brings nothing: applied, it makes Yjs retry what the document holds pending. */
+const NO_CHANGE = Y.encodeStateAsUpdate(new Y.Doc());
 
 /**
- * A document holding one parked write: `waiting` (a note that goes after the
- * text of `dependency`, which the document has not seen). Stubs stand in for
- * the connection and the commit (unit test: only what Yjs holds is checked).
+ * A document and a write Yjs parks in it: `waiting` (a note that goes after
+ * the text of `dependency`, which the document has not seen), taken out by
+ * `hold` after its transaction, as the acknowledgement gate does. Stubs stand
+ * in for the connection and the commit (unit test: only what Yjs holds is
+ * checked).
  */
 function parkedDocument() {
   const author = new Y.Doc();
@@ -19,38 +23,62 @@ function parkedDocument() {
   const document = new Document('acme/quote/parked');
   const parked = new ParkedWrites({ maxBytes: 1 << 20, maxWrites: 100, maxAgeMs: 60_000 }, { committedSoFar: async () => {}, logAlone: async () => {}, dropped: () => {} });
   Y.applyUpdate(document, waiting);
+  expect(document.store.pendingStructs).not.toBeNull();
+  expect(parked.hold(document)).toBe(false);
   void parked.park(document, {} as Connection, { update: waiting, userId: 'alice', reach: new UpdateReach(waiting), bytes: waiting.byteLength });
   return { document, parked, dependency };
 }
 
-describe('ParkedWrites: what Yjs holds pending, set aside while a change nobody here judged is applied', () => {
+/** What a peer that already holds `dependency` takes from the document's answer to its sync request. */
+function syncedPeer(document: Y.Doc, dependency: Uint8Array): Y.Doc {
+  const peer = new Y.Doc();
+  Y.applyUpdate(peer, dependency);
+  Y.applyUpdate(peer, Y.encodeStateAsUpdate(document, Y.encodeStateVector(peer)));
+  return peer;
+}
+
+describe('ParkedWrites: what Yjs parks is kept out of the document until a judged release', () => {
+  it('is in no encoding of the document: a peer holding what it waits for does not receive it', () => {
+    const { document, dependency } = parkedDocument();
+    expect(document.store.pendingStructs).toBeNull();
+    expect(syncedPeer(document, dependency).getText('notes').toString()).toBe('base');
+  });
+
   it('an unrelated change cannot release it; what that change parks itself is kept beside it', () => {
     const { document, parked, dependency } = parkedDocument();
     const other = new Y.Doc();
     other.clientID = 2;
     const otherBase = updateFrom(other, (doc) => doc.getMap('quote').set('title', 'T'));
     const otherWaiting = updateFrom(other, (doc) => doc.getMap('quote').set('title', 'T2'));
-    parked.setAside(document);
-    expect(document.store.pendingStructs).toBeNull();
     Y.applyUpdate(document, otherWaiting);
-    expect(parked.putBack(document)).toBe(false);
-    // Both wait in the document, as Yjs would have held them: each lands once what it waits for does.
+    expect(parked.hold(document)).toBe(false);
     Y.applyUpdate(document, otherBase);
+    expect(parked.hold(document)).toBe(true);
+    expect(document.getMap('quote').get('title')).toBe('T');
+    // Released: what waited for otherBase lands; what waits for dependency is held again.
+    expect(parked.restoreForRelease(document)).toBe(true);
+    Y.applyUpdate(document, NO_CHANGE);
+    expect(parked.hold(document)).toBe(false);
     expect(document.getMap('quote').get('title')).toBe('T2');
+    expect(document.getText('notes').toString()).toBe('');
     Y.applyUpdate(document, dependency);
+    expect(parked.hold(document)).toBe(true);
+    expect(parked.restoreForRelease(document)).toBe(true);
+    Y.applyUpdate(document, NO_CHANGE);
+    expect(parked.hold(document)).toBe(false);
     expect(document.getText('notes').toString()).toBe('base parked');
-    expect(document.store.pendingStructs).toBeNull();
+    expect(parked.restoreForRelease(document)).toBe(false);
   });
 
-  it('a change bringing what it waits for leaves it aside, to be released only once judged', () => {
+  it('a change bringing what it waits for leaves it out until it is released', () => {
     const { document, parked, dependency } = parkedDocument();
-    parked.setAside(document);
     Y.applyUpdate(document, dependency);
-    expect(parked.putBack(document)).toBe(true);
+    expect(parked.hold(document)).toBe(true);
     expect(document.getText('notes').toString()).toBe('base');
-    expect(document.store.pendingStructs).toBeNull();
+    expect(syncedPeer(document, dependency).getText('notes').toString()).toBe('base');
+    expect(parked.oldestSender(document)).toBeDefined();
     expect(parked.restoreForRelease(document)).toBe(true);
-    Y.applyUpdate(document, Y.encodeStateAsUpdate(new Y.Doc()));
+    Y.applyUpdate(document, NO_CHANGE);
     expect(document.getText('notes').toString()).toBe('base parked');
   });
 });

@@ -1,10 +1,14 @@
 import { describe, expect, it } from 'vitest';
+import { RECOVER_AFTER_MS } from '../src/persistence/log-follower.ts';
+import { replay } from '../src/persistence/replay.ts';
 import { waitFor } from './support/clients.ts';
 import { postgresTitle, postgresUrl } from './support/database.ts';
+import { loggedUpdates } from './support/inspect.ts';
 import {
   addComment,
   attempt,
   expectAccepted,
+  expectRawApplied,
   expectHttpRefusal,
   expectObserverHolds,
   expectOnlyUpdatesBy,
@@ -16,6 +20,8 @@ import {
   openAs,
   patch,
   patched,
+  RawWriter,
+  rendered,
   rulesCluster,
   type RulesTarget,
   setFieldPolicy,
@@ -69,6 +75,40 @@ describe.skipIf(!postgresUrl)(postgresTitle('business rules on two instances'), 
     expectOnlyUpdatesBy(before, after, ['carl']);
     await expectObserverHolds(observer, name, after.content, [bob.doc.clientID]);
     for (const client of [alice, bob, observer]) client.provider.destroy();
+  });
+
+  it('content held pending on instance B is judged when a write relayed from instance A releases it: refused, never applied on either instance', async () => {
+    const [a, b] = [cluster.target(0), cluster.target(1)];
+    const name = 'acme/quote/cluster-held';
+    await patched(a, name, QUOTE);
+    await patched(a, name, { quote: { status: 'accepted' } });
+    const watchers = [await openAs(a, name, 'olga', 'viewer'), await openAs(b, name, 'olga', 'viewer')];
+    const before = await footprint(b, name);
+    // One user under two clientIDs: on B a run that waits for the comment it sends on A (comments stay open).
+    const onA = await RawWriter.open(a, name, 'mallory', 'editor', watchers[1]!.doc);
+    const onB = await RawWriter.open(b, name, 'mallory', 'editor', watchers[1]!.doc);
+    const release = onA.prepare((doc) => void addComment(doc, 'mallory'));
+    // A key the quote does not have yet: nothing is deleted, so nothing but the held run names the header.
+    onB.pushHeldBehind(onA, 'mallory', (doc) => doc.getMap('quote').set('customerId', 'sneaked-in'));
+    expectRawApplied(await onA.send(release));
+    // B hears the comment through Redis, judges what it would release as the held run's sender, and drops it.
+    await waitFor('the held run refused on B', () => onB.socket.of(name).closeReasons.includes('document-frozen'));
+    expect(onB.traffic.syncStatuses).toEqual([false]);
+    expectRefused(onB.traffic.refusals.at(-1) ?? null, 'document-frozen', ['quote.customerId']);
+    // Nor does it reach A by another way (B's answers to A's sync requests, then A's log follower, which
+    // logs what A holds unlogged once it has waited RECOVER_AFTER_MS): the watchers and the log are read after that.
+    await new Promise((resolve) => setTimeout(resolve, RECOVER_AFTER_MS + 1_000));
+    expectAccepted(await attempt(b, name, 'eve', 'editor', (doc) => addComment(doc, 'eve')));
+    const after = await footprint(b, name);
+    expect(after.content.quote).toEqual(before.content.quote);
+    expect(await footprint(a, name)).toEqual(after);
+    const logged = replay(null, await loggedUpdates(cluster.db, 'acme', name));
+    expect(rendered(logged, name).quote).toEqual(before.content.quote);
+    logged.destroy();
+    for (const watcher of watchers) await expectObserverHolds(watcher, name, after.content, []);
+    onA.close();
+    onB.close();
+    for (const watcher of watchers) watcher.provider.destroy();
   });
 
   it('a lock taken on instance A is seen live and enforced on instance B, until it expires', async () => {

@@ -169,7 +169,7 @@ function twinOf(doc: Y.Doc): Y.Doc {
  * Whether applying the update makes Yjs retry what it holds pending: the
  * update brings a clock pending structs wait for, or content pending deletions
  * name, or the doc has it already (Yjs checks after each update; parked content
- * set aside while a relay brought what it waits for is released this way).
+ * put back for a judged release is released this way).
  */
 function releasesPending(doc: Y.Doc, update: Uint8Array): boolean {
   const { pendingStructs, pendingDs } = doc.store;

@@ -11,6 +11,7 @@ import {
 import * as Y from 'yjs';
 import { authorOf, isServerEdit, transactionCommit, type ConnectionContext } from '../context.ts';
 import { parseDocumentName } from '../documents/kinds.ts';
+import { refusalMessage } from '../auth/write-refusals.ts';
 import { ConcordError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
@@ -28,7 +29,7 @@ export interface AcknowledgementGateOptions {
   maxBacklogBytes: number;
   /** What a document may hold parked. */
   parking: ParkingLimits;
-  /** Judges parked content that a change this instance does not judge (a relay, the log's own update) would release. */
+  /** Judges parked content once a change made it releasable. */
   rules: Pick<RuleBook, 'judgeFor'>;
   log: Logger;
   metrics: Metrics;
@@ -48,7 +49,7 @@ function refuseAndClose(connection: Connection, error: ConcordError): void {
 /** An update that brings nothing: applied, it makes Yjs retry what it holds pending. */
 const NO_CHANGE = Y.encodeStateAsUpdate(new Y.Doc());
 
-/** The origin of the transaction that releases parked content once judged: not set aside, and logged as its senders' (logAlone). */
+/** The origin of the transaction that releases parked content once judged: logged as its senders' (logAlone). */
 const JUDGED_RELEASE = { source: 'local', skipStoreHooks: true } as const;
 
 /**
@@ -58,7 +59,7 @@ const JUDGED_RELEASE = { source: 'local', skipStoreHooks: true } as const;
  * update included, is committed; a server-side edit's caller gets the commit
  * in its context. Bounds what waits meanwhile: the update log's backlog while
  * Postgres is away, and the writes Yjs parks for missing dependencies
- * (ParkedWrites), which only a judged change may release.
+ * (ParkedWrites), kept out of the document until a judged release.
  *
  * Registered after every extension that may refuse a write in
  * beforeHandleMessage (a refused write is not waited for), and after
@@ -133,14 +134,10 @@ export class AcknowledgementGate implements Extension {
   }
 
   async afterLoadDocument({ document }: afterLoadDocumentPayload): Promise<void> {
-    // A change nobody here judged (a relay, the log's own update) must not release parked content with it: Yjs
-    // would apply what the rules never saw. It is set aside meanwhile, and a release it made possible is judged.
-    const unjudged = (transaction: Y.Transaction) => authorOf(transaction.origin) === null && transaction.origin !== JUDGED_RELEASE;
-    document.on('beforeTransaction', (transaction: Y.Transaction) => {
-      if (unjudged(transaction)) this.parked.setAside(document);
-    });
+    // What Yjs parks is kept out of the document (ParkedWrites.hold): a sync answer would carry it to other
+    // instances and clients, and any later update would release it unjudged. A release is judged.
     document.on('afterTransaction', (transaction: Y.Transaction) => {
-      if (unjudged(transaction) && this.parked.putBack(document)) void this.releaseJudged(document);
+      if (this.parked.hold(document) && transaction.origin !== JUDGED_RELEASE) void this.releaseJudged(document);
     });
     document.on('update', (_update: Uint8Array, origin: unknown, _doc: Y.Doc, transaction: Y.Transaction) => {
       this.holdAnswer(origin, transaction);
@@ -165,15 +162,22 @@ export class AcknowledgementGate implements Extension {
   }
 
   /**
-   * Parked content that an unjudged change made releasable, judged as the
-   * sender of the longest-parked write (as a write that releases parked
-   * content is, with it) in the document's turn: released if the rules allow
-   * it (its writes are then logged as their senders'), else dropped, its
-   * senders refused with the rule's refusal.
+   * Parked content that a change made releasable (it brought what the content
+   * waits for), judged as the sender of the longest-parked write in the
+   * document's turn, after that change (each write is judged on its own):
+   * released if the rules allow it (its writes are then logged as their
+   * senders'), else dropped, its senders refused with the rule's refusal.
+   * Content only relays or the log parked was judged where it was written,
+   * and is released as it is.
    */
   private async releaseJudged(document: Document): Promise<void> {
     const sender = this.parked.oldestSender(document);
-    if (!sender) return;
+    if (!sender) {
+      // Out of the transaction that made it releasable.
+      await Promise.resolve();
+      if (this.parked.restoreForRelease(document)) Y.applyUpdate(document, NO_CHANGE, JUDGED_RELEASE);
+      return;
+    }
     const { principal, document: name } = sender.context as ConnectionContext;
     const turn = await this.rules
       .judgeFor(principal, name)
@@ -217,15 +221,18 @@ export class AcknowledgementGate implements Extension {
   }
 
   /**
-   * The document's pending structs were dropped: the connections still open
-   * whose writes were among them are closed, once the socket's gate has
-   * answered those writes "not applied" (on the promises' own turn).
+   * The document's parked writes were dropped: the connections still open
+   * whose writes were among them are closed (told the rule's refusal first,
+   * when a rule refused them), once the socket's gate has answered those
+   * writes "not applied" (on the promises' own turn).
    */
   private parkedDropped(document: Document, connections: Connection[], reason: DropReason): void {
     setImmediate(() => {
       for (const connection of connections) {
         if (!document.hasConnection(connection)) continue;
         const refusal = typeof reason === 'string' ? this.pendingRefusal(connection, reason) : this.releaseRefusal(connection, reason);
+        // A rule's refusal names the fields, as a refused write's does.
+        if (typeof reason !== 'string') connection.sendStateless(refusalMessage(refusal));
         connection.close(refusal.closeEvent);
       }
     });

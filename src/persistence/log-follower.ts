@@ -6,7 +6,7 @@ import type { Metrics } from '../metrics.ts';
 import type { DocumentStore } from './document-store.ts';
 
 // Relayed content older than this that no live instance is still logging is recovered.
-const RECOVER_AFTER_MS = 3_000;
+export const RECOVER_AFTER_MS = 3_000;
 const FIRST_CHECK_MS = 10;
 const MAX_CHECK_INTERVAL_MS = 1_000;
 

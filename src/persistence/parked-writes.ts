@@ -55,8 +55,8 @@ interface DocumentParking {
   bytes: number;
   writes: number;
   ageTimer?: NodeJS.Timeout;
-  /** What Yjs held pending, taken out of the document while a change this instance does not judge is applied (setAside). */
-  aside?: Pending;
+  /** What Yjs would hold pending, kept out of the document (hold): the parked writes' content, and any a relay or the log parked. */
+  held?: Pending;
 }
 
 export interface ParkingEvents {
@@ -69,9 +69,10 @@ export interface ParkingEvents {
 }
 
 /**
- * Bounds what Yjs holds pending per document (updates whose dependencies have
- * not arrived, retried on every later update, so their cost falls on every
- * writer of the document) and answers the writes parked there: "applied" once
+ * Keeps what Yjs would hold pending per document (updates whose dependencies
+ * have not arrived) out of the document until a judged release, bounds it
+ * (it is checked after every later change of the document, so its cost falls
+ * on every writer of the document), and answers the writes parked there: "applied" once
  * what they depend on arrives and their content is committed, "not applied"
  * when they are dropped. Past MAX_PENDING_BYTES, MAX_PENDING_WRITES or
  * MAX_PENDING_AGE_MS the document's pending structs are dropped (none of them
@@ -113,46 +114,41 @@ export class ParkedWrites {
   }
 
   /**
-   * Before a change this instance does not judge (relayed from another
-   * instance, or the log's own update): what Yjs holds pending is taken out of
-   * the document, so that the change cannot release it unjudged (Yjs retries
-   * it on every update).
+   * After every transaction of the document: what Yjs parked in it is taken
+   * out and kept here, so that no encoding of the document (a sync answer to a
+   * client or another instance, a copy) carries it and no later update
+   * releases it unjudged (Yjs retries what it holds on every update). True
+   * when some of what is kept can now be released (what it waits for is
+   * there): the caller releases it, judged (restoreForRelease).
    */
-  setAside(document: Document): void {
+  hold(document: Document): boolean {
+    const pending = takePending(document);
+    if (pending.structs || pending.ds) {
+      const parking = this.parkingOf(document) ?? this.startParking(document);
+      parking.held = merged(parking.held, pending);
+    }
+    const { held } = this.parkingOf(document) ?? {};
+    return held !== undefined && releasable(document, held);
+  }
+
+  /** The connection whose write has been parked longest (a release is judged as its sender); none when only relayed content is held. */
+  oldestSender(document: Document): Connection | undefined {
     const parking = this.parkingOf(document);
-    if (!parking) return;
-    parking.aside = merged(parking.aside, takePending(document));
+    return parking && oldestWrite(parking)?.connection;
   }
 
   /**
-   * After that change: what was set aside goes back, unless the change made
-   * some of it releasable (it brought what it waited for). Then it stays
-   * aside, and true is returned: the caller judges the release (release).
+   * Puts what is kept back into the document as Yjs holds it, for the next
+   * update to release, when some of it can be released; false when it cannot
+   * (released or dropped meanwhile). What stays parked is taken out again by
+   * hold, after that update's transaction.
    */
-  putBack(document: Document): boolean {
-    const parking = this.parkingOf(document);
-    if (!parking?.aside) return false;
-    if (releasable(document, parking.aside)) return true;
-    this.restore(document, parking);
-    return false;
-  }
-
-  /** The connection whose write has been parked longest: a release is judged as its sender. */
-  oldestSender(document: Document): Connection | undefined {
-    const parking = this.parkingOf(document);
-    if (!parking) return undefined;
-    let oldest: { connection: Connection; parkedAt: number } | undefined;
-    for (const [connection, writes] of parking.byConnection) {
-      if (!oldest || writes[0]!.parkedAt < oldest.parkedAt) oldest = { connection, parkedAt: writes[0]!.parkedAt };
-    }
-    return oldest?.connection;
-  }
-
-  /** What was set aside goes back into the document as Yjs would hold it; false when nothing is (dropped or unloaded meanwhile). */
   restoreForRelease(document: Document): boolean {
     const parking = this.parkingOf(document);
-    if (!parking?.aside) return false;
-    this.restore(document, parking);
+    if (!parking?.held || !releasable(document, parking.held)) return false;
+    document.store.pendingStructs = parking.held.structs;
+    document.store.pendingDs = parking.held.ds;
+    parking.held = undefined;
     return true;
   }
 
@@ -178,10 +174,10 @@ export class ParkedWrites {
       }
       if (writes.length === 0) parking.byConnection.delete(connection);
     }
-    if (parking.byConnection.size === 0) this.forget(document.name);
+    if (parking.byConnection.size === 0 && !parking.held) this.forget(document.name);
   }
 
-  /** Drops the document's pending structs (and what is set aside): every write parked there is answered "not applied", its senders told. */
+  /** Drops what the document holds parked: every write parked there is answered "not applied", its senders told. */
   drop(document: Document, reason: DropReason): void {
     const parking = this.parkingOf(document);
     if (!parking) return;
@@ -195,13 +191,6 @@ export class ParkedWrites {
   forget(name: string): void {
     clearTimeout(this.documents.get(name)?.ageTimer);
     this.documents.delete(name);
-  }
-
-  private restore(document: Document, parking: DocumentParking): void {
-    const pending = merged(parking.aside, takePending(document));
-    parking.aside = undefined;
-    document.store.pendingStructs = pending.structs;
-    document.store.pendingDs = pending.ds;
   }
 
   private beyond(bytes: number, writes: number): ParkingLimit | null {
@@ -223,17 +212,26 @@ export class ParkedWrites {
 
   /** Drops the document's pending structs once its oldest parked write is older than MAX_PENDING_AGE_MS. */
   private watchAge(document: Document, parking: DocumentParking): void {
-    if (parking.ageTimer) return;
-    const oldest = Math.min(...[...parking.byConnection.values()].map((writes) => writes[0]!.parkedAt));
+    const oldest = oldestWrite(parking);
+    if (parking.ageTimer || !oldest) return;
     parking.ageTimer = setTimeout(() => {
       parking.ageTimer = undefined;
       if (this.parkingOf(document) !== parking) return;
       const expired = [...parking.byConnection.values()].some((writes) => Date.now() - writes[0]!.parkedAt >= this.limits.maxAgeMs);
       if (expired) this.drop(document, 'MAX_PENDING_AGE_MS');
       else this.watchAge(document, parking);
-    }, Math.max(oldest + this.limits.maxAgeMs - Date.now(), 0));
+    }, Math.max(oldest.parkedAt + this.limits.maxAgeMs - Date.now(), 0));
     parking.ageTimer.unref();
   }
+}
+
+/** The document's longest-parked write, and its connection. */
+function oldestWrite(parking: DocumentParking): { connection: Connection; parkedAt: number } | undefined {
+  let oldest: { connection: Connection; parkedAt: number } | undefined;
+  for (const [connection, writes] of parking.byConnection) {
+    if (!oldest || writes[0]!.parkedAt < oldest.parkedAt) oldest = { connection, parkedAt: writes[0]!.parkedAt };
+  }
+  return oldest;
 }
 
 /** Takes what Yjs holds pending out of the document. */
