@@ -1,4 +1,4 @@
-import { isTransactionOrigin } from '@hocuspocus/server';
+import { isTransactionOrigin, type Connection } from '@hocuspocus/server';
 import type * as Y from 'yjs';
 import type { UpdateChanges } from './commit/writer.ts';
 import type { Principal } from './auth/tokens.ts';
@@ -50,6 +50,19 @@ export function isServerEdit(context: unknown): context is ServerEditContext {
   return origin === 'api' || origin === 'restore';
 }
 
+/**
+ * The context of the transaction that releases one connection's parked
+ * writes once the rules allowed it (AcknowledgementGate): logged as that
+ * connection's user, as the writes would have been had nothing been missing.
+ */
+export interface ParkedReleaseContext {
+  releaseOf: Connection;
+}
+
+export function isParkedRelease(context: unknown): context is ParkedReleaseContext {
+  return (context as Partial<ParkedReleaseContext> | undefined)?.releaseOf !== undefined;
+}
+
 /** Who an update is logged for: the connection's user, or the caller of a server-side edit. */
 export interface Author {
   userId: string;
@@ -57,11 +70,14 @@ export interface Author {
   restoredFrom?: number;
 }
 
-/** Client updates and server-side edits have an author; loads and relayed updates do not (they are not logged). */
+/** Client updates (also released once parked) and server-side edits have an author; loads and relayed updates do not (they are not logged). */
 export function authorOf(transactionOrigin: unknown): Author | null {
   if (!isTransactionOrigin(transactionOrigin)) return null;
   if (transactionOrigin.source === 'connection') {
     return { userId: (transactionOrigin.connection.context as ConnectionContext).principal.userId, origin: 'client' };
+  }
+  if (transactionOrigin.source === 'local' && isParkedRelease(transactionOrigin.context)) {
+    return { userId: (transactionOrigin.context.releaseOf.context as ConnectionContext).principal.userId, origin: 'client' };
   }
   if (transactionOrigin.source === 'local' && isServerEdit(transactionOrigin.context)) {
     const { principal, origin, restoredFrom } = transactionOrigin.context;

@@ -7,7 +7,7 @@ import { acknowledged, waitFor } from './support/clients.ts';
 import { clusterFixture } from './support/cluster.ts';
 import { postgresTitle, postgresUrl } from './support/database.ts';
 import { authFrame, syncFrame, updateFrame } from './support/frames.ts';
-import { loggedUpdates, openTestDatabase } from './support/inspect.ts';
+import { fieldChanges, loggedUpdates, openTestDatabase } from './support/inspect.ts';
 import { token } from './support/tokens.ts';
 
 const SYNC_STEP_1 = 0;
@@ -60,5 +60,8 @@ describe.skipIf(!postgresUrl)(postgresTitle('a parked write whose gap the log fi
     const logged = await loggedUpdates(db, 'acme', name);
     expect(replay(null, logged).getText('notes').toString()).toBe('base more!');
     expect(logged.at(-1)).toMatchObject({ user_id: 'alice', origin: 'client' });
+    // Released once judged, it is committed as her write, with its field-level audit row.
+    const audited = (await fieldChanges(db, 'acme', name)).filter((row) => row.seq === logged.at(-1)!.seq);
+    expect(audited.map((row) => [row.field, row.new_value, row.user_id])).toEqual([['notes', 'base more!', 'alice']]);
   });
 });

@@ -4,8 +4,8 @@ import { appendUpdates } from '../src/db/updates.ts';
 import { parseDocumentName } from '../src/documents/kinds.ts';
 import { replay } from '../src/persistence/replay.ts';
 import { acknowledged, goOffline, waitFor, type Client } from './support/clients.ts';
-import { api } from './support/documents.ts';
-import { loggedUpdates } from './support/inspect.ts';
+import { api, updateFrom } from './support/documents.ts';
+import { fieldChanges, loggedUpdates } from './support/inspect.ts';
 import {
   addComment,
   adminToken,
@@ -584,6 +584,43 @@ describe('field permissions', () => {
     await waitFor('the policy lifted', async () => (await patch(target, name, 'eve', 'editor', { lines: { update: [{ id: 'l1', unitPrice: 10 }] } })).status === 200, 5_000);
     expectAccepted(await attempt(target, name, 'eve', 'editor', (doc) => memberById(doc, 'lines', 'l2').set('unitPrice', 5)));
   });
+
+  it("parked writes of two users released by one change are judged each as its own user: the admin's line goes in, the editor's price is refused", async () => {
+    const target = policyco();
+    const name = 'policyco/quote/parked-two-users';
+    await patched(target, name, QUOTE);
+    await setFieldPolicy(target, { 'quote_line.unitPrice': 'admin', 'quote.discountPct': 'admin' });
+    await waitFor('the policy enforced', async () => (await patch(target, name, 'eve', 'editor', { lines: { update: [{ id: 'l1', unitPrice: 10 }] } })).status === 403, 5_000);
+    const observer = await openAs(target, name, 'olga', 'viewer');
+    const carl = await RawWriter.open(target, name, 'carl', 'editor', observer.doc);
+    const ada = await RawWriter.open(target, name, 'ada', 'admin', observer.doc);
+    const eve = await RawWriter.open(target, name, 'eve', 'editor', observer.doc);
+    const release = carl.prepare((doc) => void addComment(doc, 'carl'));
+    // Each run waits for carl's comment; the admin's parks first (the longest-parked write). A comment of
+    // each user's own, answered, shows their run was handled (a socket's messages go in order) and parked.
+    ada.pushHeldBehind(carl, 'ada', (doc) => void addMember(doc, 'lines', { id: 'l8', quantity: 1, unitPrice: 7 }));
+    expectRawApplied(await ada.send(commentOn(observer.doc, 'ada')));
+    eve.pushHeldBehind(carl, 'eve', (doc) => void addMember(doc, 'lines', { id: 'l9', quantity: 1, unitPrice: 1 }));
+    expectRawApplied(await eve.send(commentOn(observer.doc, 'eve')));
+    expectRawApplied(await carl.send(release));
+    await waitFor("eve's run refused", () => eve.socket.of(name).closeReasons.includes('field-not-allowed'));
+    expectRefused(eve.traffic.refusals.at(-1) ?? null, 'field-not-allowed', ['quote_line.unitPrice']);
+    expect(eve.traffic.syncStatuses).toEqual([true, false]);
+    await waitFor("ada's run answered", () => ada.traffic.syncStatuses.length === 2);
+    expect(ada.traffic.syncStatuses).toEqual([true, true]);
+    const after = await footprint(target, name);
+    expect(after.content.lines.map((line: any) => [line.id, line.unitPrice])).toEqual([
+      ['l1', 10],
+      ['l2', 4.5],
+      ['l8', 7],
+    ]);
+    // Released, the admin's run is committed as hers, with its audit rows; nothing of the editor's run is.
+    const newLines = (await fieldChanges(shared.db, 'policyco', name)).filter((row) => row.entity === 'quote_line' && ['l8', 'l9'].includes(row.entity_id!));
+    expect(newLines.map((row) => [row.entity_id, row.action, (row.new_value as any).unitPrice, row.user_id])).toEqual([['l8', 'create', 7, 'ada']]);
+    await expectObserverHolds(observer, name, after.content, []);
+    for (const writer of [carl, ada, eve]) writer.close();
+    observer.provider.destroy();
+  });
 });
 
 describe('locks', () => {
@@ -757,3 +794,10 @@ describe('offline edits that meet a freeze', () => {
     observer.provider.destroy();
   });
 });
+
+/** A comment by `sub` under a clientID of its own, on what `from` holds. */
+function commentOn(from: Y.Doc, sub: string): Uint8Array {
+  const doc = new Y.Doc();
+  Y.applyUpdate(doc, Y.encodeStateAsUpdate(from));
+  return updateFrom(doc, (writer) => void addComment(writer, sub));
+}

@@ -9,7 +9,7 @@ import {
   type Extension,
 } from '@hocuspocus/server';
 import * as Y from 'yjs';
-import { authorOf, isServerEdit, transactionCommit, type ConnectionContext } from '../context.ts';
+import { authorOf, isParkedRelease, isServerEdit, transactionCommit, type ConnectionContext } from '../context.ts';
 import { parseDocumentName } from '../documents/kinds.ts';
 import { refusalMessage } from '../auth/write-refusals.ts';
 import { ConcordError } from '../errors.ts';
@@ -18,7 +18,7 @@ import type { Metrics } from '../metrics.ts';
 import { readFrame } from '../protocol.ts';
 import type { LogFollower } from './log-follower.ts';
 import type { RuleBook } from '../rules/rulebook.ts';
-import { ParkedWrites, parkedBytes, type DropReason, type ParkingLimit, type ParkingLimits } from './parked-writes.ts';
+import { ParkedWrites, parkedBytes, type DropReason, type ParkedBy, type ParkingLimit, type ParkingLimits } from './parked-writes.ts';
 import type { UpdateLog } from './update-log.ts';
 
 export interface AcknowledgementGateOptions {
@@ -46,11 +46,29 @@ function refuseAndClose(connection: Connection, error: ConcordError): void {
   connection.close(error.closeEvent);
 }
 
+/** Parked content the rules could not judge is refused, never released. */
+function notJudged(error: unknown): ConcordError {
+  return error instanceof ConcordError ? error : new ConcordError('internal', 'the parked changes could not be judged', { cause: error });
+}
+
 /** An update that brings nothing: applied, it makes Yjs retry what it holds pending. */
 const NO_CHANGE = Y.encodeStateAsUpdate(new Y.Doc());
 
-/** The origin of the transaction that releases parked content once judged: logged as its senders' (logAlone). */
-const JUDGED_RELEASE = { source: 'local', skipStoreHooks: true } as const;
+/**
+ * The origin of the transaction that releases `parkedBy`'s held content: a
+ * connection's is logged as its user's (ParkedReleaseContext); content a relay
+ * or the log parked is not logged here, as the relay is not.
+ */
+function releaseOrigin(parkedBy: ParkedBy) {
+  return { source: 'local', skipStoreHooks: true, ...(parkedBy && { context: { releaseOf: parkedBy } }) } as const;
+}
+
+/** Whose content a transaction parks: the connection whose write it applies or whose parked writes it releases; else nobody's. */
+function parkedByOf(origin: unknown): ParkedBy {
+  if (!isTransactionOrigin(origin)) return null;
+  if (origin.source === 'connection') return origin.connection;
+  return origin.source === 'local' && isParkedRelease(origin.context) ? origin.context.releaseOf : null;
+}
 
 /**
  * Answers every write only once it is committed: a client's acknowledgement is
@@ -135,14 +153,16 @@ export class AcknowledgementGate implements Extension {
 
   async afterLoadDocument({ document }: afterLoadDocumentPayload): Promise<void> {
     // What Yjs parks is kept out of the document (ParkedWrites.hold): a sync answer would carry it to other
-    // instances and clients, and any later update would release it unjudged. A release is judged.
+    // instances and clients, and any later update would release it unjudged. Releases are judged (release).
     document.on('afterTransaction', (transaction: Y.Transaction) => {
-      if (this.parked.hold(document) && transaction.origin !== JUDGED_RELEASE) void this.releaseJudged(document);
+      if (this.parked.hold(document, parkedByOf(transaction.origin))) void this.release(document);
     });
     document.on('update', (_update: Uint8Array, origin: unknown, _doc: Y.Doc, transaction: Y.Transaction) => {
       this.holdAnswer(origin, transaction);
       this.parked.settleHeld(document, authorOf(origin) !== null);
     });
+    // What the stored content left parked (nothing, unless the log holds a gap) is kept out too.
+    if (this.parked.hold(document, null)) void this.release(document);
   }
 
   async afterUnloadDocument({ documentName }: afterUnloadDocumentPayload): Promise<void> {
@@ -162,32 +182,45 @@ export class AcknowledgementGate implements Extension {
   }
 
   /**
-   * Parked content that a change made releasable (it brought what the content
-   * waits for), judged as the sender of the longest-parked write in the
-   * document's turn, after that change (each write is judged on its own):
-   * released if the rules allow it (its writes are then logged as their
-   * senders'), else dropped, its senders refused with the rule's refusal.
-   * Content only relays or the log parked was judged where it was written,
-   * and is released as it is.
+   * Releases held content that a change made releasable (it brought what the
+   * content waits for), one set at a time, until none is left releasable (a
+   * release may make another set releasable; a refusal releases nothing).
    */
-  private async releaseJudged(document: Document): Promise<void> {
-    const sender = this.parked.oldestSender(document);
-    if (!sender) {
+  private async release(document: Document): Promise<void> {
+    try {
+      for (let parkedBy = this.parked.nextRelease(document); parkedBy !== undefined; parkedBy = this.parked.nextRelease(document)) {
+        await this.releaseSet(document, parkedBy);
+      }
+    } catch (error) {
+      // Only Yjs failing on what it parked itself could throw here: the content stays held, tried again on the next change.
+      this.log.error({ err: error, code: 'internal', document: document.name }, 'parked content could not be released');
+    }
+  }
+
+  /**
+   * A connection's held content is judged as its user in the document's turn:
+   * allowed, it is applied and logged as theirs; refused, that connection's
+   * parked writes are dropped and it is refused with the rule's code. Content
+   * a relay or the log parked was judged where it was written and goes in as
+   * it is.
+   */
+  private async releaseSet(document: Document, parkedBy: ParkedBy): Promise<void> {
+    if (parkedBy === null) {
       // Out of the transaction that made it releasable.
       await Promise.resolve();
-      if (this.parked.restoreForRelease(document)) Y.applyUpdate(document, NO_CHANGE, JUDGED_RELEASE);
+      if (this.parked.restoreForRelease(document, null)) Y.applyUpdate(document, NO_CHANGE, releaseOrigin(null));
       return;
     }
-    const { principal, document: name } = sender.context as ConnectionContext;
-    const turn = await this.rules
-      .judgeFor(principal, name)
-      .catch((error: unknown) => (error instanceof ConcordError ? error : new ConcordError('internal', 'the parked changes could not be judged', { cause: error })));
-    if (turn instanceof ConcordError) return this.parked.drop(document, turn);
+    const { principal, document: name } = parkedBy.context as ConnectionContext;
+    const turn = await this.rules.judgeFor(principal, name).catch((error: unknown) => notJudged(error));
+    if (turn instanceof ConcordError) return this.parked.dropParkedBy(document, parkedBy, turn);
     try {
-      if (!this.parked.restoreForRelease(document)) return;
+      if (!this.parked.restoreForRelease(document, parkedBy)) return;
       const refusal = turn.judge(document, NO_CHANGE);
-      if (refusal) this.parked.drop(document, refusal);
-      else Y.applyUpdate(document, NO_CHANGE, JUDGED_RELEASE);
+      if (refusal) this.parked.dropParkedBy(document, parkedBy, refusal);
+      else Y.applyUpdate(document, NO_CHANGE, releaseOrigin(parkedBy));
+    } catch (error) {
+      this.parked.dropParkedBy(document, parkedBy, notJudged(error));
     } finally {
       turn.endTurn();
     }

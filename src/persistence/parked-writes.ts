@@ -15,7 +15,7 @@ export interface ParkingLimits {
 
 export type ParkingLimit = 'MAX_PENDING_BYTES' | 'MAX_PENDING_WRITES' | 'MAX_PENDING_AGE_MS';
 
-/** Why a document's parked writes were dropped: a bound, or the rules refused what releasing them would change. */
+/** Why parked writes were dropped: a bound, or the rules refused what releasing them would change. */
 export type DropReason = ParkingLimit | ConcordError;
 
 /** What Yjs holds pending in a document (its store's pendingStructs and pendingDs, as Yjs keeps them). */
@@ -25,9 +25,9 @@ interface Pending {
 }
 
 /**
- * What a parked deleted range counts against MAX_PENDING_BYTES: Yjs applies
- * parked deletes again on every later write of the document, about 70 ns a
- * range here, against a few bytes each on the wire.
+ * What a parked deleted range counts against MAX_PENDING_BYTES: parked deletes
+ * are read again after every later write of the document (ParkedWrites.hold),
+ * about 70 ns a range here, against a few bytes each on the wire.
  */
 export const PARKED_DELETE_RANGE_BYTES = 64;
 
@@ -48,6 +48,13 @@ export interface ParkedWrite {
   settle(outcome: Promise<boolean> | boolean): void;
 }
 
+/**
+ * Whose content a held set is: the connection whose write Yjs parked it from
+ * (judged as its user when released), or null for content a relay, the log or
+ * a server-side edit parked (judged where it was written, released as it is).
+ */
+export type ParkedBy = Connection | null;
+
 interface DocumentParking {
   document: Document;
   /** Per connection, in arrival order (a client's later writes depend on its earlier ones). */
@@ -55,8 +62,8 @@ interface DocumentParking {
   bytes: number;
   writes: number;
   ageTimer?: NodeJS.Timeout;
-  /** What Yjs would hold pending, kept out of the document (hold): the parked writes' content, and any a relay or the log parked. */
-  held?: Pending;
+  /** What Yjs would hold pending, kept out of the document (hold), by whose transaction parked it. */
+  held: Map<ParkedBy, Pending>;
 }
 
 export interface ParkingEvents {
@@ -64,19 +71,23 @@ export interface ParkingEvents {
   committedSoFar(document: string): Promise<unknown>;
   /** Logs a parked write on its own (its content landed in a transaction that is not logged here); settles once committed. */
   logAlone(document: Document, write: ParkedWrite): Promise<unknown>;
-  /** The document's pending structs were dropped: the connections whose writes were among them (some may be closed). */
+  /** Parked writes were dropped: the connections that sent them (some may be closed). */
   dropped(document: Document, connections: Connection[], reason: DropReason): void;
 }
 
 /**
  * Keeps what Yjs would hold pending per document (updates whose dependencies
- * have not arrived) out of the document until a judged release, bounds it
- * (it is checked after every later change of the document, so its cost falls
- * on every writer of the document), and answers the writes parked there: "applied" once
- * what they depend on arrives and their content is committed, "not applied"
- * when they are dropped. Past MAX_PENDING_BYTES, MAX_PENDING_WRITES or
- * MAX_PENDING_AGE_MS the document's pending structs are dropped (none of them
- * was acknowledged).
+ * have not arrived) out of the document, so that no encoding of it (a sync
+ * answer to a client or another instance, a copy) carries it and no later
+ * update releases it unjudged (Yjs retries what it holds on every update):
+ * each set is released only once what it waits for is there, judged as the
+ * user whose write parked it (the caller's part: nextRelease,
+ * restoreForRelease). Bounds it (checked after every later change of the
+ * document, its cost falls on every writer of the document) and answers the
+ * writes parked there: "applied" once what they depend on arrives and their
+ * content is committed, "not applied" when they are dropped. Past
+ * MAX_PENDING_BYTES, MAX_PENDING_WRITES or MAX_PENDING_AGE_MS the document's
+ * parked content is dropped (none of it was acknowledged).
  */
 export class ParkedWrites {
   /** By document name. */
@@ -114,56 +125,58 @@ export class ParkedWrites {
   }
 
   /**
-   * After every transaction of the document: what Yjs parked in it is taken
-   * out and kept here, so that no encoding of the document (a sync answer to a
-   * client or another instance, a copy) carries it and no later update
-   * releases it unjudged (Yjs retries what it holds on every update). True
-   * when some of what is kept can now be released (what it waits for is
-   * there): the caller releases it, judged (restoreForRelease).
+   * After every transaction of the document: what Yjs parked in it (the
+   * document holds nothing parked before, so it is the transaction's own) is
+   * taken out and kept as `parkedBy`'s. True when some set kept can now be
+   * released (what it waits for is there): the caller releases it.
    */
-  hold(document: Document): boolean {
+  hold(document: Document, parkedBy: ParkedBy): boolean {
     const pending = takePending(document);
     if (pending.structs || pending.ds) {
       const parking = this.parkingOf(document) ?? this.startParking(document);
-      parking.held = merged(parking.held, pending);
+      parking.held.set(parkedBy, merged(parking.held.get(parkedBy), pending));
     }
-    const { held } = this.parkingOf(document) ?? {};
-    return held !== undefined && releasable(document, held);
+    return this.nextRelease(document) !== undefined;
   }
 
-  /** The connection whose write has been parked longest (a release is judged as its sender); none when only relayed content is held. */
-  oldestSender(document: Document): Connection | undefined {
-    const parking = this.parkingOf(document);
-    return parking && oldestWrite(parking)?.connection;
+  /** Whose held content can be released now, if any: a connection's (to be judged as its user) or null. */
+  nextRelease(document: Document): ParkedBy | undefined {
+    for (const [parkedBy, pending] of this.parkingOf(document)?.held ?? []) if (releasable(document, pending)) return parkedBy;
+    return undefined;
   }
 
   /**
-   * Puts what is kept back into the document as Yjs holds it, for the next
-   * update to release, when some of it can be released; false when it cannot
-   * (released or dropped meanwhile). What stays parked is taken out again by
-   * hold, after that update's transaction.
+   * Puts `parkedBy`'s held content back into the document as Yjs holds it,
+   * for the next update to release, when some of it can be released; false
+   * when it cannot (released or dropped meanwhile). What stays parked is taken
+   * out again by hold, after that update's transaction.
    */
-  restoreForRelease(document: Document): boolean {
-    const parking = this.parkingOf(document);
-    if (!parking?.held || !releasable(document, parking.held)) return false;
-    document.store.pendingStructs = parking.held.structs;
-    document.store.pendingDs = parking.held.ds;
-    parking.held = undefined;
+  restoreForRelease(document: Document, parkedBy: ParkedBy): boolean {
+    const pending = this.parkingOf(document)?.held.get(parkedBy);
+    if (!pending || !releasable(document, pending)) return false;
+    this.parkingOf(document)!.held.delete(parkedBy);
+    document.store.pendingStructs = pending.structs;
+    document.store.pendingDs = pending.ds;
     return true;
   }
 
   /**
    * After a change of the document: parked writes whose content is now in it
    * are answered once committed. `logged` says whether the change is logged
-   * here (a client's or server-side edit, whose update carries what it
-   * integrated). If not (the log's own updates, applied to catch up, or a
-   * relay), a parked write integrated with it would be in memory only: it is
-   * logged on its own.
+   * here (a client's or server-side edit, or a judged release, whose update
+   * carries what it integrated). If not (the log's own updates, applied to
+   * catch up, or a relay bringing content a client also sent here), a parked
+   * write integrated with it would be in memory only: it is logged on its own.
+   * A connection whose held content can be released now is answered by that
+   * release: a parked deletion's range may be in the document, the deletion
+   * not yet applied.
    */
   settleHeld(document: Document, logged: boolean): void {
     const parking = this.parkingOf(document);
     if (!parking) return;
     for (const [connection, writes] of parking.byConnection) {
+      const held = parking.held.get(connection);
+      if (held && releasable(document, held)) continue;
       // A connection's later writes wait for its first one: checking stops there.
       while (writes.length > 0 && writes[0]!.reach.heldBy(document)) {
         const write = writes.shift()!;
@@ -174,23 +187,44 @@ export class ParkedWrites {
       }
       if (writes.length === 0) parking.byConnection.delete(connection);
     }
-    if (parking.byConnection.size === 0 && !parking.held) this.forget(document.name);
+    this.forgetIfEmpty(parking);
   }
 
-  /** Drops what the document holds parked: every write parked there is answered "not applied", its senders told. */
-  drop(document: Document, reason: DropReason): void {
+  /** Drops what one connection's writes parked (the rules refused releasing it): its writes are answered "not applied", its sender told. */
+  dropParkedBy(document: Document, connection: Connection, reason: ConcordError): void {
+    const parking = this.parkingOf(document);
+    if (!parking) return;
+    // Put back for its release, it is in the document now.
+    takePending(document);
+    parking.held.delete(connection);
+    const writes = parking.byConnection.get(connection) ?? [];
+    parking.byConnection.delete(connection);
+    for (const write of writes) {
+      parking.bytes -= write.bytes;
+      parking.writes--;
+      write.settle(false);
+    }
+    this.forgetIfEmpty(parking);
+    this.events.dropped(document, [connection], reason);
+  }
+
+  /** Drops everything the document holds parked (a bound was passed): every write parked there is answered "not applied", its senders told. */
+  drop(document: Document, reason: ParkingLimit): void {
     const parking = this.parkingOf(document);
     if (!parking) return;
     this.forget(document.name);
-    takePending(document);
     for (const writes of parking.byConnection.values()) writes.forEach((write) => write.settle(false));
     this.events.dropped(document, [...parking.byConnection.keys()], reason);
   }
 
-  /** Nothing is parked in the document any more, or it was unloaded (with its pending structs). */
+  /** Nothing is parked in the document any more, or it was unloaded. */
   forget(name: string): void {
     clearTimeout(this.documents.get(name)?.ageTimer);
     this.documents.delete(name);
+  }
+
+  private forgetIfEmpty(parking: DocumentParking): void {
+    if (parking.byConnection.size === 0 && parking.held.size === 0) this.forget(parking.document.name);
   }
 
   private beyond(bytes: number, writes: number): ParkingLimit | null {
@@ -205,33 +239,24 @@ export class ParkedWrites {
   }
 
   private startParking(document: Document): DocumentParking {
-    const parking: DocumentParking = { document, byConnection: new Map(), bytes: 0, writes: 0 };
+    const parking: DocumentParking = { document, byConnection: new Map(), bytes: 0, writes: 0, held: new Map() };
     this.documents.set(document.name, parking);
     return parking;
   }
 
-  /** Drops the document's pending structs once its oldest parked write is older than MAX_PENDING_AGE_MS. */
+  /** Drops the document's parked content once its oldest parked write is older than MAX_PENDING_AGE_MS. */
   private watchAge(document: Document, parking: DocumentParking): void {
-    const oldest = oldestWrite(parking);
-    if (parking.ageTimer || !oldest) return;
+    if (parking.ageTimer || parking.byConnection.size === 0) return;
+    const oldest = Math.min(...[...parking.byConnection.values()].map((writes) => writes[0]!.parkedAt));
     parking.ageTimer = setTimeout(() => {
       parking.ageTimer = undefined;
       if (this.parkingOf(document) !== parking) return;
       const expired = [...parking.byConnection.values()].some((writes) => Date.now() - writes[0]!.parkedAt >= this.limits.maxAgeMs);
       if (expired) this.drop(document, 'MAX_PENDING_AGE_MS');
       else this.watchAge(document, parking);
-    }, Math.max(oldest.parkedAt + this.limits.maxAgeMs - Date.now(), 0));
+    }, Math.max(oldest + this.limits.maxAgeMs - Date.now(), 0));
     parking.ageTimer.unref();
   }
-}
-
-/** The document's longest-parked write, and its connection. */
-function oldestWrite(parking: DocumentParking): { connection: Connection; parkedAt: number } | undefined {
-  let oldest: { connection: Connection; parkedAt: number } | undefined;
-  for (const [connection, writes] of parking.byConnection) {
-    if (!oldest || writes[0]!.parkedAt < oldest.parkedAt) oldest = { connection, parkedAt: writes[0]!.parkedAt };
-  }
-  return oldest;
 }
 
 /** Takes what Yjs holds pending out of the document. */
