@@ -63,6 +63,13 @@ export function isParkedRelease(context: unknown): context is ParkedReleaseConte
   return (context as Partial<ParkedReleaseContext> | undefined)?.releaseOf !== undefined;
 }
 
+/** The connection whose write the transaction applies, or whose parked writes it releases; null for any other. */
+export function writerOf(transactionOrigin: unknown): Connection | null {
+  if (!isTransactionOrigin(transactionOrigin)) return null;
+  if (transactionOrigin.source === 'connection') return transactionOrigin.connection;
+  return transactionOrigin.source === 'local' && isParkedRelease(transactionOrigin.context) ? transactionOrigin.context.releaseOf : null;
+}
+
 /** Who an update is logged for: the connection's user, or the caller of a server-side edit. */
 export interface Author {
   userId: string;
@@ -73,12 +80,8 @@ export interface Author {
 /** Client updates (also released once parked) and server-side edits have an author; loads and relayed updates do not (they are not logged). */
 export function authorOf(transactionOrigin: unknown): Author | null {
   if (!isTransactionOrigin(transactionOrigin)) return null;
-  if (transactionOrigin.source === 'connection') {
-    return { userId: (transactionOrigin.connection.context as ConnectionContext).principal.userId, origin: 'client' };
-  }
-  if (transactionOrigin.source === 'local' && isParkedRelease(transactionOrigin.context)) {
-    return { userId: (transactionOrigin.context.releaseOf.context as ConnectionContext).principal.userId, origin: 'client' };
-  }
+  const writer = writerOf(transactionOrigin);
+  if (writer) return { userId: (writer.context as ConnectionContext).principal.userId, origin: 'client' };
   if (transactionOrigin.source === 'local' && isServerEdit(transactionOrigin.context)) {
     const { principal, origin, restoredFrom } = transactionOrigin.context;
     return { userId: principal.userId, origin, ...(restoredFrom !== undefined && { restoredFrom }) };

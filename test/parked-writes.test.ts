@@ -16,7 +16,7 @@ function parkedWrites() {
   const dropped: Array<{ connections: Connection[]; reason: unknown }> = [];
   const parked = new ParkedWrites(
     { maxBytes: 1 << 20, maxWrites: 100, maxAgeMs: 60_000 },
-    { committedSoFar: async () => {}, logAlone: async () => {}, dropped: (_document, connections, reason) => dropped.push({ connections, reason }) },
+    { committedSoFar: async () => {}, dropped: (_document, connections, reason) => dropped.push({ connections, reason }) },
   );
   return { parked, dropped };
 }
@@ -26,7 +26,7 @@ function write(document: Document, parked: ParkedWrites, sender: Connection, upd
   Y.applyUpdate(document, update);
   const releasable = parked.hold(document, sender);
   const answer = { value: undefined as boolean | undefined };
-  void parked.park(document, sender, { update, userId: 'alice', reach: new UpdateReach(update), bytes: update.byteLength }).then((value) => (answer.value = value));
+  void parked.park(document, sender, { reach: new UpdateReach(update), bytes: update.byteLength }).then((value) => (answer.value = value));
   return { releasable, answer };
 }
 
@@ -35,7 +35,7 @@ function release(document: Document, parked: ParkedWrites, parkedBy: Connection 
   expect(parked.restoreForRelease(document, parkedBy)).toBe(true);
   Y.applyUpdate(document, NO_CHANGE);
   parked.hold(document, parkedBy);
-  parked.settleHeld(document, true);
+  parked.settleHeld(document);
 }
 
 /** A document and a note Yjs parks in it: it goes after the text of `dependency`, which the document has not seen. */
@@ -73,7 +73,7 @@ describe('ParkedWrites: what Yjs parks is kept out of the document until a judge
     const { document, parked, sender, dependency, answer } = parkedDocument();
     Y.applyUpdate(document, dependency);
     expect(parked.hold(document, null)).toBe(true);
-    parked.settleHeld(document, false);
+    parked.settleHeld(document);
     expect(document.getText('notes').toString()).toBe('base');
     expect(syncedPeer(document, dependency).getText('notes').toString()).toBe('base');
     expect(parked.nextRelease(document)).toBe(sender);
@@ -125,7 +125,7 @@ describe('ParkedWrites: what Yjs parks is kept out of the document until a judge
     Y.applyUpdate(document, content);
     expect(parked.hold(document, null)).toBe(true);
     // The deleted range is in the document now, the deletion not yet applied: its write is not answered.
-    parked.settleHeld(document, true);
+    parked.settleHeld(document);
     await settled();
     expect(answer.value).toBeUndefined();
     expect(document.getText('notes').toString()).toBe('gone soon');

@@ -539,6 +539,38 @@ describe('raw frames that try to sneak past the reader', () => {
   });
 });
 
+describe('parked writes', () => {
+  it('the same run parked by two connections (a client that reconnected) is answered on both once released, committed once', async () => {
+    const target = acme();
+    const name = 'acme/quote/pending-twice';
+    await patched(target, name, QUOTE);
+    const observer = await openAs(target, name, 'olga', 'viewer');
+    const carl = await RawWriter.open(target, name, 'carl', 'editor', observer.doc);
+    const before = await RawWriter.open(target, name, 'mallory', 'editor', observer.doc);
+    const after = await RawWriter.open(target, name, 'mallory', 'editor', observer.doc);
+    const release = carl.prepare((doc) => void addComment(doc, 'carl'));
+    // A comment of the connection's own, answered, shows the run was handled (a socket's messages go in order) and parked.
+    const run = before.pushHeldBehind(carl, 'mallory', (doc) => doc.getMap('quote').set('customerId', 'c-42'));
+    expectRawApplied(await before.send(commentOn(observer.doc, 'mallory')));
+    after.push(run);
+    expectRawApplied(await after.send(commentOn(observer.doc, 'mallory')));
+    // Released for the first connection; the second's copy then brings nothing new (no update follows it).
+    expectRawApplied(await carl.send(release));
+    await waitFor('both runs answered', () => before.traffic.syncStatuses.length === 2 && after.traffic.syncStatuses.length === 2);
+    expect([before.traffic.syncStatuses, after.traffic.syncStatuses]).toEqual([
+      [true, true],
+      [true, true],
+    ]);
+    const stored = await footprint(target, name);
+    expect(stored.content.quote.customerId).toBe('c-42');
+    const changes = (await fieldChanges(shared.db, 'acme', name)).filter((row) => row.field === 'customerId');
+    expect(changes.map((row) => [row.new_value, row.user_id])).toEqual([['c-42', 'mallory']]);
+    await expectObserverHolds(observer, name, stored.content, []);
+    for (const writer of [carl, before, after]) writer.close();
+    observer.provider.destroy();
+  });
+});
+
 describe('field permissions', () => {
   const policyco = (): RulesTarget => ({ ...acme(), tenant: 'policyco' });
 

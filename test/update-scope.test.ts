@@ -159,7 +159,7 @@ describe('describeEffect: what applying an update would change, content Yjs rele
     expect(effect).toEqual(new Set(['comments.', 'quote.status']));
   });
 
-  it('names a parked deletion of content the doc came to hold while it was set aside (a relay brought it): any update releases it', () => {
+  it('names a parked deletion of content the doc came to hold while it was kept out (put back for its judged release): any update releases it', () => {
     const { server } = seeded();
     const writer = replicaOf(server);
     writer.clientID = 2003;

@@ -9,8 +9,7 @@ import {
   type Extension,
 } from '@hocuspocus/server';
 import * as Y from 'yjs';
-import { authorOf, isParkedRelease, isServerEdit, transactionCommit, type ConnectionContext } from '../context.ts';
-import { parseDocumentName } from '../documents/kinds.ts';
+import { isServerEdit, transactionCommit, writerOf, type ConnectionContext } from '../context.ts';
 import { refusalMessage } from '../auth/write-refusals.ts';
 import { ConcordError } from '../errors.ts';
 import type { Logger } from '../log.ts';
@@ -57,17 +56,11 @@ const NO_CHANGE = Y.encodeStateAsUpdate(new Y.Doc());
 /**
  * The origin of the transaction that releases `parkedBy`'s held content: a
  * connection's is logged as its user's (ParkedReleaseContext); content a relay
- * or the log parked is not logged here, as the relay is not.
+ * or the log parked goes in as relayed content does (followed until logged,
+ * with several instances; not logged here).
  */
 function releaseOrigin(parkedBy: ParkedBy) {
-  return { source: 'local', skipStoreHooks: true, ...(parkedBy && { context: { releaseOf: parkedBy } }) } as const;
-}
-
-/** Whose content a transaction parks: the connection whose write it applies or whose parked writes it releases; else nobody's. */
-function parkedByOf(origin: unknown): ParkedBy {
-  if (!isTransactionOrigin(origin)) return null;
-  if (origin.source === 'connection') return origin.connection;
-  return origin.source === 'local' && isParkedRelease(origin.context) ? origin.context.releaseOf : null;
+  return parkedBy ? ({ source: 'local', skipStoreHooks: true, context: { releaseOf: parkedBy } } as const) : ({ source: 'redis' } as const);
 }
 
 /**
@@ -91,6 +84,8 @@ export class AcknowledgementGate implements Extension {
   private readonly follower?: Pick<LogFollower, 'logged'>;
   private readonly maxBacklogBytes: number;
   private readonly parked: ParkedWrites;
+  /** Documents whose held content is being released (release). */
+  private readonly releasing = new WeakSet<Document>();
   private readonly rules: Pick<RuleBook, 'judgeFor'>;
   private readonly log: Logger;
   private readonly metrics: Metrics;
@@ -104,8 +99,6 @@ export class AcknowledgementGate implements Extension {
     this.metrics = options.metrics;
     this.parked = new ParkedWrites(options.parking, {
       committedSoFar: (document) => this.committedSoFar(document),
-      logAlone: (document, write) =>
-        this.updateLog.append({ document: parseDocumentName(document.name), update: write.update, userId: write.userId, origin: 'client', receivedAt: new Date() }),
       dropped: (document, connections, reason) => this.parkedDropped(document, connections, reason),
     });
   }
@@ -143,7 +136,7 @@ export class AcknowledgementGate implements Extension {
       // what other instances relayed to it.
       earlier: this.committedSoFar(document.name),
       parked: () =>
-        applies && !reach.heldBy(document) ? this.parked.park(document, connection, { update: write.update, userId: principal.userId, reach, bytes }) : undefined,
+        applies && !reach.heldBy(document) ? this.parked.park(document, connection, { reach, bytes }) : undefined,
     });
   }
 
@@ -155,11 +148,11 @@ export class AcknowledgementGate implements Extension {
     // What Yjs parks is kept out of the document (ParkedWrites.hold): a sync answer would carry it to other
     // instances and clients, and any later update would release it unjudged. Releases are judged (release).
     document.on('afterTransaction', (transaction: Y.Transaction) => {
-      if (this.parked.hold(document, parkedByOf(transaction.origin))) void this.release(document);
+      if (this.parked.hold(document, writerOf(transaction.origin))) void this.release(document);
     });
     document.on('update', (_update: Uint8Array, origin: unknown, _doc: Y.Doc, transaction: Y.Transaction) => {
       this.holdAnswer(origin, transaction);
-      this.parked.settleHeld(document, authorOf(origin) !== null);
+      this.parked.settleHeld(document);
     });
     // What the stored content left parked (nothing, unless the log holds a gap) is kept out too.
     if (this.parked.hold(document, null)) void this.release(document);
@@ -184,16 +177,24 @@ export class AcknowledgementGate implements Extension {
   /**
    * Releases held content that a change made releasable (it brought what the
    * content waits for), one set at a time, until none is left releasable (a
-   * release may make another set releasable; a refusal releases nothing).
+   * release may make another set releasable; a refusal releases nothing),
+   * answering the parked writes whose content is then in (a release that
+   * brings nothing new, its content already in, fires no update). One run
+   * per document at a time: a change during a run is seen by its next check.
    */
   private async release(document: Document): Promise<void> {
+    if (this.releasing.has(document)) return;
+    this.releasing.add(document);
     try {
       for (let parkedBy = this.parked.nextRelease(document); parkedBy !== undefined; parkedBy = this.parked.nextRelease(document)) {
         await this.releaseSet(document, parkedBy);
+        this.parked.settleHeld(document);
       }
     } catch (error) {
       // Only Yjs failing on what it parked itself could throw here: the content stays held, tried again on the next change.
       this.log.error({ err: error, code: 'internal', document: document.name }, 'parked content could not be released');
+    } finally {
+      this.releasing.delete(document);
     }
   }
 

@@ -8,7 +8,7 @@ import {
   type onStoreDocumentPayload,
 } from '@hocuspocus/server';
 import type * as Y from 'yjs';
-import { authorOf, transactionChanges, transactionCommit, type SocketContext } from '../context.ts';
+import { authorOf, transactionChanges, transactionCommit, writerOf, type SocketContext } from '../context.ts';
 import { parseDocumentName } from '../documents/kinds.ts';
 import type { DocumentName } from '../documents/name.ts';
 import { ConcordError, HookRefusal } from '../errors.ts';
@@ -128,9 +128,8 @@ export class Persistence extends DatabaseExtension {
       transactionCommit.set(transaction, committed);
     } catch (error) {
       this.log.error({ err: error, code: 'update-not-logged', document: document.name }, 'an update could not be queued for the log');
-      if (isTransactionOrigin(origin) && origin.source === 'connection') {
-        origin.connection.close(new ConcordError('storage-unavailable', 'the update could not be queued for Postgres').closeEvent);
-      }
+      // Its writer (a client, or the sender of parked writes it released) keeps it as unsynced and sends it again.
+      writerOf(origin)?.close(new ConcordError('storage-unavailable', 'the update could not be queued for Postgres').closeEvent);
     }
   }
 }

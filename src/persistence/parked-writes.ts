@@ -38,9 +38,6 @@ export function parkedBytes(update: Uint8Array, reach: UpdateReach): number {
 
 /** A client write Yjs parked (pending structs) because it depends on changes the document lacks. */
 export interface ParkedWrite {
-  /** The write as it arrived, and who sent it: logged on its own if its content lands in a transaction this instance does not log. */
-  update: Uint8Array;
-  userId: string;
   reach: UpdateReach;
   bytes: number;
   parkedAt: number;
@@ -69,8 +66,6 @@ interface DocumentParking {
 export interface ParkingEvents {
   /** Settles once everything of the document queued so far is committed. */
   committedSoFar(document: string): Promise<unknown>;
-  /** Logs a parked write on its own (its content landed in a transaction that is not logged here); settles once committed. */
-  logAlone(document: Document, write: ParkedWrite): Promise<unknown>;
   /** Parked writes were dropped: the connections that sent them (some may be closed). */
   dropped(document: Document, connections: Connection[], reason: DropReason): void;
 }
@@ -107,7 +102,7 @@ export class ParkedWrites {
   }
 
   /** A write was parked by Yjs; the promise settles true once it is applied and committed, false if it is dropped. */
-  park(document: Document, connection: Connection, write: Pick<ParkedWrite, 'update' | 'userId' | 'reach' | 'bytes'>): Promise<boolean> {
+  park(document: Document, connection: Connection, write: Pick<ParkedWrite, 'reach' | 'bytes'>): Promise<boolean> {
     const parking = this.parkingOf(document) ?? this.startParking(document);
     const { bytes } = write;
     const promise = new Promise<boolean>((settle) => {
@@ -161,17 +156,16 @@ export class ParkedWrites {
   }
 
   /**
-   * After a change of the document: parked writes whose content is now in it
-   * are answered once committed. `logged` says whether the change is logged
-   * here (a client's or server-side edit, or a judged release, whose update
-   * carries what it integrated). If not (the log's own updates, applied to
-   * catch up, or a relay bringing content a client also sent here), a parked
-   * write integrated with it would be in memory only: it is logged on its own.
-   * A connection whose held content can be released now is answered by that
-   * release: a parked deletion's range may be in the document, the deletion
-   * not yet applied.
+   * After a change of the document, or a release: parked writes whose content
+   * is now in it are answered once everything of the document queued so far
+   * is committed. That covers every way their content gets in: their judged
+   * release and a client's write are logged here, the log's own updates are
+   * logged, and relayed content is followed until its instance logs it
+   * (committedSoFar). A connection whose held content can be released now is
+   * answered by that release: a parked deletion's range may be in the
+   * document, the deletion not yet applied.
    */
-  settleHeld(document: Document, logged: boolean): void {
+  settleHeld(document: Document): void {
     const parking = this.parkingOf(document);
     if (!parking) return;
     for (const [connection, writes] of parking.byConnection) {
@@ -182,8 +176,7 @@ export class ParkedWrites {
         const write = writes.shift()!;
         parking.bytes -= write.bytes;
         parking.writes--;
-        const committed = logged ? this.events.committedSoFar(document.name) : this.events.logAlone(document, write);
-        write.settle(committed.then(() => true));
+        write.settle(this.events.committedSoFar(document.name).then(() => true));
       }
       if (writes.length === 0) parking.byConnection.delete(connection);
     }

@@ -289,9 +289,9 @@ export class RawWriter {
   /**
    * Sends, under this writer's clientID, a run that waits for what `other`'s
    * replica holds and the server has not seen: a comment after `other`'s last,
-   * then `change`. Yjs holds it pending until that arrives.
+   * then `change`. Yjs holds it pending until that arrives. Returns the run.
    */
-  pushHeldBehind(other: RawWriter, sub: string, change: (doc: Y.Doc) => void): void {
+  pushHeldBehind(other: RawWriter, sub: string, change: (doc: Y.Doc) => void): Uint8Array {
     const waiting = new Y.Doc();
     waiting.clientID = this.doc.clientID;
     Y.applyUpdate(waiting, Y.encodeStateAsUpdate(other.doc));
@@ -299,7 +299,9 @@ export class RawWriter {
       addComment(waiting, sub);
       change(waiting);
     });
-    this.push(Y.encodeStateAsUpdate(waiting, Y.encodeStateVector(other.doc)));
+    const run = Y.encodeStateAsUpdate(waiting, Y.encodeStateVector(other.doc));
+    this.push(run);
+    return run;
   }
 
   /** Sends `update` without waiting for the answer. */
