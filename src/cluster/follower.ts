@@ -40,7 +40,8 @@ export function followingLoads(store: DocumentStore, follower: LogFollower): Doc
 /**
  * With several instances (Redis configured), what this instance does with
  * content that reached it from the others, relayed (InstanceRelay, origin
- * `redis`) or read from the log; that content is never logged here:
+ * `redis`; also content they parked, released here as relayed) or read from
+ * the log; that content is never logged here:
  *
  * - before answering a client's first sync step, the document takes in what
  *   other instances logged and it lacks, so that the client does not send

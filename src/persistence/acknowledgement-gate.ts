@@ -50,6 +50,15 @@ function notJudged(error: unknown): ConcordError {
   return error instanceof ConcordError ? error : new ConcordError('internal', 'the parked changes could not be judged', { cause: error });
 }
 
+/** The judge's refusal, or one of its own should the judge fail. */
+function judged(judge: () => ConcordError | null): ConcordError | null {
+  try {
+    return judge();
+  } catch (error) {
+    return notJudged(error);
+  }
+}
+
 /** An update that brings nothing: applied, it makes Yjs retry what it holds pending. */
 const NO_CHANGE = Y.encodeStateAsUpdate(new Y.Doc());
 
@@ -191,7 +200,7 @@ export class AcknowledgementGate implements Extension {
         this.parked.settleHeld(document);
       }
     } catch (error) {
-      // Only Yjs failing on what it parked itself could throw here: the content stays held, tried again on the next change.
+      // Yjs, or a listener of the release's update, failed: what is still held is tried again on the next change.
       this.log.error({ err: error, code: 'internal', document: document.name }, 'parked content could not be released');
     } finally {
       this.releasing.delete(document);
@@ -217,11 +226,9 @@ export class AcknowledgementGate implements Extension {
     if (turn instanceof ConcordError) return this.parked.dropParkedBy(document, parkedBy, turn);
     try {
       if (!this.parked.restoreForRelease(document, parkedBy)) return;
-      const refusal = turn.judge(document, NO_CHANGE);
+      const refusal = judged(() => turn.judge(document, NO_CHANGE));
       if (refusal) this.parked.dropParkedBy(document, parkedBy, refusal);
       else Y.applyUpdate(document, NO_CHANGE, releaseOrigin(parkedBy));
-    } catch (error) {
-      this.parked.dropParkedBy(document, parkedBy, notJudged(error));
     } finally {
       turn.endTurn();
     }

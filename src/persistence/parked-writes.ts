@@ -47,8 +47,9 @@ export interface ParkedWrite {
 
 /**
  * Whose content a held set is: the connection whose write Yjs parked it from
- * (judged as its user when released), or null for content a relay, the log or
- * a server-side edit parked (judged where it was written, released as it is).
+ * (judged as its user when released), or null for content a relay or the log
+ * parked (judged where it was written, released as relayed content). Server-side
+ * edits are drafted on the live document and applied at once: they never park.
  */
 export type ParkedBy = Connection | null;
 
