@@ -1,8 +1,8 @@
 import { Document, type Connection } from '@hocuspocus/server';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import * as Y from 'yjs';
 import { ConcordError } from '../src/errors.ts';
-import { ParkedWrites } from '../src/persistence/parked-writes.ts';
+import { ParkedWrites, type ParkingLimits } from '../src/persistence/parked-writes.ts';
 import { UpdateReach } from '../src/protocol.ts';
 import { updateFrom } from './support/documents.ts';
 
@@ -12,11 +12,11 @@ const NO_CHANGE = Y.encodeStateAsUpdate(new Y.Doc());
 /** Stands in for a connection (unit test: only what Yjs holds, and what each write is answered, are checked). */
 const connection = (): Connection => ({}) as Connection;
 
-function parkedWrites() {
-  const dropped: Array<{ connections: Connection[]; reason: unknown }> = [];
+function parkedWrites(limits: Partial<ParkingLimits> = {}) {
+  const dropped: Array<{ connection: Connection; reason: unknown }> = [];
   const parked = new ParkedWrites(
-    { maxBytes: 1 << 20, maxWrites: 100, maxAgeMs: 60_000 },
-    { committedSoFar: async () => {}, dropped: (_document, connections, reason) => dropped.push({ connections, reason }) },
+    { maxBytes: 1 << 20, maxWrites: 100, maxAgeMs: 60_000, ...limits },
+    { committedSoFar: async () => {}, dropped: (_document, connection, reason) => dropped.push({ connection, reason }) },
   );
   return { parked, dropped };
 }
@@ -109,7 +109,7 @@ describe('ParkedWrites: what Yjs parks is kept out of the document until a judge
     await settled();
     expect(otherWrite.answer.value).toBe(true);
     expect(answer.value).toBe(false);
-    expect(dropped).toEqual([{ connections: [sender], reason: expect.objectContaining({ code: 'document-frozen' }) }]);
+    expect(dropped).toEqual([{ connection: sender, reason: expect.objectContaining({ code: 'document-frozen' }) }]);
   });
 
   it('a parked deletion is not answered when what it deletes arrives, only once it is released', async () => {
@@ -133,5 +133,66 @@ describe('ParkedWrites: what Yjs parks is kept out of the document until a judge
     expect(document.getText('notes').toString()).toBe('soon');
     await settled();
     expect(answer.value).toBe(true);
+  });
+});
+
+/** A write of a client whose first change the document never received: Yjs parks it. */
+function waitingWrite(client: number, text: string) {
+  const author = new Y.Doc();
+  author.clientID = client;
+  const dependency = updateFrom(author, (doc) => doc.getText('notes').insert(0, '#'));
+  const waiting = updateFrom(author, (doc) => doc.getText('notes').insert(1, text));
+  return { dependency, waiting };
+}
+
+describe('ParkedWrites: what passing a bound or closing drops is the parked content of that connection alone', () => {
+  afterEach(() => vi.useRealTimers());
+
+  it('a connection taking the document past MAX_PENDING_WRITES loses its own parked writes; another connection keeps its one', async () => {
+    const document = new Document('acme/quote/bounded');
+    const { parked, dropped } = parkedWrites({ maxWrites: 2 });
+    const [patient, flooder] = [connection(), connection()];
+    const kept = waitingWrite(1, 'kept');
+    const patientWrite = write(document, parked, patient, kept.waiting);
+    const floods = [waitingWrite(2, 'a'), waitingWrite(3, 'b')].map(({ waiting }) => write(document, parked, flooder, waiting));
+    expect(dropped).toEqual([{ connection: flooder, reason: 'MAX_PENDING_WRITES' }]);
+    Y.applyUpdate(document, kept.dependency);
+    expect(parked.hold(document, null)).toBe(true);
+    expect(parked.nextRelease(document)).toBe(patient);
+    release(document, parked, patient);
+    expect(document.getText('notes').toString()).toBe('#kept');
+    await settled();
+    expect(patientWrite.answer.value).toBe(true);
+    expect(floods.map(({ answer }) => answer.value)).toEqual([false, false]);
+  });
+
+  it('past MAX_PENDING_AGE_MS only the connections whose oldest parked write is that old are dropped', () => {
+    vi.useFakeTimers();
+    const document = new Document('acme/quote/aged');
+    const { parked, dropped } = parkedWrites({ maxAgeMs: 1_000 });
+    const [early, late] = [connection(), connection()];
+    write(document, parked, early, waitingWrite(1, 'early').waiting);
+    vi.advanceTimersByTime(600);
+    write(document, parked, late, waitingWrite(2, 'late').waiting);
+    vi.advanceTimersByTime(400);
+    expect(dropped).toEqual([{ connection: early, reason: 'MAX_PENDING_AGE_MS' }]);
+    vi.advanceTimersByTime(599);
+    expect(dropped).toHaveLength(1);
+    vi.advanceTimersByTime(1);
+    expect(dropped).toEqual([
+      { connection: early, reason: 'MAX_PENDING_AGE_MS' },
+      { connection: late, reason: 'MAX_PENDING_AGE_MS' },
+    ]);
+  });
+
+  it("a closed connection's parked content goes unanswered, its sender told nothing, and what it waited for releases nothing", async () => {
+    const { document, parked, dropped, sender, dependency, answer } = parkedDocument();
+    parked.connectionClosed(document, sender);
+    Y.applyUpdate(document, dependency);
+    expect(parked.hold(document, null)).toBe(false);
+    expect(document.getText('notes').toString()).toBe('base');
+    await settled();
+    expect(answer.value).toBe(false);
+    expect(dropped).toEqual([]);
   });
 });

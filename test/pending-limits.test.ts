@@ -216,6 +216,53 @@ describe('pending writes per document are bounded by MAX_PENDING_WRITES, and par
     attacker.ws.close();
   });
 
+  it("a connection refused at the bound loses its own parked writes, not another user's: hers is applied once what it waits for arrives", async () => {
+    const name = 'acme/quote/shared-parking';
+    const bystander = await editor(name, 'carl');
+    const bea = await rawClient(name, 'bea');
+    const beas = undeliverable(FIRST_FLOOD_CLIENT, 4);
+    expect(await sendAndProbe(bea, name, beas.parked, probes()())).toBe(true);
+    const attacker = await rawClient(name);
+    const probe = probes();
+    let parked = 0;
+    while (await sendAndProbe(attacker, name, undeliverable(FIRST_FLOOD_CLIENT + 1 + parked, 1).parked, probe())) parked++;
+    // Bea's write counts against the document's bound; passing it drops only the attacker's.
+    expect(parked).toBe(MAX_PENDING_WRITES - 1);
+    expect(attacker.closeReasons).toEqual(['rate-limited']);
+    attacker.ws.close();
+
+    bea.ws.send(updateFrame(name, beas.missing));
+    await waitFor('her writes answered', () => bea.syncStatuses.length === 3, WAIT_MS);
+    expect(bea.syncStatuses).toEqual([true, true, true]);
+    expect(bea.closeReasons).toEqual([]);
+    await waitFor('her note at the bystander', () => bystander.doc.getText('notes').length > 0, WAIT_MS);
+    expect(bystander.doc.getText('notes').toString()).toBe('#xxxx');
+    expect((await documentContent(name)).notes).toBe('#xxxx');
+    bea.ws.close();
+    bystander.provider.destroy();
+  });
+
+  it("a closed connection's parked writes go with it: they no longer count against the bound", async () => {
+    const name = 'acme/quote/parked-then-gone';
+    const left = MAX_PENDING_WRITES - 5;
+    // Keeps the document loaded: unloading it forgets everything parked in it anyway.
+    const bystander = await editor(name, 'carl');
+    const first = await rawClient(name);
+    const probe = probes();
+    for (let i = 0; i < left; i++) expect(await sendAndProbe(first, name, undeliverable(FIRST_FLOOD_CLIENT + i, 1).parked, probe())).toBe(true);
+    const open = await metric('concord_open_connections');
+    first.ws.close();
+    await waitFor('the server closed the connection', async () => (await metric('concord_open_connections')) === open - 1, WAIT_MS);
+
+    const second = await rawClient(name);
+    let parked = 0;
+    while (await sendAndProbe(second, name, undeliverable(FIRST_FLOOD_CLIENT + left + parked, 1).parked, probe())) parked++;
+    expect(parked).toBe(MAX_PENDING_WRITES);
+    expect(second.closeReasons).toEqual(['rate-limited']);
+    second.ws.close();
+    bystander.provider.destroy();
+  });
+
   it('a parked deleted range counts PARKED_DELETE_RANGE_BYTES: deletes of unseen content are refused at MAX_PENDING_BYTES', async () => {
     const name = 'acme/quote/delete-flood';
     const ranges = 9_000;
@@ -240,7 +287,7 @@ describe('pending writes per document are bounded by MAX_PENDING_WRITES, and par
 describe('a parked write waits at most MAX_PENDING_AGE_MS for what it depends on', () => {
   const aged = serverForSuite({ MAX_PENDING_AGE_MS: '1000' });
 
-  it("past it the document's parked writes are dropped and their sender is refused; other clients carry on", async () => {
+  it("past it the sender's parked writes are dropped and it is refused; other clients carry on", async () => {
     const name = 'acme/quote/stale';
     const bystander = await editor(name, 'bea', aged.server);
     const droppedBefore = await metric('concord_limits_reached_total{limit="MAX_PENDING_AGE_MS"}', aged.server);

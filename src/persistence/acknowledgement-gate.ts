@@ -108,7 +108,7 @@ export class AcknowledgementGate implements Extension {
     this.metrics = options.metrics;
     this.parked = new ParkedWrites(options.parking, {
       committedSoFar: (document) => this.committedSoFar(document),
-      dropped: (document, connections, reason) => this.parkedDropped(document, connections, reason),
+      dropped: (document, connection, reason) => this.parkedDropped(document, connection, reason),
     });
   }
 
@@ -132,12 +132,8 @@ export class AcknowledgementGate implements Extension {
     }
     const bytes = parkedBytes(write.update, reach);
     const exceeded = applies && !reach.appliesTo(document) ? this.parked.exceeded(document, bytes) : null;
-    if (exceeded) {
-      refuseAndClose(connection, this.pendingRefusal(connection, exceeded));
-      // What is parked already costs every later write of the document: it goes too.
-      this.parked.drop(document, exceeded);
-      return;
-    }
+    // Closed, the connection's parked writes go with it (connected); other connections' stay.
+    if (exceeded) return refuseAndClose(connection, this.pendingRefusal(connection, exceeded));
     const { acknowledgements, principal } = connection.context as ConnectionContext;
     acknowledgements.expectWrite(connection.messageAddress, {
       // Even a write that adds nothing new (a resend after a reconnect, say) is
@@ -150,7 +146,10 @@ export class AcknowledgementGate implements Extension {
   }
 
   async connected({ connection, context }: connectedPayload<ConnectionContext>): Promise<void> {
-    connection.onClose(() => context.acknowledgements.forget(connection.messageAddress));
+    connection.onClose((document) => {
+      context.acknowledgements.forget(connection.messageAddress);
+      this.parked.connectionClosed(document, connection);
+    });
   }
 
   async afterLoadDocument({ document }: afterLoadDocumentPayload): Promise<void> {
@@ -262,20 +261,18 @@ export class AcknowledgementGate implements Extension {
   }
 
   /**
-   * The document's parked writes were dropped: the connections still open
-   * whose writes were among them are closed (told the rule's refusal first,
-   * when a rule refused them), once the socket's gate has answered those
-   * writes "not applied" (on the promises' own turn).
+   * A connection's parked writes were dropped: if still open, it is closed
+   * (told the rule's refusal first, when a rule refused them), once the
+   * socket's gate has answered those writes "not applied" (on the promises'
+   * own turn).
    */
-  private parkedDropped(document: Document, connections: Connection[], reason: DropReason): void {
+  private parkedDropped(document: Document, connection: Connection, reason: DropReason): void {
     setImmediate(() => {
-      for (const connection of connections) {
-        if (!document.hasConnection(connection)) continue;
-        const refusal = typeof reason === 'string' ? this.pendingRefusal(connection, reason) : this.releaseRefusal(connection, reason);
-        // A rule's refusal names the fields, as a refused write's does.
-        if (typeof reason !== 'string') connection.sendStateless(refusalMessage(refusal));
-        connection.close(refusal.closeEvent);
-      }
+      if (!document.hasConnection(connection)) return;
+      const refusal = typeof reason === 'string' ? this.pendingRefusal(connection, reason) : this.releaseRefusal(connection, reason);
+      // A rule's refusal names the fields, as a refused write's does.
+      if (typeof reason !== 'string') connection.sendStateless(refusalMessage(refusal));
+      connection.close(refusal.closeEvent);
     });
   }
 }

@@ -67,8 +67,8 @@ interface DocumentParking {
 export interface ParkingEvents {
   /** Settles once everything of the document queued so far is committed. */
   committedSoFar(document: string): Promise<unknown>;
-  /** Parked writes were dropped: the connections that sent them (some may be closed). */
-  dropped(document: Document, connections: Connection[], reason: DropReason): void;
+  /** A connection's parked writes were dropped (it may have closed since). */
+  dropped(document: Document, connection: Connection, reason: DropReason): void;
 }
 
 /**
@@ -81,9 +81,13 @@ export interface ParkingEvents {
  * restoreForRelease). Bounds it (checked after every later change of the
  * document, its cost falls on every writer of the document) and answers the
  * writes parked there: "applied" once what they depend on arrives and their
- * content is committed, "not applied" when they are dropped. Past
- * MAX_PENDING_BYTES, MAX_PENDING_WRITES or MAX_PENDING_AGE_MS the document's
- * parked content is dropped (none of it was acknowledged).
+ * content is committed, "not applied" when they are dropped. The bounds are
+ * the document's (MAX_PENDING_BYTES, MAX_PENDING_WRITES) and each write's
+ * (MAX_PENDING_AGE_MS); what passing one drops is the parked content of the
+ * connection that passed it, never another's (none of it was acknowledged).
+ * A connection's parked content goes when it closes: nobody is left to answer,
+ * its user may no longer be allowed to write, and its client sends the
+ * content again when it reconnects.
  */
 export class ParkedWrites {
   /** By document name. */
@@ -115,7 +119,7 @@ export class ParkedWrites {
     parking.writes++;
     // A write expected to apply whole that Yjs parked all the same: the bounds still hold.
     const exceeded = this.beyond(parking.bytes, parking.writes);
-    if (exceeded) this.drop(document, exceeded);
+    if (exceeded) this.dropParkedBy(document, connection, exceeded);
     else this.watchAge(document, parking);
     return promise;
   }
@@ -184,37 +188,42 @@ export class ParkedWrites {
     this.forgetIfEmpty(parking);
   }
 
-  /** Drops what one connection's writes parked (the rules refused releasing it): its writes are answered "not applied", its sender told. */
-  dropParkedBy(document: Document, connection: Connection, reason: ConcordError): void {
+  /**
+   * Drops what one connection's writes parked (a bound was passed, or the
+   * rules refused releasing it): its writes are answered "not applied", and
+   * its sender told why. Between transactions the document's store holds
+   * nothing parked; what was put back for a release is taken out again.
+   */
+  dropParkedBy(document: Document, connection: Connection, reason: DropReason): void {
     const parking = this.parkingOf(document);
     if (!parking) return;
-    // Put back for its release, it is in the document now.
     takePending(document);
-    parking.held.delete(connection);
-    const writes = parking.byConnection.get(connection) ?? [];
-    parking.byConnection.delete(connection);
-    for (const write of writes) {
-      parking.bytes -= write.bytes;
-      parking.writes--;
-      write.settle(false);
-    }
-    this.forgetIfEmpty(parking);
-    this.events.dropped(document, [connection], reason);
+    this.takeOut(parking, connection);
+    this.events.dropped(document, connection, reason);
   }
 
-  /** Drops everything the document holds parked (a bound was passed): every write parked there is answered "not applied", its senders told. */
-  drop(document: Document, reason: ParkingLimit): void {
+  /** The connection closed: what its writes parked goes, unanswered (see the class). */
+  connectionClosed(document: Document, connection: Connection): void {
     const parking = this.parkingOf(document);
-    if (!parking) return;
-    this.forget(document.name);
-    for (const writes of parking.byConnection.values()) writes.forEach((write) => write.settle(false));
-    this.events.dropped(document, [...parking.byConnection.keys()], reason);
+    if (parking) this.takeOut(parking, connection);
   }
 
   /** Nothing is parked in the document any more, or it was unloaded. */
   forget(name: string): void {
     clearTimeout(this.documents.get(name)?.ageTimer);
     this.documents.delete(name);
+  }
+
+  /** Removes a connection's held content and parked writes, each answered "not applied". */
+  private takeOut(parking: DocumentParking, connection: Connection): void {
+    parking.held.delete(connection);
+    for (const write of parking.byConnection.get(connection) ?? []) {
+      parking.bytes -= write.bytes;
+      parking.writes--;
+      write.settle(false);
+    }
+    parking.byConnection.delete(connection);
+    this.forgetIfEmpty(parking);
   }
 
   private forgetIfEmpty(parking: DocumentParking): void {
@@ -238,16 +247,17 @@ export class ParkedWrites {
     return parking;
   }
 
-  /** Drops the document's parked content once its oldest parked write is older than MAX_PENDING_AGE_MS. */
+  /** Drops a connection's parked content once its oldest parked write is older than MAX_PENDING_AGE_MS; one timer per document, for the oldest. */
   private watchAge(document: Document, parking: DocumentParking): void {
     if (parking.ageTimer || parking.byConnection.size === 0) return;
     const oldest = Math.min(...[...parking.byConnection.values()].map((writes) => writes[0]!.parkedAt));
     parking.ageTimer = setTimeout(() => {
       parking.ageTimer = undefined;
       if (this.parkingOf(document) !== parking) return;
-      const expired = [...parking.byConnection.values()].some((writes) => Date.now() - writes[0]!.parkedAt >= this.limits.maxAgeMs);
-      if (expired) this.drop(document, 'MAX_PENDING_AGE_MS');
-      else this.watchAge(document, parking);
+      for (const [connection, writes] of parking.byConnection) {
+        if (Date.now() - writes[0]!.parkedAt >= this.limits.maxAgeMs) this.dropParkedBy(document, connection, 'MAX_PENDING_AGE_MS');
+      }
+      if (this.parkingOf(document) === parking) this.watchAge(document, parking);
     }, Math.max(oldest + this.limits.maxAgeMs - Date.now(), 0));
     parking.ageTimer.unref();
   }
