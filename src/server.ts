@@ -153,8 +153,10 @@ export async function createConcord(config: Config, log: Logger) {
       new Projection({ pipeline, log, metrics }),
       // After Projection: a load is timed until the tracker has read the document.
       new Persistence({ store, loader: cluster ? followingLoads(store, cluster.follower) : store, updateLog, log, metrics }),
-      // After Authorization and Limits (a write they refuse is not waited for), and
-      // after Persistence (its update listener reads the commit Persistence's put on the transaction).
+      ...(cluster ? [new ClusterFollower({ ...cluster, updateLog, log })] : []),
+      // After Authorization and Limits (a write they refuse is not waited for), after Persistence (its update listener
+      // reads the commit Persistence's put on the transaction) and ClusterFollower (what a parked write's answer waits
+      // for includes a relay of the same transaction).
       new AcknowledgementGate({
         updateLog,
         follower: cluster?.follower,
@@ -164,7 +166,6 @@ export async function createConcord(config: Config, log: Logger) {
         log,
         metrics,
       }),
-      ...(cluster ? [new ClusterFollower({ ...cluster, updateLog, log })] : []),
       presence.sessions,
       new Locks(locks, log),
       // InstanceRelay's priority (50) puts it after all of the above.

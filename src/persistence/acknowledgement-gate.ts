@@ -82,9 +82,11 @@ function releaseOrigin(parkedBy: ParkedBy) {
  * (ParkedWrites), kept out of the document until a judged release.
  *
  * Registered after every extension that may refuse a write in
- * beforeHandleMessage (a refused write is not waited for), and after
- * Persistence: its `update` listener reads the commit Persistence's listener
- * put on the transaction.
+ * beforeHandleMessage (a refused write is not waited for), after
+ * Persistence (its `update` listener reads the commit Persistence's listener
+ * put on the transaction), and after ClusterFollower (whose `update` listener
+ * follows a relayed update: parked writes answered in the same transaction
+ * wait for it to be logged).
  */
 export class AcknowledgementGate implements Extension {
   extensionName = 'concord-acknowledgement-gate';
