@@ -9,8 +9,13 @@ import { updateFrom } from './support/documents.ts';
 /** An update that brings nothing: applied, it makes Yjs retry what the document holds pending. */
 const NO_CHANGE = Y.encodeStateAsUpdate(new Y.Doc());
 
-/** Stands in for a connection (unit test: only what Yjs holds, and what each write is answered, are checked). */
-const connection = (): Connection => ({}) as Connection;
+/** Stands in for a connection open on `document` (unit test: only what Yjs holds, and what each write is answered, are checked). */
+function connection(document: Document): Connection {
+  // What the document's broadcasts use of it.
+  const stand = { messageAddress: document.name, send: () => {} } as unknown as Connection;
+  document.addConnection(stand);
+  return stand;
+}
 
 function parkedWrites(limits: Partial<ParkingLimits> = {}) {
   const dropped: Array<{ connection: Connection; reason: unknown }> = [];
@@ -46,7 +51,7 @@ function parkedDocument() {
   const waiting = updateFrom(author, (doc) => doc.getText('notes').insert(4, ' parked'));
   const document = new Document('acme/quote/parked');
   const { parked, dropped } = parkedWrites();
-  const sender = connection();
+  const sender = connection(document);
   const parkedWrite = write(document, parked, sender, waiting);
   expect(parkedWrite.releasable).toBe(false);
   return { document, parked, dropped, sender, dependency, answer: parkedWrite.answer };
@@ -90,7 +95,7 @@ describe('ParkedWrites: what Yjs parks is kept out of the document until a judge
     other.clientID = 2;
     const otherBase = updateFrom(other, (doc) => doc.getMap('quote').set('title', 'T'));
     const otherWaiting = updateFrom(other, (doc) => doc.getMap('quote').set('title', 'T2'));
-    const otherSender = connection();
+    const otherSender = connection(document);
     const otherWrite = write(document, parked, otherSender, otherWaiting);
     expect(otherWrite.releasable).toBe(false);
     Y.applyUpdate(document, otherBase);
@@ -119,7 +124,7 @@ describe('ParkedWrites: what Yjs parks is kept out of the document until a judge
     const deletion = updateFrom(writer, (doc) => doc.getText('notes').delete(0, 5));
     const document = new Document('acme/quote/parked-deletion');
     const { parked } = parkedWrites();
-    const sender = connection();
+    const sender = connection(document);
     const { answer } = write(document, parked, sender, deletion);
     expect(document.store.pendingDs).toBeNull();
     Y.applyUpdate(document, content);
@@ -151,7 +156,7 @@ describe('ParkedWrites: what passing a bound or closing drops is the parked cont
   it('a connection taking the document past MAX_PENDING_WRITES loses its own parked writes; another connection keeps its one', async () => {
     const document = new Document('acme/quote/bounded');
     const { parked, dropped } = parkedWrites({ maxWrites: 2 });
-    const [patient, flooder] = [connection(), connection()];
+    const [patient, flooder] = [connection(document), connection(document)];
     const kept = waitingWrite(1, 'kept');
     const patientWrite = write(document, parked, patient, kept.waiting);
     const floods = [waitingWrite(2, 'a'), waitingWrite(3, 'b')].map(({ waiting }) => write(document, parked, flooder, waiting));
@@ -166,11 +171,34 @@ describe('ParkedWrites: what passing a bound or closing drops is the parked cont
     expect(floods.map(({ answer }) => answer.value)).toEqual([false, false]);
   });
 
+  it('a write passing the bound drops the parked writes of the connection holding the most, not the writer\'s', async () => {
+    const document = new Document('acme/quote/shed');
+    const { parked, dropped } = parkedWrites({ maxWrites: 2 });
+    const [patient, flooder] = [connection(document), connection(document)];
+    const floods = [waitingWrite(2, 'a'), waitingWrite(3, 'b')].map(({ waiting }) => write(document, parked, flooder, waiting));
+    const kept = waitingWrite(1, 'kept');
+    expect(parked.makeRoom(document, patient, kept.waiting.byteLength)).toBeNull();
+    expect(dropped).toEqual([{ connection: flooder, reason: 'MAX_PENDING_WRITES' }]);
+    const patientWrite = write(document, parked, patient, kept.waiting);
+    Y.applyUpdate(document, kept.dependency);
+    expect(parked.hold(document, null)).toBe(true);
+    release(document, parked, patient);
+    expect(document.getText('notes').toString()).toBe('#kept');
+    await settled();
+    expect(patientWrite.answer.value).toBe(true);
+    expect(floods.map(({ answer }) => answer.value)).toEqual([false, false]);
+    // Holding the most itself, a writer is refused: nothing of another's goes.
+    expect(parked.makeRoom(document, flooder, 1)).toBeNull();
+    write(document, parked, flooder, waitingWrite(4, 'c').waiting);
+    write(document, parked, flooder, waitingWrite(5, 'd').waiting);
+    expect(parked.makeRoom(document, flooder, 1)).toBe('MAX_PENDING_WRITES');
+  });
+
   it('past MAX_PENDING_AGE_MS only the connections whose oldest parked write is that old are dropped', () => {
     vi.useFakeTimers();
     const document = new Document('acme/quote/aged');
     const { parked, dropped } = parkedWrites({ maxAgeMs: 1_000 });
-    const [early, late] = [connection(), connection()];
+    const [early, late] = [connection(document), connection(document)];
     write(document, parked, early, waitingWrite(1, 'early').waiting);
     vi.advanceTimersByTime(600);
     write(document, parked, late, waitingWrite(2, 'late').waiting);
@@ -194,5 +222,18 @@ describe('ParkedWrites: what passing a bound or closing drops is the parked cont
     await settled();
     expect(answer.value).toBe(false);
     expect(dropped).toEqual([]);
+  });
+
+  it('what a closed connection\'s writes still queued park is not kept (Hocuspocus applies them after the close)', async () => {
+    const { document, parked, sender } = parkedDocument();
+    document.removeConnection(sender);
+    parked.connectionClosed(document, sender);
+    const late = waitingWrite(4, 'late');
+    const lateWrite = write(document, parked, sender, late.waiting);
+    Y.applyUpdate(document, late.dependency);
+    expect(parked.hold(document, null)).toBe(false);
+    expect(document.getText('notes').toString()).toBe('#');
+    await settled();
+    expect(lateWrite.answer.value).toBe(false);
   });
 });

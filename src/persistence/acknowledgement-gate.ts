@@ -133,8 +133,8 @@ export class AcknowledgementGate implements Extension {
       return refuseAndClose(connection, new ConcordError('storage-unavailable', 'Postgres is not keeping up; the change was not applied, retry shortly'));
     }
     const bytes = parkedBytes(write.update, reach);
-    const exceeded = applies && !reach.appliesTo(document) ? this.parked.exceeded(document, bytes) : null;
-    // Closed, the connection's parked writes go with it (connected); other connections' stay.
+    // Refused when this connection would hold the most of the bound it passes; closed, its parked writes go with it (connected).
+    const exceeded = applies && !reach.appliesTo(document) ? this.parked.makeRoom(document, connection, bytes) : null;
     if (exceeded) return refuseAndClose(connection, this.pendingRefusal(connection, exceeded));
     const { acknowledgements, principal } = connection.context as ConnectionContext;
     acknowledgements.expectWrite(connection.messageAddress, {
@@ -263,15 +263,15 @@ export class AcknowledgementGate implements Extension {
   }
 
   /**
-   * A connection's parked writes were dropped: if still open, it is closed
-   * (told the rule's refusal first, when a rule refused them), once the
-   * socket's gate has answered those writes "not applied" (on the promises'
-   * own turn).
+   * A connection's parked writes were dropped: counted and logged, and the
+   * connection, if still open, closed (told the rule's refusal first, when a
+   * rule refused them) once the socket's gate has answered those writes "not
+   * applied" (on the promises' own turn).
    */
   private parkedDropped(document: Document, connection: Connection, reason: DropReason): void {
+    const refusal = typeof reason === 'string' ? this.pendingRefusal(connection, reason) : this.releaseRefusal(connection, reason);
     setImmediate(() => {
       if (!document.hasConnection(connection)) return;
-      const refusal = typeof reason === 'string' ? this.pendingRefusal(connection, reason) : this.releaseRefusal(connection, reason);
       // A rule's refusal names the fields, as a refused write's does.
       if (typeof reason !== 'string') connection.sendStateless(refusalMessage(refusal));
       connection.close(refusal.closeEvent);

@@ -83,8 +83,9 @@ export interface ParkingEvents {
  * writes parked there: "applied" once what they depend on arrives and their
  * content is committed, "not applied" when they are dropped. The bounds are
  * the document's (MAX_PENDING_BYTES, MAX_PENDING_WRITES) and each write's
- * (MAX_PENDING_AGE_MS); what passing one drops is the parked content of the
- * connection that passed it, never another's (none of it was acknowledged).
+ * (MAX_PENDING_AGE_MS); what passing one drops is the parked content of one
+ * connection: the one holding the most (shed), or the one whose write waited
+ * too long (none of it was acknowledged).
  * A connection's parked content goes when it closes: nobody is left to answer,
  * its user may no longer be allowed to write, and its client sends the
  * content again when it reconnects.
@@ -100,14 +101,18 @@ export class ParkedWrites {
     this.events = events;
   }
 
-  /** The bound one more parked write of `bytes` would take the document past, if any. */
-  exceeded(document: Document, bytes: number): ParkingLimit | null {
-    const parking = this.parkingOf(document);
-    return this.beyond((parking?.bytes ?? 0) + bytes, (parking?.writes ?? 0) + 1);
+  /**
+   * Makes room for one more parked write of `bytes` from `connection` (see
+   * shed); the bound it would pass, if it is to be refused.
+   */
+  makeRoom(document: Document, connection: Connection, bytes: number): ParkingLimit | null {
+    return this.shed(document, connection, { bytes, writes: 1 });
   }
 
   /** A write was parked by Yjs; the promise settles true once it is applied and committed, false if it is dropped. */
   park(document: Document, connection: Connection, write: Pick<ParkedWrite, 'reach' | 'bytes'>): Promise<boolean> {
+    // Closed meanwhile (Hocuspocus still applies the writes queued before): it went with its connection (connectionClosed).
+    if (!document.hasConnection(connection)) return Promise.resolve(false);
     const parking = this.parkingOf(document) ?? this.startParking(document);
     const { bytes } = write;
     const promise = new Promise<boolean>((settle) => {
@@ -118,8 +123,8 @@ export class ParkedWrites {
     parking.bytes += bytes;
     parking.writes++;
     // A write expected to apply whole that Yjs parked all the same: the bounds still hold.
-    const exceeded = this.beyond(parking.bytes, parking.writes);
-    if (exceeded) this.dropParkedBy(document, connection, exceeded);
+    const refused = this.shed(document, connection, { bytes: 0, writes: 0 });
+    if (refused) this.dropParkedBy(document, connection, refused);
     else this.watchAge(document, parking);
     return promise;
   }
@@ -132,7 +137,8 @@ export class ParkedWrites {
    */
   hold(document: Document, parkedBy: ParkedBy): boolean {
     const pending = takePending(document);
-    if (pending.structs || pending.ds) {
+    // A closed connection's content goes as its parked writes did (connectionClosed).
+    if ((pending.structs || pending.ds) && (parkedBy === null || document.hasConnection(parkedBy))) {
       const parking = this.parkingOf(document) ?? this.startParking(document);
       parking.held.set(parkedBy, merged(parking.held.get(parkedBy), pending));
     }
@@ -202,7 +208,7 @@ export class ParkedWrites {
     this.events.dropped(document, connection, reason);
   }
 
-  /** The connection closed: what its writes parked goes, unanswered (see the class). */
+  /** The connection closed: what its writes parked goes, and nobody is told (see the class). */
   connectionClosed(document: Document, connection: Connection): void {
     const parking = this.parkingOf(document);
     if (parking) this.takeOut(parking, connection);
@@ -214,7 +220,30 @@ export class ParkedWrites {
     this.documents.delete(name);
   }
 
-  /** Removes a connection's held content and parked writes, each answered "not applied". */
+  /**
+   * While the document, with `extra` more from `connection`, would pass
+   * MAX_PENDING_BYTES or MAX_PENDING_WRITES, the connection holding the most
+   * of what that bound counts loses its parked writes: a connection filling
+   * the document's bound cannot make another's write be refused. The bound
+   * when the most is `connection`'s own, `extra` counted.
+   */
+  private shed(document: Document, connection: Connection, extra: { bytes: number; writes: number }): ParkingLimit | null {
+    for (;;) {
+      const parking = this.parkingOf(document);
+      const exceeded = this.beyond((parking?.bytes ?? 0) + extra.bytes, (parking?.writes ?? 0) + extra.writes);
+      if (!exceeded) return null;
+      const share = (writes: ParkedWrite[]) => (exceeded === 'MAX_PENDING_BYTES' ? writes.reduce((sum, write) => sum + write.bytes, 0) : writes.length);
+      let most = share(parking?.byConnection.get(connection) ?? []) + (exceeded === 'MAX_PENDING_BYTES' ? extra.bytes : extra.writes);
+      let largest: Connection | undefined;
+      for (const [holder, writes] of parking?.byConnection ?? []) {
+        if (holder !== connection && share(writes) > most) [largest, most] = [holder, share(writes)];
+      }
+      if (!largest) return exceeded;
+      this.dropParkedBy(document, largest, exceeded);
+    }
+  }
+
+  /** Removes a connection's held content and parked writes; its writes are settled "not applied" (the socket's gate sends that answer only while the connection is open). */
   private takeOut(parking: DocumentParking, connection: Connection): void {
     parking.held.delete(connection);
     for (const write of parking.byConnection.get(connection) ?? []) {
