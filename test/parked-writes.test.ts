@@ -9,10 +9,14 @@ import { updateFrom } from './support/documents.ts';
 /** An update that brings nothing: applied, it makes Yjs retry what the document holds pending. */
 const NO_CHANGE = Y.encodeStateAsUpdate(new Y.Doc());
 
-/** Stands in for a connection open on `document` (unit test: only what Yjs holds, and what each write is answered, are checked). */
-function connection(document: Document): Connection {
+/** Each stand-in connection's user. */
+const users = new WeakMap<Connection, string>();
+
+/** Stands in for a connection of `user` open on `document` (unit test: only what Yjs holds, and what each write is answered, are checked). */
+function connection(document: Document, user = `user-${Math.random()}`): Connection {
   // What the document's broadcasts use of it.
   const stand = { messageAddress: document.name, send: () => {} } as unknown as Connection;
+  users.set(stand, user);
   document.addConnection(stand);
   return stand;
 }
@@ -21,7 +25,7 @@ function parkedWrites(limits: Partial<ParkingLimits> = {}) {
   const dropped: Array<{ connection: Connection; reason: unknown }> = [];
   const parked = new ParkedWrites(
     { maxBytes: 1 << 20, maxWrites: 100, maxAgeMs: 60_000, ...limits },
-    { committedSoFar: async () => {}, dropped: (_document, connection, reason) => dropped.push({ connection, reason }) },
+    { userOf: (connection) => users.get(connection)!, committedSoFar: async () => {}, dropped: (_document, connection, reason) => dropped.push({ connection, reason }) },
   );
   return { parked, dropped };
 }
@@ -187,11 +191,39 @@ describe('ParkedWrites: what passing a bound or closing drops is the parked cont
     await settled();
     expect(patientWrite.answer.value).toBe(true);
     expect(floods.map(({ answer }) => answer.value)).toEqual([false, false]);
-    // Holding the most itself, a writer is refused: nothing of another's goes.
-    expect(parked.makeRoom(document, flooder, 1)).toBeNull();
-    write(document, parked, flooder, waitingWrite(4, 'c').waiting);
+    // Holding the most itself (a tie included), a writer is refused: nothing of another's goes.
+    write(document, parked, patient, waitingWrite(4, 'c').waiting);
     write(document, parked, flooder, waitingWrite(5, 'd').waiting);
     expect(parked.makeRoom(document, flooder, 1)).toBe('MAX_PENDING_WRITES');
+    expect(parked.makeRoom(document, patient, 1)).toBe('MAX_PENDING_WRITES');
+    expect(dropped).toHaveLength(1);
+  });
+
+  it("counts a user's connections together: one user's many connections cannot get another user's writes dropped", () => {
+    const document = new Document('acme/quote/shed-per-user');
+    const { parked, dropped } = parkedWrites({ maxWrites: 4 });
+    const bea = connection(document, 'bea');
+    const mallory = [connection(document, 'mallory'), connection(document, 'mallory'), connection(document, 'mallory')];
+    write(document, parked, bea, waitingWrite(1, 'a').waiting);
+    write(document, parked, bea, waitingWrite(2, 'b').waiting);
+    write(document, parked, mallory[0]!, waitingWrite(3, 'c').waiting);
+    write(document, parked, mallory[1]!, waitingWrite(4, 'd').waiting);
+    // Bea's one connection holds the most; mallory's three hold more.
+    expect(parked.makeRoom(document, mallory[2]!, 1)).toBe('MAX_PENDING_WRITES');
+    expect(dropped).toEqual([]);
+
+    // The other way round: bea holding less, every connection of mallory's goes.
+    const other = new Document('acme/quote/shed-per-user-2');
+    const [beaThere, malloryFirst, mallorySecond] = [connection(other, 'bea'), connection(other, 'mallory'), connection(other, 'mallory')];
+    write(other, parked, beaThere, waitingWrite(1, 'a').waiting);
+    write(other, parked, malloryFirst, waitingWrite(2, 'b').waiting);
+    write(other, parked, malloryFirst, waitingWrite(3, 'c').waiting);
+    write(other, parked, mallorySecond, waitingWrite(4, 'd').waiting);
+    expect(parked.makeRoom(other, beaThere, 1)).toBeNull();
+    expect(dropped).toEqual([
+      { connection: malloryFirst, reason: 'MAX_PENDING_WRITES' },
+      { connection: mallorySecond, reason: 'MAX_PENDING_WRITES' },
+    ]);
   });
 
   it('past MAX_PENDING_AGE_MS only the connections whose oldest parked write is that old are dropped', () => {

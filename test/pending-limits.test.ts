@@ -42,6 +42,21 @@ function undeliverable(client: number, chars: number): { parked: Uint8Array; mis
   return { parked: Y.encodeStateAsUpdate(doc, before), missing };
 }
 
+/** `count` writes of `client` that Yjs must park, each after the one before, all after the client's first character (never sent, unless `missing` is). */
+function undeliverableRun(client: number, count: number): { parked: Uint8Array[]; missing: Uint8Array } {
+  const doc = new Y.Doc();
+  doc.clientID = client;
+  const notes = doc.getText('notes');
+  notes.insert(0, '#');
+  const missing = Y.encodeStateAsUpdate(doc);
+  const parked = Array.from({ length: count }, () => {
+    const before = Y.encodeStateVector(doc);
+    notes.insert(notes.length, 'x');
+    return Y.encodeStateAsUpdate(doc, before);
+  });
+  return { parked, missing };
+}
+
 /** A Yjs update (v1) that only deletes `ranges` single characters of `client`, which the server never received. */
 function parkedDeletes(client: number, ranges: number): Uint8Array {
   const encoder = encoding.createEncoder();
@@ -265,6 +280,34 @@ describe('pending writes per document are bounded by MAX_PENDING_WRITES, and par
     expect(bea.closeReasons).toEqual([]);
     await waitFor('her note at the bystander', () => bystander.doc.getText('notes').length > 0, WAIT_MS);
     expect(bystander.doc.getText('notes').toString()).toBe('#xxxx');
+    bea.ws.close();
+    bystander.provider.destroy();
+  });
+
+  it("one user's connections count together: filling the bound from three, mallory cannot get bea's parked writes dropped", async () => {
+    const name = 'acme/quote/shed-per-user';
+    const bystander = await editor(name, 'carl');
+    const bea = await rawClient(name, 'bea');
+    const beas = undeliverableRun(FIRST_FLOOD_CLIENT, 8);
+    const beaProbe = probes();
+    for (const write of beas.parked) expect(await sendAndProbe(bea, name, write, beaProbe())).toBe(true);
+    const probe = probes();
+    const mallory = [await rawClient(name), await rawClient(name), await rawClient(name)];
+    let client = FIRST_FLOOD_CLIENT + 1;
+    // Six each on two connections: the bound (20) is full, each of mallory's connections holding less than bea's.
+    for (const connection of mallory.slice(0, 2)) {
+      for (let i = 0; i < 6; i++) expect(await sendAndProbe(connection, name, undeliverable(client++, 1).parked, probe())).toBe(true);
+    }
+    expect(await sendAndProbe(mallory[2]!, name, undeliverable(client++, 1).parked, probe())).toBe(false);
+    expect(mallory[2]!.closeReasons).toEqual(['rate-limited']);
+    mallory.forEach((connection) => connection.ws.close());
+
+    bea.ws.send(updateFrame(name, beas.missing));
+    await waitFor('her writes answered', () => bea.syncStatuses.length === 2 * beas.parked.length + 1, WAIT_MS);
+    expect(bea.syncStatuses.every(Boolean)).toBe(true);
+    expect(bea.closeReasons).toEqual([]);
+    await waitFor('her note at the bystander', () => bystander.doc.getText('notes').length > 0, WAIT_MS);
+    expect(bystander.doc.getText('notes').toString()).toBe('#' + 'x'.repeat(beas.parked.length));
     bea.ws.close();
     bystander.provider.destroy();
   });

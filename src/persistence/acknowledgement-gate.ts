@@ -109,6 +109,7 @@ export class AcknowledgementGate implements Extension {
     this.log = options.log;
     this.metrics = options.metrics;
     this.parked = new ParkedWrites(options.parking, {
+      userOf: (connection) => (connection.context as ConnectionContext).principal.userId,
       committedSoFar: (document) => this.committedSoFar(document),
       dropped: (document, connection, reason) => this.parkedDropped(document, connection, reason),
     });
@@ -133,7 +134,7 @@ export class AcknowledgementGate implements Extension {
       return refuseAndClose(connection, new ConcordError('storage-unavailable', 'Postgres is not keeping up; the change was not applied, retry shortly'));
     }
     const bytes = parkedBytes(write.update, reach);
-    // Refused when this connection would hold the most of the bound it passes; closed, its parked writes go with it (connected).
+    // Refused when this connection's user would hold the most of the bound it passes; closed, its parked writes go with it (connected).
     const exceeded = applies && !reach.appliesTo(document) ? this.parked.makeRoom(document, connection, bytes) : null;
     if (exceeded) return refuseAndClose(connection, this.pendingRefusal(connection, exceeded));
     const { acknowledgements, principal } = connection.context as ConnectionContext;
@@ -263,13 +264,15 @@ export class AcknowledgementGate implements Extension {
   }
 
   /**
-   * A connection's parked writes were dropped: counted and logged, and the
-   * connection, if still open, closed (told the rule's refusal first, when a
-   * rule refused them) once the socket's gate has answered those writes "not
-   * applied" (on the promises' own turn).
+   * A connection's parked writes were dropped: counted and logged, its writes
+   * still queued refused from now on, and the connection, if still open,
+   * closed (told the rule's refusal first, when a rule refused them) once the
+   * socket's gate has answered those writes "not applied" (on the promises'
+   * own turn).
    */
   private parkedDropped(document: Document, connection: Connection, reason: DropReason): void {
     const refusal = typeof reason === 'string' ? this.pendingRefusal(connection, reason) : this.releaseRefusal(connection, reason);
+    connection.readOnly = true;
     setImmediate(() => {
       if (!document.hasConnection(connection)) return;
       // A rule's refusal names the fields, as a refused write's does.

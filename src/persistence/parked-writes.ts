@@ -64,7 +64,9 @@ interface DocumentParking {
   held: Map<ParkedBy, Pending>;
 }
 
-export interface ParkingEvents {
+export interface ParkingCallbacks {
+  /** Whose share of the document's bounds a connection's parked writes count in: its user's. */
+  userOf(connection: Connection): string;
   /** Settles once everything of the document queued so far is committed. */
   committedSoFar(document: string): Promise<unknown>;
   /** A connection's parked writes were dropped (it may have closed since). */
@@ -83,9 +85,9 @@ export interface ParkingEvents {
  * writes parked there: "applied" once what they depend on arrives and their
  * content is committed, "not applied" when they are dropped. The bounds are
  * the document's (MAX_PENDING_BYTES, MAX_PENDING_WRITES) and each write's
- * (MAX_PENDING_AGE_MS); what passing one drops is the parked content of one
- * connection: the one holding the most (shed), or the one whose write waited
- * too long (none of it was acknowledged).
+ * (MAX_PENDING_AGE_MS); what passing one drops is the parked content of the
+ * user holding the most (shed), or of the connection whose write waited too
+ * long (none of it was acknowledged).
  * A connection's parked content goes when it closes: nobody is left to answer,
  * its user may no longer be allowed to write, and its client sends the
  * content again when it reconnects.
@@ -94,11 +96,11 @@ export class ParkedWrites {
   /** By document name. */
   private readonly documents = new Map<string, DocumentParking>();
   private readonly limits: ParkingLimits;
-  private readonly events: ParkingEvents;
+  private readonly callbacks: ParkingCallbacks;
 
-  constructor(limits: ParkingLimits, events: ParkingEvents) {
+  constructor(limits: ParkingLimits, callbacks: ParkingCallbacks) {
     this.limits = limits;
-    this.events = events;
+    this.callbacks = callbacks;
   }
 
   /**
@@ -122,7 +124,8 @@ export class ParkedWrites {
     });
     parking.bytes += bytes;
     parking.writes++;
-    // A write expected to apply whole that Yjs parked all the same: the bounds still hold.
+    // A write expected to apply whole that Yjs parked all the same: the bounds still hold. (Writes that made room
+    // at the same time may leave the document a little past a bound: the next one to park sheds it.)
     const refused = this.shed(document, connection, { bytes: 0, writes: 0 });
     if (refused) this.dropParkedBy(document, connection, refused);
     else this.watchAge(document, parking);
@@ -187,7 +190,7 @@ export class ParkedWrites {
         const write = writes.shift()!;
         parking.bytes -= write.bytes;
         parking.writes--;
-        write.settle(this.events.committedSoFar(document.name).then(() => true));
+        write.settle(this.callbacks.committedSoFar(document.name).then(() => true));
       }
       if (writes.length === 0) parking.byConnection.delete(connection);
     }
@@ -204,8 +207,8 @@ export class ParkedWrites {
     const parking = this.parkingOf(document);
     if (!parking) return;
     takePending(document);
-    this.takeOut(parking, connection);
-    this.events.dropped(document, connection, reason);
+    // Closed meanwhile (a release waited for its judge), it held nothing any more: nobody to tell.
+    if (this.takeOut(parking, connection)) this.callbacks.dropped(document, connection, reason);
   }
 
   /** The connection closed: what its writes parked goes, and nobody is told (see the class). */
@@ -222,30 +225,34 @@ export class ParkedWrites {
 
   /**
    * While the document, with `extra` more from `connection`, would pass
-   * MAX_PENDING_BYTES or MAX_PENDING_WRITES, the connection holding the most
-   * of what that bound counts loses its parked writes: a connection filling
-   * the document's bound cannot make another's write be refused. The bound
-   * when the most is `connection`'s own, `extra` counted.
+   * MAX_PENDING_BYTES or MAX_PENDING_WRITES, the user holding the most of
+   * what that bound counts (over all their connections) loses their parked
+   * writes: whoever fills the document's bound, with one connection or many,
+   * cannot make a user holding less be refused. The bound when the most is
+   * `connection`'s user's, `extra` counted (ties too): its write is refused.
    */
   private shed(document: Document, connection: Connection, extra: { bytes: number; writes: number }): ParkingLimit | null {
     for (;;) {
       const parking = this.parkingOf(document);
       const exceeded = this.beyond((parking?.bytes ?? 0) + extra.bytes, (parking?.writes ?? 0) + extra.writes);
-      if (!exceeded) return null;
-      const share = (writes: ParkedWrite[]) => (exceeded === 'MAX_PENDING_BYTES' ? writes.reduce((sum, write) => sum + write.bytes, 0) : writes.length);
-      let most = share(parking?.byConnection.get(connection) ?? []) + (exceeded === 'MAX_PENDING_BYTES' ? extra.bytes : extra.writes);
-      let largest: Connection | undefined;
-      for (const [holder, writes] of parking?.byConnection ?? []) {
-        if (holder !== connection && share(writes) > most) [largest, most] = [holder, share(writes)];
-      }
+      if (!exceeded || !parking) return exceeded;
+      const shares = sharesByUser(parking, exceeded, this.callbacks.userOf);
+      const writer = this.callbacks.userOf(connection);
+      let most = (shares.get(writer)?.amount ?? 0) + (exceeded === 'MAX_PENDING_BYTES' ? extra.bytes : extra.writes);
+      let largest: Connection[] | undefined;
+      for (const [user, share] of shares) if (user !== writer && share.amount > most) [largest, most] = [share.connections, share.amount];
       if (!largest) return exceeded;
-      this.dropParkedBy(document, largest, exceeded);
+      for (const holder of largest) this.dropParkedBy(document, holder, exceeded);
     }
   }
 
-  /** Removes a connection's held content and parked writes; its writes are settled "not applied" (the socket's gate sends that answer only while the connection is open). */
-  private takeOut(parking: DocumentParking, connection: Connection): void {
-    parking.held.delete(connection);
+  /**
+   * Removes a connection's held content and parked writes; its writes are
+   * settled "not applied" (the socket's gate sends that answer only while the
+   * connection is open). False when it held nothing.
+   */
+  private takeOut(parking: DocumentParking, connection: Connection): boolean {
+    const heldAny = parking.held.delete(connection) || parking.byConnection.has(connection);
     for (const write of parking.byConnection.get(connection) ?? []) {
       parking.bytes -= write.bytes;
       parking.writes--;
@@ -253,6 +260,7 @@ export class ParkedWrites {
     }
     parking.byConnection.delete(connection);
     this.forgetIfEmpty(parking);
+    return heldAny;
   }
 
   private forgetIfEmpty(parking: DocumentParking): void {
@@ -290,6 +298,19 @@ export class ParkedWrites {
     }, Math.max(oldest + this.limits.maxAgeMs - Date.now(), 0));
     parking.ageTimer.unref();
   }
+}
+
+/** What each user's connections hold parked, of what `limit` counts. */
+function sharesByUser(parking: DocumentParking, limit: ParkingLimit, userOf: (connection: Connection) => string) {
+  const shares = new Map<string, { amount: number; connections: Connection[] }>();
+  for (const [connection, writes] of parking.byConnection) {
+    const user = userOf(connection);
+    const share = shares.get(user) ?? { amount: 0, connections: [] };
+    share.amount += limit === 'MAX_PENDING_BYTES' ? writes.reduce((sum, write) => sum + write.bytes, 0) : writes.length;
+    share.connections.push(connection);
+    shares.set(user, share);
+  }
+  return shares;
 }
 
 /** Takes what Yjs holds pending out of the document. */
