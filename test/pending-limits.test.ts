@@ -116,6 +116,20 @@ async function sendAndProbe(client: RawClient, document: string, update: Uint8Ar
   return client.closeReasons.length === 0;
 }
 
+/**
+ * Sends what `client`'s parked writes wait for: each of its writes is
+ * answered "applied" (`answers` in all), it stays open, and `bystander`
+ * then holds `notes`.
+ */
+async function releaseParked(client: RawClient, document: string, missing: Uint8Array, answers: number, bystander: Client, notes: string): Promise<void> {
+  client.ws.send(updateFrame(document, missing));
+  await waitFor('its writes answered', () => client.syncStatuses.length === answers, WAIT_MS);
+  expect(client.syncStatuses).toEqual(Array(answers).fill(true));
+  expect(client.closeReasons).toEqual([]);
+  await waitFor('the parked content at the bystander', () => bystander.doc.getText('notes').length > 0, WAIT_MS);
+  expect(bystander.doc.getText('notes').toString()).toBe(notes);
+}
+
 async function editor(document: string, user: string, on = suite.server): Promise<Client> {
   const client = connect(on.wsUrl, document, await token({ sub: user }));
   await synced(client, WAIT_MS);
@@ -246,12 +260,7 @@ describe('pending writes per document are bounded by MAX_PENDING_WRITES, and par
     expect(attacker.closeReasons).toEqual(['rate-limited']);
     attacker.ws.close();
 
-    bea.ws.send(updateFrame(name, beas.missing));
-    await waitFor('her writes answered', () => bea.syncStatuses.length === 3, WAIT_MS);
-    expect(bea.syncStatuses).toEqual([true, true, true]);
-    expect(bea.closeReasons).toEqual([]);
-    await waitFor('her note at the bystander', () => bystander.doc.getText('notes').length > 0, WAIT_MS);
-    expect(bystander.doc.getText('notes').toString()).toBe('#xxxx');
+    await releaseParked(bea, name, beas.missing, 3, bystander, '#xxxx');
     expect((await documentContent(name)).notes).toBe('#xxxx');
     bea.ws.close();
     bystander.provider.destroy();
@@ -274,12 +283,7 @@ describe('pending writes per document are bounded by MAX_PENDING_WRITES, and par
     expect(await metric('concord_limits_reached_total{limit="MAX_PENDING_WRITES"}')).toBe(refusedBefore + 1);
     attacker.ws.close();
 
-    bea.ws.send(updateFrame(name, beas.missing));
-    await waitFor('her writes answered', () => bea.syncStatuses.length === 3, WAIT_MS);
-    expect(bea.syncStatuses).toEqual([true, true, true]);
-    expect(bea.closeReasons).toEqual([]);
-    await waitFor('her note at the bystander', () => bystander.doc.getText('notes').length > 0, WAIT_MS);
-    expect(bystander.doc.getText('notes').toString()).toBe('#xxxx');
+    await releaseParked(bea, name, beas.missing, 3, bystander, '#xxxx');
     bea.ws.close();
     bystander.provider.destroy();
   });
@@ -302,12 +306,8 @@ describe('pending writes per document are bounded by MAX_PENDING_WRITES, and par
     expect(mallory[2]!.closeReasons).toEqual(['rate-limited']);
     mallory.forEach((connection) => connection.ws.close());
 
-    bea.ws.send(updateFrame(name, beas.missing));
-    await waitFor('her writes answered', () => bea.syncStatuses.length === 2 * beas.parked.length + 1, WAIT_MS);
-    expect(bea.syncStatuses.every(Boolean)).toBe(true);
-    expect(bea.closeReasons).toEqual([]);
-    await waitFor('her note at the bystander', () => bystander.doc.getText('notes').length > 0, WAIT_MS);
-    expect(bystander.doc.getText('notes').toString()).toBe('#' + 'x'.repeat(beas.parked.length));
+    // Her probes, what her writes waited for, and her parked writes.
+    await releaseParked(bea, name, beas.missing, 2 * beas.parked.length + 1, bystander, '#' + 'x'.repeat(beas.parked.length));
     bea.ws.close();
     bystander.provider.destroy();
   });
