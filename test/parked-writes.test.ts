@@ -165,6 +165,9 @@ describe('ParkedWrites: what passing a bound or closing drops is the parked cont
     const patientWrite = write(document, parked, patient, kept.waiting);
     const floods = [waitingWrite(2, 'a'), waitingWrite(3, 'b')].map(({ waiting }) => write(document, parked, flooder, waiting));
     expect(dropped).toEqual([{ connection: flooder, reason: 'MAX_PENDING_WRITES' }]);
+    // Holding nothing any more (a release's judge answering after its close, say), it is not reported twice.
+    parked.dropParkedBy(document, flooder, new ConcordError('document-frozen', 'frozen'));
+    expect(dropped).toHaveLength(1);
     Y.applyUpdate(document, kept.dependency);
     expect(parked.hold(document, null)).toBe(true);
     expect(parked.nextRelease(document)).toBe(patient);
@@ -191,12 +194,24 @@ describe('ParkedWrites: what passing a bound or closing drops is the parked cont
     await settled();
     expect(patientWrite.answer.value).toBe(true);
     expect(floods.map(({ answer }) => answer.value)).toEqual([false, false]);
-    // Holding the most itself (a tie included), a writer is refused: nothing of another's goes.
+    // Holding the most itself, a writer is refused: nothing of another's goes.
     write(document, parked, patient, waitingWrite(4, 'c').waiting);
     write(document, parked, flooder, waitingWrite(5, 'd').waiting);
     expect(parked.makeRoom(document, flooder, 1)).toBe('MAX_PENDING_WRITES');
     expect(parked.makeRoom(document, patient, 1)).toBe('MAX_PENDING_WRITES');
     expect(dropped).toHaveLength(1);
+  });
+
+  it('a tie goes against the writer', () => {
+    const document = new Document('acme/quote/shed-tie');
+    const { parked, dropped } = parkedWrites({ maxWrites: 3 });
+    const [patient, flooder] = [connection(document), connection(document)];
+    write(document, parked, patient, waitingWrite(1, 'a').waiting);
+    write(document, parked, flooder, waitingWrite(2, 'b').waiting);
+    write(document, parked, flooder, waitingWrite(3, 'c').waiting);
+    // With its write, the patient would hold two, as the flooder does.
+    expect(parked.makeRoom(document, patient, 1)).toBe('MAX_PENDING_WRITES');
+    expect(dropped).toEqual([]);
   });
 
   it("counts a user's connections together: one user's many connections cannot get another user's writes dropped", () => {

@@ -264,15 +264,14 @@ export class AcknowledgementGate implements Extension {
   }
 
   /**
-   * A connection's parked writes were dropped: counted and logged, its writes
-   * still queued refused from now on, and the connection, if still open,
-   * closed (told the rule's refusal first, when a rule refused them) once the
-   * socket's gate has answered those writes "not applied" (on the promises'
-   * own turn).
+   * A connection's parked writes were dropped: counted and logged, and the
+   * connection, if still open, closed (told the rule's refusal first, when a
+   * rule refused them) once the socket's gate has answered those writes "not
+   * applied" (on the promises' own turn). Writes it has queued meanwhile are
+   * handled as ever: judged by the rules, and what they park goes at the close.
    */
   private parkedDropped(document: Document, connection: Connection, reason: DropReason): void {
     const refusal = typeof reason === 'string' ? this.pendingRefusal(connection, reason) : this.releaseRefusal(connection, reason);
-    connection.readOnly = true;
     setImmediate(() => {
       if (!document.hasConnection(connection)) return;
       // A rule's refusal names the fields, as a refused write's does.
