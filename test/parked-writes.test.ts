@@ -154,7 +154,7 @@ function waitingWrite(client: number, text: string) {
   return { dependency, waiting };
 }
 
-describe('ParkedWrites: what passing a bound or closing drops is the parked content of that connection alone', () => {
+describe('ParkedWrites: passing a bound drops the parked content of the user holding the most (or of the connection too old); closing, of that connection', () => {
   afterEach(() => vi.useRealTimers());
 
   it('a connection taking the document past MAX_PENDING_WRITES loses its own parked writes; another connection keeps its one', async () => {

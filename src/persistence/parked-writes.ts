@@ -236,11 +236,13 @@ export class ParkedWrites {
       const parking = this.parkingOf(document);
       const exceeded = this.beyond((parking?.bytes ?? 0) + extra.bytes, (parking?.writes ?? 0) + extra.writes);
       if (!exceeded || !parking) return exceeded;
-      const shares = sharesByUser(parking, exceeded, this.callbacks.userOf);
+      const shares = sharesByUser(parking, this.callbacks.userOf);
       const writer = this.callbacks.userOf(connection);
-      let most = (shares.get(writer)?.amount ?? 0) + (exceeded === 'MAX_PENDING_BYTES' ? extra.bytes : extra.writes);
+      let most = countedBy(exceeded, shares.get(writer) ?? { bytes: 0, writes: 0 }) + countedBy(exceeded, extra);
       let largest: Connection[] | undefined;
-      for (const [user, share] of shares) if (user !== writer && share.amount > most) [largest, most] = [share.connections, share.amount];
+      for (const [user, share] of shares) {
+        if (user !== writer && countedBy(exceeded, share) > most) [largest, most] = [share.connections, countedBy(exceeded, share)];
+      }
       if (!largest) return exceeded;
       for (const holder of largest) this.dropParkedBy(document, holder, exceeded);
     }
@@ -300,17 +302,23 @@ export class ParkedWrites {
   }
 }
 
-/** What each user's connections hold parked, of what `limit` counts. */
-function sharesByUser(parking: DocumentParking, limit: ParkingLimit, userOf: (connection: Connection) => string) {
-  const shares = new Map<string, { amount: number; connections: Connection[] }>();
+/** What each user's connections hold parked. */
+function sharesByUser(parking: DocumentParking, userOf: (connection: Connection) => string) {
+  const shares = new Map<string, { bytes: number; writes: number; connections: Connection[] }>();
   for (const [connection, writes] of parking.byConnection) {
     const user = userOf(connection);
-    const share = shares.get(user) ?? { amount: 0, connections: [] };
-    share.amount += limit === 'MAX_PENDING_BYTES' ? writes.reduce((sum, write) => sum + write.bytes, 0) : writes.length;
+    const share = shares.get(user) ?? { bytes: 0, writes: 0, connections: [] };
+    share.bytes += writes.reduce((sum, write) => sum + write.bytes, 0);
+    share.writes += writes.length;
     share.connections.push(connection);
     shares.set(user, share);
   }
   return shares;
+}
+
+/** What a document bound counts of some parked writes. */
+function countedBy(limit: ParkingLimit, parked: { bytes: number; writes: number }): number {
+  return limit === 'MAX_PENDING_BYTES' ? parked.bytes : parked.writes;
 }
 
 /** Takes what Yjs holds pending out of the document. */
